@@ -1,0 +1,90 @@
+"""The gateway application factory. `services` says which other services run inside this process
+(`tradebridge up` runs them all here; `tradebridge gateway` runs the API alone)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import structlog
+from asgi_correlation_id import CorrelationIdMiddleware
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware, SecurityHeadersMiddleware
+from gateway.problems import install_problem_handlers
+from gateway.routes import admin, auth, me, ops
+from gateway.services.accounts import ensure_admin
+from shared.clock import Clock
+from shared.settings import Settings
+from tradebridge.bootstrap import Runtime, build_runtime
+
+log = structlog.get_logger(__name__)
+
+# A service hook starts a background part of the system inside the runtime and stops it on exit.
+ServiceHook = Callable[[Runtime, AsyncExitStack], Any]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    hooks: Iterable[ServiceHook] = (),
+    migrate: bool = False,
+    runtime_overrides: dict[str, Any] | None = None,
+) -> FastAPI:
+    hooks = list(hooks)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if migrate:
+            from shared.migrate import upgrade
+
+            await upgrade(settings.database_url)
+        async with build_runtime(settings, clock=clock) as rt, AsyncExitStack() as stack:
+            for name, value in (runtime_overrides or {}).items():
+                setattr(rt, name, value)
+            app.state.runtime = rt
+            if settings.admin_email and settings.admin_password:
+                await ensure_admin(
+                    rt.sessions,
+                    rt.clock,
+                    settings.admin_email,
+                    settings.admin_password.get_secret_value(),
+                    rounds=settings.bcrypt_rounds,
+                )
+            for hook in hooks:
+                result = hook(rt, stack)
+                if hasattr(result, "__await__"):
+                    await result
+            log.info(
+                "gateway ready", database=settings.database_url.split("://")[0], bus=type(rt.bus).__name__
+            )
+            yield
+
+    app = FastAPI(
+        title="TradeBridge",
+        version="0.1.0",
+        description="One API for paper trading and the Binance spot testnet.",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    for router in (auth.router, me.router, admin.router, ops.router):
+        app.include_router(router)
+
+    # Outermost last: request id → metrics → security headers → CORS → body limit → app.
+    app.add_middleware(BodyLimitMiddleware)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+            max_age=600,
+        )
+    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.is_production)
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
+    return app

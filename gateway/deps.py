@@ -1,0 +1,113 @@
+"""Dependencies: the runtime, the request's transaction, the current user and per-request services."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from asgi_correlation_id import correlation_id
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.services.accounts import AccountService
+from gateway.services.audit import Auditor
+from gateway.services.keys import KeyService
+from shared.errors import Forbidden, Unauthorized
+from shared.models import User
+from shared.settings import Settings
+from tradebridge.bootstrap import Runtime
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_settings(rt: RuntimeDep) -> Settings:
+    return rt.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def get_session(rt: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    """The request's unit of work: committed before the response is sent (scope="function"), or rolled back."""
+    async with rt.sessions() as session, session.begin():
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+def client_address(request: Request, rt: RuntimeDep) -> str:
+    if rt.settings.trusted_proxies:
+        forwarded = request.headers.get("x-forwarded-for")
+        if forwarded:
+            return forwarded.split(",")[0].strip()
+    return request.client.host if request.client else "unknown"
+
+
+ClientAddress = Annotated[str, Depends(client_address)]
+
+
+def get_auditor(rt: RuntimeDep, address: ClientAddress) -> Auditor:
+    return Auditor(rt.clock, ip=address, request_id=correlation_id.get())
+
+
+AuditorDep = Annotated[Auditor, Depends(get_auditor)]
+
+_bearer = HTTPBearer(auto_error=False, description="Access token from /auth/login")
+
+
+async def current_user(
+    rt: RuntimeDep,
+    session: SessionDep,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User:
+    if creds is None or creds.scheme.lower() != "bearer":
+        raise Unauthorized("Send an access token: Authorization: Bearer <token>.")
+    claims = rt.tokens.decode_access(creds.credentials)
+    user = await session.get(User, claims.sub)
+    if user is None or not user.is_active:
+        raise Unauthorized()
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+async def current_admin(user: CurrentUser) -> User:
+    if user.role != "admin":
+        raise Forbidden("This endpoint is for administrators.")
+    return user
+
+
+CurrentAdmin = Annotated[User, Depends(current_admin)]
+
+
+def get_account_service(rt: RuntimeDep, session: SessionDep, auditor: AuditorDep) -> AccountService:
+    return AccountService(
+        session=session,
+        sessions=rt.sessions,
+        clock=rt.clock,
+        tokens=rt.tokens,
+        throttle=rt.login_throttle,
+        auditor=auditor,
+        bcrypt_rounds=rt.settings.bcrypt_rounds,
+        refresh_ttl_s=rt.settings.refresh_token_ttl_s,
+    )
+
+
+Accounts = Annotated[AccountService, Depends(get_account_service)]
+
+
+def get_key_service(rt: RuntimeDep, session: SessionDep, auditor: AuditorDep) -> KeyService:
+    return KeyService(
+        session=session, keyring=rt.keyring, clock=rt.clock, auditor=auditor, verifier=rt.key_verifier
+    )
+
+
+Keys = Annotated[KeyService, Depends(get_key_service)]

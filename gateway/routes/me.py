@@ -1,0 +1,55 @@
+"""The current user's profile, mode switch and exchange keys."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.deps import Accounts, CurrentUser, Keys, SessionDep
+from gateway.services.accounts import has_testnet_keys
+from gateway.services.keys import TESTNET_EXCHANGE
+from shared.models import User
+from shared.schemas.accounts import KeyOut, KeysIn, MeOut, ModeIn
+
+router = APIRouter(prefix="/api", tags=["account"])
+
+
+async def _me(session: AsyncSession, user: User) -> MeOut:
+    return MeOut(
+        id=user.id,
+        email=user.email,
+        role=user.role,
+        mode=user.mode,  # type: ignore[arg-type]
+        has_testnet_keys=await has_testnet_keys(session, user.id),
+    )
+
+
+@router.get("/me", response_model=MeOut)
+async def me(user: CurrentUser, session: SessionDep) -> MeOut:
+    return await _me(session, user)
+
+
+@router.put("/me/mode", response_model=MeOut)
+async def set_mode(body: ModeIn, user: CurrentUser, accounts: Accounts, session: SessionDep) -> MeOut:
+    await accounts.set_mode(user, body.mode)
+    return await _me(session, user)
+
+
+@router.put("/keys/binance-testnet", response_model=KeyOut)
+async def put_testnet_keys(body: KeysIn, user: CurrentUser, keys: Keys) -> KeyOut:
+    row = await keys.store(user, body.api_key, body.api_secret, exchange=TESTNET_EXCHANGE)
+    return KeyOut(exchange=row.exchange, api_key_hint=row.api_key_hint, created_at=row.created_at)
+
+
+@router.get("/keys", response_model=list[KeyOut])
+async def list_keys(user: CurrentUser, keys: Keys) -> list[KeyOut]:
+    return [
+        KeyOut(exchange=r.exchange, api_key_hint=r.api_key_hint, created_at=r.created_at)
+        for r in await keys.list(user)
+    ]
+
+
+@router.delete("/keys/binance-testnet", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_testnet_keys(user: CurrentUser, keys: Keys) -> Response:
+    await keys.delete(user, TESTNET_EXCHANGE)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

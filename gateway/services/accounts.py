@@ -1,0 +1,231 @@
+"""Accounts: registration, login with throttling, refresh-token rotation with reuse detection, logout,
+mode switch and the admin bootstrap. Services flush; the request (or caller) owns the transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import structlog
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.services.audit import Auditor
+from shared.clock import Clock
+from shared.db import unit_of_work
+from shared.errors import Conflict, Unauthorized
+from shared.ids import new_id
+from shared.metrics import LOGINS
+from shared.models import ExchangeCredential, RefreshToken, User
+from shared.ratelimit import LoginThrottle
+from shared.schemas.accounts import TokenPair
+from shared.security.passwords import (
+    dummy_verify_async,
+    hash_password_async,
+    validate_password,
+    verify_password_async,
+)
+from shared.security.tokens import TokenService, hash_refresh_token, new_refresh_token
+
+log = structlog.get_logger(__name__)
+
+BAD_LOGIN = "Incorrect email or password."
+BAD_REFRESH = "The refresh token is invalid, expired or revoked; log in again."
+TESTNET_EXCHANGE = "binance-testnet"
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+@dataclass
+class AccountService:
+    session: AsyncSession
+    sessions: async_sessionmaker[AsyncSession]
+    clock: Clock
+    tokens: TokenService
+    throttle: LoginThrottle
+    auditor: Auditor
+    bcrypt_rounds: int
+    refresh_ttl_s: int
+
+    async def register(self, email: str, password: str) -> User:
+        email = normalize_email(email)
+        validate_password(password)
+        if await self.find_by_email(email) is not None:
+            raise Conflict("An account with this email already exists.")
+        now = self.clock.now()
+        user = User(
+            id=new_id(),
+            email=email,
+            password_hash=await hash_password_async(password, rounds=self.bcrypt_rounds),
+            role="user",
+            mode="paper",
+            created_at=now,
+            updated_at=now,
+        )
+        self.session.add(user)
+        try:
+            await self.session.flush()
+        except IntegrityError as exc:
+            raise Conflict("An account with this email already exists.") from exc
+        await self.auditor.record(self.session, "user.register", actor_id=user.id, target=user.id)
+        return user
+
+    async def find_by_email(self, email: str) -> User | None:
+        result = await self.session.execute(select(User).where(User.email == normalize_email(email)))
+        return result.scalar_one_or_none()
+
+    async def login(self, email: str, password: str, address: str) -> TokenPair:
+        email = normalize_email(email)
+        await self.throttle.check(email, address)
+        user = await self.find_by_email(email)
+        if user is None:
+            await dummy_verify_async()
+            ok = False
+        else:
+            ok = await verify_password_async(password, user.password_hash) and user.is_active
+        if not ok or user is None:
+            await self.throttle.failed(email, address)
+            LOGINS.labels("failure").inc()
+            await self.auditor.record_detached(
+                self.sessions, "auth.login_failed", actor_id=user.id if user else None, email=email
+            )
+            raise Unauthorized(BAD_LOGIN)
+        await self.throttle.succeeded(email)
+        LOGINS.labels("success").inc()
+        pair = await self._issue(user, family_id=new_id())
+        await self.auditor.record(self.session, "auth.login", actor_id=user.id)
+        return pair
+
+    async def refresh(self, token: str) -> TokenPair:
+        now = self.clock.now()
+        row = (
+            await self.session.execute(
+                select(RefreshToken).where(RefreshToken.token_hash == hash_refresh_token(token))
+            )
+        ).scalar_one_or_none()
+        if row is None:
+            raise Unauthorized(BAD_REFRESH)
+        if row.rotated_at is not None or row.revoked_at is not None:
+            await self._reuse_detected(row)
+        if row.expires_at <= now:
+            raise Unauthorized(BAD_REFRESH)
+        # Conditional rotation: of two concurrent uses of one token exactly one wins; the other is reuse.
+        won = await self.session.execute(
+            update(RefreshToken)
+            .where(
+                RefreshToken.id == row.id,
+                RefreshToken.rotated_at.is_(None),
+                RefreshToken.revoked_at.is_(None),
+            )
+            .values(rotated_at=now)
+        )
+        if won.rowcount != 1:  # type: ignore[attr-defined]
+            await self._reuse_detected(row)
+        user = await self.session.get(User, row.user_id)
+        if user is None or not user.is_active:
+            raise Unauthorized(BAD_REFRESH)
+        return await self._issue(user, family_id=row.family_id)
+
+    async def _reuse_detected(self, row: RefreshToken) -> None:
+        # Recorded in a transaction of its own: the request's is rolled back with the 401.
+        async with unit_of_work(self.sessions) as s:
+            await s.execute(
+                update(RefreshToken)
+                .where(RefreshToken.family_id == row.family_id, RefreshToken.revoked_at.is_(None))
+                .values(revoked_at=self.clock.now())
+            )
+        await self.auditor.record_detached(
+            self.sessions, "auth.refresh_reuse", actor_id=row.user_id, family_id=row.family_id
+        )
+        log.warning("refresh token reuse: family revoked", user_id=row.user_id, family_id=row.family_id)
+        raise Unauthorized(BAD_REFRESH)
+
+    async def logout(self, token: str) -> None:
+        row = (
+            await self.session.execute(
+                select(RefreshToken).where(RefreshToken.token_hash == hash_refresh_token(token))
+            )
+        ).scalar_one_or_none()
+        if row is None:
+            return
+        await self.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.family_id == row.family_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=self.clock.now())
+        )
+        await self.auditor.record(self.session, "auth.logout", actor_id=row.user_id)
+
+    async def _issue(self, user: User, *, family_id: str) -> TokenPair:
+        access = self.tokens.issue_access(user.id, user.role)
+        refresh, digest = new_refresh_token()
+        now = self.clock.now()
+        self.session.add(
+            RefreshToken(
+                id=new_id(),
+                user_id=user.id,
+                family_id=family_id,
+                token_hash=digest,
+                issued_at=now,
+                expires_at=now + timedelta(seconds=self.refresh_ttl_s),
+            )
+        )
+        await self.session.flush()
+        return TokenPair(access_token=access.token, refresh_token=refresh, expires_in=access.expires_in)
+
+    async def set_mode(self, user: User, mode: str) -> User:
+        if mode == "testnet" and not await has_testnet_keys(self.session, user.id):
+            raise Conflict("Save Binance testnet API keys before switching to testnet mode.")
+        if user.mode != mode:
+            previous = user.mode
+            user.mode = mode
+            user.updated_at = self.clock.now()
+            self.session.add(user)
+            await self.session.flush()
+            await self.auditor.record(
+                self.session, "user.mode", actor_id=user.id, previous=previous, mode=mode
+            )
+        return user
+
+
+async def has_testnet_keys(session: AsyncSession, user_id: str) -> bool:
+    count = await session.scalar(
+        select(func.count())
+        .select_from(ExchangeCredential)
+        .where(ExchangeCredential.user_id == user_id, ExchangeCredential.exchange == TESTNET_EXCHANGE)
+    )
+    return bool(count)
+
+
+async def ensure_admin(
+    sessions: async_sessionmaker[AsyncSession], clock: Clock, email: str, password: str, *, rounds: int
+) -> User:
+    """Create the admin, or promote an existing account; idempotent (run at every start-up)."""
+    email = normalize_email(email)
+    async with unit_of_work(sessions) as session:
+        user = (await session.execute(select(User).where(User.email == email))).scalar_one_or_none()
+        now = clock.now()
+        if user is None:
+            user = User(
+                id=new_id(),
+                email=email,
+                password_hash=await hash_password_async(password, rounds=rounds),
+                role="admin",
+                mode="paper",
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(user)
+            action = "admin.bootstrap_create"
+        elif user.role != "admin":
+            user.role = "admin"
+            user.updated_at = now
+            session.add(user)
+            action = "admin.bootstrap_promote"
+        else:
+            return user
+        await session.flush()
+        await Auditor(clock, ip=None, request_id=None).record(session, action, actor_id=None, target=user.id)
+        return user

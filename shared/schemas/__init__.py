@@ -1,0 +1,1 @@
+"""API models shared by the gateway, the events service and the examples."""

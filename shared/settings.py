@@ -1,0 +1,112 @@
+"""Configuration from the environment (and `.env`), as fixed by the public contract.
+
+Settings are plain data: reading them builds nothing. Secrets that may be generated (JWT_SECRET,
+KEY_ENCRYPTION_KEYS) are resolved at start-up by `shared.secrets.resolve_secrets`, not here.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./tradebridge.db"
+
+
+def _csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    database_url: str = DEFAULT_SQLITE_URL
+    redis_url: str | None = None
+    redis_prefix: str = "tradebridge:"
+    jwt_secret: SecretStr | None = None
+    key_encryption_keys: SecretStr | None = None
+    binance_testnet_url: str = "https://testnet.binance.vision"
+    pricefeed_source: str = "synthetic"
+    symbols_csv: str = Field(default="BTCUSDT,ETHUSDT,BNBUSDT", validation_alias="SYMBOLS")
+    paper_starting_balances_csv: str = Field(default="USDT=10000", validation_alias="PAPER_STARTING_BALANCES")
+    paper_market_maker: Literal["on", "off"] = "on"
+    admin_email: str | None = None
+    admin_password: SecretStr | None = None
+    cors_origins_csv: str = Field(default="", validation_alias="CORS_ORIGINS")
+    tradebridge_env: Literal["development", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    # Not in the public contract; sensible defaults, overridable.
+    secrets_file: Path = Path(".tradebridge-secrets.json")
+    access_token_ttl_s: int = Field(default=900, ge=30)
+    refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
+    bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+    login_limit_per_account: str = "5/minute"
+    login_limit_per_address: str = "30/minute"
+    order_rate_limit: str = "50/second"
+    log_level: str = "INFO"
+    trusted_proxies: bool = False
+
+    @field_validator("paper_market_maker", mode="before")
+    @classmethod
+    def _on_off(cls, v: object) -> object:
+        if isinstance(v, str):
+            low = v.strip().lower()
+            if low in {"1", "true", "yes", "on"}:
+                return "on"
+            if low in {"0", "false", "no", "off"}:
+                return "off"
+        return v
+
+    @field_validator("paper_starting_balances_csv")
+    @classmethod
+    def _balances_parse(cls, v: str) -> str:
+        _parse_balances(v)
+        return v
+
+    @cached_property
+    def symbols(self) -> list[str]:
+        return [s.replace("/", "").upper() for s in _csv(self.symbols_csv)]
+
+    @cached_property
+    def cors_origins(self) -> list[str]:
+        return _csv(self.cors_origins_csv)
+
+    @cached_property
+    def paper_starting_balances(self) -> dict[str, Decimal]:
+        return _parse_balances(self.paper_starting_balances_csv)
+
+    @property
+    def is_production(self) -> bool:
+        return self.tradebridge_env == "production"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def market_maker_enabled(self) -> bool:
+        return self.paper_market_maker == "on"
+
+
+def _parse_balances(value: str) -> dict[str, Decimal]:
+    out: dict[str, Decimal] = {}
+    for part in _csv(value):
+        asset, sep, amount = part.partition("=")
+        if not sep or not asset.strip():
+            raise ValueError(f"PAPER_STARTING_BALANCES entry {part!r} is not ASSET=AMOUNT")
+        try:
+            dec = Decimal(amount.strip())
+        except InvalidOperation as exc:
+            raise ValueError(f"PAPER_STARTING_BALANCES amount {amount!r} is not a number") from exc
+        if not dec.is_finite() or dec < 0:
+            raise ValueError(f"PAPER_STARTING_BALANCES amount {amount!r} must be a non-negative number")
+        out[asset.strip().upper()] = dec
+    return out

@@ -1,0 +1,115 @@
+"""Fixtures shared by the whole suite: real PostgreSQL and Redis, isolated per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from tests.support.services import PG_ADMIN_DSN, REDIS_URL, service_missing, unique_name
+
+
+@pytest.fixture
+async def redis_url() -> AsyncIterator[str]:
+    """The real Redis URL; the test must namespace its keys with `redis_prefix`."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except Exception as exc:
+        service_missing("Redis", exc)
+    finally:
+        await client.aclose()
+    yield REDIS_URL
+
+
+@pytest.fixture
+async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
+    """A key prefix of this test's own; every key under it is deleted afterwards."""
+    import redis.asyncio as aioredis
+
+    prefix = unique_name("test") + ":"
+    yield prefix
+    client = aioredis.from_url(redis_url)
+    try:
+        keys = [k async for k in client.scan_iter(match=prefix + "*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def pg_empty_url() -> AsyncIterator[str]:
+    """A brand-new, empty PostgreSQL database of this test's own, dropped afterwards."""
+    import asyncpg
+
+    name = unique_name("tb")
+    try:
+        admin = await asyncpg.connect(PG_ADMIN_DSN)
+    except Exception as exc:
+        service_missing("PostgreSQL", exc)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+def _pg_template() -> Iterator[str]:
+    """A database migrated to head once per test worker; each test clones it (fast) with CREATE ... TEMPLATE."""
+    import asyncio
+
+    import asyncpg
+
+    from shared.migrate import upgrade
+
+    name = unique_name("tbtpl")
+
+    async def create() -> None:
+        admin = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        await upgrade(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}")
+
+    async def drop() -> None:
+        admin = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+    try:
+        asyncio.run(create())
+    except (OSError, asyncpg.PostgresError) as exc:
+        service_missing("PostgreSQL", exc)
+    yield name
+    asyncio.run(drop())
+
+
+@pytest.fixture
+async def pg_url(_pg_template: str) -> AsyncIterator[str]:
+    """A PostgreSQL database of this test's own, migrated to head, dropped afterwards."""
+    import asyncpg
+
+    name = unique_name("tb")
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{_pg_template}"')
+    finally:
+        await admin.close()
+    yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()

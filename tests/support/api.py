@@ -1,0 +1,76 @@
+"""Run the real application in-process (lifespan included) and talk to it over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+
+from shared.clock import Clock
+from shared.security.crypto import generate_key
+from shared.settings import Settings
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "jwt_secret": "test-jwt-secret-" + "x" * 32,
+        "key_encryption_keys": generate_key(),
+        "bcrypt_rounds": 4,
+        "paper_market_maker": "off",
+        "binance_testnet_url": "http://127.0.0.1:9",
+        "secrets_file": "/nonexistent/never-written.json",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@dataclass
+class Api:
+    app: FastAPI
+    client: httpx.AsyncClient
+
+    @property
+    def runtime(self) -> Any:
+        return self.app.state.runtime
+
+    async def register(
+        self, email: str, password: str = "correct horse battery", **extra: Any
+    ) -> dict[str, Any]:
+        r = await self.client.post("/auth/register", json={"email": email, "password": password, **extra})
+        assert r.status_code == 201, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    async def login(self, email: str, password: str = "correct horse battery") -> dict[str, Any]:
+        r = await self.client.post("/auth/login", json={"email": email, "password": password})
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    async def user(self, email: str, password: str = "correct horse battery") -> dict[str, str]:
+        """Register and log in; returns the Authorization header."""
+        await self.register(email, password)
+        tokens = await self.login(email, password)
+        return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+@asynccontextmanager
+async def running_api(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    app: FastAPI | None = None,
+    migrate: bool = False,
+    **kwargs: Any,
+) -> AsyncIterator[Api]:
+    from gateway.app import create_app
+
+    app = app or create_app(settings, clock=clock, migrate=migrate, **kwargs)
+    async with LifespanManager(app, startup_timeout=60) as manager:
+        transport = httpx.ASGITransport(app=manager.app, client=("203.0.113.7", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield Api(app, client)

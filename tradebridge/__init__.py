@@ -1,0 +1,1 @@
+"""TradeBridge: the composition root (bootstrap) and the `tradebridge` command line."""

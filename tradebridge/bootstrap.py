@@ -1,0 +1,79 @@
+"""The composition root: every service process (and `tradebridge up`) assembles its parts here, at start-up."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from execution.testnet.verify import ExchangeKeyVerifier
+from gateway.services.keys import KeyVerifier
+from shared.bus import Bus, create_bus
+from shared.clock import Clock, SystemClock
+from shared.db import create_engine, session_factory
+from shared.ratelimit import LoginThrottle, RateLimiter
+from shared.secrets import Secrets, resolve_secrets
+from shared.security.crypto import KeyRing
+from shared.security.tokens import TokenService
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything a service needs, built once per process and injected (never imported as a global)."""
+
+    settings: Settings
+    secrets: Secrets
+    clock: Clock
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    bus: Bus
+    tokens: TokenService
+    keyring: KeyRing
+    limiter: RateLimiter
+    login_throttle: LoginThrottle
+    key_verifier: KeyVerifier
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    async def check_database(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+
+@asynccontextmanager
+async def build_runtime(settings: Settings, *, clock: Clock | None = None) -> AsyncIterator[Runtime]:
+    clock = clock or SystemClock()
+    secrets = resolve_secrets(settings)
+    engine = create_engine(settings.database_url)
+    bus = create_bus(settings.redis_url, prefix=settings.redis_prefix, maxlen=100_000, clock=clock)
+    limiter = RateLimiter(settings.redis_url, prefix=settings.redis_prefix + "rl:")
+    rt = Runtime(
+        settings=settings,
+        secrets=secrets,
+        clock=clock,
+        engine=engine,
+        sessions=session_factory(engine),
+        bus=bus,
+        tokens=TokenService(secrets.jwt_secret, access_ttl_s=settings.access_token_ttl_s, clock=clock),
+        keyring=KeyRing.from_setting(secrets.key_encryption_keys),
+        limiter=limiter,
+        login_throttle=LoginThrottle(
+            limiter,
+            per_account=settings.login_limit_per_account,
+            per_address=settings.login_limit_per_address,
+        ),
+        key_verifier=ExchangeKeyVerifier(settings.binance_testnet_url),
+    )
+    try:
+        yield rt
+    finally:
+        await bus.close()
+        await limiter.aclose()
+        await engine.dispose()

@@ -1,0 +1,12 @@
+"""`tradebridge up`: every service in one process on one port, on SQLite and the in-process bus."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from gateway.app import create_app
+from shared.settings import Settings
+
+
+def create_embedded_app(settings: Settings) -> FastAPI:
+    return create_app(settings, migrate=True)
