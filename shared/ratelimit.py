@@ -1,0 +1,238 @@
+"""Rate limiting on the ``limits`` library: per-user order limits and login throttling.
+
+Storage is Redis (shared by every gateway process) when a URL is given, else process memory (the
+embedded single-process mode). Every Redis key lives under ``<prefix>ratelimit:``.
+
+The strategy is the moving window: exact ("5/minute" means at most 5 in any 60 s), and Retry-After
+is exact too (when the oldest hit in the window leaves it).
+
+Failure policy, decided: if the store is unreachable we **fail open** and log a warning. A Redis
+outage must not turn every login and order into a 5xx, and login stays expensive anyway (bcrypt).
+``fail_open=False`` instead raises ``Unavailable`` (503 with Retry-After) for callers that prefer
+refusing. After a failure the store is not tried again for ``cooldown_s`` (a small circuit breaker),
+so an outage costs one connection attempt per cooldown rather than one per request.
+
+Note: the library reads ``time.time()`` itself, so window arithmetic here uses the wall clock too; the
+injected ``Clock`` only drives the circuit breaker.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import time
+from typing import Any
+
+import structlog
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
+from limits.util import WindowStats
+
+from shared.clock import Clock, SystemClock
+from shared.errors import Throttled, Unavailable
+
+log = structlog.get_logger(__name__)
+
+_STORE_ERRORS: tuple[type[BaseException], ...] = (StorageError, ConnectionError, TimeoutError, OSError)
+try:  # redis-py's errors don't all derive from the builtin ones
+    from redis.exceptions import RedisError
+
+    _STORE_ERRORS = (*_STORE_ERRORS, RedisError)
+except ImportError:  # pragma: no cover - redis is a project dependency
+    pass
+
+
+@functools.lru_cache(maxsize=256)
+def parse_rule(rule: str) -> RateLimitItem:
+    """``"5/minute"``, ``"10 per second"``, ``"100/5 minutes"``...; a bad rule is a ValueError."""
+    return parse(rule)
+
+
+def _storage_uri(redis_url: str) -> str:
+    for scheme in ("redis://", "rediss://"):
+        if redis_url.startswith(scheme):
+            return "async+" + redis_url
+    if redis_url.startswith("unix://"):
+        return "async+redis+unix://" + redis_url.removeprefix("unix://")
+    raise ValueError("redis_url must start with redis://, rediss:// or unix://")
+
+
+class RateLimiter:
+    """Counts hits per (rule, key); raises ``Throttled`` with a Retry-After when a rule is exhausted."""
+
+    def __init__(
+        self,
+        redis_url: str | None,
+        prefix: str,
+        *,
+        fail_open: bool = True,
+        cooldown_s: float = 5.0,
+        socket_timeout_s: float = 0.5,
+        clock: Clock | None = None,
+    ) -> None:
+        if prefix and not prefix.endswith(":"):
+            prefix += ":"
+        self.prefix = prefix
+        self.fail_open = fail_open
+        self._cooldown_s = cooldown_s
+        self._clock: Clock = clock or SystemClock()
+        self._down_until = -math.inf
+        self._storage: Storage
+        if redis_url is None:
+            self._storage = MemoryStorage()
+        else:
+            self._storage = RedisStorage(
+                _storage_uri(redis_url),
+                implementation="redispy",
+                key_prefix=f"{prefix}ratelimit",
+                wrap_exceptions=True,
+                socket_connect_timeout=socket_timeout_s,
+                socket_timeout=socket_timeout_s,
+            )
+        self._strategy = MovingWindowRateLimiter(self._storage)
+
+    @property
+    def backend(self) -> str:
+        return "memory" if isinstance(self._storage, MemoryStorage) else "redis"
+
+    async def aclose(self) -> None:
+        client = getattr(getattr(self._storage, "bridge", None), "storage", None)
+        if client is not None:
+            await client.aclose()
+
+    # -- raw operations: None means "store unavailable, policy applied" ---------------------------
+
+    def _unavailable(self, exc: BaseException | None) -> None:
+        """Apply the failure policy: remember the outage, then log (open) or raise 503 (closed)."""
+        if exc is not None:
+            self._down_until = self._clock.monotonic() + self._cooldown_s
+            log.warning("ratelimit.store_unavailable", error=type(exc).__name__, fail_open=self.fail_open)
+        if not self.fail_open:
+            retry = max(1, math.ceil(self._down_until - self._clock.monotonic()))
+            raise Unavailable(
+                "Rate limiting is temporarily unavailable; try again shortly",
+                headers={"Retry-After": str(retry)},
+            )
+
+    async def _call(self, op: Any, *args: Any) -> Any:
+        if self._clock.monotonic() < self._down_until:
+            self._unavailable(None)
+            return None
+        try:
+            return await op(*args)
+        except _STORE_ERRORS as exc:
+            self._unavailable(exc)
+            return None
+
+    async def _retry_after(self, item: RateLimitItem, key: str) -> int:
+        stats: WindowStats | None = await self._call(self._strategy.get_window_stats, item, key)
+        if stats is None:
+            return int(item.get_expiry())
+        return max(1, math.ceil(stats.reset_time - time.time()))
+
+    # -- public API -------------------------------------------------------------------------------
+
+    async def consume(self, rule: str, key: str) -> bool:
+        """Count one hit; False if the rule was already exhausted (nothing is counted then)."""
+        ok = await self._call(self._strategy.hit, parse_rule(rule), key)
+        return True if ok is None else bool(ok)
+
+    async def hit(self, rule: str, key: str) -> None:
+        """Count one hit, or raise ``Throttled`` (429, Retry-After) if the rule is exhausted."""
+        item = parse_rule(rule)
+        ok = await self._call(self._strategy.hit, item, key)
+        if ok is False:
+            raise Throttled("Too many requests; slow down", retry_after=await self._retry_after(item, key))
+
+    async def allowed(self, rule: str, key: str) -> bool:
+        """Whether one more hit would be allowed, without counting it."""
+        ok = await self._call(self._strategy.test, parse_rule(rule), key)
+        return True if ok is None else bool(ok)
+
+    async def retry_after(self, rule: str, key: str) -> int:
+        """Whole seconds (>= 1) until the rule admits another hit for ``key``."""
+        return await self._retry_after(parse_rule(rule), key)
+
+    async def check(self, rule: str, key: str) -> None:
+        """Raise ``Throttled`` if the rule is exhausted, without counting a hit."""
+        if not await self.allowed(rule, key):
+            raise Throttled("Too many requests; slow down", retry_after=await self.retry_after(rule, key))
+
+    async def reset(self, rule: str, key: str) -> None:
+        """Forget every hit of ``key`` under ``rule``."""
+        await self._call(self._strategy.clear, parse_rule(rule), key)
+
+
+def _digest(kind: str, value: str) -> str:
+    """Keys carry a hash, not the email or IP itself: no personal data in Redis key names."""
+    return kind + ":" + hashlib.sha256(value.encode("utf-8")).hexdigest()[:32]
+
+
+class LoginThrottle:
+    """Failed-login limits per account (email) and per client address.
+
+    Two ways to use it:
+
+    - ``check`` before verifying, ``failed`` after a wrong password, ``succeeded`` after a right one.
+      Simple, but check-then-count is not atomic: N concurrent attempts can all pass ``check`` before
+      any ``failed`` lands, so a burst can exceed the limit by its concurrency.
+    - ``attempt`` before verifying (counts the attempt up front, atomically in Redis), then
+      ``succeeded`` on success. No burst bypass; successful logins also count against the address.
+      Prefer this one on a public endpoint.
+
+    ``succeeded`` resets the account counter only: a valid login must not wipe the address counter,
+    or an attacker holding one account could reset it between guesses at others.
+    """
+
+    def __init__(
+        self, limiter: RateLimiter, per_account: str = "5/minute", per_address: str = "20/minute"
+    ) -> None:
+        parse_rule(per_account)
+        parse_rule(per_address)
+        self._limiter = limiter
+        self.per_account = per_account
+        self.per_address = per_address
+
+    @staticmethod
+    def _account_key(email: str) -> str:
+        return _digest("login:account", email.strip().lower())
+
+    @staticmethod
+    def _address_key(address: str) -> str:
+        return _digest("login:address", address.strip())
+
+    def _pairs(self, email: str, address: str | None) -> list[tuple[str, str]]:
+        pairs = [(self.per_account, self._account_key(email))]
+        if address:
+            pairs.append((self.per_address, self._address_key(address)))
+        return pairs
+
+    async def check(self, email: str, address: str | None) -> None:
+        """Raise ``Throttled`` if the account or the address has no attempts left; counts nothing."""
+        waits = [
+            await self._limiter.retry_after(rule, key)
+            for rule, key in self._pairs(email, address)
+            if not await self._limiter.allowed(rule, key)
+        ]
+        if waits:
+            raise Throttled("Too many failed login attempts; try again later", retry_after=max(waits))
+
+    async def failed(self, email: str, address: str | None) -> None:
+        """Record one failed attempt against the account and the address."""
+        for rule, key in self._pairs(email, address):
+            await self._limiter.consume(rule, key)
+
+    async def attempt(self, email: str, address: str | None) -> None:
+        """Count an attempt up front; raise ``Throttled`` if the address or account is exhausted."""
+        # Address first: a refused address must not eat into the victim account's allowance.
+        for rule, key in reversed(self._pairs(email, address)):
+            if not await self._limiter.consume(rule, key):
+                retry = await self._limiter.retry_after(rule, key)
+                raise Throttled("Too many failed login attempts; try again later", retry_after=retry)
+
+    async def succeeded(self, email: str) -> None:
+        """Clear the account's failures after a correct password."""
+        await self._limiter.reset(self.per_account, self._account_key(email))
