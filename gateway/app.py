@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware, SecurityHeadersMiddleware
 from gateway.problems import install_problem_handlers
-from gateway.routes import admin, auth, me, ops
+from gateway.routes import admin, auth, markets, me, ops, orders, portfolio
 from gateway.services.accounts import ensure_admin
 from shared.clock import Clock
 from shared.settings import Settings
@@ -54,6 +54,9 @@ def create_app(
                     settings.admin_password.get_secret_value(),
                     rounds=settings.bcrypt_rounds,
                 )
+            from execution.service import start_relay
+
+            await start_relay(rt, stack)
             for hook in hooks:
                 result = hook(rt, stack)
                 if hasattr(result, "__await__"):
@@ -70,7 +73,15 @@ def create_app(
         lifespan=lifespan,
     )
     install_problem_handlers(app)
-    for router in (auth.router, me.router, admin.router, ops.router):
+    for router in (
+        auth.router,
+        me.router,
+        orders.router,
+        portfolio.router,
+        markets.router,
+        admin.router,
+        ops.router,
+    ):
         app.include_router(router)
 
     # Outermost last: request id → metrics → security headers → CORS → body limit → app.

@@ -11,16 +11,21 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from execution.paper.ledger import FeeSchedule
+from execution.paper.rules import MarketRules, build_rules
 from execution.testnet.verify import ExchangeKeyVerifier
 from gateway.services.keys import KeyVerifier
 from shared.bus import Bus, create_bus
 from shared.clock import Clock, SystemClock
 from shared.db import create_engine, session_factory
+from shared.marketdata import MarketData, create_market_data
+from shared.outbox import OutboxRelay
 from shared.ratelimit import LoginThrottle, RateLimiter
-from shared.secrets import Secrets, resolve_secrets
+from shared.secrets import ConfigError, Secrets, resolve_secrets
 from shared.security.crypto import KeyRing
 from shared.security.tokens import TokenService
 from shared.settings import Settings
+from shared.streams import RETENTION
 
 log = structlog.get_logger(__name__)
 
@@ -40,6 +45,10 @@ class Runtime:
     limiter: RateLimiter
     login_throttle: LoginThrottle
     key_verifier: KeyVerifier
+    markets: dict[str, MarketRules]
+    fees: FeeSchedule
+    market_data: MarketData
+    relay: OutboxRelay
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def check_database(self) -> None:
@@ -51,18 +60,26 @@ class Runtime:
 async def build_runtime(settings: Settings, *, clock: Clock | None = None) -> AsyncIterator[Runtime]:
     clock = clock or SystemClock()
     secrets = resolve_secrets(settings)
+    try:
+        tokens = TokenService(secrets.jwt_secret, access_ttl_s=settings.access_token_ttl_s, clock=clock)
+        keyring = KeyRing.from_setting(secrets.key_encryption_keys)
+    except ValueError as exc:  # the messages name the setting's problem, never its value
+        raise ConfigError(f"invalid secret configuration: {exc}") from exc
     engine = create_engine(settings.database_url)
-    bus = create_bus(settings.redis_url, prefix=settings.redis_prefix, maxlen=100_000, clock=clock)
+    bus = create_bus(
+        settings.redis_url, prefix=settings.redis_prefix, maxlen=100_000, clock=clock, retention=RETENTION
+    )
     limiter = RateLimiter(settings.redis_url, prefix=settings.redis_prefix + "rl:")
+    sessions = session_factory(engine)
     rt = Runtime(
         settings=settings,
         secrets=secrets,
         clock=clock,
         engine=engine,
-        sessions=session_factory(engine),
+        sessions=sessions,
         bus=bus,
-        tokens=TokenService(secrets.jwt_secret, access_ttl_s=settings.access_token_ttl_s, clock=clock),
-        keyring=KeyRing.from_setting(secrets.key_encryption_keys),
+        tokens=tokens,
+        keyring=keyring,
         limiter=limiter,
         login_throttle=LoginThrottle(
             limiter,
@@ -70,10 +87,16 @@ async def build_runtime(settings: Settings, *, clock: Clock | None = None) -> As
             per_address=settings.login_limit_per_address,
         ),
         key_verifier=ExchangeKeyVerifier(settings.binance_testnet_url),
+        markets=build_rules(settings.symbols),
+        fees=FeeSchedule(),
+        market_data=create_market_data(settings.redis_url, settings.redis_prefix),
+        relay=OutboxRelay(sessions, bus, clock, is_postgres=not settings.is_sqlite),
     )
     try:
         yield rt
     finally:
+        rt.relay.stop()
+        await rt.market_data.aclose()
         await bus.close()
         await limiter.aclose()
         await engine.dispose()

@@ -9,4 +9,6 @@ from shared.settings import Settings
 
 
 def create_embedded_app(settings: Settings) -> FastAPI:
-    return create_app(settings, migrate=True)
+    from execution.service import start_execution
+
+    return create_app(settings, migrate=True, hooks=[start_execution])

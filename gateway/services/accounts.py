@@ -79,7 +79,8 @@ class AccountService:
 
     async def login(self, email: str, password: str, address: str) -> TokenPair:
         email = normalize_email(email)
-        await self.throttle.check(email, address)
+        # Counted up front (not after failing) so a burst of concurrent guesses cannot slip through.
+        await self.throttle.attempt(email, address)
         user = await self.find_by_email(email)
         if user is None:
             await dummy_verify_async()
@@ -87,7 +88,6 @@ class AccountService:
         else:
             ok = await verify_password_async(password, user.password_hash) and user.is_active
         if not ok or user is None:
-            await self.throttle.failed(email, address)
             LOGINS.labels("failure").inc()
             await self.auditor.record_detached(
                 self.sessions, "auth.login_failed", actor_id=user.id if user else None, email=email

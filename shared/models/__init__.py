@@ -1,5 +1,28 @@
 """Database tables (SQLModel). Importing this package registers every table on `SQLModel.metadata`."""
 
 from shared.models.accounts import AuditLog, ExchangeCredential, RefreshToken, User
+from shared.models.trading import (
+    Balance,
+    Fill,
+    LedgerPosting,
+    Order,
+    OrderEvent,
+    OutboxMessage,
+    PaperAccount,
+    ProcessedCommand,
+)
 
-__all__ = ["AuditLog", "ExchangeCredential", "RefreshToken", "User"]
+__all__ = [
+    "AuditLog",
+    "Balance",
+    "ExchangeCredential",
+    "Fill",
+    "LedgerPosting",
+    "Order",
+    "OrderEvent",
+    "OutboxMessage",
+    "PaperAccount",
+    "ProcessedCommand",
+    "RefreshToken",
+    "User",
+]

@@ -1,0 +1,279 @@
+"""Persisting what venues report: order status changes (through the status machine), fills, ledger entries
+and external orders, with their private events written to the outbox in the same transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from execution.store.ledger import SqlLedger, balance_payload
+from execution.venues.base import OrderChange, VenueResult
+from gateway.services.orders import order_event_payload
+from shared.clock import Clock
+from shared.ids import new_id
+from shared.metrics import ORDER_EVENTS
+from shared.models import Fill, Order, OrderEvent
+from shared.orders import FINAL, IllegalTransition, Status, check_transition
+from shared.outbox import add_outbox
+from shared.streams import PRIVATE_EVENTS, private_event, user_stream
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Applied:
+    """What a result changed, for the caller's follow-up (metrics, market data)."""
+
+    orders: list[Order] = field(default_factory=list)
+    fills: int = 0
+    rejected_transitions: list[str] = field(default_factory=list)
+
+
+def next_status(current: str, reported: str) -> str:
+    """A resting order with a cancel in flight stays PENDING_CANCEL while fills arrive."""
+    if current == Status.PENDING_CANCEL and reported in (Status.NEW, Status.PARTIALLY_FILLED):
+        return Status.PENDING_CANCEL
+    return reported
+
+
+async def load_orders(session: AsyncSession, ids: Iterable[str], *, lock: bool = True) -> dict[str, Order]:
+    ids = sorted(set(ids))
+    if not ids:
+        return {}
+    stmt = select(Order).where(Order.id.in_(ids)).order_by(Order.id)
+    if lock:
+        stmt = stmt.with_for_update()
+    return {
+        o.id: o for o in (await session.execute(stmt.execution_options(populate_existing=True))).scalars()
+    }
+
+
+async def apply_result(
+    session: AsyncSession, clock: Clock, result: VenueResult, *, orders: dict[str, Order] | None = None
+) -> Applied:
+    now = clock.now()
+    applied = Applied()
+    ids = {c.order_id for c in result.changes} | {f.order_id for f in result.fills}
+    if orders is None:
+        orders = await load_orders(session, ids)
+    else:
+        missing = ids - orders.keys()
+        if missing:
+            orders.update(await load_orders(session, missing))
+
+    for ext in result.external_orders:
+        applied.orders.append(await _record_external(session, ext, now))
+
+    touched: dict[str, Order] = {}
+    for change in result.changes:
+        order = orders.get(change.order_id)
+        if order is None:
+            log.warning("venue reported an unknown order", order_id=change.order_id)
+            continue
+        if _apply_change(order, change, now, applied):
+            touched[order.id] = order
+
+    users_fills: list[dict[str, object]] = []
+    for f in result.fills:
+        order = orders.get(f.order_id)
+        if order is None:
+            continue
+        users_fills.append(
+            {
+                "trade_id": f.trade_id,
+                "order_id": f.order_id,
+                "user_id": order.user_id,
+                "mode": order.mode,
+                "symbol": f.symbol,
+                "side": f.side,
+                "price": f.price,
+                "quantity": f.quantity,
+                "quote_quantity": f.quote_quantity,
+                "fee": f.fee,
+                "fee_asset": f.fee_asset,
+                "liquidity": f.liquidity,
+                "ts": f.ts,
+            }
+        )
+    if users_fills:
+        new_fills = await _insert_fills(session, users_fills)
+        applied.fills = len(new_fills)
+        for row in new_fills:
+            add_outbox(
+                session,
+                PRIVATE_EVENTS,
+                private_event("TRADE", str(row["user_id"]), now, _trade_payload(row)),
+                mirror_to=user_stream(str(row["user_id"])),
+                now=now,
+            )
+
+    for order in touched.values():
+        session.add(
+            OrderEvent(
+                order_id=order.id,
+                status=order.status,
+                filled_quantity=order.filled_quantity,
+                reason=order.reason,
+                ts=now,
+            )
+        )
+        add_outbox(
+            session,
+            PRIVATE_EVENTS,
+            private_event("ORDER_UPDATE", order.user_id, now, order_event_payload(order)),
+            mirror_to=user_stream(order.user_id),
+            now=now,
+        )
+        ORDER_EVENTS.labels(order.mode, order.status).inc()
+        applied.orders.append(order)
+
+    if result.journal:
+        views = await SqlLedger(session, clock).apply(list(result.journal))
+        by_user: dict[str, list[object]] = {}
+        for v in views:
+            if "/" not in v.account_id:  # user accounts; system accounts have a "system/" or "external/" id
+                by_user.setdefault(v.account_id, []).append(v)
+        for user_id, vs in by_user.items():
+            add_outbox(
+                session,
+                PRIVATE_EVENTS,
+                private_event(
+                    "BALANCE_UPDATE", user_id, now, {"mode": "paper", "balances": balance_payload(vs)}
+                ),  # type: ignore[arg-type]
+                mirror_to=user_stream(user_id),
+                now=now,
+            )
+    await session.flush()
+    return applied
+
+
+def _apply_change(order: Order, change: OrderChange, now: object, applied: Applied) -> bool:
+    status = next_status(order.status, change.status)
+    same = status == order.status and change.filled_quantity == order.filled_quantity
+    if same and change.reason == order.reason:
+        return False
+    if change.filled_quantity < order.filled_quantity:
+        applied.rejected_transitions.append(
+            f"{order.id}: filled {order.filled_quantity} -> {change.filled_quantity}"
+        )
+        log.error("venue reported a smaller filled quantity; ignored", order_id=order.id)
+        return False
+    if status != order.status or status in (Status.PARTIALLY_FILLED, Status.PENDING_CANCEL):
+        try:
+            if status != order.status:
+                check_transition(order.status, status)
+        except IllegalTransition as exc:
+            applied.rejected_transitions.append(f"{order.id}: {exc}")
+            log.error("illegal order transition rejected", order_id=order.id, error=str(exc))
+            return False
+    order.status = status
+    order.filled_quantity = change.filled_quantity
+    order.cumulative_quote = change.cumulative_quote
+    order.avg_price = change.avg_price
+    if change.reason is not None:
+        order.reason = change.reason[:256]
+    if change.venue_order_id is not None:
+        order.venue_order_id = change.venue_order_id
+    if change.venue_seq is not None:
+        order.venue_seq = change.venue_seq
+    order.version += 1
+    order.updated_at = now  # type: ignore[assignment]
+    return True
+
+
+async def _insert_fills(session: AsyncSession, rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Insert fills; one already recorded (same order and trade id) is skipped, so redelivery is harmless."""
+    dialect = session.bind.dialect.name  # type: ignore[union-attr]
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = (
+        insert(Fill)
+        .on_conflict_do_nothing(index_elements=["order_id", "trade_id"])
+        .returning(Fill.trade_id, Fill.order_id)
+    )
+    inserted = (
+        {(r.trade_id, r.order_id) for r in (await session.execute(stmt, rows)).all()} if rows else set()
+    )
+    return [r for r in rows if (r["trade_id"], r["order_id"]) in inserted]
+
+
+def _trade_payload(row: dict[str, object]) -> dict[str, object]:
+    return {
+        "trade_id": row["trade_id"],
+        "order_id": row["order_id"],
+        "symbol": row["symbol"],
+        "side": row["side"],
+        "price": str(row["price"]),
+        "quantity": str(row["quantity"]),
+        "fee": str(row["fee"]),
+        "fee_asset": row["fee_asset"],
+        "liquidity": row["liquidity"],
+        "ts": row["ts"].isoformat(),  # type: ignore[attr-defined]
+        "mode": row["mode"],
+    }
+
+
+async def _record_external(session: AsyncSession, ext: object, now: object) -> Order:
+    from execution.venues.base import ExternalOrder
+
+    assert isinstance(ext, ExternalOrder)
+    existing = (
+        await session.execute(
+            select(Order).where(
+                Order.user_id == ext.user_id,
+                Order.venue_order_id == ext.venue_order_id,
+                Order.mode == "testnet",
+            )
+        )
+    ).scalar_one_or_none()
+    if existing is not None:
+        return existing
+    order = Order(
+        id=new_id(),
+        user_id=ext.user_id,
+        client_order_id=ext.client_order_id or f"ext-{ext.venue_order_id}",
+        request_hash="external",
+        mode="testnet",
+        symbol=ext.symbol,
+        side=ext.side,
+        type=ext.type,
+        time_in_force=ext.time_in_force,
+        quantity=ext.quantity,
+        price=ext.price,
+        status=ext.status,
+        filled_quantity=ext.filled_quantity,
+        cumulative_quote=ext.cumulative_quote,
+        avg_price=ext.avg_price,
+        reason="external: found on the exchange, not placed through TradeBridge",
+        venue_order_id=ext.venue_order_id,
+        external=True,
+        created_at=ext.created_at,
+        updated_at=now,  # type: ignore[arg-type]
+    )
+    session.add(order)
+    await session.flush()
+    session.add(
+        OrderEvent(
+            order_id=order.id,
+            status=order.status,
+            filled_quantity=order.filled_quantity,
+            reason=order.reason,
+            ts=now,
+        )
+    )  # type: ignore[arg-type]
+    add_outbox(
+        session,
+        PRIVATE_EVENTS,
+        private_event("ORDER_UPDATE", order.user_id, now, order_event_payload(order)),  # type: ignore[arg-type]
+        mirror_to=user_stream(order.user_id),
+        now=now,
+    )
+    return order
+
+
+__all__ = ["FINAL", "Applied", "apply_result", "load_orders", "next_status"]

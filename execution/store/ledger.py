@@ -1,0 +1,121 @@
+"""The paper ledger in the database: journal entries from the domain (`execution.paper.ledger`) applied to
+`balances` under row locks, every posting kept in `ledger_postings`.
+
+Both the gateway (reservations at acceptance, starting deposits) and the execution worker (settlement,
+release) write through here, so the same invariants hold whoever writes: entries balance, and no
+balance other than the external deposits account ever goes negative."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from execution.paper.ledger import EXTERNAL_ACCOUNT, FREE, InsufficientBalance, JournalEntry, LedgerError
+from shared.clock import Clock
+from shared.models import Balance, LedgerPosting
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceView:
+    account_id: str
+    asset: str
+    free: Decimal
+    locked: Decimal
+
+    @property
+    def total(self) -> Decimal:
+        return self.free + self.locked
+
+
+class SqlLedger:
+    def __init__(self, session: AsyncSession, clock: Clock) -> None:
+        self.session = session
+        self.clock = clock
+
+    async def apply(self, entries: Sequence[JournalEntry], *, check_funds: bool = False) -> list[BalanceView]:
+        """Apply entries atomically (within the caller's transaction); returns the touched balances.
+
+        With `check_funds`, a free balance that would go negative is the client's problem (InsufficientBalance,
+        422), not an invariant violation."""
+        if not entries:
+            return []
+        deltas: dict[tuple[str, str], list[Decimal]] = {}
+        now = self.clock.now()
+        postings: list[dict[str, object]] = []
+        for entry in entries:
+            if not entry.is_balanced():
+                raise LedgerError(f"{entry.kind} {entry.ref} does not balance")
+            for p in entry.postings:
+                d = deltas.setdefault((p.account, p.asset), [ZERO, ZERO])
+                d[0 if p.bucket == FREE else 1] += p.amount
+                postings.append(
+                    {
+                        "entry_kind": entry.kind,
+                        "ref": entry.ref[:64],
+                        "account_id": p.account,
+                        "asset": p.asset,
+                        "bucket": p.bucket,
+                        "amount": p.amount,
+                        "ts": now,
+                    }
+                )
+        rows = await self._lock_rows(sorted(deltas), now)
+        out: list[BalanceView] = []
+        for key in sorted(deltas):
+            row = rows[key]
+            free = row.free + deltas[key][0]
+            locked = row.locked + deltas[key][1]
+            if (free < 0 or locked < 0) and key[0] != EXTERNAL_ACCOUNT:
+                if check_funds and deltas[key][0] < 0 and free < 0:
+                    raise InsufficientBalance(key[0], key[1], -deltas[key][0], row.free)
+                raise LedgerError(f"{key[0]} {key[1]} would become {free}/{locked}")
+            row.free, row.locked, row.updated_at = free, locked, now
+            out.append(BalanceView(key[0], key[1], free, locked))
+        await self.session.execute(LedgerPosting.__table__.insert(), postings)  # type: ignore[attr-defined]
+        await self.session.flush()
+        return out
+
+    async def _lock_rows(self, keys: list[tuple[str, str]], now: object) -> dict[tuple[str, str], Balance]:
+        dialect = self.session.bind.dialect.name  # type: ignore[union-attr]
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        stmt = insert(Balance).values(
+            [{"account_id": a, "asset": s, "free": ZERO, "locked": ZERO, "updated_at": now} for a, s in keys]
+        )
+        await self.session.execute(stmt.on_conflict_do_nothing(index_elements=["account_id", "asset"]))
+        # Rows are locked in key order, so two writers never wait on each other in a cycle.
+        result = await self.session.execute(
+            select(Balance)
+            .where(tuple_(Balance.account_id, Balance.asset).in_(keys))
+            .order_by(Balance.account_id, Balance.asset)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return {(b.account_id, b.asset): b for b in result.scalars()}
+
+    async def balances(self, account_id: str) -> list[BalanceView]:
+        result = await self.session.execute(
+            select(Balance).where(Balance.account_id == account_id).order_by(Balance.asset)
+        )
+        return [BalanceView(b.account_id, b.asset, b.free, b.locked) for b in result.scalars()]
+
+    async def totals(self) -> dict[str, Decimal]:
+        """Per asset, the sum over every account except the external one (equals net deposits)."""
+        out: dict[str, Decimal] = {}
+        for b in (await self.session.execute(select(Balance))).scalars():
+            if b.account_id != EXTERNAL_ACCOUNT:
+                out[b.asset] = out.get(b.asset, ZERO) + b.free + b.locked
+        return out
+
+
+def balance_payload(views: Iterable[BalanceView]) -> list[dict[str, str]]:
+    return [
+        {"asset": v.asset, "free": str(v.free), "locked": str(v.locked), "total": str(v.total)} for v in views
+    ]

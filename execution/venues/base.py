@@ -1,0 +1,120 @@
+"""The venue port: what the execution worker asks of a paper or exchange venue, and what comes back.
+
+A venue reports what happened as immutable facts (order state changes, fills, ledger entries); the worker
+persists them in one transaction with the outbox events. Venues never touch the database themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+from execution.paper.ledger import JournalEntry
+
+
+@dataclass(frozen=True, slots=True)
+class VenueOrder:
+    """An order as the worker hands it to a venue."""
+
+    order_id: str  # TradeBridge's id; also the venue's client order id
+    user_id: str
+    symbol: str
+    side: str
+    type: str
+    time_in_force: str
+    quantity: Decimal
+    price: Decimal | None
+    status: str
+    filled_quantity: Decimal = Decimal(0)
+    reserved_asset: str | None = None
+    reserved_amount: Decimal | None = None
+    reserved_price_cap: Decimal | None = None
+    venue_order_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderChange:
+    """The venue's view of an order after something happened to it."""
+
+    order_id: str
+    status: str
+    filled_quantity: Decimal
+    cumulative_quote: Decimal
+    avg_price: Decimal | None
+    reason: str | None = None
+    venue_order_id: str | None = None
+    venue_seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FillReport:
+    trade_id: str
+    order_id: str
+    symbol: str
+    side: str
+    price: Decimal
+    quantity: Decimal
+    quote_quantity: Decimal
+    fee: Decimal
+    fee_asset: str
+    liquidity: str  # MAKER | TAKER
+    ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalOrder:
+    """An order the exchange has that TradeBridge never placed: recorded (flagged external), never ignored."""
+
+    user_id: str
+    venue_order_id: str
+    client_order_id: str | None
+    symbol: str
+    side: str
+    type: str
+    time_in_force: str
+    quantity: Decimal
+    price: Decimal | None
+    status: str
+    filled_quantity: Decimal
+    cumulative_quote: Decimal
+    avg_price: Decimal | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class VenueResult:
+    changes: tuple[OrderChange, ...] = ()
+    fills: tuple[FillReport, ...] = ()
+    journal: tuple[JournalEntry, ...] = ()
+    public_trades: tuple[dict[str, object], ...] = field(default=())
+    touched_symbols: frozenset[str] = frozenset()
+    external_orders: tuple[ExternalOrder, ...] = ()
+
+    def __add__(self, other: VenueResult) -> VenueResult:
+        return VenueResult(
+            self.changes + other.changes,
+            self.fills + other.fills,
+            self.journal + other.journal,
+            self.public_trades + other.public_trades,
+            self.touched_symbols | other.touched_symbols,
+            self.external_orders + other.external_orders,
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.changes or self.fills or self.journal or self.external_orders or self.public_trades)
+
+
+EMPTY = VenueResult()
+
+ResultSink = Callable[[VenueResult], Awaitable[None]]
+
+
+class Venue(Protocol):
+    name: str
+
+    async def place(self, order: VenueOrder) -> VenueResult: ...
+
+    async def cancel(self, order: VenueOrder) -> VenueResult: ...

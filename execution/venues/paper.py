@@ -1,0 +1,249 @@
+"""The paper venue: TradeBridge's own exchange (`execution.paper`) behind the venue port.
+
+One writer per process: the worker calls it from one task. User orders arrive with the reservation the
+gateway already made in its transaction; the market maker's account is kept in memory here (this process is
+its only writer) and persisted through the same journal entries as everyone else's."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+
+from execution.paper.exchange import (
+    ExecutionReport,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+    PaperExchange,
+    Side,
+    TimeInForce,
+)
+from execution.paper.ledger import FREE, FeeSchedule, JournalEntry, Reservation, release_entry
+from execution.paper.market_maker import MarketMaker, MarketMakerConfig
+from execution.paper.rules import MarketRules
+from execution.venues.base import EMPTY, FillReport, OrderChange, VenueOrder, VenueResult
+from shared.clock import Clock
+from shared.errors import NotFound
+
+SYSTEM_PREFIX = "system/"
+
+
+def is_system(account: str) -> bool:
+    return account.startswith(SYSTEM_PREFIX)
+
+
+class SystemLedger:
+    """LedgerStore for the worker: tracks system accounts (the market maker) in memory so the exchange can
+    check what they can afford; user balances live in the database (their orders come pre-reserved)."""
+
+    def __init__(self) -> None:
+        self.free_balances: dict[tuple[str, str], Decimal] = {}
+
+    def load(self, balances: Mapping[tuple[str, str], Decimal]) -> None:
+        self.free_balances = dict(balances)
+
+    def apply(self, entry: JournalEntry) -> None:
+        for p in entry.postings:
+            if p.bucket == FREE and is_system(p.account):
+                key = (p.account, p.asset)
+                self.free_balances[key] = self.free_balances.get(key, Decimal(0)) + p.amount
+
+    def free(self, account: str, asset: str) -> Decimal:
+        if not is_system(account):
+            raise RuntimeError("user orders reach the paper venue with their reservation already made")
+        return self.free_balances.get((account, asset), Decimal(0))
+
+
+class PaperVenue:
+    name = "paper"
+
+    def __init__(
+        self,
+        markets: Mapping[str, MarketRules],
+        fees: FeeSchedule,
+        clock: Clock,
+        *,
+        market_maker: MarketMakerConfig | None = None,
+    ) -> None:
+        self.clock = clock
+        self.ledger = SystemLedger()
+        self.exchange = PaperExchange(markets, fees, ledger=self.ledger)
+        self.market_maker = MarketMaker(market_maker) if market_maker is not None else None
+        self._seq = 0
+
+    def reset(self, markets: Mapping[str, MarketRules], fees: FeeSchedule) -> None:
+        self.ledger = SystemLedger()
+        self.exchange = PaperExchange(markets, fees, ledger=self.ledger)
+
+    @property
+    def next_seq(self) -> int:
+        return self._seq
+
+    @next_seq.setter
+    def next_seq(self, value: int) -> None:
+        self._seq = value
+
+    def in_book(self, order_id: str) -> bool:
+        try:
+            return self.exchange.order(order_id).status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+        except NotFound:
+            return False
+
+    async def place(self, order: VenueOrder) -> VenueResult:
+        return self.place_now(order)
+
+    def place_now(self, order: VenueOrder) -> VenueResult:
+        assert order.reserved_asset is not None and order.reserved_amount is not None
+        req = _request(order)
+        reservation = Reservation(order.reserved_asset, order.reserved_amount, order.reserved_price_cap)
+        report = self.exchange.place(req, reservation)
+        return self._result(report)
+
+    async def cancel(self, order: VenueOrder) -> VenueResult:
+        return self.cancel_now(order)
+
+    def cancel_now(self, order: VenueOrder) -> VenueResult:
+        if not self.in_book(order.order_id):
+            return EMPTY
+        return self._result(self.exchange.cancel(order.order_id))
+
+    def cancel_unplaced(self, order: VenueOrder) -> VenueResult:
+        """An order canceled before it reached the book: release its whole reservation."""
+        journal: tuple[JournalEntry, ...] = ()
+        if order.reserved_asset and order.reserved_amount:
+            journal = (
+                release_entry(order.user_id, order.reserved_asset, order.reserved_amount, order.order_id),
+            )
+        change = OrderChange(order.order_id, OrderStatus.CANCELED, Decimal(0), Decimal(0), None)
+        return VenueResult(changes=(change,), journal=journal)
+
+    def restore(self, orders: Iterable[tuple[VenueOrder, Decimal, Decimal]]) -> None:
+        """Re-insert resting orders (order, remaining, cumulative quote) in their original priority order."""
+        for order, remaining, cum_quote in orders:
+            assert order.reserved_asset is not None and order.reserved_amount is not None
+            self.exchange.restore_resting(
+                _request(order),
+                remaining,
+                Reservation(order.reserved_asset, order.reserved_amount, order.reserved_price_cap),
+                cum_quote,
+            )
+
+    def requote(self, symbol: str, reference_price: Decimal | None) -> VenueResult:
+        if self.market_maker is None:
+            return EMPTY
+        result = EMPTY
+        for report in self.market_maker.requote(self.exchange, symbol, reference_price):
+            result = result + self._result(report)
+        return result
+
+    def depth(self, symbol: str, limit: int = 50) -> dict[str, object]:
+        d = self.exchange.depth(symbol, limit)
+        return {
+            "symbol": d.symbol,
+            "bids": [[str(p), str(q)] for p, q in d.bids],
+            "asks": [[str(p), str(q)] for p, q in d.asks],
+            "ts": self.clock.now().isoformat(),
+        }
+
+    def _result(self, report: ExecutionReport) -> VenueResult:
+        now = self.clock.now()
+        changes: list[OrderChange] = []
+        for u in (report.order, *report.maker_updates):
+            if is_system(u.account):
+                continue
+            seq = None
+            if u is report.order and u.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED):
+                self._seq += 1
+                seq = self._seq
+            changes.append(_change(u, seq))
+        fills: list[FillReport] = []
+        public: list[dict[str, object]] = []
+        symbols: set[str] = {report.order.symbol}
+        for t in report.trades:
+            taker_side = t.aggressor_side
+            maker_side = Side.SELL if taker_side is Side.BUY else Side.BUY
+            if not is_system(t.taker_account):
+                fills.append(
+                    _fill(
+                        t.trade_id,
+                        t.taker_order_id,
+                        t.symbol,
+                        taker_side,
+                        t.price,
+                        t.quantity,
+                        t.quote_quantity,
+                        t.taker_fee,
+                        t.fee_asset,
+                        "TAKER",
+                        now,
+                    )
+                )
+            if not is_system(t.maker_account):
+                fills.append(
+                    _fill(
+                        t.trade_id,
+                        t.maker_order_id,
+                        t.symbol,
+                        maker_side,
+                        t.price,
+                        t.quantity,
+                        t.quote_quantity,
+                        t.maker_fee,
+                        t.fee_asset,
+                        "MAKER",
+                        now,
+                    )
+                )
+            public.append(
+                {
+                    "trade_id": t.trade_id,
+                    "symbol": t.symbol,
+                    "price": str(t.price),
+                    "quantity": str(t.quantity),
+                    "side": str(taker_side),
+                    "ts": now.isoformat(),
+                }
+            )
+        return VenueResult(tuple(changes), tuple(fills), report.journal, tuple(public), frozenset(symbols))
+
+
+def _request(order: VenueOrder) -> OrderRequest:
+    return OrderRequest(
+        order.order_id,
+        order.user_id,
+        order.symbol,
+        Side(order.side),
+        OrderType(order.type),
+        order.quantity,
+        order.price,
+        TimeInForce(order.time_in_force),
+    )
+
+
+def _change(u: OrderUpdate, seq: int | None) -> OrderChange:
+    return OrderChange(
+        order_id=u.order_id,
+        status=str(u.status),
+        filled_quantity=u.filled_quantity,
+        cumulative_quote=u.cumulative_quote,
+        avg_price=u.average_price,
+        reason=u.reason,
+        venue_seq=seq,
+    )
+
+
+def _fill(
+    trade_id: str,
+    order_id: str,
+    symbol: str,
+    side: Side,
+    price: Decimal,
+    qty: Decimal,
+    quote: Decimal,
+    fee: Decimal,
+    fee_asset: str,
+    liquidity: str,
+    ts: object,
+) -> FillReport:
+    return FillReport(trade_id, order_id, symbol, str(side), price, qty, quote, fee, fee_asset, liquidity, ts)  # type: ignore[arg-type]

@@ -1,0 +1,484 @@
+"""The execution worker: consumes order commands, routes them by mode to the paper or testnet venue,
+persists what happened (orders, fills, ledger, outbox events) and acknowledges only after commit.
+
+Guarantees:
+- at-least-once delivery + idempotent handling (`processed_commands`, fills unique per order and trade)
+  = every accepted order is executed exactly once;
+- the paper books have one writer: this worker's single paper task, and only while it holds the paper
+  lease (a PostgreSQL advisory lock; SQLite's embedded system has one process anyway);
+- on start, and after any failed batch, the paper books are rebuilt from the open orders in the database,
+  so memory never drifts from what was committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from execution.engine import apply_result, load_orders
+from execution.paper.ledger import EXTERNAL_ACCOUNT, deposit_entry, release_entry
+from execution.store.ledger import SqlLedger
+from execution.venues.base import EMPTY, Venue, VenueOrder, VenueResult
+from execution.venues.paper import SYSTEM_PREFIX, PaperVenue
+from shared.bus.base import BusMessage, BusUnavailable
+from shared.db import unit_of_work
+from shared.models import Balance, Order, ProcessedCommand
+from shared.orders import FINAL, Status
+from shared.streams import (
+    EXECUTION_GROUP,
+    MARKET_DEPTH,
+    MARKET_TICKER,
+    MARKET_TRADES,
+    PAPER_COMMANDS,
+    TESTNET_COMMANDS,
+    public_event,
+)
+from tradebridge.bootstrap import Runtime
+
+log = structlog.get_logger(__name__)
+
+PAPER_LEASE_KEY = 0x7450_4150  # "tPAP"
+MM_FUNDING = {
+    "USDT": Decimal("50000000"),
+    "BTC": Decimal("500"),
+    "ETH": Decimal("10000"),
+    "BNB": Decimal("50000"),
+}
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def venue_order(o: Order) -> VenueOrder:
+    return VenueOrder(
+        order_id=o.id,
+        user_id=o.user_id,
+        symbol=o.symbol,
+        side=o.side,
+        type=o.type,
+        time_in_force=o.time_in_force,
+        quantity=o.quantity,
+        price=o.price,
+        status=o.status,
+        filled_quantity=o.filled_quantity,
+        reserved_asset=o.reserved_asset,
+        reserved_amount=o.reserved_amount,
+        reserved_price_cap=o.reserved_price_cap,
+        venue_order_id=o.venue_order_id,
+    )
+
+
+class ExecutionWorker:
+    def __init__(
+        self,
+        rt: Runtime,
+        paper: PaperVenue,
+        testnet: Venue | None = None,
+        *,
+        consumer: str | None = None,
+        batch: int = 200,
+        claim_idle_ms: int = 30_000,
+        testnet_concurrency: int = 32,
+    ) -> None:
+        self.rt = rt
+        self.paper = paper
+        self.testnet = testnet
+        self.consumer = consumer or consumer_name()
+        self.batch = batch
+        self.claim_idle_ms = claim_idle_ms
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self._latest_prices: dict[str, Decimal] = {}
+        self._price_event = asyncio.Event()
+        self._testnet_sem = asyncio.Semaphore(testnet_concurrency)
+        self._lease_conn: AsyncConnection | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self.has_paper_lease = False
+        self.ready = asyncio.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for stream in (PAPER_COMMANDS, TESTNET_COMMANDS):
+            await self._retry(lambda s=stream: self.rt.bus.ensure_group(s, EXECUTION_GROUP))
+        self._tasks.append(asyncio.create_task(self._paper_loop(), name="paper-loop"))
+        if self.testnet is not None:
+            self._tasks.append(asyncio.create_task(self._testnet_loop(), name="testnet-loop"))
+        if self.paper.market_maker is not None:
+            self._tasks.append(asyncio.create_task(self._ticker_loop(), name="ticker-loop"))
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self._price_event.set()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks.clear()
+        if self._lease_conn is not None:
+            with contextlib.suppress(Exception):
+                await self._lease_conn.close()
+            self._lease_conn = None
+
+    async def _retry(self, fn: Any) -> Any:
+        delay = 0.1
+        while True:
+            try:
+                return await fn()
+            except BusUnavailable:
+                log.warning("bus unavailable; retrying", retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    # -- paper ---------------------------------------------------------------------------------------------
+
+    async def _acquire_paper_lease(self) -> None:
+        if self.rt.settings.is_sqlite:
+            self.has_paper_lease = True
+            return
+        while not self._stopping.is_set():
+            conn = await self.rt.engine.connect()
+            got = (
+                await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": PAPER_LEASE_KEY})
+            ).scalar()
+            await conn.commit()
+            if got:
+                self._lease_conn = conn
+                self.has_paper_lease = True
+                log.info("paper lease acquired", consumer=self.consumer)
+                return
+            await conn.close()
+            await asyncio.sleep(1.0)
+
+    async def _lease_alive(self) -> bool:
+        if self._lease_conn is None:
+            return self.rt.settings.is_sqlite
+        try:
+            await self._lease_conn.execute(text("SELECT 1"))
+            await self._lease_conn.commit()
+            return True
+        except Exception:
+            return False
+
+    async def _paper_loop(self) -> None:
+        await self._acquire_paper_lease()
+        await self.recover_paper()
+        self.ready.set()
+        bus = self.rt.bus
+        own_pending = True
+        last_claim = asyncio.get_running_loop().time()
+        last_lease_check = last_claim
+        while not self._stopping.is_set():
+            try:
+                if own_pending:
+                    msgs = await bus.pending_own(
+                        PAPER_COMMANDS, EXECUTION_GROUP, self.consumer, count=self.batch
+                    )
+                    own_pending = bool(msgs)
+                else:
+                    now = asyncio.get_running_loop().time()
+                    if now - last_claim > 5:
+                        last_claim = now
+                        msgs = await bus.claim_stale(
+                            PAPER_COMMANDS,
+                            EXECUTION_GROUP,
+                            self.consumer,
+                            min_idle_ms=self.claim_idle_ms,
+                            count=self.batch,
+                        )
+                    else:
+                        msgs = []
+                    if now - last_lease_check > 5:
+                        last_lease_check = now
+                        if not await self._lease_alive():
+                            log.error("paper lease lost; rebuilding after re-acquiring it")
+                            self.has_paper_lease = False
+                            self._lease_conn = None
+                            await self._acquire_paper_lease()
+                            await self.recover_paper()
+                    if not msgs:
+                        msgs = await bus.read_group(
+                            PAPER_COMMANDS, EXECUTION_GROUP, self.consumer, count=self.batch, block_ms=50
+                        )
+                if msgs:
+                    await self.handle_paper(msgs)
+                    await bus.ack(PAPER_COMMANDS, EXECUTION_GROUP, [m.id for m in msgs])
+                if self._latest_prices:
+                    await self._requote()
+            except asyncio.CancelledError:
+                raise
+            except BusUnavailable as exc:
+                log.warning("bus unavailable in paper loop", error=str(exc))
+                own_pending = True
+                await asyncio.sleep(0.5)
+            except Exception:
+                log.exception("paper batch failed; rebuilding the books from the database")
+                own_pending = True
+                await asyncio.sleep(0.2)
+                with contextlib.suppress(Exception):
+                    await self.recover_paper()
+
+    async def recover_paper(self) -> None:
+        """Rebuild the books from the open paper orders, in their book priority; reset the market maker."""
+        rt = self.rt
+        self.paper.reset(rt.markets, rt.fees)
+        async with unit_of_work(rt.sessions) as session:
+            rows = (
+                (
+                    await session.execute(
+                        select(Order)
+                        .where(
+                            Order.mode == "paper",
+                            Order.status.in_([Status.NEW, Status.PARTIALLY_FILLED, Status.PENDING_CANCEL]),
+                        )
+                        .where(Order.venue_seq.is_not(None))
+                        .order_by(Order.venue_seq)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            self.paper.restore(
+                (venue_order(o), o.quantity - o.filled_quantity, o.cumulative_quote) for o in rows
+            )
+            max_seq = await session.scalar(select(func.max(Order.venue_seq)).where(Order.mode == "paper"))
+            self.paper.next_seq = int(max_seq or 0)
+            if self.paper.market_maker is not None:
+                await self._reset_market_maker(session)
+        log.info("paper books rebuilt", resting=len(rows))
+
+    async def _reset_market_maker(self, session: Any) -> None:
+        """The market maker's resting orders lived only in memory: release their locks, fund it once, load it."""
+        mm = self.paper.market_maker
+        assert mm is not None
+        account = mm.config.account
+        ledger = SqlLedger(session, self.rt.clock)
+        rows = (await session.execute(select(Balance).where(Balance.account_id == account))).scalars().all()
+        entries = [release_entry(account, b.asset, b.locked, "mm-restart") for b in rows if b.locked > 0]
+        have = {b.asset for b in rows}
+        assets = {r.base_asset for r in self.rt.markets.values()} | {
+            r.quote_asset for r in self.rt.markets.values()
+        }
+        for asset in sorted(assets - have):
+            amount = MM_FUNDING.get(asset, Decimal("100000"))
+            entries.append(deposit_entry(account, asset, amount, f"mm-funding-{asset}"))
+        if entries:
+            await ledger.apply(entries)
+        views = await ledger.balances(account)
+        self.paper.ledger.load({(account, v.asset): v.free for v in views})
+
+    async def handle_paper(self, msgs: Sequence[BusMessage]) -> None:
+        rt = self.rt
+        cmds = [m.data for m in msgs if m.data.get("command_id")]
+        if not cmds:
+            return
+        result = EMPTY
+        async with unit_of_work(rt.sessions) as session:
+            ids = [str(c["command_id"]) for c in cmds]
+            done = set(
+                (
+                    await session.execute(
+                        select(ProcessedCommand.command_id).where(ProcessedCommand.command_id.in_(ids))
+                    )
+                ).scalars()
+            )
+            orders = await load_orders(session, {str(c["order_id"]) for c in cmds})
+            status = {oid: o.status for oid, o in orders.items()}
+            now = rt.clock.now()
+            for cmd in cmds:
+                cid = str(cmd["command_id"])
+                if cid in done:
+                    continue
+                done.add(cid)
+                session.add(ProcessedCommand(command_id=cid, processed_at=now))
+                order = orders.get(str(cmd["order_id"]))
+                if order is None:
+                    log.error("command for an unknown order", command_id=cid)
+                    continue
+                r = self._paper_command(str(cmd["kind"]), order, status[order.id])
+                for c in r.changes:
+                    status[c.order_id] = (
+                        c.status if c.order_id in status else status.get(c.order_id, c.status)
+                    )
+                result = result + r
+            await apply_result(session, rt.clock, result, orders=orders)
+        rt.relay.notify()
+        await self._publish_market(result)
+
+    def _paper_command(self, kind: str, order: Order, current: str) -> VenueResult:
+        vo = venue_order(order)
+        if kind == "place":
+            if current == Status.PENDING:
+                return self.paper.place_now(vo)
+            if (
+                current == Status.PENDING_CANCEL
+                and not self.paper.in_book(order.id)
+                and order.venue_seq is None
+            ):
+                return self.paper.cancel_unplaced(vo)
+            return EMPTY
+        if kind == "cancel":
+            if current in FINAL:
+                return EMPTY
+            if self.paper.in_book(order.id):
+                return self.paper.cancel_now(vo)
+            if current in (Status.PENDING, Status.PENDING_CANCEL) and order.venue_seq is None:
+                return self.paper.cancel_unplaced(vo)
+            return EMPTY
+        log.error("unknown command kind", kind=kind, order_id=order.id)
+        return EMPTY
+
+    async def _publish_market(self, result: VenueResult) -> None:
+        """Public market data is lossy by nature: published directly, never through the outbox."""
+        if not result.touched_symbols and not result.public_trades:
+            return
+        rt = self.rt
+        now = rt.clock.now()
+        try:
+            for symbol in result.touched_symbols:
+                depth = self.paper.depth(symbol)
+                await rt.market_data.put("depth", symbol, depth)
+                await rt.bus.publish(MARKET_DEPTH, public_event("DEPTH", symbol, now, depth))
+            by_symbol: dict[str, list[dict[str, Any]]] = {}
+            for t in result.public_trades:
+                by_symbol.setdefault(str(t["symbol"]), []).append(dict(t))
+            for symbol, trades in by_symbol.items():
+                await rt.market_data.push_trades(symbol, trades)
+                await rt.bus.publish_many(
+                    [(MARKET_TRADES, public_event("MARKET_TRADE", symbol, now, t)) for t in trades]
+                )
+            hook = rt.extras.get("on_paper_trades")
+            if hook is not None and result.public_trades:
+                await hook(result.public_trades)
+        except Exception as exc:
+            log.warning("market data publication failed", error=str(exc))
+
+    # -- market maker --------------------------------------------------------------------------------------
+
+    async def _ticker_loop(self) -> None:
+        last = "$"
+        while not self._stopping.is_set():
+            try:
+                msgs = await self.rt.bus.read({MARKET_TICKER: last}, count=500, block_ms=1000)
+            except BusUnavailable:
+                await asyncio.sleep(1.0)
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("ticker loop failed")
+                await asyncio.sleep(1.0)
+                continue
+            for m in msgs:
+                last = m.id
+                symbol = m.data.get("symbol")
+                price = (m.data.get("data") or {}).get("price")
+                stale = (m.data.get("data") or {}).get("stale")
+                if symbol in self.rt.markets and price and not stale:
+                    self._latest_prices[str(symbol)] = Decimal(str(price))
+
+    async def _requote(self) -> None:
+        prices, self._latest_prices = self._latest_prices, {}
+        if not self.has_paper_lease:
+            return
+        result = EMPTY
+        for symbol, price in prices.items():
+            result = result + self.paper.requote(symbol, price)
+        if not result:
+            return
+        async with unit_of_work(self.rt.sessions) as session:
+            await apply_result(session, self.rt.clock, result)
+        self.rt.relay.notify()
+        await self._publish_market(result)
+
+    # -- testnet -------------------------------------------------------------------------------------------
+
+    async def _testnet_loop(self) -> None:
+        bus = self.rt.bus
+        own_pending = True
+        while not self._stopping.is_set():
+            try:
+                if own_pending:
+                    msgs = await bus.pending_own(TESTNET_COMMANDS, EXECUTION_GROUP, self.consumer, count=50)
+                    own_pending = bool(msgs)
+                else:
+                    msgs = await bus.claim_stale(
+                        TESTNET_COMMANDS,
+                        EXECUTION_GROUP,
+                        self.consumer,
+                        min_idle_ms=self.claim_idle_ms,
+                        count=50,
+                    ) or await bus.read_group(
+                        TESTNET_COMMANDS, EXECUTION_GROUP, self.consumer, count=50, block_ms=200
+                    )
+                for m in msgs:
+                    await self._testnet_sem.acquire()
+                    task = asyncio.create_task(self._testnet_one(m))
+                    self._inflight.add(task)
+                    task.add_done_callback(self._inflight.discard)
+            except asyncio.CancelledError:
+                raise
+            except BusUnavailable:
+                own_pending = True
+                await asyncio.sleep(0.5)
+            except Exception:
+                log.exception("testnet loop failed")
+                await asyncio.sleep(0.5)
+
+    async def _testnet_one(self, msg: BusMessage) -> None:
+        try:
+            await self.handle_testnet(msg)
+            await self.rt.bus.ack(TESTNET_COMMANDS, EXECUTION_GROUP, [msg.id])
+        except Exception:
+            log.exception("testnet command failed; it stays pending", command=dict(msg.data))
+        finally:
+            self._testnet_sem.release()
+
+    async def handle_testnet(self, msg: BusMessage) -> None:
+        assert self.testnet is not None
+        rt = self.rt
+        cid = str(msg.data["command_id"])
+        kind = str(msg.data["kind"])
+        async with unit_of_work(rt.sessions) as session:
+            if await session.get(ProcessedCommand, cid) is not None:
+                return
+            order = (await load_orders(session, [str(msg.data["order_id"])], lock=False)).get(
+                str(msg.data["order_id"])
+            )
+            if order is None:
+                return
+            vo = venue_order(order)
+        result = EMPTY
+        if kind == "place" and vo.status == Status.PENDING:
+            result = await self.testnet.place(vo)
+        elif kind == "place" and vo.status == Status.PENDING_CANCEL and vo.venue_order_id is None:
+            result = await self.testnet.place(vo)
+            result = result + await self.testnet.cancel(vo)
+        elif kind == "cancel" and vo.status not in FINAL:
+            result = await self.testnet.cancel(vo)
+        async with unit_of_work(rt.sessions) as session:
+            session.add(ProcessedCommand(command_id=cid, processed_at=rt.clock.now()))
+            await apply_result(session, rt.clock, result)
+        rt.relay.notify()
+
+    async def apply_from_venue(self, result: VenueResult) -> None:
+        """The sink given to venues for what happens later (tracking, late discoveries)."""
+        if not result:
+            return
+        async with unit_of_work(self.rt.sessions) as session:
+            await apply_result(session, self.rt.clock, result)
+        self.rt.relay.notify()
+
+
+__all__ = ["EXTERNAL_ACCOUNT", "SYSTEM_PREFIX", "ExecutionWorker", "venue_order"]

@@ -1,0 +1,95 @@
+"""Orders: place, cancel, get, list, quote."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Response, status
+
+from execution.paper.quote import quote_levels
+from gateway.deps import CurrentUser, RuntimeDep, SessionDep
+from gateway.services.orders import OrderService, order_out
+from shared.schemas.orders import OrderDetail, OrderIn, OrderOut, OrderPage, QuoteIn, QuoteOut
+
+router = APIRouter(prefix="/api/orders", tags=["orders"])
+
+OrderId = Annotated[str, Path(min_length=1, max_length=36, pattern=r"^[A-Za-z0-9._:/-]+$")]
+
+
+def get_order_service(rt: RuntimeDep, session: SessionDep) -> OrderService:
+    return OrderService(
+        session=session,
+        clock=rt.clock,
+        markets=rt.markets,
+        fees=rt.fees,
+        market_data=rt.market_data,
+        limiter=rt.limiter,
+        order_rate_limit=rt.settings.order_rate_limit,
+        starting_balances=rt.settings.paper_starting_balances,
+    )
+
+
+Orders = Annotated[OrderService, Depends(get_order_service)]
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=OrderOut)
+async def place_order(
+    body: OrderIn, user: CurrentUser, orders: Orders, response: Response, rt: RuntimeDep
+) -> OrderOut:
+    order, created = await orders.place(user, body)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    else:
+        response.background = _notify(rt)
+    return order_out(order)
+
+
+@router.get("", response_model=OrderPage)
+async def list_orders(
+    user: CurrentUser,
+    orders: Orders,
+    status_: Annotated[Literal["open", "closed", "all"], Query(alias="status")] = "all",
+    symbol: Annotated[str | None, Query(max_length=20)] = None,
+    mode: Annotated[Literal["paper", "testnet"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> OrderPage:
+    return await orders.list(user, status=status_, symbol=symbol, mode=mode, limit=limit, cursor=cursor)
+
+
+@router.post("/quote", response_model=QuoteOut)
+async def quote(body: QuoteIn, orders: Orders, rt: RuntimeDep) -> QuoteOut:
+    rules = orders.rules_for(body.symbol)
+    rules.qty_to_lots(body.quantity)
+    depth = await rt.market_data.get("depth", rules.symbol) or {}
+    levels = depth.get("asks" if body.side == "BUY" else "bids") or []
+    q = quote_levels([(Decimal(str(p)), Decimal(str(s))) for p, s in levels], rules, body.side, body.quantity)
+    return QuoteOut(
+        symbol=rules.symbol,
+        side=body.side,
+        quantity=body.quantity,
+        fillable_quantity=q.fillable_quantity,
+        avg_price=q.avg_price,
+        worst_price=q.worst_price,
+    )
+
+
+@router.get("/{order_id}", response_model=OrderDetail)
+async def get_order(order_id: OrderId, user: CurrentUser, orders: Orders) -> OrderDetail:
+    return await orders.detail(user, order_id)
+
+
+@router.delete("/{order_id}", status_code=status.HTTP_202_ACCEPTED, response_model=OrderOut)
+async def cancel_order(
+    order_id: OrderId, user: CurrentUser, orders: Orders, response: Response, rt: RuntimeDep
+) -> OrderOut:
+    order = await orders.cancel(user, order_id)
+    response.background = _notify(rt)
+    return order_out(order)
+
+
+def _notify(rt: object):  # type: ignore[no-untyped-def]
+    from starlette.background import BackgroundTask
+
+    return BackgroundTask(rt.relay.notify)  # type: ignore[attr-defined]

@@ -1,0 +1,50 @@
+"""Balances, positions and trades per mode (default: the user's current mode)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from execution.store.ledger import SqlLedger
+from gateway.deps import CurrentUser, RuntimeDep, SessionDep
+from gateway.routes.orders import Orders
+from gateway.services.orders import fill_out
+from shared.models import Fill
+from shared.schemas.orders import BalanceOut, TradeOut
+
+router = APIRouter(prefix="/api", tags=["portfolio"])
+
+ModeQuery = Annotated[Literal["paper", "testnet"] | None, Query()]
+
+
+@router.get("/balances", response_model=list[BalanceOut])
+async def balances(
+    user: CurrentUser, session: SessionDep, orders: Orders, rt: RuntimeDep, mode: ModeQuery = None
+) -> list[BalanceOut]:
+    mode = mode or user.mode  # type: ignore[assignment]
+    if mode == "testnet":
+        testnet = rt.extras.get("testnet_balances")
+        if testnet is None:
+            return []
+        return [BalanceOut(**b) for b in await testnet(session, user)]
+    await orders.ensure_paper_funded(user.id)
+    views = await SqlLedger(session, rt.clock).balances(user.id)
+    return [BalanceOut(asset=v.asset, free=v.free, locked=v.locked, total=v.total) for v in views]
+
+
+@router.get("/trades", response_model=list[TradeOut])
+async def trades(
+    user: CurrentUser,
+    session: SessionDep,
+    orders: Orders,
+    mode: ModeQuery = None,
+    symbol: Annotated[str | None, Query(max_length=20)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[TradeOut]:
+    stmt = select(Fill).where(Fill.user_id == user.id, Fill.mode == (mode or user.mode))
+    if symbol:
+        stmt = stmt.where(Fill.symbol == orders.rules_for(symbol).symbol)
+    rows = (await session.execute(stmt.order_by(Fill.ts.desc(), Fill.id.desc()).limit(limit))).scalars()
+    return [TradeOut(**fill_out(f).model_dump()) for f in rows]

@@ -1,0 +1,344 @@
+"""Order commands and queries. Accepting an order writes, in the request's one transaction: the order, its
+first status, the paper reservation (ledger) and the command in the outbox. The relay publishes after commit."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from execution.paper.ledger import FeeSchedule, deposit_entry, required_reservation, reserve_entry
+from execution.paper.rules import MarketRules, RuleViolation, normalize_symbol
+from execution.store.ledger import SqlLedger, balance_payload
+from gateway.services.accounts import has_testnet_keys
+from shared.clock import Clock
+from shared.errors import Conflict, InvalidInput, NotFound
+from shared.ids import new_id
+from shared.marketdata import MarketData
+from shared.metrics import ORDERS_ACCEPTED
+from shared.models import Fill, Order, OrderEvent, PaperAccount, User
+from shared.orders import FINAL, OPEN, Status
+from shared.outbox import add_outbox
+from shared.ratelimit import RateLimiter
+from shared.schemas.orders import FillOut, OrderDetail, OrderEventOut, OrderIn, OrderOut, OrderPage
+from shared.streams import PRIVATE_EVENTS, command_stream, private_event, user_stream
+
+
+def order_out(o: Order) -> OrderOut:
+    return OrderOut(
+        order_id=o.id,
+        client_order_id=o.client_order_id,
+        mode=o.mode,  # type: ignore[arg-type]
+        symbol=o.symbol,
+        side=o.side,  # type: ignore[arg-type]
+        type=o.type,  # type: ignore[arg-type]
+        time_in_force=o.time_in_force,  # type: ignore[arg-type]
+        quantity=o.quantity,
+        price=o.price,
+        status=o.status,
+        filled_quantity=o.filled_quantity,
+        cumulative_quote=o.cumulative_quote,
+        avg_price=o.avg_price,
+        reason=o.reason,
+        external=o.external,
+        created_at=o.created_at,
+        updated_at=o.updated_at,
+    )
+
+
+def order_event_payload(o: Order) -> dict[str, Any]:
+    data = order_out(o).model_dump(mode="json")
+    data["version"] = o.version
+    return data
+
+
+def fill_out(f: Fill) -> FillOut:
+    return FillOut(
+        trade_id=f.trade_id,
+        order_id=f.order_id,
+        symbol=f.symbol,
+        side=f.side,  # type: ignore[arg-type]
+        price=f.price,
+        quantity=f.quantity,
+        fee=f.fee,
+        fee_asset=f.fee_asset,
+        liquidity=f.liquidity,
+        ts=f.ts,
+    )
+
+
+def request_hash(body: OrderIn, symbol: str, mode: str, tif: str) -> str:
+    canon = "|".join(
+        [
+            symbol,
+            body.side,
+            body.type,
+            format(body.quantity.normalize(), "f"),
+            format(body.price.normalize(), "f") if body.price is not None else "",
+            tif,
+            mode,
+        ]
+    )
+    return hashlib.sha256(canon.encode()).hexdigest()
+
+
+def encode_cursor(order_id: str) -> str:
+    return base64.urlsafe_b64encode(order_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput(
+            "cursor is not valid", errors=[{"field": "cursor", "message": "malformed"}]
+        ) from None
+    if not raw.isalnum() or len(raw) > 36:
+        raise InvalidInput("cursor is not valid", errors=[{"field": "cursor", "message": "malformed"}])
+    return raw
+
+
+@dataclass
+class OrderService:
+    session: AsyncSession
+    clock: Clock
+    markets: dict[str, MarketRules]
+    fees: FeeSchedule
+    market_data: MarketData
+    limiter: RateLimiter
+    order_rate_limit: str
+    starting_balances: dict[str, Decimal]
+
+    def rules_for(self, symbol: str) -> MarketRules:
+        try:
+            name = normalize_symbol(symbol)
+        except (ValueError, InvalidInput):
+            name = symbol.upper()
+        rules = self.markets.get(name)
+        if rules is None:
+            raise RuleViolation("SYMBOL", "symbol", f"unknown symbol {symbol}; see GET /api/markets")
+        return rules
+
+    async def place(self, user: User, body: OrderIn) -> tuple[Order, bool]:
+        """Returns (order, created). An idempotent replay returns the existing order with created=False."""
+        rules = self.rules_for(body.symbol)
+        mode = body.mode or user.mode
+        tif = body.time_in_force or ("GTC" if body.type == "LIMIT" else "IOC")
+        digest = request_hash(body, rules.symbol, mode, tif)
+        if body.client_order_id:
+            existing = await self._by_client_id(user.id, body.client_order_id)
+            if existing is not None:
+                return self._replay(existing, digest), False
+        if body.type == "LIMIT":
+            assert body.price is not None
+            rules.limit_order(body.price, body.quantity)
+        else:
+            rules.qty_to_lots(body.quantity)
+        await self.limiter.hit(self.order_rate_limit, f"orders:{user.id}")
+        if mode == "testnet" and not await has_testnet_keys(self.session, user.id):
+            raise Conflict("Save Binance testnet API keys before placing testnet orders.")
+        now = self.clock.now()
+        order_id = new_id()
+        order = Order(
+            id=order_id,
+            user_id=user.id,
+            client_order_id=body.client_order_id or order_id,
+            request_hash=digest,
+            mode=mode,
+            symbol=rules.symbol,
+            side=body.side,
+            type=body.type,
+            time_in_force=tif,
+            quantity=body.quantity,
+            price=body.price,
+            status=Status.PENDING,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            async with self.session.begin_nested():
+                self.session.add(order)
+                await self.session.flush()
+        except IntegrityError:
+            existing = await self._by_client_id(user.id, body.client_order_id or "")
+            if existing is None:
+                raise
+            return self._replay(existing, digest), False
+        if mode == "paper":
+            await self._reserve(user, order, rules)
+        self.session.add(
+            OrderEvent(order_id=order.id, status=order.status, filled_quantity=Decimal(0), ts=now)
+        )
+        add_outbox(
+            self.session,
+            command_stream(mode),
+            {"command_id": f"{order.id}:place", "kind": "place", "order_id": order.id, "mode": mode},
+            now=now,
+        )
+        self._event(order, now)
+        await self.session.flush()
+        ORDERS_ACCEPTED.labels(mode).inc()
+        return order, True
+
+    def _replay(self, existing: Order, digest: str) -> Order:
+        if existing.request_hash != digest:
+            raise Conflict(
+                "client_order_id was already used for a different order",
+                errors=[{"field": "client_order_id", "message": "already used with another body"}],
+            )
+        return existing
+
+    async def _by_client_id(self, user_id: str, client_order_id: str) -> Order | None:
+        result = await self.session.execute(
+            select(Order).where(Order.user_id == user_id, Order.client_order_id == client_order_id)
+        )
+        return result.scalar_one_or_none()
+
+    async def _reserve(self, user: User, order: Order, rules: MarketRules) -> None:
+        await self.ensure_paper_funded(user.id)
+        is_buy = order.side == "BUY"
+        reference = None
+        if order.type == "MARKET" and is_buy:
+            reference = await self.reference_price(rules.symbol)
+            if reference is None:
+                raise Conflict(f"No market price for {rules.symbol} yet; use a LIMIT order or retry shortly.")
+        if order.type == "MARKET" and reference is not None:
+            rules.check_notional(reference, order.quantity)
+        res = required_reservation(rules, self.fees, is_buy, order.quantity, order.price, reference)
+        views = await SqlLedger(self.session, self.clock).apply(
+            [reserve_entry(user.id, res.asset, res.amount, order.id)],
+            check_funds=True,
+        )
+        order.reserved_asset = res.asset
+        order.reserved_amount = res.amount
+        order.reserved_price_cap = res.price_cap
+        now = self.clock.now()
+        add_outbox(
+            self.session,
+            PRIVATE_EVENTS,
+            private_event(
+                "BALANCE_UPDATE", user.id, now, {"mode": "paper", "balances": balance_payload(views)}
+            ),
+            mirror_to=user_stream(user.id),
+            now=now,
+        )
+
+    async def reference_price(self, symbol: str) -> Decimal | None:
+        """The price a market buy reserves against: the best ask of the paper book, else the last ticker."""
+        depth = await self.market_data.get("depth", symbol)
+        if depth and depth.get("asks"):
+            return Decimal(str(depth["asks"][0][0]))
+        ticker = await self.market_data.get("ticker", symbol)
+        if ticker and ticker.get("price") and not ticker.get("stale"):
+            return Decimal(str(ticker["price"]))
+        return None
+
+    async def ensure_paper_funded(self, user_id: str) -> None:
+        """The starting deposit, made exactly once when the account first uses paper mode."""
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        dialect = self.session.bind.dialect.name  # type: ignore[union-attr]
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        result = await self.session.execute(
+            insert(PaperAccount)
+            .values(user_id=user_id, funded_at=self.clock.now())
+            .on_conflict_do_nothing(index_elements=["user_id"])
+        )
+        if result.rowcount == 1 and self.starting_balances:  # type: ignore[attr-defined]
+            entries = [
+                deposit_entry(user_id, asset, amount, f"start:{user_id}")
+                for asset, amount in self.starting_balances.items()
+                if amount > 0
+            ]
+            await SqlLedger(self.session, self.clock).apply(entries)
+
+    def _event(self, order: Order, now: Any) -> None:
+        add_outbox(
+            self.session,
+            PRIVATE_EVENTS,
+            private_event("ORDER_UPDATE", order.user_id, now, order_event_payload(order)),
+            mirror_to=user_stream(order.user_id),
+            now=now,
+        )
+
+    async def get_owned(self, user: User, order_id: str, *, for_update: bool = False) -> Order:
+        stmt = select(Order).where(Order.id == order_id, Order.user_id == user.id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        order = (await self.session.execute(stmt)).scalar_one_or_none()
+        if order is None:
+            raise NotFound(f"No order {order_id}.")
+        return order
+
+    async def cancel(self, user: User, order_id: str) -> Order:
+        order = await self.get_owned(user, order_id, for_update=True)
+        if order.status in FINAL:
+            raise Conflict(f"The order is already {order.status}; it cannot be canceled.")
+        if order.status == Status.PENDING_CANCEL:
+            return order
+        now = self.clock.now()
+        order.status = Status.PENDING_CANCEL
+        order.version += 1
+        order.updated_at = now
+        self.session.add(order)
+        self.session.add(
+            OrderEvent(order_id=order.id, status=order.status, filled_quantity=order.filled_quantity, ts=now)
+        )
+        add_outbox(
+            self.session,
+            command_stream(order.mode),
+            {"command_id": f"{order.id}:cancel", "kind": "cancel", "order_id": order.id, "mode": order.mode},
+            now=now,
+        )
+        self._event(order, now)
+        await self.session.flush()
+        return order
+
+    async def detail(self, user: User, order_id: str) -> OrderDetail:
+        order = await self.get_owned(user, order_id)
+        fills = (
+            await self.session.execute(
+                select(Fill).where(Fill.order_id == order.id).order_by(Fill.ts, Fill.id)
+            )
+        ).scalars()
+        history = (
+            await self.session.execute(
+                select(OrderEvent).where(OrderEvent.order_id == order.id).order_by(OrderEvent.id)
+            )
+        ).scalars()
+        return OrderDetail(
+            **order_out(order).model_dump(),
+            fills=[fill_out(f) for f in fills],
+            history=[
+                OrderEventOut(status=e.status, filled_quantity=e.filled_quantity, reason=e.reason, ts=e.ts)
+                for e in history
+            ],
+        )
+
+    async def list(
+        self, user: User, *, status: str, symbol: str | None, mode: str | None, limit: int, cursor: str | None
+    ) -> OrderPage:
+        stmt = select(Order).where(Order.user_id == user.id)
+        if status == "open":
+            stmt = stmt.where(Order.status.in_([Status.PENDING, *OPEN]))
+        elif status == "closed":
+            stmt = stmt.where(Order.status.in_(list(FINAL)))
+        if symbol:
+            stmt = stmt.where(Order.symbol == self.rules_for(symbol).symbol)
+        if mode:
+            stmt = stmt.where(Order.mode == mode)
+        if cursor:
+            stmt = stmt.where(Order.id < decode_cursor(cursor))
+        rows = list((await self.session.execute(stmt.order_by(Order.id.desc()).limit(limit + 1))).scalars())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return OrderPage(
+            items=[order_out(o) for o in rows], next_cursor=encode_cursor(rows[-1].id) if more else None
+        )

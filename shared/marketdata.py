@@ -1,0 +1,84 @@
+"""The latest public market data (ticker, depth, recent trades), shared between processes.
+
+The price feed writes tickers, the execution worker writes depth and trades; the gateway reads them for
+the market endpoints, quotes and the reference price of market buys. Redis when configured, memory otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import orjson
+
+from shared.bus.base import encode_payload
+
+
+class MarketData(Protocol):
+    async def put(self, kind: str, symbol: str, value: dict[str, Any]) -> None: ...
+
+    async def get(self, kind: str, symbol: str) -> dict[str, Any] | None: ...
+
+    async def push_trades(self, symbol: str, trades: list[dict[str, Any]], *, keep: int = 200) -> None: ...
+
+    async def recent_trades(self, symbol: str, limit: int) -> list[dict[str, Any]]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class MemoryMarketData:
+    def __init__(self) -> None:
+        self._values: dict[tuple[str, str], bytes] = {}
+        self._trades: dict[str, list[bytes]] = {}
+
+    async def put(self, kind: str, symbol: str, value: dict[str, Any]) -> None:
+        self._values[(kind, symbol)] = encode_payload(value)
+
+    async def get(self, kind: str, symbol: str) -> dict[str, Any] | None:
+        raw = self._values.get((kind, symbol))
+        return orjson.loads(raw) if raw is not None else None
+
+    async def push_trades(self, symbol: str, trades: list[dict[str, Any]], *, keep: int = 200) -> None:
+        buf = self._trades.setdefault(symbol, [])
+        buf[:0] = [encode_payload(t) for t in reversed(trades)]
+        del buf[keep:]
+
+    async def recent_trades(self, symbol: str, limit: int) -> list[dict[str, Any]]:
+        return [orjson.loads(t) for t in self._trades.get(symbol, [])[:limit]]
+
+    async def aclose(self) -> None:
+        return None
+
+
+class RedisMarketData:
+    def __init__(self, url: str, prefix: str) -> None:
+        import redis.asyncio as aioredis
+
+        self._redis = aioredis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self._prefix = prefix + "md:"
+
+    async def put(self, kind: str, symbol: str, value: dict[str, Any]) -> None:
+        await self._redis.set(f"{self._prefix}{kind}:{symbol}", encode_payload(value))
+
+    async def get(self, kind: str, symbol: str) -> dict[str, Any] | None:
+        raw = await self._redis.get(f"{self._prefix}{kind}:{symbol}")
+        return orjson.loads(raw) if raw is not None else None
+
+    async def push_trades(self, symbol: str, trades: list[dict[str, Any]], *, keep: int = 200) -> None:
+        if not trades:
+            return
+        key = f"{self._prefix}trades:{symbol}"
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.lpush(key, *[encode_payload(t) for t in trades])
+            pipe.ltrim(key, 0, keep - 1)
+            await pipe.execute()
+
+    async def recent_trades(self, symbol: str, limit: int) -> list[dict[str, Any]]:
+        raw = await self._redis.lrange(f"{self._prefix}trades:{symbol}", 0, limit - 1)
+        return [orjson.loads(r) for r in raw]
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+
+def create_market_data(redis_url: str | None, prefix: str) -> MarketData:
+    return RedisMarketData(redis_url, prefix) if redis_url else MemoryMarketData()

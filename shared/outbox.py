@@ -1,0 +1,114 @@
+"""Transactional outbox: messages are written in the same transaction as the state they describe, then a
+relay publishes them to the bus in id order and deletes them. Nothing committed is lost (a crash before
+publishing leaves the row for the next relay) and nothing is lost when Redis is down (rows wait).
+A crash between publishing and deleting publishes a row twice: consumers are idempotent by command id,
+and private events carry the order's version so clients can ignore a repeat."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from sqlalchemy import delete, select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.bus import Bus
+from shared.bus.base import BusUnavailable
+from shared.clock import Clock
+from shared.db import unit_of_work
+from shared.metrics import OUTBOX_LAG
+from shared.models import OutboxMessage
+
+log = structlog.get_logger(__name__)
+
+# One relay publishes at a time across every process (PostgreSQL advisory lock), so the bus sees rows in
+# commit order of their ids: a user's PENDING update never overtakes the worker's NEW.
+RELAY_LOCK_KEY = 0x7452_4C59  # "tRLY"
+
+
+def add_outbox(
+    session: AsyncSession,
+    stream: str,
+    payload: Mapping[str, Any],
+    *,
+    mirror_to: str | None = None,
+    now: Any,
+) -> None:
+    session.add(OutboxMessage(stream=stream, mirror_to=mirror_to, payload=dict(payload), created_at=now))
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        bus: Bus,
+        clock: Clock,
+        *,
+        batch: int = 500,
+        poll_interval: float = 0.25,
+        is_postgres: bool,
+    ) -> None:
+        self.sessions = sessions
+        self.bus = bus
+        self.clock = clock
+        self.batch = batch
+        self.poll_interval = poll_interval
+        self.is_postgres = is_postgres
+        self._wake = asyncio.Event()
+        self._local_lock = asyncio.Lock()
+        self._stopped = False
+
+    def notify(self) -> None:
+        """Called after a commit that wrote outbox rows: publish now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        backoff = self.poll_interval
+        while not self._stopped:
+            try:
+                while await self.publish_pending() >= self.batch:
+                    pass
+                backoff = self.poll_interval
+            except BusUnavailable as exc:
+                backoff = min(max(backoff * 2, 0.1), 5.0)
+                log.warning("outbox relay: bus unavailable, will retry", error=str(exc), retry_in=backoff)
+            except Exception:
+                backoff = min(max(backoff * 2, 0.1), 5.0)
+                log.exception("outbox relay failed, will retry", retry_in=backoff)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+            self._wake.clear()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+
+    async def publish_pending(self) -> int:
+        async with self._local_lock, unit_of_work(self.sessions) as session:
+            if self.is_postgres:
+                await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": RELAY_LOCK_KEY})
+            rows = (
+                (await session.execute(select(OutboxMessage).order_by(OutboxMessage.id).limit(self.batch)))
+                .scalars()
+                .all()
+            )
+            if not rows:
+                OUTBOX_LAG.set(0)
+                return 0
+            plain: list[tuple[str, Mapping[str, Any]]] = []
+            for row in rows:
+                if row.mirror_to:
+                    if plain:
+                        await self.bus.publish_many(plain)
+                        plain = []
+                    await self.bus.publish(row.stream, row.payload, mirror_to=row.mirror_to)
+                else:
+                    plain.append((row.stream, row.payload))
+            if plain:
+                await self.bus.publish_many(plain)
+            await session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_([r.id for r in rows])))
+            OUTBOX_LAG.set(len(rows) if len(rows) >= self.batch else 0)
+            return len(rows)

@@ -1,0 +1,64 @@
+"""Stream names and event envelopes on the bus: the contract between producers and the events service.
+
+Private events (ORDER_UPDATE, TRADE, POSITION_UPDATE, BALANCE_UPDATE) go to one global stream that every
+events-service instance tails, mirrored with the same id to the owner's stream for cheap resume:
+    publish(PRIVATE_EVENTS, envelope, mirror_to=user_stream(user_id))
+Public market data goes to one stream per kind; the symbol (and interval) is inside the payload.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final
+
+# One command stream per venue: the paper books have a single writer (the lease holder) while testnet
+# commands can spread over every worker of the group.
+PAPER_COMMANDS: Final = "orders.commands.paper"
+TESTNET_COMMANDS: Final = "orders.commands.testnet"
+EXECUTION_GROUP: Final = "execution"
+PRIVATE_EVENTS: Final = "events.private"
+USER_STREAM_PREFIX: Final = "events.user."
+
+MARKET_TICKER: Final = "market.ticker"
+MARKET_DEPTH: Final = "market.depth"
+MARKET_TRADES: Final = "market.trades"
+MARKET_CANDLES: Final = "market.candles"
+PUBLIC_STREAMS: Final = (MARKET_TICKER, MARKET_DEPTH, MARKET_TRADES, MARKET_CANDLES)
+
+PRIVATE_TYPES: Final = frozenset({"ORDER_UPDATE", "TRADE", "POSITION_UPDATE", "BALANCE_UPDATE"})
+# Public channel kind (client's "ticker:BTCUSDT") -> (stream, message type)
+PUBLIC_CHANNELS: Final = {
+    "ticker": (MARKET_TICKER, "TICKER"),
+    "depth": (MARKET_DEPTH, "DEPTH"),
+    "trades": (MARKET_TRADES, "MARKET_TRADE"),
+    "candles": (MARKET_CANDLES, "CANDLE"),
+}
+
+# Retention (approximate MAXLEN) per stream; private user streams bound how far back `resume` reaches.
+RETENTION: Final[dict[str, int | None]] = {
+    "orders.commands.*": 1_000_000,
+    PRIVATE_EVENTS: 200_000,
+    USER_STREAM_PREFIX + "*": 10_000,
+    "market.*": 20_000,
+}
+
+
+def command_stream(mode: str) -> str:
+    return PAPER_COMMANDS if mode == "paper" else TESTNET_COMMANDS
+
+
+def user_stream(user_id: str) -> str:
+    return USER_STREAM_PREFIX + user_id
+
+
+def private_event(event_type: str, user_id: str, ts: datetime, data: dict[str, Any]) -> dict[str, Any]:
+    """The payload of a private event on the bus; the events service adds the stream id as `id`."""
+    if event_type not in PRIVATE_TYPES:
+        raise ValueError(f"unknown private event type {event_type}")
+    return {"type": event_type, "user_id": user_id, "ts": ts.isoformat(), "data": data}
+
+
+def public_event(
+    event_type: str, symbol: str, ts: datetime, data: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
+    return {"type": event_type, "symbol": symbol, "ts": ts.isoformat(), "data": data, **extra}
