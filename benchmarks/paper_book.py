@@ -1,0 +1,227 @@
+"""Benchmark: the paper matching book vs liquibook (C++), and the full PaperExchange with ledger.
+
+A seeded stream of mixed operations (60% GTC limit adds around the mid, 25% cancels of previously added
+orders, 15% marketable IOC orders) is run through
+  1. ``execution.paper.book.OrderBook`` (integer hot path; compiled by mypyc if the extension is built),
+  2. liquibook's ``DepthOrderBook`` through its SWIG binding, with a Python ``OrderListener`` counting
+     fills (needed to cross-check traded quantity) and, for reference, without any listener,
+  3. ``PaperExchange`` (validation, reservations, settlement journal entries, events), on the same stream
+     turned into Decimal requests from 200 funded accounts.
+Each operation is timed with ``time.perf_counter_ns``. Both books must trade the same total quantity.
+
+    .venv/bin/python benchmarks/paper_book.py [--ops 200000] [--seed 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import statistics
+import sys
+import time
+from contextlib import suppress
+from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from execution.paper import book as bk
+from execution.paper.exchange import OrderRequest, OrderType, PaperExchange, Side, TimeInForce
+from execution.paper.ledger import FeeSchedule, Ledger
+from execution.paper.rules import build_rules
+from shared.errors import Conflict
+
+ADD, CANCEL, TAKE = 0, 1, 2
+Op = tuple[int, int, bool, int, int]  # kind, order number, is_buy, price ticks, qty lots
+
+
+def make_stream(n: int, seed: int) -> list[Op]:
+    rnd = random.Random(seed)
+    mid = 100_000
+    live: list[int] = []
+    out: list[Op] = []
+    next_id = 1
+    for _ in range(n):
+        r = rnd.random()
+        if r < 0.01:
+            mid += rnd.choice((-5, 5))
+        if r < 0.60 or (r < 0.85 and not live):
+            is_buy = rnd.random() < 0.5
+            off = rnd.randint(1, 60)
+            price = mid - off if is_buy else mid + off
+            out.append((ADD, next_id, is_buy, price, rnd.randint(1, 100)))
+            live.append(next_id)
+            next_id += 1
+        elif r < 0.85:
+            i = rnd.randrange(len(live))
+            live[i], live[-1] = live[-1], live[i]
+            out.append((CANCEL, live.pop(), False, 0, 0))
+        else:
+            is_buy = rnd.random() < 0.5
+            price = mid + 40 if is_buy else mid - 40
+            out.append((TAKE, next_id, is_buy, price, rnd.randint(1, 300)))
+            next_id += 1
+    return out
+
+
+def pct(sorted_ns: list[int], q: float) -> float:
+    return sorted_ns[min(len(sorted_ns) - 1, int(q * len(sorted_ns)))] / 1000.0
+
+
+def run_paper_book(stream: list[Op]) -> tuple[list[int], int]:
+    book = bk.OrderBook()
+    ids = [""] + [str(i) for i in range(1, len(stream) + 2)]
+    lat = [0] * len(stream)
+    traded = 0
+    clock = time.perf_counter_ns
+    submit = book.submit
+    cancel = book.cancel
+    gtc, ioc = bk.GTC, bk.IOC
+    for i, (kind, num, is_buy, price, qty) in enumerate(stream):
+        oid = ids[num]
+        t0 = clock()
+        if kind == ADD:
+            fills, _, _ = submit(oid, oid, is_buy, price, qty, gtc)
+        elif kind == CANCEL:
+            cancel(oid)
+            fills = []
+        else:
+            fills, _, _ = submit(oid, oid, is_buy, price, qty, ioc)
+        lat[i] = clock() - t0
+        for f in fills:
+            traded += f[2]
+    return lat, traded
+
+
+def run_liquibook(stream: list[Op], listen: bool) -> tuple[list[int], int]:
+    import liquibook as lb
+
+    class Listener(lb.OrderListener):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            lb.OrderListener.__init__(self)
+            self.traded = 0
+
+        def on_accept(self, order: object) -> None:
+            pass
+
+        def on_reject(self, order: object, reason: object) -> None:
+            pass
+
+        def on_fill(self, order: object, matched: object, qty: int, cost: int) -> None:
+            self.traded += qty
+
+        def on_cancel(self, order: object) -> None:
+            pass
+
+        def on_cancel_reject(self, order: object, reason: object) -> None:
+            pass
+
+        def on_replace(self, order: object, a: object, b: object) -> None:
+            pass
+
+        def on_replace_reject(self, order: object, reason: object) -> None:
+            pass
+
+    book = lb.DepthOrderBook("BENCH")
+    listener = Listener()
+    if listen:
+        book.set_order_listener(listener)
+    orders: dict[int, object] = {}
+    lat = [0] * len(stream)
+    clock = time.perf_counter_ns
+    new_order = lb.SimpleOrder
+    ioc = lb.oc_immediate_or_cancel
+    add = book.add
+    cancel = book.cancel
+    for i, (kind, num, is_buy, price, qty) in enumerate(stream):
+        t0 = clock()
+        if kind == ADD:
+            o = new_order(is_buy, price, qty)
+            add(o)
+            orders[num] = o
+        elif kind == CANCEL:
+            cancel(orders.pop(num))
+        else:
+            add(new_order(is_buy, price, qty, 0, ioc), ioc)
+        lat[i] = clock() - t0
+    return lat, listener.traded
+
+
+def run_exchange(stream: list[Op]) -> tuple[list[int], int]:
+    rules = build_rules(["BTCUSDT"])
+    r = rules["BTCUSDT"]
+    ex = PaperExchange(rules, FeeSchedule(), Ledger(keep_journal=False))
+    accounts = [f"acct-{i}" for i in range(200)]
+    for a in accounts:
+        ex.deposit(a, "USDT", Decimal("1e12"))
+        ex.deposit(a, "BTC", Decimal("1e7"))
+    reqs: list[tuple[int, object]] = []
+    for kind, num, is_buy, price, qty in stream:
+        oid = f"o{num}"
+        if kind == CANCEL:
+            reqs.append((CANCEL, oid))
+            continue
+        side = Side.BUY if is_buy else Side.SELL
+        req = OrderRequest(
+            oid, accounts[num % len(accounts)], "BTCUSDT", side, OrderType.LIMIT,
+            r.lots_to_qty(qty * 1000), r.ticks_to_price(price),
+            TimeInForce.GTC if kind == ADD else TimeInForce.IOC,
+        )
+        reqs.append((kind, req))
+    lat = [0] * len(reqs)
+    traded = 0
+    clock = time.perf_counter_ns
+    for i, (kind, payload) in enumerate(reqs):
+        t0 = clock()
+        if kind == CANCEL:
+            with suppress(Conflict):  # already filled
+                ex.cancel(payload)  # type: ignore[arg-type]
+        else:
+            rep = ex.place(payload)  # type: ignore[arg-type]
+            traded += len(rep.trades)
+        lat[i] = clock() - t0
+    return lat, traded
+
+
+def summarize(name: str, lat: list[int]) -> tuple[str, float, float, float, float]:
+    total_s = sum(lat) / 1e9
+    s = sorted(lat)
+    return name, len(lat) / total_s, pct(s, 0.5), pct(s, 0.99), statistics.fmean(lat) / 1000.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ops", type=int, default=200_000)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--skip-exchange", action="store_true")
+    args = ap.parse_args()
+    stream = make_stream(args.ops, args.seed)
+    compiled = bk.__file__.endswith((".so", ".pyd"))
+    print(f"ops={args.ops} seed={args.seed} python={sys.version.split()[0]} "
+          f"book={'mypyc-compiled' if compiled else 'pure Python'} ({Path(bk.__file__).name})")
+    gc.collect()
+    gc.disable()
+    rows = []
+    lat, traded_paper = run_paper_book(stream)
+    rows.append(summarize("paper book", lat))
+    lat, traded_lb = run_liquibook(stream, listen=True)
+    rows.append(summarize("liquibook + py listener", lat))
+    lat, _ = run_liquibook(stream, listen=False)
+    rows.append(summarize("liquibook, no listener", lat))
+    if not args.skip_exchange:
+        gc.enable()
+        lat, _ = run_exchange(stream)
+        rows.append(summarize("PaperExchange+ledger", lat))
+    gc.enable()
+    print(f"{'engine':<26}{'ops/s':>12}{'p50 us':>9}{'p99 us':>9}{'mean us':>9}")
+    for name, ops, p50, p99, mean in rows:
+        print(f"{name:<26}{ops:>12,.0f}{p50:>9.2f}{p99:>9.2f}{mean:>9.2f}")
+    print(f"traded qty: paper book={traded_paper} liquibook={traded_lb}")
+    print(f"paper book / liquibook(listener) = {rows[0][1] / rows[1][1]:.2f}x; "
+          f"/ liquibook(no listener) = {rows[0][1] / rows[2][1]:.2f}x")
+    assert traded_paper == traded_lb, "engines disagree on traded quantity"
+
+
+if __name__ == "__main__":
+    main()
