@@ -1,4 +1,4 @@
-"""Fixtures shared by the whole suite: real PostgreSQL and Redis, isolated per test."""
+"""Fixtures shared by the whole suite: real PostgreSQL and Redis, isolated per test; the Binance double."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from tests.support.services import PG_ADMIN_DSN, REDIS_URL, service_missing, unique_name
+
+pytest_plugins = ["tests.binance_double.plugin"]
 
 
 @pytest.fixture
