@@ -1,0 +1,124 @@
+"""The pricefeed loop: source -> price book -> candles -> marks, with a 250 ms coalescing flush.
+
+I/O stays at the edges: the source yields ticks, a `PriceFeedSink` publishes (bus adapters
+implement it), a `CandleStore` persists. Everything in between is the synchronous domain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+from pricefeed.domain.candles import Candle, CandleAggregator, CandleStore
+from pricefeed.domain.marking import MarkingEngine, PositionUpdate
+from pricefeed.domain.positions import Fill
+from pricefeed.domain.staleness import PriceBook
+from pricefeed.domain.ticks import Tick
+from pricefeed.sources.base import PriceSource, Sleeper, real_sleep
+from shared.clock import Clock
+
+log = logging.getLogger(__name__)
+
+PUBLISH_CHUNK = 2_000  # position updates per publish call; the loop gets a turn between chunks
+
+
+class PriceFeedSink(Protocol):
+    async def publish_ticks(self, ticks: Sequence[Tick]) -> None: ...
+
+    async def publish_candles(self, candles: Sequence[Candle]) -> None: ...
+
+    async def publish_positions(self, updates: Sequence[PositionUpdate]) -> None: ...
+
+
+class PriceFeedService:
+    def __init__(
+        self,
+        source: PriceSource,
+        clock: Clock,
+        sink: PriceFeedSink,
+        *,
+        book: PriceBook | None = None,
+        candles: CandleAggregator | None = None,
+        engine: MarkingEngine | None = None,
+        candle_store: CandleStore | None = None,
+        flush_interval: float = 0.25,
+        sleep: Sleeper = real_sleep,
+    ) -> None:
+        self.source = source
+        self.clock = clock
+        self.sink = sink
+        self.book = book or PriceBook(clock)
+        self.candles = candles or CandleAggregator()
+        self.engine = engine or MarkingEngine(clock)
+        self.candle_store = candle_store
+        self.flush_interval = flush_interval
+        self._sleep = sleep
+        # Latest tick time seen: candles close on market time, so a replay of old data (whose
+        # buckets all ended long ago by the wall clock) is not closed out under its own feet.
+        self._market_time: datetime | None = None
+
+    async def run(self) -> None:
+        """Consume the source and flush marks until cancelled (a finished replay keeps marking)."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._consume(), name="pricefeed-consume")
+            tg.create_task(self._flush_forever(), name="pricefeed-flush")
+
+    async def on_tick(self, tick: Tick) -> None:
+        if not self.book.update(tick):
+            return  # out of order
+        self.engine.on_tick(tick.symbol, tick.price, tick.ts)
+        if self._market_time is None or tick.ts > self._market_time:
+            self._market_time = tick.ts
+        await self.sink.publish_ticks([tick])
+        await self._candles(self.candles.on_tick(tick.symbol, tick.price, tick.ts))
+
+    async def on_market_trade(self, symbol: str, price: Decimal, qty: Decimal, ts: datetime) -> None:
+        """A public trade (once per trade, not per side) adds candle volume."""
+        await self._candles(self.candles.on_trade(symbol, price, qty, ts))
+
+    async def on_fill(self, user_id: str, mode: str, fill: Fill) -> PositionUpdate:
+        """A user's fill: the position update is published at once, not coalesced."""
+        update, _ = self.engine.on_fill(user_id, mode, fill)
+        await self.sink.publish_positions([update])
+        return update
+
+    async def flush_once(self, now: float | None = None) -> int:
+        count = 0
+        for chunk in self.engine.flush_chunks(now, PUBLISH_CHUNK):
+            count += len(chunk)
+            await self.sink.publish_positions(chunk)
+            await asyncio.sleep(0)  # let ticks and fills in between big flushes
+        if self._market_time is not None:
+            await self._candles(self.candles.close_due(self._market_time))
+        return count
+
+    async def _consume(self) -> None:
+        async for tick in self.source.ticks():
+            try:
+                await self.on_tick(tick)
+            except Exception:
+                log.exception("pricefeed: failed to process %r", tick)
+        log.info("pricefeed: source %s finished", getattr(self.source, "name", "?"))
+
+    async def _flush_forever(self) -> None:
+        # Drift-free schedule; flush(now=scheduled) keeps the rate cap exact despite timer jitter.
+        scheduled = self.clock.monotonic()
+        while True:
+            scheduled += self.flush_interval
+            await self._sleep(max(0.0, scheduled - self.clock.monotonic()))
+            try:
+                await self.flush_once(scheduled)
+            except Exception:
+                log.exception("pricefeed: flush failed")
+
+    async def _candles(self, candles: list[Candle]) -> None:
+        if not candles:
+            return
+        if self.candle_store is not None:
+            for candle in candles:
+                await self.candle_store.upsert(candle)
+        await self.sink.publish_candles(candles)

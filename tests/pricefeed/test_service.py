@@ -1,0 +1,73 @@
+"""The assembled loop over a real replay file, publishing to an in-memory sink."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from decimal import Decimal
+from pathlib import Path
+
+from pricefeed.domain.candles import Candle, InMemoryCandleStore, Interval
+from pricefeed.domain.marking import PositionUpdate
+from pricefeed.domain.positions import Fill, Side
+from pricefeed.domain.ticks import Tick
+from pricefeed.service import PriceFeedService
+from pricefeed.sources import ReplaySource
+from shared.clock import ManualClock
+from tests.support.eventually import eventually
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.ticks: list[Tick] = []
+        self.candles: list[Candle] = []
+        self.positions: list[PositionUpdate] = []
+
+    async def publish_ticks(self, ticks: Sequence[Tick]) -> None:
+        self.ticks += ticks
+
+    async def publish_candles(self, candles: Sequence[Candle]) -> None:
+        self.candles += candles
+
+    async def publish_positions(self, updates: Sequence[PositionUpdate]) -> None:
+        self.positions += updates
+
+
+async def test_replay_drives_prices_candles_and_coalesced_position_updates(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_text("".join(f"2024-05-01T00:0{i}:00Z,BTCUSDT,{100 + i}\n" for i in range(5)), encoding="utf-8")
+    clock = ManualClock()
+    sink = RecordingSink()
+    store = InMemoryCandleStore()
+
+    async def tick_sleep(seconds: float) -> None:  # the flusher's timer, driven by the manual clock
+        clock.advance(max(seconds, 0.25))
+        await asyncio.sleep(0.001)
+
+    gate = asyncio.Event()
+
+    class GatedReplay(ReplaySource):
+        async def ticks(self) -> AsyncIterator[Tick]:
+            await gate.wait()  # hold ticks until the position exists
+            async for t in super().ticks():
+                yield t
+
+    service = PriceFeedService(GatedReplay(path, clock), clock, sink, candle_store=store, sleep=tick_sleep)
+    update = await service.on_fill("alice", "paper", Fill("BTCUSDT", Side.BUY, Decimal(2), Decimal(100)))
+    assert sink.positions == [update]
+    task = asyncio.create_task(service.run())
+    try:
+        gate.set()
+        await eventually(lambda: len(sink.ticks) == 5)
+        await eventually(lambda: sink.positions[-1].mark_price == 104)
+        assert sink.positions[-1].unrealized_pnl == Decimal(8)
+        assert all(u.user_id == "alice" for u in sink.positions)
+        assert len(sink.positions) <= 1 + 5  # coalesced: never more than one per tick
+        recent = await store.recent("BTCUSDT", Interval.M1, 10)
+        assert [c.close for c in recent] == [Decimal(100 + i) for i in range(5)]
+        # Old data under a newer clock: buckets close on market time, so none is cut short.
+        assert [c.closed for c in recent] == [True] * 4 + [False]
+        assert all(c.open == c.close for c in recent)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
