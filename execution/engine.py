@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,10 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from execution.store.ledger import SqlLedger, balance_payload
 from execution.venues.base import OrderChange, VenueResult
 from gateway.services.orders import order_event_payload
+from pricefeed.domain.positions import Fill as PositionFill
+from pricefeed.domain.positions import PositionBook, PositionSnapshot
+from pricefeed.domain.ticks import split_symbol
 from shared.clock import Clock
 from shared.ids import new_id
 from shared.metrics import ORDER_EVENTS
-from shared.models import Fill, Order, OrderEvent
+from shared.models import Fill, Order, OrderEvent, Position
 from shared.orders import FINAL, IllegalTransition, Status, check_transition
 from shared.outbox import add_outbox
 from shared.streams import PRIVATE_EVENTS, private_event, user_stream
@@ -104,6 +108,7 @@ async def apply_result(
     if users_fills:
         new_fills = await _insert_fills(session, users_fills)
         applied.fills = len(new_fills)
+        await _update_positions(session, new_fills, now)
         for row in new_fills:
             add_outbox(
                 session,
@@ -151,6 +156,92 @@ async def apply_result(
             )
     await session.flush()
     return applied
+
+
+async def _update_positions(session: AsyncSession, fills: list[dict[str, object]], now: object) -> None:
+    """Fold new fills into their positions (weighted-average cost, the pricefeed's pure domain code) in the
+    same transaction, and tell the owner."""
+    if not fills:
+        return
+    keys = sorted({(str(f["user_id"]), str(f["mode"]), str(f["symbol"])) for f in fills})
+    rows = {
+        (p.user_id, p.mode, p.symbol): p
+        for p in (
+            await session.execute(
+                select(Position)
+                .where(tuple_(Position.user_id, Position.mode, Position.symbol).in_(keys))
+                .with_for_update()
+            )
+        ).scalars()
+    }
+    book = PositionBook()
+    for key, row in rows.items():
+        book.restore(
+            PositionSnapshot(
+                key[0],
+                key[1],
+                key[2],
+                row.quantity,
+                row.avg_entry_price,
+                row.cost_basis,
+                row.realized_pnl,
+                row.fees_paid,
+            )
+        )
+    for f in fills:
+        quote = split_symbol(str(f["symbol"]))[1]
+        book.apply_fill(
+            str(f["user_id"]),
+            str(f["mode"]),
+            PositionFill(
+                symbol=str(f["symbol"]),
+                side=str(f["side"]),
+                quantity=f["quantity"],
+                price=f["price"],  # type: ignore[arg-type]
+                fee=f["fee"],
+                fee_asset=str(f["fee_asset"]),
+                quote_asset=quote,
+                ts=f["ts"],  # type: ignore[arg-type]
+            ),
+        )
+    for key in keys:
+        snap = next(s for s in book.positions(key[0], key[1]) if s.symbol == key[2])
+        row = rows.get(key)
+        if row is None:
+            row = Position(user_id=key[0], mode=key[1], symbol=key[2], updated_at=now)  # type: ignore[arg-type]
+        row.quantity, row.avg_entry_price, row.cost_basis = (
+            snap.quantity,
+            snap.avg_entry_price,
+            snap.cost_basis,
+        )
+        row.realized_pnl, row.fees_paid, row.updated_at = snap.realized_pnl, snap.fees_paid, now  # type: ignore[assignment]
+        session.add(row)
+        add_outbox(
+            session,
+            PRIVATE_EVENTS,
+            private_event("POSITION_UPDATE", key[0], now, position_payload(row, None, source="fill")),  # type: ignore[arg-type]
+            mirror_to=user_stream(key[0]),
+            now=now,
+        )
+
+
+def position_payload(row: Position, mark: Decimal | None, *, source: str) -> dict[str, object]:
+    """The POSITION_UPDATE data (and the REST shape): marked when a mark is known."""
+    mark_price = mark if mark is not None else (row.avg_entry_price if row.quantity else None)
+    unrealized = row.quantity * mark_price - row.cost_basis if mark_price is not None else Decimal(0)
+    return {
+        "symbol": row.symbol,
+        "mode": row.mode,
+        "quantity": str(row.quantity),
+        "avg_entry_price": str(row.avg_entry_price),
+        "mark_price": str(mark_price) if mark_price is not None else None,
+        "unrealized_pnl": str(unrealized),
+        "realized_pnl": str(row.realized_pnl),
+        "cost_basis": str(row.cost_basis),
+        "fees_paid": str(row.fees_paid),
+        "updated_at": row.updated_at.isoformat(),
+        "source": source,
+    }
 
 
 def _apply_change(order: Order, change: OrderChange, now: object, applied: Applied) -> bool:

@@ -106,7 +106,7 @@ def pricefeed() -> None:
     """Run the price feed: tickers, candles, marks and PnL updates."""
     settings = _settings()
     _check_secrets(settings)
-    from pricefeed.service import run_forever
+    from pricefeed.runner import run_forever
 
     asyncio.run(run_forever(settings))
 

@@ -10,5 +10,6 @@ from shared.settings import Settings
 
 def create_embedded_app(settings: Settings) -> FastAPI:
     from execution.service import start_execution
+    from pricefeed.runner import start_pricefeed
 
-    return create_app(settings, migrate=True, hooks=[start_execution])
+    return create_app(settings, migrate=True, hooks=[start_execution, start_pricefeed])

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
+from sqlalchemy import select
 
-from gateway.deps import RuntimeDep
+from gateway.deps import RuntimeDep, SessionDep
 from gateway.routes.orders import Orders
 from shared.errors import NotFound
+from shared.models import CandleRow
+from shared.schemas.orders import CandleOut
 
 router = APIRouter(prefix="/api/markets", tags=["market data"])
 
@@ -46,3 +49,23 @@ async def trades(
 ) -> list[dict[str, Any]]:
     rules = orders.rules_for(symbol)
     return await rt.market_data.recent_trades(rules.symbol, limit)
+
+
+@router.get("/{symbol}/candles", response_model=list[CandleOut])
+async def candles(
+    symbol: str,
+    orders: Orders,
+    session: SessionDep,
+    interval: Annotated[Literal["1m", "5m", "1h"], Query()] = "1m",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[CandleOut]:
+    rules = orders.rules_for(symbol)
+    rows = (
+        await session.execute(
+            select(CandleRow)
+            .where(CandleRow.symbol == rules.symbol, CandleRow.interval == interval)
+            .order_by(CandleRow.start.desc())
+            .limit(limit)
+        )
+    ).scalars()
+    return [CandleOut.model_validate(r, from_attributes=True) for r in reversed(list(rows))]

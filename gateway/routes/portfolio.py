@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
+from execution.engine import position_payload
 from execution.store.ledger import SqlLedger
 from gateway.deps import CurrentUser, RuntimeDep, SessionDep
 from gateway.routes.orders import Orders
 from gateway.services.orders import fill_out
-from shared.models import Fill
-from shared.schemas.orders import BalanceOut, TradeOut
+from shared.models import Fill, Position
+from shared.schemas.orders import BalanceOut, PositionOut, TradeOut
 
 router = APIRouter(prefix="/api", tags=["portfolio"])
 
@@ -32,6 +34,27 @@ async def balances(
     await orders.ensure_paper_funded(user.id)
     views = await SqlLedger(session, rt.clock).balances(user.id)
     return [BalanceOut(asset=v.asset, free=v.free, locked=v.locked, total=v.total) for v in views]
+
+
+@router.get("/positions", response_model=list[PositionOut])
+async def positions(
+    user: CurrentUser, session: SessionDep, rt: RuntimeDep, mode: ModeQuery = None
+) -> list[PositionOut]:
+    rows = (
+        await session.execute(
+            select(Position)
+            .where(Position.user_id == user.id, Position.mode == (mode or user.mode))
+            .order_by(Position.symbol)
+        )
+    ).scalars()
+    out = []
+    for row in rows:
+        if not row.quantity and not row.realized_pnl:
+            continue
+        ticker = await rt.market_data.get("ticker", row.symbol)
+        mark = Decimal(str(ticker["price"])) if ticker and ticker.get("price") else None
+        out.append(PositionOut(**position_payload(row, mark, source="query")))
+    return out
 
 
 @router.get("/trades", response_model=list[TradeOut])

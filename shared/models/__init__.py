@@ -1,6 +1,7 @@
 """Database tables (SQLModel). Importing this package registers every table on `SQLModel.metadata`."""
 
 from shared.models.accounts import AuditLog, ExchangeCredential, RefreshToken, User
+from shared.models.market import CandleRow, Position
 from shared.models.trading import (
     Balance,
     Fill,
@@ -15,6 +16,7 @@ from shared.models.trading import (
 __all__ = [
     "AuditLog",
     "Balance",
+    "CandleRow",
     "ExchangeCredential",
     "Fill",
     "LedgerPosting",
@@ -22,6 +24,7 @@ __all__ = [
     "OrderEvent",
     "OutboxMessage",
     "PaperAccount",
+    "Position",
     "ProcessedCommand",
     "RefreshToken",
     "User",

@@ -128,3 +128,28 @@ class BalanceOut(BaseModel):
 
 class TradeOut(FillOut):
     pass
+
+
+class PositionOut(BaseModel):
+    symbol: str
+    mode: Mode
+    quantity: Decimal
+    avg_entry_price: Decimal
+    mark_price: Decimal | None
+    unrealized_pnl: Decimal
+    realized_pnl: Decimal
+    fees_paid: Decimal
+    updated_at: datetime
+
+
+class CandleOut(BaseModel):
+    symbol: str
+    interval: str
+    start: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    trade_count: int
+    closed: bool

@@ -1,0 +1,149 @@
+// The live connection: one WebSocket per tab (`/ws?token=`), public channel subscriptions, reconnect with
+// exponential backoff and jitter, resume from the last private event id, and a status the header shows.
+// While the socket is not open the views poll REST, so the page keeps working if `/ws` is not mounted.
+
+import { currentAccessToken, refresh } from "./api.js";
+
+const PRIVATE = new Set(["ORDER_UPDATE", "TRADE", "POSITION_UPDATE", "BALANCE_UPDATE"]);
+const PING_MS = 25_000;
+const MAX_BACKOFF_MS = 15_000;
+
+export class Live {
+  constructor() {
+    this.ws = null;
+    this.status = "offline";
+    this.channels = new Set();
+    this.handlers = new Map();
+    this.statusListeners = new Set();
+    this.lastEventId = null;
+    this.attempts = 0;
+    this.failuresBeforeOpen = 0;
+    this.timer = null;
+    this.pinger = null;
+    this.running = false;
+  }
+
+  on(type, fn) {
+    if (!this.handlers.has(type)) this.handlers.set(type, new Set());
+    this.handlers.get(type).add(fn);
+    return () => this.handlers.get(type)?.delete(fn);
+  }
+
+  onStatus(fn) {
+    this.statusListeners.add(fn);
+    fn(this.status);
+    return () => this.statusListeners.delete(fn);
+  }
+
+  get isLive() {
+    return this.status === "live";
+  }
+
+  setStatus(status) {
+    if (status === this.status) return;
+    this.status = status;
+    for (const fn of this.statusListeners) fn(status);
+  }
+
+  emit(type, message) {
+    for (const fn of this.handlers.get(type) || []) {
+      try { fn(message.data, message); } catch (exc) { console.error("live handler failed", type, exc); }
+    }
+  }
+
+  start() {
+    if (this.running) return;
+    this.running = true;
+    this.connect();
+  }
+
+  stop() {
+    this.running = false;
+    clearTimeout(this.timer);
+    clearInterval(this.pinger);
+    if (this.ws) {
+      const ws = this.ws;
+      this.ws = null;
+      ws.close(1000, "bye");
+    }
+    this.lastEventId = null;
+    this.setStatus("offline");
+  }
+
+  subscribe(channels) {
+    const fresh = channels.filter((c) => !this.channels.has(c));
+    fresh.forEach((c) => this.channels.add(c));
+    if (fresh.length) this.send({ op: "subscribe", channels: fresh });
+  }
+
+  unsubscribe(channels) {
+    const gone = channels.filter((c) => this.channels.delete(c));
+    if (gone.length) this.send({ op: "unsubscribe", channels: gone });
+  }
+
+  send(message) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
+  }
+
+  async connect() {
+    if (!this.running) return;
+    this.setStatus(this.failuresBeforeOpen >= 2 ? "polling" : this.attempts ? "reconnecting" : "connecting");
+    let token = currentAccessToken();
+    if (!token) {
+      try { token = (await refresh()).access_token; } catch { this.setStatus("offline"); return; }
+    }
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    let ws;
+    try {
+      ws = new WebSocket(`${scheme}://${location.host}/ws?token=${encodeURIComponent(token)}`);
+    } catch {
+      this.scheduleReconnect(false);
+      return;
+    }
+    this.ws = ws;
+    let opened = false;
+    ws.addEventListener("open", () => {
+      opened = true;
+      this.attempts = 0;
+      this.failuresBeforeOpen = 0;
+      if (this.channels.size) this.send({ op: "subscribe", channels: [...this.channels] });
+      if (this.lastEventId) this.send({ op: "resume", last_event_id: this.lastEventId });
+      clearInterval(this.pinger);
+      this.pinger = setInterval(() => this.send({ op: "ping" }), PING_MS);
+      this.setStatus("live");
+      this.emit("OPEN", { data: {} });
+    });
+    ws.addEventListener("message", (event) => {
+      let message;
+      try { message = JSON.parse(event.data); } catch { return; }
+      if (!message || typeof message.type !== "string") return;
+      if (PRIVATE.has(message.type) && message.id) this.lastEventId = message.id;
+      if (message.type === "RESYNC_REQUIRED") this.lastEventId = null;
+      this.emit(message.type, message);
+    });
+    ws.addEventListener("close", async (event) => {
+      if (this.ws !== ws) return; // replaced or stopped on purpose
+      this.ws = null;
+      clearInterval(this.pinger);
+      if (!this.running) return;
+      if (event.code === 4401) {
+        // Expired or revoked token: rotate once, then reconnect; a failed refresh means logged out.
+        try { await refresh(); } catch { this.setStatus("offline"); return; }
+      }
+      this.scheduleReconnect(opened);
+    });
+  }
+
+  scheduleReconnect(hadOpened) {
+    if (!hadOpened) this.failuresBeforeOpen += 1;
+    this.attempts += 1;
+    this.setStatus(this.failuresBeforeOpen >= 2 ? "polling" : "reconnecting");
+    const ceiling = this.failuresBeforeOpen >= 2 ? MAX_BACKOFF_MS * 2 : MAX_BACKOFF_MS;
+    const base = Math.min(ceiling, 500 * 2 ** Math.min(this.attempts - 1, 10));
+    const delay = base / 2 + Math.random() * (base / 2);
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+}
+
+export const live = new Live();

@@ -1,0 +1,313 @@
+"""Wiring the price feed to the rest of the system: ticks, candles and marks onto the bus and the market
+data store, candles into the database, positions loaded from the database and kept current from the fill-
+driven POSITION_UPDATE events the execution worker commits. Runs as `tradebridge pricefeed` or inside `up`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from pricefeed.domain.candles import Candle, CandleAggregator, Interval
+from pricefeed.domain.marking import MarkingEngine, PositionUpdate
+from pricefeed.domain.positions import PositionSnapshot
+from pricefeed.domain.staleness import PriceBook
+from pricefeed.domain.ticks import Tick
+from pricefeed.service import PriceFeedService
+from pricefeed.sources import build_source
+from shared.bus.base import BusUnavailable
+from shared.db import unit_of_work
+from shared.models import CandleRow, Position
+from shared.settings import Settings
+from shared.streams import (
+    MARKET_CANDLES,
+    MARKET_TICKER,
+    MARKET_TRADES,
+    PRIVATE_EVENTS,
+    private_event,
+    public_event,
+)
+from tradebridge.bootstrap import Runtime, build_runtime
+
+log = structlog.get_logger(__name__)
+
+STALE_AFTER = timedelta(seconds=10)
+
+
+class BusSink:
+    """Publishes the feed's outputs. Marks are superseded by the next one, so they go straight to the
+    bus (no outbox, no per-user mirror); fill-driven updates were already committed by the worker."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    async def publish_ticks(self, ticks: Sequence[Tick]) -> None:
+        items = []
+        for t in ticks:
+            data = {
+                "symbol": t.symbol,
+                "price": str(t.price),
+                "ts": t.ts.isoformat(),
+                "source": t.source,
+                "stale": False,
+            }
+            await self.rt.market_data.put("ticker", t.symbol, data)
+            items.append((MARKET_TICKER, public_event("TICKER", t.symbol, t.ts, data)))
+        await self.rt.bus.publish_many(items)
+
+    async def publish_stale(self, symbol: str, price: Decimal, ts: Any, source: str) -> None:
+        data = {"symbol": symbol, "price": str(price), "ts": ts.isoformat(), "source": source, "stale": True}
+        await self.rt.market_data.put("ticker", symbol, data)
+        await self.rt.bus.publish(MARKET_TICKER, public_event("TICKER", symbol, self.rt.clock.now(), data))
+
+    async def publish_candles(self, candles: Sequence[Candle]) -> None:
+        await self.rt.bus.publish_many(
+            [
+                (
+                    MARKET_CANDLES,
+                    public_event("CANDLE", c.symbol, c.start, candle_payload(c), interval=str(c.interval)),
+                )
+                for c in candles
+            ]
+        )
+
+    async def publish_positions(self, updates: Sequence[PositionUpdate]) -> None:
+        if not updates:
+            return
+        await self.rt.bus.publish_many(
+            [
+                (PRIVATE_EVENTS, private_event("POSITION_UPDATE", u.user_id, u.updated_at, mark_payload(u)))
+                for u in updates
+            ]
+        )
+
+
+def candle_payload(c: Candle) -> dict[str, Any]:
+    return {
+        "symbol": c.symbol,
+        "interval": str(c.interval),
+        "start": c.start.isoformat(),
+        "open": str(c.open),
+        "high": str(c.high),
+        "low": str(c.low),
+        "close": str(c.close),
+        "volume": str(c.volume),
+        "trade_count": c.trade_count,
+        "closed": c.closed,
+    }
+
+
+def mark_payload(u: PositionUpdate) -> dict[str, Any]:
+    return {
+        "symbol": u.symbol,
+        "mode": u.mode,
+        "quantity": str(u.quantity),
+        "avg_entry_price": str(u.avg_entry_price),
+        "mark_price": str(u.mark_price),
+        "unrealized_pnl": str(u.unrealized_pnl),
+        "realized_pnl": str(u.realized_pnl),
+        "updated_at": u.updated_at.isoformat(),
+        "source": "mark",
+    }
+
+
+class SqlCandleStore:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    async def upsert(self, candle: Candle) -> None:
+        values = {
+            "symbol": candle.symbol,
+            "interval": str(candle.interval),
+            "start": candle.start,
+            "open": candle.open,
+            "high": candle.high,
+            "low": candle.low,
+            "close": candle.close,
+            "volume": candle.volume,
+            "trade_count": candle.trade_count,
+            "closed": candle.closed,
+        }
+        insert = sqlite_insert if self.rt.settings.is_sqlite else pg_insert
+        stmt = insert(CandleRow).values(values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["symbol", "interval", "start"],
+            set_={
+                k: stmt.excluded[k]
+                for k in ("open", "high", "low", "close", "volume", "trade_count", "closed")
+            },
+        )
+        async with unit_of_work(self.rt.sessions) as session:
+            await session.execute(stmt)
+
+    async def recent(self, symbol: str, interval: Interval, limit: int) -> list[Candle]:
+        async with self.rt.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(CandleRow)
+                    .where(CandleRow.symbol == symbol, CandleRow.interval == str(interval))
+                    .order_by(CandleRow.start.desc())
+                    .limit(limit)
+                )
+            ).scalars()
+            return [
+                Candle(
+                    r.symbol,
+                    Interval(r.interval),
+                    r.start,
+                    r.open,
+                    r.high,
+                    r.low,
+                    r.close,
+                    r.volume,
+                    r.trade_count,
+                    r.closed,
+                )
+                for r in reversed(list(rows))
+            ]
+
+
+def snapshot_from(user_id: str, data: dict[str, Any]) -> PositionSnapshot:
+    return PositionSnapshot(
+        user_id,
+        str(data["mode"]),
+        str(data["symbol"]),
+        Decimal(data["quantity"]),
+        Decimal(data["avg_entry_price"]),
+        Decimal(data["cost_basis"]),
+        Decimal(data["realized_pnl"]),
+        Decimal(data["fees_paid"]),
+    )
+
+
+class PriceFeedRunner:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        s = rt.settings
+        self.sink = BusSink(rt)
+        self.book = PriceBook(rt.clock, stale_after=STALE_AFTER)
+        self.engine = MarkingEngine(rt.clock)
+        self.service = PriceFeedService(
+            build_source(
+                s.pricefeed_source,
+                symbols=s.symbols,
+                clock=rt.clock,
+                binance_testnet_url=s.binance_testnet_url,
+                replay_retime=True,
+            ),
+            rt.clock,
+            self.sink,
+            book=self.book,
+            candles=CandleAggregator(),
+            engine=self.engine,
+            candle_store=SqlCandleStore(rt),
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stale: set[str] = set()
+
+    async def start(self) -> None:
+        await self._load_positions()
+        self._tasks = [
+            asyncio.create_task(self.service.run(), name="pricefeed"),
+            asyncio.create_task(self._follow(), name="pricefeed-follow"),
+            asyncio.create_task(self._watch_staleness(), name="pricefeed-stale"),
+        ]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+
+    async def _load_positions(self) -> None:
+        async with self.rt.sessions() as session:
+            rows = (await session.execute(select(Position))).scalars().all()
+        self.engine.load(
+            PositionSnapshot(
+                r.user_id,
+                r.mode,
+                r.symbol,
+                r.quantity,
+                r.avg_entry_price,
+                r.cost_basis,
+                r.realized_pnl,
+                r.fees_paid,
+            )
+            for r in rows
+        )
+
+    async def _follow(self) -> None:
+        """Fill-driven position changes (committed by the worker) and paper trades (candle volume)."""
+        last = {PRIVATE_EVENTS: "$", MARKET_TRADES: "$"}
+        while True:
+            try:
+                msgs = await self.rt.bus.read(last, count=500, block_ms=1000)
+            except BusUnavailable:
+                await asyncio.sleep(1.0)
+                continue
+            for m in msgs:
+                last[m.stream] = m.id
+                try:
+                    if m.stream == MARKET_TRADES:
+                        d = m.data.get("data") or {}
+                        await self.service.on_market_trade(
+                            str(m.data["symbol"]),
+                            Decimal(d["price"]),
+                            Decimal(d["quantity"]),
+                            self.rt.clock.now(),
+                        )
+                    elif (
+                        m.data.get("type") == "POSITION_UPDATE"
+                        and (m.data.get("data") or {}).get("source") == "fill"
+                    ):
+                        self.engine.load([snapshot_from(str(m.data["user_id"]), dict(m.data["data"]))])
+                except Exception:
+                    log.exception("pricefeed: could not apply an event", stream=m.stream, id=m.id)
+
+    async def _watch_staleness(self) -> None:
+        """A price older than STALE_AFTER is published as stale (the market maker pulls its quotes and the
+        gateway refuses it as a market-order reference) until a fresh tick arrives."""
+        while True:
+            await asyncio.sleep(1.0)
+            for symbol in self.rt.settings.symbols:
+                mark = self.book.mark(symbol)
+                if mark is None:
+                    continue
+                if mark.stale and symbol not in self._stale:
+                    self._stale.add(symbol)
+                    log.warning("price is stale", symbol=symbol, age_s=mark.age.total_seconds())
+                    with contextlib.suppress(Exception):
+                        await self.sink.publish_stale(symbol, mark.price, mark.ts, mark.source)
+                elif not mark.stale:
+                    self._stale.discard(symbol)
+
+
+async def start_pricefeed(rt: Runtime, stack: AsyncExitStack) -> PriceFeedRunner:
+    runner = PriceFeedRunner(rt)
+    rt.extras["pricefeed"] = runner
+    await runner.start()
+    stack.push_async_callback(runner.stop)
+    return runner
+
+
+async def run_forever(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with build_runtime(settings) as rt, AsyncExitStack() as stack:
+        await start_pricefeed(rt, stack)
+        log.info("price feed running", source=settings.pricefeed_source)
+        await stop.wait()
