@@ -23,7 +23,7 @@ admin_app = typer.Typer(help="Manage administrator accounts.", no_args_is_help=T
 keys_app = typer.Typer(help="Manage the encryption of stored exchange keys.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
 app.add_typer(keys_app, name="keys")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 HostOpt = Annotated[str | None, typer.Option(help="Interface to bind (default: HOST or 127.0.0.1).")]
 PortOpt = Annotated[int | None, typer.Option(help="Port (default: PORT or 8000).")]
