@@ -1,0 +1,455 @@
+"""The events hub: one per process, one bus reader task, fan-out to per-connection queues.
+
+Why it is shaped like this:
+- One reader tails `events.private` and every public market stream in batched fan-out reads, so the bus cost
+  does not grow with the number of sockets; each event is encoded to JSON once and shared by all recipients.
+- Routing never awaits: an event is offered to each recipient's bounded queue without blocking. A client whose
+  queue is full is closed with 4008 (slow consumer) instead of slowing anyone else; each connection has its own
+  sender task, and every send has a timeout (a stalled TCP peer is closed with 4008 too).
+- Resume is gapless and duplicate-free: while a connection replays its user stream (`range_after`), live private
+  events for it are buffered; when the replay is done they are flushed, dropping ids <= the last replayed id,
+  in the same synchronous step that switches the connection back to live (no await in between, so nothing can
+  slip through). Private events already sent live before the resume bound the replay from above.
+- Stream ids are global (the same in every events process), so a client may resume on any instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from events import protocol as p
+from events.metrics import WS_BUS_ERRORS, WS_DISCONNECTS, WS_MESSAGES_SENT, WS_RESUMES
+from shared.bus import Bus, BusMessage, InvalidStreamId, format_id, parse_id
+from shared.clock import Clock
+from shared.metrics import WS_CONNECTIONS
+from shared.streams import PRIVATE_EVENTS, PUBLIC_STREAMS, user_stream
+
+log = structlog.get_logger(__name__)
+
+_Id = tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class HubConfig:
+    """Limits of the hub; the defaults suit production, tests shrink them."""
+
+    queue_size: int = 1000  # outgoing messages buffered per connection before it counts as slow
+    send_timeout_s: float = 10.0  # one WebSocket send may take this long before the peer counts as stalled
+    replay_page: int = 500  # entries per range_after call while resuming
+    resume_buffer_max: int = 10_000  # live private events held back per connection during a replay
+    read_count: int = 1000  # entries per bus read
+    read_block_ms: int = 1000
+    symbols: frozenset[str] | None = None  # known symbols for channel validation (None: any well-formed)
+
+    def __post_init__(self) -> None:
+        if self.queue_size < 2 or self.send_timeout_s <= 0 or self.replay_page < 1:
+            raise ValueError("queue_size >= 2, send_timeout_s > 0 and replay_page >= 1 are required")
+
+
+Sender = Callable[[str], Awaitable[None]]
+"""What the hub needs from a socket: send one text frame (may block on a slow peer)."""
+
+
+class _Outbox:
+    """A bounded FIFO with a non-blocking offer (live fan-out) and a paced put (replay)."""
+
+    __slots__ = ("_drained", "_items", "_limit", "_nonempty")
+
+    def __init__(self, limit: int) -> None:
+        self._items: deque[str] = deque()
+        self._limit = limit
+        self._nonempty = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def offer(self, item: str) -> bool:
+        if len(self._items) >= self._limit:
+            return False
+        self._items.append(item)
+        self._nonempty.set()
+        if len(self._items) > self._limit // 2:
+            self._drained.clear()
+        return True
+
+    async def put_paced(self, item: str) -> bool:
+        """Wait until the queue is at most half full (replay leaves room for live traffic), then offer."""
+        while len(self._items) > self._limit // 2:
+            self._drained.clear()
+            await self._drained.wait()
+        return self.offer(item)
+
+    async def get(self) -> str:
+        while not self._items:
+            self._nonempty.clear()
+            await self._nonempty.wait()
+        item = self._items.popleft()
+        if len(self._items) <= self._limit // 2:
+            self._drained.set()
+        return item
+
+
+@dataclass(eq=False, slots=True)
+class Connection:
+    """One authenticated socket: its subscriptions, outgoing queue and resume state."""
+
+    user_id: str
+    send: Sender
+    outbox: _Outbox
+    channels: set[str] = field(default_factory=set)
+    close_code: int | None = None
+    close_reason: str = ""
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    resuming: bool = False
+    held: list[tuple[_Id, str]] = field(default_factory=list)  # live private events held during a replay
+    live_since: _Id | None = None  # id of the first private event delivered live
+    hold_limit: int = 10_000
+    sending_since: float | None = None  # loop time the current send started (None: not sending)
+
+    def request_close(self, code: int, reason: str) -> None:
+        """Ask the socket's owner task to close with `code`; the first reason wins."""
+        if self.close_code is None:
+            self.close_code, self.close_reason = code, reason
+            WS_DISCONNECTS.labels(reason=reason).inc()
+        self.closed.set()
+
+    def enqueue(self, text: str) -> None:
+        if self.close_code is None and not self.outbox.offer(text):
+            self.request_close(p.CLOSE_SLOW_CONSUMER, "slow consumer")
+
+    def deliver_private(self, event_id: _Id, text: str) -> None:
+        if self.resuming:
+            if len(self.held) >= self.hold_limit:
+                self.request_close(p.CLOSE_SLOW_CONSUMER, "slow consumer")
+                return
+            self.held.append((event_id, text))
+            return
+        if self.live_since is None:
+            self.live_since = event_id
+        self.enqueue(text)
+
+    def finish_resume(self, last_replayed: _Id | None) -> None:
+        """Flush held live events newer than the replay and go live: synchronous, so nothing slips between."""
+        held, self.held = self.held, []
+        for event_id, text in held:
+            if last_replayed is None or event_id > last_replayed:
+                if self.live_since is None:
+                    self.live_since = event_id
+                self.enqueue(text)
+        self.resuming = False
+
+    async def run_sender(self) -> None:
+        """Drain the queue to the socket. The hub's watchdog times each send out (`sending_since`): cheaper
+        than a `wait_for` task per message, which matters with thousands of sockets."""
+        loop = asyncio.get_running_loop()
+        sent = 0
+        try:
+            while self.close_code is None:
+                text = await self.outbox.get()
+                self.sending_since = loop.time()
+                await self.send(text)
+                self.sending_since = None
+                sent += 1
+                if sent >= 100:
+                    WS_MESSAGES_SENT.inc(sent)
+                    sent = 0
+        finally:
+            WS_MESSAGES_SENT.inc(sent)
+
+    def check_stalled(self, now: float, timeout_s: float) -> None:
+        if self.sending_since is not None and now - self.sending_since > timeout_s:
+            self.request_close(p.CLOSE_SLOW_CONSUMER, "slow consumer")
+
+
+class EventsHub:
+    """Tails the bus once for the whole process and routes every event to the sockets that may see it."""
+
+    def __init__(self, bus: Bus, clock: Clock, config: HubConfig | None = None) -> None:
+        self.bus = bus
+        self.clock = clock
+        self.config = config or HubConfig()
+        self._by_user: dict[str, set[Connection]] = {}
+        self._by_channel: dict[str, set[Connection]] = {}
+        self._cursors: dict[str, str] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self.slow_consumer_drops = 0
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Pin the read position to "now" before returning, so every event published after start is delivered."""
+        for stream in (PRIVATE_EVENTS, *PUBLIC_STREAMS):
+            self._cursors[stream] = await self.bus.last_id(stream) or "0-0"
+        self._task = asyncio.create_task(self._read_loop(), name="events-hub-reader")
+        self._watchdog = asyncio.create_task(self._watch_sends(), name="events-hub-watchdog")
+
+    async def stop(self) -> None:
+        for task in (self._task, self._watchdog):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._watchdog = None
+        for conns in list(self._by_user.values()):
+            for conn in list(conns):
+                conn.request_close(p.CLOSE_GOING_AWAY, "server shutting down")
+
+    @property
+    def connection_count(self) -> int:
+        return sum(len(c) for c in self._by_user.values())
+
+    # -- connections ------------------------------------------------------------------------------------------
+
+    def connect(self, user_id: str, send: Sender) -> Connection:
+        conn = Connection(
+            user_id=user_id,
+            send=send,
+            outbox=_Outbox(self.config.queue_size),
+            hold_limit=self.config.resume_buffer_max,
+        )
+        self._by_user.setdefault(user_id, set()).add(conn)
+        WS_CONNECTIONS.inc()
+        return conn
+
+    def disconnect(self, conn: Connection) -> None:
+        conns = self._by_user.get(conn.user_id)
+        if conns is None or conn not in conns:
+            return
+        conns.discard(conn)
+        if not conns:
+            del self._by_user[conn.user_id]
+        for channel in conn.channels:
+            subs = self._by_channel.get(channel)
+            if subs is not None:
+                subs.discard(conn)
+                if not subs:
+                    del self._by_channel[channel]
+        conn.channels.clear()
+        if conn.close_code == p.CLOSE_SLOW_CONSUMER:
+            self.slow_consumer_drops += 1
+        WS_CONNECTIONS.dec()
+
+    def now(self) -> str:
+        return self.clock.now().isoformat()
+
+    # -- client operations ------------------------------------------------------------------------------------
+
+    def handle_text(self, conn: Connection, text: str | bytes) -> Awaitable[None] | None:
+        """Apply one client message; returns an awaitable for work that must not block the receive loop."""
+        op = p.parse_op(text)
+        if isinstance(op, str):
+            conn.enqueue(p.error_message(self.now(), "BAD_REQUEST", op))
+            return None
+        if op.op == "ping":
+            conn.enqueue(p.control_message("PONG", self.now()))
+        elif op.op == "subscribe":
+            self._subscribe(conn, op.channels)
+        elif op.op == "unsubscribe":
+            self._unsubscribe(conn, op.channels)
+        elif op.op == "resume":
+            assert op.last_event_id is not None
+            return self.start_resume(conn, op.last_event_id)
+        return None
+
+    def start_resume(self, conn: Connection, last_event_id: str) -> Awaitable[None] | None:
+        """Validate the resume point and hold live private events back from now on (synchronously, so none
+        slips between this call and the replay); the caller runs the returned replay as a task."""
+        if conn.resuming:
+            conn.enqueue(p.error_message(self.now(), "RESUME_IN_PROGRESS", "a resume is already running"))
+            return None
+        try:
+            after = parse_id(last_event_id)
+        except InvalidStreamId:
+            conn.enqueue(
+                p.error_message(self.now(), "BAD_EVENT_ID", "last_event_id is not a stream id like '<ms>-<seq>'")
+            )
+            return None
+        conn.resuming = True
+        return self.resume(conn, after)
+
+    def _subscribe(self, conn: Connection, raw: tuple[object, ...]) -> None:
+        added: list[str] = []
+        for item in raw:
+            channel = p.normalize_channel(item, self.config.symbols)
+            if isinstance(channel, p.ChannelError):
+                conn.enqueue(
+                    p.error_message(self.now(), "UNKNOWN_CHANNEL", channel.reason, channel=channel.channel)
+                )
+                continue
+            if channel not in conn.channels and len(conn.channels) >= p.MAX_CHANNELS_PER_CONNECTION:
+                conn.enqueue(
+                    p.error_message(self.now(), "TOO_MANY_CHANNELS", "subscription limit reached", channel=channel)
+                )
+                continue
+            conn.channels.add(channel)
+            self._by_channel.setdefault(channel, set()).add(conn)
+            added.append(channel)
+        if added:
+            conn.enqueue(p.control_message("SUBSCRIBED", self.now(), {"channels": p.dedupe(added)}))
+
+    def _unsubscribe(self, conn: Connection, raw: tuple[object, ...]) -> None:
+        removed: list[str] = []
+        for item in raw:
+            channel = p.normalize_channel(item, self.config.symbols)
+            if isinstance(channel, p.ChannelError):
+                conn.enqueue(
+                    p.error_message(self.now(), "UNKNOWN_CHANNEL", channel.reason, channel=channel.channel)
+                )
+                continue
+            conn.channels.discard(channel)
+            subs = self._by_channel.get(channel)
+            if subs is not None:
+                subs.discard(conn)
+                if not subs:
+                    del self._by_channel[channel]
+            removed.append(channel)
+        if removed:
+            conn.enqueue(p.control_message("UNSUBSCRIBED", self.now(), {"channels": p.dedupe(removed)}))
+
+    async def resume(self, conn: Connection, after: _Id) -> None:
+        """Replay the user's retained private events after `after`, then go live with no gap or duplicate.
+
+        The caller has set `conn.resuming`. Private events already delivered live on this socket (ids >=
+        `live_since`) are not replayed again. A resume point no longer retained gets RESYNC_REQUIRED.
+        """
+        stream = user_stream(conn.user_id)
+        upper = conn.live_since
+        cursor = after
+        last_replayed: _Id | None = None
+        replayed = 0
+        try:
+            while True:
+                page = await self.bus.range_after(stream, format_id(cursor), count=self.config.replay_page)
+                # Trimming only removes the oldest entries: if the cursor is still retained after the read, the
+                # page began right after it. If not, events after the client's position may be lost.
+                oldest = await self.bus.first_id(stream)
+                if oldest is None or parse_id(oldest) > cursor:
+                    if oldest is None and cursor == (0, 0):
+                        break  # nothing ever published for this user and the client asked from the start
+                    WS_RESUMES.labels(outcome="resync").inc()
+                    conn.enqueue(
+                        p.control_message(
+                            "RESYNC_REQUIRED",
+                            self.now(),
+                            {"last_event_id": format_id(after), "oldest_retained_id": oldest},
+                        )
+                    )
+                    conn.finish_resume(None)
+                    return
+                done = len(page) < self.config.replay_page
+                for msg in page:
+                    event_id = parse_id(msg.id)
+                    if upper is not None and event_id >= upper:
+                        done = True  # from here on already delivered live on this socket
+                        break
+                    text = _private_text(msg, conn.user_id)
+                    if text is not None and not await conn.outbox.put_paced(text):
+                        conn.request_close(p.CLOSE_SLOW_CONSUMER, "slow consumer")
+                        return
+                    last_replayed = event_id
+                    replayed += text is not None
+                if done:
+                    break
+                cursor = parse_id(page[-1].id)
+        except asyncio.CancelledError:
+            conn.finish_resume(last_replayed)
+            raise
+        except Exception as exc:  # flushing now would leave a gap: make the client resume again instead
+            log.warning("events hub: resume failed", user_id=conn.user_id, error=str(exc))
+            WS_RESUMES.labels(outcome="failed").inc()
+            conn.request_close(p.CLOSE_TRY_AGAIN, "resume failed; reconnect and resume again")
+            return
+        WS_RESUMES.labels(outcome="ok").inc()
+        conn.enqueue(
+            p.control_message(
+                "RESUMED",
+                self.now(),
+                {"replayed": replayed, "last_event_id": format_id(last_replayed) if last_replayed else None},
+            )
+        )
+        conn.finish_resume(last_replayed)
+
+    async def _watch_sends(self) -> None:
+        """Close sockets whose current send has taken longer than the send timeout (a stalled peer)."""
+        timeout = self.config.send_timeout_s
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(1.0, timeout / 4))
+            now = loop.time()
+            for conns in list(self._by_user.values()):
+                for conn in list(conns):
+                    conn.check_stalled(now, timeout)
+
+    # -- the reader -------------------------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        delay = 0.05
+        while True:
+            try:
+                batch = await self.bus.read(
+                    self._cursors, count=self.config.read_count, block_ms=self.config.read_block_ms
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the bus reconnects by itself; keep our position and retry
+                WS_BUS_ERRORS.inc()
+                log.warning("events hub: bus read failed; retrying", error=str(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            delay = 0.05
+            self.dispatch(batch)
+
+    def dispatch(self, batch: list[BusMessage]) -> None:
+        """Route one batch; never awaits, so a slow socket cannot hold up the others."""
+        for msg in batch:
+            self._cursors[msg.stream] = msg.id
+            try:
+                if msg.stream == PRIVATE_EVENTS:
+                    self._route_private(msg)
+                else:
+                    self._route_public(msg)
+            except Exception:  # one malformed entry must not stop the feed for everyone
+                log.exception("events hub: dropping malformed entry", stream=msg.stream, id=msg.id)
+
+    def _route_private(self, msg: BusMessage) -> None:
+        user_id = msg.data.get("user_id")
+        conns = self._by_user.get(user_id) if isinstance(user_id, str) else None
+        if not conns:
+            return
+        text = _private_text(msg, user_id)  # type: ignore[arg-type]
+        if text is None:
+            return
+        event_id = parse_id(msg.id)
+        for conn in list(conns):
+            conn.deliver_private(event_id, text)
+
+    def _route_public(self, msg: BusMessage) -> None:
+        found = p.public_channel_of(msg.stream, msg.data)
+        if found is None:
+            return
+        channel, msg_type = found
+        conns = self._by_channel.get(channel)
+        if not conns:
+            return
+        text = p.event_message(msg_type, msg.id, msg.data.get("ts"), msg.data.get("data"), channel=channel)
+        for conn in list(conns):
+            conn.enqueue(text)
+
+
+def _private_text(msg: BusMessage, user_id: str) -> str | None:
+    data: Mapping[str, Any] = msg.data
+    if data.get("user_id") != user_id or not isinstance(data.get("type"), str):
+        return None  # never leak another user's event, whatever the stream holds
+    return p.event_message(data["type"], msg.id, data.get("ts"), data.get("data"))
+
