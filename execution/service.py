@@ -6,16 +6,42 @@ import asyncio
 import contextlib
 import signal
 from contextlib import AsyncExitStack
+from typing import Any
 
 import structlog
+from sqlalchemy import select
 
 from execution.paper.market_maker import MarketMakerConfig
+from execution.testnet.venue import TestnetVenue, build_testnet_venue
+from execution.venues.base import VenueOrder
 from execution.venues.paper import PaperVenue
-from execution.worker import ExecutionWorker
+from execution.worker import ExecutionWorker, venue_order
+from gateway.services.keys import TESTNET_EXCHANGE, PlainKeys, load_plain_keys
+from shared.db import unit_of_work
+from shared.models import ExchangeCredential, Order
+from shared.orders import FINAL
 from shared.settings import Settings
 from tradebridge.bootstrap import Runtime, build_runtime
 
 log = structlog.get_logger(__name__)
+
+
+def build_testnet(rt: Runtime, **overrides: Any) -> TestnetVenue:
+    """The ccxt venue with keys decrypted on demand from the database (never held by the venue's config)."""
+
+    async def keys(user_id: str) -> PlainKeys | None:
+        async with rt.sessions() as session:
+            return await load_plain_keys(session, rt.keyring, user_id)
+
+    async def users() -> list[str]:
+        async with rt.sessions() as session:
+            rows = await session.execute(
+                select(ExchangeCredential.user_id).where(ExchangeCredential.exchange == TESTNET_EXCHANGE)
+            )
+            return [str(u) for u in rows.scalars()]
+
+    overrides = {**rt.extras.get("testnet_overrides", {}), **overrides}
+    return build_testnet_venue(rt.settings, keys, rt.clock, users_provider=users, **overrides)
 
 
 def build_worker(rt: Runtime) -> ExecutionWorker:
@@ -25,11 +51,7 @@ def build_worker(rt: Runtime) -> ExecutionWorker:
         rt.clock,
         market_maker=MarketMakerConfig() if rt.settings.market_maker_enabled else None,
     )
-    testnet = None
-    factory = rt.extras.get("testnet_venue_factory")
-    if factory is not None:
-        testnet = factory(rt)
-    return ExecutionWorker(rt, paper, testnet)
+    return ExecutionWorker(rt, paper, build_testnet(rt))
 
 
 async def start_execution(rt: Runtime, stack: AsyncExitStack) -> ExecutionWorker:
@@ -38,20 +60,13 @@ async def start_execution(rt: Runtime, stack: AsyncExitStack) -> ExecutionWorker
     rt.extras["worker"] = worker
     await worker.start()
     stack.push_async_callback(worker.stop)
-    if worker.testnet is not None and hasattr(worker.testnet, "start"):
-        await worker.testnet.start(worker.apply_from_venue, lambda: _open_testnet_orders(rt))  # type: ignore[attr-defined]
-        stack.push_async_callback(worker.testnet.stop)  # type: ignore[attr-defined]
+    if isinstance(worker.testnet, TestnetVenue):
+        await worker.testnet.start(worker.apply_from_venue, lambda: _open_testnet_orders(rt))
+        stack.push_async_callback(worker.testnet.stop)
     return worker
 
 
-async def _open_testnet_orders(rt: Runtime) -> list:  # type: ignore[type-arg]
-    from sqlalchemy import select
-
-    from execution.worker import venue_order
-    from shared.db import unit_of_work
-    from shared.models import Order
-    from shared.orders import FINAL
-
+async def _open_testnet_orders(rt: Runtime) -> list[VenueOrder]:
     async with unit_of_work(rt.sessions) as session:
         rows = (
             await session.execute(

@@ -27,10 +27,10 @@ async def balances(
 ) -> list[BalanceOut]:
     mode = mode or user.mode  # type: ignore[assignment]
     if mode == "testnet":
-        testnet = rt.extras.get("testnet_balances")
-        if testnet is None:
-            return []
-        return [BalanceOut(**b) for b in await testnet(session, user)]
+        rows = await rt.extras["testnet_reader"].balances(user.id)
+        return [
+            BalanceOut(asset=b["asset"], free=b["free"], locked=b["locked"], total=b["total"]) for b in rows
+        ]
     await orders.ensure_paper_funded(user.id)
     views = await SqlLedger(session, rt.clock).balances(user.id)
     return [BalanceOut(asset=v.asset, free=v.free, locked=v.locked, total=v.total) for v in views]

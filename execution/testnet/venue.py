@@ -1,0 +1,1009 @@
+"""The Binance spot testnet behind the venue port, through ccxt, with each user's own keys.
+
+What makes it hard is not the happy path but the unclear ones, so the rules are:
+
+- An order is sent with TradeBridge's order id as `newClientOrderId`, and never sent twice. After any reply that
+  leaves the outcome unknown (timeout, dropped connection, 5xx, garbled answer) the order is looked up by that id;
+  it is adopted if the exchange has it, and sent again (same id) only once the exchange said it doesn't know it
+  AND a full `recvWindow` (plus a margin) has passed since the unclear send, so a request still travelling can no
+  longer be executed. A "Duplicate order sent." reply is treated the same way: look up and adopt.
+- A cancel whose outcome is unclear (including the OrderNotFound a lost acknowledgement turns into when aiohttp
+  retries the DELETE) is verified by looking the order up before any state is decided.
+- Whatever can't be settled within a short budget is left PENDING/PENDING_CANCEL, settled in the background and
+  reported through the sink the worker gave `start()`.
+- Resting orders are followed by polling open orders per (user, symbol), fast after activity and slower when idle;
+  fills are read from the exchange's own trades, so prices and fees are exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Protocol
+
+import ccxt.async_support as ccxt_async
+import structlog
+
+from execution.testnet.client import make_binance_client
+from execution.testnet.errors import ErrorKind, VenueError, classify
+from execution.venues.base import (
+    EMPTY,
+    ExternalOrder,
+    FillReport,
+    OrderChange,
+    ResultSink,
+    VenueOrder,
+    VenueResult,
+)
+from shared.clock import Clock
+from shared.errors import Conflict, Throttled, Unavailable
+from shared.orders import Status
+
+log = structlog.get_logger(__name__)
+
+ZERO = Decimal(0)
+AVG_QUANTUM = Decimal("1E-12")
+FINAL_STATUSES = frozenset({Status.FILLED, Status.CANCELED, Status.REJECTED, Status.EXPIRED})
+_BINANCE_STATUS = {
+    "NEW": Status.NEW,
+    "PENDING_NEW": Status.NEW,
+    "PARTIALLY_FILLED": Status.PARTIALLY_FILLED,
+    "FILLED": Status.FILLED,
+    "CANCELED": Status.CANCELED,
+    "PENDING_CANCEL": Status.PENDING_CANCEL,
+    "REJECTED": Status.REJECTED,
+    "EXPIRED": Status.EXPIRED,
+    "EXPIRED_IN_MATCH": Status.EXPIRED,
+}
+
+
+class ApiKeys(Protocol):
+    """What a key provider returns (gateway.services.keys.PlainKeys fits)."""
+
+    @property
+    def api_key(self) -> str: ...
+
+    @property
+    def api_secret(self) -> str: ...
+
+
+KeysProvider = Callable[[str], Awaitable[ApiKeys | None]]
+UsersProvider = Callable[[], Awaitable[Sequence[str]]]
+OpenOrders = Callable[[], Awaitable[list[VenueOrder]]]
+
+
+@dataclass(frozen=True, slots=True)
+class TestnetVenueConfig:
+    __test__ = False
+    base_url: str
+    timeout_ms: int = 10_000
+    recv_window_ms: int = 10_000
+    settle_margin_s: float = 1.0  # added to recvWindow before "the exchange doesn't know it" is believed
+    enable_rate_limit: bool = True
+    place_budget_s: float = (
+        20.0  # how long place()/cancel() settle inline before handing over to the background
+    )
+    retry_backoff_s: float = 0.2
+    max_backoff_s: float = 10.0
+    default_retry_after_s: float = 1.0
+    default_ban_s: float = 60.0
+    poll_fast_s: float = 0.5
+    poll_slow_s: float = 15.0
+    balance_ttl_s: float = 5.0
+    keys_ttl_s: float = 30.0
+    recover_on_start: bool = True
+
+    @property
+    def settle_s(self) -> float:
+        return self.recv_window_ms / 1000 + self.settle_margin_s
+
+
+class VenueCallFailed(Exception):
+    """A ccxt call failed; `error` says what it means."""
+
+    def __init__(self, error: VenueError) -> None:
+        super().__init__(f"{error.kind}: {error.reason}")
+        self.error = error
+
+
+@dataclass(eq=False)
+class _UserClient:
+    user_id: str
+    fingerprint: str
+    client: ccxt_async.binance
+    keys_checked_at: float
+    blocked_until: float = 0.0
+    markets_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass(frozen=True, slots=True)
+class _Snap:
+    """An order as the exchange reported it (raw Binance fields, exact decimals)."""
+
+    venue_order_id: str
+    client_order_id: str | None
+    status: str
+    executed: Decimal
+    cum_quote: Decimal
+    symbol: str
+    side: str
+    type: str
+    time_in_force: str
+    orig_qty: Decimal
+    price: Decimal | None
+    time_ms: int | None
+    fills: tuple[dict[str, Any], ...] = ()
+    transact_ms: int | None = None
+
+    @property
+    def avg_price(self) -> Decimal | None:
+        return (self.cum_quote / self.executed).quantize(AVG_QUANTUM) if self.executed > 0 else None
+
+
+@dataclass(eq=False)
+class _Tracked:
+    order: VenueOrder
+    venue_order_id: str | None
+    status: str
+    filled: Decimal
+    cum_quote: Decimal
+    trade_ids: set[str] = field(default_factory=set)
+    trade_qty: Decimal = ZERO
+    cancel_requested: bool = False
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.order.user_id, self.order.symbol)
+
+
+@dataclass(eq=False)
+class _Group:
+    interval: float
+    next_at: float
+
+
+@dataclass(eq=False)
+class _Settling:
+    task: asyncio.Task[VenueResult]
+    detached: bool = False
+
+
+def _dec(value: Any) -> Decimal:
+    try:
+        return Decimal(str(value)) if value is not None and value != "" else ZERO
+    except InvalidOperation:
+        return ZERO
+
+
+def _ms_to_dt(ms: int | None, clock: Clock) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC) if ms else clock.now()
+
+
+def snapshot(info: dict[str, Any]) -> _Snap:
+    """Parse a raw Binance order (new-order, query, or cancel answer)."""
+    price = _dec(info.get("price"))
+    return _Snap(
+        venue_order_id=str(info["orderId"]),
+        client_order_id=info.get("clientOrderId")
+        if "origClientOrderId" not in info
+        else info["origClientOrderId"],
+        status=_BINANCE_STATUS.get(str(info.get("status")), Status.NEW),
+        executed=_dec(info.get("executedQty")),
+        cum_quote=_dec(info.get("cummulativeQuoteQty")),
+        symbol=str(info.get("symbol", "")),
+        side=str(info.get("side", "")),
+        type=str(info.get("type", "")),
+        time_in_force=str(info.get("timeInForce", "GTC")),
+        orig_qty=_dec(info.get("origQty")),
+        price=price if price > 0 else None,
+        time_ms=info.get("time") or info.get("transactTime"),
+        fills=tuple(info.get("fills") or ()),
+        transact_ms=info.get("transactTime"),
+    )
+
+
+async def _noop() -> None:
+    return None
+
+
+def _fingerprint(keys: ApiKeys) -> str:
+    return hashlib.sha256(f"{keys.api_key}\0{keys.api_secret}".encode()).hexdigest()[:16]
+
+
+class TestnetVenue:
+    """The venue port for the Binance spot testnet. One instance per worker process."""
+
+    name = "testnet"
+    __test__ = False  # not a pytest class, despite the name
+
+    def __init__(
+        self,
+        config: TestnetVenueConfig,
+        keys_provider: KeysProvider,
+        clock: Clock,
+        *,
+        users_provider: UsersProvider | None = None,
+    ) -> None:
+        self.config = config
+        self._keys = keys_provider
+        self._users = users_provider
+        self._clock = clock
+        self._clients: dict[str, _UserClient] = {}
+        self._client_locks: dict[str, asyncio.Lock] = {}
+        self._tracked: dict[str, _Tracked] = {}
+        self._groups: dict[tuple[str, str], _Group] = {}
+        self._placing: dict[str, _Settling] = {}
+        self._settled: OrderedDict[str, OrderChange] = OrderedDict()
+        self._balances: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        self._sink: ResultSink | None = None
+        self._undelivered: list[VenueResult] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._poller: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, sink: ResultSink, open_orders: OpenOrders | None = None) -> None:
+        """Begin tracking; with `recover_on_start`, reconcile what TradeBridge believes open in the background."""
+        self._sink = sink
+        self._stopping = False
+        pending, self._undelivered = self._undelivered, []
+        for result in pending:
+            await self._emit(result)
+        self._poller = asyncio.create_task(self._poll_loop(), name="testnet-poller")
+        if open_orders is not None and self.config.recover_on_start:
+            self._spawn(self._recover_on_start(open_orders), "testnet-recover")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        tasks = [t for t in (self._poller, *self._tasks, *(s.task for s in self._placing.values())) if t]
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._poller = None
+        self._tasks.clear()
+        self._placing.clear()
+        clients, self._clients = list(self._clients.values()), {}
+        for uc in clients:
+            with contextlib.suppress(Exception):
+                await uc.client.close()
+
+    async def _recover_on_start(self, open_orders: OpenOrders) -> None:
+        orders = await open_orders()
+        result = await self.recover(orders)
+        await self._emit(result)
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _emit(self, result: VenueResult) -> None:
+        if not result:
+            return
+        if self._sink is None:
+            self._undelivered.append(result)
+            return
+        try:
+            await self._sink(result)
+        except Exception:
+            log.exception("the worker could not persist a testnet result")
+
+    # ------------------------------------------------------------------ clients
+
+    async def _client(self, user_id: str, *, refresh_keys: bool = True) -> _UserClient | None:
+        """The user's ccxt client, rebuilt (and the old one closed) when their keys change."""
+        lock = self._client_locks.setdefault(user_id, asyncio.Lock())
+        async with lock:
+            now = self._now()
+            uc = self._clients.get(user_id)
+            if uc is not None and not refresh_keys and now - uc.keys_checked_at < self.config.keys_ttl_s:
+                return uc
+            keys = await self._keys(user_id)
+            if keys is None:
+                if uc is not None:
+                    del self._clients[user_id]
+                    await uc.client.close()
+                return None
+            fp = _fingerprint(keys)
+            if uc is not None and uc.fingerprint == fp:
+                uc.keys_checked_at = now
+                return uc
+            if uc is not None:
+                del self._clients[user_id]
+                await uc.client.close()
+            client = make_binance_client(
+                keys.api_key,
+                keys.api_secret,
+                base_url=self.config.base_url,
+                timeout_ms=self.config.timeout_ms,
+                enable_rate_limit=self.config.enable_rate_limit,
+            )
+            client.enableLastResponseHeaders = True
+            client.options["recvWindow"] = self.config.recv_window_ms
+            client.options["warnOnFetchOpenOrdersWithoutSymbol"] = False
+            uc = _UserClient(user_id, fp, client, now)
+            self._clients[user_id] = uc
+            return uc
+
+    @staticmethod
+    def _now() -> float:
+        # Event-loop time: network pacing is about real elapsed time, not the domain clock.
+        return float(asyncio.get_running_loop().time())
+
+    async def _call(self, uc: _UserClient, fn: Callable[..., Awaitable[Any]], *args: Any, **kw: Any) -> Any:
+        """One ccxt call behind the client's throttle/ban gate; failures come out as VenueCallFailed."""
+        wait = uc.blocked_until - self._now()
+        if wait > 0:  # throttled or banned: nothing goes out on this client until the gate opens
+            await asyncio.sleep(wait)
+        try:
+            async with uc.markets_lock:
+                if not uc.client.markets:
+                    await uc.client.load_markets()
+            return await fn(*args, **kw)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            headers = getattr(uc.client, "last_response_headers", None)
+            err = classify(exc, headers=headers if isinstance(headers, dict) else None)
+            if err.kind is ErrorKind.RATE_LIMITED or err.kind is ErrorKind.BANNED:
+                pause = err.retry_after
+                if pause is None and err.banned_until_ms is not None:
+                    pause = max(0.0, err.banned_until_ms / 1000 - time.time())
+                if pause is None:
+                    pause = (
+                        self.config.default_ban_s
+                        if err.kind is ErrorKind.BANNED
+                        else self.config.default_retry_after_s
+                    )
+                uc.blocked_until = max(uc.blocked_until, self._now() + pause)
+                log.warning("testnet client throttled", kind=err.kind, pause_s=pause, user_id=uc.user_id)
+            elif err.kind is ErrorKind.CLOCK_SKEW:
+                uc.client.options["adjustForTimeDifference"] = True
+                with contextlib.suppress(Exception):
+                    await uc.client.load_time_difference()
+            raise VenueCallFailed(err) from exc
+
+    def _market_symbol(self, uc: _UserClient, symbol: str) -> str | None:
+        found = (uc.client.markets_by_id or {}).get(symbol.replace("/", "").upper())
+        if not found:
+            return None
+        return str(found[0]["symbol"])
+
+    async def _lookup(self, uc: _UserClient, order: VenueOrder, venue_order_id: str | None) -> _Snap:
+        sym = self._market_symbol(uc, order.symbol) or order.symbol
+        if venue_order_id:
+            raw = await self._call(uc, uc.client.fetch_order, venue_order_id, sym)
+        else:
+            raw = await self._call(
+                uc, uc.client.fetch_order, None, sym, {"origClientOrderId": order.order_id}
+            )
+        return snapshot(raw["info"])
+
+    async def _trades(self, uc: _UserClient, order: VenueOrder, venue_order_id: str) -> list[dict[str, Any]]:
+        sym = self._market_symbol(uc, order.symbol) or order.symbol
+        rows = await self._call(uc, uc.client.fetch_my_trades, sym, None, None, {"orderId": venue_order_id})
+        return [r["info"] for r in rows if str(r["info"].get("orderId")) == venue_order_id]
+
+    async def _pause(self, err: VenueError, attempt: int) -> None:
+        """Throttles and bans are waited out by the client's gate; anything else backs off."""
+        if err.kind not in (ErrorKind.RATE_LIMITED, ErrorKind.BANNED):
+            await asyncio.sleep(self._backoff(attempt))
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self.config.max_backoff_s, self.config.retry_backoff_s * 2.0 ** min(attempt, 10))
+
+    # ------------------------------------------------------------------ results
+
+    def _track(self, order: VenueOrder) -> _Tracked:
+        t = self._tracked.get(order.order_id)
+        if t is None:
+            t = _Tracked(
+                order=order,
+                venue_order_id=order.venue_order_id,
+                status=order.status,
+                filled=order.filled_quantity,
+                cum_quote=ZERO,
+            )
+        return t
+
+    def _fill(self, t: _Tracked, row: dict[str, Any]) -> FillReport:
+        price, qty = _dec(row.get("price")), _dec(row.get("qty"))
+        quote = _dec(row["quoteQty"]) if row.get("quoteQty") is not None else price * qty
+        liquidity = "MAKER" if row.get("isMaker") else "TAKER"  # new-order fills carry no flag: they took
+        return FillReport(
+            trade_id=str(row.get("id", row.get("tradeId"))),
+            order_id=t.order.order_id,
+            symbol=t.order.symbol,
+            side=t.order.side,
+            price=price,
+            quantity=qty,
+            quote_quantity=quote,
+            fee=_dec(row.get("commission")),
+            fee_asset=str(row.get("commissionAsset", "")),
+            liquidity=liquidity,
+            ts=_ms_to_dt(row.get("time") or row.get("_ts"), self._clock),
+        )
+
+    async def _observe(
+        self, uc: _UserClient, t: _Tracked, snap: _Snap, *, reason: str | None = None, full: bool = False
+    ) -> VenueResult:
+        """Fold an exchange snapshot into the tracked order; the changes and new fills it implies.
+
+        `full` re-reports the current state and every trade (idempotent downstream), for redeliveries and restarts.
+        """
+        t.venue_order_id = snap.venue_order_id
+        fills: list[FillReport] = []
+        if snap.executed > t.trade_qty:
+            rows: list[dict[str, Any]] = []
+            inline = [dict(f, _ts=snap.transact_ms) for f in snap.fills]
+            if (
+                inline
+                and sum((_dec(f.get("qty")) for f in inline), ZERO) == snap.executed
+                and not t.trade_ids
+            ):
+                rows = inline  # the FULL new-order answer carries its own (taker) trades
+            else:
+                try:
+                    rows = await self._trades(uc, t.order, snap.venue_order_id)
+                except VenueCallFailed as exc:
+                    log.warning(
+                        "testnet trades not readable yet", order_id=t.order.order_id, error=exc.error.kind
+                    )
+            for row in rows:
+                tid = str(row.get("id", row.get("tradeId")))
+                if tid in t.trade_ids:
+                    continue
+                t.trade_ids.add(tid)
+                fill = self._fill(t, row)
+                t.trade_qty += fill.quantity
+                fills.append(fill)
+        elif full and t.trade_ids:
+            with contextlib.suppress(VenueCallFailed):
+                rows = await self._trades(uc, t.order, snap.venue_order_id)
+                fills = [self._fill(t, r) for r in rows]
+        changed = snap.status != t.status or snap.executed != t.filled or full or reason is not None
+        t.status, t.filled, t.cum_quote = snap.status, snap.executed, snap.cum_quote
+        changes: tuple[OrderChange, ...] = ()
+        if changed:
+            changes = (
+                OrderChange(
+                    order_id=t.order.order_id,
+                    status=snap.status,
+                    filled_quantity=snap.executed,
+                    cumulative_quote=snap.cum_quote,
+                    avg_price=snap.avg_price,
+                    reason=reason,
+                    venue_order_id=snap.venue_order_id,
+                ),
+            )
+        if fills:
+            self._balances.pop(t.order.user_id, None)  # the user's balances moved
+        owes_fills = t.trade_qty < t.filled
+        if snap.status in FINAL_STATUSES and not owes_fills:
+            self._untrack(t.order.order_id)
+        else:
+            self._tracked[t.order.order_id] = t
+            self._poke(t.key)
+        if changes or fills:
+            self._poke(t.key)
+        return VenueResult(changes=changes, fills=tuple(fills), touched_symbols=frozenset({t.order.symbol}))
+
+    def _untrack(self, order_id: str) -> None:
+        t = self._tracked.pop(order_id, None)
+        if t is not None and not any(o.key == t.key for o in self._tracked.values()):
+            self._groups.pop(t.key, None)
+
+    @staticmethod
+    def _final(order: VenueOrder, status: str, reason: str) -> VenueResult:
+        return VenueResult(
+            changes=(
+                OrderChange(
+                    order_id=order.order_id,
+                    status=status,
+                    filled_quantity=order.filled_quantity,
+                    cumulative_quote=ZERO,
+                    avg_price=None,
+                    reason=reason,
+                ),
+            )
+        )
+
+    @staticmethod
+    def _in_flight(order: VenueOrder, status: str, reason: str) -> VenueResult:
+        return VenueResult(
+            changes=(
+                OrderChange(
+                    order_id=order.order_id,
+                    status=status,
+                    filled_quantity=order.filled_quantity,
+                    cumulative_quote=ZERO,
+                    avg_price=None,
+                    reason=reason,
+                    venue_order_id=order.venue_order_id,
+                ),
+            )
+        )
+
+    # ------------------------------------------------------------------ placing
+
+    async def place(self, order: VenueOrder) -> VenueResult:
+        return self._remember(await self._settle_inline(order, sent_maybe=False))
+
+    def _remember(self, result: VenueResult) -> VenueResult:
+        """Keep recent final outcomes, so a cancel right after (the worker's place-then-cancel) needn't ask again."""
+        for c in result.changes:
+            if c.status in FINAL_STATUSES:
+                self._settled[c.order_id] = c
+                self._settled.move_to_end(c.order_id)
+        while len(self._settled) > 10_000:
+            self._settled.popitem(last=False)
+        return result
+
+    async def _settle_inline(self, order: VenueOrder, *, sent_maybe: bool) -> VenueResult:
+        """Run (or join) the order's placement; past the budget, leave it PENDING and report it via the sink."""
+        settling = self._placing.get(order.order_id)
+        if settling is None:
+            maybe = (
+                sent_maybe
+                or order.order_id in self._tracked
+                or order.venue_order_id is not None
+                or order.status == Status.PENDING_CANCEL  # a cancel may chase an earlier unclear send
+            )
+            task = asyncio.ensure_future(self._placement(order, sent_maybe=maybe))
+            settling = _Settling(task)
+            self._placing[order.order_id] = settling
+            oid = order.order_id
+            task.add_done_callback(lambda _t: self._placement_done(oid))
+        done, _ = await asyncio.wait({settling.task}, timeout=self.config.place_budget_s)
+        if settling.task in done:
+            return settling.task.result()
+        settling.detached = True
+        return self._in_flight(
+            order, order.status, "in flight: waiting for Binance testnet to confirm whether it has the order"
+        )
+
+    def _placement_done(self, order_id: str) -> None:
+        settling = self._placing.pop(order_id, None)
+        if settling is None or not settling.detached or settling.task.cancelled():
+            return
+        exc = settling.task.exception()
+        if exc is not None:
+            log.error("testnet placement failed in the background", order_id=order_id, error=repr(exc))
+            return
+        self._spawn(self._emit(settling.task.result()), "testnet-late-result")
+
+    async def _placement(self, order: VenueOrder, *, sent_maybe: bool) -> VenueResult:
+        """Send once; after any unclear outcome, look up by client order id and resend only on a confirmed miss."""
+        loop_now = self._now
+        unclear_since: float | None = loop_now() if sent_maybe else None
+        must_lookup = True  # even a first send: a redelivered command may find its order already there
+        attempt = 0
+        while True:
+            uc = await self._client(order.user_id)
+            if uc is None:
+                if unclear_since is None:
+                    return self._final(
+                        order, Status.REJECTED, "no Binance testnet API keys are stored for this user"
+                    )
+                await asyncio.sleep(self._backoff(attempt))  # keys gone mid-flight: can't look, keep trying
+                attempt += 1
+                continue
+            if must_lookup:
+                try:
+                    snap = await self._lookup(uc, order, order.venue_order_id)
+                except VenueCallFailed as exc:
+                    err = exc.error
+                    if err.kind is ErrorKind.ORDER_NOT_FOUND:
+                        if (
+                            unclear_since is not None
+                            and (left := unclear_since + self.config.settle_s - loop_now()) > 0
+                        ):
+                            await asyncio.sleep(left)  # let a request still travelling land or expire
+                            continue
+                        if order.status == Status.PENDING_CANCEL:
+                            return self._final(
+                                order, Status.CANCELED, "canceled before it reached the exchange"
+                            )
+                        if order.venue_order_id is not None or order.status not in (Status.PENDING,):
+                            return await self._vanished(order)
+                        must_lookup, unclear_since = False, None
+                        continue
+                    if err.final:  # bad keys etc.: the exchange can't have taken an order from them either
+                        return self._final(order, Status.REJECTED, err.reason)
+                    await asyncio.sleep(self._backoff(attempt))
+                    attempt += 1
+                    continue
+                result = await self._observe(uc, self._track(order), snap, full=True)
+                if order.status == Status.PENDING_CANCEL and snap.status not in FINAL_STATUSES:
+                    result = result + await self.cancel(order)
+                return result
+            # send
+            if order.status == Status.PENDING_CANCEL:
+                return self._final(order, Status.CANCELED, "canceled before it reached the exchange")
+            try:
+                raw = await self._send(uc, order)
+            except VenueCallFailed as exc:
+                err = exc.error
+                if err.kind is ErrorKind.DUPLICATE_ORDER:
+                    must_lookup = True  # the exchange already has it (an earlier send, another worker): adopt
+                    unclear_since = unclear_since or loop_now()
+                    continue
+                if err.retryable:
+                    await self._pause(err, attempt)
+                    attempt += 1
+                    continue  # refused before processing: resend the same id once the gate opens
+                if err.ambiguous:
+                    must_lookup, unclear_since = True, loop_now()
+                    log.warning(
+                        "testnet placement outcome unknown; looking it up",
+                        order_id=order.order_id,
+                        kind=err.kind,
+                    )
+                    continue
+                return self._final(order, Status.REJECTED, err.reason)
+            if isinstance(raw, VenueResult):
+                return raw
+            return await self._observe(uc, self._track(order), snapshot(raw["info"]))
+
+    async def _send(self, uc: _UserClient, order: VenueOrder) -> Any:
+        await self._call(uc, _noop)  # markets loaded, behind the gate
+        symbol = self._market_symbol(uc, order.symbol)
+        if symbol is None:
+            return self._final(order, Status.REJECTED, f"Binance testnet does not trade {order.symbol}")
+        client = uc.client
+        qty = str(order.quantity)
+        if Decimal(client.amount_to_precision(symbol, qty)) != order.quantity:
+            return self._final(
+                order, Status.REJECTED, "quantity is not a multiple of the symbol's step size (LOT_SIZE)"
+            )
+        params: dict[str, Any] = {"newClientOrderId": order.order_id}
+        price: str | None = None
+        otype = order.type.upper()
+        if otype == "LIMIT":
+            if order.price is None:
+                return self._final(order, Status.REJECTED, "a limit order needs a price")
+            price = str(order.price)
+            if Decimal(client.price_to_precision(symbol, price)) != order.price:
+                return self._final(
+                    order, Status.REJECTED, "price is not a multiple of the symbol's tick size (PRICE_FILTER)"
+                )
+            params["timeInForce"] = (order.time_in_force or "GTC").upper()
+        return await self._call(
+            uc, client.create_order, symbol, otype.lower(), order.side.lower(), qty, price, params
+        )
+
+    async def _vanished(self, order: VenueOrder) -> VenueResult:
+        """TradeBridge had it on the exchange; the exchange no longer knows it (the monthly testnet reset)."""
+        self._untrack(order.order_id)
+        if order.status == Status.PENDING_CANCEL:
+            return self._final(order, Status.CANCELED, "no longer on Binance testnet")
+        return self._final(order, Status.EXPIRED, "no longer known to Binance testnet (testnet reset?)")
+
+    # ------------------------------------------------------------------ cancelling
+
+    async def cancel(self, order: VenueOrder) -> VenueResult:
+        settling = self._placing.get(order.order_id)
+        if settling is not None:
+            done, _ = await asyncio.wait({settling.task}, timeout=self.config.place_budget_s)
+            if settling.task not in done:
+                return self._in_flight(
+                    order, Status.PENDING_CANCEL, "cancel waits for the placement to settle"
+                )
+        settled = self._settled.get(order.order_id)
+        if settled is not None and order.order_id not in self._tracked:
+            return VenueResult(changes=(settled,))
+        return self._remember(await self._cancel(order))
+
+    async def _cancel(self, order: VenueOrder) -> VenueResult:
+        t = self._tracked.get(order.order_id)
+        venue_id = order.venue_order_id or (t.venue_order_id if t else None)
+        if t is not None:
+            t.cancel_requested = True
+        task = asyncio.ensure_future(self._cancellation(order, venue_id))
+        done, _ = await asyncio.wait({task}, timeout=self.config.place_budget_s)
+        if task in done:
+            return task.result()
+        task.cancel()
+        tracked = self._tracked.get(order.order_id)
+        if tracked is None and venue_id is not None:
+            tracked = self._track(order)
+            tracked.venue_order_id = venue_id
+            self._tracked[order.order_id] = tracked
+        if tracked is not None:
+            tracked.cancel_requested = True
+            self._poke(tracked.key)
+        return self._in_flight(
+            order, Status.PENDING_CANCEL, "cancel in flight: verifying with Binance testnet"
+        )
+
+    async def _cancellation(self, order: VenueOrder, venue_id: str | None) -> VenueResult:
+        attempt = 0
+        while True:
+            uc = await self._client(order.user_id)
+            if uc is None:
+                return VenueResult()
+            sym = self._market_symbol(uc, order.symbol) if uc.client.markets else None
+            try:
+                if venue_id is None:
+                    raw = await self._call(
+                        uc,
+                        uc.client.cancel_order,
+                        None,
+                        sym or order.symbol,
+                        {"origClientOrderId": order.order_id},
+                    )
+                else:
+                    raw = await self._call(uc, uc.client.cancel_order, venue_id, sym or order.symbol)
+                return await self._observe(uc, self._track(order), snapshot(raw["info"]))
+            except VenueCallFailed as exc:
+                err = exc.error
+                if err.retryable:
+                    await self._pause(err, attempt)
+                    attempt += 1
+                    continue
+                if not (err.ambiguous or err.kind in (ErrorKind.ORDER_NOT_FOUND, ErrorKind.CANCEL_REJECTED)):
+                    prior = self._tracked.get(order.order_id)
+                    status = (
+                        prior.status
+                        if prior
+                        else (Status.PARTIALLY_FILLED if order.filled_quantity > 0 else Status.NEW)
+                    )
+                    if prior:
+                        prior.cancel_requested = False
+                    return self._in_flight(order, status, f"cancel refused: {err.reason}")
+            # Unclear, or "unknown order" (which a lost acknowledgement retried by aiohttp also reads as):
+            # ask the exchange before deciding anything.
+            try:
+                snap = await self._lookup(uc, order, venue_id)
+            except VenueCallFailed as exc:
+                if exc.error.kind is ErrorKind.ORDER_NOT_FOUND:
+                    return (
+                        await self._placement(order, sent_maybe=True)
+                        if venue_id is None
+                        else (await self._vanished(order))
+                    )
+                await asyncio.sleep(self._backoff(attempt))
+                attempt += 1
+                continue
+            if snap.status in FINAL_STATUSES:
+                return await self._observe(uc, self._track(order), snap)
+            venue_id = snap.venue_order_id  # still open: the cancel didn't happen; try again
+            await asyncio.sleep(self._backoff(attempt))
+            attempt += 1
+
+    # ------------------------------------------------------------------ tracking
+
+    def _poke(self, key: tuple[str, str]) -> None:
+        """Activity on (user, symbol): poll it fast again."""
+        now = self._now()
+        g = self._groups.get(key)
+        if g is None:
+            self._groups[key] = _Group(self.config.poll_fast_s, now + self.config.poll_fast_s)
+        else:
+            g.interval = self.config.poll_fast_s
+            g.next_at = min(g.next_at, now + self.config.poll_fast_s)
+        self._wake.set()
+
+    async def _poll_loop(self) -> None:
+        while not self._stopping:
+            now = self._now()
+            due = [k for k, g in self._groups.items() if g.next_at <= now]
+            for key in due:
+                try:
+                    active = await self._poll_group(key)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("testnet poll failed", user_id=key[0], symbol=key[1])
+                    active = False
+                g = self._groups.get(key)
+                if g is not None:
+                    g.interval = (
+                        self.config.poll_fast_s if active else min(self.config.poll_slow_s, g.interval * 2)
+                    )
+                    g.next_at = self._now() + g.interval
+            self._wake.clear()
+            nxt = min((g.next_at for g in self._groups.values()), default=self._now() + 1.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.01, min(1.0, nxt - self._now())))
+
+    async def _poll_group(self, key: tuple[str, str]) -> bool:
+        user_id, symbol = key
+        members = [
+            t for t in self._tracked.values() if t.key == key and t.order.order_id not in self._placing
+        ]
+        if not members:
+            if not any(t.key == key for t in self._tracked.values()):
+                self._groups.pop(key, None)
+            return False
+        uc = await self._client(user_id, refresh_keys=False)
+        if uc is None:
+            return False
+        sym = self._market_symbol(uc, symbol) or symbol
+        try:
+            rows = await self._call(uc, uc.client.fetch_open_orders, sym)
+        except VenueCallFailed:
+            return False
+        open_by_id = {str(r["info"]["orderId"]): r["info"] for r in rows}
+        open_by_client = {str(r["info"].get("clientOrderId")): r["info"] for r in rows}
+        result = EMPTY
+        for t in members:
+            info = open_by_id.get(t.venue_order_id or "") or open_by_client.get(t.order.order_id)
+            try:
+                if info is not None:
+                    snap = snapshot(info)
+                    if snap.executed != t.filled or snap.status != t.status or t.trade_qty < snap.executed:
+                        result = result + await self._observe(uc, t, snap)
+                    if t.cancel_requested:
+                        result = result + await self.cancel(t.order)
+                    continue
+                try:
+                    snap = await self._lookup(uc, t.order, t.venue_order_id)
+                except VenueCallFailed as exc:
+                    if exc.error.kind is ErrorKind.ORDER_NOT_FOUND:
+                        result = result + await self._vanished(t.order)
+                    continue
+                result = result + await self._observe(uc, t, snap)
+            except VenueCallFailed:
+                continue
+        await self._emit(result)
+        return bool(result)
+
+    # ------------------------------------------------------------------ restart reconciliation
+
+    async def recover(self, open_orders: Sequence[VenueOrder], *, users: Iterable[str] = ()) -> VenueResult:
+        """Check every order TradeBridge believes open or in flight against the exchange, and list the orders the
+        exchange has that TradeBridge doesn't (external). Whatever can't be settled now is reported via the sink."""
+        result = EMPTY
+        for order in open_orders:
+            if order.status in (Status.PENDING,) or (
+                order.status == Status.PENDING_CANCEL and order.venue_order_id is None
+            ):
+                result = result + await self._settle_inline(order, sent_maybe=True)
+            else:
+                result = result + await self._recover_known(order)
+        all_users = {o.user_id for o in open_orders} | set(users)
+        if self._users is not None:
+            with contextlib.suppress(Exception):
+                all_users |= set(await self._users())
+        known_ids = {o.order_id for o in open_orders} | set(self._tracked)
+        known_venue_ids = {o.venue_order_id for o in open_orders if o.venue_order_id} | {
+            t.venue_order_id for t in self._tracked.values() if t.venue_order_id
+        }
+        for user_id in sorted(all_users):
+            result = result + await self._externals(user_id, known_ids, known_venue_ids)
+        return result
+
+    async def _recover_known(self, order: VenueOrder) -> VenueResult:
+        attempt = 0
+        while True:
+            uc = await self._client(order.user_id)
+            if uc is None:
+                return EMPTY
+            try:
+                snap = await self._lookup(uc, order, order.venue_order_id)
+            except VenueCallFailed as exc:
+                if exc.error.kind is ErrorKind.ORDER_NOT_FOUND:
+                    return await self._vanished(order)
+                if exc.error.final or attempt >= 3:
+                    t = self._track(order)
+                    self._tracked[order.order_id] = t  # the poller keeps asking
+                    self._poke(t.key)
+                    return EMPTY
+                await asyncio.sleep(self._backoff(attempt))
+                attempt += 1
+                continue
+            t = self._track(order)
+            t.status = order.status  # compare with what TradeBridge believes
+            result = await self._observe(uc, t, snap, full=bool(order.filled_quantity or snap.executed))
+            if order.status == Status.PENDING_CANCEL and snap.status not in FINAL_STATUSES:
+                result = result + await self.cancel(order)
+            return result
+
+    async def _externals(self, user_id: str, known_ids: set[str], known_venue_ids: set[str]) -> VenueResult:
+        uc = await self._client(user_id)
+        if uc is None:
+            return EMPTY
+        try:
+            rows = await self._call(uc, uc.client.fetch_open_orders)
+        except VenueCallFailed as exc:
+            log.warning(
+                "testnet open orders unreadable; external orders not checked",
+                user_id=user_id,
+                error=exc.error.kind,
+            )
+            return EMPTY
+        found: list[ExternalOrder] = []
+        for r in rows:
+            snap = snapshot(r["info"])
+            if snap.venue_order_id in known_venue_ids or (snap.client_order_id or "") in known_ids:
+                continue
+            found.append(
+                ExternalOrder(
+                    user_id=user_id,
+                    venue_order_id=snap.venue_order_id,
+                    client_order_id=snap.client_order_id,
+                    symbol=snap.symbol,
+                    side=snap.side,
+                    type=snap.type,
+                    time_in_force=snap.time_in_force,
+                    quantity=snap.orig_qty,
+                    price=snap.price,
+                    status=snap.status,
+                    filled_quantity=snap.executed,
+                    cumulative_quote=snap.cum_quote,
+                    avg_price=snap.avg_price,
+                    created_at=_ms_to_dt(snap.time_ms, self._clock),
+                )
+            )
+        return VenueResult(external_orders=tuple(found))
+
+    # ------------------------------------------------------------------ balances
+
+    async def balances(self, user_id: str) -> list[dict[str, Any]]:
+        """`[{asset, free, locked, total}]` (Decimals) from the exchange, cached briefly, dropped after fills."""
+        cached = self._balances.get(user_id)
+        if cached is not None and cached[0] > self._now():
+            return cached[1]
+        uc = await self._client(user_id, refresh_keys=False)
+        if uc is None:
+            raise Conflict("No Binance testnet API keys are stored for this account.")
+        try:
+            raw = await self._call(uc, uc.client.fetch_balance)
+        except VenueCallFailed as exc:
+            err = exc.error
+            if err.kind in (ErrorKind.RATE_LIMITED, ErrorKind.BANNED):
+                raise Throttled(
+                    "Binance testnet is throttling requests; try again shortly.", int(err.retry_after or 1)
+                ) from exc
+            if err.final:
+                raise Conflict(f"Binance testnet refused the balance request: {err.reason}.") from exc
+            raise Unavailable("Binance testnet could not be reached; try again.") from exc
+        rows: list[dict[str, Any]] = []
+        for b in raw.get("info", {}).get("balances", []):
+            free, locked = _dec(b.get("free")), _dec(b.get("locked"))
+            if free == 0 and locked == 0:
+                continue
+            rows.append({"asset": str(b["asset"]), "free": free, "locked": locked, "total": free + locked})
+        rows.sort(key=lambda r: str(r["asset"]))
+        self._balances[user_id] = (self._now() + self.config.balance_ttl_s, rows)
+        return rows
+
+
+def build_testnet_venue(
+    settings: Any,
+    keys_provider: KeysProvider,
+    clock: Clock,
+    *,
+    users_provider: UsersProvider | None = None,
+    **overrides: Any,
+) -> TestnetVenue:
+    """The venue for `Settings` (BINANCE_TESTNET_URL); `overrides` tune TestnetVenueConfig (tests: short timeouts)."""
+    config = TestnetVenueConfig(base_url=str(settings.binance_testnet_url), **overrides)
+    return TestnetVenue(config, keys_provider, clock, users_provider=users_provider)
+
+
+__all__ = [
+    "ApiKeys",
+    "KeysProvider",
+    "TestnetVenue",
+    "TestnetVenueConfig",
+    "UsersProvider",
+    "VenueCallFailed",
+    "build_testnet_venue",
+    "snapshot",
+]
