@@ -14,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware, SecurityHeadersMiddleware
 from gateway.problems import install_problem_handlers
+from gateway.reconciliation import reconciliation_hook
 from gateway.routes import admin, auth, markets, me, ops, orders, portfolio
 from gateway.services.accounts import ensure_admin
 from shared.clock import Clock
@@ -34,7 +35,7 @@ def create_app(
     migrate: bool = False,
     runtime_overrides: dict[str, Any] | None = None,
 ) -> FastAPI:
-    hooks = list(hooks)
+    hooks = [*hooks, reconciliation_hook()]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -54,9 +55,13 @@ def create_app(
                     settings.admin_password.get_secret_value(),
                     rounds=settings.bcrypt_rounds,
                 )
-            from execution.service import start_relay
+            from execution.service import build_testnet, start_relay
 
             await start_relay(rt, stack)
+            # Reads only (testnet balances); orders go through the execution worker.
+            reader = build_testnet(rt, recover_on_start=False)
+            rt.extras["testnet_reader"] = reader
+            stack.push_async_callback(reader.stop)
             for hook in hooks:
                 result = hook(rt, stack)
                 if hasattr(result, "__await__"):

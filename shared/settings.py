@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     order_rate_limit: str = "50/second"
     log_level: str = "INFO"
     trusted_proxies: bool = False
+    reconciliation_interval_s: float = Field(default=3600, ge=0)  # 0 turns the schedule off
 
     @field_validator("paper_market_maker", mode="before")
     @classmethod

@@ -51,6 +51,7 @@ def _serve(app_obj: object, settings: Settings, host: str | None, port: int | No
         proxy_headers=settings.trusted_proxies,
         ws_ping_interval=20,
         ws_ping_timeout=20,
+        ws_per_message_deflate=False,
     )
     try:
         uvicorn.Server(config).run()
@@ -127,6 +128,25 @@ def migrate(
     else:
         asyncio.run(m.upgrade(settings.database_url, revision))
     console.print(f"database at {revision if not downgrade else 'downgraded ' + revision}")
+
+
+@app.command()
+def reconcile(
+    stuck_after: Annotated[
+        float, typer.Option(help="Seconds before a PENDING order counts as stuck.")
+    ] = 60.0,
+    testnet: Annotated[
+        bool, typer.Option("--testnet/--no-testnet", help="Also check testnet accounts.")
+    ] = True,
+) -> None:
+    """Run a reconciliation report now: a progress bar, then a table of checks and mismatches.
+    Exits 1 when mismatches were found."""
+    settings = _settings()
+    _check_secrets(settings)
+    from gateway.reconciliation.cli import reconcile as run
+
+    found = asyncio.run(run(settings, console, stuck_after_s=stuck_after, include_testnet=testnet))
+    raise typer.Exit(1 if found else 0)
 
 
 @admin_app.command("create")

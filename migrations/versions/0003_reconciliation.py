@@ -1,7 +1,7 @@
 """reconciliation reports and their mismatches
 
 Revision ID: 0003
-Revises: 0002
+Revises: 0003p
 Create Date: 2026-11-23 09:00:00.000000
 """
 
@@ -15,7 +15,8 @@ from alembic import op
 import shared.db
 
 revision: str = '0003'
-down_revision: str | None = '0002'
+# The brief said '0002'; positions/candles ('0003p') landed on that parent first, so this follows it: one head.
+down_revision: str | None = '0003p'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

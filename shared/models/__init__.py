@@ -2,6 +2,7 @@
 
 from shared.models.accounts import AuditLog, ExchangeCredential, RefreshToken, User
 from shared.models.market import CandleRow, Position
+from shared.models.reconciliation import ReconciliationMismatch, ReconciliationReport
 from shared.models.trading import (
     Balance,
     Fill,
@@ -26,6 +27,8 @@ __all__ = [
     "PaperAccount",
     "Position",
     "ProcessedCommand",
+    "ReconciliationMismatch",
+    "ReconciliationReport",
     "RefreshToken",
     "User",
 ]

@@ -1,0 +1,16 @@
+"""Admin reconciliation: paper ledger invariants and testnet-vs-exchange checks, stored reports, repairs."""
+
+from gateway.reconciliation.findings import KINDS, CheckOutcome, Finding
+from gateway.reconciliation.runner import Reconciler, ReconOptions, get_reconciler
+from gateway.reconciliation.scheduler import ReconciliationScheduler, reconciliation_hook
+
+__all__ = [
+    "KINDS",
+    "CheckOutcome",
+    "Finding",
+    "ReconOptions",
+    "Reconciler",
+    "ReconciliationScheduler",
+    "get_reconciler",
+    "reconciliation_hook",
+]

@@ -1,0 +1,487 @@
+"""Paper checks: the ledger's invariants, reservations against open orders, fills against each other and
+the journal, orders and positions against their fills, the in-memory books against the database, stuck orders.
+
+Sums are taken in Python over the rows (not SQL SUM): amounts are TEXT on SQLite, and exactness matters
+more than speed here. Reads happen in one session; the runner gives it a REPEATABLE READ snapshot on
+PostgreSQL so the worker writing meanwhile can't produce phantom mismatches between two queries."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal, Inexact, localcontext
+from typing import Protocol
+
+from sqlalchemy import inspect, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from execution.paper.ledger import EXACT, EXTERNAL_ACCOUNT
+from gateway.reconciliation.findings import CheckOutcome, Finding, fmt
+from shared.models import Balance, Fill, LedgerPosting, Order
+from shared.orders import Status
+
+ZERO = Decimal(0)
+SYSTEM_PREFIX = "system/"
+RESERVING = (Status.PENDING, Status.NEW, Status.PARTIALLY_FILLED, Status.PENDING_CANCEL)
+RESTING = (Status.NEW, Status.PARTIALLY_FILLED, Status.PENDING_CANCEL)
+
+
+@dataclass(frozen=True, slots=True)
+class BookOrder:
+    order_id: str
+    account: str
+    remaining_quantity: Decimal
+
+
+class PaperMemory(Protocol):
+    """The running worker's in-memory paper exchange, seen read-only (see `memory_of`)."""
+
+    def open_locks(self) -> dict[tuple[str, str], Decimal]: ...
+
+    def open_book_orders(self) -> list[BookOrder]: ...
+
+
+class ExchangeMemory:
+    """`PaperMemory` over a `PaperExchange` (the worker's `paper.exchange`)."""
+
+    def __init__(self, exchange: object) -> None:
+        self.exchange = exchange
+
+    def open_locks(self) -> dict[tuple[str, str], Decimal]:
+        return dict(self.exchange.open_locks())  # type: ignore[attr-defined]
+
+    def open_book_orders(self) -> list[BookOrder]:
+        ex = self.exchange
+        accounts = {acc for acc, _ in ex.open_locks()}  # type: ignore[attr-defined]
+        out: list[BookOrder] = []
+        for acc in sorted(accounts):
+            for u in ex.open_orders(acc):  # type: ignore[attr-defined]
+                out.append(BookOrder(u.order_id, u.account, u.remaining_quantity))
+        return out
+
+
+def memory_of(worker: object | None) -> PaperMemory | None:
+    """The in-process worker's book, or None when the worker runs elsewhere (checks are then skipped)."""
+    paper = getattr(worker, "paper", None)
+    exchange = getattr(paper, "exchange", None)
+    return ExchangeMemory(exchange) if exchange is not None else None
+
+
+def remaining_reservation(order: Order) -> Decimal:
+    """What an open paper order still locks: reservations are linear in quantity (see
+    `execution.paper.ledger`), so reserved_amount x remaining / quantity, exact as `locked_for` computes it."""
+    if not order.reserved_amount or not order.quantity:
+        return ZERO
+    remaining = order.quantity - order.filled_quantity
+    if remaining == order.quantity:
+        return order.reserved_amount
+    try:
+        return EXACT.divide(EXACT.multiply(order.reserved_amount, remaining), order.quantity)
+    except Inexact:  # not a whole number of lots; keep 40 digits rather than fail the check
+        with localcontext() as ctx:
+            ctx.prec = 40
+            return order.reserved_amount * remaining / order.quantity
+
+
+async def check_ledger(session: AsyncSession) -> list[CheckOutcome]:
+    balances = list((await session.execute(select(Balance))).scalars())
+    journal: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
+    asset_sum: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    rows = await session.execute(
+        select(LedgerPosting.account_id, LedgerPosting.asset, LedgerPosting.bucket, LedgerPosting.amount)
+    )
+    for account, asset, bucket, amount in rows:
+        journal[(account, asset)][0 if bucket == "free" else 1] += amount
+        asset_sum[asset] += amount
+
+    totals = CheckOutcome("ledger_totals")
+    per_account = CheckOutcome("balance_vs_journal")
+    negatives = CheckOutcome("no_negative_balance")
+    held: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    external: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    journal_held: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    seen: set[tuple[str, str]] = set()
+    for b in balances:
+        key = (b.account_id, b.asset)
+        seen.add(key)
+        if b.account_id == EXTERNAL_ACCOUNT:
+            external[b.asset] += b.free + b.locked
+        else:
+            held[b.asset] += b.free + b.locked
+            negatives.checked += 1
+            if b.free < 0 or b.locked < 0:
+                negatives.add(
+                    Finding(
+                        "negative_balance",
+                        "paper",
+                        "ledger",
+                        f"{fmt(b.free)}/{fmt(b.locked)}",
+                        ">= 0",
+                        user_id=b.account_id,
+                        asset=b.asset,
+                        details={"free": fmt(b.free), "locked": fmt(b.locked)},
+                    )
+                )
+        per_account.checked += 1
+        j = journal.get(key, [ZERO, ZERO])
+        if (b.free, b.locked) != (j[0], j[1]):
+            per_account.add(
+                Finding(
+                    "balance_journal_mismatch",
+                    "paper",
+                    "journal",
+                    f"{fmt(b.free)}/{fmt(b.locked)}",
+                    f"{fmt(j[0])}/{fmt(j[1])}",
+                    user_id=b.account_id,
+                    asset=b.asset,
+                    details={
+                        "free": fmt(b.free),
+                        "locked": fmt(b.locked),
+                        "journal_free": fmt(j[0]),
+                        "journal_locked": fmt(j[1]),
+                    },
+                )
+            )
+    for key, (jf, jl) in journal.items():
+        if key[0] != EXTERNAL_ACCOUNT:
+            journal_held[key[1]] += jf + jl
+        if key not in seen:
+            per_account.checked += 1
+            if jf or jl:
+                per_account.add(
+                    Finding(
+                        "balance_journal_mismatch",
+                        "paper",
+                        "journal",
+                        None,
+                        f"{fmt(jf)}/{fmt(jl)}",
+                        user_id=key[0],
+                        asset=key[1],
+                        details={"balance_row": "missing"},
+                    )
+                )
+    for asset in sorted(set(held) | set(external) | set(journal_held) | set(asset_sum)):
+        totals.checked += 1
+        deposits = -external.get(asset, ZERO)
+        jsum = journal_held.get(asset, ZERO)
+        if not (held.get(asset, ZERO) == deposits == jsum):
+            totals.add(
+                Finding(
+                    "ledger_total_mismatch",
+                    "paper",
+                    "ledger",
+                    fmt(held.get(asset, ZERO)),
+                    f"deposits={fmt(deposits)} journal={fmt(jsum)}",
+                    asset=asset,
+                    details={
+                        "balances": fmt(held.get(asset, ZERO)),
+                        "net_deposits": fmt(deposits),
+                        "journal": fmt(jsum),
+                    },
+                )
+            )
+        if asset_sum.get(asset, ZERO) != 0:
+            totals.add(
+                Finding(
+                    "journal_unbalanced",
+                    "paper",
+                    "journal",
+                    fmt(asset_sum[asset]),
+                    "0",
+                    asset=asset,
+                )
+            )
+    return [totals, per_account, negatives]
+
+
+async def check_locks(session: AsyncSession, memory: PaperMemory | None) -> CheckOutcome:
+    out = CheckOutcome("locked_vs_open_orders")
+    expected: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+    contributors: dict[tuple[str, str], list[str]] = defaultdict(list)
+    orders = await session.execute(
+        select(Order).where(Order.mode == "paper", Order.status.in_([str(s) for s in RESERVING]))
+    )
+    for o in orders.scalars():
+        if o.reserved_asset and o.reserved_amount:
+            key = (o.user_id, o.reserved_asset)
+            expected[key] += remaining_reservation(o)
+            contributors[key].append(o.id)
+    system_locks = memory.open_locks() if memory is not None else None
+    if system_locks is None:
+        out.notes.append("system accounts (market maker) skipped: their orders live in a worker elsewhere")
+    else:
+        for key, amount in system_locks.items():
+            if key[0].startswith(SYSTEM_PREFIX):
+                expected[key] += amount
+    balances = list((await session.execute(select(Balance))).scalars())
+    seen: set[tuple[str, str]] = set()
+    for b in balances:
+        key = (b.account_id, b.asset)
+        seen.add(key)
+        if b.account_id == EXTERNAL_ACCOUNT:
+            continue
+        if b.account_id.startswith(SYSTEM_PREFIX) and system_locks is None:
+            continue
+        out.checked += 1
+        want = expected.get(key, ZERO)
+        if b.locked != want:
+            out.add(
+                Finding(
+                    "locked_mismatch",
+                    "paper",
+                    "orders",
+                    fmt(b.locked),
+                    fmt(want),
+                    user_id=b.account_id,
+                    asset=b.asset,
+                    details={"open_orders": contributors.get(key, [])[:50]},
+                )
+            )
+    for key, want in expected.items():
+        if key not in seen and want:
+            out.checked += 1
+            out.add(
+                Finding("locked_mismatch", "paper", "orders", None, fmt(want), user_id=key[0], asset=key[1])
+            )
+    return out
+
+
+async def check_fills(session: AsyncSession) -> list[CheckOutcome]:
+    pairs = CheckOutcome("paper_fills_two_sided")
+    settled = CheckOutcome("fills_settled")
+    by_trade: dict[tuple[str, str, Decimal, Decimal], list[Fill]] = defaultdict(list)
+    for f in (await session.execute(select(Fill).where(Fill.mode == "paper"))).scalars():
+        # Keyed by price and quantity too: trade ids count per symbol and may repeat across worker restarts.
+        by_trade[(f.symbol, f.trade_id, f.price, f.quantity)].append(f)
+    settle: dict[str, set[str]] = defaultdict(set)
+    rows = await session.execute(
+        select(LedgerPosting.ref, LedgerPosting.account_id)
+        .where(LedgerPosting.entry_kind == "SETTLE")
+        .distinct()
+    )
+    for ref, account in rows:
+        settle[ref].add(account)
+    for (symbol, trade_id, _, _), fills in sorted(by_trade.items(), key=lambda kv: kv[0][:2]):
+        pairs.checked += 1
+        sides = {f.liquidity for f in fills}
+        accounts = settle.get(trade_id, set())
+        for f in fills:
+            settled.checked += 1
+            if f.user_id not in accounts:
+                settled.add(
+                    Finding(
+                        "fill_unsettled",
+                        "paper",
+                        "journal",
+                        "fill",
+                        "no SETTLE posting",
+                        user_id=f.user_id,
+                        symbol=symbol,
+                        order_id=f.order_id,
+                        trade_id=trade_id,
+                    )
+                )
+        if sides == {"MAKER", "TAKER"}:
+            continue
+        if any(a.startswith(SYSTEM_PREFIX) and a != "system/fees" for a in accounts):
+            continue  # the counterparty is the market maker: its side is in the journal only
+        f = fills[0]
+        pairs.add(
+            Finding(
+                "fill_unpaired",
+                "paper",
+                "fills",
+                f.liquidity,
+                "MAKER" if f.liquidity == "TAKER" else "TAKER",
+                user_id=f.user_id,
+                symbol=symbol,
+                order_id=f.order_id,
+                trade_id=trade_id,
+                details={"present": sorted(sides), "count": len(fills)},
+            )
+        )
+    return [pairs, settled]
+
+
+async def check_filled_quantities(session: AsyncSession) -> CheckOutcome:
+    out = CheckOutcome("filled_quantity_vs_fills")
+    sums: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    for oid, qty in await session.execute(select(Fill.order_id, Fill.quantity).where(Fill.mode == "paper")):
+        sums[oid] += qty
+    for o in (await session.execute(select(Order).where(Order.mode == "paper"))).scalars():
+        out.checked += 1
+        have = sums.get(o.id, ZERO)
+        if o.filled_quantity != have:
+            out.add(
+                Finding(
+                    "filled_quantity_mismatch",
+                    "paper",
+                    "fills",
+                    fmt(o.filled_quantity),
+                    fmt(have),
+                    user_id=o.user_id,
+                    symbol=o.symbol,
+                    order_id=o.id,
+                )
+            )
+    return out
+
+
+async def check_positions(session: AsyncSession) -> CheckOutcome:
+    out = CheckOutcome("positions_vs_fills")
+    conn = await session.connection()
+    has_table = await conn.run_sync(lambda c: inspect(c).has_table("positions"))
+    if not has_table:
+        out.skipped = True
+        out.notes.append("no positions table: skipped")
+        return out
+    from pricefeed.domain.positions import Fill as PositionFill
+    from pricefeed.domain.positions import PositionBook
+    from pricefeed.domain.ticks import split_symbol
+    from shared.models.market import Position
+
+    book = PositionBook()
+    fills = await session.execute(select(Fill).order_by(Fill.ts, Fill.id))
+    for f in fills.scalars():
+        book.apply_fill(
+            f.user_id,
+            f.mode,
+            PositionFill(
+                symbol=f.symbol,
+                side=f.side,
+                quantity=f.quantity,
+                price=f.price,  # type: ignore[arg-type]
+                fee=f.fee,
+                fee_asset=f.fee_asset,
+                quote_asset=split_symbol(f.symbol)[1],
+                ts=f.ts,
+            ),
+        )
+    folded = {(s.user_id, s.mode, s.symbol): s for s in book.positions()}
+    rows = {(p.user_id, p.mode, p.symbol): p for p in (await session.execute(select(Position))).scalars()}
+    for key in sorted(set(folded) | set(rows)):
+        out.checked += 1
+        row, snap = rows.get(key), folded.get(key)
+        have = (row.quantity, row.avg_entry_price) if row is not None else (ZERO, ZERO)
+        want = (snap.quantity, snap.avg_entry_price) if snap is not None else (ZERO, ZERO)
+        if have != want:
+            out.add(
+                Finding(
+                    "position_mismatch",
+                    key[1],
+                    "fills",
+                    f"{fmt(have[0])}@{fmt(have[1])}",
+                    f"{fmt(want[0])}@{fmt(want[1])}",
+                    user_id=key[0],
+                    symbol=key[2],
+                )
+            )
+    return out
+
+
+async def check_books(session: AsyncSession, memory: PaperMemory | None) -> CheckOutcome:
+    out = CheckOutcome("books_vs_database")
+    if memory is None:
+        out.skipped = True
+        out.notes.append("the execution worker runs in another process: in-memory books not compared")
+        return out
+    db = {
+        o.id: o
+        for o in (
+            await session.execute(
+                select(Order).where(
+                    Order.mode == "paper",
+                    Order.status.in_([str(s) for s in RESTING]),
+                    Order.venue_seq.is_not(None),
+                )
+            )
+        ).scalars()
+    }
+    mem = {b.order_id: b for b in memory.open_book_orders() if not b.account.startswith(SYSTEM_PREFIX)}
+    for oid in sorted(set(db) | set(mem)):
+        out.checked += 1
+        o, b = db.get(oid), mem.get(oid)
+        if o is not None and b is None:
+            out.add(
+                Finding(
+                    "book_missing_order",
+                    "paper",
+                    "memory",
+                    o.status,
+                    "absent",
+                    user_id=o.user_id,
+                    symbol=o.symbol,
+                    order_id=oid,
+                )
+            )
+        elif o is None and b is not None:
+            out.add(
+                Finding(
+                    "book_extra_order",
+                    "paper",
+                    "memory",
+                    "not open",
+                    f"resting {fmt(b.remaining_quantity)}",
+                    user_id=b.account,
+                    order_id=oid,
+                )
+            )
+        elif o is not None and b is not None and o.quantity - o.filled_quantity != b.remaining_quantity:
+            out.add(
+                Finding(
+                    "book_quantity_mismatch",
+                    "paper",
+                    "memory",
+                    fmt(o.quantity - o.filled_quantity),
+                    fmt(b.remaining_quantity),
+                    user_id=o.user_id,
+                    symbol=o.symbol,
+                    order_id=oid,
+                )
+            )
+    return out
+
+
+async def check_stuck(session: AsyncSession, now: datetime, threshold_s: float) -> CheckOutcome:
+    """Any mode: an order PENDING (never reached its venue) or PENDING_CANCEL for longer than the threshold."""
+    out = CheckOutcome("no_stuck_orders")
+    cutoff = now - timedelta(seconds=threshold_s)
+    pending = [str(Status.PENDING), str(Status.PENDING_CANCEL)]
+    for o in (await session.execute(select(Order).where(Order.status.in_(pending)))).scalars():
+        out.checked += 1
+        if o.updated_at < cutoff:
+            age = int((now - o.updated_at).total_seconds())
+            out.add(
+                Finding(
+                    "order_stuck",
+                    o.mode,
+                    "clock",
+                    o.status,
+                    f"older than {int(threshold_s)}s ({age}s)",
+                    user_id=o.user_id,
+                    symbol=o.symbol,
+                    order_id=o.id,
+                    details={"status": o.status, "age_s": age, "mode": o.mode},
+                )
+            )
+    return out
+
+
+async def run_paper_checks(
+    session: AsyncSession, *, now: datetime, memory: PaperMemory | None, stuck_after_s: float
+) -> list[CheckOutcome]:
+    outcomes: list[CheckOutcome] = []
+    outcomes += await check_ledger(session)
+    outcomes.append(await check_locks(session, memory))
+    outcomes += await check_fills(session)
+    outcomes.append(await check_filled_quantities(session))
+    outcomes.append(await check_positions(session))
+    outcomes.append(await check_books(session, memory))
+    outcomes.append(await check_stuck(session, now, stuck_after_s))
+    return outcomes
+
+
+def flatten(outcomes: Iterable[CheckOutcome]) -> list[Finding]:
+    return [f for o in outcomes for f in o.findings]

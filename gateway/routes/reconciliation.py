@@ -1,0 +1,85 @@
+"""Admin reconciliation reports (role admin; 403 for others): run, list, read (JSON, CSV, HTML), repair."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from gateway.deps import AuditorDep, CurrentAdmin, RuntimeDep, SessionDep
+from gateway.reconciliation.repair import repair_report
+from gateway.reconciliation.runner import get_reconciler
+from gateway.reconciliation.store import (
+    get_report,
+    list_reports,
+    mismatch_out,
+    mismatches,
+    report_out,
+    to_csv,
+    to_html,
+)
+
+router = APIRouter(prefix="/api/admin/reconciliation", tags=["admin"])
+
+
+class RepairIn(BaseModel):
+    mismatch_ids: list[int] = Field(default_factory=list, max_length=10_000)
+    kinds: list[str] = Field(default_factory=list, max_length=64)
+
+
+@router.post("", status_code=202)
+async def start(
+    admin: CurrentAdmin, rt: RuntimeDep, session: SessionDep, auditor: AuditorDep
+) -> dict[str, str]:
+    report_id = await get_reconciler(rt).submit("api", admin.id)
+    await auditor.record(session, "reconciliation.run", actor_id=admin.id, target=report_id)
+    return {"report_id": report_id}
+
+
+@router.get("")
+async def index(
+    admin: CurrentAdmin,
+    session: SessionDep,
+    limit: int = Query(default=50, ge=1, le=500),
+    offset: int = Query(default=0, ge=0),
+) -> list[dict[str, Any]]:
+    return [report_out(r) for r in await list_reports(session, limit, offset)]
+
+
+@router.get("/{report_id}", response_model=None)
+async def show(
+    report_id: str,
+    admin: CurrentAdmin,
+    session: SessionDep,
+    format: Literal["json", "csv", "html"] = "json",
+) -> Response:
+    report = await get_report(session, report_id)
+    items = await mismatches(session, report_id)
+    if format == "csv":
+        return Response(
+            to_csv(items),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="reconciliation-{report_id}.csv"'},
+        )
+    if format == "html":
+        return HTMLResponse(to_html(report, items))
+    return JSONResponse({**report_out(report), "mismatches": [mismatch_out(m) for m in items]})
+
+
+@router.post("/{report_id}/repair")
+async def repair(
+    report_id: str,
+    body: RepairIn,
+    admin: CurrentAdmin,
+    rt: RuntimeDep,
+    session: SessionDep,
+    auditor: AuditorDep,
+) -> dict[str, Any]:
+    report = await get_report(session, report_id)
+    out = await repair_report(
+        session, rt.clock, auditor, admin, report, ids=body.mismatch_ids or None, kinds=body.kinds or None
+    )
+    rt.relay.notify()
+    return {"report_id": report_id, "repaired": out.repaired, "skipped": out.skipped}
