@@ -17,6 +17,7 @@ import contextlib
 import os
 import socket
 from collections.abc import Sequence
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -31,7 +32,7 @@ from execution.venues.base import EMPTY, Venue, VenueOrder, VenueResult
 from execution.venues.paper import SYSTEM_PREFIX, PaperVenue
 from shared.bus.base import BusMessage, BusUnavailable
 from shared.db import unit_of_work
-from shared.models import Balance, Order, ProcessedCommand
+from shared.models import Balance, Fill, Order, ProcessedCommand
 from shared.orders import FINAL, Status
 from shared.streams import (
     EXECUTION_GROUP,
@@ -89,7 +90,11 @@ class ExecutionWorker:
         batch: int = 200,
         claim_idle_ms: int = 30_000,
         testnet_concurrency: int = 32,
+        sweep_interval_s: float = 2.0,
+        sweep_after_s: float = 5.0,
     ) -> None:
+        self.sweep_interval_s = sweep_interval_s
+        self.sweep_after_s = sweep_after_s
         self.rt = rt
         self.paper = paper
         self.testnet = testnet
@@ -179,6 +184,7 @@ class ExecutionWorker:
         own_pending = True
         last_claim = asyncio.get_running_loop().time()
         last_lease_check = last_claim
+        last_sweep = last_claim
         while not self._stopping.is_set():
             try:
                 if own_pending:
@@ -207,6 +213,9 @@ class ExecutionWorker:
                             self._lease_conn = None
                             await self._acquire_paper_lease()
                             await self.recover_paper()
+                    if now - last_sweep > self.sweep_interval_s:
+                        last_sweep = now
+                        await self.sweep_paper()
                     if not msgs:
                         msgs = await bus.read_group(
                             PAPER_COMMANDS, EXECUTION_GROUP, self.consumer, count=self.batch, block_ms=50
@@ -228,6 +237,50 @@ class ExecutionWorker:
                 await asyncio.sleep(0.2)
                 with contextlib.suppress(Exception):
                     await self.recover_paper()
+
+    async def sweep_paper(self) -> int:
+        """Handle paper orders whose command never arrived (lost with a Redis that restarted empty, say).
+        The database is the source of truth and the bus the fast path: handling is idempotent by command id,
+        so an order handled here and again from the stream still executes once."""
+        cutoff = self.rt.clock.now() - timedelta(seconds=self.sweep_after_s)
+        async with self.rt.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(Order.id, Order.status)
+                    .where(Order.mode == "paper", Order.status.in_([Status.PENDING, Status.PENDING_CANCEL]))
+                    .where(Order.updated_at < cutoff)
+                    .order_by(Order.id)
+                    .limit(self.batch)
+                )
+            ).all()
+        if not rows:
+            return 0
+        msgs = [
+            BusMessage(
+                PAPER_COMMANDS,
+                "0-0",
+                {
+                    "command_id": f"{oid}:{'place' if st == Status.PENDING else 'cancel'}",
+                    "kind": "place" if st == Status.PENDING else "cancel",
+                    "order_id": oid,
+                    "mode": "paper",
+                },
+            )
+            for oid, st in rows
+        ]
+        # A PENDING_CANCEL order may never have been placed: its place command comes first.
+        msgs = [
+            BusMessage(
+                PAPER_COMMANDS,
+                "0-0",
+                {**m.data, "command_id": f"{m.data['order_id']}:place", "kind": "place"},
+            )
+            for m in msgs
+            if m.data["kind"] == "cancel"
+        ] + msgs
+        await self.handle_paper(msgs)
+        log.warning("swept paper orders whose commands had not arrived", count=len(rows))
+        return len(rows)
 
     async def recover_paper(self) -> None:
         """Rebuild the books from the open paper orders, in their book priority; reset the market maker."""
@@ -254,6 +307,20 @@ class ExecutionWorker:
             )
             max_seq = await session.scalar(select(func.max(Order.venue_seq)).where(Order.mode == "paper"))
             self.paper.next_seq = int(max_seq or 0)
+            # Trade ids ("SYMBOL-n") continue where the last run stopped: every paper trade has a user side.
+            for symbol in rt.markets:
+                ids = (
+                    await session.execute(
+                        select(Fill.trade_id)
+                        .where(Fill.mode == "paper", Fill.symbol == symbol)
+                        .order_by(Fill.id.desc())
+                        .limit(200)
+                    )
+                ).scalars()
+                last = max(
+                    (int(t.rsplit("-", 1)[1]) for t in ids if t.rsplit("-", 1)[-1].isdigit()), default=0
+                )
+                self.paper.exchange.book(symbol).next_trade_id = last + 1
             if self.paper.market_maker is not None:
                 await self._reset_market_maker(session)
         log.info("paper books rebuilt", resting=len(rows))

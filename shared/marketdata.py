@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import orjson
+from redis.exceptions import RedisError
 
 from shared.bus.base import encode_payload
+from shared.errors import Unavailable
 
 
 class MarketData(Protocol):
@@ -49,6 +51,10 @@ class MemoryMarketData:
         return None
 
 
+def _unavailable(exc: Exception) -> Unavailable:
+    return Unavailable("Market data is unavailable right now; retry shortly.", headers={"Retry-After": "2"})
+
+
 class RedisMarketData:
     def __init__(self, url: str, prefix: str) -> None:
         import redis.asyncio as aioredis
@@ -60,7 +66,10 @@ class RedisMarketData:
         await self._redis.set(f"{self._prefix}{kind}:{symbol}", encode_payload(value))
 
     async def get(self, kind: str, symbol: str) -> dict[str, Any] | None:
-        raw = await self._redis.get(f"{self._prefix}{kind}:{symbol}")
+        try:
+            raw = await self._redis.get(f"{self._prefix}{kind}:{symbol}")
+        except RedisError as exc:
+            raise _unavailable(exc) from exc
         return orjson.loads(raw) if raw is not None else None
 
     async def push_trades(self, symbol: str, trades: list[dict[str, Any]], *, keep: int = 200) -> None:
@@ -73,7 +82,10 @@ class RedisMarketData:
             await pipe.execute()
 
     async def recent_trades(self, symbol: str, limit: int) -> list[dict[str, Any]]:
-        raw = await self._redis.lrange(f"{self._prefix}trades:{symbol}", 0, limit - 1)
+        try:
+            raw = await self._redis.lrange(f"{self._prefix}trades:{symbol}", 0, limit - 1)
+        except RedisError as exc:
+            raise _unavailable(exc) from exc
         return [orjson.loads(r) for r in raw]
 
     async def aclose(self) -> None:
