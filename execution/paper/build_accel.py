@@ -1,11 +1,16 @@
-"""Optional accelerated build: compile ``book.py`` with mypyc (about 3x faster matching).
+"""Optional accelerated build: compile the hot path (``book``, ``rules``, ``ledger``, ``exchange``) with mypyc.
 
-    .venv/bin/python -m execution.paper.build_accel          # build the extension next to book.py
-    .venv/bin/python -m execution.paper.build_accel --clean  # remove it (back to pure Python)
+    .venv/bin/python -m execution.paper.build_accel          # build the extensions next to the sources
+    .venv/bin/python -m execution.paper.build_accel --clean  # remove them (back to pure Python)
+    .venv/bin/python -m execution.paper.build_accel --only book   # the matching book alone
 
-Python imports the compiled extension in preference to ``book.py`` when it is present, and falls back to
-the pure-Python module when it is not, so nothing else changes. Needs a C compiler and the Python headers;
-the build runs in a temporary directory and copies only the two ``.so`` files in. Don't commit them.
+Python imports a compiled extension in preference to its ``.py`` when it is present and falls back to the
+pure-Python module when it is not, so nothing else changes (``compiled_modules()`` says which are in use).
+Needs a C compiler and the Python headers; the build (about a minute on two cores) runs in a temporary
+directory and copies only the ``.so`` files in: one shim per module plus the shared
+``paper_accel__mypyc`` library. If compilation fails nothing is copied and the pure-Python modules stay in
+use. Don't commit the ``.so`` files. Rebuild after editing any of the compiled modules: a stale extension
+would shadow the edited source.
 """
 
 from __future__ import annotations
@@ -18,31 +23,79 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+MODULES = ("book", "rules", "ledger", "exchange")
+GROUP = "execution.paper.paper_accel"
+
+_SETUP = """
+from setuptools import setup
+from mypyc.build import mypycify
+
+setup(
+    name="paper-accel",
+    ext_modules=mypycify({paths!r}, group_name={group!r}, opt_level="3"),
+    script_args=["build_ext", "--inplace"],
+)
+"""
 
 
 def built() -> list[Path]:
-    return sorted(HERE.glob("book*.so")) + sorted(HERE.glob("book*.pyd"))
+    out: list[Path] = []
+    for pattern in ("*.so", "*.pyd"):
+        out += sorted(HERE.glob(pattern))
+    return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description="compile execution/paper/book.py with mypyc")
-    ap.add_argument("--clean", action="store_true")
-    args = ap.parse_args()
+def compiled_modules() -> list[str]:
+    """The modules of this package that are currently imported from a compiled extension."""
+    import importlib
+
+    names = []
+    for m in MODULES:
+        mod = importlib.import_module(f"execution.paper.{m}")
+        if str(mod.__file__).endswith((".so", ".pyd")):
+            names.append(m)
+    return names
+
+
+def build(modules: tuple[str, ...] = MODULES) -> list[Path]:
+    """Compile ``modules`` and copy the extensions in; raises ``CalledProcessError`` if the build fails."""
     for f in built():
         f.unlink()
-    if args.clean:
-        return
     with tempfile.TemporaryDirectory() as tmp:
         pkg = Path(tmp) / "execution" / "paper"
         pkg.mkdir(parents=True)
         (pkg.parent / "__init__.py").write_text("")
-        (pkg / "__init__.py").write_text("")
-        shutil.copy(HERE / "book.py", pkg / "book.py")
-        mypyc = Path(sys.executable).with_name("mypyc")
-        subprocess.run([str(mypyc), "execution/paper/book.py"], cwd=tmp, check=True)  # noqa: S603
-        for f in list(pkg.glob("book*.so")) + list(pkg.glob("book*.pyd")):
+        for f in HERE.glob("*.py"):
+            if f.name != "build_accel.py":
+                shutil.copy(f, pkg / f.name)
+        shared = Path(tmp) / "shared"
+        shared.mkdir()
+        for name in ("__init__.py", "errors.py"):
+            src = ROOT / "shared" / name
+            (shared / name).write_text(src.read_text() if src.exists() else "")
+        paths = [f"execution/paper/{m}.py" for m in modules]
+        group = GROUP if len(modules) > 1 else f"execution.paper.{modules[0]}"
+        (Path(tmp) / "setup.py").write_text(_SETUP.format(paths=paths, group=group))
+        subprocess.run(
+            [sys.executable, "setup.py"], cwd=tmp, check=True, stdout=subprocess.DEVNULL
+        )
+        for f in list(pkg.glob("*.so")) + list(pkg.glob("*.pyd")):
             shutil.copy(f, HERE / f.name)
-    print("built:", ", ".join(f.name for f in built()))
+    return built()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="compile the paper exchange's hot path with mypyc")
+    ap.add_argument("--clean", action="store_true", help="remove the compiled extensions")
+    ap.add_argument("--only", nargs="+", choices=MODULES, help="compile just these modules")
+    args = ap.parse_args()
+    if args.clean:
+        for f in built():
+            f.unlink()
+        return
+    files = build(tuple(args.only) if args.only else MODULES)
+    print("built:", ", ".join(f.name for f in files))
 
 
 if __name__ == "__main__":

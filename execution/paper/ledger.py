@@ -42,6 +42,7 @@ from typing import Final, Protocol
 
 from shared.errors import InvalidInput
 
+from .errors import InsufficientBalance, LedgerError
 from .rules import MarketRules
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "release_entry",
     "required_reservation",
     "reserve_entry",
+    "settle_entry",
 ]
 
 EXTERNAL_ACCOUNT: Final = "external/deposits"
@@ -77,23 +79,6 @@ EXACT: Final = Context(prec=60, traps=[InvalidOperation, Inexact, Overflow, Divi
 _ZERO: Final = Decimal(0)
 
 
-class InsufficientBalance(InvalidInput):
-    """The account cannot afford the reservation; nothing was locked."""
-
-    def __init__(self, account: str, asset: str, needed: Decimal, available: Decimal) -> None:
-        detail = f"insufficient {asset} balance: needs {needed}, available {available}"
-        errors = [{"field": "quantity", "rule": "INSUFFICIENT_BALANCE", "message": detail}]
-        super().__init__(detail, errors=errors)
-        self.account = account
-        self.asset = asset
-        self.needed = needed
-        self.available = available
-
-
-class LedgerError(RuntimeError):
-    """An entry that would break an invariant (unbalanced, or a negative balance); nothing was applied."""
-
-
 @dataclass(frozen=True, slots=True)
 class Posting:
     account: str
@@ -102,17 +87,99 @@ class Posting:
     amount: Decimal  # signed
 
 
-@dataclass(frozen=True, slots=True)
 class JournalEntry:
-    kind: str  # DEPOSIT | RESERVE | SETTLE | RELEASE
-    ref: str  # order id (RESERVE/RELEASE), trade id (SETTLE), caller's reference (DEPOSIT)
-    postings: tuple[Posting, ...]
+    """One balanced movement of money. Immutable: ``kind``, ``ref`` and ``postings`` are read-only.
+
+    The exchange's hot path creates entries from the few numbers that define them (``_LazyEntry``) and the
+    ``Posting`` tuple is built on first read: most entries of a busy book are applied to the in-memory
+    ledger and never looked at, and building six frozen postings per fill dominated the cost of a fill.
+    Equality, hashing and ``repr`` are those of the materialised (kind, ref, postings), as a dataclass's.
+    """
+
+    __slots__ = ("_args", "_kind", "_postings", "_ref")
+
+    def __init__(self, kind: str, ref: str, postings: Iterable[Posting]) -> None:
+        self._kind = kind
+        self._ref = ref
+        self._postings: tuple[Posting, ...] | None = tuple(postings)
+        self._args: tuple[object, ...] | None = None
+
+    @property
+    def kind(self) -> str:
+        """DEPOSIT | RESERVE | SETTLE | RELEASE."""
+        return self._kind
+
+    @property
+    def ref(self) -> str:
+        """Order id (RESERVE/RELEASE), trade id (SETTLE), caller's reference (DEPOSIT)."""
+        return self._ref
+
+    @property
+    def postings(self) -> tuple[Posting, ...]:
+        p = self._postings
+        if p is None:
+            args = self._args
+            assert args is not None
+            p = self._postings = _build_postings(self._kind, args)
+            self._args = None
+        return p
 
     def is_balanced(self) -> bool:
         sums: dict[str, Decimal] = {}
         for p in self.postings:
             sums[p.asset] = sums.get(p.asset, _ZERO) + p.amount
         return all(v == 0 for v in sums.values())
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, JournalEntry):
+            return NotImplemented
+        return self._kind == other._kind and self._ref == other._ref and self.postings == other.postings
+
+    def __hash__(self) -> int:
+        return hash((self._kind, self._ref, self.postings))
+
+    def __repr__(self) -> str:
+        return f"JournalEntry(kind={self._kind!r}, ref={self._ref!r}, postings={self.postings!r})"
+
+
+class _LazyEntry(JournalEntry):
+    """A ``JournalEntry`` whose postings ``_build_postings(kind, args)`` makes when first read."""
+
+    __slots__ = ()
+
+    def __init__(self, kind: str, ref: str, args: tuple[object, ...]) -> None:
+        self._kind = kind
+        self._ref = ref
+        self._postings = None
+        self._args = args
+
+
+def _build_postings(kind: str, args: tuple[object, ...]) -> tuple[Posting, ...]:
+    if kind == "SETTLE":
+        base, quote, buyer, seller, quantity, notional, buyer_fee, seller_fee, consumed, refund, fee_account = args
+        assert isinstance(base, str) and isinstance(quote, str) and isinstance(buyer, str)
+        assert isinstance(seller, str) and isinstance(fee_account, str)
+        assert isinstance(quantity, Decimal) and isinstance(notional, Decimal) and isinstance(consumed, Decimal)
+        assert isinstance(buyer_fee, Decimal) and isinstance(seller_fee, Decimal) and isinstance(refund, Decimal)
+        postings = [
+            Posting(seller, base, LOCKED, -quantity),
+            Posting(buyer, base, FREE, quantity),
+            Posting(buyer, quote, LOCKED, -consumed),
+            Posting(seller, quote, FREE, notional - seller_fee),
+        ]
+        if refund:
+            postings.append(Posting(buyer, quote, FREE, refund))
+        fee = buyer_fee + seller_fee
+        if fee:
+            postings.append(Posting(fee_account, quote, FREE, fee))
+        return tuple(postings)
+    account, asset, amount = args
+    assert isinstance(account, str) and isinstance(asset, str) and isinstance(amount, Decimal)
+    if kind == "RESERVE":
+        return (Posting(account, asset, FREE, -amount), Posting(account, asset, LOCKED, amount))
+    if kind == "RELEASE":
+        return (Posting(account, asset, LOCKED, -amount), Posting(account, asset, FREE, amount))
+    raise ValueError(f"no lazy postings for {kind}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,15 +264,11 @@ def deposit_entry(account: str, asset: str, amount: Decimal, ref: str = "") -> J
 
 
 def reserve_entry(account: str, asset: str, amount: Decimal, ref: str) -> JournalEntry:
-    return JournalEntry(
-        "RESERVE", ref, (Posting(account, asset, FREE, -amount), Posting(account, asset, LOCKED, amount))
-    )
+    return _LazyEntry("RESERVE", ref, (account, asset, amount))
 
 
 def release_entry(account: str, asset: str, amount: Decimal, ref: str) -> JournalEntry:
-    return JournalEntry(
-        "RELEASE", ref, (Posting(account, asset, LOCKED, -amount), Posting(account, asset, FREE, amount))
-    )
+    return _LazyEntry("RELEASE", ref, (account, asset, amount))
 
 
 def settle_entry(
@@ -223,18 +286,12 @@ def settle_entry(
 ) -> JournalEntry:
     """One fill; ``buyer_lock_consumed`` is the part of the buyer's lock this fill uses up."""
     refund = buyer_lock_consumed - notional - buyer_fee
-    postings = [
-        Posting(seller, base, LOCKED, -quantity),
-        Posting(buyer, base, FREE, quantity),
-        Posting(buyer, quote, LOCKED, -buyer_lock_consumed),
-        Posting(seller, quote, FREE, notional - seller_fee),
-    ]
-    if refund:
-        postings.append(Posting(buyer, quote, FREE, refund))
-    fee = buyer_fee + seller_fee
-    if fee:
-        postings.append(Posting(fee_account, quote, FREE, fee))
-    return JournalEntry("SETTLE", ref, tuple(postings))
+    return _LazyEntry(
+        "SETTLE",
+        ref,
+        (base, quote, buyer, seller, quantity, notional, buyer_fee, seller_fee, buyer_lock_consumed, refund,
+         fee_account),
+    )
 
 
 # -- stores --------------------------------------------------------------------------------------------
@@ -280,9 +337,26 @@ class Ledger:
                 raise LedgerError(f"{entry.kind} {entry.ref}: {account} {asset} would be {free}/{locked}")
         if any(sums.values()):
             raise LedgerError(f"{entry.kind} {entry.ref} does not balance")
-        balances.update(new)
+        for key, (free, locked) in new.items():
+            # cells are updated in place: the exchange holds references to them (see ``_cell``)
+            cell = balances.get(key)
+            if cell is None:
+                balances[key] = [free, locked]
+            else:
+                cell[0] = free
+                cell[1] = locked
         if self.keep_journal:
             self.journal.append(entry)
+
+    def _cell(self, account: str, asset: str) -> list[Decimal]:
+        """The mutable [free, locked] cell of (account, asset), created empty if needed. Only the exchange's
+        fast settlement path uses it (it checks and posts exactly what ``apply`` would, without building
+        the postings); a cell is never replaced, so holding a reference to it is safe."""
+        key = (account, asset)
+        cell = self._balances.get(key)
+        if cell is None:
+            cell = self._balances[key] = [_ZERO, _ZERO]
+        return cell
 
     def apply_all(self, entries: Iterable[JournalEntry]) -> None:
         for e in entries:

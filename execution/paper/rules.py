@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
 
-from shared.errors import InvalidInput
+from .errors import RuleViolation
 
 __all__ = [
     "DEFAULT_RULES",
@@ -32,17 +32,6 @@ __all__ = [
     "build_rules",
     "normalize_symbol",
 ]
-
-
-class RuleViolation(InvalidInput):
-    """An order parameter broke a market rule; ``rule`` is the filter name, ``field`` the request field."""
-
-    def __init__(self, rule: str, field: str, detail: str) -> None:
-        super().__init__(
-            f"{rule}: {detail}", errors=[{"field": field, "rule": rule, "message": detail}]
-        )
-        self.rule = rule
-        self.field = field
 
 
 _KNOWN_QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "BTC", "ETH", "BNB", "EUR", "TRY")
@@ -140,7 +129,10 @@ class MarketRules:
         """Validate a LIMIT order; return (price in ticks, quantity in lots)."""
         ticks = self.price_to_ticks(price)
         lots = self.qty_to_lots(quantity)
-        self.check_notional(price, quantity)
+        # the validated values, not the raw ones: a str price/quantity must not reach Decimal arithmetic
+        self.check_notional(
+            _as_decimal(price, "PRICE_FILTER", "price"), _as_decimal(quantity, "LOT_SIZE", "quantity")
+        )
         return ticks, lots
 
     def market_order(self, quantity: Decimal, reference_price: Decimal | None) -> int:
