@@ -58,6 +58,10 @@ class RedisServer:
             self.proc.wait(timeout=10)
             self.proc = None
 
+    def start_on_same_port(self) -> None:
+        """Restart (empty: it keeps nothing on disk, like the machine's Redis)."""
+        self.start()
+
 
 @contextmanager
 def redis_server(workdir: Path) -> Iterator[RedisServer]:
