@@ -1,0 +1,33 @@
+"""ruff on the whole tree and mypy --strict on the domain packages, as part of the suite."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STRICT = [
+    "execution/paper",
+    "pricefeed/domain",
+    "shared/bus",
+    "shared/security",
+    "shared/ratelimit.py",
+    "shared/clock.py",
+    "shared/orders.py",
+    "shared/streams.py",
+    "events",
+]
+
+
+def test_ruff_is_clean() -> None:
+    out = subprocess.run([sys.executable, "-m", "ruff", "check", "."], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_domain_packages_are_mypy_strict_clean() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--follow-imports=silent", *STRICT],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
