@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from execution.engine import apply_result, load_orders
 from execution.paper.ledger import EXTERNAL_ACCOUNT, deposit_entry, release_entry
 from execution.store.ledger import SqlLedger
-from execution.venues.base import EMPTY, Venue, VenueOrder, VenueResult
+from execution.venues.base import EMPTY, OrderChange, Venue, VenueOrder, VenueResult
 from execution.venues.paper import SYSTEM_PREFIX, PaperVenue
 from shared.bus.base import BusMessage, BusUnavailable
 from shared.db import unit_of_work
@@ -91,9 +91,11 @@ class ExecutionWorker:
         claim_idle_ms: int = 30_000,
         testnet_concurrency: int = 32,
         sweep_interval_s: float = 2.0,
+        max_deliveries: int = 5,
         sweep_after_s: float = 5.0,
     ) -> None:
         self.sweep_interval_s = sweep_interval_s
+        self.max_deliveries = max_deliveries
         self.sweep_after_s = sweep_after_s
         self.rt = rt
         self.paper = paper
@@ -221,7 +223,10 @@ class ExecutionWorker:
                             PAPER_COMMANDS, EXECUTION_GROUP, self.consumer, count=self.batch, block_ms=50
                         )
                 if msgs:
-                    await self.handle_paper(msgs)
+                    if any(m.deliveries > self.max_deliveries for m in msgs):
+                        await self._isolate(msgs)
+                    else:
+                        await self.handle_paper(msgs)
                     await bus.ack(PAPER_COMMANDS, EXECUTION_GROUP, [m.id for m in msgs])
                 if self._latest_prices:
                     await self._requote()
@@ -237,6 +242,37 @@ class ExecutionWorker:
                 await asyncio.sleep(0.2)
                 with contextlib.suppress(Exception):
                     await self.recover_paper()
+
+    async def _isolate(self, msgs: Sequence[BusMessage]) -> None:
+        """A batch keeps failing: run its commands one at a time so one poison command cannot block the
+        book forever. A command that still fails alone is parked: its order is marked REJECTED (its lock
+        stays for the reconciliation report to flag) and the error is logged for an operator."""
+        for m in msgs:
+            try:
+                await self.handle_paper([m])
+            except Exception:
+                log.exception("parking a paper command that fails on its own", command=dict(m.data))
+                await self.recover_paper()
+                await self._park(m)
+
+    async def _park(self, m: BusMessage) -> None:
+        now = self.rt.clock.now()
+        async with unit_of_work(self.rt.sessions) as session:
+            session.add(ProcessedCommand(command_id=str(m.data.get("command_id")), processed_at=now))
+            order = await session.get(Order, str(m.data.get("order_id")), with_for_update=True)
+            if order is not None and order.status == Status.PENDING:
+                change = OrderChange(
+                    order.id,
+                    Status.REJECTED,
+                    order.filled_quantity,
+                    order.cumulative_quote,
+                    order.avg_price,
+                    reason="internal error: the order could not be executed",
+                )
+                await apply_result(
+                    session, self.rt.clock, VenueResult(changes=(change,)), orders={order.id: order}
+                )
+        self.rt.relay.notify()
 
     async def sweep_paper(self) -> int:
         """Handle paper orders whose command never arrived (lost with a Redis that restarted empty, say).

@@ -109,3 +109,39 @@ async def test_restart_rebuilds_books_in_priority_order(system: Api) -> None:
         await eventually(first_filled)
     finally:
         await fresh.stop()
+
+
+async def test_a_poison_command_is_parked_and_does_not_block_the_book(system: Api) -> None:
+    """A command that fails every time (here: an order whose stored reservation is corrupt) is retried,
+    then isolated and parked as REJECTED; the orders behind it still execute."""
+    from datetime import UTC, datetime
+
+    from shared.models import Order as OrderRow
+    from shared.outbox import add_outbox
+    from shared.streams import PAPER_COMMANDS
+
+    auth = await system.user("poison@example.com")
+    me = (await system.client.get("/api/me", headers=auth)).json()
+    rt = system.runtime
+    now = datetime.now(UTC)
+    async with rt.sessions() as s, s.begin():
+        s.add(OrderRow(id="poison0000000000000000000000000a", user_id=me["id"], client_order_id="poison",
+                       request_hash="x", mode="paper", symbol="BTCUSDT", side="BUY", type="LIMIT",
+                       time_in_force="GTC", quantity=Decimal("0.01"), price=Decimal("50000"), status="PENDING",
+                       reserved_asset="USDT", reserved_amount=Decimal("1"), reserved_price_cap=Decimal("50000"),
+                       created_at=now, updated_at=now))
+        add_outbox(s, PAPER_COMMANDS, {"command_id": "poison0000000000000000000000000a:place", "kind": "place",
+                                       "order_id": "poison0000000000000000000000000a", "mode": "paper"}, now=now)
+    rt.relay.notify()
+    r = await system.client.post(
+        "/api/orders", json={"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "0.01", "price": "50000"}, headers=auth
+    )
+    good = r.json()["order_id"]
+
+    async def settled() -> bool:
+        async with rt.sessions() as s:
+            bad = await s.get(OrderRow, "poison0000000000000000000000000a")
+            ok = await s.get(OrderRow, good)
+            return bad.status == "REJECTED" and ok.status == "NEW"
+
+    await eventually(settled, timeout=60)
