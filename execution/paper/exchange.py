@@ -754,6 +754,20 @@ class PaperExchange:
             raise NotFound(f"order {order_id} not found")
         return o.snapshot()
 
+    def is_open(self, order_id: str) -> bool:
+        """Whether the order rests on a book (cheaper than ``order()``: no snapshot)."""
+        o = self._orders.get(order_id)
+        return o is not None and o.status not in FINAL_STATUSES
+
+    def forget(self, order_id: str) -> bool:
+        """Drop a final order's state; a long-running owner calls this so memory does not grow with every
+        order ever placed. Open orders are kept (returns False)."""
+        o = self._orders.get(order_id)
+        if o is None or o.status not in FINAL_STATUSES:
+            return False
+        del self._orders[order_id]
+        return True
+
     def open_orders(self, account: str, symbol: str | None = None) -> list[OrderUpdate]:
         sym = self._market(symbol).rules.symbol if symbol is not None else None
         return [

@@ -24,9 +24,9 @@ from execution.paper.market_maker import MarketMaker, MarketMakerConfig
 from execution.paper.rules import MarketRules
 from execution.venues.base import EMPTY, FillReport, OrderChange, VenueOrder, VenueResult
 from shared.clock import Clock
-from shared.errors import NotFound
 
 SYSTEM_PREFIX = "system/"
+FINAL = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED})
 
 
 def is_system(account: str) -> bool:
@@ -85,10 +85,7 @@ class PaperVenue:
         self._seq = value
 
     def in_book(self, order_id: str) -> bool:
-        try:
-            return self.exchange.order(order_id).status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
-        except NotFound:
-            return False
+        return self.exchange.is_open(order_id)
 
     async def place(self, order: VenueOrder) -> VenueResult:
         return self.place_now(order)
@@ -150,6 +147,8 @@ class PaperVenue:
         now = self.clock.now()
         changes: list[OrderChange] = []
         for u in (report.order, *report.maker_updates):
+            if u.status in FINAL:
+                self.exchange.forget(u.order_id)
             if is_system(u.account):
                 continue
             seq = None

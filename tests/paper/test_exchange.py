@@ -186,3 +186,21 @@ def test_reservation_made_upstream() -> None:
     e2.place(lim("s", "A", SELL, "0.1", "104"))
     r = e2.place(mkt("m", "B", BUY, "0.1"), reservation=mres)
     assert r.order.status == OrderStatus.FILLED and [j.kind for j in rec.entries] == ["RESERVE", "SETTLE"]
+
+
+def test_forget_drops_only_final_orders() -> None:
+    """A long-running worker forgets final orders so memory does not grow with every order ever placed."""
+    from decimal import Decimal as D
+
+    from execution.paper.exchange import OrderRequest, OrderType, PaperExchange, Side, TimeInForce
+
+    ex = PaperExchange()
+    ex.deposit("a", "BTC", D("1"))
+    ex.deposit("b", "USDT", D("100000"))
+    ex.place(OrderRequest("s1", "a", "BTCUSDT", Side.SELL, OrderType.LIMIT, D("0.01"), D("60000"), TimeInForce.GTC))
+    ex.place(OrderRequest("s2", "a", "BTCUSDT", Side.SELL, OrderType.LIMIT, D("0.01"), D("61000"), TimeInForce.GTC))
+    ex.place(OrderRequest("b1", "b", "BTCUSDT", Side.BUY, OrderType.LIMIT, D("0.01"), D("60000"), TimeInForce.GTC))
+    assert ex.forget("s1") and ex.forget("b1")
+    assert not ex.forget("s2") and ex.is_open("s2")
+    assert not ex.is_open("s1")
+    assert ex.cancel("s2").order.status == "CANCELED"
