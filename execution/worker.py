@@ -105,7 +105,7 @@ class ExecutionWorker:
         self.claim_idle_ms = claim_idle_ms
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
-        self._latest_prices: dict[str, Decimal] = {}
+        self._latest_prices: dict[str, Decimal | None] = {}  # None: the price went stale
         self._price_event = asyncio.Event()
         self._testnet_sem = asyncio.Semaphore(testnet_concurrency)
         self._lease_conn: AsyncConnection | None = None
@@ -488,8 +488,9 @@ class ExecutionWorker:
                 symbol = m.data.get("symbol")
                 price = (m.data.get("data") or {}).get("price")
                 stale = (m.data.get("data") or {}).get("stale")
-                if symbol in self.rt.markets and price and not stale:
-                    self._latest_prices[str(symbol)] = Decimal(str(price))
+                if symbol in self.rt.markets and price:
+                    # A stale price is never quoted around: the market maker pulls its quotes until fresh.
+                    self._latest_prices[str(symbol)] = None if stale else Decimal(str(price))
 
     async def _requote(self) -> None:
         prices, self._latest_prices = self._latest_prices, {}

@@ -1,0 +1,71 @@
+"""The market maker quotes around the live price, re-quotes as it moves, and pulls its quotes when the
+price goes stale (a stale price is never used for fills)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from execution.service import start_execution
+from shared.streams import MARKET_TICKER, public_event
+from tests.support.api import Api, make_settings, running_api
+from tests.support.eventually import eventually
+
+
+@pytest.fixture
+async def mm_system(pg_url: str, redis_url: str, redis_prefix: str) -> AsyncIterator[Api]:
+    settings = make_settings(pg_url, redis_url=redis_url, redis_prefix=redis_prefix, paper_market_maker="on")
+    async with running_api(settings, hooks=[start_execution]) as api:
+        await api.runtime.extras["worker"].ready.wait()
+        yield api
+
+
+async def _tick(api: Api, price: str, *, stale: bool = False) -> None:
+    data = {"symbol": "BTCUSDT", "price": price, "stale": stale}
+    await api.runtime.bus.publish(MARKET_TICKER, public_event("TICKER", "BTCUSDT", datetime.now(UTC), data))
+
+
+async def _depth(api: Api) -> dict:
+    return (await api.client.get("/api/markets/BTCUSDT/depth")).json()
+
+
+async def test_quotes_follow_the_price_and_vanish_when_stale(mm_system: Api) -> None:
+    api = mm_system
+    await _tick(api, "60000")
+
+    async def quoted_around(mid: Decimal) -> bool:
+        d = await _depth(api)
+        return bool(d["bids"] and d["asks"]) and Decimal(d["bids"][0][0]) < mid < Decimal(d["asks"][0][0]) and (
+            Decimal(d["asks"][0][0]) - Decimal(d["bids"][0][0]) < mid * Decimal("0.002")
+        )
+
+    # The ticker loop reads from "now": keep ticking until it has seen one.
+    async def ticked_and_quoted() -> bool:
+        await _tick(api, "60000")
+        return await quoted_around(Decimal(60000))
+
+    await eventually(ticked_and_quoted, timeout=15, interval=0.2)
+    await _tick(api, "62000")
+    await eventually(lambda: quoted_around(Decimal(62000)), timeout=15)
+
+    # A market buy fills against the maker near the price.
+    auth = await api.user("mm-taker@example.com")
+    r = await api.client.post("/api/orders", json={"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01"}, headers=auth)
+    oid = r.json()["order_id"]
+
+    async def filled_near() -> bool:
+        o = (await api.client.get(f"/api/orders/{oid}", headers=auth)).json()
+        return o["status"] == "FILLED" and abs(Decimal(o["avg_price"]) - 62000) < 62000 * Decimal("0.005")
+
+    await eventually(filled_near, timeout=15)
+
+    await _tick(api, "62000", stale=True)
+
+    async def pulled() -> bool:
+        d = await _depth(api)
+        return not d["bids"] and not d["asks"]
+
+    await eventually(pulled, timeout=15)
