@@ -30,11 +30,11 @@ def build_testnet(rt: Runtime, **overrides: Any) -> TestnetVenue:
     """The ccxt venue with keys decrypted on demand from the database (never held by the venue's config)."""
 
     async def keys(user_id: str) -> PlainKeys | None:
-        async with rt.sessions() as session:
+        async with rt.read_sessions() as session:
             return await load_plain_keys(session, rt.keyring, user_id)
 
     async def users() -> list[str]:
-        async with rt.sessions() as session:
+        async with rt.read_sessions() as session:
             rows = await session.execute(
                 select(ExchangeCredential.user_id).where(ExchangeCredential.exchange == TESTNET_EXCHANGE)
             )

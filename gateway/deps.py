@@ -19,30 +19,35 @@ from shared.settings import Settings
 from tradebridge.bootstrap import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # Dependencies are all `async def`: a plain `def` one would run in the thread pool on every request.
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_settings(rt: RuntimeDep) -> Settings:
+async def get_settings(rt: RuntimeDep) -> Settings:
     return rt.settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-async def get_session(rt: RuntimeDep) -> AsyncIterator[AsyncSession]:
-    """The request's unit of work: committed before the response is sent (scope="function"), or rolled back."""
-    async with rt.sessions() as session, session.begin():
+async def get_session(request: Request, rt: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    """The request's unit of work: committed before the response is sent (scope="function"), or rolled back.
+
+    GET requests read: on SQLite their transaction begins deferred, so a slow GET (one that waits on the
+    exchange, say) never holds the single write lock; an occasional write in a GET (an audit row) still works."""
+    factory = rt.read_sessions if request.method in ("GET", "HEAD") else rt.sessions
+    async with factory() as session, session.begin():
         yield session
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-def client_address(request: Request, rt: RuntimeDep) -> str:
+async def client_address(request: Request, rt: RuntimeDep) -> str:
     if rt.settings.trusted_proxies:
         forwarded = request.headers.get("x-forwarded-for")
         if forwarded:
@@ -53,7 +58,7 @@ def client_address(request: Request, rt: RuntimeDep) -> str:
 ClientAddress = Annotated[str, Depends(client_address)]
 
 
-def get_auditor(rt: RuntimeDep, address: ClientAddress) -> Auditor:
+async def get_auditor(rt: RuntimeDep, address: ClientAddress) -> Auditor:
     return Auditor(rt.clock, ip=address, request_id=correlation_id.get())
 
 
@@ -88,7 +93,7 @@ async def current_admin(user: CurrentUser) -> User:
 CurrentAdmin = Annotated[User, Depends(current_admin)]
 
 
-def get_account_service(rt: RuntimeDep, session: SessionDep, auditor: AuditorDep) -> AccountService:
+async def get_account_service(rt: RuntimeDep, session: SessionDep, auditor: AuditorDep) -> AccountService:
     return AccountService(
         session=session,
         sessions=rt.sessions,
@@ -104,7 +109,7 @@ def get_account_service(rt: RuntimeDep, session: SessionDep, auditor: AuditorDep
 Accounts = Annotated[AccountService, Depends(get_account_service)]
 
 
-def get_key_service(rt: RuntimeDep, session: SessionDep, auditor: AuditorDep) -> KeyService:
+async def get_key_service(rt: RuntimeDep, session: SessionDep, auditor: AuditorDep) -> KeyService:
     return KeyService(
         session=session, keyring=rt.keyring, clock=rt.clock, auditor=auditor, verifier=rt.key_verifier
     )

@@ -151,7 +151,7 @@ class SqlCandleStore:
             await session.execute(stmt)
 
     async def recent(self, symbol: str, interval: Interval, limit: int) -> list[Candle]:
-        async with self.rt.sessions() as session:
+        async with self.rt.read_sessions() as session:
             rows = (
                 await session.execute(
                     select(CandleRow)
@@ -231,7 +231,7 @@ class PriceFeedRunner:
                 await t
 
     async def _load_positions(self) -> None:
-        async with self.rt.sessions() as session:
+        async with self.rt.read_sessions() as session:
             rows = (await session.execute(select(Position))).scalars().all()
         self.engine.load(
             PositionSnapshot(

@@ -17,6 +17,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+READ_ONLY_OPTION = "tradebridge_read_only"
+
 
 class Amount(TypeDecorator[Decimal]):
     """An exact decimal amount: NUMERIC(38, 18) on PostgreSQL, canonical text on SQLite."""
@@ -63,12 +65,18 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+def create_engine(
+    url: str, *, echo: bool = False, pool_size: int = 10, max_overflow: int = 20, pool_timeout_s: float = 5.0
+) -> AsyncEngine:
+    """`pool_timeout_s` is short on purpose: a request that cannot get a connection soon gets a 503 with
+    Retry-After (see gateway.problems) rather than queueing for half a minute."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
         _sqlite_pragmas(engine)
         return engine
-    return create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_async_engine(
+        url, echo=echo, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout_s, pool_pre_ping=True
+    )
 
 
 def _sqlite_pragmas(engine: AsyncEngine) -> None:
@@ -87,11 +95,24 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
     def _on_begin(conn: Any) -> None:
         # IMMEDIATE: take SQLite's single write lock at BEGIN, so read-check-write sequences
         # (balance reservations) are serialised instead of failing with SQLITE_BUSY at upgrade.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Read-only sessions (`read_session_factory`) begin deferred: in WAL mode they neither wait for
+        # nor block the writer, so a read made while a request holds the write lock cannot deadlock.
+        if conn.get_execution_options().get(READ_ONLY_OPTION):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that only read. On SQLite they begin deferred (see `_sqlite_pragmas`); elsewhere they are
+    ordinary sessions. Never write through one."""
+    return async_sessionmaker(
+        engine.execution_options(**{READ_ONLY_OPTION: True}), expire_on_commit=False, autoflush=False
+    )
 
 
 @asynccontextmanager

@@ -17,7 +17,7 @@ from execution.testnet.verify import ExchangeKeyVerifier
 from gateway.services.keys import KeyVerifier
 from shared.bus import Bus, create_bus
 from shared.clock import Clock, SystemClock
-from shared.db import create_engine, session_factory
+from shared.db import create_engine, read_session_factory, session_factory
 from shared.marketdata import MarketData, create_market_data
 from shared.outbox import OutboxRelay
 from shared.ratelimit import LoginThrottle, RateLimiter
@@ -39,6 +39,7 @@ class Runtime:
     clock: Clock
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    read_sessions: async_sessionmaker[AsyncSession]  # never write through these
     bus: Bus
     tokens: TokenService
     keyring: KeyRing
@@ -65,7 +66,12 @@ async def build_runtime(settings: Settings, *, clock: Clock | None = None) -> As
         keyring = KeyRing.from_setting(secrets.key_encryption_keys)
     except ValueError as exc:  # the messages name the setting's problem, never its value
         raise ConfigError(f"invalid secret configuration: {exc}") from exc
-    engine = create_engine(settings.database_url)
+    engine = create_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout_s=settings.db_pool_timeout_s,
+    )
     bus = create_bus(
         settings.redis_url, prefix=settings.redis_prefix, maxlen=100_000, clock=clock, retention=RETENTION
     )
@@ -77,6 +83,7 @@ async def build_runtime(settings: Settings, *, clock: Clock | None = None) -> As
         clock=clock,
         engine=engine,
         sessions=sessions,
+        read_sessions=read_session_factory(engine),
         bus=bus,
         tokens=tokens,
         keyring=keyring,

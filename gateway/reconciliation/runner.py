@@ -25,7 +25,7 @@ from gateway.reconciliation.testnet import (
     check_user_safely,
 )
 from gateway.services.keys import TESTNET_EXCHANGE, load_plain_keys
-from shared.db import unit_of_work
+from shared.db import READ_ONLY_OPTION, unit_of_work
 from shared.ids import new_id
 from shared.metrics import RECON_MISMATCHES
 from shared.models import ExchangeCredential
@@ -175,14 +175,16 @@ class Reconciler:
     async def _check_testnet_user(
         self, user_id: str, cfg: TestnetCheckConfig, balances: dict[str, dict[str, str]]
     ) -> CheckOutcome:
-        async with unit_of_work(self.rt.sessions) as session:
+        async with self.rt.read_sessions() as session:
             keys = await load_plain_keys(session, self.rt.keyring, user_id)
             ack = await reset_acknowledged_at(session, user_id)
         if keys is None:
             return CheckOutcome(f"testnet:{user_id}", skipped=True, notes=["keys removed meanwhile"])
         exchange = self.exchange_factory(keys)
         try:
-            async with unit_of_work(self.rt.sessions) as session:
+            # Read-only while it waits on the exchange: on SQLite a write transaction here would block
+            # every other writer for the length of the network calls.
+            async with self.rt.read_sessions() as session:
                 return await check_user(
                     session, user_id, exchange, cfg, reset_acknowledged_at=ack, balances_out=balances
                 )
@@ -190,7 +192,7 @@ class Reconciler:
             await exchange.close()
 
     async def _users_with_keys(self) -> list[str]:
-        async with unit_of_work(self.rt.sessions) as session:
+        async with self.rt.read_sessions() as session:
             rows = await session.execute(
                 select(ExchangeCredential.user_id)
                 .where(ExchangeCredential.exchange == TESTNET_EXCHANGE)
@@ -216,7 +218,7 @@ async def reset_acknowledged_at(session: AsyncSession, user_id: str) -> datetime
 @contextlib.asynccontextmanager
 async def snapshot_session(rt: Runtime) -> AsyncIterator[AsyncSession]:
     """One consistent read snapshot (REPEATABLE READ on PostgreSQL; SQLite's transaction already is one)."""
-    async with rt.engine.connect() as conn:
+    async with rt.engine.execution_options(**{READ_ONLY_OPTION: True}).connect() as conn:
         if not rt.settings.is_sqlite:
             await conn.execution_options(isolation_level="REPEATABLE READ")
         async with AsyncSession(bind=conn, expire_on_commit=False) as session, session.begin():

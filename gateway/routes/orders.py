@@ -6,18 +6,20 @@ from decimal import Decimal
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from execution.paper.quote import quote_levels
 from gateway.deps import CurrentUser, RuntimeDep, SessionDep
 from gateway.services.orders import OrderService, order_out
 from shared.schemas.orders import OrderDetail, OrderIn, OrderOut, OrderPage, QuoteIn, QuoteOut
+from tradebridge.bootstrap import Runtime
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 
 OrderId = Annotated[str, Path(min_length=1, max_length=36, pattern=r"^[A-Za-z0-9._:/-]+$")]
 
 
-def get_order_service(rt: RuntimeDep, session: SessionDep) -> OrderService:
+def order_service(rt: Runtime, session: AsyncSession) -> OrderService:
     return OrderService(
         session=session,
         clock=rt.clock,
@@ -28,6 +30,10 @@ def get_order_service(rt: RuntimeDep, session: SessionDep) -> OrderService:
         order_rate_limit=rt.settings.order_rate_limit,
         starting_balances=rt.settings.paper_starting_balances,
     )
+
+
+async def get_order_service(rt: RuntimeDep, session: SessionDep) -> OrderService:
+    return order_service(rt, session)
 
 
 Orders = Annotated[OrderService, Depends(get_order_service)]

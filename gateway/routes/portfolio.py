@@ -11,8 +11,9 @@ from sqlalchemy import select
 from execution.engine import position_payload
 from execution.store.ledger import SqlLedger
 from gateway.deps import CurrentUser, RuntimeDep, SessionDep
-from gateway.routes.orders import Orders
+from gateway.routes.orders import Orders, order_service
 from gateway.services.orders import fill_out
+from shared.db import unit_of_work
 from shared.models import Fill, Position
 from shared.schemas.orders import BalanceOut, PositionOut, TradeOut
 
@@ -31,7 +32,9 @@ async def balances(
         return [
             BalanceOut(asset=b["asset"], free=b["free"], locked=b["locked"], total=b["total"]) for b in rows
         ]
-    await orders.ensure_paper_funded(user.id)
+    # The starting deposit (a write) in a short transaction of its own; the GET itself only reads.
+    async with unit_of_work(rt.sessions) as writer:
+        await order_service(rt, writer).ensure_paper_funded(user.id)
     views = await SqlLedger(session, rt.clock).balances(user.id)
     return [BalanceOut(asset=v.asset, free=v.free, locked=v.locked, total=v.total) for v in views]
 
