@@ -499,10 +499,11 @@ class PaperExchange:
                 limit = rules.band_limit_ticks(best, is_buy)
                 cap = rules.ticks_to_price(limit)
                 if is_buy and reservation is not None and reservation.price_cap is not None:
+                    # The lock was made upstream against its own cap (the price moved since, perhaps):
+                    # the lock per lot follows that cap, and fills never go above it.
                     cap_ticks = int(reservation.price_cap // rules.tick_size)
-                    if cap_ticks < limit:
-                        limit = cap_ticks
-                        cap = reservation.price_cap
+                    limit = min(limit, cap_ticks)
+                    cap = reservation.price_cap
         except RuleViolation as exc:
             return self._reject(request, mkt, exc.detail)
 

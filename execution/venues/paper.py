@@ -95,7 +95,16 @@ class PaperVenue:
         req = _request(order)
         reservation = Reservation(order.reserved_asset, order.reserved_amount, order.reserved_price_cap)
         report = self.exchange.place(req, reservation)
-        return self._result(report)
+        result = self._result(report)
+        done = report.order
+        if done.status in FINAL and done.filled_quantity == 0 and not any(
+            e.kind == "RELEASE" and e.ref == order.order_id for e in report.journal
+        ):
+            # Ended before touching the book (no liquidity, refused): the exchange never held the lock the
+            # gateway made, so release all of it here.
+            release = release_entry(order.user_id, order.reserved_asset, order.reserved_amount, order.order_id)
+            result = result + VenueResult(journal=(release,))
+        return result
 
     async def cancel(self, order: VenueOrder) -> VenueResult:
         return self.cancel_now(order)
