@@ -52,7 +52,11 @@ def configure_logging(*, production: bool, level: str = "INFO") -> None:
         redact_secrets,
     ]
     renderer: Any = (
-        structlog.processors.JSONRenderer() if production else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer()
+        if production
+        # Plain tracebacks: rich's pretty ones (with locals) cost milliseconds each and, under an error
+        # storm, stall the event loop that serves everyone else.
+        else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
     )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

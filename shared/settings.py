@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     order_rate_limit: str = "50/second"
     log_level: str = "INFO"
     trusted_proxies: bool = False
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_max_overflow: int = Field(default=20, ge=0, le=500)
+    db_pool_timeout_s: float = Field(default=5.0, gt=0)
     reconciliation_interval_s: float = Field(default=3600, ge=0)  # 0 turns the schedule off
 
     @field_validator("paper_market_maker", mode="before")
