@@ -17,6 +17,7 @@ from gateway.problems import install_problem_handlers
 from gateway.reconciliation import reconciliation_hook
 from gateway.routes import admin, auth, markets, me, ops, orders, portfolio
 from gateway.services.accounts import ensure_admin
+from gateway.web import mount_web
 from shared.clock import Clock
 from shared.settings import Settings
 from tradebridge.bootstrap import Runtime, build_runtime
@@ -88,6 +89,7 @@ def create_app(
         ops.router,
     ):
         app.include_router(router)
+    mount_web(app)  # last: the web app's catch-all must come after every API route
 
     # Outermost last: request id → metrics → security headers → CORS → body limit → app.
     app.add_middleware(BodyLimitMiddleware)

@@ -11,12 +11,13 @@ the API's problem+json 404 and routes added after `mount_web` under those prefix
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from fastapi import FastAPI
+from starlette.datastructures import URLPath
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from starlette.routing import BaseRoute, Match, Mount, Route
+from starlette.routing import BaseRoute, Match, Mount, NoMatchFound, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
@@ -24,9 +25,8 @@ from shared.errors import NotFound
 
 WEB_DIR: Final = Path(__file__).resolve().parent
 STATIC_DIR: Final = WEB_DIR / "static"
-CHART_MODULE: Final = WEB_DIR / "node_modules" / "lightweight-charts" / "dist" / (
-    "lightweight-charts.standalone.production.mjs"
-)
+CHART_DIST: Final = WEB_DIR / "node_modules" / "lightweight-charts" / "dist"
+CHART_MODULE: Final = CHART_DIST / "lightweight-charts.standalone.production.mjs"
 RESERVED_PREFIXES: Final = (
     "/api",
     "/auth",
@@ -58,15 +58,12 @@ class _ClientRoutes(BaseRoute):
             return Match.NONE, {}
         if scope["method"] not in ("GET", "HEAD"):
             return Match.NONE, {}
-        last = scope["path"].rsplit("/", 1)[-1]
-        if "." in last:  # a file name that is not there (favicon.ico, robots.txt): a plain 404
+        if "." in scope["path"]:  # a file that is not there (favicon.ico, robots.txt): a plain 404
             return Match.NONE, {}
         return Match.FULL, {}
 
-    def url_path_for(self, name: str, /, **path_params: object) -> object:
-        from starlette.routing import NoMatchFound
-
-        raise NoMatchFound(name, dict(path_params))
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        raise NoMatchFound(name, path_params)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         await FileResponse(self.index, media_type="text/html", headers=NO_CACHE)(scope, receive, send)
@@ -92,5 +89,7 @@ class _Assets(StaticFiles):
 def mount_web(app: FastAPI) -> None:
     """Serve the web app on `app`. Call it after the API routers (its catch-all only claims free paths)."""
     app.router.routes.append(Route("/assets/vendor/lightweight-charts.mjs", _chart_module, methods=["GET"]))
-    app.router.routes.append(Mount("/assets", app=_Assets(directory=STATIC_DIR / "assets"), name="web-assets"))
+    app.router.routes.append(
+        Mount("/assets", app=_Assets(directory=STATIC_DIR / "assets"), name="web-assets")
+    )
     app.router.routes.append(_ClientRoutes(STATIC_DIR / "index.html"))

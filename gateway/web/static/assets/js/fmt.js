@@ -75,7 +75,7 @@ export function quote(symbol, value) {
 export function assetAmount(value) {
   if (value === undefined || value === null) return "";
   const s = fixed(value, 8);
-  return s.includes(".") ? s.replace(/0+$/, "").replace(/\.$/, ".0") : s;
+  return s.includes(".") ? s.replace(/0+$/, "").replace(/\.$/, "") : s;
 }
 
 export function signClass(value) {

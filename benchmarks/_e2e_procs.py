@@ -1,0 +1,232 @@
+"""Process plumbing for `pipeline_e2e.py`: a throwaway PostgreSQL database, a private Redis server, the
+TradeBridge services as child processes, and CPU accounting per process. Nothing here runs at import."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ScratchDatabase:
+    """`tb_bench_<random>` created on entry and dropped (with its connections) on exit."""
+
+    def __init__(self, admin_dsn: str = ADMIN_DSN) -> None:
+        self.admin_dsn = admin_dsn
+        self.name = f"tb_bench_{secrets.token_hex(4)}"
+
+    @property
+    def url(self) -> str:
+        base = self.admin_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+        return f"{base}/{self.name}"
+
+    def create(self) -> None:
+        asyncio.run(self._exec(f'CREATE DATABASE "{self.name}"'))
+
+    def drop(self) -> None:
+        asyncio.run(self._exec(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+
+    async def _exec(self, sql: str) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.admin_dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+
+class RedisServer:
+    """A private redis-server on a free port: no key clean-up needed, nothing shared with other users."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        exe = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.proc = subprocess.Popen(
+            [
+                exe,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("private redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+@dataclass
+class Child:
+    """A child process with its log file; `argv` is run from the repository root."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+    port: int | None = None
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @classmethod
+    def tradebridge(cls, name: str, env: dict[str, str], logdir: Path, port: int | None = None) -> Child:
+        argv = [sys.executable, "-m", "tradebridge.cli", name]
+        if port is not None:
+            argv += ["--port", str(port)]
+        return cls(name, argv, env, logdir / f"{name}.log", port)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> None:
+        fh = open(self.log, "ab")  # noqa: SIM115 - owned by the child for its lifetime
+        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
+        fh.close()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def tail(self, n: int = 3000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def wait_http(self, path: str = "/healthz", timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited:\n{self.tail()}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} not ready:\n{self.tail()}")
+
+
+def run_migrate(env: dict[str, str]) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "tradebridge.cli", "migrate"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"migrate failed:\n{out.stdout}\n{out.stderr}")
+
+
+class CpuMeter:
+    """CPU seconds per named group of processes between two snapshots (utime+stime, children excluded).
+
+    PostgreSQL backends come and go, so the `postgres` group is every process of that name at each snapshot;
+    a backend that exits between snapshots loses its time, which only under-counts PostgreSQL."""
+
+    def __init__(self, pids: dict[str, list[int]], include_postgres: bool = True) -> None:
+        self.pids = pids
+        self.include_postgres = include_postgres
+
+    def _groups(self) -> dict[str, dict[int, float]]:
+        out: dict[str, dict[int, float]] = {}
+        for name, pids in self.pids.items():
+            out[name] = {}
+            for pid in pids:
+                try:
+                    t = psutil.Process(pid).cpu_times()
+                    out[name][pid] = t.user + t.system
+                except psutil.Error:
+                    pass
+        if self.include_postgres:
+            out["postgres"] = {}
+            for p in psutil.process_iter(["name", "cpu_times"]):
+                if (p.info["name"] or "").startswith("postgres") and p.info["cpu_times"] is not None:
+                    out["postgres"][p.pid] = p.info["cpu_times"].user + p.info["cpu_times"].system
+        return out
+
+    def snapshot(self) -> tuple[float, dict[str, dict[int, float]]]:
+        groups = self._groups()
+        t = psutil.cpu_times()
+        groups["_machine"] = {0: t.user + t.system + t.nice + t.irq + t.softirq}
+        return time.monotonic(), groups
+
+    @staticmethod
+    def percent(
+        a: tuple[float, dict[str, dict[int, float]]], b: tuple[float, dict[str, dict[int, float]]]
+    ) -> dict[str, float]:
+        """Percent of one core per group (200% = both cores of this machine)."""
+        wall = max(b[0] - a[0], 1e-9)
+        out: dict[str, float] = {}
+        for name, after in b[1].items():
+            before = a[1].get(name, {})
+            used = sum(t - before.get(pid, 0.0) for pid, t in after.items())
+            out[name] = 100.0 * used / wall
+        # Everything else on the machine (other users' jobs skew the figures: worth seeing).
+        machine = out.pop("_machine", 0.0)
+        out["OTHER"] = max(0.0, machine - sum(out.values()))
+        return out
+
+
+def base_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "JWT_", "KEY_"))}

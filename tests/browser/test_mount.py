@@ -1,0 +1,62 @@
+"""`mount_web` serves the app shell and assets without shadowing the API (no browser needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.app import create_app
+from gateway.web import CHART_MODULE, mount_web
+from tests.support.api import make_settings, running_api
+
+
+@pytest.fixture
+async def api(tmp_path: Path):  # type: ignore[no-untyped-def]
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'web.db'}")
+    app = create_app(settings, migrate=True)
+    mount_web(app)
+
+    @app.get("/api/added-after-mount")  # a router included after mount_web stays reachable
+    async def added() -> dict[str, bool]:
+        return {"ok": True}
+
+    async with running_api(settings, app=app) as running:
+        yield running
+
+
+@pytest.mark.parametrize("path", ["/", "/login", "/trade/BTCUSDT", "/admin", "/account"])
+async def test_client_routes_get_the_shell_under_the_strict_csp(api, path: str) -> None:  # type: ignore[no-untyped-def]
+    r = await api.client.get(path)
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/html")
+    assert '<script type="module" src="/assets/js/main.js">' in r.text
+    assert "script-src 'self';" in r.headers["content-security-policy"]
+    assert "<script>" not in r.text  # no inline script: the CSP would block it
+
+
+async def test_api_prefixes_are_not_shadowed(api) -> None:  # type: ignore[no-untyped-def]
+    assert (await api.client.get("/healthz")).json() == {"status": "ok"}
+    assert (await api.client.get("/api/markets")).status_code == 200
+    assert (await api.client.get("/api/added-after-mount")).json() == {"ok": True}
+    for path in ("/api/nope", "/auth/nope", "/ws", "/assets/nope.js", "/favicon.ico"):
+        r = await api.client.get(path)
+        assert r.status_code == 404, path
+        assert "<!doctype html>" not in r.text.lower(), path
+    assert (await api.client.get("/api/nope")).headers["content-type"].startswith("application/problem+json")
+    assert (await api.client.post("/trade/BTCUSDT")).status_code in (404, 405)
+    assert (await api.client.get("/metrics")).headers["content-type"].startswith("text/plain")
+
+
+async def test_modules_and_styles_are_served_with_their_types(api) -> None:  # type: ignore[no-untyped-def]
+    js = await api.client.get("/assets/js/main.js")
+    assert js.status_code == 200
+    assert js.headers["content-type"].startswith("text/javascript")
+    css = await api.client.get("/assets/app.css")
+    assert css.headers["content-type"].startswith("text/css")
+    chart = await api.client.get("/assets/vendor/lightweight-charts.mjs")
+    if CHART_MODULE.is_file():
+        assert chart.status_code == 200
+        assert chart.headers["content-type"].startswith("text/javascript")
+    else:
+        assert chart.status_code == 404
