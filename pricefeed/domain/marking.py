@@ -19,9 +19,9 @@ flush time so timer jitter cannot squeeze two emissions into one interval.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 from shared.clock import Clock
 
@@ -29,9 +29,11 @@ from .positions import Fill, FillEffect, Position, PositionBook, PositionKey, Po
 from .ticks import normalize_symbol
 
 
-@dataclass(frozen=True, slots=True)
-class PositionUpdate:
-    """A position with its mark and PnL at `updated_at`: what POSITION_UPDATE carries."""
+class PositionUpdate(NamedTuple):
+    """A position with its mark and PnL at `updated_at`: what POSITION_UPDATE carries.
+
+    A NamedTuple (immutable like a frozen dataclass) because 10,000 of them are built per tick on the hot
+    path, and a tuple is several times cheaper to build than a slotted dataclass."""
 
     user_id: str
     mode: str
@@ -44,34 +46,25 @@ class PositionUpdate:
     updated_at: datetime
 
 
-# A frozen dataclass's __init__ pays for one object.__setattr__ lookup per field; on the hot path
-# (10,000 updates per flush) this trusted constructor writes the slots directly, ~2x faster.
-# The result is an ordinary, equally frozen PositionUpdate (a test checks equality with __init__).
-_new = object.__new__
-_set_user = PositionUpdate.__dict__["user_id"].__set__
-_set_mode = PositionUpdate.__dict__["mode"].__set__
-_set_symbol = PositionUpdate.__dict__["symbol"].__set__
-_set_qty = PositionUpdate.__dict__["quantity"].__set__
-_set_avg = PositionUpdate.__dict__["avg_entry_price"].__set__
-_set_mark = PositionUpdate.__dict__["mark_price"].__set__
-_set_upnl = PositionUpdate.__dict__["unrealized_pnl"].__set__
-_set_rpnl = PositionUpdate.__dict__["realized_pnl"].__set__
-_set_ts = PositionUpdate.__dict__["updated_at"].__set__
+_tuple_new = tuple.__new__
 
 
 def _update_of(pos: Position, mark: Decimal, ts: datetime) -> PositionUpdate:
-    upd: PositionUpdate = _new(PositionUpdate)
-    _set_user(upd, pos.user_id)
-    _set_mode(upd, pos.mode)
-    _set_symbol(upd, pos.symbol)
     qty = pos.quantity
-    _set_qty(upd, qty)
-    _set_avg(upd, pos.avg_entry_price)
-    _set_mark(upd, mark)
-    _set_upnl(upd, qty * mark - pos.cost)
-    _set_rpnl(upd, pos.realized_pnl)
-    _set_ts(upd, ts)
-    return upd
+    return _tuple_new(
+        PositionUpdate,
+        (
+            pos.user_id,
+            pos.mode,
+            pos.symbol,
+            qty,
+            pos.avg_entry_price,
+            mark,
+            qty * mark - pos.cost,
+            pos.realized_pnl,
+            ts,
+        ),
+    )
 
 
 class MarkingEngine:
@@ -142,10 +135,8 @@ class MarkingEngine:
         deferred = self._deferred
         out: list[PositionUpdate] = []
         append = out.append
-        new, set_user, set_mode, set_symbol = _new, _set_user, _set_mode, _set_symbol
-        set_qty, set_avg, set_mark, set_upnl, set_rpnl, set_ts = (
-            _set_qty, _set_avg, _set_mark, _set_upnl, _set_rpnl, _set_ts
-        )
+        make = _tuple_new
+        cls = PositionUpdate
         for symbol in dirty:
             positions = self._open_by_symbol.get(symbol)
             if not positions:
@@ -158,17 +149,22 @@ class MarkingEngine:
                         continue  # closed by a fill between chunks; that fill already reported it
                     pos.last_emit = now
                     # _update_of, inlined: this loop is the 10,000-positions-per-tick hot path.
-                    upd: PositionUpdate = new(PositionUpdate)
-                    set_user(upd, pos.user_id)
-                    set_mode(upd, pos.mode)
-                    set_symbol(upd, symbol)
-                    set_qty(upd, qty)
-                    set_avg(upd, pos.avg_entry_price)
-                    set_mark(upd, mark)
-                    set_upnl(upd, qty * mark - pos.cost)
-                    set_rpnl(upd, pos.realized_pnl)
-                    set_ts(upd, ts)
-                    append(upd)
+                    append(
+                        make(
+                            cls,
+                            (
+                                pos.user_id,
+                                pos.mode,
+                                symbol,
+                                qty,
+                                pos.avg_entry_price,
+                                mark,
+                                qty * mark - pos.cost,
+                                pos.realized_pnl,
+                                ts,
+                            ),
+                        )
+                    )
                     if len(out) >= chunk_size:
                         yield out
                         out = []
