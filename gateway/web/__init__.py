@@ -47,6 +47,14 @@ def _reserved(path: str) -> bool:
     return any(path == p or path.startswith(p + "/") for p in RESERVED_PREFIXES)
 
 
+def _wants_html(scope: Scope) -> bool:
+    """Browsers navigating send `Accept: text/html,...`; API clients send JSON or `*/*`."""
+    for name, value in scope.get("headers", ()):
+        if name == b"accept":
+            return b"text/html" in value
+    return False
+
+
 class _ClientRoutes(BaseRoute):
     """GET/HEAD on any non-reserved path -> index.html (the app routes on `location.pathname`)."""
 
@@ -59,6 +67,9 @@ class _ClientRoutes(BaseRoute):
         if scope["method"] not in ("GET", "HEAD"):
             return Match.NONE, {}
         if "." in scope["path"]:  # a file that is not there (favicon.ico, robots.txt): a plain 404
+            return Match.NONE, {}
+        if scope["path"] != "/" and not _wants_html(scope):
+            # An API client asking for a path that does not exist gets the problem+json 404, not the app.
             return Match.NONE, {}
         return Match.FULL, {}
 

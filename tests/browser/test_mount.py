@@ -27,7 +27,7 @@ async def api(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("path", ["/", "/login", "/trade/BTCUSDT", "/admin", "/account"])
 async def test_client_routes_get_the_shell_under_the_strict_csp(api, path: str) -> None:  # type: ignore[no-untyped-def]
-    r = await api.client.get(path)
+    r = await api.client.get(path, headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/html")
     assert '<script type="module" src="/assets/js/main.js">' in r.text
@@ -60,3 +60,10 @@ async def test_modules_and_styles_are_served_with_their_types(api) -> None:  # t
         assert chart.headers["content-type"].startswith("text/javascript")
     else:
         assert chart.status_code == 404
+
+
+async def test_unknown_paths_are_problem_json_for_api_clients(api) -> None:  # type: ignore[no-untyped-def]
+    r = await api.client.get("/no/such/route", headers={"Accept": "application/json"})
+    assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
+    r = await api.client.get("/no/such/route", headers={"Accept": "text/html"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")  # the app shows its own 404
