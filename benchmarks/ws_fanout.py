@@ -53,7 +53,7 @@ def _settings(redis_url: str, prefix: str) -> Any:
     )
 
 
-def run_server(redis_url: str, prefix: str, port: int, deflate: bool) -> None:
+def run_server(redis_url: str, prefix: str, port: int, deflate: bool, ws: str = "auto") -> None:
     import uvicorn
 
     from events.app import create_events_app
@@ -67,6 +67,7 @@ def run_server(redis_url: str, prefix: str, port: int, deflate: bool) -> None:
         ws_ping_interval=20,
         ws_ping_timeout=20,
         ws_per_message_deflate=deflate,
+        ws=ws,  # type: ignore[arg-type]
         backlog=4096,
     )
 
@@ -257,6 +258,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=10.0, help="ticker updates per second")
     ap.add_argument("--private-users", type=int, default=100, help="clients that also get private order events")
     ap.add_argument("--deflate", action="store_true", help="enable permessage-deflate on the server")
+    ap.add_argument("--ws", default="auto", help="uvicorn WebSocket implementation (auto, websockets, websockets-sansio)")
     args = ap.parse_args()
 
     import psutil
@@ -268,7 +270,7 @@ def main() -> None:
     prefix = f"wsbench-{uuid.uuid4().hex[:8]}:"
     port = _free_port()
     ctx = mp.get_context("spawn")
-    server = ctx.Process(target=run_server, args=(redis_url, prefix, port, args.deflate), daemon=True)
+    server = ctx.Process(target=run_server, args=(redis_url, prefix, port, args.deflate, args.ws), daemon=True)
     server.start()
     try:
         for _ in range(200):
