@@ -23,19 +23,19 @@ ModeQuery = Annotated[Literal["paper", "testnet"] | None, Query()]
 
 
 @router.get("/balances", response_model=list[BalanceOut])
-async def balances(
-    user: CurrentUser, session: SessionDep, orders: Orders, rt: RuntimeDep, mode: ModeQuery = None
-) -> list[BalanceOut]:
+async def balances(user: CurrentUser, rt: RuntimeDep, mode: ModeQuery = None) -> list[BalanceOut]:
     mode = mode or user.mode  # type: ignore[assignment]
     if mode == "testnet":
         rows = await rt.extras["testnet_reader"].balances(user.id)
         return [
             BalanceOut(asset=b["asset"], free=b["free"], locked=b["locked"], total=b["total"]) for b in rows
         ]
-    # The starting deposit (a write) in a short transaction of its own; the GET itself only reads.
+    # The starting deposit (a write) in a short transaction of its own; the GET itself only reads, in a
+    # fresh snapshot taken after that commit (SQLite's snapshot would otherwise predate the deposit).
     async with unit_of_work(rt.sessions) as writer:
         await order_service(rt, writer).ensure_paper_funded(user.id)
-    views = await SqlLedger(session, rt.clock).balances(user.id)
+    async with rt.read_sessions() as reader:
+        views = await SqlLedger(reader, rt.clock).balances(user.id)
     return [BalanceOut(asset=v.asset, free=v.free, locked=v.locked, total=v.total) for v in views]
 
 

@@ -177,3 +177,10 @@ async def test_market_buy_after_the_price_moved_and_without_liquidity(system: Ap
 async def _final(api: Api, auth: dict, order_id: str) -> dict | None:
     o = await order_status(api, auth, order_id)
     return o if o["status"] in ("FILLED", "EXPIRED", "CANCELED", "REJECTED") else None
+
+
+async def test_first_balances_read_shows_the_starting_deposit(embedded: Api) -> None:
+    """The very first GET funds the paper account and already shows it (SQLite snapshot included)."""
+    auth = await embedded.user("first-read@example.com")
+    b = balances((await embedded.client.get("/api/balances", headers=auth)).json())
+    assert b["USDT"] == (Decimal("10000"), Decimal(0)) and b["BTC"] == (Decimal("1"), Decimal(0))
