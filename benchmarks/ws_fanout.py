@@ -253,7 +253,7 @@ def _pct(values: list[float], q: float) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, default=1000)
-    ap.add_argument("--client-procs", type=int, default=2)
+    ap.add_argument("--client-procs", type=int, default=4, help="client processes (fewer make the clients part of the latency)")
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--rate", type=float, default=10.0, help="ticker updates per second")
     ap.add_argument("--private-users", type=int, default=100, help="clients that also get private order events")

@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
@@ -114,6 +114,7 @@ class Connection:
     live_since: _Id | None = None  # id of the first private event delivered live
     hold_limit: int = 10_000
     sending_since: float | None = None  # loop time the current send started (None: not sending)
+    pending: asyncio.Future[None] | None = None  # an eager send that suspended, being finished by a task
 
     def request_close(self, code: int, reason: str) -> None:
         """Ask the socket's owner task to close with `code`; the first reason wins."""
@@ -123,8 +124,46 @@ class Connection:
         self.closed.set()
 
     def enqueue(self, text: str) -> None:
-        if self.close_code is None and not self.outbox.offer(text):
+        if self.close_code is not None:
+            return
+        if self.pending is None and self.sending_since is None and not len(self.outbox) and self._send_now(text):
+            return
+        if not self.outbox.offer(text):
             self.request_close(p.CLOSE_SLOW_CONSUMER, "slow consumer")
+
+    def _send_now(self, text: str) -> bool:
+        """Send on the dispatcher's own turn when nothing is queued or in flight: a socket send completes
+        without suspending unless the transport is paused, so this saves the sender task's wake-up per
+        message (the bulk of a 1,000-client broadcast). If the send does suspend, it is finished by a task
+        and later messages queue behind it, so order is kept and the dispatcher never waits."""
+        coro = cast(Coroutine[Any, Any, None], self.send(text))
+        try:
+            yielded = coro.send(None)
+        except StopIteration:
+            WS_MESSAGES_SENT.inc()
+            return True
+        except Exception:
+            self.request_close(p.CLOSE_SLOW_CONSUMER, "send failed")
+            return True
+        self.sending_since = asyncio.get_running_loop().time()
+        self.pending = asyncio.ensure_future(self._finish(coro, yielded))
+        return True
+
+    async def _finish(self, coro: Any, yielded: Any) -> None:
+        """Drive a send that suspended to completion, as a Task would."""
+        try:
+            while True:
+                # Whatever the awaited future ends with, the coroutine itself re-raises it at its await.
+                with contextlib.suppress(BaseException):
+                    await yielded
+                yielded = coro.send(None)
+        except StopIteration:
+            WS_MESSAGES_SENT.inc()
+        except Exception:
+            self.request_close(p.CLOSE_SLOW_CONSUMER, "send failed")
+        finally:
+            self.sending_since = None
+            self.pending = None
 
     def deliver_private(self, event_id: _Id, text: str) -> None:
         if self.resuming:
@@ -155,6 +194,9 @@ class Connection:
         try:
             while self.close_code is None:
                 text = await self.outbox.get()
+                pending = self.pending
+                if pending is not None:  # an eager send suspended: it goes out first
+                    await pending
                 self.sending_since = loop.time()
                 await self.send(text)
                 self.sending_since = None
