@@ -38,9 +38,12 @@ from pathlib import Path
 from typing import Any
 
 from _e2e_load import Row, Stage
-from _e2e_procs import ROOT, Child, CpuMeter, RedisServer, ScratchDatabase, base_env, free_port, run_migrate
+from _e2e_procs import ROOT, Child, CpuMeter, ScratchDatabase, base_env, run_migrate
 
 from shared.schemas.orders import OrderIn  # module level: FastAPI resolves the body annotation here
+
+sys.path.insert(0, str(ROOT))  # the repository's test helpers: one implementation, shared with the crash tests
+from tests.support.procs import RedisServer, free_port
 
 SYMBOL = "BTCUSDT"
 QUANTITY = "0.0001"  # ~6.5 USDT at the synthetic start price, above the 5 USDT minimum notional

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -21,7 +20,7 @@ from shared.db import unit_of_work
 from shared.models import ExchangeCredential, Order
 from shared.orders import FINAL
 from shared.settings import Settings
-from tradebridge.bootstrap import Runtime, build_runtime
+from tradebridge.bootstrap import Runtime, run_service
 
 log = structlog.get_logger(__name__)
 
@@ -89,14 +88,5 @@ async def start_relay(rt: Runtime, stack: AsyncExitStack) -> None:
 
 
 async def run_forever(settings: Settings) -> None:
-    """`tradebridge execution`: one worker process until SIGTERM/SIGINT."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    async with build_runtime(settings) as rt, AsyncExitStack() as stack:
-        await start_relay(rt, stack)
-        await start_execution(rt, stack)
-        log.info("execution worker running", bus=type(rt.bus).__name__)
-        await stop.wait()
+    """`tradebridge execution`: one worker process (with its outbox relay) until SIGTERM/SIGINT."""
+    await run_service(settings, start_relay, start_execution)

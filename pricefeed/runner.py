@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import signal
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from datetime import timedelta
@@ -38,7 +37,7 @@ from shared.streams import (
     private_event,
     public_event,
 )
-from tradebridge.bootstrap import Runtime, build_runtime
+from tradebridge.bootstrap import Runtime, run_service
 
 log = structlog.get_logger(__name__)
 
@@ -307,12 +306,5 @@ async def start_pricefeed(rt: Runtime, stack: AsyncExitStack) -> PriceFeedRunner
 
 
 async def run_forever(settings: Settings) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    async with build_runtime(settings) as rt, AsyncExitStack() as stack:
-        await start_pricefeed(rt, stack)
-        log.info("price feed running", source=settings.pricefeed_source)
-        await stop.wait()
+    """`tradebridge pricefeed` until SIGTERM/SIGINT."""
+    await run_service(settings, start_pricefeed)

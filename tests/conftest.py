@@ -42,26 +42,30 @@ async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
         await client.aclose()
 
 
+async def _admin_sql(sql: str) -> None:
+    import asyncpg
+
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await admin.execute(sql)
+    finally:
+        await admin.close()
+
+
+def _url(name: str) -> str:
+    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+
+
 @pytest.fixture
 async def pg_empty_url() -> AsyncIterator[str]:
     """A brand-new, empty PostgreSQL database of this test's own, dropped afterwards."""
-    import asyncpg
-
     name = unique_name("tb")
     try:
-        admin = await asyncpg.connect(PG_ADMIN_DSN)
+        await _admin_sql(f'CREATE DATABASE "{name}"')
     except Exception as exc:
         service_missing("PostgreSQL", exc)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    yield _url(name)
+    await _admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
@@ -76,42 +80,21 @@ def _pg_template() -> Iterator[str]:
     name = unique_name("tbtpl")
 
     async def create() -> None:
-        admin = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-        await upgrade(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}")
-
-    async def drop() -> None:
-        admin = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await _admin_sql(f'CREATE DATABASE "{name}"')
+        await upgrade(_url(name))
 
     try:
         asyncio.run(create())
     except (OSError, asyncpg.PostgresError) as exc:
         service_missing("PostgreSQL", exc)
     yield name
-    asyncio.run(drop())
+    asyncio.run(_admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture
 async def pg_url(_pg_template: str) -> AsyncIterator[str]:
     """A PostgreSQL database of this test's own, migrated to head, dropped afterwards."""
-    import asyncpg
-
     name = unique_name("tb")
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{_pg_template}"')
-    finally:
-        await admin.close()
-    yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await _admin_sql(f'CREATE DATABASE "{name}" TEMPLATE "{_pg_template}"')
+    yield _url(name)
+    await _admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

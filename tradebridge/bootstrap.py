@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,3 +110,24 @@ async def build_runtime(settings: Settings, *, clock: Clock | None = None) -> As
         await bus.close()
         await limiter.aclose()
         await engine.dispose()
+
+
+async def run_service(
+    settings: Settings, *hooks: Callable[[Runtime, AsyncExitStack], Awaitable[object]]
+) -> None:
+    """A service process: build the runtime, start its parts (each pushes its own clean-up onto the stack),
+    run until SIGTERM/SIGINT, then stop them in reverse order."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with build_runtime(settings) as rt, AsyncExitStack() as stack:
+        for hook in hooks:
+            await hook(rt, stack)
+        log.info(
+            "service running",
+            parts=[getattr(h, "__name__", str(h)) for h in hooks],
+            bus=type(rt.bus).__name__,
+        )
+        await stop.wait()

@@ -509,34 +509,11 @@ class TestnetVenue:
 
     @staticmethod
     def _final(order: VenueOrder, status: str, reason: str) -> VenueResult:
-        return VenueResult(
-            changes=(
-                OrderChange(
-                    order_id=order.order_id,
-                    status=status,
-                    filled_quantity=order.filled_quantity,
-                    cumulative_quote=ZERO,
-                    avg_price=None,
-                    reason=reason,
-                ),
-            )
-        )
+        return _status_only(order, status, reason)
 
     @staticmethod
     def _in_flight(order: VenueOrder, status: str, reason: str) -> VenueResult:
-        return VenueResult(
-            changes=(
-                OrderChange(
-                    order_id=order.order_id,
-                    status=status,
-                    filled_quantity=order.filled_quantity,
-                    cumulative_quote=ZERO,
-                    avg_price=None,
-                    reason=reason,
-                    venue_order_id=order.venue_order_id,
-                ),
-            )
-        )
+        return _status_only(order, status, reason, venue_order_id=order.venue_order_id)
 
     # ------------------------------------------------------------------ placing
 
@@ -982,6 +959,22 @@ class TestnetVenue:
         rows.sort(key=lambda r: str(r["asset"]))
         self._balances[user_id] = (self._now() + self.config.balance_ttl_s, rows)
         return rows
+
+
+def _status_only(
+    order: VenueOrder, status: str, reason: str, *, venue_order_id: str | None = None
+) -> VenueResult:
+    """A status change with nothing filled beyond what the order already had."""
+    change = OrderChange(
+        order_id=order.order_id,
+        status=status,
+        filled_quantity=order.filled_quantity,
+        cumulative_quote=ZERO,
+        avg_price=None,
+        reason=reason,
+        venue_order_id=venue_order_id,
+    )
+    return VenueResult(changes=(change,))
 
 
 def build_testnet_venue(
