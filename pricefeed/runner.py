@@ -122,10 +122,23 @@ def mark_payload(u: PositionUpdate) -> dict[str, Any]:
 
 
 class SqlCandleStore:
-    def __init__(self, rt: Runtime) -> None:
+    """Candles in the database. The open candle changes on every tick; it is written at most once per
+    `min_interval_s` per (symbol, interval), and always when it closes, so the database sees a few writes
+    per second instead of one per tick per interval."""
+
+    def __init__(self, rt: Runtime, *, min_interval_s: float = 1.0) -> None:
         self.rt = rt
+        self.min_interval_s = min_interval_s
+        self._last_write: dict[tuple[str, str, object], float] = {}
 
     async def upsert(self, candle: Candle) -> None:
+        key = (candle.symbol, str(candle.interval), candle.start)
+        now = self.rt.clock.monotonic()
+        if not candle.closed and now - self._last_write.get(key, float("-inf")) < self.min_interval_s:
+            return
+        self._last_write[key] = now
+        if candle.closed:
+            self._last_write.pop(key, None)
         values = {
             "symbol": candle.symbol,
             "interval": str(candle.interval),

@@ -1,0 +1,37 @@
+"""Candles reach the database and the REST endpoint; the open candle is written at most once a second."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal as D
+from pathlib import Path
+
+from pricefeed.domain.candles import Candle, Interval
+from pricefeed.runner import SqlCandleStore
+from shared.clock import ManualClock
+from tests.support.api import make_settings, running_api
+
+
+async def test_open_candle_writes_are_throttled_and_closes_always_land(tmp_path: Path) -> None:
+    clock = ManualClock(datetime(2026, 1, 1, 12, 0, 30, tzinfo=UTC))
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
+    async with running_api(settings, clock=clock, migrate=True) as api:
+        store = SqlCandleStore(api.runtime)
+        start = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+        def candle(close: str, closed: bool = False) -> Candle:
+            return Candle("BTCUSDT", Interval.M1, start, D("100"), D("105"), D("99"), D(close), D("2"), 3, closed)
+
+        async def stored() -> list[dict]:
+            return (await api.client.get("/api/markets/BTCUSDT/candles?interval=1m")).json()
+
+        await store.upsert(candle("101"))
+        await store.upsert(candle("102"))  # within the same second: not written
+        assert [c["close"] for c in await stored()] == ["101"]
+        clock.advance(1.1)
+        await store.upsert(candle("103"))
+        assert [c["close"] for c in await stored()] == ["103"]
+        await store.upsert(candle("104", closed=True))  # a close is always written
+        rows = await stored()
+        assert [(c["close"], c["closed"]) for c in rows] == [("104", True)]
+        assert rows[0]["low"] == "99" and rows[0]["high"] == "105" and rows[0]["volume"] == "2"
