@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from gateway.deps import RuntimeDep, SessionDep
-from gateway.routes.orders import Orders
+from gateway.services.orders import rules_for
 from shared.errors import NotFound
 from shared.models import CandleRow
 from shared.schemas.orders import CandleOut
@@ -22,8 +22,8 @@ async def markets(rt: RuntimeDep) -> list[dict[str, str]]:
 
 
 @router.get("/{symbol}/ticker")
-async def ticker(symbol: str, orders: Orders, rt: RuntimeDep) -> dict[str, Any]:
-    rules = orders.rules_for(symbol)
+async def ticker(symbol: str, rt: RuntimeDep) -> dict[str, Any]:
+    rules = rules_for(rt.markets, symbol)
     value = await rt.market_data.get("ticker", rules.symbol)
     if value is None:
         raise NotFound(f"No price for {rules.symbol} yet.")
@@ -32,9 +32,9 @@ async def ticker(symbol: str, orders: Orders, rt: RuntimeDep) -> dict[str, Any]:
 
 @router.get("/{symbol}/depth")
 async def depth(
-    symbol: str, orders: Orders, rt: RuntimeDep, limit: Annotated[int, Query(ge=1, le=100)] = 20
+    symbol: str, rt: RuntimeDep, limit: Annotated[int, Query(ge=1, le=100)] = 20
 ) -> dict[str, Any]:
-    rules = orders.rules_for(symbol)
+    rules = rules_for(rt.markets, symbol)
     value = await rt.market_data.get("depth", rules.symbol) or {
         "symbol": rules.symbol,
         "bids": [],
@@ -45,21 +45,21 @@ async def depth(
 
 @router.get("/{symbol}/trades")
 async def trades(
-    symbol: str, orders: Orders, rt: RuntimeDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
+    symbol: str, rt: RuntimeDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
 ) -> list[dict[str, Any]]:
-    rules = orders.rules_for(symbol)
+    rules = rules_for(rt.markets, symbol)
     return await rt.market_data.recent_trades(rules.symbol, limit)
 
 
 @router.get("/{symbol}/candles", response_model=list[CandleOut])
 async def candles(
     symbol: str,
-    orders: Orders,
+    rt: RuntimeDep,
     session: SessionDep,
     interval: Annotated[Literal["1m", "5m", "1h"], Query()] = "1m",
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[CandleOut]:
-    rules = orders.rules_for(symbol)
+    rules = rules_for(rt.markets, symbol)
     rows = (
         await session.execute(
             select(CandleRow)

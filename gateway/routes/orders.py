@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from execution.paper.quote import quote_levels
 from gateway.deps import CurrentUser, RuntimeDep, SessionDep
-from gateway.services.orders import OrderService, order_out
+from gateway.services.orders import OrderService, order_out, rules_for
 from shared.schemas.orders import OrderDetail, OrderIn, OrderOut, OrderPage, QuoteIn, QuoteOut
 from tradebridge.bootstrap import Runtime
 
@@ -65,8 +65,8 @@ async def list_orders(
 
 
 @router.post("/quote", response_model=QuoteOut)
-async def quote(body: QuoteIn, orders: Orders, rt: RuntimeDep) -> QuoteOut:
-    rules = orders.rules_for(body.symbol)
+async def quote(body: QuoteIn, rt: RuntimeDep) -> QuoteOut:
+    rules = rules_for(rt.markets, body.symbol)
     rules.qty_to_lots(body.quantity)
     depth = await rt.market_data.get("depth", rules.symbol) or {}
     levels = depth.get("asks" if body.side == "BUY" else "bids") or []

@@ -88,6 +88,18 @@ def request_hash(body: OrderIn, symbol: str, mode: str, tif: str) -> str:
     return hashlib.sha256(canon.encode()).hexdigest()
 
 
+def rules_for(markets: dict[str, MarketRules], symbol: str) -> MarketRules:
+    """The market's rules for `BTCUSDT`, `btcusdt` or `BTC/USDT`; an unknown symbol is a 422 naming the field."""
+    try:
+        name = normalize_symbol(symbol)
+    except (ValueError, InvalidInput):
+        name = symbol.upper()
+    rules = markets.get(name)
+    if rules is None:
+        raise RuleViolation("SYMBOL", "symbol", f"unknown symbol {symbol}; see GET /api/markets")
+    return rules
+
+
 def encode_cursor(order_id: str) -> str:
     return base64.urlsafe_b64encode(order_id.encode()).decode().rstrip("=")
 
@@ -116,14 +128,7 @@ class OrderService:
     starting_balances: dict[str, Decimal]
 
     def rules_for(self, symbol: str) -> MarketRules:
-        try:
-            name = normalize_symbol(symbol)
-        except (ValueError, InvalidInput):
-            name = symbol.upper()
-        rules = self.markets.get(name)
-        if rules is None:
-            raise RuleViolation("SYMBOL", "symbol", f"unknown symbol {symbol}; see GET /api/markets")
-        return rules
+        return rules_for(self.markets, symbol)
 
     async def place(self, user: User, body: OrderIn) -> tuple[Order, bool]:
         """Returns (order, created). An idempotent replay returns the existing order with created=False."""

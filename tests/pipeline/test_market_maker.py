@@ -69,3 +69,32 @@ async def test_quotes_follow_the_price_and_vanish_when_stale(mm_system: Api) -> 
         return not d["bids"] and not d["asks"]
 
     await eventually(pulled, timeout=15)
+
+
+async def test_market_data_endpoints_and_quote(mm_system: Api) -> None:
+    api = mm_system
+
+    async def quoted() -> bool:
+        await _tick(api, "60000")
+        d = await _depth(api)
+        return bool(d["asks"])
+
+    await eventually(quoted, timeout=15, interval=0.2)
+    markets = (await api.client.get("/api/markets")).json()
+    assert {m["symbol"] for m in markets} == {"BTCUSDT", "ETHUSDT", "BNBUSDT"}
+    # No price feed runs here (ticks go straight onto the bus), so no ticker is stored yet: a clear 404.
+    r = await api.client.get("/api/markets/BTCUSDT/ticker")
+    assert r.status_code == 404 and "No price" in r.json()["detail"]
+    await api.runtime.market_data.put("ticker", "BTCUSDT", {"symbol": "BTCUSDT", "price": "60000", "stale": False})
+    assert (await api.client.get("/api/markets/btcusdt/ticker")).json()["price"] == "60000"
+    assert (await api.client.get("/api/markets/DOGEUSDT/depth")).status_code == 422
+    depth = (await api.client.get("/api/markets/BTCUSDT/depth?limit=3")).json()
+    assert len(depth["asks"]) == 3 and len(depth["bids"]) == 3
+    best_ask = Decimal(depth["asks"][0][0])
+    q = (await api.client.post("/api/orders/quote", json={"symbol": "BTC/USDT", "side": "buy", "quantity": "0.01"})).json()
+    assert Decimal(q["fillable_quantity"]) == Decimal("0.01") and Decimal(q["worst_price"]) >= best_ask
+    assert best_ask <= Decimal(q["avg_price"]) <= Decimal(q["worst_price"])
+    big = (await api.client.post("/api/orders/quote", json={"symbol": "BTCUSDT", "side": "SELL", "quantity": "50"})).json()
+    assert Decimal(big["fillable_quantity"]) < Decimal("50")  # only what the band holds
+    bad = await api.client.post("/api/orders/quote", json={"symbol": "BTCUSDT", "side": "SELL", "quantity": "0.000001"})
+    assert bad.status_code == 422
