@@ -6,18 +6,21 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+sys.path.insert(
+    0, str(ROOT)
+)  # the repository's test helpers: one implementation, shared with the crash tests
+from tests.support.procs import stop_process, wait_http  # noqa: E402
 
 
 class ScratchDatabase:
@@ -86,29 +89,17 @@ class Child:
             return ""
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def wait_http(self, path: str = "/healthz", timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise RuntimeError(f"{self.name} exited:\n{self.tail()}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} not ready:\n{self.tail()}")
+        wait_http(
+            self.port,
+            alive=self.alive,
+            describe=lambda: f"{self.name}:\n{self.tail()}",
+            path=path,
+            timeout=timeout,
+        )
 
 
 def run_migrate(env: dict[str, str]) -> None:

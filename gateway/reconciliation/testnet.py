@@ -123,24 +123,26 @@ class CcxtExchangeAccount:
         self.client = make_binance_client(keys.api_key, keys.api_secret, base_url=base_url)
 
     async def orders(self, symbol: str, since_ms: int) -> list[ExOrder]:
-        out: list[ExOrder] = []
-        params: dict[str, Any] = {"symbol": symbol, "startTime": since_ms, "limit": PAGE}
-        while True:
-            rows = await self.client.private_get_allorders(params)
-            out += [parse_order(r) for r in rows]
-            if len(rows) < PAGE:
-                return out
-            params = {"symbol": symbol, "orderId": int(rows[-1]["orderId"]) + 1, "limit": PAGE}
+        rows = await self._paged(self.client.private_get_allorders, symbol, since_ms, cursor=("orderId", "orderId"))
+        return [parse_order(r) for r in rows]
 
     async def trades(self, symbol: str, since_ms: int) -> list[ExTrade]:
-        out: list[ExTrade] = []
+        rows = await self._paged(self.client.private_get_mytrades, symbol, since_ms, cursor=("fromId", "id"))
+        return [parse_trade(r) for r in rows]
+
+    @staticmethod
+    async def _paged(fetch: Any, symbol: str, since_ms: int, *, cursor: tuple[str, str]) -> list[dict[str, Any]]:
+        """Every row since `since_ms`, page by page: the next page starts after the last row's id
+        (`cursor` = the request parameter and the row field that carry it)."""
+        param, field = cursor
+        out: list[dict[str, Any]] = []
         params: dict[str, Any] = {"symbol": symbol, "startTime": since_ms, "limit": PAGE}
         while True:
-            rows = await self.client.private_get_mytrades(params)
-            out += [parse_trade(r) for r in rows]
+            rows = await fetch(params)
+            out += rows
             if len(rows) < PAGE:
                 return out
-            params = {"symbol": symbol, "fromId": int(rows[-1]["id"]) + 1, "limit": PAGE}
+            params = {"symbol": symbol, param: int(rows[-1][field]) + 1, "limit": PAGE}
 
     async def order(self, symbol: str, venue_order_id: str | None, client_order_id: str) -> ExOrder | None:
         import ccxt

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -39,9 +39,21 @@ class RedisServer:
     def start(self) -> None:
         exe = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                exe,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -73,6 +85,40 @@ def redis_server(workdir: Path) -> Iterator[RedisServer]:
         server.stop()
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, *, grace_s: float = 15) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `grace_s`."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def wait_http(
+    port: int | None,
+    *,
+    alive: Callable[[], bool],
+    describe: Callable[[], str],
+    path: str = "/healthz",
+    timeout: float = 60,
+) -> None:
+    """Until GET `path` answers 200; fails at once if the process died, with `describe()` (its log) attached."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError(f"process exited: {describe()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}{path}", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"not ready after {timeout}s: {describe()}")
+
+
 class Service:
     """`tradebridge <name>` as a child process; `kill()` is kill -9."""
 
@@ -97,27 +143,17 @@ class Service:
         self.proc = None
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def wait_http(self, path: str = "/healthz", timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: {self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} not ready: {self.log.read_text()[-3000:]}")
+        wait_http(
+            self.port,
+            alive=lambda: self.proc is not None and self.proc.poll() is None,
+            describe=lambda: f"{self.name}: {self.log.read_text()[-3000:]}",
+            path=path,
+            timeout=timeout,
+        )
 
 
 def service_env(database_url: str, redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
