@@ -53,6 +53,8 @@ class Runtime:
     fees: FeeSchedule
     market_data: MarketData
     relay: OutboxRelay
+    # users whose paper account is known funded (committed): their orders skip the funding statement
+    paper_funded: set[str] = field(default_factory=set)
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def check_database(self) -> None:

@@ -7,17 +7,20 @@ balance other than the external deposits account ever goes negative."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import bindparam, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from execution.paper.ledger import EXTERNAL_ACCOUNT, FREE, InsufficientBalance, JournalEntry, LedgerError
 from shared.clock import Clock
+from shared.db import Amount
 from shared.models import Balance, LedgerPosting
 
 ZERO = Decimal(0)
@@ -33,6 +36,20 @@ class BalanceView:
     @property
     def total(self) -> Decimal:
         return self.free + self.locked
+
+
+@functools.cache
+def _reserve_statement() -> Any:
+    """The conditional reservation UPDATE, built once (values are parameters)."""
+    table = Balance.__table__  # type: ignore[attr-defined]
+    amount = bindparam("r_amount", type_=Amount())
+    return (
+        update(table)
+        .where(table.c.account_id == bindparam("r_account"), table.c.asset == bindparam("r_asset"))
+        .where(table.c.free >= amount)
+        .values(free=table.c.free - amount, locked=table.c.locked + amount, updated_at=bindparam("r_now"))
+        .returning(table.c.free, table.c.locked)
+    )
 
 
 class SqlLedger:
@@ -56,17 +73,7 @@ class SqlLedger:
             for p in entry.postings:
                 d = deltas.setdefault((p.account, p.asset), [ZERO, ZERO])
                 d[0 if p.bucket == FREE else 1] += p.amount
-                postings.append(
-                    {
-                        "entry_kind": entry.kind,
-                        "ref": entry.ref[:64],
-                        "account_id": p.account,
-                        "asset": p.asset,
-                        "bucket": p.bucket,
-                        "amount": p.amount,
-                        "ts": now,
-                    }
-                )
+            postings += self._posting_rows(entry, now)
         rows = await self._lock_rows(sorted(deltas), now)
         out: list[BalanceView] = []
         for key in sorted(deltas):
@@ -82,6 +89,46 @@ class SqlLedger:
         await self.session.execute(LedgerPosting.__table__.insert(), postings)  # type: ignore[attr-defined]
         await self.session.flush()
         return out
+
+    async def reserve(self, entry: JournalEntry) -> list[BalanceView]:
+        """Apply one RESERVE entry (free -> locked of one balance), refusing it when the free balance is short.
+
+        On PostgreSQL a single conditional ``UPDATE ... WHERE free >= amount RETURNING`` both checks and
+        moves the funds: the row lock it takes serialises concurrent reservations, and PostgreSQL re-checks
+        the condition on the locked row, so two orders can never spend the same funds. (Amounts are text on
+        SQLite, where the general path below compares them as Decimals; SQLite has one writer anyway.)"""
+        if entry.kind != "RESERVE" or self.session.bind.dialect.name != "postgresql":  # type: ignore[union-attr]
+            return await self.apply([entry], check_funds=True)
+        locked_posting = next(p for p in entry.postings if p.bucket != FREE)
+        account, asset, amount = locked_posting.account, locked_posting.asset, locked_posting.amount
+        now = self.clock.now()
+        table = Balance.__table__  # type: ignore[attr-defined]
+        params = {"r_account": account, "r_asset": asset, "r_amount": amount, "r_now": now}
+        row = (await self.session.execute(_reserve_statement(), params)).first()
+        if row is None:
+            free = (
+                await self.session.execute(
+                    select(table.c.free).where(table.c.account_id == account, table.c.asset == asset)
+                )
+            ).scalar_one_or_none()
+            raise InsufficientBalance(account, asset, amount, free if free is not None else ZERO)
+        await self.session.execute(LedgerPosting.__table__.insert(), self._posting_rows(entry, now))  # type: ignore[attr-defined]
+        return [BalanceView(account, asset, row.free, row.locked)]
+
+    @staticmethod
+    def _posting_rows(entry: JournalEntry, now: object) -> list[dict[str, object]]:
+        return [
+            {
+                "entry_kind": entry.kind,
+                "ref": entry.ref[:64],
+                "account_id": p.account,
+                "asset": p.asset,
+                "bucket": p.bucket,
+                "amount": p.amount,
+                "ts": now,
+            }
+            for p in entry.postings
+        ]
 
     async def _lock_rows(self, keys: list[tuple[str, str]], now: object) -> dict[tuple[str, str], Balance]:
         dialect = self.session.bind.dialect.name  # type: ignore[union-attr]

@@ -29,6 +29,7 @@ def order_service(rt: Runtime, session: AsyncSession) -> OrderService:
         limiter=rt.limiter,
         order_rate_limit=rt.settings.order_rate_limit,
         starting_balances=rt.settings.paper_starting_balances,
+        funded=rt.paper_funded,
     )
 
 
