@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 import structlog
-from sqlalchemy import select, tuple_
+from sqlalchemy import insert, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,7 +24,7 @@ from shared.ids import new_id
 from shared.metrics import ORDER_EVENTS
 from shared.models import Fill, Order, OrderEvent, Position
 from shared.orders import FINAL, IllegalTransition, Status, check_transition
-from shared.outbox import add_outbox
+from shared.outbox import add_outbox, outbox_row, write_outbox
 from shared.streams import PRIVATE_EVENTS, private_event, user_stream
 
 log = structlog.get_logger(__name__)
@@ -73,6 +73,12 @@ async def apply_result(
 
     for ext in result.external_orders:
         applied.orders.append(await _record_external(session, ext, now))
+    if result.external_orders:
+        await session.flush()  # their events first: the outbox rows below are written in one statement
+    # Status rows and outbox rows are plain multi-row inserts at the end (no ORM units of work for them),
+    # in the order built here, which is the order they are published in.
+    outbox: list[dict[str, object]] = []
+    events: list[dict[str, object]] = []
 
     touched: dict[str, Order] = {}
     for change in result.changes:
@@ -108,32 +114,34 @@ async def apply_result(
     if users_fills:
         new_fills = await _insert_fills(session, users_fills)
         applied.fills = len(new_fills)
-        await _update_positions(session, new_fills, now)
+        await _update_positions(session, new_fills, now, outbox)
         for row in new_fills:
-            add_outbox(
-                session,
-                PRIVATE_EVENTS,
-                private_event("TRADE", str(row["user_id"]), now, _trade_payload(row)),
-                mirror_to=user_stream(str(row["user_id"])),
-                now=now,
+            outbox.append(
+                outbox_row(
+                    PRIVATE_EVENTS,
+                    private_event("TRADE", str(row["user_id"]), now, _trade_payload(row)),
+                    mirror_to=user_stream(str(row["user_id"])),
+                    now=now,
+                )
             )
 
     for order in touched.values():
-        session.add(
-            OrderEvent(
-                order_id=order.id,
-                status=order.status,
-                filled_quantity=order.filled_quantity,
-                reason=order.reason,
-                ts=now,
-            )
+        events.append(
+            {
+                "order_id": order.id,
+                "status": order.status,
+                "filled_quantity": order.filled_quantity,
+                "reason": order.reason,
+                "ts": now,
+            }
         )
-        add_outbox(
-            session,
-            PRIVATE_EVENTS,
-            private_event("ORDER_UPDATE", order.user_id, now, order_event_payload(order)),
-            mirror_to=user_stream(order.user_id),
-            now=now,
+        outbox.append(
+            outbox_row(
+                PRIVATE_EVENTS,
+                private_event("ORDER_UPDATE", order.user_id, now, order_event_payload(order)),
+                mirror_to=user_stream(order.user_id),
+                now=now,
+            )
         )
         ORDER_EVENTS.labels(order.mode, order.status).inc()
         applied.orders.append(order)
@@ -145,20 +153,26 @@ async def apply_result(
             if "/" not in v.account_id:  # user accounts; system accounts have a "system/" or "external/" id
                 by_user.setdefault(v.account_id, []).append(v)
         for user_id, vs in by_user.items():
-            add_outbox(
-                session,
-                PRIVATE_EVENTS,
-                private_event(
-                    "BALANCE_UPDATE", user_id, now, {"mode": "paper", "balances": balance_payload(vs)}
-                ),  # type: ignore[arg-type]
-                mirror_to=user_stream(user_id),
-                now=now,
+            outbox.append(
+                outbox_row(
+                    PRIVATE_EVENTS,
+                    private_event(
+                        "BALANCE_UPDATE", user_id, now, {"mode": "paper", "balances": balance_payload(vs)}
+                    ),  # type: ignore[arg-type]
+                    mirror_to=user_stream(user_id),
+                    now=now,
+                )
             )
     await session.flush()
+    if events:
+        await session.execute(insert(OrderEvent.__table__), events)  # type: ignore[attr-defined]
+    await write_outbox(session, outbox)  # type: ignore[arg-type]
     return applied
 
 
-async def _update_positions(session: AsyncSession, fills: list[dict[str, object]], now: object) -> None:
+async def _update_positions(
+    session: AsyncSession, fills: list[dict[str, object]], now: object, outbox: list[dict[str, object]]
+) -> None:
     """Fold new fills into their positions (weighted-average cost, the pricefeed's pure domain code) in the
     same transaction, and tell the owner."""
     if not fills:
@@ -216,12 +230,13 @@ async def _update_positions(session: AsyncSession, fills: list[dict[str, object]
         )
         row.realized_pnl, row.fees_paid, row.updated_at = snap.realized_pnl, snap.fees_paid, now  # type: ignore[assignment]
         session.add(row)
-        add_outbox(
-            session,
-            PRIVATE_EVENTS,
-            private_event("POSITION_UPDATE", key[0], now, position_payload(row, None, source="fill")),  # type: ignore[arg-type]
-            mirror_to=user_stream(key[0]),
-            now=now,
+        outbox.append(
+            outbox_row(
+                PRIVATE_EVENTS,
+                private_event("POSITION_UPDATE", key[0], now, position_payload(row, None, source="fill")),  # type: ignore[arg-type]
+                mirror_to=user_stream(key[0]),
+                now=now,
+            )
         )
 
 

@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from execution.engine import apply_result, load_orders
@@ -399,12 +399,13 @@ class ExecutionWorker:
             orders = await load_orders(session, {str(c["order_id"]) for c in cmds})
             status = {oid: o.status for oid, o in orders.items()}
             now = rt.clock.now()
+            processed: list[dict[str, object]] = []
             for cmd in cmds:
                 cid = str(cmd["command_id"])
                 if cid in done:
                     continue
                 done.add(cid)
-                session.add(ProcessedCommand(command_id=cid, processed_at=now))
+                processed.append({"command_id": cid, "processed_at": now})
                 order = orders.get(str(cmd["order_id"]))
                 if order is None:
                     log.error("command for an unknown order", command_id=cid)
@@ -415,6 +416,8 @@ class ExecutionWorker:
                         c.status if c.order_id in status else status.get(c.order_id, c.status)
                     )
                 result = result + r
+            if processed:
+                await session.execute(insert(ProcessedCommand.__table__), processed)  # type: ignore[attr-defined]
             await apply_result(session, rt.clock, result, orders=orders)
         rt.relay.notify()
         await self._publish_market(result)
