@@ -1,16 +1,17 @@
-"""Optional accelerated build: compile the hot path (``book``, ``rules``, ``ledger``, ``exchange``) with mypyc.
+"""Accelerated build: compile the hot path (``book``, ``rules``, ``ledger``, ``exchange``) with mypyc.
 
     .venv/bin/python -m execution.paper.build_accel          # build the extensions next to the sources
     .venv/bin/python -m execution.paper.build_accel --clean  # remove them (back to pure Python)
     .venv/bin/python -m execution.paper.build_accel --only book   # the matching book alone
 
-Python imports a compiled extension in preference to its ``.py`` when it is present and falls back to the
-pure-Python module when it is not, so nothing else changes (``compiled_modules()`` says which are in use).
-Needs a C compiler and the Python headers; the build (about a minute on two cores) runs in a temporary
+``scripts/install`` runs it (skip with ``TRADEBRIDGE_NO_ACCEL=1``). Python imports a compiled extension in
+preference to its ``.py``; the build records a digest of the sources it compiled (``accel-manifest.json``)
+and the package uses the extensions only while the sources still match (see ``_accel``), so an edit never
+runs stale code: it runs pure Python, with a warning, until the next build. Needs a C compiler, the Python
+headers and mypy (the ``accel`` extra); the build (about a minute on two cores) runs in a temporary
 directory and copies only the ``.so`` files in: one shim per module plus the shared
 ``paper_accel__mypyc`` library. If compilation fails nothing is copied and the pure-Python modules stay in
-use. Don't commit the ``.so`` files. Rebuild after editing any of the compiled modules: a stale extension
-would shadow the edited source.
+use. The ``.so`` files and the manifest are not committed.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from execution.paper import _accel
+
+HERE = _accel.HERE
 ROOT = HERE.parents[1]
-MODULES = ("book", "rules", "ledger", "exchange")
+MODULES = _accel.MODULES
 GROUP = "execution.paper.paper_accel"
 
 _SETUP = """
@@ -40,10 +43,13 @@ setup(
 
 
 def built() -> list[Path]:
-    out: list[Path] = []
-    for pattern in ("*.so", "*.pyd"):
-        out += sorted(HERE.glob(pattern))
-    return out
+    return _accel.extensions()
+
+
+def clean() -> None:
+    for f in built():
+        f.unlink()
+    (HERE / _accel.MANIFEST).unlink(missing_ok=True)
 
 
 def compiled_modules() -> list[str]:
@@ -60,8 +66,7 @@ def compiled_modules() -> list[str]:
 
 def build(modules: tuple[str, ...] = MODULES) -> list[Path]:
     """Compile ``modules`` and copy the extensions in; raises ``CalledProcessError`` if the build fails."""
-    for f in built():
-        f.unlink()
+    clean()
     with tempfile.TemporaryDirectory() as tmp:
         pkg = Path(tmp) / "execution" / "paper"
         pkg.mkdir(parents=True)
@@ -80,8 +85,13 @@ def build(modules: tuple[str, ...] = MODULES) -> list[Path]:
         subprocess.run(
             [sys.executable, "setup.py"], cwd=tmp, check=True, stdout=subprocess.DEVNULL
         )
+        sources = _accel.digest(pkg, modules)
         for f in list(pkg.glob("*.so")) + list(pkg.glob("*.pyd")):
             shutil.copy(f, HERE / f.name)
+    _accel.write_manifest(modules)
+    if _accel.digest(HERE, modules) != sources:  # a source changed while it compiled
+        clean()
+        raise RuntimeError("sources changed during the build; run it again")
     return built()
 
 
@@ -91,8 +101,7 @@ def main() -> None:
     ap.add_argument("--only", nargs="+", choices=MODULES, help="compile just these modules")
     args = ap.parse_args()
     if args.clean:
-        for f in built():
-            f.unlink()
+        clean()
         return
     files = build(tuple(args.only) if args.only else MODULES)
     print("built:", ", ".join(f.name for f in files))
