@@ -103,13 +103,18 @@ class OrderBook:
     # -- commands ---------------------------------------------------------------------------------------
 
     def submit(
-        self, order_id: str, account: str, is_buy: bool, price: int, qty: int, tif: int, tag: object = None
+        self, order_id: str, account: str, is_buy: bool, price: int, qty: int, tif: int, tag: object = None,
+        unique: bool = False,
     ) -> tuple[list[Fill], int, int]:
-        """Match an incoming limit order, then rest (GTC) or expire (IOC/FOK/STP) what is left."""
+        """Match an incoming limit order, then rest (GTC) or expire (IOC/FOK/STP) what is left.
+
+        ``unique=True``: the caller has already refused duplicate order ids, so the book need not look
+        (``PaperExchange`` knows every id it accepted, a superset of the resting ones, and a lookup that
+        misses in a big dict of string keys is one of the dearest steps of an order)."""
         if qty <= 0 or price <= 0:
             raise ValueError("price and quantity must be positive")
         orders = self._orders
-        if order_id in orders:
+        if not unique and order_id in orders:
             raise DuplicateOrderId(order_id)
         fills: list[Fill] = []
         if tif == FOK and self._fillable(account, is_buy, price, qty) < qty:

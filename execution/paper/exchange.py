@@ -47,7 +47,10 @@ from .ledger import (
     Ledger,
     LedgerStore,
     Reservation,
-    _LazyEntry,
+    SettleTerms,
+    _Cell,
+    _LotsEntry,
+    _SettleEntry,
     deposit_entry,
 )
 from .rules import MarketRules, RuleViolation, build_rules, normalize_symbol
@@ -70,6 +73,7 @@ _AVG: Final = Context(prec=20)
 _ZERO: Final = Decimal(0)
 _ONE: Final = Decimal(1)
 _MEMO: Final = 1 << 16
+_POW10: Final[tuple[int, ...]] = tuple(10**i for i in range(19))
 
 
 class Side(StrEnum):
@@ -160,23 +164,22 @@ class Trade:
         return self.maker_order_id if self.aggressor_side is Side.BUY else self.taker_order_id
 
 
-_RawFill = tuple["_Order", int, int, int, Decimal, Decimal, Decimal, Decimal, OrderStatus, int, int]
-"""(maker, price ticks, lots, trade number, quantity, notional, maker fee, taker fee, maker status, maker
-filled lots, maker cumulative ticks x lots) as captured at the fill."""
-
-
 class ExecutionReport:
     """What one command did: the taker's final ``OrderUpdate``, every ``Trade``, each touched maker's
     ``OrderUpdate`` (fill order) and every ``JournalEntry`` applied, in order. Immutable.
 
-    The exchange captures the few integers that define a report and builds the frozen events on first
-    read of each field (then caches them): a report is usually read by one consumer or by none (a replay,
-    a benchmark), and building the events eagerly cost more than matching and settling. Equality, hashing
-    and ``repr`` are those of the materialised four fields, as for a dataclass, and
-    ``ExecutionReport(order, trades, maker_updates, journal)`` still builds one from ready-made values.
+    The exchange captures the few integers that define a report (``_LazyReport``) and builds the frozen
+    events, and with the in-memory ledger even the journal entries, on first read of each field (then
+    caches them): a report is usually read by one consumer or by none (a replay, a benchmark), and building
+    them eagerly cost more than matching and settling. Equality, hashing and ``repr`` are those of the
+    materialised four fields, as for a dataclass, and ``ExecutionReport(order, trades, maker_updates,
+    journal)`` still builds one from ready-made values.
     """
 
-    __slots__ = ("_journal", "_makers", "_order", "_order_src", "_raw", "_taker", "_trades")
+    __slots__ = (
+        "_cum", "_entries", "_filled", "_fills", "_journal", "_makers", "_order", "_reason", "_released",
+        "_reserved", "_status", "_taker", "_trades",
+    )
 
     def __init__(
         self,
@@ -188,19 +191,26 @@ class ExecutionReport:
         self._order: OrderUpdate | None = order
         self._trades: tuple[Trade, ...] | None = tuple(trades)
         self._makers: tuple[OrderUpdate, ...] | None = tuple(maker_updates)
-        self._journal: tuple[JournalEntry, ...] | list[JournalEntry] = tuple(journal)
+        self._journal: tuple[JournalEntry, ...] | None = tuple(journal)
+        # what a lazy report is made from: the taker, its state at the time, its fills, and either the
+        # entries made (``_entries``) or, when none was needed yet, the lots reserved and released
         self._taker: _Order | None = None
-        self._order_src: tuple[OrderStatus, int, int, str | None] | None = None
-        self._raw: list[_RawFill] | None = None
+        self._status = OrderStatus.NEW
+        self._filled = 0
+        self._cum = 0
+        self._reason: str | None = None
+        self._fills: list[_Fill] | None = None
+        self._entries: list[JournalEntry] | None = None
+        self._reserved = 0
+        self._released = 0
 
     @property
     def order(self) -> OrderUpdate:
         o = self._order
         if o is None:
             taker = self._taker
-            src = self._order_src
-            assert taker is not None and src is not None
-            o = self._order = taker.update(src[0], src[1], src[2], src[3])
+            assert taker is not None
+            o = self._order = taker.update(self._status, self._filled, self._cum, self._reason)
         return o
 
     @property
@@ -214,37 +224,57 @@ class ExecutionReport:
     def maker_updates(self) -> tuple[OrderUpdate, ...]:
         m = self._makers
         if m is None:
-            raw = self._raw
-            assert raw is not None
-            m = self._makers = tuple(f[0].update(f[8], f[9], f[10], None) for f in raw)
+            fills = self._fills
+            assert fills is not None
+            m = self._makers = tuple(f.maker.update(f.status, f.filled, f.cum, None) for f in fills)
         return m
 
     @property
     def journal(self) -> tuple[JournalEntry, ...]:
         j = self._journal
-        if type(j) is list:
-            j = self._journal = tuple(j)
-        assert isinstance(j, tuple)
+        if j is None:
+            entries = self._entries
+            j = self._journal = tuple(entries) if entries is not None else self._build_journal()
         return j
+
+    def _build_journal(self) -> tuple[JournalEntry, ...]:
+        """The entries the in-memory ledger's fast path did not need to make: RESERVE, SETTLEs, RELEASE."""
+        taker = self._taker
+        assert taker is not None
+        oid = taker.req.order_id
+        out: list[JournalEntry] = []
+        if self._reserved:
+            out.append(
+                _LotsEntry("RESERVE", oid, taker.account, taker.lock_asset, taker.unit_lock, self._reserved)
+            )
+        for f in self._fills or ():
+            out.append(f.entry(taker))
+        if self._released:
+            out.append(
+                _LotsEntry("RELEASE", oid, taker.account, taker.lock_asset, taker.unit_lock, self._released)
+            )
+        return tuple(out)
 
     def _build_trades(self) -> tuple[Trade, ...]:
         taker = self._taker
-        raw = self._raw
-        assert taker is not None and raw is not None
+        fills = self._fills
+        assert taker is not None and fills is not None
         rules = taker.mkt.rules
         symbol = rules.symbol
-        tick = rules.tick_size
         quote = rules.quote_asset
         taker_id = taker.req.order_id
         taker_acc = taker.account
         aggressor = Side.BUY if taker.is_buy else Side.SELL
-        return tuple(
-            Trade(
-                f"{symbol}-{tid}", symbol, EXACT.multiply(tick, Decimal(p)), qty, notional, maker.req.order_id,
-                taker_id, maker.account, taker_acc, mfee, tfee, quote, aggressor,
-            )
-            for maker, p, _q, tid, qty, notional, mfee, tfee, _s, _f, _c in raw
-        )
+        trades: list[Trade] = []
+        for f in fills:
+            entry = f.entry(taker)
+            qty, notional, mfee, tfee, _consumed = entry.amounts()
+            maker = f.maker
+            trades.append(Trade(
+                entry.ref, symbol, entry.price(), qty, notional, maker.req.order_id, taker_id, maker.account,
+                taker_acc, mfee, tfee, quote, aggressor,
+            ))
+        return tuple(trades)
 
     def _fields(self) -> tuple[OrderUpdate, tuple[Trade, ...], tuple[OrderUpdate, ...], tuple[JournalEntry, ...]]:
         return (self.order, self.trades, self.maker_updates, self.journal)
@@ -265,18 +295,61 @@ class ExecutionReport:
 
 
 class _LazyReport(ExecutionReport):
-    """A report on ``taker`` as it is now, with its fills (``raw``) and entries, built on demand."""
+    """A report on ``taker`` as it is now, with its ``fills``, built on demand. ``entries`` are the journal
+    entries made (generic store, or a ledger keeping its journal); None when the in-memory ledger needed
+    none, and then the RESERVE of ``reserved`` lots and the RELEASE of ``released`` lots are made on read."""
 
     __slots__ = ()
 
-    def __init__(self, taker: _Order, raw: list[_RawFill] | None, journal: list[JournalEntry]) -> None:
+    def __init__(
+        self, taker: _Order, fills: list[_Fill] | None, entries: list[JournalEntry] | None, reserved: int,
+        released: int,
+    ) -> None:
         self._order = None
         self._taker = taker
-        self._order_src = (taker.status, taker.filled, taker.cum, taker.reason)
-        self._raw = raw
-        self._trades = None if raw else ()
-        self._makers = None if raw else ()
-        self._journal = journal
+        self._status = taker.status
+        self._filled = taker.filled
+        self._cum = taker.cum
+        self._reason = taker.reason
+        self._fills = fills
+        self._trades = None if fills else ()
+        self._makers = None if fills else ()
+        self._journal = None
+        self._entries = entries
+        self._reserved = reserved
+        self._released = released
+
+
+class _Fill:
+    """One fill: price (ticks), lots, trade number, the maker and its state right after (``status``,
+    ``filled``, ``cum``: set once settled). Its SETTLE entry is made once, when first needed (``entry``)."""
+
+    __slots__ = ("_entry", "cum", "filled", "lots", "maker", "status", "ticks", "tid")
+
+    def __init__(self, maker: _Order, ticks: int, lots: int, tid: int) -> None:
+        self.maker = maker
+        self.ticks = ticks
+        self.lots = lots
+        self.tid = tid
+        self.status = OrderStatus.PARTIALLY_FILLED
+        self.filled = 0
+        self.cum = 0
+        self._entry: _SettleEntry | None = None
+
+    def entry(self, taker: _Order) -> _SettleEntry:
+        e = self._entry
+        if e is None:
+            maker = self.maker
+            terms = taker.mkt.terms
+            if taker.is_buy:
+                buyer, seller = taker, maker
+            else:
+                buyer, seller = maker, taker
+            e = self._entry = _SettleEntry(
+                f"{taker.mkt.rules.symbol}-{self.tid}", terms, buyer.account, seller.account, taker.is_buy,
+                buyer.unit_lock, self.ticks, self.lots,
+            )
+        return e
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +381,7 @@ class _Order:
         "is_buy",
         "lock_asset",
         "lock_cell",
+        "lock_units",
         "lots",
         "mkt",
         "reason",
@@ -318,7 +392,8 @@ class _Order:
     )
 
     def __init__(
-        self, req: OrderRequest, mkt: _Market, is_buy: bool, lots: int, unit_lock: Decimal, lock_asset: str
+        self, req: OrderRequest, mkt: _Market, is_buy: bool, lots: int, unit_lock: Decimal, lock_asset: str,
+        lock_units: int,
     ) -> None:
         self.req = req
         self.account = req.account
@@ -327,14 +402,15 @@ class _Order:
         self.lots = lots
         self.filled = 0
         self.cum = 0  # sum of price_ticks * lots over fills
-        self.unit_lock = unit_lock  # lock per lot
+        self.unit_lock = unit_lock  # lock per lot (Decimal: what entries and reports show)
         self.lock_asset = lock_asset
+        self.lock_units = lock_units  # the same in the in-memory ledger's units of lock_asset (fast path)
         self.status = OrderStatus.NEW
         self.reason: str | None = None
-        # in-memory ``Ledger`` fast path: this account's [free, locked] cells of the locked asset and of
-        # the asset it receives (None until first needed)
-        self.lock_cell: list[Decimal] | None = None
-        self.recv_cell: list[Decimal] | None = None
+        # in-memory ``Ledger`` fast path: this account's cells of the locked asset and of the asset it
+        # receives (None until first needed)
+        self.lock_cell: _Cell | None = None
+        self.recv_cell: _Cell | None = None
 
     def snapshot(self) -> OrderUpdate:
         return self.update(self.status, self.filled, self.cum, self.reason)
@@ -359,56 +435,79 @@ class _Order:
             EXACT.multiply(r.step_size, Decimal(filled)),
             EXACT.multiply(r.step_size, Decimal(self.lots - filled)),
             avg,
-            EXACT.multiply(self.mkt.unit_quote, Decimal(cum)),
+            EXACT.multiply(self.mkt.terms.unit_quote, Decimal(cum)),
             reason,
         )
 
 
 class _Market:
     __slots__ = (
-        "book", "buy_lock", "dec", "fee_cell", "last_report", "lots_of", "min_units", "rules", "ticks_of",
-        "unit_quote",
+        "base_lot", "book", "buy_lock", "buy_lock_tl", "fee_cell", "last_report", "lots_of", "maker_fee_tl",
+        "min_units", "quote_tl", "reserve_mult", "rules", "taker_fee_tl", "terms", "ticks_of",
     )
 
-    def __init__(self, rules: MarketRules) -> None:
+    def __init__(self, rules: MarketRules, fees: FeeSchedule, reserve_mult: Decimal, fee_account: str) -> None:
         self.rules = rules
         self.book = bk.OrderBook()
-        self.unit_quote = EXACT.multiply(rules.tick_size, rules.step_size)  # quote value of 1 tick x 1 lot
+        self.terms = SettleTerms(
+            rules.base_asset, rules.quote_asset, rules.tick_size, rules.step_size, fees.maker_rate,
+            fees.taker_rate, fee_account,
+        )
+        self.reserve_mult = reserve_mult  # 1 + the highest fee rate
         self.last_report: ExecutionReport | None = None  # its last trade is this market's last trade
-        self.fee_cell: list[Decimal] | None = None  # fast path: the fee account's quote-asset cell
+        self.fee_cell: _Cell | None = None  # fast path: the fee account's quote-asset cell
+        # fast path: the market's quanta in the in-memory ledger's units (``set_units``): base per lot;
+        # quote, maker fee, taker fee and buy lock per tick x lot. A fill is then a few int products.
+        self.base_lot = 0
+        self.quote_tl = 0
+        self.maker_fee_tl = 0
+        self.taker_fee_tl = 0
+        self.buy_lock_tl = 0
         # memos of the Decimal edge (bounded by _MEMO): prices and quantities already validated against
-        # this market's filters, the buy lock per lot at a limit price (ticks), Decimal(n) for lot counts.
-        # Real order flow reuses few price levels and sizes, and each conversion costs ~0.5 us.
-        self.ticks_of: dict[Decimal, int] = {}
-        self.lots_of: dict[Decimal, int] = {}
+        # this market's filters (keyed by their str: hashing a Decimal costs ~10x as much), and the buy
+        # lock per lot at a limit price (ticks). Real order flow reuses few price levels and sizes.
+        self.ticks_of: dict[str, int] = {}
+        self.lots_of: dict[str, int] = {}
         self.buy_lock: dict[int, Decimal] = {}
-        self.dec: dict[int, Decimal] = {}
         # MIN_NOTIONAL in integers: ticks x lots x unit_quote >= min_notional <=> ticks x lots >= min_units
+        unit_quote = self.terms.unit_quote
         self.min_units = int(
-            EXACT.divide(rules.min_notional, self.unit_quote).to_integral_value(rounding=ROUND_CEILING)
+            EXACT.divide(rules.min_notional, unit_quote).to_integral_value(rounding=ROUND_CEILING)
         ) if rules.min_notional else 0
 
-    def decimal(self, n: int) -> Decimal:
-        """``Decimal(n)``, memoised (lot counts and lot x tick products repeat)."""
-        d = self.dec.get(n)
-        if d is None:
-            d = Decimal(n)
-            if len(self.dec) < _MEMO:
-                self.dec[n] = d
-        return d
+    def set_units(self, ledger: Ledger) -> None:
+        """Express the quanta in ``ledger``'s units (refining them if a quantum is finer than they are)."""
+        t = self.terms
+        unit_quote = t.unit_quote
+        self.base_lot = ledger._units(t.base, t.step)
+        self.quote_tl = ledger._units(t.quote, unit_quote)
+        self.maker_fee_tl = ledger._units(t.quote, EXACT.multiply(unit_quote, t.maker_rate))
+        self.taker_fee_tl = ledger._units(t.quote, EXACT.multiply(unit_quote, t.taker_rate))
+        self.buy_lock_tl = ledger._units(t.quote, EXACT.multiply(unit_quote, self.reserve_mult))
+
+    def buy_unit_lock(self, limit: int, cap: Decimal) -> Decimal:
+        """A limit buy's lock per lot, ``cap x step x (1 + max fee rate)``, memoised per price (ticks)."""
+        unit = self.buy_lock.get(limit)
+        if unit is None:
+            unit = EXACT.multiply(EXACT.multiply(cap, self.rules.step_size), self.reserve_mult)
+            if len(self.buy_lock) < _MEMO:
+                self.buy_lock[limit] = unit
+        return unit
 
     def limit_order(self, price: Decimal, quantity: Decimal) -> tuple[int, int]:
         """``rules.limit_order`` through the memos; anything not seen before takes the full check."""
         if type(price) is Decimal and type(quantity) is Decimal:
-            ticks = self.ticks_of.get(price)
-            lots = self.lots_of.get(quantity)
+            pkey = str(price)
+            qkey = str(quantity)
+            ticks = self.ticks_of.get(pkey)
+            lots = self.lots_of.get(qkey)
             if ticks is not None and lots is not None and ticks * lots >= self.min_units:
                 return ticks, lots
             ticks, lots = self.rules.limit_order(price, quantity)
             if len(self.ticks_of) < _MEMO:
-                self.ticks_of[price] = ticks
+                self.ticks_of[pkey] = ticks
             if len(self.lots_of) < _MEMO:
-                self.lots_of[quantity] = lots
+                self.lots_of[qkey] = lots
             return ticks, lots
         return self.rules.limit_order(price, quantity)
 
@@ -416,9 +515,11 @@ class _Market:
 class PaperExchange:
     """See the module docstring. ``ledger`` defaults to an in-memory ``Ledger`` (the reference store).
 
-    With the in-memory ``Ledger`` (exactly that class) the exchange posts each entry's amounts straight
-    into the ledger's balance cells, with the same checks and arithmetic as ``Ledger.apply``, and hands
-    the ledger (``keep_journal``) and the report the same, lazily materialised, entries. Any other
+    With the in-memory ``Ledger`` (exactly that class) the exchange reserves, settles and releases in the
+    ledger's integer units, straight into its balance cells, with the same checks ``Ledger.apply`` makes:
+    per market it holds the quanta (base per lot; quote, fees and buy lock per tick x lot) as ints, so a
+    fill is a handful of int products and sums, and each order its lock per lot. It hands the ledger
+    (``keep_journal``) and the report the same entries, whose Decimals are made on first read. Any other
     ``LedgerStore`` gets every entry through ``apply``, in order.
     """
 
@@ -433,14 +534,16 @@ class PaperExchange:
         self.fees = fees or FeeSchedule()
         self.ledger: LedgerStore = ledger if ledger is not None else Ledger()
         self.fee_account = fee_account
-        self._markets = {s: _Market(r) for s, r in self.rules.items()}
+        reserve_mult = EXACT.add(_ONE, self.fees.reserve_rate)
+        self._markets = {s: _Market(r, self.fees, reserve_mult, fee_account) for s, r in self.rules.items()}
         self._orders: dict[str, _Order] = {}
         self._open: dict[str, dict[str, _Order]] = {}  # account -> open orders
-        self._maker_rate = self.fees.maker_rate
-        self._taker_rate = self.fees.taker_rate
-        self._reserve_mult = EXACT.add(_ONE, self.fees.reserve_rate)
         led = self.ledger
         self._fast: Ledger | None = led if type(led) is Ledger else None
+        self._epoch = -1  # the ledger's ``_epoch`` the integer amounts held here are expressed in
+        self._scales: dict[str, int] = {}  # ... and its scales then, per asset
+        if self._fast is not None:
+            self._resync()
 
     # -- helpers ---------------------------------------------------------------------------------------
 
@@ -457,6 +560,38 @@ class PaperExchange:
 
     def market_rules(self, symbol: str) -> MarketRules:
         return self._market(symbol).rules
+
+    def _resync(self) -> None:
+        """Express every integer amount held here in the in-memory ledger's current units: at start, and
+        after the ledger refined an asset's unit (a finer deposit, say), which it signals by ``_epoch``."""
+        fast = self._fast
+        assert fast is not None
+        markets = list(self._markets.values())
+        epoch = -1
+        while epoch != fast._epoch:  # set_units may itself refine a unit: repeat until all agree
+            epoch = fast._epoch
+            for mkt in markets:
+                mkt.set_units(fast)
+        old = self._scales
+        for orders in self._open.values():
+            for o in orders.values():
+                was = old.get(o.lock_asset)
+                now = fast._scale(o.lock_asset)
+                if was is not None and now != was:
+                    o.lock_units *= _POW10[now - was]
+        self._scales = {a: fast._scale(a) for m in markets for a in (m.terms.base, m.terms.quote)}
+        self._epoch = epoch
+
+    def _lock_units(self, asset: str, unit_lock: Decimal) -> int:
+        """A lock per lot that is not a known market quantum (market buys, restored orders) in the in-memory
+        ledger's units (0 without one); ``LedgerError`` if it is finer than the ledger can hold."""
+        fast = self._fast
+        if fast is None:
+            return 0
+        units = fast._units(asset, unit_lock)  # may refine the unit of ``asset``...
+        if fast._epoch != self._epoch:
+            self._resync()  # ... and so that of what is held here (``units`` is already in the new one)
+        return units
 
     # -- commands --------------------------------------------------------------------------------------
 
@@ -475,14 +610,18 @@ class PaperExchange:
                 mkt = self._market(request.symbol)
             except RuleViolation as exc:
                 return self._reject(request, None, exc.detail)
+        fast = self._fast
+        if fast is not None and fast._epoch != self._epoch:
+            self._resync()
         rules = mkt.rules
         book = mkt.book
         is_buy = request.side == Side.BUY
         tif = _TIF_CODE.get(request.time_in_force, -1)
         if tif < 0:
             tif = _TIF_CODE[TimeInForce(request.time_in_force)]
+        is_limit = request.type == OrderType.LIMIT
         try:
-            if request.type == OrderType.LIMIT:
+            if is_limit:
                 cap = request.price
                 if cap is None:
                     raise RuleViolation("PRICE_FILTER", "price", "a LIMIT order needs a price")
@@ -493,7 +632,7 @@ class PaperExchange:
                 best = book.best_ask() if is_buy else book.best_bid()
                 if best is None:
                     rules.market_order(request.quantity, None)
-                    o = _Order(request, mkt, is_buy, rules.qty_to_lots(request.quantity), _ZERO, "")
+                    o = _Order(request, mkt, is_buy, rules.qty_to_lots(request.quantity), _ZERO, "", 0)
                     return self._finish_unplaced(o, OrderStatus.EXPIRED, "NO_LIQUIDITY")
                 lots = rules.market_order(request.quantity, rules.ticks_to_price(best))
                 limit = rules.band_limit_ticks(best, is_buy)
@@ -509,51 +648,57 @@ class PaperExchange:
 
         if is_buy:
             asset = rules.quote_asset
-            if request.type == OrderType.LIMIT:
-                memo = mkt.buy_lock.get(limit)
-                if memo is None:
-                    memo = EXACT.multiply(EXACT.multiply(cap, rules.step_size), self._reserve_mult)
-                    if len(mkt.buy_lock) < _MEMO:
-                        mkt.buy_lock[limit] = memo
-                unit_lock = memo
+            if is_limit:
+                unit_lock = mkt.buy_unit_lock(limit, cap)
+                lock_units = limit * mkt.buy_lock_tl
             else:
-                unit_lock = EXACT.multiply(EXACT.multiply(cap, rules.step_size), self._reserve_mult)
+                unit_lock = EXACT.multiply(EXACT.multiply(cap, rules.step_size), mkt.reserve_mult)
+                lock_units = self._lock_units(asset, unit_lock)
         else:
             asset = rules.base_asset
             unit_lock = rules.step_size
-        amount = EXACT.multiply(unit_lock, mkt.decimal(lots))
+            lock_units = mkt.base_lot
         account = request.account
-        o = _Order(request, mkt, is_buy, lots, unit_lock, asset)
-        journal: list[JournalEntry] = []
-        fast = self._fast
+        o = _Order(request, mkt, is_buy, lots, unit_lock, asset, lock_units)
+        # the entries made, in order; None while the in-memory ledger needs none made (the report makes
+        # them if read): it keeps no journal, so only ``reserved``/``released`` lots need remembering
+        entries: list[JournalEntry] | None = None if fast is not None and not fast.keep_journal else []
+        reserved = 0
         if reservation is None:
             if fast is not None:
-                cell = fast._balances.get((account, asset))
-                free = cell[0] if cell is not None else _ZERO
-            else:
-                free = self.ledger.free(account, asset)
-            if free < amount:
-                shortfall = InsufficientBalance(account, asset, amount, free)
-                return self._reject(request, mkt, shortfall.detail)
-            entry = _LazyEntry("RESERVE", oid, (account, asset, amount))
-            if fast is not None:
-                assert cell is not None  # free >= amount > 0
-                cell[0] = EXACT.subtract(free, amount)
-                cell[1] = EXACT.add(cell[1], amount)
+                amount = lock_units * lots
+                cell = fast._cells.get((account, asset))
+                if cell is None or cell.free < amount:
+                    free = _ZERO if cell is None else fast._decimal(asset, cell.free)
+                    return self._shortfall(request, mkt, asset, EXACT.multiply(unit_lock, Decimal(lots)), free)
+                cell.free -= amount
+                cell.locked += amount
                 o.lock_cell = cell
-                if fast.keep_journal:
+                if entries is not None:
+                    entry = _LotsEntry("RESERVE", oid, account, asset, unit_lock, lots)
                     fast.journal.append(entry)
+                    entries.append(entry)
             else:
+                needed = EXACT.multiply(unit_lock, Decimal(lots))
+                free = self.ledger.free(account, asset)
+                if free < needed:
+                    return self._shortfall(request, mkt, asset, needed, free)
+                entry = _LotsEntry("RESERVE", oid, account, asset, unit_lock, lots)
                 self.ledger.apply(entry)
-            journal.append(entry)
-        elif reservation.asset != asset or reservation.amount != amount:
-            raise InvalidInput(
-                f"order {oid}: upstream reservation {reservation.amount} {reservation.asset} "
-                f"does not match the required {amount} {asset}"
-            )
+                assert entries is not None
+                entries.append(entry)
+            reserved = lots
+        else:
+            needed = EXACT.multiply(unit_lock, Decimal(lots))
+            if reservation.asset != asset or reservation.amount != needed:
+                raise InvalidInput(
+                    f"order {oid}: upstream reservation {reservation.amount} {reservation.asset} "
+                    f"does not match the required {needed} {asset}"
+                )
         self._orders[oid] = o
-        fills, remaining, outcome = book.submit(oid, account, is_buy, limit, lots, tif, o)
-        raw = self._settle(mkt, o, fills, journal) if fills else None
+        fills, remaining, outcome = book.submit(oid, account, is_buy, limit, lots, tif, o, unique=True)
+        done = self._settle(mkt, o, fills, entries) if fills else None
+        released = 0
         if outcome == bk.RESTED:
             o.status = OrderStatus.PARTIALLY_FILLED if o.filled else OrderStatus.NEW
             acc = self._open.get(account)
@@ -567,106 +712,109 @@ class PaperExchange:
             o.reason = (
                 "SELF_TRADE_PREVENTION" if outcome == bk.STP_EXPIRED
                 else "FOK_NOT_FILLABLE" if outcome == bk.KILLED
-                else "MARKET_PROTECTION_BAND" if request.type == OrderType.MARKET
+                else "MARKET_PROTECTION_BAND" if not is_limit
                 else "IOC_REMAINDER"
             )
-            self._release(o, remaining, journal)
-        report = _LazyReport(o, raw, journal)
-        if raw is not None:
+            released = self._release(o, remaining, entries)
+        report = _LazyReport(o, done, entries, reserved, released)
+        if done is not None:
             mkt.last_report = report
         return report
 
     def _settle(
-        self, mkt: _Market, taker: _Order, fills: list[bk.Fill], journal: list[JournalEntry]
-    ) -> list[_RawFill]:
-        """Settle every fill (one SETTLE entry each) and capture what the report needs to describe it."""
-        rules = mkt.rules
-        step = rules.step_size
-        unit_quote = mkt.unit_quote
-        base = rules.base_asset
-        quote = rules.quote_asset
-        symbol = rules.symbol
-        mrate = self._maker_rate
-        trate = self._taker_rate
-        mul = EXACT.multiply
-        add = EXACT.add
-        fee_account = self.fee_account
+        self, mkt: _Market, taker: _Order, fills: list[bk.Fill], entries: list[JournalEntry] | None
+    ) -> list[_Fill]:
+        """Settle every fill (one SETTLE entry each) and capture what the report needs to describe it.
+
+        Fast path, per fill, in ledger units: the seller's locked base -= lots x base_lot, the buyer's free
+        base += the same; the buyer's locked quote -= lots x its lock per lot (consumed), the seller's free
+        quote += notional - seller fee, the buyer's free quote += consumed - notional - buyer fee (the
+        refund), the fee account += both fees, with notional and fees = ticks x lots x their quantum."""
         fast = self._fast
-        apply = self.ledger.apply
-        keep = fast is not None and fast.keep_journal
-        ledger_journal = fast.journal if fast is not None else journal
         taker_buys = taker.is_buy
-        taker_acc = taker.account
-        empty: list[Decimal] = []
-        fee_cell = t_lock = t_recv = empty  # the cells are only used with the in-memory ledger
-        if fast is not None:
-            fee_cell = mkt.fee_cell or fast._cell(fee_account, quote)
-            mkt.fee_cell = fee_cell
-            t_lock = taker.lock_cell or fast._cell(taker_acc, taker.lock_asset)
-            taker.lock_cell = t_lock
-            t_recv = taker.recv_cell or fast._cell(taker_acc, base if taker_buys else quote)
-            taker.recv_cell = t_recv
+        base = mkt.terms.base
+        quote = mkt.terms.quote
         open_orders = self._open
-        raw: list[_RawFill] = []
+        done: list[_Fill] = []
         t_filled = taker.filled
         t_cum = taker.cum
+        base_lot = quote_tl = maker_fee_tl = taker_fee_tl = 0
+        fee_cell = t_lock = t_recv = None  # the cells of the in-memory ledger's fast path
+        if fast is not None:
+            base_lot = mkt.base_lot
+            quote_tl = mkt.quote_tl
+            maker_fee_tl = mkt.maker_fee_tl
+            taker_fee_tl = mkt.taker_fee_tl
+            cell = mkt.fee_cell
+            if cell is None:
+                cell = mkt.fee_cell = fast._cell(mkt.terms.fee_account, quote)
+            fee_cell = cell
+            cell = taker.lock_cell
+            if cell is None:
+                cell = taker.lock_cell = fast._cell(taker.account, taker.lock_asset)
+            t_lock = cell
+            cell = taker.recv_cell
+            if cell is None:
+                cell = taker.recv_cell = fast._cell(taker.account, base if taker_buys else quote)
+            t_recv = cell
         for maker_ro, p, q, tid in fills:
             maker = maker_ro.tag
             assert isinstance(maker, _Order)
-            dq = mkt.decimal(q)
-            qty = mul(step, dq)
-            notional = mul(unit_quote, mkt.decimal(p * q))
-            mfee = mul(notional, mrate)
-            tfee = mul(notional, trate)
-            if taker_buys:
-                buyer, seller, bfee, sfee, buyer_o = taker_acc, maker.account, tfee, mfee, taker
-            else:
-                buyer, seller, bfee, sfee, buyer_o = maker.account, taker_acc, mfee, tfee, maker
-            consumed = mul(buyer_o.unit_lock, dq)
-            refund = consumed - notional - bfee
-            entry = _LazyEntry(
-                "SETTLE", f"{symbol}-{tid}",
-                (base, quote, buyer, seller, qty, notional, bfee, sfee, consumed, refund, fee_account),
-            )
+            fill = _Fill(maker, p, q, tid)
+            pq = p * q
             if fast is not None:
-                m_lock = maker.lock_cell or fast._cell(maker.account, maker.lock_asset)
-                maker.lock_cell = m_lock
-                m_recv = maker.recv_cell or fast._cell(maker.account, quote if taker_buys else base)
-                maker.recv_cell = m_recv
+                m_lock = maker.lock_cell
+                if m_lock is None:
+                    m_lock = maker.lock_cell = fast._cell(maker.account, maker.lock_asset)
+                m_recv = maker.recv_cell
+                if m_recv is None:
+                    m_recv = maker.recv_cell = fast._cell(maker.account, quote if taker_buys else base)
+                assert fee_cell is not None and t_lock is not None and t_recv is not None
+                # p x (q x quantum) rather than (p x q) x quantum: mypyc multiplies without leaving its fast
+                # path only while both factors are below 2**30, and p x q soon is not
                 if taker_buys:
                     s_lock, b_recv, b_lock, s_recv = m_lock, t_recv, t_lock, m_recv
+                    b_units = taker.lock_units
+                    bfee = p * (q * taker_fee_tl)
+                    sfee = p * (q * maker_fee_tl)
                 else:
                     s_lock, b_recv, b_lock, s_recv = t_lock, m_recv, m_lock, t_recv
-                if s_lock[1] < qty or b_lock[1] < consumed:
-                    self._overdraw(entry)
-                s_lock[1] = add(s_lock[1], -qty)
-                b_recv[0] = add(b_recv[0], qty)
-                b_lock[1] = add(b_lock[1], -consumed)
-                s_recv[0] = add(s_recv[0], notional - sfee)
-                if refund:
-                    b_lock[0] = add(b_lock[0], refund)
-                fee = bfee + sfee
-                if fee:
-                    fee_cell[0] = add(fee_cell[0], fee)
-                if keep:
-                    ledger_journal.append(entry)
+                    b_units = maker.lock_units
+                    bfee = p * (q * maker_fee_tl)
+                    sfee = p * (q * taker_fee_tl)
+                qty = q * base_lot
+                consumed = q * b_units
+                if s_lock.locked < qty or b_lock.locked < consumed:
+                    self._overdraw(fill.entry(taker))
+                notional = p * (q * quote_tl)
+                s_lock.locked -= qty
+                b_recv.free += qty
+                b_lock.locked -= consumed
+                s_recv.free += notional - sfee
+                b_lock.free += consumed - notional - bfee
+                fee_cell.free += bfee + sfee
+                if entries is not None:  # the ledger keeps its journal
+                    entry = fill.entry(taker)
+                    fast.journal.append(entry)
+                    entries.append(entry)
             else:
-                apply(entry)
-            journal.append(entry)
-            pq = p * q
+                entry = fill.entry(taker)
+                self.ledger.apply(entry)
+                assert entries is not None
+                entries.append(entry)
             t_filled += q
             t_cum += pq
-            m_filled = maker.filled = maker.filled + q
-            m_cum = maker.cum = maker.cum + pq
+            fill.filled = maker.filled = maker.filled + q
+            fill.cum = maker.cum = maker.cum + pq
             if maker_ro.remaining == 0:
-                m_status = maker.status = OrderStatus.FILLED
+                fill.status = maker.status = OrderStatus.FILLED
                 del open_orders[maker.account][maker.req.order_id]
             else:
-                m_status = maker.status = OrderStatus.PARTIALLY_FILLED
-            raw.append((maker, p, q, tid, qty, notional, mfee, tfee, m_status, m_filled, m_cum))
+                maker.status = OrderStatus.PARTIALLY_FILLED
+            done.append(fill)
         taker.filled = t_filled
         taker.cum = t_cum
-        return raw
+        return done
 
     def _overdraw(self, entry: JournalEntry) -> None:
         """A fill would take more than is locked: raise ``LedgerError`` (nothing applied) exactly when
@@ -674,28 +822,43 @@ class PaperExchange:
         fast = self._fast
         assert fast is not None
         probe = Ledger(keep_journal=False)
-        probe._balances = {k: [v[0], v[1]] for k, v in fast._balances.items()}
+        probe._cells = {k: _Cell(v.free, v.locked) for k, v in fast._cells.items()}
+        probe._scales = dict(fast._scales)
         probe.apply(entry)  # raises LedgerError unless only the external account goes negative
 
-    def _release(self, o: _Order, remaining_lots: int, journal: list[JournalEntry]) -> None:
-        if remaining_lots and o.unit_lock:
-            amount = EXACT.multiply(o.unit_lock, o.mkt.decimal(remaining_lots))
-            entry = _LazyEntry("RELEASE", o.req.order_id, (o.account, o.lock_asset, amount))
-            fast = self._fast
-            if fast is not None:
-                cell = o.lock_cell
-                if cell is None:
-                    cell = o.lock_cell = fast._cell(o.account, o.lock_asset)
-                if cell[1] < amount:
-                    fast.apply(entry)  # raises LedgerError (nothing applied), as the reference store does
-                else:
-                    cell[1] = EXACT.add(cell[1], -amount)
-                    cell[0] = EXACT.add(cell[0], amount)
-                    if fast.keep_journal:
-                        fast.journal.append(entry)
-            else:
-                self.ledger.apply(entry)
-            journal.append(entry)
+    def _release(self, o: _Order, remaining_lots: int, entries: list[JournalEntry] | None) -> int:
+        """Unlock the remainder's reservation; returns the lots released (0: nothing to release)."""
+        if not remaining_lots or not o.unit_lock:
+            return 0
+        fast = self._fast
+        if fast is None:
+            entry = _LotsEntry("RELEASE", o.req.order_id, o.account, o.lock_asset, o.unit_lock, remaining_lots)
+            self.ledger.apply(entry)
+            assert entries is not None
+            entries.append(entry)
+            return remaining_lots
+        cell = o.lock_cell
+        if cell is None:
+            cell = o.lock_cell = fast._cell(o.account, o.lock_asset)
+        amount = o.lock_units * remaining_lots
+        if cell.locked < amount:
+            entry = _LotsEntry("RELEASE", o.req.order_id, o.account, o.lock_asset, o.unit_lock, remaining_lots)
+            fast.apply(entry)  # raises LedgerError (nothing applied), as the reference store does
+            if entries is not None:
+                entries.append(entry)
+            return remaining_lots
+        cell.locked -= amount
+        cell.free += amount
+        if entries is not None:  # the ledger keeps its journal
+            entry = _LotsEntry("RELEASE", o.req.order_id, o.account, o.lock_asset, o.unit_lock, remaining_lots)
+            fast.journal.append(entry)
+            entries.append(entry)
+        return remaining_lots
+
+    def _shortfall(
+        self, request: OrderRequest, mkt: _Market, asset: str, needed: Decimal, free: Decimal
+    ) -> ExecutionReport:
+        return self._reject(request, mkt, InsufficientBalance(request.account, asset, needed, free).detail)
 
     def _reject(self, request: OrderRequest, mkt: _Market | None, reason: str) -> ExecutionReport:
         upd = OrderUpdate(
@@ -709,7 +872,7 @@ class PaperExchange:
         o.status = status
         o.reason = reason
         self._orders[o.req.order_id] = o
-        return _LazyReport(o, None, [])
+        return _LazyReport(o, None, [], 0, 0)
 
     def cancel(self, order_id: str, account: str | None = None) -> ExecutionReport:
         o = self._orders.get(order_id)
@@ -717,12 +880,15 @@ class PaperExchange:
             raise NotFound(f"order {order_id} not found")
         if o.status in FINAL_STATUSES:
             raise Conflict(f"order {order_id} is already {o.status}")
+        fast = self._fast
+        if fast is not None and fast._epoch != self._epoch:
+            self._resync()
         remaining = o.mkt.book.cancel(order_id)
         del self._open[o.account][order_id]
         o.status = OrderStatus.CANCELED
-        journal: list[JournalEntry] = []
-        self._release(o, remaining, journal)
-        return _LazyReport(o, None, journal)
+        entries: list[JournalEntry] | None = None if fast is not None and not fast.keep_journal else []
+        released = self._release(o, remaining, entries)
+        return _LazyReport(o, None, entries, 0, released)
 
     def restore_resting(
         self, request: OrderRequest, remaining_quantity: Decimal, reservation: Reservation,
@@ -734,13 +900,17 @@ class PaperExchange:
         rules = mkt.rules
         if request.type != OrderType.LIMIT or request.price is None:
             raise InvalidInput("only LIMIT orders rest on the book")
+        fast = self._fast
+        if fast is not None and fast._epoch != self._epoch:
+            self._resync()
         limit, lots = rules.price_to_ticks(request.price), rules.qty_to_lots(request.quantity)
         rem = int(remaining_quantity / rules.step_size)
         is_buy = request.side == Side.BUY
         unit_lock = EXACT.divide(reservation.amount, Decimal(lots))
-        o = _Order(request, mkt, is_buy, lots, unit_lock, reservation.asset)
+        lock_units = self._lock_units(reservation.asset, unit_lock)
+        o = _Order(request, mkt, is_buy, lots, unit_lock, reservation.asset, lock_units)
         o.filled = lots - rem
-        o.cum = int(cumulative_quote / mkt.unit_quote)
+        o.cum = int(cumulative_quote / mkt.terms.unit_quote)
         o.status = OrderStatus.PARTIALLY_FILLED if o.filled else OrderStatus.NEW
         mkt.book.rest(request.order_id, request.account, is_buy, limit, rem, o)
         self._orders[request.order_id] = o

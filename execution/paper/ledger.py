@@ -23,6 +23,19 @@ A MARKET buy reserves against its price cap: the protection-band worst price fro
 
 Reservations are linear in quantity, so an order's lock per lot is constant; a fill consumes exactly
 ``lots x lock_per_lot`` and a cancel/expiry releases exactly ``remaining_lots x lock_per_lot``.
+
+Integer balances. Entries carry ``Decimal`` amounts (that is what adapters persist), but the in-memory
+``Ledger`` keeps every balance as an ``int`` count of the asset's *unit*, ``10**-scale``, one scale per
+asset. Why a per-asset scale and not one fixed 10**-18 unit for everything: the exchange's amounts are
+multiples of a few per-market quanta (``step`` for the base; ``tick x step``, ``tick x step x fee rate`` and
+``tick x step x (1 + max fee rate)`` for the quote, e.g. 10**-5 BTC and 10**-10 USDT for the default BTCUSDT
+at 10 bps), so in those units every amount is an exact integer and ordinary balances stay below 2**63
+(mypyc's fast ints), where in 10**-18 units anything above 9.2 of an asset would be a big int. A scale
+starts at what the amounts seen need (``PaperExchange`` declares its markets' quanta up front) and only
+grows, rescaling that asset's balances exactly (x 10**k), when an entry brings a finer amount; it never
+exceeds 18, the database's NUMERIC(38,18): a finer amount (or a non-finite one, or one beyond 10**60)
+cannot be held exactly and ``apply`` refuses it with ``LedgerError``, nothing applied, never rounding.
+Reads convert back to the shortest ``Decimal`` of the value (``Decimal('2899.8')``, ``Decimal('30')``).
 """
 
 from __future__ import annotations
@@ -76,6 +89,11 @@ LOCKED: Final = "locked"
 EXACT: Final = Context(prec=60, traps=[InvalidOperation, Inexact, Overflow, DivisionByZero])
 """Arithmetic context for money: an inexact result raises instead of rounding silently."""
 
+MAX_SCALE: Final = 18
+"""Finest unit the ``Ledger`` holds, 10**-18: the database's NUMERIC(38,18) stores nothing finer."""
+
+_POW10: Final[tuple[int, ...]] = tuple(10**i for i in range(MAX_SCALE + 1))
+_MAX_ADJUSTED: Final = 60  # amounts of 10**61 and more are refused (EXACT's precision; NUMERIC holds < 10**20)
 _ZERO: Final = Decimal(0)
 
 
@@ -90,19 +108,19 @@ class Posting:
 class JournalEntry:
     """One balanced movement of money. Immutable: ``kind``, ``ref`` and ``postings`` are read-only.
 
-    The exchange's hot path creates entries from the few numbers that define them (``_LazyEntry``) and the
-    ``Posting`` tuple is built on first read: most entries of a busy book are applied to the in-memory
-    ledger and never looked at, and building six frozen postings per fill dominated the cost of a fill.
-    Equality, hashing and ``repr`` are those of the materialised (kind, ref, postings), as a dataclass's.
+    The exchange's hot path creates entries from the few numbers that define them (the private subclasses
+    below) and the ``Posting`` tuple is built on first read (``_build``): most entries of a busy book are
+    applied to the in-memory ledger and never looked at, and building six frozen postings per fill
+    dominated the cost of a fill. Equality, hashing and ``repr`` are those of the materialised (kind, ref,
+    postings), as a dataclass's.
     """
 
-    __slots__ = ("_args", "_kind", "_postings", "_ref")
+    __slots__ = ("_kind", "_postings", "_ref")
 
     def __init__(self, kind: str, ref: str, postings: Iterable[Posting]) -> None:
         self._kind = kind
         self._ref = ref
         self._postings: tuple[Posting, ...] | None = tuple(postings)
-        self._args: tuple[object, ...] | None = None
 
     @property
     def kind(self) -> str:
@@ -118,11 +136,12 @@ class JournalEntry:
     def postings(self) -> tuple[Posting, ...]:
         p = self._postings
         if p is None:
-            args = self._args
-            assert args is not None
-            p = self._postings = _build_postings(self._kind, args)
-            self._args = None
+            p = self._postings = self._build()
         return p
+
+    def _build(self) -> tuple[Posting, ...]:
+        """The postings of a lazily made entry (subclasses); an eager entry has them from the start."""
+        raise AssertionError("an eagerly made JournalEntry always has its postings")
 
     def is_balanced(self) -> bool:
         sums: dict[str, Decimal] = {}
@@ -143,9 +162,9 @@ class JournalEntry:
 
 
 class _LazyEntry(JournalEntry):
-    """A ``JournalEntry`` whose postings ``_build_postings(kind, args)`` makes when first read."""
+    """An entry of the pure builders below, its postings made from ``args`` when first read."""
 
-    __slots__ = ()
+    __slots__ = ("_args",)
 
     def __init__(self, kind: str, ref: str, args: tuple[object, ...]) -> None:
         self._kind = kind
@@ -153,28 +172,134 @@ class _LazyEntry(JournalEntry):
         self._postings = None
         self._args = args
 
+    def _build(self) -> tuple[Posting, ...]:
+        kind = self._kind
+        args = self._args
+        if kind == "SETTLE":
+            base, quote, buyer, seller, quantity, notional, buyer_fee, seller_fee, consumed, refund, fee_acc = args
+            assert isinstance(base, str) and isinstance(quote, str) and isinstance(buyer, str)
+            assert isinstance(seller, str) and isinstance(fee_acc, str)
+            assert isinstance(quantity, Decimal) and isinstance(notional, Decimal) and isinstance(consumed, Decimal)
+            assert isinstance(buyer_fee, Decimal) and isinstance(seller_fee, Decimal) and isinstance(refund, Decimal)
+            return _settle_postings(
+                base, quote, buyer, seller, quantity, notional, buyer_fee, seller_fee, consumed, refund, fee_acc
+            )
+        account, asset, amount = args
+        assert isinstance(account, str) and isinstance(asset, str) and isinstance(amount, Decimal)
+        return _move_postings(kind, account, asset, amount)
 
-def _build_postings(kind: str, args: tuple[object, ...]) -> tuple[Posting, ...]:
-    if kind == "SETTLE":
-        base, quote, buyer, seller, quantity, notional, buyer_fee, seller_fee, consumed, refund, fee_account = args
-        assert isinstance(base, str) and isinstance(quote, str) and isinstance(buyer, str)
-        assert isinstance(seller, str) and isinstance(fee_account, str)
-        assert isinstance(quantity, Decimal) and isinstance(notional, Decimal) and isinstance(consumed, Decimal)
-        assert isinstance(buyer_fee, Decimal) and isinstance(seller_fee, Decimal) and isinstance(refund, Decimal)
-        postings = [
-            Posting(seller, base, LOCKED, -quantity),
-            Posting(buyer, base, FREE, quantity),
-            Posting(buyer, quote, LOCKED, -consumed),
-            Posting(seller, quote, FREE, notional - seller_fee),
-        ]
-        if refund:
-            postings.append(Posting(buyer, quote, FREE, refund))
-        fee = buyer_fee + seller_fee
-        if fee:
-            postings.append(Posting(fee_account, quote, FREE, fee))
-        return tuple(postings)
-    account, asset, amount = args
-    assert isinstance(account, str) and isinstance(asset, str) and isinstance(amount, Decimal)
+
+class _LotsEntry(JournalEntry):
+    """The exchange's RESERVE/RELEASE of ``lots`` x ``unit`` (an order's lock per lot): the amount is
+    ``EXACT.multiply(unit, Decimal(lots))``, computed only if the postings are read."""
+
+    __slots__ = ("_account", "_asset", "_lots", "_unit")
+
+    def __init__(self, kind: str, ref: str, account: str, asset: str, unit: Decimal, lots: int) -> None:
+        self._kind = kind
+        self._ref = ref
+        self._postings = None
+        self._account = account
+        self._asset = asset
+        self._unit = unit
+        self._lots = lots
+
+    def _build(self) -> tuple[Posting, ...]:
+        amount = EXACT.multiply(self._unit, Decimal(self._lots))
+        return _move_postings(self._kind, self._account, self._asset, amount)
+
+
+class SettleTerms:
+    """What every fill of one market shares: assets, grid and fee rates (for ``_SettleEntry``)."""
+
+    __slots__ = ("base", "fee_account", "maker_rate", "quote", "step", "taker_rate", "tick", "unit_quote")
+
+    def __init__(
+        self, base: str, quote: str, tick: Decimal, step: Decimal, maker_rate: Decimal, taker_rate: Decimal,
+        fee_account: str,
+    ) -> None:
+        self.base = base
+        self.quote = quote
+        self.tick = tick
+        self.step = step
+        self.unit_quote = EXACT.multiply(tick, step)  # quote value of 1 tick x 1 lot
+        self.maker_rate = maker_rate
+        self.taker_rate = taker_rate
+        self.fee_account = fee_account
+
+
+class _SettleEntry(JournalEntry):
+    """The exchange's SETTLE of one fill, from integers (``lots`` at ``ticks``). Its Decimals are those
+    ``settle_entry`` is given by the exchange, computed on first read: quantity = step x lots, notional =
+    unit_quote x (ticks x lots), fee = notional x rate, consumed = the buyer's lock per lot x lots."""
+
+    __slots__ = ("_amounts", "_buyer", "_lots", "_seller", "_taker_buys", "_terms", "_ticks", "_unit_lock")
+
+    def __init__(
+        self, ref: str, terms: SettleTerms, buyer: str, seller: str, taker_buys: bool, buyer_unit_lock: Decimal,
+        ticks: int, lots: int,
+    ) -> None:
+        self._kind = "SETTLE"
+        self._ref = ref
+        self._postings = None
+        self._terms = terms
+        self._buyer = buyer
+        self._seller = seller
+        self._taker_buys = taker_buys
+        self._unit_lock = buyer_unit_lock
+        self._ticks = ticks
+        self._lots = lots
+        self._amounts: tuple[Decimal, Decimal, Decimal, Decimal, Decimal] | None = None
+
+    def amounts(self) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal]:
+        """(quantity, notional, maker fee, taker fee, buyer's lock consumed), made once (trades share them)."""
+        a = self._amounts
+        if a is None:
+            t = self._terms
+            lots = Decimal(self._lots)
+            notional = EXACT.multiply(t.unit_quote, Decimal(self._ticks * self._lots))
+            a = self._amounts = (
+                EXACT.multiply(t.step, lots),
+                notional,
+                EXACT.multiply(notional, t.maker_rate),
+                EXACT.multiply(notional, t.taker_rate),
+                EXACT.multiply(self._unit_lock, lots),
+            )
+        return a
+
+    def price(self) -> Decimal:
+        return EXACT.multiply(self._terms.tick, Decimal(self._ticks))
+
+    def _build(self) -> tuple[Posting, ...]:
+        t = self._terms
+        quantity, notional, mfee, tfee, consumed = self.amounts()
+        bfee, sfee = (tfee, mfee) if self._taker_buys else (mfee, tfee)
+        refund = consumed - notional - bfee
+        return _settle_postings(
+            t.base, t.quote, self._buyer, self._seller, quantity, notional, bfee, sfee, consumed, refund,
+            t.fee_account,
+        )
+
+
+def _settle_postings(
+    base: str, quote: str, buyer: str, seller: str, quantity: Decimal, notional: Decimal, buyer_fee: Decimal,
+    seller_fee: Decimal, consumed: Decimal, refund: Decimal, fee_account: str,
+) -> tuple[Posting, ...]:
+    postings = [
+        Posting(seller, base, LOCKED, -quantity),
+        Posting(buyer, base, FREE, quantity),
+        Posting(buyer, quote, LOCKED, -consumed),
+        Posting(seller, quote, FREE, notional - seller_fee),
+    ]
+    if refund:
+        postings.append(Posting(buyer, quote, FREE, refund))
+    fee = buyer_fee + seller_fee
+    if fee:
+        postings.append(Posting(fee_account, quote, FREE, fee))
+    return tuple(postings)
+
+
+def _move_postings(kind: str, account: str, asset: str, amount: Decimal) -> tuple[Posting, ...]:
     if kind == "RESERVE":
         return (Posting(account, asset, FREE, -amount), Posting(account, asset, LOCKED, amount))
     if kind == "RELEASE":
@@ -294,6 +419,48 @@ def settle_entry(
     )
 
 
+# -- exact integer units -------------------------------------------------------------------------------
+
+
+def _units18(amount: Decimal) -> int:
+    """``amount`` as an exact count of 10**-18; ``LedgerError`` if it is not a finite multiple of that
+    (or is beyond 10**60), never rounded."""
+    if isinstance(amount, int):  # Decimal context arithmetic accepted ints, so does the ledger
+        return amount * _POW10[MAX_SCALE]
+    if not isinstance(amount, Decimal) or not amount.is_finite():
+        raise LedgerError(f"amount {amount!r} is not a finite Decimal")
+    if not amount:
+        return 0
+    adjusted = amount.adjusted()  # exponent of the leading digit: bounds the work below
+    if adjusted > _MAX_ADJUSTED:
+        raise LedgerError(f"amount {amount} is out of range")
+    if adjusted < -MAX_SCALE:
+        raise LedgerError(f"amount {amount} has more than {MAX_SCALE} decimal places")
+    num, den = amount.as_integer_ratio()
+    per, rem = divmod(_POW10[MAX_SCALE], den)
+    if rem:
+        raise LedgerError(f"amount {amount} has more than {MAX_SCALE} decimal places")
+    return num * per
+
+
+def _places(units18: int) -> int:
+    """Decimal places a value given in 10**-18 units needs (trailing zeros don't count)."""
+    for scale in range(MAX_SCALE):
+        if units18 % _POW10[MAX_SCALE - scale] == 0:
+            return scale
+    return MAX_SCALE
+
+
+def _to_decimal(units: int, scale: int) -> Decimal:
+    """``units`` x 10**-scale as the shortest Decimal of that value: 30 not 30.000, 2899.8 not 2899.800."""
+    if units % _POW10[scale] == 0:
+        return Decimal(units // _POW10[scale])
+    while units % 10 == 0:
+        units //= 10
+        scale -= 1
+    return Decimal(f"{units}E-{scale}")
+
+
 # -- stores --------------------------------------------------------------------------------------------
 
 
@@ -305,57 +472,125 @@ class LedgerStore(Protocol):
     def free(self, account: str, asset: str) -> Decimal: ...
 
 
-class Ledger:
-    """The in-memory reference store: checks every entry balances and leaves no balance negative."""
+class _Cell:
+    """One (account, asset) balance in the asset's units (``Ledger``): mutated in place, never replaced,
+    so the exchange's fast path may hold on to it."""
 
-    __slots__ = ("_balances", "journal", "keep_journal")
+    __slots__ = ("free", "locked")
+
+    def __init__(self, free: int = 0, locked: int = 0) -> None:
+        self.free = free
+        self.locked = locked
+
+
+class Ledger:
+    """The in-memory reference store: checks every entry balances and leaves no balance negative.
+
+    Balances are exact integers (see the module docstring: per-asset units, scale <= 18); the API is Decimal.
+    ``PaperExchange`` posts straight into the cells (``_cell``) in the same units, with the same checks
+    ``apply`` makes; ``_epoch`` changes whenever an asset's scale grows, so it knows to convert what it holds.
+    """
+
+    __slots__ = ("_cells", "_epoch", "_scales", "journal", "keep_journal")
 
     def __init__(self, keep_journal: bool = True) -> None:
-        self._balances: dict[tuple[str, str], list[Decimal]] = {}
+        self._cells: dict[tuple[str, str], _Cell] = {}
+        self._scales: dict[str, int] = {}  # asset -> decimal places of its unit (0 until finer is needed)
+        self._epoch = 0
         self.journal: list[JournalEntry] = []
         self.keep_journal = keep_journal
 
     def apply(self, entry: JournalEntry) -> None:
-        balances = self._balances
-        new: dict[tuple[str, str], list[Decimal]] = {}
-        sums: dict[str, Decimal] = {}
-        for p in entry.postings:
-            sums[p.asset] = EXACT.add(sums.get(p.asset, _ZERO), p.amount)
-            key = (p.account, p.asset)
+        cells = self._cells
+        scales = self._scales
+        postings = entry.postings
+        # 1. every amount exactly (or LedgerError), and the scale each asset needs
+        exact: list[int] = []
+        target: dict[str, int] = {}
+        for p in postings:
+            if p.bucket != FREE and p.bucket != LOCKED:
+                raise LedgerError(f"unknown bucket {p.bucket!r}")
+            u18 = _units18(p.amount)
+            exact.append(u18)
+            need = max(_places(u18), target.get(p.asset, scales.get(p.asset, 0)))
+            target[p.asset] = need
+        # 2. the new balances (at the target scales), checked before anything changes
+        new: dict[tuple[str, str], list[int]] = {}
+        sums: dict[str, int] = {}
+        for p, u18 in zip(postings, exact, strict=True):
+            asset = p.asset
+            scale = target[asset]
+            amount = u18 // _POW10[MAX_SCALE - scale]
+            sums[asset] = sums.get(asset, 0) + amount
+            key = (p.account, asset)
             cur = new.get(key)
             if cur is None:
-                old = balances.get(key)
-                cur = new[key] = [old[0], old[1]] if old is not None else [_ZERO, _ZERO]
+                old = cells.get(key)
+                if old is None:
+                    cur = new[key] = [0, 0]
+                else:
+                    grow = _POW10[scale - scales.get(asset, 0)]
+                    cur = new[key] = [old.free * grow, old.locked * grow]
             if p.bucket == FREE:
-                cur[0] = EXACT.add(cur[0], p.amount)
-            elif p.bucket == LOCKED:
-                cur[1] = EXACT.add(cur[1], p.amount)
+                cur[0] += amount
             else:
-                raise LedgerError(f"unknown bucket {p.bucket!r}")
+                cur[1] += amount
         for (account, asset), (free, locked) in new.items():
             if (free < 0 or locked < 0) and account != EXTERNAL_ACCOUNT:
-                raise LedgerError(f"{entry.kind} {entry.ref}: {account} {asset} would be {free}/{locked}")
+                scale = target[asset]
+                raise LedgerError(
+                    f"{entry.kind} {entry.ref}: {account} {asset} would be "
+                    f"{_to_decimal(free, scale)}/{_to_decimal(locked, scale)}"
+                )
         if any(sums.values()):
             raise LedgerError(f"{entry.kind} {entry.ref} does not balance")
+        # 3. commit
+        for asset, scale in target.items():
+            self._ensure_scale(asset, scale)
         for key, (free, locked) in new.items():
-            # cells are updated in place: the exchange holds references to them (see ``_cell``)
-            cell = balances.get(key)
+            cell = cells.get(key)
             if cell is None:
-                balances[key] = [free, locked]
+                cells[key] = _Cell(free, locked)
             else:
-                cell[0] = free
-                cell[1] = locked
+                cell.free = free
+                cell.locked = locked
         if self.keep_journal:
             self.journal.append(entry)
 
-    def _cell(self, account: str, asset: str) -> list[Decimal]:
-        """The mutable [free, locked] cell of (account, asset), created empty if needed. Only the exchange's
-        fast settlement path uses it (it checks and posts exactly what ``apply`` would, without building
-        the postings); a cell is never replaced, so holding a reference to it is safe."""
+    def _scale(self, asset: str) -> int:
+        """Decimal places of ``asset``'s unit."""
+        return self._scales.get(asset, 0)
+
+    def _ensure_scale(self, asset: str, places: int) -> None:
+        """Make ``asset``'s unit at least as fine as 10**-places, rescaling its balances exactly."""
+        if places > MAX_SCALE:
+            raise LedgerError(f"{asset} amounts with {places} decimal places cannot be held exactly")
+        scale = self._scales.get(asset, 0)
+        if places <= scale:
+            return
+        self._scales[asset] = places
+        grow = _POW10[places - scale]
+        for (_, a), cell in self._cells.items():
+            if a == asset:
+                cell.free *= grow
+                cell.locked *= grow
+        self._epoch += 1
+
+    def _units(self, asset: str, amount: Decimal) -> int:
+        """``amount`` in ``asset``'s units, refining the unit if it must (``LedgerError`` if finer than 10**-18)."""
+        u18 = _units18(amount)
+        self._ensure_scale(asset, _places(u18))
+        return u18 // _POW10[MAX_SCALE - self._scales[asset]]
+
+    def _decimal(self, asset: str, units: int) -> Decimal:
+        return _to_decimal(units, self._scales.get(asset, 0))
+
+    def _cell(self, account: str, asset: str) -> _Cell:
+        """The cell of (account, asset), created empty if needed (the exchange's fast path)."""
         key = (account, asset)
-        cell = self._balances.get(key)
+        cell = self._cells.get(key)
         if cell is None:
-            cell = self._balances[key] = [_ZERO, _ZERO]
+            cell = self._cells[key] = _Cell()
         return cell
 
     def apply_all(self, entries: Iterable[JournalEntry]) -> None:
@@ -363,28 +598,35 @@ class Ledger:
             self.apply(e)
 
     def free(self, account: str, asset: str) -> Decimal:
-        b = self._balances.get((account, asset))
-        return b[0] if b is not None else _ZERO
+        c = self._cells.get((account, asset))
+        return self._decimal(asset, c.free) if c is not None else _ZERO
 
     def balance(self, account: str, asset: str) -> Balance:
-        b = self._balances.get((account, asset))
-        return Balance(b[0], b[1]) if b is not None else Balance(_ZERO, _ZERO)
+        c = self._cells.get((account, asset))
+        if c is None:
+            return Balance(_ZERO, _ZERO)
+        return Balance(self._decimal(asset, c.free), self._decimal(asset, c.locked))
 
     def balances(self, account: str) -> dict[str, Balance]:
-        return {a: Balance(v[0], v[1]) for (acc, a), v in self._balances.items() if acc == account}
+        return {
+            a: Balance(self._decimal(a, c.free), self._decimal(a, c.locked))
+            for (acc, a), c in self._cells.items()
+            if acc == account
+        }
 
     def accounts(self) -> set[str]:
-        return {acc for acc, _ in self._balances}
+        return {acc for acc, _ in self._cells}
 
     def assets(self) -> set[str]:
-        return {a for _, a in self._balances}
+        return {a for _, a in self._cells}
 
     def total(self, asset: str) -> Decimal:
         """Sum of free + locked over every account but the external one (= net deposits)."""
-        return sum(
-            (v[0] + v[1] for (acc, a), v in self._balances.items() if a == asset and acc != EXTERNAL_ACCOUNT),
-            _ZERO,
+        units = sum(
+            (c.free + c.locked for (acc, a), c in self._cells.items() if a == asset and acc != EXTERNAL_ACCOUNT),
+            0,
         )
+        return self._decimal(asset, units)
 
 
 class JournalRecorder:
