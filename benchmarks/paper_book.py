@@ -27,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import time
-from contextlib import suppress
 from decimal import Decimal
 from pathlib import Path
 
@@ -55,10 +54,16 @@ if "--pure" in sys.argv:
     _force_pure_python()
 
 from execution.paper import book as bk  # noqa: E402
-from execution.paper.exchange import OrderRequest, OrderType, PaperExchange, Side, TimeInForce  # noqa: E402
+from execution.paper.exchange import (  # noqa: E402
+    FINAL_STATUSES,
+    OrderRequest,
+    OrderType,
+    PaperExchange,
+    Side,
+    TimeInForce,
+)
 from execution.paper.ledger import FeeSchedule, Ledger  # noqa: E402
 from execution.paper.rules import build_rules  # noqa: E402
-from shared.errors import Conflict  # noqa: E402
 
 ADD, CANCEL, TAKE = 0, 1, 2
 Op = tuple[int, int, bool, int, int]  # kind, order number, is_buy, price ticks, qty lots
@@ -200,20 +205,27 @@ def run_exchange(stream: list[Op], read: bool = False) -> tuple[list[int], int]:
     lat = [0] * len(reqs)
     traded = 0
     clock = time.perf_counter_ns
+    is_open = ex.is_open
     gc.collect()
     gc.freeze()  # the prepared requests are input, not exchange state: keep them out of the collector's way
     for i, (kind, payload) in enumerate(reqs):
         t0 = clock()
         if kind == CANCEL:
-            with suppress(Conflict):  # already filled
-                rep = ex.cancel(payload)  # type: ignore[arg-type]
+            # As the paper venue calls it: a cancel of an order that is no longer on the book (filled
+            # meanwhile) is answered from ``is_open`` rather than by raising and catching ``Conflict``.
+            if not is_open(payload):  # type: ignore[arg-type]
+                lat[i] = clock() - t0
+                continue
+            rep = ex.cancel(payload)  # type: ignore[arg-type]
         else:
             rep = ex.place(payload)  # type: ignore[arg-type]
         if read:
-            rep.order, rep.maker_updates  # noqa: B018
             traded += len(rep.trades)
             for e in rep.journal:
                 e.postings  # noqa: B018
+            for u in (rep.order, *rep.maker_updates):  # and, as the venue does, drop finished orders
+                if u.status in FINAL_STATUSES:
+                    ex.forget(u.order_id)
         lat[i] = clock() - t0
     gc.unfreeze()
     return lat, traded
