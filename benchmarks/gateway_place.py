@@ -56,10 +56,24 @@ async def run(args: argparse.Namespace, db: ScratchDatabase) -> None:
     from shared.migrate import upgrade
 
     await upgrade(db.url)
+    prefix = f"bench:{secrets.token_hex(3)}:"
+    try:
+        await _run(args, db, prefix)
+    finally:  # the Redis keys of this run go with it
+        import redis.asyncio as aioredis
+
+        client = aioredis.from_url("redis://127.0.0.1:6379/0")
+        keys = [k async for k in client.scan_iter(match=prefix + "*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+async def _run(args: argparse.Namespace, db: ScratchDatabase, prefix: str) -> None:
     settings = make_settings(
         db.url,
         redis_url="redis://127.0.0.1:6379/0",
-        redis_prefix=f"bench:{secrets.token_hex(3)}:",
+        redis_prefix=prefix,
         order_rate_limit="100000/second",
     )
     async with running_api(settings) as api:
