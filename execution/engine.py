@@ -9,8 +9,6 @@ from decimal import Decimal
 
 import structlog
 from sqlalchemy import insert, select, tuple_
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from execution.store.ledger import SqlLedger, balance_payload
@@ -20,12 +18,12 @@ from pricefeed.domain.positions import Fill as PositionFill
 from pricefeed.domain.positions import PositionBook, PositionSnapshot
 from pricefeed.domain.ticks import split_symbol
 from shared.clock import Clock
+from shared.db import upsert_insert
 from shared.ids import new_id
 from shared.metrics import ORDER_EVENTS
 from shared.models import Fill, Order, OrderEvent, Position
 from shared.orders import FINAL, IllegalTransition, Status, check_transition
-from shared.outbox import add_outbox, outbox_row, write_outbox
-from shared.streams import PRIVATE_EVENTS, private_event, user_stream
+from shared.outbox import add_outbox_row, private_row, write_outbox
 
 log = structlog.get_logger(__name__)
 
@@ -116,14 +114,7 @@ async def apply_result(
         applied.fills = len(new_fills)
         await _update_positions(session, new_fills, now, outbox)
         for row in new_fills:
-            outbox.append(
-                outbox_row(
-                    PRIVATE_EVENTS,
-                    private_event("TRADE", str(row["user_id"]), now, _trade_payload(row)),
-                    mirror_to=user_stream(str(row["user_id"])),
-                    now=now,
-                )
-            )
+            outbox.append(private_row("TRADE", str(row["user_id"]), _trade_payload(row), now=now))
 
     for order in touched.values():
         events.append(
@@ -135,14 +126,7 @@ async def apply_result(
                 "ts": now,
             }
         )
-        outbox.append(
-            outbox_row(
-                PRIVATE_EVENTS,
-                private_event("ORDER_UPDATE", order.user_id, now, order_event_payload(order)),
-                mirror_to=user_stream(order.user_id),
-                now=now,
-            )
-        )
+        outbox.append(private_row("ORDER_UPDATE", order.user_id, order_event_payload(order), now=now))
         ORDER_EVENTS.labels(order.mode, order.status).inc()
         applied.orders.append(order)
 
@@ -154,14 +138,7 @@ async def apply_result(
                 by_user.setdefault(v.account_id, []).append(v)
         for user_id, vs in by_user.items():
             outbox.append(
-                outbox_row(
-                    PRIVATE_EVENTS,
-                    private_event(
-                        "BALANCE_UPDATE", user_id, now, {"mode": "paper", "balances": balance_payload(vs)}
-                    ),  # type: ignore[arg-type]
-                    mirror_to=user_stream(user_id),
-                    now=now,
-                )
+                private_row("BALANCE_UPDATE", user_id, {"mode": "paper", "balances": balance_payload(vs)}, now=now)  # type: ignore[arg-type]
             )
     await session.flush()
     if events:
@@ -230,14 +207,7 @@ async def _update_positions(
         )
         row.realized_pnl, row.fees_paid, row.updated_at = snap.realized_pnl, snap.fees_paid, now  # type: ignore[assignment]
         session.add(row)
-        outbox.append(
-            outbox_row(
-                PRIVATE_EVENTS,
-                private_event("POSITION_UPDATE", key[0], now, position_payload(row, None, source="fill")),  # type: ignore[arg-type]
-                mirror_to=user_stream(key[0]),
-                now=now,
-            )
-        )
+        outbox.append(private_row("POSITION_UPDATE", key[0], position_payload(row, None, source="fill"), now=now))
 
 
 def position_payload(row: Position, mark: Decimal | None, *, source: str) -> dict[str, object]:
@@ -295,10 +265,8 @@ def _apply_change(order: Order, change: OrderChange, now: object, applied: Appli
 
 async def _insert_fills(session: AsyncSession, rows: list[dict[str, object]]) -> list[dict[str, object]]:
     """Insert fills; one already recorded (same order and trade id) is skipped, so redelivery is harmless."""
-    dialect = session.bind.dialect.name  # type: ignore[union-attr]
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
     stmt = (
-        insert(Fill)
+        upsert_insert(session.bind.dialect.name)(Fill)  # type: ignore[union-attr]
         .on_conflict_do_nothing(index_elements=["order_id", "trade_id"])
         .returning(Fill.trade_id, Fill.order_id)
     )
@@ -372,13 +340,7 @@ async def _record_external(session: AsyncSession, ext: object, now: object) -> O
             ts=now,
         )
     )  # type: ignore[arg-type]
-    add_outbox(
-        session,
-        PRIVATE_EVENTS,
-        private_event("ORDER_UPDATE", order.user_id, now, order_event_payload(order)),  # type: ignore[arg-type]
-        mirror_to=user_stream(order.user_id),
-        now=now,
-    )
+    add_outbox_row(session, private_row("ORDER_UPDATE", order.user_id, order_event_payload(order), now=now))
     return order
 
 

@@ -15,8 +15,6 @@ from typing import Any
 
 import structlog
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from pricefeed.domain.candles import Candle, CandleAggregator, Interval
 from pricefeed.domain.marking import MarkingEngine, PositionUpdate
@@ -26,7 +24,7 @@ from pricefeed.domain.ticks import Tick
 from pricefeed.service import PriceFeedService
 from pricefeed.sources import build_source
 from shared.bus.base import BusUnavailable
-from shared.db import unit_of_work
+from shared.db import unit_of_work, upsert_insert
 from shared.models import CandleRow, Position
 from shared.settings import Settings
 from shared.streams import (
@@ -151,8 +149,7 @@ class SqlCandleStore:
             "trade_count": candle.trade_count,
             "closed": candle.closed,
         }
-        insert = sqlite_insert if self.rt.settings.is_sqlite else pg_insert
-        stmt = insert(CandleRow).values(values)
+        stmt = upsert_insert(self.rt.engine.dialect.name)(CandleRow).values(values)
         stmt = stmt.on_conflict_do_update(
             index_elements=["symbol", "interval", "start"],
             set_={

@@ -65,6 +65,15 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def upsert_insert(dialect: str) -> Any:
+    """The dialect's ``insert`` (PostgreSQL's or SQLite's), which has ``on_conflict_do_nothing``/``_update``:
+    the two spell ON CONFLICT the same way, so one statement serves both databases."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return pg_insert if dialect == "postgresql" else sqlite_insert
+
+
 def create_engine(
     url: str, *, echo: bool = False, pool_size: int = 10, max_overflow: int = 20, pool_timeout_s: float = 5.0
 ) -> AsyncEngine:

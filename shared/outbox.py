@@ -21,6 +21,7 @@ from shared.clock import Clock
 from shared.db import unit_of_work
 from shared.metrics import OUTBOX_LAG
 from shared.models import OutboxMessage
+from shared.streams import PRIVATE_EVENTS, private_event, user_stream
 
 log = structlog.get_logger(__name__)
 
@@ -37,12 +38,24 @@ def add_outbox(
     mirror_to: str | None = None,
     now: Any,
 ) -> None:
-    session.add(OutboxMessage(**outbox_row(stream, payload, mirror_to=mirror_to, now=now)))
+    add_outbox_row(session, outbox_row(stream, payload, mirror_to=mirror_to, now=now))
+
+
+def add_outbox_row(session: AsyncSession, row: Mapping[str, Any]) -> None:
+    """Add one row (``outbox_row``/``private_row``) to the session's unit of work."""
+    session.add(OutboxMessage(**row))
 
 
 def outbox_row(stream: str, payload: Mapping[str, Any], *, mirror_to: str | None = None, now: Any) -> dict[str, Any]:
     """One outbox row as plain values, for ``write_outbox``."""
     return {"stream": stream, "mirror_to": mirror_to, "payload": dict(payload), "created_at": now}
+
+
+def private_row(event_type: str, user_id: str, data: dict[str, Any], *, now: Any) -> dict[str, Any]:
+    """The outbox row of a private event: on the global private stream, mirrored to the owner's stream."""
+    return outbox_row(
+        PRIVATE_EVENTS, private_event(event_type, user_id, now, data), mirror_to=user_stream(user_id), now=now
+    )
 
 
 async def write_outbox(session: AsyncSession, rows: list[dict[str, Any]]) -> None:

@@ -14,13 +14,11 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import bindparam, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from execution.paper.ledger import EXTERNAL_ACCOUNT, FREE, InsufficientBalance, JournalEntry, LedgerError
 from shared.clock import Clock
-from shared.db import Amount
+from shared.db import Amount, upsert_insert
 from shared.models import Balance, LedgerPosting
 
 ZERO = Decimal(0)
@@ -131,8 +129,7 @@ class SqlLedger:
         ]
 
     async def _lock_rows(self, keys: list[tuple[str, str]], now: object) -> dict[tuple[str, str], Balance]:
-        dialect = self.session.bind.dialect.name  # type: ignore[union-attr]
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        insert = upsert_insert(self.session.bind.dialect.name)  # type: ignore[union-attr]
         stmt = insert(Balance).values(
             [{"account_id": a, "asset": s, "free": ZERO, "locked": ZERO, "updated_at": now} for a, s in keys]
         )

@@ -24,23 +24,17 @@ from execution.paper.rules import MarketRules, RuleViolation, normalize_symbol
 from execution.store.ledger import BalanceView, SqlLedger, balance_payload
 from gateway.services.accounts import has_testnet_keys
 from shared.clock import Clock
+from shared.db import upsert_insert
 from shared.errors import Conflict, InvalidInput, NotFound, Throttled
 from shared.ids import new_id
 from shared.marketdata import MarketData
 from shared.metrics import ORDERS_ACCEPTED
-from shared.models import Fill, Order, OrderEvent, OutboxMessage, PaperAccount, User
+from shared.models import Fill, Order, OrderEvent, PaperAccount, User
 from shared.orders import FINAL, OPEN, Status
-from shared.outbox import add_outbox, outbox_row, write_outbox
+from shared.outbox import add_outbox, add_outbox_row, outbox_row, private_row, write_outbox
 from shared.ratelimit import RateLimiter
 from shared.schemas.orders import FillOut, OrderDetail, OrderEventOut, OrderIn, OrderOut, OrderPage
-from shared.streams import PRIVATE_EVENTS, command_stream, private_event, user_stream
-
-
-def _dialect_insert(dialect: str) -> Any:
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return pg_insert if dialect == "postgresql" else sqlite_insert
+from shared.streams import command_stream
 
 
 @functools.cache
@@ -49,7 +43,7 @@ def _insert_order(dialect: str) -> Any:
     the values come as parameters, so no per-request statement construction and cache-key work."""
     table = Order.__table__  # type: ignore[attr-defined]
     return (
-        _dialect_insert(dialect)(table)
+        upsert_insert(dialect)(table)
         .on_conflict_do_nothing(index_elements=["user_id", "client_order_id"])
         .returning(table.c.id)
     )
@@ -215,14 +209,7 @@ class OrderService:
         if reservation is not None:
             views = await self._reserve(user.id, order, reservation)
             outbox.append(
-                outbox_row(
-                    PRIVATE_EVENTS,
-                    private_event(
-                        "BALANCE_UPDATE", user.id, now, {"mode": "paper", "balances": balance_payload(views)}
-                    ),
-                    mirror_to=user_stream(user.id),
-                    now=now,
-                )
+                private_row("BALANCE_UPDATE", user.id, {"mode": "paper", "balances": balance_payload(views)}, now=now)
             )
         await self.session.execute(
             insert(OrderEvent.__table__),  # type: ignore[attr-defined]
@@ -295,7 +282,7 @@ class OrderService:
         if user_id in self.funded:
             return
         result = await self.session.execute(
-            _dialect_insert(self.session.bind.dialect.name)(PaperAccount)  # type: ignore[union-attr]
+            upsert_insert(self.session.bind.dialect.name)(PaperAccount)  # type: ignore[union-attr]
             .values(user_id=user_id, funded_at=self.clock.now())
             .on_conflict_do_nothing(index_elements=["user_id"])
         )
@@ -310,15 +297,10 @@ class OrderService:
             await SqlLedger(self.session, self.clock).apply(entries)
 
     def _event_row(self, order: Order, now: Any) -> dict[str, Any]:
-        return outbox_row(
-            PRIVATE_EVENTS,
-            private_event("ORDER_UPDATE", order.user_id, now, order_event_payload(order)),
-            mirror_to=user_stream(order.user_id),
-            now=now,
-        )
+        return private_row("ORDER_UPDATE", order.user_id, order_event_payload(order), now=now)
 
     def _event(self, order: Order, now: Any) -> None:
-        self.session.add(OutboxMessage(**self._event_row(order, now)))
+        add_outbox_row(self.session, self._event_row(order, now))
 
     async def get_owned(self, user: User, order_id: str, *, for_update: bool = False) -> Order:
         stmt = select(Order).where(Order.id == order_id, Order.user_id == user.id)
