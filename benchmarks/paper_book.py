@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import random
 import statistics
 import subprocess
@@ -34,24 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _force_pure_python() -> None:
-    """Import the paper modules from their ``.py`` sources even when compiled extensions sit next to them."""
-    import importlib.abc
-    import importlib.util
-
-    class PureFinder(importlib.abc.MetaPathFinder):
-        def find_spec(self, name: str, path: object, target: object = None) -> object:
-            if name.startswith("execution.paper."):
-                src = ROOT / "execution" / "paper" / f"{name.rsplit('.', 1)[1]}.py"
-                if src.exists():
-                    return importlib.util.spec_from_file_location(name, src)
-            return None
-
-    sys.meta_path.insert(0, PureFinder())
-
-
-if "--pure" in sys.argv:
-    _force_pure_python()
+if "--pure" in sys.argv:  # the package's own switch (execution.paper._accel), read when it is imported
+    os.environ["TRADEBRIDGE_PURE_PYTHON"] = "1"
 
 from execution.paper import book as bk  # noqa: E402
 from execution.paper.exchange import (  # noqa: E402
@@ -250,11 +235,9 @@ def main() -> None:
     ap.add_argument("--pure", action="store_true", help="ignore the compiled extensions")
     args = ap.parse_args()
     stream = make_stream(args.ops, args.seed)
-    from execution.paper import exchange as xm
-    from execution.paper import ledger as lm
+    from execution.paper.build_accel import compiled_modules
 
-    mods = {"book": bk, "ledger": lm, "exchange": xm}
-    compiled = [n for n, m in mods.items() if str(m.__file__).endswith((".so", ".pyd"))]
+    compiled = compiled_modules()
     variant = f"mypyc-compiled ({', '.join(compiled)})" if compiled else "pure Python"
     print(f"ops={args.ops} seed={args.seed} repeat={args.repeat} python={sys.version.split()[0]} "
           f"paper modules: {variant}")
