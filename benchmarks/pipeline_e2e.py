@@ -171,12 +171,14 @@ class Bench:
 
     # -- set-up -------------------------------------------------------------------------------------------
 
+    redis_prefix = f"tbbench:{secrets.token_hex(3)}:"
+
     def env(self) -> dict[str, str]:
         env = base_env()
         env.update(
             DATABASE_URL=self.db.url,
             REDIS_URL=self.redis.url,
-            REDIS_PREFIX=f"tbbench:{secrets.token_hex(3)}:",
+            REDIS_PREFIX=self.redis_prefix,
             JWT_SECRET="bench-secret-" + secrets.token_hex(24),
             KEY_ENCRYPTION_KEYS=KEK,
             TRADEBRIDGE_ENV="development",
@@ -326,7 +328,77 @@ class Bench:
         res["target"] = target
         if target == "pipeline":
             res["backlog"] = asyncio.run(self.backlog())
+            res["hops"] = asyncio.run(self.hops(rows))
         return res
+
+    async def hops(self, rows: list[Row]) -> dict[str, tuple[float, float]]:
+        """Where a filled order's time went, hop by hop (p50, p99 in ms), from the timestamps the pipeline
+        leaves anyway: the order row's created_at (gateway, before its commit), the command's stream id
+        (the relay's XADD), the FILLED order_event's ts (worker, before its commit), the FILLED
+        ORDER_UPDATE's stream id (the relay's XADD) and the WebSocket arrival seen by the load process."""
+        import asyncpg
+        import orjson
+        import redis.asyncio as aioredis
+
+        off = time.time() - time.monotonic()  # the load processes' monotonic clock -> wall clock (seconds)
+        done = {r[5]: r for r in rows if r[5] and r[7] == "FILLED"}
+        if not done:
+            return {}
+        t_from = int((min(r[1] for r in done.values()) + off - 5) * 1000)
+        dsn = self.db.url.replace("+asyncpg", "")
+        conn = await asyncpg.connect(dsn)
+        try:
+            ids = list(done)
+            created = dict(await conn.fetch("SELECT id, created_at FROM orders WHERE id = ANY($1)", ids))
+            filled = dict(
+                await conn.fetch(
+                    "SELECT order_id, max(ts) FROM order_events WHERE order_id = ANY($1) AND status = 'FILLED' "
+                    "GROUP BY order_id",
+                    ids,
+                )
+            )
+        finally:
+            await conn.close()
+        r = aioredis.from_url(self.redis.url)
+        cmd_at: dict[str, float] = {}
+        evt_at: dict[str, float] = {}
+        try:
+            for stream, into in (
+                (self.redis_prefix + "orders.commands.paper", cmd_at),
+                (self.redis_prefix + "events.private", evt_at),
+            ):
+                start = f"{t_from}-0"
+                while True:
+                    batch = await r.xrange(stream, min=start, count=5000)
+                    if not batch:
+                        break
+                    for sid, fields in batch:
+                        d = orjson.loads(fields[b"d"])
+                        ms = int(sid.split(b"-")[0]) / 1000
+                        if into is cmd_at and d.get("kind") == "place":
+                            into.setdefault(str(d.get("order_id")), ms)
+                        elif d.get("type") == "ORDER_UPDATE" and (d.get("data") or {}).get("status") == "FILLED":
+                            into.setdefault(str(d["data"]["order_id"]), ms)
+                    start = "(" + batch[-1][0].decode()
+        finally:
+            await r.aclose()
+        segs: dict[str, list[float]] = {
+            k: [] for k in ("due->gateway", "gateway->command", "command->worker", "worker->event", "event->ws")
+        }
+        for oid, row in done.items():
+            pts = [
+                row[1] + off,
+                created[oid].timestamp() if oid in created else None,
+                cmd_at.get(oid),
+                filled[oid].timestamp() if oid in filled else None,
+                evt_at.get(oid),
+                row[6] + off,
+            ]
+            if any(p is None for p in pts):
+                continue
+            for (name, vals), a, b in zip(segs.items(), pts, pts[1:], strict=False):
+                vals.append((b - a) * 1000)  # type: ignore[operator]
+        return {k: (q(v, 0.5), q(v, 0.99)) for k, v in segs.items() if v}
 
     async def backlog(self, settle_s: float = 30.0) -> dict[str, int]:
         """Wait (bounded) for the pipeline to go idle; report what was still queued when the stage's drain ended."""
@@ -450,6 +522,8 @@ def print_stage(r: dict[str, Any], note: str = "") -> None:
     if "backlog" in r:
         extra += f"; backlog after drain {r['backlog']}"
     print(extra, flush=True)
+    if r.get("hops"):
+        print("      hops p50/p99 ms: " + ", ".join(f"{k} {a:.1f}/{b:.1f}" for k, (a, b) in r["hops"].items()))
 
 
 def print_profile(name: str, path: Path, top: int) -> None:

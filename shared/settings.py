@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=20, ge=0, le=500)
     db_pool_timeout_s: float = Field(default=5.0, gt=0)
     reconciliation_interval_s: float = Field(default=3600, ge=0)  # 0 turns the schedule off
+    # The outbox relay is woken by every commit that wrote outbox rows; this poll is only its fallback.
+    outbox_poll_interval_s: float = Field(default=0.25, gt=0)
 
     @field_validator("paper_market_maker", mode="before")
     @classmethod

@@ -102,7 +102,13 @@ async def build_runtime(settings: Settings, *, clock: Clock | None = None) -> As
         markets=build_rules(settings.symbols),
         fees=FeeSchedule(),
         market_data=create_market_data(settings.redis_url, settings.redis_prefix),
-        relay=OutboxRelay(sessions, bus, clock, is_postgres=not settings.is_sqlite),
+        relay=OutboxRelay(
+            sessions,
+            bus,
+            clock,
+            is_postgres=not settings.is_sqlite,
+            poll_interval=settings.outbox_poll_interval_s,
+        ),
     )
     try:
         yield rt

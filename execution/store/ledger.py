@@ -159,7 +159,13 @@ class SqlLedger:
         return out
 
 
+def plain(amount: Decimal) -> str:
+    """An amount as clients read it: plain notation, no trailing zeros ("1000", not "1E+3" or "1000.00")."""
+    return format(amount.normalize(), "f")
+
+
 def balance_payload(views: Iterable[BalanceView]) -> list[dict[str, str]]:
     return [
-        {"asset": v.asset, "free": str(v.free), "locked": str(v.locked), "total": str(v.total)} for v in views
+        {"asset": v.asset, "free": plain(v.free), "locked": plain(v.locked), "total": plain(v.total)}
+        for v in views
     ]

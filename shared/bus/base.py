@@ -183,8 +183,11 @@ class Bus(Protocol):
         with the same id, atomically (a global stream all readers tail, a per-user one for cheap resume)."""
         ...
 
-    async def publish_many(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> list[str]:
-        """Append several entries in one round trip; ids in the order given."""
+    async def publish_many(
+        self, items: Sequence[tuple[str, Mapping[str, Any]]], *, mirrors: Sequence[str | None] | None = None
+    ) -> list[str]:
+        """Append several entries in one round trip; ids in the order given. ``mirrors`` (one per item, None
+        for none) mirrors an item as ``publish(..., mirror_to=...)`` does, in the same round trip."""
         ...
 
     async def ensure_group(self, stream: str, group: str, *, start: str = "0") -> None:

@@ -99,7 +99,9 @@ class MemoryBus:
 
     async def publish(self, stream: str, data: Mapping[str, Any], *, mirror_to: str | None = None) -> str:
         self._check_open()
-        payload = encode_payload(data)
+        return self._publish_encoded(stream, encode_payload(data), mirror_to)
+
+    def _publish_encoded(self, stream: str, payload: bytes, mirror_to: str | None) -> str:
         names = [stream] if mirror_to is None else [stream, check_mirror(stream, mirror_to)]
         targets = [(name, self._stream(name)) for name in names]
         # The id must be fresh in both streams, so it is derived from the larger of their last ids.
@@ -108,16 +110,20 @@ class MemoryBus:
             self._append(name, s, new_id, payload)
         return format_id(new_id)
 
-    async def publish_many(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> list[str]:
+    async def publish_many(
+        self, items: Sequence[tuple[str, Mapping[str, Any]]], *, mirrors: Sequence[str | None] | None = None
+    ) -> list[str]:
         self._check_open()
+        if mirrors is not None and len(mirrors) != len(items):
+            raise ValueError("publish_many: one mirror (or None) per item")
+        for i, (name, _) in enumerate(items):
+            if mirrors is not None and mirrors[i] is not None:
+                check_mirror(name, mirrors[i])  # type: ignore[arg-type]
         encoded = [(name, encode_payload(data)) for name, data in items]  # all-or-nothing on bad payloads
-        ids: list[str] = []
-        for name, payload in encoded:
-            s = self._stream(name)
-            new_id = self._next_id(s.last)
-            self._append(name, s, new_id, payload)
-            ids.append(format_id(new_id))
-        return ids
+        return [
+            self._publish_encoded(name, payload, None if mirrors is None else mirrors[i])
+            for i, (name, payload) in enumerate(encoded)
+        ]
 
     def _next_id(self, last: _Id) -> _Id:
         ms = to_ms(self._clock.now())

@@ -49,7 +49,7 @@ _MAX_ID = (2**64 - 1, 2**64 - 1)
 # XADD the entry to the stream with a fresh id, then the same entry with the same id to the mirror. If the
 # mirror already holds a newer id (it is fed from elsewhere too), pick an id newer than both and redo both,
 # so ids stay strictly increasing in each stream and identical across the pair.
-_PUBLISH_MIRROR = """
+_PUBLISH_LIB = """
 local function xadd(call, key, maxlen, id, payload)
   if maxlen == '' then return call('XADD', key, id, 'd', payload) end
   return call('XADD', key, 'MAXLEN', '~', maxlen, id, 'd', payload)
@@ -58,25 +58,45 @@ local function parse(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
   return tonumber(ms), tonumber(seq)
 end
-local id = xadd(redis.call, KEYS[1], ARGV[2], '*', ARGV[1])
-local r = xadd(redis.pcall, KEYS[2], ARGV[3], id, ARGV[1])
-if type(r) == 'table' and r.err then
-  local info = redis.call('XINFO', 'STREAM', KEYS[2])
-  local last = id
-  for i = 1, #info, 2 do
-    if info[i] == 'last-generated-id' then last = info[i + 1] end
+local function mirrored(k1, k2, payload, max1, max2)
+  local id = xadd(redis.call, k1, max1, '*', payload)
+  local r = xadd(redis.pcall, k2, max2, id, payload)
+  if type(r) == 'table' and r.err then
+    local info = redis.call('XINFO', 'STREAM', k2)
+    local last = id
+    for i = 1, #info, 2 do
+      if info[i] == 'last-generated-id' then last = info[i + 1] end
+    end
+    local ms, seq = parse(id)
+    local ms2, seq2 = parse(last)
+    if ms2 > ms or (ms2 == ms and seq2 > seq) then ms, seq = ms2, seq2 end
+    local fresh = string.format('%d-%d', ms, seq + 1)
+    redis.call('XDEL', k1, id)
+    xadd(redis.call, k1, max1, fresh, payload)
+    xadd(redis.call, k2, max2, fresh, payload)
+    id = fresh
   end
-  local ms, seq = parse(id)
-  local ms2, seq2 = parse(last)
-  if ms2 > ms or (ms2 == ms and seq2 > seq) then ms, seq = ms2, seq2 end
-  local fresh = string.format('%d-%d', ms, seq + 1)
-  redis.call('XDEL', KEYS[1], id)
-  xadd(redis.call, KEYS[1], ARGV[2], fresh, ARGV[1])
-  xadd(redis.call, KEYS[2], ARGV[3], fresh, ARGV[1])
-  id = fresh
+  return id
 end
-return id
 """
+_PUBLISH_MIRROR = _PUBLISH_LIB + "return mirrored(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])\n"
+# A batch in one call (one round trip, applied atomically, in order): entry i has KEYS[2i-1] (stream) and
+# KEYS[2i] (its mirror, or the stream again when ARGV[4i] is '0'), payload ARGV[4i-3], maxlens ARGV[4i-2..4i-1].
+_PUBLISH_BATCH = (
+    _PUBLISH_LIB
+    + """
+local ids = {}
+for i = 1, #KEYS / 2 do
+  local a = 4 * (i - 1)
+  if ARGV[a + 4] == '1' then
+    ids[i] = mirrored(KEYS[2 * i - 1], KEYS[2 * i], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
+  else
+    ids[i] = xadd(redis.call, KEYS[2 * i - 1], ARGV[a + 2], '*', ARGV[a + 1])
+  end
+end
+return ids
+"""
+)
 
 # XAUTOCLAIM until `count` entries are claimed or the whole PEL was scanned, then report each claimed
 # entry's delivery count (XAUTOCLAIM itself does not return it). Entries trimmed away are dropped by Redis.
@@ -188,15 +208,37 @@ class RedisStreamsBus:
                 )
         return _s(raw)
 
-    async def publish_many(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> list[str]:
+    async def publish_many(
+        self, items: Sequence[tuple[str, Mapping[str, Any]]], *, mirrors: Sequence[str | None] | None = None
+    ) -> list[str]:
+        if mirrors is not None and len(mirrors) != len(items):
+            raise ValueError("publish_many: one mirror (or None) per item")
+        if mirrors is not None:
+            for (stream, _), m in zip(items, mirrors, strict=True):
+                if m is not None:
+                    check_mirror(stream, m)
         encoded = [(stream, encode_payload(data)) for stream, data in items]
         if not encoded:
             return []
+        if mirrors is None or all(m is None for m in mirrors):
+            async with self._call() as r:
+                pipe = r.pipeline(transaction=False)
+                for stream, payload in encoded:
+                    pipe.xadd(self._key(stream), {PAYLOAD_FIELD: payload}, **self._trim(stream))
+                raw = await pipe.execute()
+            return [_s(i) for i in raw]
+        keys: list[str] = []
+        args: list[bytes | str] = []
+        for (stream, payload), m in zip(encoded, mirrors, strict=True):
+            keys += [self._key(stream), self._key(m if m is not None else stream)]
+            args += [
+                payload,
+                self._maxlen_arg(stream),
+                self._maxlen_arg(m) if m is not None else "",
+                "0" if m is None else "1",
+            ]
         async with self._call() as r:
-            pipe = r.pipeline(transaction=False)
-            for stream, payload in encoded:
-                pipe.xadd(self._key(stream), {PAYLOAD_FIELD: payload}, **self._trim(stream))
-            raw = await pipe.execute()
+            raw = await self._script(r, "batch", _PUBLISH_BATCH)(keys=keys, args=args)
         return [_s(i) for i in raw]
 
     def _maxlen_arg(self, stream: str) -> str:

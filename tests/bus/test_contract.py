@@ -395,6 +395,29 @@ async def test_mirror_stays_increasing_when_the_mirror_is_also_fed_directly(bus:
     assert ids_of(await bus.range_after("private", "0")) == [b, d]
 
 
+async def test_publish_many_mirrors_some_items_in_one_batch(bus: Bus) -> None:
+    """The outbox relay's batch: plain and mirrored entries mixed, in order, the mirror fed directly too."""
+    direct = await bus.publish("events:u1", {"direct": 0})
+    items = [("private", {"n": n, "user": f"u{n % 2}"}) for n in range(6)] + [("cmds", {"n": 6})]
+    mirrors = [f"events:u{n % 2}" for n in range(6)] + [None]
+    ids = await bus.publish_many(items, mirrors=mirrors)
+    assert_strictly_increasing(ids[:6])
+    assert parse_id(ids[1]) > parse_id(direct)
+    assert ids_of(await bus.range_after("private", "0")) == ids[:6]
+    assert [m.data for m in await bus.range_after("cmds", "0")] == [{"n": 6}]
+    assert ids_of(await bus.range_after("events:u0", "0")) == ids[0:6:2]
+    assert ids_of(await bus.range_after("events:u1", "0")) == [direct, *ids[1:6:2]]
+    with pytest.raises(ValueError):
+        await bus.publish_many(items, mirrors=mirrors[:-1])
+    with pytest.raises(ValueError):
+        await bus.publish_many([("s", {})], mirrors=["s"])
+    with pytest.raises(TypeError):  # all or nothing: a bad payload anywhere publishes none
+        await bus.publish_many(
+            [("private", {"ok": 1}), ("private", {"x": object()})], mirrors=["events:u0", None]
+        )
+    assert len(await bus.range_after("private", "0")) == 6
+
+
 # -- lifecycle -------------------------------------------------------------------------------------------------
 
 

@@ -19,13 +19,17 @@ async def gateway(
 ) -> AsyncIterator[Api]:
     if request.param == "postgresql":
         settings = make_settings(
-            pg_url, redis_url=redis_url, redis_prefix=redis_prefix, order_rate_limit="3/minute",
+            pg_url,
+            redis_url=redis_url,
+            redis_prefix=redis_prefix,
+            order_rate_limit="3/minute",
             paper_starting_balances_csv="USDT=1000,BTC=1",
         )
         migrate = False
     else:
         settings = make_settings(
-            f"sqlite+aiosqlite:///{tmp_path / 'tb.db'}", order_rate_limit="3/minute",
+            f"sqlite+aiosqlite:///{tmp_path / 'tb.db'}",
+            order_rate_limit="3/minute",
             paper_starting_balances_csv="USDT=1000,BTC=1",
         )
         migrate = True
@@ -59,14 +63,20 @@ async def test_first_order_refused_still_funds_the_account_later(gateway: Api) -
 
 async def test_replay_is_answered_even_when_new_orders_are_throttled(gateway: Api) -> None:
     auth = await gateway.user("replay@example.com")
-    first = await gateway.client.post("/api/orders", json={**LIMIT_BUY, "client_order_id": "c-1"}, headers=auth)
+    first = await gateway.client.post(
+        "/api/orders", json={**LIMIT_BUY, "client_order_id": "c-1"}, headers=auth
+    )
     assert first.status_code == 202, first.text
     for i in (2, 3):
-        r = await gateway.client.post("/api/orders", json={**LIMIT_BUY, "client_order_id": f"c-{i}"}, headers=auth)
+        r = await gateway.client.post(
+            "/api/orders", json={**LIMIT_BUY, "client_order_id": f"c-{i}"}, headers=auth
+        )
         assert r.status_code == 202, r.text
     r = await gateway.client.post("/api/orders", json={**LIMIT_BUY, "client_order_id": "c-4"}, headers=auth)
     assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
-    again = await gateway.client.post("/api/orders", json={**LIMIT_BUY, "client_order_id": "c-1"}, headers=auth)
+    again = await gateway.client.post(
+        "/api/orders", json={**LIMIT_BUY, "client_order_id": "c-1"}, headers=auth
+    )
     assert again.status_code == 200, again.text
     assert again.json()["order_id"] == first.json()["order_id"]
     other = await gateway.client.post(
@@ -85,3 +95,89 @@ async def test_replay_after_acceptance_reserves_nothing_more(gateway: Api) -> No
     assert len({r.json()["order_id"] for r in rs}) == 1
     b = _balances((await gateway.client.get("/api/balances", headers=auth)).json())
     assert b["USDT"] == (Decimal("1000") - Decimal("50.05"), Decimal("50.05"))
+
+
+async def test_acceptance_writes_the_same_records_on_either_database(gateway: Api) -> None:
+    """PostgreSQL accepts a paper order in one statement, SQLite in several: the same rows and events."""
+    from sqlalchemy import select
+
+    from shared.models import LedgerPosting, OrderEvent
+    from shared.streams import PAPER_COMMANDS, PRIVATE_EVENTS
+    from tests.support.eventually import eventually
+
+    rt = gateway.runtime
+    auth = await gateway.user("records@example.com")
+    r = await gateway.client.post("/api/orders", json=LIMIT_BUY, headers=auth)
+    assert r.status_code == 202, r.text
+    oid = r.json()["order_id"]
+    refused = await gateway.client.post("/api/orders", json={**LIMIT_BUY, "quantity": "1"}, headers=auth)
+    assert refused.status_code == 422, refused.text
+    async with rt.sessions() as s:
+        events = (await s.execute(select(OrderEvent).where(OrderEvent.order_id == oid))).scalars().all()
+        postings = (
+            (await s.execute(select(LedgerPosting).where(LedgerPosting.entry_kind == "RESERVE")))
+            .scalars()
+            .all()
+        )
+    assert [(e.status, e.filled_quantity) for e in events] == [("PENDING", Decimal(0))]
+    assert sorted((p.ref, p.asset, p.bucket, p.amount) for p in postings) == [
+        (oid, "USDT", "free", Decimal("-50.05")),
+        (oid, "USDT", "locked", Decimal("50.05")),
+    ]  # the refused order left none
+
+    async def published() -> tuple[list, list]:
+        private = [
+            m for m in await rt.bus.range_after(PRIVATE_EVENTS, "0") if m.data["type"] != "POSITION_UPDATE"
+        ]
+        commands = await rt.bus.range_after(PAPER_COMMANDS, "0")
+        assert len(private) == 2 and len(commands) == 1
+        return private, commands
+
+    private, commands = await eventually(published)
+    assert [m.data["type"] for m in private] == ["BALANCE_UPDATE", "ORDER_UPDATE"]
+    (bal,) = private[0].data["data"]["balances"]
+    assert bal["asset"] == "USDT" and private[0].data["data"]["mode"] == "paper"
+    assert (Decimal(bal["free"]), Decimal(bal["locked"]), Decimal(bal["total"])) == (
+        Decimal("949.95"),
+        Decimal("50.05"),
+        Decimal("1000"),
+    )
+    assert (bal["free"], bal["locked"], bal["total"]) == ("949.95", "50.05", "1000")  # plain, either database
+    assert private[1].data["data"]["order_id"] == oid and private[1].data["data"]["status"] == "PENDING"
+    assert private[0].data["user_id"] == private[1].data["user_id"]
+    assert commands[0].data == {
+        "command_id": f"{oid}:place",
+        "kind": "place",
+        "order_id": oid,
+        "mode": "paper",
+    }
+
+
+async def test_an_accepted_order_wakes_the_relay_at_once(
+    pg_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """The relay publishes an accepted order's command because the request woke it, not because it polled:
+    with a poll interval of an hour, the command still reaches the bus within seconds."""
+    from shared.streams import PAPER_COMMANDS
+    from tests.support.eventually import eventually
+
+    settings = make_settings(
+        pg_url,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        outbox_poll_interval_s=3600,
+        paper_starting_balances_csv="USDT=1000,BTC=1",
+    )
+    async with running_api(settings, migrate=False) as api:
+        auth = await api.user("wake@example.com")
+        for n in range(
+            3
+        ):  # the first wait of the relay may be its start-up one: later orders prove the wake-up
+            r = await api.client.post("/api/orders", json=LIMIT_BUY, headers=auth)
+            assert r.status_code == 202, r.text
+
+            async def published(oid: str = r.json()["order_id"]) -> bool:
+                ids = [m.data["order_id"] for m in await api.runtime.bus.range_after(PAPER_COMMANDS, "0")]
+                return oid in ids
+
+            await eventually(published, timeout=5)
