@@ -449,7 +449,7 @@ class Bench:
                             "--duration",
                             str(int(duration)),
                             "--rate",
-                            "200",
+                            "100",
                             "--format",
                             "raw",
                             "--nonblocking",

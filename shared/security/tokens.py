@@ -15,6 +15,7 @@ Refresh tokens are opaque random strings; only their SHA-256 is stored. A keyed 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import math
 import secrets
@@ -65,7 +66,7 @@ def _epoch(value: Any) -> int:
 class TokenService:
     """Issues and verifies access tokens; one instance per process, shared by gateway and events."""
 
-    __slots__ = ("_audience", "_clock", "_issuer", "_leeway_s", "_secret", "access_ttl_s")
+    __slots__ = ("_audience", "_clock", "_issuer", "_leeway_s", "_secret", "_verify_key", "access_ttl_s")
 
     def __init__(
         self,
@@ -85,6 +86,12 @@ class TokenService:
         if leeway_s < 0:
             raise ValueError("leeway_s must not be negative")
         self._secret = secret
+        # The verification key, prepared once: given the raw secret, PyJWT re-checks on every decode that
+        # it is not a PEM/DER key (a measurable share of each authenticated request).
+        self._verify_key = jwt.PyJWK(
+            {"kty": "oct", "k": base64.urlsafe_b64encode(secret.encode("utf-8")).rstrip(b"=").decode()},
+            algorithm=ALGORITHM,
+        )
         self._issuer = issuer
         self._audience = audience
         self.access_ttl_s = access_ttl_s
@@ -125,7 +132,7 @@ class TokenService:
         try:
             payload = jwt.decode(
                 token,
-                self._secret,
+                self._verify_key,
                 algorithms=[ALGORITHM],
                 audience=self._audience,
                 issuer=self._issuer,
