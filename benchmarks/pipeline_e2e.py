@@ -396,7 +396,7 @@ class Bench:
             ]
             if any(p is None for p in pts):
                 continue
-            for (name, vals), a, b in zip(segs.items(), pts, pts[1:], strict=False):
+            for vals, a, b in zip(segs.values(), pts, pts[1:], strict=False):
                 vals.append((b - a) * 1000)  # type: ignore[operator]
         return {k: (q(v, 0.5), q(v, 0.99)) for k, v in segs.items() if v}
 

@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from execution.engine import apply_result, load_orders
@@ -31,7 +31,7 @@ from execution.store.ledger import SqlLedger
 from execution.venues.base import EMPTY, OrderChange, Venue, VenueOrder, VenueResult
 from execution.venues.paper import SYSTEM_PREFIX, PaperVenue
 from shared.bus.base import BusMessage, BusUnavailable
-from shared.db import unit_of_work
+from shared.db import unit_of_work, upsert_insert
 from shared.models import Balance, Fill, Order, ProcessedCommand
 from shared.orders import FINAL, Status
 from shared.streams import (
@@ -388,24 +388,28 @@ class ExecutionWorker:
             return
         result = EMPTY
         async with unit_of_work(rt.sessions) as session:
-            ids = [str(c["command_id"]) for c in cmds]
-            done = set(
+            now = rt.clock.now()
+            # Marking the commands processed first tells, in the same round trip, which are new: a redelivered
+            # one conflicts with its earlier mark. The marks commit (or roll back) with what the batch did.
+            ids = list(dict.fromkeys(str(c["command_id"]) for c in cmds))
+            table = ProcessedCommand.__table__  # type: ignore[attr-defined]
+            mark = (
+                upsert_insert(session.bind.dialect.name)(table)  # type: ignore[union-attr]
+                .on_conflict_do_nothing(index_elements=["command_id"])
+                .returning(table.c.command_id)
+            )
+            fresh = set(
                 (
-                    await session.execute(
-                        select(ProcessedCommand.command_id).where(ProcessedCommand.command_id.in_(ids))
-                    )
+                    await session.execute(mark, [{"command_id": cid, "processed_at": now} for cid in ids])
                 ).scalars()
             )
             orders = await load_orders(session, {str(c["order_id"]) for c in cmds})
             status = {oid: o.status for oid, o in orders.items()}
-            now = rt.clock.now()
-            processed: list[dict[str, object]] = []
             for cmd in cmds:
                 cid = str(cmd["command_id"])
-                if cid in done:
+                if cid not in fresh:
                     continue
-                done.add(cid)
-                processed.append({"command_id": cid, "processed_at": now})
+                fresh.discard(cid)  # a command twice in one batch runs once
                 order = orders.get(str(cmd["order_id"]))
                 if order is None:
                     log.error("command for an unknown order", command_id=cid)
@@ -416,8 +420,6 @@ class ExecutionWorker:
                         c.status if c.order_id in status else status.get(c.order_id, c.status)
                     )
                 result = result + r
-            if processed:
-                await session.execute(insert(ProcessedCommand.__table__), processed)  # type: ignore[attr-defined]
             await apply_result(session, rt.clock, result, orders=orders)
         rt.relay.notify()
         await self._publish_market(result)

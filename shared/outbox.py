@@ -76,7 +76,7 @@ class OutboxRelay:
         *,
         batch: int = 500,
         poll_interval: float = 0.25,
-        linger: float = 0.004,
+        linger: float = 0.02,
         busy_window: float = 0.05,
         is_postgres: bool,
     ) -> None:

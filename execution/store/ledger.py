@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import bindparam, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from execution.paper.ledger import EXTERNAL_ACCOUNT, FREE, InsufficientBalance, JournalEntry, LedgerError
@@ -72,6 +73,10 @@ class SqlLedger:
                 d = deltas.setdefault((p.account, p.asset), [ZERO, ZERO])
                 d[0 if p.bucket == FREE else 1] += p.amount
             postings += self._posting_rows(entry, now)
+        if self.session.bind.dialect.name == "postgresql":  # type: ignore[union-attr]
+            out = await self._apply_pg(deltas, now, check_funds=check_funds)
+            await self.session.execute(LedgerPosting.__table__.insert(), postings)  # type: ignore[attr-defined]
+            return out
         rows = await self._lock_rows(sorted(deltas), now)
         out: list[BalanceView] = []
         for key in sorted(deltas):
@@ -86,6 +91,47 @@ class SqlLedger:
             out.append(BalanceView(key[0], key[1], free, locked))
         await self.session.execute(LedgerPosting.__table__.insert(), postings)  # type: ignore[attr-defined]
         await self.session.flush()
+        return out
+
+    async def _apply_pg(
+        self, deltas: dict[tuple[str, str], list[Decimal]], now: object, *, check_funds: bool
+    ) -> list[BalanceView]:
+        """PostgreSQL: every balance moved by one ``INSERT ... ON CONFLICT DO UPDATE SET free = free + delta
+        ... RETURNING``, rows taken in key order (as ``_lock_rows`` does, so writers never deadlock), instead of
+        creating missing rows, locking them with a SELECT and writing them back. A balance that went negative
+        raises the same errors as the general path; the caller's transaction then rolls the statement back."""
+        table = Balance.__table__  # type: ignore[attr-defined]
+        keys = sorted(deltas)
+        stmt = pg_insert(table).values(
+            [
+                {
+                    "account_id": a,
+                    "asset": s,
+                    "free": deltas[(a, s)][0],
+                    "locked": deltas[(a, s)][1],
+                    "updated_at": now,
+                }
+                for a, s in keys
+            ]
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["account_id", "asset"],
+            set_={
+                "free": table.c.free + stmt.excluded.free,
+                "locked": table.c.locked + stmt.excluded.locked,
+                "updated_at": stmt.excluded.updated_at,
+            },
+        ).returning(table.c.account_id, table.c.asset, table.c.free, table.c.locked)
+        after = {(r.account_id, r.asset): r for r in (await self.session.execute(stmt)).all()}
+        out: list[BalanceView] = []
+        for key in keys:
+            row = after[key]
+            free, locked = row.free, row.locked
+            if (free < 0 or locked < 0) and key[0] != EXTERNAL_ACCOUNT:
+                if check_funds and deltas[key][0] < 0 and free < 0:
+                    raise InsufficientBalance(key[0], key[1], -deltas[key][0], free - deltas[key][0])
+                raise LedgerError(f"{key[0]} {key[1]} would become {free}/{locked}")
+            out.append(BalanceView(key[0], key[1], free, locked))
         return out
 
     async def reserve(self, entry: JournalEntry) -> list[BalanceView]:
@@ -146,14 +192,21 @@ class SqlLedger:
 
     async def balances(self, account_id: str) -> list[BalanceView]:
         result = await self.session.execute(
-            select(Balance).where(Balance.account_id == account_id).order_by(Balance.asset)
+            select(Balance)
+            .where(Balance.account_id == account_id)
+            .order_by(Balance.asset)
+            .execution_options(
+                populate_existing=True
+            )  # rows may have changed under the identity map (_apply_pg)
         )
         return [BalanceView(b.account_id, b.asset, b.free, b.locked) for b in result.scalars()]
 
     async def totals(self) -> dict[str, Decimal]:
         """Per asset, the sum over every account except the external one (equals net deposits)."""
         out: dict[str, Decimal] = {}
-        for b in (await self.session.execute(select(Balance))).scalars():
+        for b in (
+            await self.session.execute(select(Balance).execution_options(populate_existing=True))
+        ).scalars():
             if b.account_id != EXTERNAL_ACCOUNT:
                 out[b.asset] = out.get(b.asset, ZERO) + b.free + b.locked
         return out
