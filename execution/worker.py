@@ -34,6 +34,7 @@ from shared.bus.base import BusMessage, BusUnavailable
 from shared.db import unit_of_work, upsert_insert
 from shared.models import Balance, Fill, Order, ProcessedCommand
 from shared.orders import FINAL, Status
+from shared.outbox import publish_after_commit
 from shared.streams import (
     EXECUTION_GROUP,
     MARKET_DEPTH,
@@ -388,6 +389,7 @@ class ExecutionWorker:
             return
         result = EMPTY
         async with unit_of_work(rt.sessions) as session:
+            publish_after_commit(session)  # this batch's events go out right after its commit
             now = rt.clock.now()
             # Marking the commands processed first tells, in the same round trip, which are new: a redelivered
             # one conflicts with its earlier mark. The marks commit (or roll back) with what the batch did.
@@ -421,7 +423,7 @@ class ExecutionWorker:
                     )
                 result = result + r
             await apply_result(session, rt.clock, result, orders=orders)
-        rt.relay.notify()
+        rt.relay.after_commit(session)
         await self._publish_market(result)
 
     def _paper_command(self, kind: str, order: Order, current: str) -> VenueResult:

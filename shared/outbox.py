@@ -1,18 +1,28 @@
-"""Transactional outbox: messages are written in the same transaction as the state they describe, then a
-relay publishes them to the bus in id order and deletes them. Nothing committed is lost (a crash before
-publishing leaves the row for the next relay) and nothing is lost when Redis is down (rows wait).
-A crash between publishing and deleting publishes a row twice: consumers are idempotent by command id,
-and private events carry the order's version so clients can ignore a repeat."""
+"""Transactional outbox: messages are written in the same transaction as the state they describe, then
+published to the bus and deleted. Nothing committed is lost (a crash before publishing leaves the row for a
+relay) and nothing is lost when Redis is down (rows wait). A crash between publishing and deleting publishes a
+row twice: consumers are idempotent by command id, and private events carry the order's version so clients can
+ignore a repeat.
+
+Two ways out of the table:
+- the relay publishes rows in id order, woken by the commits that wrote them (``notify``) or by its poll;
+- on the hot paths (accepting an order, a worker batch) the writer opts in with ``publish_after_commit``:
+  its rows are marked ``eager`` and it publishes them itself right after its commit
+  (``OutboxRelay.publish_committed``, one bus call), and the relay deletes them in batches. That saves the
+  relay's round trips and its delay per message. Relays leave an eager row alone until it is older than their
+  grace period, and then publish it like any other: its writer died or the bus was down."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import delete, insert, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.bus import Bus
@@ -43,6 +53,7 @@ def add_outbox(
 
 def add_outbox_row(session: AsyncSession, row: Mapping[str, Any]) -> None:
     """Add one row (``outbox_row``/``private_row``) to the session's unit of work."""
+    session.info[_FOR_RELAY] = True
     session.add(OutboxMessage(**row))
 
 
@@ -60,11 +71,44 @@ def private_row(event_type: str, user_id: str, data: dict[str, Any], *, now: Any
     )
 
 
+_EAGER = "outbox.publish_after_commit"
+_FOR_RELAY = "outbox.for_relay"
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """An outbox row that its writer publishes after commit."""
+
+    id: int
+    stream: str
+    payload: Mapping[str, Any]
+    mirror_to: str | None
+
+
+def publish_after_commit(session: AsyncSession) -> list[Committed]:
+    """Opt this unit of work in: rows it writes with ``write_outbox`` are marked eager and collected in the
+    returned list, which the caller hands to ``OutboxRelay.publish_committed`` once the commit succeeded."""
+    rows: list[Committed] = session.info.setdefault(_EAGER, [])
+    return rows
+
+
 async def write_outbox(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     """Insert outbox rows in one statement, in list order (their ids, hence publishing order, follow it).
-    A Core insert: unlike ``add_outbox`` it needs no ORM flush and no generated ids back."""
-    if rows:
-        await session.execute(insert(OutboxMessage.__table__), rows)  # type: ignore[attr-defined]
+    A Core insert: unlike ``add_outbox`` it needs no ORM flush (and, unless the unit of work publishes after
+    commit, no generated ids back)."""
+    if not rows:
+        return
+    table = OutboxMessage.__table__  # type: ignore[attr-defined]
+    eager: list[Committed] | None = session.info.get(_EAGER)
+    if eager is None:
+        session.info[_FOR_RELAY] = True
+        await session.execute(insert(table), rows)
+        return
+    result = await session.execute(
+        insert(table).returning(table.c.id, sort_by_parameter_order=True), [{**r, "eager": True} for r in rows]
+    )
+    for r, rid in zip(rows, result.scalars().all(), strict=True):
+        eager.append(Committed(rid, r["stream"], r["payload"], r["mirror_to"]))
 
 
 class OutboxRelay:
@@ -78,6 +122,7 @@ class OutboxRelay:
         poll_interval: float = 0.25,
         linger: float = 0.02,
         busy_window: float = 0.05,
+        eager_grace_s: float = 2.0,
         is_postgres: bool,
     ) -> None:
         self.sessions = sessions
@@ -87,7 +132,12 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.linger = linger
         self.busy_window = busy_window
+        self.eager_grace_s = eager_grace_s
         self.is_postgres = is_postgres
+        self._to_publish: list[Committed] = []  # eager rows committed, to publish
+        self._publish = asyncio.Event()
+        self._published: list[int] = []  # eager rows published, to delete
+        self._clean = asyncio.Event()
         self._wake = asyncio.Event()
         self._local_lock = asyncio.Lock()
         self._stopped = False
@@ -101,6 +151,21 @@ class OutboxRelay:
         linger a few milliseconds first so one run publishes what several commits wrote: a run costs a handful
         of round trips whatever its size, and one run per order would make the relay the bottleneck. Idle,
         a wake-up publishes at once."""
+        helpers = [
+            asyncio.create_task(self._publish_loop(), name="outbox-publisher"),
+            asyncio.create_task(self._clean_loop(), name="outbox-cleaner"),
+        ]
+        try:
+            await self._relay_loop()
+        finally:
+            for task in helpers:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            with contextlib.suppress(Exception):  # best effort: a relay republishes what is left after the grace
+                await self._delete_published()
+
+    async def _relay_loop(self) -> None:
         loop = asyncio.get_running_loop()
         backoff = self.poll_interval
         last_run = float("-inf")
@@ -122,6 +187,68 @@ class OutboxRelay:
                 await asyncio.sleep(self.linger)
             self._wake.clear()
 
+    def publish_committed(self, rows: Sequence[Committed]) -> None:
+        """Queue rows a committed unit of work wrote with ``publish_after_commit``: the relay's publisher task
+        sends everything queued in one bus call, in queue order, then has the rows deleted. (One call per
+        request would queue them on a lock, handed over once per event-loop turn: under load that, not Redis,
+        was the limit.) If the bus fails, or the process dies first, the rows stay in the table and a relay
+        publishes them once they are older than its grace period."""
+        if rows:
+            self._to_publish.extend(rows)
+            self._publish.set()
+
+    async def _publish_loop(self) -> None:
+        while True:
+            await self._publish.wait()
+            self._publish.clear()
+            rows, self._to_publish = self._to_publish, []
+            for i in range(0, len(rows), self.batch):
+                chunk = rows[i : i + self.batch]
+                try:
+                    await self.bus.publish_many(
+                        [(r.stream, r.payload) for r in chunk], mirrors=[r.mirror_to for r in chunk]
+                    )
+                except Exception as exc:
+                    log.warning("outbox: publishing after commit failed; a relay publishes later", error=str(exc))
+                    break
+                self._published.extend(r.id for r in chunk)
+                self._clean.set()
+
+    def after_commit(self, session: AsyncSession) -> None:
+        """After ``session`` committed: queue its eager rows, and wake the relay if it wrote others."""
+        self.publish_committed(session.info.get(_EAGER, ()))
+        if session.info.get(_FOR_RELAY):
+            self.notify()
+
+    async def _clean_loop(self) -> None:
+        """Delete published eager rows in batches: one statement per ``linger`` at most."""
+        backoff = self.linger
+        while True:
+            await self._clean.wait()
+            await asyncio.sleep(self.linger)  # let more rows gather: one DELETE for many orders
+            self._clean.clear()
+            try:
+                await self._delete_published()
+                backoff = self.linger
+            except Exception:
+                backoff = min(max(backoff * 2, 0.1), 5.0)
+                log.exception("outbox: deleting published rows failed, will retry", retry_in=backoff)
+                await asyncio.sleep(backoff)
+                self._clean.set()
+
+    async def _delete_published(self) -> None:
+        ids, self._published = self._published, []
+        if not ids:
+            return
+        t = OutboxMessage.__table__  # type: ignore[attr-defined]
+        try:
+            async with unit_of_work(self.sessions) as session:
+                for i in range(0, len(ids), 5000):
+                    await session.execute(delete(t).where(t.c.id.in_(ids[i : i + 5000])))
+        except BaseException:
+            self._published[:0] = ids
+            raise
+
     def stop(self) -> None:
         self._stopped = True
         self._wake.set()
@@ -131,7 +258,15 @@ class OutboxRelay:
             if self.is_postgres:
                 await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": RELAY_LOCK_KEY})
             t = OutboxMessage.__table__  # type: ignore[attr-defined]
-            oldest = select(t.c.id).order_by(t.c.id).limit(self.batch).scalar_subquery()
+            # Eager rows are their writers' to publish, unless left over (older than the grace period).
+            cutoff = self.clock.now() - timedelta(seconds=self.eager_grace_s)
+            oldest = (
+                select(t.c.id)
+                .where(or_(t.c.eager.is_(False), t.c.created_at < cutoff))
+                .order_by(t.c.id)
+                .limit(self.batch)
+                .scalar_subquery()
+            )
             # Taken and deleted in one statement; the deletion only commits once the bus has the rows.
             rows = sorted(
                 (

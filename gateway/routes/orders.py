@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from execution.paper.quote import quote_levels
 from gateway.deps import CurrentUser, RuntimeDep, SessionDep
 from gateway.services.orders import OrderService, order_out, rules_for
+from shared.outbox import Committed
 from shared.schemas.orders import OrderDetail, OrderIn, OrderOut, OrderPage, QuoteIn, QuoteOut
 from tradebridge.bootstrap import Runtime
 
@@ -53,7 +54,7 @@ async def place_order(
     if not created:
         response.status_code = status.HTTP_200_OK
     else:
-        _wake_relay(rt, after)
+        _after_commit(rt, after, orders.after_commit)
     return order_out(order)
 
 
@@ -101,11 +102,23 @@ async def cancel_order(
     return order_out(order)
 
 
+def _after_commit(rt: Runtime, after: BackgroundTasks, rows: list[Committed]) -> None:
+    """Queue the request's own outbox rows for publishing once the response is sent. Not before: the request's
+    commit happens when the endpoint has returned, and a command published before it could reach the worker
+    ahead of its order."""
+
+    async def publish() -> None:
+        rt.relay.publish_committed(rows)
+
+    after.add_task(publish)
+
+
 def _wake_relay(rt: Runtime, after: BackgroundTasks) -> None:
     """Wake the outbox relay once the response is sent (the request's commit comes before it), so the command
-    is published now rather than at the relay's next poll. Through FastAPI's ``BackgroundTasks``: FastAPI does
-    not carry over a ``background`` set on the injected ``Response``. And as a coroutine: a plain function
-    would run in a worker thread, where ``asyncio.Event.set`` does not wake the event loop."""
+    is published now rather than at the relay's next poll. Through FastAPI's ``BackgroundTasks`` (FastAPI does
+    not carry over a ``background`` set on the injected ``Response``), as a coroutine: a plain function would
+    run in a worker thread, where ``asyncio.Event.set`` does not wake the event loop. (Placing an order
+    publishes its own rows instead: ``_after_commit``.)"""
 
     async def wake() -> None:
         rt.relay.notify()

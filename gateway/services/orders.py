@@ -33,7 +33,15 @@ from shared.marketdata import MarketData
 from shared.metrics import ORDERS_ACCEPTED
 from shared.models import Balance, Fill, Order, OrderEvent, PaperAccount, User
 from shared.orders import FINAL, OPEN, Status
-from shared.outbox import add_outbox, add_outbox_row, outbox_row, private_row, write_outbox
+from shared.outbox import (
+    Committed,
+    add_outbox,
+    add_outbox_row,
+    outbox_row,
+    private_row,
+    publish_after_commit,
+    write_outbox,
+)
 from shared.ratelimit import RateLimiter
 from shared.schemas.orders import FillOut, OrderDetail, OrderEventOut, OrderIn, OrderOut, OrderPage
 from shared.streams import PRIVATE_EVENTS, command_stream, user_stream
@@ -43,7 +51,8 @@ from shared.streams import PRIVATE_EVENTS, command_stream, user_stream
 # locked only if the free balance covers it (the UPDATE's row lock serialises concurrent orders of the account
 # and PostgreSQL re-checks the condition on the locked row); if both happened, add the ledger postings, the
 # first status row and the outbox rows (BALANCE_UPDATE built from the updated row, the command, the
-# ORDER_UPDATE), in that order. The result says which of these happened; an order inserted without its
+# ORDER_UPDATE), in that order, marked eager: the request publishes them after its commit (they come back in
+# the result). The result says which of these happened; an order inserted without its
 # reservation is undone by the caller raising (the request's transaction rolls back). One round trip instead
 # of six: at the gateway's rates, round trips are its main cost.
 _ACCEPT_PAPER_PG = text(
@@ -73,8 +82,8 @@ WITH ins AS (
   INSERT INTO order_events (order_id, status, filled_quantity, ts)
   SELECT ins.id, CAST(:status AS VARCHAR), 0, CAST(:now AS TIMESTAMPTZ) FROM ins, res
 ), ob AS (
-  INSERT INTO outbox (stream, mirror_to, payload, created_at)
-  SELECT m.stream, m.mirror_to, m.payload, CAST(:now AS TIMESTAMPTZ) FROM (
+  INSERT INTO outbox (stream, mirror_to, payload, created_at, eager)
+  SELECT m.stream, m.mirror_to, m.payload, CAST(:now AS TIMESTAMPTZ), true FROM (
     SELECT 1 AS n, CAST(:private AS VARCHAR) AS stream, CAST(:mirror AS VARCHAR) AS mirror_to,
            json_build_object('type', 'BALANCE_UPDATE', 'user_id', CAST(:user_id AS VARCHAR),
                              'ts', CAST(:ts AS VARCHAR), 'data', json_build_object('mode', 'paper', 'balances',
@@ -87,8 +96,11 @@ WITH ins AS (
     UNION ALL
     SELECT 3, CAST(:private AS VARCHAR), CAST(:mirror AS VARCHAR), CAST(:update AS JSON) FROM res
   ) AS m ORDER BY m.n
+  RETURNING id, stream, mirror_to, payload
 )
-SELECT (SELECT count(*) FROM ins) AS inserted, (SELECT free FROM res) AS free, (SELECT locked FROM res) AS locked
+SELECT (SELECT count(*) FROM ins) AS inserted, (SELECT free FROM res) AS free, (SELECT locked FROM res) AS locked,
+       (SELECT json_agg(json_build_object('id', id, 'stream', stream, 'mirror_to', mirror_to, 'payload', payload)
+                        ORDER BY id) FROM ob) AS outbox
 """
 )
 
@@ -285,6 +297,7 @@ class OrderService:
             )
         )
         outbox.append(self._event_row(order, now))
+        publish_after_commit(self.session)
         await write_outbox(self.session, outbox)
         ORDERS_ACCEPTED.labels(mode).inc()
         return order, True
@@ -332,8 +345,16 @@ class OrderService:
                 )
             ).scalar_one_or_none()
             raise InsufficientBalance(user.id, reservation.asset, reservation.amount, free or Decimal(0))
+        after_commit = publish_after_commit(self.session)
+        for r in got.outbox:
+            after_commit.append(Committed(int(r["id"]), r["stream"], r["payload"], r["mirror_to"]))
         ORDERS_ACCEPTED.labels(mode).inc()
         return order, True
+
+    @property
+    def after_commit(self) -> list[Committed]:
+        """The outbox rows this request wrote for itself to publish once committed (see ``shared.outbox``)."""
+        return publish_after_commit(self.session)
 
     async def _insert(self, row: dict[str, Any]) -> bool:
         """Insert the order unless (user, client_order_id) exists; True when inserted."""

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from shared.db import Amount, UTCDateTime
@@ -142,5 +142,8 @@ class OutboxMessage(SQLModel, table=True):
     stream: str = Field(max_length=128)
     mirror_to: str | None = Field(default=None, max_length=128)
     payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    # Published by its writer right after commit (``OutboxRelay.publish_committed``); relays leave such a row
+    # alone until it is older than their grace period (its writer died or the bus was down).
+    eager: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     created_at: datetime = Field(sa_type=UTCDateTime)
     published_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -1,0 +1,103 @@
+"""The outbox's two ways out, on real PostgreSQL and Redis: rows published by their writer right after commit
+(eager), and the relay, which leaves eager rows to their writer until they are older than its grace period."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from shared.bus.redis_streams import RedisStreamsBus
+from shared.clock import ManualClock
+from shared.db import create_engine, session_factory, unit_of_work
+from shared.models import OutboxMessage
+from shared.outbox import OutboxRelay, outbox_row, private_row, publish_after_commit, write_outbox
+from tests.support.eventually import eventually
+
+
+@pytest.fixture
+async def env(pg_url: str, redis_url: str, redis_prefix: str) -> AsyncIterator[dict[str, Any]]:
+    engine = create_engine(pg_url)
+    bus = RedisStreamsBus(redis_url, prefix=redis_prefix)
+    try:
+        yield {"sessions": session_factory(engine), "bus": bus, "clock": ManualClock()}
+    finally:
+        await bus.close()
+        await engine.dispose()
+
+
+async def _write(env: dict[str, Any], n: int, *, eager: bool) -> Any:
+    clock = env["clock"]
+    async with unit_of_work(env["sessions"]) as session:
+        if eager:
+            publish_after_commit(session)
+        rows = [outbox_row("cmds", {"n": i}, now=clock.now()) for i in range(n)]
+        rows.append(private_row("ORDER_UPDATE", "u1", {"n": n}, now=clock.now()))
+        await write_outbox(session, rows)
+    return session
+
+
+async def _count(env: dict[str, Any]) -> int:
+    async with env["sessions"]() as s:
+        return int((await s.execute(select(func.count()).select_from(OutboxMessage))).scalar_one())
+
+
+def _relay(env: dict[str, Any], bus: Any = None) -> OutboxRelay:
+    return OutboxRelay(
+        env["sessions"], bus or env["bus"], env["clock"], is_postgres=True, poll_interval=3600, eager_grace_s=2
+    )
+
+
+async def test_writer_publishes_its_rows_after_commit_and_the_relay_deletes_them(env: dict[str, Any]) -> None:
+    relay = _relay(env)
+    task = asyncio.create_task(relay.run())
+    try:
+        session = await _write(env, 3, eager=True)
+        assert await relay.publish_pending() == 0  # fresh eager rows are their writer's
+        relay.after_commit(session)
+        bus = env["bus"]
+
+        async def published() -> bool:
+            assert [m.data for m in await bus.range_after("cmds", "0")] == [{"n": 0}, {"n": 1}, {"n": 2}]
+            (mirrored,) = await bus.range_after("events.user.u1", "0")
+            return bool(mirrored.data["data"] == {"n": 3})
+
+        await eventually(published)
+        await eventually(_is_empty(env), message="the relay deletes the rows their writer published")
+    finally:
+        relay.stop()
+        await task
+
+
+def _is_empty(env: dict[str, Any]) -> Any:
+    async def probe() -> bool:
+        return await _count(env) == 0
+
+    return probe
+
+
+async def test_rows_left_by_a_failed_writer_go_out_with_the_relay_after_the_grace(env: dict[str, Any]) -> None:
+    dead = RedisStreamsBus("redis://127.0.0.1:1/0", prefix="dead:")
+    try:
+        session = await _write(env, 2, eager=True)
+        failing = _relay(env, dead)
+        task = asyncio.create_task(failing.run())
+        failing.after_commit(session)  # the bus is down: the rows stay for a relay
+        await eventually(lambda: not failing._to_publish and not failing._publish.is_set())
+        failing.stop()
+        await task
+    finally:
+        await dead.close()
+    await _write(env, 1, eager=False)  # written without opting in: the relay's at once
+    relay = _relay(env)
+    assert await relay.publish_pending() == 2  # the plain rows only
+    assert [m.data for m in await env["bus"].range_after("cmds", "0")] == [{"n": 0}]
+    assert await _count(env) == 3
+    env["clock"].advance(timedelta(seconds=3).total_seconds())
+    assert await relay.publish_pending() == 3  # left-over eager rows, in id order, once past the grace
+    assert [m.data for m in await env["bus"].range_after("cmds", "0")] == [{"n": 0}, {"n": 0}, {"n": 1}]
+    assert await _count(env) == 0
