@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from asgi_correlation_id import correlation_id
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.services.accounts import AccountService
@@ -82,6 +85,40 @@ async def current_user(
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
+
+
+@dataclass(frozen=True, slots=True)
+class Trader:
+    """The authenticated user as the order routes need it: who, and which mode they trade in by default."""
+
+    id: str
+    mode: str
+    role: str
+
+
+@functools.cache
+def _trader_statement() -> Any:
+    t = User.__table__  # type: ignore[attr-defined]
+    return select(t.c.id, t.c.mode, t.c.role).where(t.c.id == bindparam("uid"), t.c.is_active.is_(True))
+
+
+async def current_trader(
+    rt: RuntimeDep,
+    session: SessionDep,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Trader:
+    """``current_user`` without the ORM: one Core row read (no identity map, no instance state) on the order
+    routes, the busiest of the API; the same checks and the same 401s."""
+    if creds is None or creds.scheme.lower() != "bearer":
+        raise Unauthorized("Send an access token: Authorization: Bearer <token>.")
+    claims = rt.tokens.decode_access(creds.credentials)
+    row = (await session.execute(_trader_statement(), {"uid": claims.sub})).first()
+    if row is None:
+        raise Unauthorized()
+    return Trader(row.id, row.mode, row.role)
+
+
+CurrentTrader = Annotated[Trader, Depends(current_trader)]
 
 
 async def current_admin(user: CurrentUser) -> User:

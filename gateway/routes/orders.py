@@ -9,7 +9,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Response, 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from execution.paper.quote import quote_levels
-from gateway.deps import CurrentUser, RuntimeDep, SessionDep
+from gateway.deps import CurrentTrader, RuntimeDep, SessionDep
 from gateway.services.orders import OrderService, order_out, rules_for
 from shared.outbox import Committed
 from shared.schemas.orders import OrderDetail, OrderIn, OrderOut, OrderPage, QuoteIn, QuoteOut
@@ -44,7 +44,7 @@ Orders = Annotated[OrderService, Depends(get_order_service)]
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=OrderOut)
 async def place_order(
     body: OrderIn,
-    user: CurrentUser,
+    user: CurrentTrader,
     orders: Orders,
     response: Response,
     rt: RuntimeDep,
@@ -60,7 +60,7 @@ async def place_order(
 
 @router.get("", response_model=OrderPage)
 async def list_orders(
-    user: CurrentUser,
+    user: CurrentTrader,
     orders: Orders,
     status_: Annotated[Literal["open", "closed", "all"], Query(alias="status")] = "all",
     symbol: Annotated[str | None, Query(max_length=20)] = None,
@@ -89,13 +89,13 @@ async def quote(body: QuoteIn, rt: RuntimeDep) -> QuoteOut:
 
 
 @router.get("/{order_id}", response_model=OrderDetail)
-async def get_order(order_id: OrderId, user: CurrentUser, orders: Orders) -> OrderDetail:
+async def get_order(order_id: OrderId, user: CurrentTrader, orders: Orders) -> OrderDetail:
     return await orders.detail(user, order_id)
 
 
 @router.delete("/{order_id}", status_code=status.HTTP_202_ACCEPTED, response_model=OrderOut)
 async def cancel_order(
-    order_id: OrderId, user: CurrentUser, orders: Orders, rt: RuntimeDep, after: BackgroundTasks
+    order_id: OrderId, user: CurrentTrader, orders: Orders, rt: RuntimeDep, after: BackgroundTasks
 ) -> OrderOut:
     order = await orders.cancel(user, order_id)
     _wake_relay(rt, after)
