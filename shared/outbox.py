@@ -111,6 +111,14 @@ async def write_outbox(session: AsyncSession, rows: list[dict[str, Any]]) -> Non
         eager.append(Committed(rid, r["stream"], r["payload"], r["mirror_to"]))
 
 
+def _reraise_if_cancelled(exc: Exception) -> None:
+    """A client library may turn the cancellation of a call in flight into its own error (redis-py does, on
+    shutdown): a loop that retries on errors must still stop when its task is being cancelled."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -160,8 +168,7 @@ class OutboxRelay:
         finally:
             for task in helpers:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await asyncio.wait(helpers, timeout=2)
             with contextlib.suppress(Exception):  # best effort: a relay republishes what is left after the grace
                 await self._delete_published()
 
@@ -176,9 +183,11 @@ class OutboxRelay:
                     pass
                 backoff = self.poll_interval
             except BusUnavailable as exc:
+                _reraise_if_cancelled(exc)
                 backoff = min(max(backoff * 2, 0.1), 5.0)
                 log.warning("outbox relay: bus unavailable, will retry", error=str(exc), retry_in=backoff)
-            except Exception:
+            except Exception as exc:
+                _reraise_if_cancelled(exc)
                 backoff = min(max(backoff * 2, 0.1), 5.0)
                 log.exception("outbox relay failed, will retry", retry_in=backoff)
             with contextlib.suppress(TimeoutError):
@@ -209,6 +218,7 @@ class OutboxRelay:
                         [(r.stream, r.payload) for r in chunk], mirrors=[r.mirror_to for r in chunk]
                     )
                 except Exception as exc:
+                    _reraise_if_cancelled(exc)
                     log.warning("outbox: publishing after commit failed; a relay publishes later", error=str(exc))
                     break
                 self._published.extend(r.id for r in chunk)
@@ -230,7 +240,8 @@ class OutboxRelay:
             try:
                 await self._delete_published()
                 backoff = self.linger
-            except Exception:
+            except Exception as exc:
+                _reraise_if_cancelled(exc)
                 backoff = min(max(backoff * 2, 0.1), 5.0)
                 log.exception("outbox: deleting published rows failed, will retry", retry_in=backoff)
                 await asyncio.sleep(backoff)

@@ -236,3 +236,34 @@ class LoginThrottle:
     async def succeeded(self, email: str) -> None:
         """Clear the account's failures after a correct password."""
         await self._limiter.reset(self.per_account, self._account_key(email))
+
+
+class Admission:
+    """Load shedding: at most ``limit`` requests of one kind in progress in this process. Past it a request is
+    refused at once (503 with Retry-After) instead of queueing behind the others: under overload the
+    accepted requests keep their latency and clients learn to back off, where an unbounded queue would make
+    every request slow and time out, and drop the throughput with it."""
+
+    __slots__ = ("_inflight", "limit", "retry_after_s")
+
+    def __init__(self, limit: int, retry_after_s: int = 1) -> None:
+        if limit < 1:
+            raise ValueError("limit must be >= 1")
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+        self._inflight = 0
+
+    @property
+    def inflight(self) -> int:
+        return self._inflight
+
+    def enter(self) -> None:
+        """Take a slot, or raise ``Unavailable`` (503, Retry-After) when all are taken."""
+        if self._inflight >= self.limit:
+            raise Unavailable(
+                "The gateway is at capacity; retry shortly.", headers={"Retry-After": str(self.retry_after_s)}
+            )
+        self._inflight += 1
+
+    def leave(self) -> None:
+        self._inflight -= 1

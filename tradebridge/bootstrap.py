@@ -23,7 +23,7 @@ from shared.clock import Clock, SystemClock
 from shared.db import create_engine, read_session_factory, session_factory
 from shared.marketdata import MarketData, create_market_data
 from shared.outbox import OutboxRelay
-from shared.ratelimit import LoginThrottle, RateLimiter
+from shared.ratelimit import Admission, LoginThrottle, RateLimiter
 from shared.secrets import ConfigError, Secrets, resolve_secrets
 from shared.security.crypto import KeyRing
 from shared.security.tokens import TokenService
@@ -55,6 +55,7 @@ class Runtime:
     relay: OutboxRelay
     # users whose paper account is known funded (committed): their orders skip the funding statement
     paper_funded: set[str] = field(default_factory=set)
+    order_admission: Admission = field(default_factory=lambda: Admission(64))
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def check_database(self) -> None:
@@ -93,6 +94,7 @@ async def build_runtime(settings: Settings, *, clock: Clock | None = None) -> As
         tokens=tokens,
         keyring=keyring,
         limiter=limiter,
+        order_admission=Admission(settings.order_max_inflight),
         login_throttle=LoginThrottle(
             limiter,
             per_account=settings.login_limit_per_account,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -41,7 +42,21 @@ async def get_order_service(rt: RuntimeDep, session: SessionDep) -> OrderService
 Orders = Annotated[OrderService, Depends(get_order_service)]
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=OrderOut)
+async def admitted(rt: RuntimeDep) -> AsyncIterator[None]:
+    """Load shedding before any other work (authentication, database): see ``shared.ratelimit.Admission``."""
+    rt.order_admission.enter()
+    try:
+        yield
+    finally:
+        rt.order_admission.leave()
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=OrderOut,
+    dependencies=[Depends(admitted, scope="function")],
+)
 async def place_order(
     body: OrderIn,
     user: CurrentTrader,

@@ -181,3 +181,30 @@ async def test_an_accepted_order_wakes_the_relay_at_once(
                 return oid in ids
 
             await eventually(published, timeout=5)
+
+
+async def test_placements_past_the_inflight_limit_are_refused_at_once(gateway: Api) -> None:
+    """Load shedding: with every slot taken, a placement gets 503 + Retry-After before any other work
+    (even before authentication) and nothing is stored or reserved; with a slot free it goes through."""
+    auth = await gateway.user("busy@example.com")
+    gate = gateway.runtime.order_admission
+    taken = 0
+    try:
+        while gate.inflight < gate.limit:
+            gate.enter()
+            taken += 1
+        r = await gateway.client.post("/api/orders", json=LIMIT_BUY, headers=auth)
+        assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+        anonymous = await gateway.client.post("/api/orders", json=LIMIT_BUY, headers={"Authorization": "Bearer x"})
+        assert anonymous.status_code == 503
+    finally:
+        for _ in range(taken):
+            gate.leave()
+    assert (await gateway.client.get("/api/orders", headers=auth)).json()["items"] == []
+    assert _balances((await gateway.client.get("/api/balances", headers=auth)).json())["USDT"] == (
+        Decimal("1000"), Decimal(0),
+    )
+    r = await gateway.client.post("/api/orders", json=LIMIT_BUY, headers=auth)
+    assert r.status_code == 202, r.text
+    assert gate.inflight == 0  # every request gives its slot back
