@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     login_limit_per_address: str = "30/minute"
     order_rate_limit: str = "50/second"
     # Order placements in progress at once per gateway process; past it 503 + Retry-After (load shedding).
-    order_max_inflight: int = Field(default=256, ge=1)
+    order_max_inflight: int = Field(default=64, ge=1)
     log_level: str = "INFO"
     trusted_proxies: bool = False
     db_pool_size: int = Field(default=10, ge=1, le=200)

@@ -55,7 +55,7 @@ class Runtime:
     relay: OutboxRelay
     # users whose paper account is known funded (committed): their orders skip the funding statement
     paper_funded: set[str] = field(default_factory=set)
-    order_admission: Admission = field(default_factory=lambda: Admission(256))
+    order_admission: Admission = field(default_factory=lambda: Admission(64))
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def check_database(self) -> None:
