@@ -134,15 +134,14 @@ def order_out(o: Order) -> OrderOut:
         avg_price=o.avg_price,
         reason=o.reason,
         external=o.external,
+        version=o.version,
         created_at=o.created_at,
         updated_at=o.updated_at,
     )
 
 
 def order_event_payload(o: Order) -> dict[str, Any]:
-    data = order_out(o).model_dump(mode="json")
-    data["version"] = o.version
-    return data
+    return order_out(o).model_dump(mode="json")
 
 
 def fill_out(f: Fill) -> FillOut:

@@ -96,6 +96,9 @@ class OrderOut(BaseModel):
     avg_price: Decimal | None
     reason: str | None
     external: bool = False
+    # Grows with every change of the order: a client merging REST snapshots and ORDER_UPDATE events keeps the
+    # highest (the events service and the REST answer may reach it in either order).
+    version: int = 0
     created_at: datetime
     updated_at: datetime
 

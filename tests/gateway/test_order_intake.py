@@ -144,6 +144,8 @@ async def test_acceptance_writes_the_same_records_on_either_database(gateway: Ap
     )
     assert (bal["free"], bal["locked"], bal["total"]) == ("949.95", "50.05", "1000")  # plain, either database
     assert private[1].data["data"]["order_id"] == oid and private[1].data["data"]["status"] == "PENDING"
+    # REST and events carry the same version, so a client can tell a stale answer from a newer event
+    assert private[1].data["data"]["version"] == r.json()["version"] == 0
     assert private[0].data["user_id"] == private[1].data["user_id"]
     assert commands[0].data == {
         "command_id": f"{oid}:place",
