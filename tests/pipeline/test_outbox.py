@@ -1,32 +1,52 @@
-"""The outbox's two ways out, on real PostgreSQL and Redis: rows published by their writer right after commit
-(eager), and the relay, which leaves eager rows to their writer until they are older than its grace period."""
+"""The outbox's two ways out, on PostgreSQL with Redis and on the embedded SQLite with the in-process bus: rows
+published by their writer right after commit (eager), and the relay, which leaves eager rows to their writer
+until they are older than its grace period."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
+from shared.bus.memory import MemoryBus
 from shared.bus.redis_streams import RedisStreamsBus
 from shared.clock import ManualClock
 from shared.db import create_engine, session_factory, unit_of_work
+from shared.migrate import upgrade
 from shared.models import OutboxMessage
 from shared.outbox import OutboxRelay, outbox_row, private_row, publish_after_commit, write_outbox
 from tests.support.eventually import eventually
 
 
-@pytest.fixture
-async def env(pg_url: str, redis_url: str, redis_prefix: str) -> AsyncIterator[dict[str, Any]]:
-    engine = create_engine(pg_url)
-    bus = RedisStreamsBus(redis_url, prefix=redis_prefix)
+@pytest.fixture(params=["postgresql", "sqlite"])
+async def env(
+    request: pytest.FixtureRequest, pg_url: str, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> AsyncIterator[dict[str, Any]]:
+    clock = ManualClock()
+    if request.param == "postgresql":
+        engine = create_engine(pg_url)
+        bus: Any = RedisStreamsBus(redis_url, prefix=redis_prefix)
+        dead: Any = RedisStreamsBus("redis://127.0.0.1:1/0", prefix="dead:")
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}"
+        await upgrade(url)
+        engine = create_engine(url)
+        bus = MemoryBus(maxlen=None, clock=clock)
+        dead = MemoryBus(maxlen=None, clock=clock)
+        await dead.close()  # a closed bus refuses like an unreachable Redis
     try:
-        yield {"sessions": session_factory(engine), "bus": bus, "clock": ManualClock()}
+        yield {
+            "sessions": session_factory(engine), "bus": bus, "dead": dead, "clock": clock,
+            "pg": request.param == "postgresql",
+        }
     finally:
         await bus.close()
+        await dead.close()
         await engine.dispose()
 
 
@@ -48,7 +68,7 @@ async def _count(env: dict[str, Any]) -> int:
 
 def _relay(env: dict[str, Any], bus: Any = None) -> OutboxRelay:
     return OutboxRelay(
-        env["sessions"], bus or env["bus"], env["clock"], is_postgres=True, poll_interval=3600, eager_grace_s=2
+        env["sessions"], bus or env["bus"], env["clock"], is_postgres=env["pg"], poll_interval=3600, eager_grace_s=2
     )
 
 
@@ -81,17 +101,13 @@ def _is_empty(env: dict[str, Any]) -> Any:
 
 
 async def test_rows_left_by_a_failed_writer_go_out_with_the_relay_after_the_grace(env: dict[str, Any]) -> None:
-    dead = RedisStreamsBus("redis://127.0.0.1:1/0", prefix="dead:")
-    try:
-        session = await _write(env, 2, eager=True)
-        failing = _relay(env, dead)
-        task = asyncio.create_task(failing.run())
-        failing.after_commit(session)  # the bus is down: the rows stay for a relay
-        await eventually(lambda: not failing._to_publish and not failing._publish.is_set())
-        failing.stop()
-        await task
-    finally:
-        await dead.close()
+    session = await _write(env, 2, eager=True)
+    failing = _relay(env, env["dead"])
+    task = asyncio.create_task(failing.run())
+    failing.after_commit(session)  # the bus is down: the rows stay for a relay
+    await eventually(lambda: not failing._to_publish and not failing._publish.is_set())
+    failing.stop()
+    await task
     await _write(env, 1, eager=False)  # written without opting in: the relay's at once
     relay = _relay(env)
     assert await relay.publish_pending() == 2  # the plain rows only
