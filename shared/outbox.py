@@ -155,10 +155,7 @@ class OutboxRelay:
         self._wake.set()
 
     async def run(self) -> None:
-        """Publish whenever woken (or polled). When busy (woken again within ``busy_window`` of the last run),
-        linger a few milliseconds first so one run publishes what several commits wrote: a run costs a handful
-        of round trips whatever its size, and one run per order would make the relay the bottleneck. Idle,
-        a wake-up publishes at once."""
+        """The relay loop, with the publisher and the cleaner of eager rows beside it, until stopped."""
         helpers = [
             asyncio.create_task(self._publish_loop(), name="outbox-publisher"),
             asyncio.create_task(self._clean_loop(), name="outbox-cleaner"),
@@ -173,6 +170,10 @@ class OutboxRelay:
                 await self._delete_published()
 
     async def _relay_loop(self) -> None:
+        """Publish whenever woken (or polled). When busy (woken again within ``busy_window`` of the last run),
+        linger a few milliseconds first so one run publishes what several commits wrote: a run costs a handful
+        of round trips whatever its size, and one run per commit would make the relay the bottleneck. Idle,
+        a wake-up publishes at once."""
         loop = asyncio.get_running_loop()
         backoff = self.poll_interval
         last_run = float("-inf")

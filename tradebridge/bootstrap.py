@@ -53,9 +53,9 @@ class Runtime:
     fees: FeeSchedule
     market_data: MarketData
     relay: OutboxRelay
+    order_admission: Admission  # load shedding of order placements (ORDER_MAX_INFLIGHT)
     # users whose paper account is known funded (committed): their orders skip the funding statement
     paper_funded: set[str] = field(default_factory=set)
-    order_admission: Admission = field(default_factory=lambda: Admission(64))
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def check_database(self) -> None:

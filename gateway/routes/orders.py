@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from execution.paper.quote import quote_levels
 from gateway.deps import CurrentTrader, RuntimeDep, SessionDep
 from gateway.services.orders import OrderService, order_out, rules_for
-from shared.outbox import Committed
 from shared.schemas.orders import OrderDetail, OrderIn, OrderOut, OrderPage, QuoteIn, QuoteOut
 from tradebridge.bootstrap import Runtime
 
@@ -69,7 +68,8 @@ async def place_order(
     if not created:
         response.status_code = status.HTTP_200_OK
     else:
-        _after_commit(rt, after, orders.after_commit)
+        rows = orders.outbox_to_publish
+        _after_response(after, lambda: rt.relay.publish_committed(rows))  # its own rows, one bus call
     return order_out(order)
 
 
@@ -113,29 +113,18 @@ async def cancel_order(
     order_id: OrderId, user: CurrentTrader, orders: Orders, rt: RuntimeDep, after: BackgroundTasks
 ) -> OrderOut:
     order = await orders.cancel(user, order_id)
-    _wake_relay(rt, after)
+    _after_response(after, rt.relay.notify)  # the relay publishes the cancel's rows
     return order_out(order)
 
 
-def _after_commit(rt: Runtime, after: BackgroundTasks, rows: list[Committed]) -> None:
-    """Queue the request's own outbox rows for publishing once the response is sent. Not before: the request's
-    commit happens when the endpoint has returned, and a command published before it could reach the worker
-    ahead of its order."""
+def _after_response(after: BackgroundTasks, action: Callable[[], None]) -> None:
+    """Run ``action`` once the response is sent, which is after the request's commit (the session dependency
+    ends when the endpoint returns): publishing earlier could let the worker see a command before its order.
+    Through FastAPI's ``BackgroundTasks`` (FastAPI does not carry over a ``background`` set on the injected
+    ``Response``), wrapped in a coroutine: a plain function would run in a worker thread, where the relay's
+    ``asyncio.Event`` does not wake the event loop."""
 
-    async def publish() -> None:
-        rt.relay.publish_committed(rows)
+    async def run() -> None:
+        action()
 
-    after.add_task(publish)
-
-
-def _wake_relay(rt: Runtime, after: BackgroundTasks) -> None:
-    """Wake the outbox relay once the response is sent (the request's commit comes before it), so the command
-    is published now rather than at the relay's next poll. Through FastAPI's ``BackgroundTasks`` (FastAPI does
-    not carry over a ``background`` set on the injected ``Response``), as a coroutine: a plain function would
-    run in a worker thread, where ``asyncio.Event.set`` does not wake the event loop. (Placing an order
-    publishes its own rows instead: ``_after_commit``.)"""
-
-    async def wake() -> None:
-        rt.relay.notify()
-
-    after.add_task(wake)
+    after.add_task(run)

@@ -361,7 +361,7 @@ class OrderService:
         return order, True
 
     @property
-    def after_commit(self) -> list[Committed]:
+    def outbox_to_publish(self) -> list[Committed]:
         """The outbox rows this request wrote for itself to publish once committed (see ``shared.outbox``)."""
         return publish_after_commit(self.session)
 
