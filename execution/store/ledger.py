@@ -7,19 +7,17 @@ balance other than the external deposits account ever goes negative."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
-from sqlalchemy import bindparam, select, tuple_, update
+from sqlalchemy import select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from execution.paper.ledger import EXTERNAL_ACCOUNT, FREE, InsufficientBalance, JournalEntry, LedgerError
 from shared.clock import Clock
-from shared.db import Amount, upsert_insert
+from shared.db import upsert_insert
 from shared.models import Balance, LedgerPosting
 
 ZERO = Decimal(0)
@@ -35,20 +33,6 @@ class BalanceView:
     @property
     def total(self) -> Decimal:
         return self.free + self.locked
-
-
-@functools.cache
-def _reserve_statement() -> Any:
-    """The conditional reservation UPDATE, built once (values are parameters)."""
-    table = Balance.__table__  # type: ignore[attr-defined]
-    amount = bindparam("r_amount", type_=Amount())
-    return (
-        update(table)
-        .where(table.c.account_id == bindparam("r_account"), table.c.asset == bindparam("r_asset"))
-        .where(table.c.free >= amount)
-        .values(free=table.c.free - amount, locked=table.c.locked + amount, updated_at=bindparam("r_now"))
-        .returning(table.c.free, table.c.locked)
-    )
 
 
 class SqlLedger:
@@ -133,31 +117,6 @@ class SqlLedger:
                 raise LedgerError(f"{key[0]} {key[1]} would become {free}/{locked}")
             out.append(BalanceView(key[0], key[1], free, locked))
         return out
-
-    async def reserve(self, entry: JournalEntry) -> list[BalanceView]:
-        """Apply one RESERVE entry (free -> locked of one balance), refusing it when the free balance is short.
-
-        On PostgreSQL a single conditional ``UPDATE ... WHERE free >= amount RETURNING`` both checks and
-        moves the funds: the row lock it takes serialises concurrent reservations, and PostgreSQL re-checks
-        the condition on the locked row, so two orders can never spend the same funds. (Amounts are text on
-        SQLite, where the general path below compares them as Decimals; SQLite has one writer anyway.)"""
-        if entry.kind != "RESERVE" or self.session.bind.dialect.name != "postgresql":  # type: ignore[union-attr]
-            return await self.apply([entry], check_funds=True)
-        locked_posting = next(p for p in entry.postings if p.bucket != FREE)
-        account, asset, amount = locked_posting.account, locked_posting.asset, locked_posting.amount
-        now = self.clock.now()
-        table = Balance.__table__  # type: ignore[attr-defined]
-        params = {"r_account": account, "r_asset": asset, "r_amount": amount, "r_now": now}
-        row = (await self.session.execute(_reserve_statement(), params)).first()
-        if row is None:
-            free = (
-                await self.session.execute(
-                    select(table.c.free).where(table.c.account_id == account, table.c.asset == asset)
-                )
-            ).scalar_one_or_none()
-            raise InsufficientBalance(account, asset, amount, free if free is not None else ZERO)
-        await self.session.execute(LedgerPosting.__table__.insert(), self._posting_rows(entry, now))  # type: ignore[attr-defined]
-        return [BalanceView(account, asset, row.free, row.locked)]
 
     @staticmethod
     def _posting_rows(entry: JournalEntry, now: object) -> list[dict[str, object]]:

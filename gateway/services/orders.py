@@ -231,10 +231,12 @@ class OrderService:
         """Returns (order, created). An idempotent replay returns the existing order with created=False.
 
         Round trips are the cost of this path (each one is ~0.1 ms of CPU on either side here), so the common
-        case makes few: the order row goes in with ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` (a replay
-        is found by the conflict, not by a look-up first), the reservation is one conditional UPDATE on
-        PostgreSQL, and the status row and outbox rows are plain multi-row inserts. A replay that a check
-        before the insert would refuse (rate limit, no reference price) still gets its existing order."""
+        case makes few: the order row goes in with ``INSERT ... ON CONFLICT DO NOTHING`` (a replay is found by
+        the conflict, not by a look-up first); on PostgreSQL a paper order's reservation, postings, status row
+        and outbox rows go in the same statement (``_ACCEPT_PAPER_PG``), elsewhere as a ledger entry and
+        multi-row inserts. The outbox rows are the request's to publish after its commit
+        (``outbox_to_publish``). A replay that a check before the insert would refuse (rate limit, no reference
+        price) still gets its existing order."""
         rules = self.rules_for(body.symbol)
         mode = body.mode or user.mode
         tif = body.time_in_force or ("GTC" if body.type == "LIMIT" else "IOC")
@@ -397,8 +399,8 @@ class OrderService:
 
     async def _reserve(self, user_id: str, order: Order, res: Reservation) -> list[BalanceView]:
         await self.ensure_paper_funded(user_id)
-        return await SqlLedger(self.session, self.clock).reserve(
-            reserve_entry(user_id, res.asset, res.amount, order.id)
+        return await SqlLedger(self.session, self.clock).apply(
+            [reserve_entry(user_id, res.asset, res.amount, order.id)], check_funds=True
         )
 
     async def reference_price(self, symbol: str) -> Decimal | None:
