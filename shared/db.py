@@ -21,6 +21,9 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 READ_ONLY_OPTION = "tradebridge_read_only"
 
 
+_ONE = Decimal(1)
+
+
 class Amount(TypeDecorator[Decimal]):
     """An exact decimal amount: NUMERIC(38, 18) on PostgreSQL, canonical text on SQLite."""
 
@@ -44,7 +47,12 @@ class Amount(TypeDecorator[Decimal]):
         if value is None:
             return None
         dec = Decimal(str(value))
-        return dec.normalize() if dec else Decimal(0)
+        if not dec:
+            return Decimal(0)
+        dec = dec.normalize()
+        # normalize() writes whole numbers with trailing zeros as exponents (60000 -> 6E+4), which is how str()
+        # and JSON would show a price; back to plain digits, same value.
+        return dec.quantize(_ONE) if dec.as_tuple().exponent > 0 else dec  # type: ignore[operator]
 
 
 class UTCDateTime(TypeDecorator[datetime]):

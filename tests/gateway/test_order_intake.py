@@ -146,6 +146,13 @@ async def test_acceptance_writes_the_same_records_on_either_database(gateway: Ap
     assert private[1].data["data"]["order_id"] == oid and private[1].data["data"]["status"] == "PENDING"
     # REST and events carry the same version, so a client can tell a stale answer from a newer event
     assert private[1].data["data"]["version"] == r.json()["version"] == 0
+    # amounts read back from the database are plain digits, never exponents ("50000", not "5E+4")
+    (listed,) = (await gateway.client.get("/api/orders", headers=auth)).json()["items"]
+    assert (listed["price"], listed["quantity"]) == ("50000", "0.001")
+    balances = {b["asset"]: b for b in (await gateway.client.get("/api/balances", headers=auth)).json()}
+    shown = [balances[a][k] for a in ("USDT", "BTC") for k in ("free", "locked", "total")]
+    assert not any("E" in v for v in shown), shown
+    assert [Decimal(v) for v in shown] == [Decimal("949.95"), Decimal("50.05"), Decimal("1000"), 1, 0, 1]
     assert private[0].data["user_id"] == private[1].data["user_id"]
     assert commands[0].data == {
         "command_id": f"{oid}:place",
