@@ -70,15 +70,19 @@ AuditorDep = Annotated[Auditor, Depends(get_auditor)]
 _bearer = HTTPBearer(auto_error=False, description="Access token from /auth/login")
 
 
+def _token_subject(rt: Runtime, creds: HTTPAuthorizationCredentials | None) -> str:
+    """The user id of a valid bearer access token, else ``Unauthorized``."""
+    if creds is None or creds.scheme.lower() != "bearer":
+        raise Unauthorized("Send an access token: Authorization: Bearer <token>.")
+    return rt.tokens.decode_access(creds.credentials).sub
+
+
 async def current_user(
     rt: RuntimeDep,
     session: SessionDep,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User:
-    if creds is None or creds.scheme.lower() != "bearer":
-        raise Unauthorized("Send an access token: Authorization: Bearer <token>.")
-    claims = rt.tokens.decode_access(creds.credentials)
-    user = await session.get(User, claims.sub)
+    user = await session.get(User, _token_subject(rt, creds))
     if user is None or not user.is_active:
         raise Unauthorized()
     return user
@@ -109,10 +113,7 @@ async def current_trader(
 ) -> Trader:
     """``current_user`` without the ORM: one Core row read (no identity map, no instance state) on the order
     routes, the busiest of the API; the same checks and the same 401s."""
-    if creds is None or creds.scheme.lower() != "bearer":
-        raise Unauthorized("Send an access token: Authorization: Bearer <token>.")
-    claims = rt.tokens.decode_access(creds.credentials)
-    row = (await session.execute(_trader_statement(), {"uid": claims.sub})).first()
+    row = (await session.execute(_trader_statement(), {"uid": _token_subject(rt, creds)})).first()
     if row is None:
         raise Unauthorized()
     return Trader(row.id, row.mode, row.role)

@@ -47,6 +47,11 @@ def command_stream(mode: str) -> str:
     return PAPER_COMMANDS if mode == "paper" else TESTNET_COMMANDS
 
 
+def order_command(kind: str, order_id: str, mode: str) -> dict[str, str]:
+    """A command on ``command_stream(mode)``; its id makes a redelivery recognisable to the worker."""
+    return {"command_id": f"{order_id}:{kind}", "kind": kind, "order_id": order_id, "mode": mode}
+
+
 def user_stream(user_id: str) -> str:
     return USER_STREAM_PREFIX + user_id
 

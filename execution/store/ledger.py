@@ -67,10 +67,7 @@ class SqlLedger:
             row = rows[key]
             free = row.free + deltas[key][0]
             locked = row.locked + deltas[key][1]
-            if (free < 0 or locked < 0) and key[0] != EXTERNAL_ACCOUNT:
-                if check_funds and deltas[key][0] < 0 and free < 0:
-                    raise InsufficientBalance(key[0], key[1], -deltas[key][0], row.free)
-                raise LedgerError(f"{key[0]} {key[1]} would become {free}/{locked}")
+            _check(key, free, locked, deltas[key][0], check_funds=check_funds)
             row.free, row.locked, row.updated_at = free, locked, now
             out.append(BalanceView(key[0], key[1], free, locked))
         await self.session.execute(LedgerPosting.__table__.insert(), postings)  # type: ignore[attr-defined]
@@ -111,10 +108,7 @@ class SqlLedger:
         for key in keys:
             row = after[key]
             free, locked = row.free, row.locked
-            if (free < 0 or locked < 0) and key[0] != EXTERNAL_ACCOUNT:
-                if check_funds and deltas[key][0] < 0 and free < 0:
-                    raise InsufficientBalance(key[0], key[1], -deltas[key][0], free - deltas[key][0])
-                raise LedgerError(f"{key[0]} {key[1]} would become {free}/{locked}")
+            _check(key, free, locked, deltas[key][0], check_funds=check_funds)
             out.append(BalanceView(key[0], key[1], free, locked))
         return out
 
@@ -169,6 +163,15 @@ class SqlLedger:
             if b.account_id != EXTERNAL_ACCOUNT:
                 out[b.asset] = out.get(b.asset, ZERO) + b.free + b.locked
         return out
+
+
+def _check(key: tuple[str, str], free: Decimal, locked: Decimal, free_delta: Decimal, *, check_funds: bool) -> None:
+    """No balance but the external account's may go negative: with ``check_funds`` a short free balance is the
+    client's problem (InsufficientBalance, 422, naming what was free), otherwise an invariant violation."""
+    if (free < 0 or locked < 0) and key[0] != EXTERNAL_ACCOUNT:
+        if check_funds and free_delta < 0 and free < 0:
+            raise InsufficientBalance(key[0], key[1], -free_delta, free - free_delta)
+        raise LedgerError(f"{key[0]} {key[1]} would become {free}/{locked}")
 
 
 def plain(amount: Decimal) -> str:

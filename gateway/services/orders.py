@@ -44,7 +44,7 @@ from shared.outbox import (
 )
 from shared.ratelimit import RateLimiter
 from shared.schemas.orders import FillOut, OrderDetail, OrderEventOut, OrderIn, OrderOut, OrderPage
-from shared.streams import PRIVATE_EVENTS, command_stream, user_stream
+from shared.streams import PRIVATE_EVENTS, command_stream, order_command, user_stream
 
 # PostgreSQL: a paper order accepted in ONE statement (data-modifying CTEs, applied together or not at all):
 # insert the order unless (user, client_order_id) exists; if it was inserted, move the reservation from free to
@@ -303,7 +303,7 @@ class OrderService:
         outbox.append(
             outbox_row(
                 command_stream(mode),
-                {"command_id": f"{order.id}:place", "kind": "place", "order_id": order.id, "mode": mode},
+                order_command("place", order.id, mode),
                 now=now,
             )
         )
@@ -335,9 +335,7 @@ class OrderService:
             "private": PRIVATE_EVENTS,
             "mirror": user_stream(user.id),
             "commands": command_stream(mode),
-            "command": orjson.dumps(
-                {"command_id": f"{order.id}:place", "kind": "place", "order_id": order.id, "mode": mode}
-            ).decode(),
+            "command": orjson.dumps(order_command("place", order.id, mode)).decode(),
             "update": orjson.dumps(self._event_row(order, now)["payload"], default=str).decode(),
         }
         got = (await self.session.execute(_ACCEPT_PAPER_PG, params)).one()
@@ -468,7 +466,7 @@ class OrderService:
         add_outbox(
             self.session,
             command_stream(order.mode),
-            {"command_id": f"{order.id}:cancel", "kind": "cancel", "order_id": order.id, "mode": order.mode},
+            order_command("cancel", order.id, order.mode),
             now=now,
         )
         self._event(order, now)
