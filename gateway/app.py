@@ -15,7 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware, SecurityHeadersMiddleware
 from gateway.problems import install_problem_handlers
 from gateway.reconciliation import reconciliation_hook
-from gateway.routes import admin, auth, markets, me, ops, orders, portfolio
+from gateway.routes import admin, auth, markets, me, ops, orders, portfolio, reconciliation
 from gateway.services.accounts import ensure_admin
 from gateway.web import mount_web
 from shared.clock import Clock
@@ -86,6 +86,7 @@ def create_app(
         portfolio.router,
         markets.router,
         admin.router,
+        reconciliation.router,
         ops.router,
     ):
         app.include_router(router)
