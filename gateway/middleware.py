@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -58,7 +59,8 @@ class SecurityHeadersMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies over the limit with 413 before anything parses them."""
+    """Refuse bodies over the limit with 413 before anything parses them: at once when Content-Length says
+    so, otherwise (chunked, or a Content-Length that lies) as soon as the bytes received pass the limit."""
 
     def __init__(self, app: ASGIApp, *, max_bytes: int = MAX_BODY_BYTES) -> None:
         self.app = app
@@ -78,26 +80,36 @@ class BodyLimitMiddleware:
                     await _reject(send, self.max_bytes)
                     return
         received = 0
-        rejected = False
+        started = False
 
         async def limited_receive() -> Message:
-            nonlocal received, rejected
+            nonlocal received
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    rejected = True
-                    raise _TooLarge()
+                    raise _TooLarge(self.max_bytes)
             return message
 
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            await self.app(scope, limited_receive, send)
+            await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
-            await _reject(send, self.max_bytes)
+            # Raised where nothing turned it into a response (a reader outside FastAPI's body parsing).
+            if not started:
+                await _reject(send, self.max_bytes)
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(HTTPException):
+    """An HTTPException on purpose: FastAPI's body parsing turns any other error of the receive channel
+    into a 400, but re-raises these, so the problem handler renders the 413."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"Request bodies are limited to {limit} bytes.")
 
 
 async def _reject(send: Send, limit: int) -> None:

@@ -6,14 +6,25 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from sqlalchemy import select
+from sqlmodel import col
 
+from execution.paper.rules import MarketRules
 from gateway.deps import RuntimeDep, SessionDep
 from gateway.services.orders import rules_for
-from shared.errors import NotFound
+from shared.errors import InvalidInput, NotFound
 from shared.models import CandleRow
 from shared.schemas.orders import CandleOut
 
 router = APIRouter(prefix="/api/markets", tags=["market data"])
+
+
+def _market(rt: RuntimeDep, symbol: str) -> MarketRules:
+    """A symbol in the path names the resource: an unknown one is not there (404). In a body (orders,
+    quotes) it is a field with a bad value and stays a 422."""
+    try:
+        return rules_for(rt.markets, symbol)
+    except InvalidInput:
+        raise NotFound(f"Unknown symbol {symbol}; see GET /api/markets.") from None
 
 
 @router.get("")
@@ -23,7 +34,7 @@ async def markets(rt: RuntimeDep) -> list[dict[str, str]]:
 
 @router.get("/{symbol}/ticker")
 async def ticker(symbol: str, rt: RuntimeDep) -> dict[str, Any]:
-    rules = rules_for(rt.markets, symbol)
+    rules = _market(rt, symbol)
     value = await rt.market_data.get("ticker", rules.symbol)
     if value is None:
         raise NotFound(f"No price for {rules.symbol} yet.")
@@ -34,7 +45,7 @@ async def ticker(symbol: str, rt: RuntimeDep) -> dict[str, Any]:
 async def depth(
     symbol: str, rt: RuntimeDep, limit: Annotated[int, Query(ge=1, le=100)] = 20
 ) -> dict[str, Any]:
-    rules = rules_for(rt.markets, symbol)
+    rules = _market(rt, symbol)
     value = await rt.market_data.get("depth", rules.symbol) or {
         "symbol": rules.symbol,
         "bids": [],
@@ -47,7 +58,7 @@ async def depth(
 async def trades(
     symbol: str, rt: RuntimeDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
 ) -> list[dict[str, Any]]:
-    rules = rules_for(rt.markets, symbol)
+    rules = _market(rt, symbol)
     return await rt.market_data.recent_trades(rules.symbol, limit)
 
 
@@ -59,12 +70,12 @@ async def candles(
     interval: Annotated[Literal["1m", "5m", "1h"], Query()] = "1m",
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[CandleOut]:
-    rules = rules_for(rt.markets, symbol)
+    rules = _market(rt, symbol)
     rows = (
         await session.execute(
             select(CandleRow)
-            .where(CandleRow.symbol == rules.symbol, CandleRow.interval == interval)
-            .order_by(CandleRow.start.desc())
+            .where(col(CandleRow.symbol) == rules.symbol, col(CandleRow.interval) == interval)
+            .order_by(col(CandleRow.start).desc())
             .limit(limit)
         )
     ).scalars()

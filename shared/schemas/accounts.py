@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 Mode = Literal["paper", "testnet"]
+
+
+def _no_control_characters(value: str) -> str:
+    """Credentials are text people type: a control character (NUL, ESC, DEL, C1) is a client error here,
+    not a 500 from a database that refuses NUL in text or a hash that would differ per driver."""
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+Printable = Annotated[str, AfterValidator(_no_control_characters)]
 
 
 class _In(BaseModel):
@@ -15,15 +27,15 @@ class _In(BaseModel):
 
 
 class RegisterIn(_In):
-    email: EmailStr = Field(max_length=320)
-    password: str = Field(min_length=8, max_length=1024)
+    email: Annotated[EmailStr, AfterValidator(_no_control_characters)] = Field(max_length=320)
+    password: Printable = Field(min_length=8, max_length=1024)
     binance_api_key: str | None = Field(default=None, min_length=1, max_length=256)
     binance_api_secret: str | None = Field(default=None, min_length=1, max_length=256)
 
 
 class LoginIn(_In):
-    email: str = Field(min_length=1, max_length=320)
-    password: str = Field(min_length=1, max_length=1024)
+    email: Printable = Field(min_length=1, max_length=320)
+    password: Printable = Field(min_length=1, max_length=1024)
 
 
 class RefreshIn(_In):
