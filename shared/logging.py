@@ -77,5 +77,5 @@ def configure_logging(*, production: bool, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access", "aiosqlite", "ccxt"):
+    for noisy in ("uvicorn.access", "aiosqlite", "ccxt", "alembic"):  # alembic: 7 "setup plugin" lines on import
         logging.getLogger(noisy).setLevel(logging.WARNING)

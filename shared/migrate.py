@@ -1,16 +1,24 @@
-"""Run Alembic migrations from code (CLI `tradebridge migrate`, `tradebridge up`, tests)."""
+"""Run Alembic migrations from code (CLI `tradebridge migrate`, `tradebridge up`, tests).
+
+Alembic's own INFO narration is silenced by shared.logging (warnings and errors still show); in its
+place, one line of ours says what a run changed.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import structlog
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
 from shared.db import create_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+log = structlog.get_logger(__name__)
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -28,15 +36,19 @@ async def _run(url: str, fn: str, revision: str) -> None:
     try:
         async with engine.connect() as conn:
 
-            def work(sync_conn: Connection) -> None:
+            def work(sync_conn: Connection) -> tuple[str, str]:
                 cfg = alembic_config(url)
                 cfg.attributes["connection"] = sync_conn
+                before = _heads(sync_conn)
                 getattr(command, fn)(cfg, revision)
+                return before, _heads(sync_conn)
 
-            await conn.run_sync(work)
+            before, after = await conn.run_sync(work)
             await conn.commit()
     finally:
         await engine.dispose()
+    if before != after:
+        log.info("database migrated", from_revision=before, to_revision=after)
 
 
 async def upgrade(url: str, revision: str = "head") -> None:
@@ -45,6 +57,10 @@ async def upgrade(url: str, revision: str = "head") -> None:
 
 async def downgrade(url: str, revision: str = "base") -> None:
     await _run(url, "downgrade", revision)
+
+
+def _heads(sync_conn: Connection) -> str:
+    return ",".join(sorted(MigrationContext.configure(sync_conn).get_current_heads())) or "base"
 
 
 def _ensure_sqlite_dir(url: str) -> None:

@@ -121,12 +121,18 @@ def migrate(
 ) -> None:
     """Apply (or roll back) database migrations on DATABASE_URL."""
     settings = _settings()
+    from alembic.util import CommandError
+
     from shared import migrate as m
 
-    if downgrade:
-        asyncio.run(m.downgrade(settings.database_url, revision if revision != "head" else "base"))
-    else:
-        asyncio.run(m.upgrade(settings.database_url, revision))
+    try:
+        if downgrade:
+            asyncio.run(m.downgrade(settings.database_url, revision if revision != "head" else "base"))
+        else:
+            asyncio.run(m.upgrade(settings.database_url, revision))
+    except CommandError as exc:  # a revision that does not exist, ...: the operator's mistake, one line
+        console.print(f"[red]migrate:[/red] {exc}")
+        raise typer.Exit(2) from exc
     console.print(f"database at {revision if not downgrade else 'downgraded ' + revision}")
 
 
