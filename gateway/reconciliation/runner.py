@@ -46,7 +46,7 @@ class ReconOptions:
 
 
 class Reconciler:
-    """Runs reports for one runtime; `submit` runs one in the background (the API's 202)."""
+    """Runs reports for one runtime; `start` runs one in the background (the API's 202)."""
 
     def __init__(
         self,
@@ -60,27 +60,32 @@ class Reconciler:
         self.options = options or ReconOptions()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def create(self, trigger: str, requested_by: str | None) -> str:
+    def add_report(self, session: AsyncSession, trigger: str, requested_by: str | None) -> str:
+        """Add a `running` report row to the caller's transaction (the API's request: on SQLite a second
+        transaction would wait on the request's write lock until it times out)."""
         report_id = new_id()
-        async with unit_of_work(self.rt.sessions) as session:
-            session.add(
-                ReconciliationReport(
-                    id=report_id,
-                    status="running",
-                    trigger=trigger,
-                    requested_by=requested_by,
-                    started_at=self.rt.clock.now(),
-                    summary={},
-                )
+        session.add(
+            ReconciliationReport(
+                id=report_id,
+                status="running",
+                trigger=trigger,
+                requested_by=requested_by,
+                started_at=self.rt.clock.now(),
+                summary={},
             )
+        )
         return report_id
 
-    async def submit(self, trigger: str, requested_by: str | None) -> str:
-        report_id = await self.create(trigger, requested_by)
+    async def create(self, trigger: str, requested_by: str | None) -> str:
+        async with unit_of_work(self.rt.sessions) as session:
+            return self.add_report(session, trigger, requested_by)
+
+    async def start(self, report_id: str) -> None:
+        """Run a report whose row is committed in the background. A coroutine, so that the API's
+        BackgroundTasks calls it on the event loop after the commit (a plain function would run in a thread)."""
         task = asyncio.create_task(self.execute(report_id), name=f"reconciliation-{report_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return report_id
 
     async def run(
         self, trigger: str, requested_by: str | None = None, progress: Progress | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, BackgroundTasks, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
@@ -31,10 +31,14 @@ class RepairIn(BaseModel):
 
 @router.post("", status_code=202)
 async def start(
-    admin: CurrentAdmin, rt: RuntimeDep, session: SessionDep, auditor: AuditorDep
+    admin: CurrentAdmin, rt: RuntimeDep, session: SessionDep, auditor: AuditorDep, after: BackgroundTasks
 ) -> dict[str, str]:
-    report_id = await get_reconciler(rt).submit("api", admin.id)
+    """The report row and its audit record commit with the request; the run starts after the response,
+    which is after that commit (the session dependency ends when the endpoint returns)."""
+    reconciler = get_reconciler(rt)
+    report_id = reconciler.add_report(session, "api", admin.id)
     await auditor.record(session, "reconciliation.run", actor_id=admin.id, target=report_id)
+    after.add_task(reconciler.start, report_id)
     return {"report_id": report_id}
 
 

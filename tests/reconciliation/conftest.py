@@ -3,18 +3,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select, update
 
 from execution.service import start_execution
-from gateway.app import create_app
-from gateway.reconciliation import ReconOptions, reconciliation_hook
-from gateway.routes import reconciliation as recon_routes
 from shared.db import unit_of_work
 from shared.ids import new_id
 from shared.models import Balance, LedgerPosting, Order
+from shared.settings import Settings
 from tests.binance_double.server import BinanceDouble
 from tests.support.api import Api, make_settings, running_api
 from tests.support.eventually import eventually
@@ -28,35 +27,39 @@ def binance_double() -> Iterator[BinanceDouble]:
         yield double
 
 
-def build(
-    pg_url: str, redis_url: str, redis_prefix: str, double_url: str, hooks: list[Any]
-) -> tuple[Any, Any]:
-    settings = make_settings(
-        pg_url,
-        redis_url=redis_url,
-        redis_prefix=redis_prefix,
-        paper_starting_balances_csv="USDT=10000,BTC=1",
-        admin_email=ADMIN[0],
-        admin_password=ADMIN[1],
-        binance_testnet_url=double_url,
-    )
-    app = create_app(settings, hooks=hooks)
-    if not any(getattr(r, "path", "").startswith("/api/admin/reconciliation") for r in app.routes):
-        app.include_router(recon_routes.router)  # until gateway/app.py includes it
-    return app, settings
+def recon_settings(
+    database: str, tmp_path: Path, pg_url: str, redis_url: str, redis_prefix: str, **overrides: Any
+) -> tuple[Settings, bool]:
+    """Settings for the whole system on `database` ("postgresql": PostgreSQL and Redis Streams; "sqlite": a
+    file and the in-process bus, as `tradebridge up`), and whether the database needs migrating."""
+    values: dict[str, Any] = {
+        "paper_starting_balances_csv": "USDT=10000,BTC=1",
+        "admin_email": ADMIN[0],
+        "admin_password": ADMIN[1],
+        "reconciliation_interval_s": 0,  # reports on demand only, unless a test schedules them
+        **overrides,
+    }
+    if database == "postgresql":
+        return make_settings(pg_url, redis_url=redis_url, redis_prefix=redis_prefix, **values), False
+    return make_settings(f"sqlite+aiosqlite:///{tmp_path / 'recon.db'}", **values), True
 
 
-@pytest.fixture
+@pytest.fixture(params=["postgresql", "sqlite"])
 async def recon(
-    pg_url: str, redis_url: str, redis_prefix: str, binance_double: BinanceDouble
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    pg_url: str,
+    redis_url: str,
+    redis_prefix: str,
+    binance_double: BinanceDouble,
 ) -> AsyncIterator[Api]:
-    """Gateway + worker (in-process) + reconciliation (no schedule), on PostgreSQL, Redis and the Binance double."""
-    app, settings = build(
-        pg_url, redis_url, redis_prefix, binance_double.url, [start_execution, reconciliation_hook(0)]
+    """The app as create_app builds it, with the execution worker in-process, on each database and the
+    Binance double."""
+    settings, migrate = recon_settings(
+        request.param, tmp_path, pg_url, redis_url, redis_prefix, binance_testnet_url=binance_double.url
     )
-    async with running_api(settings, app=app) as api:
+    async with running_api(settings, migrate=migrate, hooks=[start_execution]) as api:
         await api.runtime.extras["worker"].ready.wait()
-        api.runtime.extras["recon_options"] = ReconOptions(stuck_after_s=60)
         yield api
 
 

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
 import shared.models.reconciliation  # noqa: F401
 from execution.service import start_execution
-from gateway.reconciliation import reconciliation_hook
 from gateway.reconciliation.store import list_reports
 from shared.db import create_engine, unit_of_work
-from tests.reconciliation.conftest import build
+from shared.migrate import upgrade
+from tests.reconciliation.conftest import recon_settings
 from tests.support.api import running_api
 from tests.support.eventually import eventually
 
 TABLES = {"reconciliation_reports", "reconciliation_mismatches"}
 
 
-async def test_no_drift_between_models_and_migration(pg_url: str) -> None:
-    engine = create_engine(pg_url)
+@pytest.mark.parametrize("database", ["postgresql", "sqlite"])
+async def test_no_drift_between_models_and_migration(database: str, tmp_path: Path, pg_url: str) -> None:
+    url = pg_url
+    if database == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'schema.db'}"
+        await upgrade(url)
+    engine = create_engine(url)
     try:
         async with engine.connect() as conn:
             diff = await conn.run_sync(
@@ -33,11 +41,15 @@ async def test_no_drift_between_models_and_migration(pg_url: str) -> None:
     assert mine == []
 
 
-async def test_scheduled_reports(pg_url: str, redis_url: str, redis_prefix: str) -> None:
-    app, settings = build(
-        pg_url, redis_url, redis_prefix, "http://127.0.0.1:9", [start_execution, reconciliation_hook(0.2)]
+@pytest.mark.parametrize("database", ["postgresql", "sqlite"])
+async def test_scheduled_reports(
+    database: str, tmp_path: Path, pg_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """RECONCILIATION_INTERVAL_S alone schedules reports in the app create_app builds."""
+    settings, migrate = recon_settings(
+        database, tmp_path, pg_url, redis_url, redis_prefix, reconciliation_interval_s=0.2
     )
-    async with running_api(settings, app=app) as api:
+    async with running_api(settings, migrate=migrate, hooks=[start_execution]) as api:
 
         async def two_scheduled() -> bool:
             async with unit_of_work(api.runtime.sessions) as s:
