@@ -2,10 +2,11 @@
 worker with the market maker, synthetic price feed, events `/ws`) on a tmp SQLite file and the in-process bus,
 plus `mount_web`.
 
-Parts still being integrated are used when present and stood in for when not:
-- no price feed / events service in the tree: gateway + worker by hand, a ticker pump publishing TICKERs, and
-  the UI's REST polling fallback if `/ws` is missing;
-- no reconciliation endpoints on the app: a faithful double of the contract (`recon_double.py`).
+Parts still being integrated are used when present and stood in for when not: no price feed / events service
+in the tree: gateway + worker by hand, a ticker pump publishing TICKERs, and the UI's REST polling fallback if
+`/ws` is missing.
+
+`RunningSystem.call` runs a coroutine on the server's own event loop (to seed data through its runtime).
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 from fastapi import FastAPI
@@ -33,12 +34,23 @@ ADMIN_PASSWORD = "admin password 123"
 BASE_PRICES = {"BTCUSDT": Decimal("60000.00"), "ETHUSDT": Decimal("3000.00"), "BNBUSDT": Decimal("500.0")}
 
 
+T = TypeVar("T")
+
+
 @dataclass
 class RunningSystem:
     url: str
     app: FastAPI
     has_ws: bool
-    recon_double: bool
+    loop: asyncio.AbstractEventLoop
+
+    @property
+    def runtime(self) -> Any:
+        return self.app.state.runtime
+
+    def call(self, work: Callable[[Any], Coroutine[Any, Any, T]], timeout: float = 30) -> T:
+        """`work(runtime)` on the server's event loop (the runtime's engine and bus belong to it)."""
+        return asyncio.run_coroutine_threadsafe(work(self.runtime), self.loop).result(timeout)
 
 
 def free_port() -> int:
@@ -78,7 +90,7 @@ def ticker_pump(interval_s: float = 0.5):  # type: ignore[no-untyped-def]
     return hook
 
 
-def build_app(db_path: Path, binance_url: str) -> tuple[FastAPI, bool, bool]:
+def build_app(db_path: Path, binance_url: str) -> tuple[FastAPI, bool]:
     """`tradebridge up`'s own app (`create_embedded_app`) when the tree has it all; else its parts by hand."""
     from gateway.web import mount_web
 
@@ -100,14 +112,9 @@ def build_app(db_path: Path, binance_url: str) -> tuple[FastAPI, bool, bool]:
         app = _assembled_app(settings)
     paths = {getattr(r, "path", None) for r in app.routes}
     has_ws = "/ws" in paths
-    recon_double = "/api/admin/reconciliation" not in paths
-    if recon_double:
-        from tests.browser.recon_double import router
-
-        app.include_router(router)
     if not any(type(r).__name__ == "_ClientRoutes" for r in app.routes):
         mount_web(app)
-    return app, has_ws, recon_double
+    return app, has_ws
 
 
 def _assembled_app(settings: Any) -> FastAPI:
@@ -131,13 +138,21 @@ def _assembled_app(settings: Any) -> FastAPI:
 
 @contextlib.contextmanager
 def running_system(db_path: Path, binance_url: str) -> Iterator[RunningSystem]:
-    app, has_ws, recon = build_app(db_path, binance_url)
+    app, has_ws = build_app(db_path, binance_url)
     port = free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio", lifespan="on"
     )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn-browser-tests", daemon=True)
+    # A loop factory of our own: Runner then leaves this thread's current event loop alone.
+    runner = asyncio.Runner(loop_factory=config.get_loop_factory() or asyncio.new_event_loop)
+
+    def serve() -> None:
+        with runner:
+            runner.run(server.serve())
+
+    loop = runner.get_loop()  # made here, so the tests have it before the thread runs
+    thread = threading.Thread(target=serve, name="uvicorn-browser-tests", daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
     while not server.started:
@@ -145,7 +160,7 @@ def running_system(db_path: Path, binance_url: str) -> Iterator[RunningSystem]:
             raise RuntimeError("the server did not start")
         time.sleep(0.05)  # polling a thread's start flag; not a test wait
     try:
-        yield RunningSystem(f"http://127.0.0.1:{port}", app, has_ws, recon)
+        yield RunningSystem(f"http://127.0.0.1:{port}", app, has_ws, loop)
     finally:
         server.should_exit = True
         thread.join(timeout=15)

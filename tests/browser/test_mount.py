@@ -7,17 +7,16 @@ from pathlib import Path
 import pytest
 
 from gateway.app import create_app
-from gateway.web import CHART_MODULE, mount_web
+from gateway.web import CHART_MODULE
 from tests.support.api import make_settings, running_api
 
 
 @pytest.fixture
 async def api(tmp_path: Path):  # type: ignore[no-untyped-def]
     settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'web.db'}")
-    app = create_app(settings, migrate=True)
-    mount_web(app)
+    app = create_app(settings, migrate=True)  # mounts the web app last, after every API router
 
-    @app.get("/api/added-after-mount")  # a router included after mount_web stays reachable
+    @app.get("/api/added-after-mount")  # a route added after mount_web stays reachable
     async def added() -> dict[str, bool]:
         return {"ok": True}
 
@@ -39,6 +38,8 @@ async def test_api_prefixes_are_not_shadowed(api) -> None:  # type: ignore[no-un
     assert (await api.client.get("/healthz")).json() == {"status": "ok"}
     assert (await api.client.get("/api/markets")).status_code == 200
     assert (await api.client.get("/api/added-after-mount")).json() == {"ok": True}
+    recon = await api.client.get("/api/admin/reconciliation", headers={"Accept": "text/html"})
+    assert recon.status_code == 401 and recon.headers["content-type"].startswith("application/problem+json")
     for path in ("/api/nope", "/auth/nope", "/ws", "/assets/nope.js", "/favicon.ico"):
         r = await api.client.get(path)
         assert r.status_code == 404, path
@@ -66,4 +67,5 @@ async def test_unknown_paths_are_problem_json_for_api_clients(api) -> None:  # t
     r = await api.client.get("/no/such/route", headers={"Accept": "application/json"})
     assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
     r = await api.client.get("/no/such/route", headers={"Accept": "text/html"})
-    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")  # the app shows its own 404
+    # The app shows its own 404.
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")

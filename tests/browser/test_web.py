@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import re
 import uuid
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import expect
 
+from shared.db import unit_of_work
+from shared.models import Balance
 from tests.browser.conftest import PHONE, SCREENSHOTS
 from tests.browser.server import ADMIN_EMAIL, ADMIN_PASSWORD, RunningSystem
 
@@ -137,21 +141,62 @@ def test_limit_order_validation_then_cancel_on_a_phone(page: Any, system: Runnin
     assert width <= PHONE["width"], f"page overflows the phone screen horizontally ({width}px)"
 
 
-def test_admin_opens_a_reconciliation_report_and_downloads_csv(page: Any, system: RunningSystem) -> None:
+def seed_unjournaled_balance(system: RunningSystem) -> str:
+    """A trader whose USDT balance row has no journal postings behind it: a drift the report must show."""
+    r = httpx.post(f"{system.url}/auth/register", json={"email": new_email(), "password": PASSWORD})
+    assert r.status_code == 201, r.text
+    user_id = str(r.json()["id"])
+
+    async def seed(rt: Any) -> None:
+        async with unit_of_work(rt.sessions) as s:
+            s.add(
+                Balance(
+                    account_id=user_id,
+                    asset="USDT",
+                    free=Decimal("5"),
+                    locked=Decimal(0),
+                    updated_at=rt.clock.now(),
+                )
+            )
+
+    system.call(seed)
+    return user_id
+
+
+def test_admin_runs_a_reconciliation_and_opens_its_report(page: Any, system: RunningSystem) -> None:
+    trader_id = seed_unjournaled_balance(system)
     login_in_ui(page, ADMIN_EMAIL, ADMIN_PASSWORD)
     page.get_by_role("link", name="Admin").click()
     expect(page).to_have_url(re.compile(r"/admin$"))
+
     page.get_by_role("button", name="Run reconciliation now").click()
-    detail = page.locator("#report-detail")
-    expect(detail.get_by_role("heading", name=re.compile("^Report "))).to_be_visible()
-    expect(page.locator("#reports-body tr[data-report-id]").first).to_be_visible()
-    expect(page.locator("#mismatches, #no-mismatches")).to_be_visible(timeout=20_000)
+    heading = page.locator("#report-detail h2")
+    expect(heading).to_have_text(re.compile(r"^Report \S+$"))
+    report_id = heading.inner_text().removeprefix("Report ")
+    listed = page.locator(f'#reports-body tr[data-report-id="{report_id}"]')
+    expect(listed).to_be_visible()
+    expect(listed).to_have_attribute("data-status", "done", timeout=30_000)  # the list follows the run
+    drift = page.locator("#mismatches tr.mismatch", has_text="balance_journal_mismatch")
+    expect(drift).to_have_count(1)
+    expect(drift).to_contain_text(trader_id)
+    expect(drift).to_contain_text("5/0")
+
+    # Opened again from the list, on a fresh page.
+    page.reload()
+    expect(page.locator("#report-detail")).to_contain_text("Select a report.")
+    listed.get_by_role("button", name=f"Open report {report_id}").click()
+    expect(heading).to_have_text(f"Report {report_id}")
+    expect(page.locator("#report-detail dd").first).to_have_text(report_id)
+    expect(drift).to_contain_text(trader_id)
+    shot(page, "admin_reconciliation_report")
+
     with page.expect_download() as info:
         page.get_by_role("button", name="Download CSV").click()
     download = info.value
-    assert download.suggested_filename.endswith(".csv")
-    text = Path(download.path()).read_text(encoding="utf-8")
-    assert "," in text.splitlines()[0]
+    assert download.suggested_filename == f"reconciliation-{report_id}.csv"
+    lines = Path(download.path()).read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("id,kind,scope,user_id,asset")
+    assert any(",balance_journal_mismatch,paper," in line and trader_id in line for line in lines[1:])
 
 
 def test_non_admin_sees_no_admin_page(page: Any, system: RunningSystem) -> None:

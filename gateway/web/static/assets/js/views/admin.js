@@ -4,15 +4,6 @@ import { api, download } from "../api.js";
 import { clear, el, toast } from "../dom.js";
 import * as fmt from "../fmt.js";
 
-const idOf = (r) => r.report_id ?? r.id;
-
-function mismatchesOf(report) {
-  for (const key of ["mismatches", "differences", "items", "rows"]) {
-    if (Array.isArray(report?.[key])) return report[key];
-  }
-  return [];
-}
-
 function cell(value) {
   if (value === null || value === undefined) return "";
   if (typeof value === "object") return JSON.stringify(value);
@@ -42,7 +33,7 @@ export function mountAdmin(main, ctx) {
       await loadList();
       await openReport(reportId);
     } catch (exc) {
-      toast(exc.status === 404 ? "Reconciliation is not available on this server yet." : `Could not start: ${exc.message}`, "error");
+      toast(`Could not start: ${exc.message}`, "error");
     } finally {
       runButton.disabled = false;
     }
@@ -50,20 +41,18 @@ export function mountAdmin(main, ctx) {
 
   async function loadList() {
     try {
-      const raw = await api("GET", "/api/admin/reconciliation");
-      reports = Array.isArray(raw) ? raw : raw?.items || [];
+      reports = await api("GET", "/api/admin/reconciliation");
     } catch (exc) {
-      clear(listBody, el("tr", { class: "empty" }, el("td", { colSpan: 5 },
-        exc.status === 404 ? "Reconciliation is not available on this server yet." : `Could not load reports: ${exc.message}`)));
+      clear(listBody, el("tr", { class: "empty" }, el("td", { colSpan: 5 }, `Could not load reports: ${exc.message}`)));
       return;
     }
-    clear(listBody, reports.length ? reports.map((r) => el("tr", { dataset: { reportId: idOf(r) }, class: idOf(r) === selected ? "selected" : "" },
-      el("td", { class: "mono" }, String(idOf(r))),
-      el("td", {}, fmt.dateTime(r.created_at ?? r.started_at)),
-      el("td", {}, cell(r.status ?? "")),
-      el("td", { class: "num" }, cell(r.mismatch_count ?? r.mismatches_count ?? (Array.isArray(r.mismatches) ? r.mismatches.length : ""))),
+    clear(listBody, reports.length ? reports.map((r) => el("tr", { dataset: { reportId: r.id, status: r.status }, class: r.id === selected ? "selected" : "" },
+      el("td", { class: "mono" }, r.id),
+      el("td", {}, fmt.dateTime(r.started_at)),
+      el("td", {}, r.status),
+      el("td", { class: "num" }, cell(r.mismatch_count)),
       el("td", {}, el("button", {
-        type: "button", class: "btn btn-small", "aria-label": `Open report ${idOf(r)}`, onclick: () => openReport(idOf(r)),
+        type: "button", class: "btn btn-small", "aria-label": `Open report ${r.id}`, onclick: () => openReport(r.id),
       }, "Open")))) : el("tr", { class: "empty" }, el("td", { colSpan: 5 }, "No reports yet")));
   }
 
@@ -77,7 +66,7 @@ export function mountAdmin(main, ctx) {
       toast(`Could not open report: ${exc.message}`, "error");
       return;
     }
-    const rows = mismatchesOf(report);
+    const rows = report.mismatches;
     const columns = [...new Set(rows.flatMap((r) => Object.keys(r)))];
     const summary = Object.entries(report).filter(([k, v]) => v === null || typeof v !== "object");
     clear(detail,
@@ -97,9 +86,10 @@ export function mountAdmin(main, ctx) {
         el("p", { class: "muted", id: "no-mismatches" }, "No mismatches: the books agree."));
     detail.focus();
     for (const tr of listBody.querySelectorAll("tr")) tr.classList.toggle("selected", tr.dataset.reportId === String(reportId));
-    const status = String(report.status || "").toLowerCase();
-    if (["pending", "running", "queued"].includes(status)) {
-      poller = setTimeout(() => { if (selected === reportId) { loadList(); openReport(reportId); } }, 1500);
+    if (report.status === "running") {
+      poller = setTimeout(() => { if (selected === reportId) openReport(reportId); }, 1500);
+    } else if (listBody.querySelector(`tr[data-report-id="${CSS.escape(reportId)}"]`)?.dataset.status !== report.status) {
+      loadList(); // the list was loaded while this report ran
     }
   }
 
@@ -110,7 +100,7 @@ export function mountAdmin(main, ctx) {
       runButton,
       el("div", { class: "table-wrap" }, el("table", { class: "data", id: "reports" },
         el("caption", { class: "sr-only" }, "Reconciliation reports"),
-        el("thead", {}, el("tr", {}, ["Report", "Created", "Status", "Mismatches", ""].map((h) => el("th", { scope: "col" }, h)))),
+        el("thead", {}, el("tr", {}, ["Report", "Started", "Status", "Mismatches", ""].map((h) => el("th", { scope: "col" }, h)))),
         listBody))),
     detail));
   ctx.own(() => clearTimeout(poller));
