@@ -27,7 +27,13 @@ from tradebridge.bootstrap import Runtime, build_runtime
 
 
 def hub_config_for(settings: Settings, **overrides: Any) -> HubConfig:
-    return HubConfig(symbols=frozenset(settings.symbols), **overrides)
+    values: dict[str, Any] = {
+        "symbols": frozenset(settings.symbols),
+        "max_connections_per_user": settings.ws_max_connections_per_user,
+        "max_message_bytes": settings.ws_max_message_bytes,
+        "auth_timeout_s": settings.ws_auth_timeout_s,
+    }
+    return HubConfig(**{**values, **overrides})
 
 
 def make_events_hook(config: HubConfig | None = None) -> Callable[[Runtime, AsyncExitStack], Any]:
@@ -69,7 +75,9 @@ def create_events_app(
             await hook(rt, stack)
             yield
 
-    app = FastAPI(title="TradeBridge events", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="TradeBridge events", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:

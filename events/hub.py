@@ -47,10 +47,21 @@ class HubConfig:
     read_count: int = 1000  # entries per bus read
     read_block_ms: int = 1000
     symbols: frozenset[str] | None = None  # known symbols for channel validation (None: any well-formed)
+    max_connections_per_user: int = 32  # sockets one user may hold in this process (past it: 4429)
+    max_message_bytes: int = 64 * 1024  # largest client message parsed (past it: 1009)
+    auth_timeout_s: float = 5.0  # deadline for `{"op": "auth"}` on a socket that brought no token
 
     def __post_init__(self) -> None:
         if self.queue_size < 2 or self.send_timeout_s <= 0 or self.replay_page < 1:
             raise ValueError("queue_size >= 2, send_timeout_s > 0 and replay_page >= 1 are required")
+        if self.max_connections_per_user < 1 or self.max_message_bytes < 1 or self.auth_timeout_s <= 0:
+            raise ValueError(
+                "max_connections_per_user >= 1, max_message_bytes >= 1, auth_timeout_s > 0 required"
+            )
+
+
+class TooManyConnections(Exception):
+    """The user already holds `max_connections_per_user` sockets on this process."""
 
 
 Sender = Callable[[str], Awaitable[None]]
@@ -126,7 +137,12 @@ class Connection:
     def enqueue(self, text: str) -> None:
         if self.close_code is not None:
             return
-        if self.pending is None and self.sending_since is None and not len(self.outbox) and self._send_now(text):
+        if (
+            self.pending is None
+            and self.sending_since is None
+            and not len(self.outbox)
+            and self._send_now(text)
+        ):
             return
         if not self.outbox.offer(text):
             self.request_close(p.CLOSE_SLOW_CONSUMER, "slow consumer")
@@ -253,6 +269,10 @@ class EventsHub:
     # -- connections ------------------------------------------------------------------------------------------
 
     def connect(self, user_id: str, send: Sender) -> Connection:
+        """Register a socket; synchronous, so the per-user cap holds however many connect at once."""
+        existing = self._by_user.get(user_id)
+        if existing is not None and len(existing) >= self.config.max_connections_per_user:
+            raise TooManyConnections(user_id)
         conn = Connection(
             user_id=user_id,
             send=send,
@@ -313,7 +333,9 @@ class EventsHub:
             after = parse_id(last_event_id)
         except InvalidStreamId:
             conn.enqueue(
-                p.error_message(self.now(), "BAD_EVENT_ID", "last_event_id is not a stream id like '<ms>-<seq>'")
+                p.error_message(
+                    self.now(), "BAD_EVENT_ID", "last_event_id is not a stream id like '<ms>-<seq>'"
+                )
             )
             return None
         conn.resuming = True
@@ -330,7 +352,9 @@ class EventsHub:
                 continue
             if channel not in conn.channels and len(conn.channels) >= p.MAX_CHANNELS_PER_CONNECTION:
                 conn.enqueue(
-                    p.error_message(self.now(), "TOO_MANY_CHANNELS", "subscription limit reached", channel=channel)
+                    p.error_message(
+                        self.now(), "TOO_MANY_CHANNELS", "subscription limit reached", channel=channel
+                    )
                 )
                 continue
             conn.channels.add(channel)
@@ -494,4 +518,3 @@ def _private_text(msg: BusMessage, user_id: str) -> str | None:
     if data.get("user_id") != user_id or not isinstance(data.get("type"), str):
         return None  # never leak another user's event, whatever the stream holds
     return p.event_message(data["type"], msg.id, data.get("ts"), data.get("data"))
-

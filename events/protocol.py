@@ -2,8 +2,15 @@
 
 Pure functions and frozen values only (no I/O), so the rules the hub applies can be tested on their own.
 
+Authentication, in this order: `?token=`, `Authorization: Bearer`, the subprotocols `["bearer", TOKEN]`
+(the server selects "bearer"), else the first message `{"op": "auth", "token": ...}` within the auth deadline.
+The header, subprotocol and message ways keep the token out of URLs, which proxies and servers log.
+
 Close codes (documented for API clients):
-- 4401 unauthorized: missing, bad or expired token on the upgrade, or the token expired while connected;
+- 4401 unauthorized: missing, bad or expired token (or no auth message in time, or another message first), or
+  the token expired while connected;
+- 4429 too many connections: the user already holds the maximum number of sockets on this server process;
+- 1009 message too big: a client message over the size limit (it is not parsed);
 - 4008 slow consumer: the client did not read fast enough (its outgoing queue overflowed or a send timed out);
   it should reconnect and `resume` from its last event id;
 - 1001 going away: the server is shutting down; reconnect (to any instance) and `resume`;
@@ -25,6 +32,10 @@ CLOSE_UNAUTHORIZED: Final = 4401
 CLOSE_SLOW_CONSUMER: Final = 4008
 CLOSE_GOING_AWAY: Final = 1001
 CLOSE_TRY_AGAIN: Final = 1013
+CLOSE_TOO_MANY_CONNECTIONS: Final = 4429
+CLOSE_MESSAGE_TOO_BIG: Final = 1009
+
+BEARER_SUBPROTOCOL: Final = "bearer"
 
 CANDLE_INTERVALS: Final = frozenset({"1m", "5m", "1h"})
 MAX_CHANNELS_PER_CONNECTION: Final = 200
@@ -125,6 +136,8 @@ def parse_op(text: str | bytes) -> Op | str:
         if not isinstance(channels, list) or not channels:
             return f"'{op}' needs a non-empty 'channels' list"
         return Op(op, channels=tuple(channels))
+    if op == "auth":
+        return "already authenticated"
     if op == "resume":
         last = value.get("last_event_id")
         if not isinstance(last, str) or not last:
@@ -135,3 +148,32 @@ def parse_op(text: str | bytes) -> Op | str:
 
 def dedupe(channels: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(channels))
+
+
+def token_from_subprotocols(offered: Iterable[str]) -> str | None:
+    """The token of `Sec-WebSocket-Protocol: bearer, TOKEN` (the entry after "bearer"), if offered."""
+    items = list(offered)
+    try:
+        token = items[items.index(BEARER_SUBPROTOCOL) + 1]
+    except (ValueError, IndexError):
+        return None
+    return token or None
+
+
+def parse_auth(text: str | bytes) -> str | None:
+    """The token of a first message `{"op": "auth", "token": "..."}`; None for anything else."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(value, dict) or value.get("op") != "auth":
+        return None
+    token = value.get("token")
+    return token if isinstance(token, str) and token else None
+
+
+def too_big(text: str | bytes, limit: int) -> bool:
+    """Whether a message exceeds `limit` bytes (UTF-8 for text); encodes only when the length can't tell."""
+    if isinstance(text, bytes) or len(text) > limit:
+        return len(text) > limit
+    return len(text) * 4 > limit and len(text.encode("utf-8", "surrogatepass")) > limit

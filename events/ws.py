@@ -1,8 +1,13 @@
-"""The `/ws` endpoint: authenticate the upgrade, then run one socket against the process's hub.
+"""The `/ws` endpoint: authenticate the socket, then run it against the process's hub.
+
+The token comes from `?token=`, `Authorization: Bearer`, the subprotocols `["bearer", TOKEN]` or, failing
+those, the first message `{"op": "auth", "token": ...}` within the auth deadline: the last two keep it out of
+URLs, which proxies log (our own logs redact it: shared.logging).
 
 Per socket there are three tasks: this one (receives client ops), the sender (drains the bounded queue with
 a timeout per send) and, while resuming, the replay. Whichever ends the connection (client gone, slow consumer,
-token expiry, shutdown) sets `conn.closed`; this task then closes the socket with the recorded code.
+token expiry, oversized message, shutdown) sets `conn.closed`; this task then closes the socket with the
+recorded code.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from events import protocol as p
-from events.hub import Connection, EventsHub
+from events.hub import Connection, EventsHub, TooManyConnections
 from shared.errors import Unauthorized
 from shared.security.tokens import AccessClaims, TokenService
 
@@ -28,13 +33,14 @@ router = APIRouter()
 
 
 def _token_of(ws: WebSocket) -> str | None:
+    """The token the upgrade carried (query, header or subprotocol); None: expect an auth message."""
     token = ws.query_params.get("token")
     if token:
         return token
     scheme, _, value = ws.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    return None
+    return p.token_from_subprotocols(ws.scope.get("subprotocols") or ())
 
 
 def _parts(ws: WebSocket) -> tuple[EventsHub, TokenService]:
@@ -45,14 +51,46 @@ def _parts(ws: WebSocket) -> tuple[EventsHub, TokenService]:
 @router.websocket("/ws")
 async def events_socket(ws: WebSocket) -> None:
     hub, tokens = _parts(ws)
+    offered = ws.scope.get("subprotocols") or ()
     # Accept first: a close before accept is an HTTP 403 on the upgrade, and clients could not see 4401.
-    await ws.accept()
+    # A client that offered "bearer" gets it back (never its token, which it offered as a subprotocol too).
+    await ws.accept(subprotocol=p.BEARER_SUBPROTOCOL if p.BEARER_SUBPROTOCOL in offered else None)
+    token = _token_of(ws)
+    by_message = token is None
+    if token is None:
+        token = await _auth_message(ws, hub)
+        if token is None:
+            return
     try:
-        claims = tokens.decode_access(_token_of(ws) or "")
+        claims = tokens.decode_access(token)
     except Unauthorized:
         await _close(ws, p.CLOSE_UNAUTHORIZED, "unauthorized")
         return
-    await serve_connection(ws, hub, claims)
+    await serve_connection(ws, hub, claims, acknowledge_auth=by_message)
+
+
+async def _auth_message(ws: WebSocket, hub: EventsHub) -> str | None:
+    """Wait for `{"op": "auth", "token": ...}` as the first message; on anything else (or nothing in time)
+    close the socket and return None."""
+    try:
+        message = await asyncio.wait_for(ws.receive(), hub.config.auth_timeout_s)
+    except TimeoutError:
+        await _close(ws, p.CLOSE_UNAUTHORIZED, "no auth message in time")
+        return None
+    except WebSocketDisconnect:
+        return None
+    if message["type"] == "websocket.disconnect":
+        return None
+    text = message.get("text")
+    if text is None:
+        text = message.get("bytes") or b""
+    if p.too_big(text, hub.config.max_message_bytes):
+        await _close(ws, p.CLOSE_MESSAGE_TOO_BIG, "message too big")
+        return None
+    token = p.parse_auth(text)
+    if token is None:
+        await _close(ws, p.CLOSE_UNAUTHORIZED, 'unauthorized: send {"op": "auth"} first')
+    return token
 
 
 def _text_sender(ws: WebSocket) -> Callable[[str], Awaitable[None]]:
@@ -67,8 +105,16 @@ def _text_sender(ws: WebSocket) -> Callable[[str], Awaitable[None]]:
     return send
 
 
-async def serve_connection(ws: WebSocket, hub: EventsHub, claims: AccessClaims) -> None:
-    conn = hub.connect(claims.sub, _text_sender(ws))
+async def serve_connection(
+    ws: WebSocket, hub: EventsHub, claims: AccessClaims, *, acknowledge_auth: bool = False
+) -> None:
+    try:
+        conn = hub.connect(claims.sub, _text_sender(ws))
+    except TooManyConnections:
+        await _close(ws, p.CLOSE_TOO_MANY_CONNECTIONS, "too many connections")
+        return
+    if acknowledge_auth:  # the auth op gets its reply, so the client knows its token was taken
+        conn.enqueue(p.control_message("AUTHENTICATED", hub.now(), {"expires_at": claims.exp.isoformat()}))
     # `?last_event_id=` resumes atomically with the connection: nothing is delivered live before the replay.
     last_event_id = ws.query_params.get("last_event_id")
     initial = hub.start_resume(conn, last_event_id) if last_event_id else None
@@ -106,6 +152,9 @@ async def _receive_loop(
             text = message.get("text")
             if text is None:
                 text = message.get("bytes") or b""
+            if p.too_big(text, hub.config.max_message_bytes):
+                conn.request_close(p.CLOSE_MESSAGE_TOO_BIG, "message too big")
+                return
             work = hub.handle_text(conn, text)
             if work is not None:
                 replay = asyncio.ensure_future(work)

@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     reconciliation_interval_s: float = Field(default=3600, ge=0)  # 0 turns the schedule off
     # The outbox relay is woken by every commit that wrote outbox rows; this poll is only its fallback.
     outbox_poll_interval_s: float = Field(default=0.25, gt=0)
+    # uvicorn's access log (off: a line per request costs throughput); query strings are redacted either way.
+    access_log: bool = False
+    # WebSocket limits, per events process (`tradebridge events` or `up`): sockets one user may hold open
+    # (past it: close 4429), the largest client message accepted (past it: close 1009), and how long a socket
+    # that brought no token may take to send `{"op": "auth"}` (past it: close 4401).
+    ws_max_connections_per_user: int = Field(default=32, ge=1)
+    ws_max_message_bytes: int = Field(default=64 * 1024, ge=1024)
+    ws_auth_timeout_s: float = Field(default=5.0, gt=0)
 
     @field_validator("paper_market_maker", mode="before")
     @classmethod

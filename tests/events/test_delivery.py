@@ -12,7 +12,10 @@ from tests.support.eventually import eventually
 
 
 async def test_each_user_sees_only_their_own_events(events: Served) -> None:
-    async with client(events.url, events.token("alice")) as alice, client(events.url, events.token("bob")) as bob:
+    async with (
+        client(events.url, events.token("alice")) as alice,
+        client(events.url, events.token("bob")) as bob,
+    ):
         await alice.ping()
         await bob.ping()
         a1 = await publish_private(events.bus, "alice", n=1)
@@ -56,8 +59,12 @@ async def test_bearer_header_authenticates(events: Served) -> None:
 async def test_missing_bad_and_expired_tokens_close_4401(events: Served) -> None:
     past = ManualClock(datetime.now(UTC) - timedelta(hours=1))
     expired = TokenService(JWT_SECRET, access_ttl_s=60, clock=past).issue_access("alice", "user").token
-    forged = TokenService("another-secret-" + "y" * 32, clock=events.runtime.clock).issue_access("alice", "user").token
-    for token in (None, "garbage", expired, forged):
+    forged = (
+        TokenService("another-secret-" + "y" * 32, clock=events.runtime.clock)
+        .issue_access("alice", "user")
+        .token
+    )
+    for token in ("garbage", expired, forged):  # no token at all: test_auth_and_limits (the auth deadline)
         async with client(events.url, token) as c:
             assert await c.closed_code() == 4401, token
             assert c.messages == []
@@ -75,7 +82,10 @@ async def test_token_expiring_while_connected_closes_4401(events: Served) -> Non
 
 
 async def test_public_channels_subscribe_and_unsubscribe(events: Served) -> None:
-    async with client(events.url, events.token("alice")) as c, client(events.url, events.token("bob")) as other:
+    async with (
+        client(events.url, events.token("alice")) as c,
+        client(events.url, events.token("bob")) as other,
+    ):
         await c.send(op="subscribe", channels=["ticker:btc/usdt", "candles:BTCUSDT:1m"])
         ack = await c.wait_for("SUBSCRIBED")
         assert ack[0]["data"]["channels"] == ["ticker:BTCUSDT", "candles:BTCUSDT:1m"]
@@ -105,10 +115,16 @@ async def test_public_channels_subscribe_and_unsubscribe(events: Served) -> None
 
 async def test_bad_input_gets_error_and_socket_stays_open(events: Served) -> None:
     async with client(events.url, events.token("alice")) as c:
-        await c.send(op="subscribe", channels=["weather:BTCUSDT", "ticker:NOPE", "candles:BTCUSDT:2m", "depth:ETHUSDT"])
+        await c.send(
+            op="subscribe", channels=["weather:BTCUSDT", "ticker:NOPE", "candles:BTCUSDT:2m", "depth:ETHUSDT"]
+        )
         await c.wait_for("ERROR", 3)
         errors = c.of_type("ERROR")
-        assert [e["data"]["channel"] for e in errors] == ["weather:BTCUSDT", "ticker:NOPE", "candles:BTCUSDT:2m"]
+        assert [e["data"]["channel"] for e in errors] == [
+            "weather:BTCUSDT",
+            "ticker:NOPE",
+            "candles:BTCUSDT:2m",
+        ]
         assert all(e["data"]["code"] == "UNKNOWN_CHANNEL" for e in errors)
         assert (await c.wait_for("SUBSCRIBED"))[0]["data"]["channels"] == ["depth:ETHUSDT"]
 
