@@ -1,4 +1,9 @@
-"""Structured logs: JSON in production, readable in development, secrets redacted, request id attached."""
+"""Structured logs: JSON in production, readable in development, secrets redacted, request id attached.
+
+Secrets are redacted twice: by key name in structlog events (`redact_secrets`), and in every finished line
+whatever logged it (`scrub_line`): uvicorn writes request paths with their query string (`WebSocket
+/ws?token=eyJ...`), and tracebacks or library messages may quote URLs and headers.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,31 @@ import structlog
 
 _SENSITIVE = re.compile(r"pass(word)?|secret|token|api[_-]?key|authorization|cookie|ciphertext", re.I)
 REDACTED = "***"
+
+# Values whose name says secret (token, access_token, refresh_token, api_key, signature, password, ...): as a
+# query or form parameter / key=value pair, and as a JSON member.
+_SECRET_NAME = r"[\w.-]*?(?:token|secret|signature|pass(?:word)?|key|auth|credential|cookie)[\w.-]*"
+_QUERY_SECRET = re.compile(rf"(?i)((?:^|[?&;\s,{{(\"'])(?:{_SECRET_NAME})=)[^&;\s\"'#,)}}\\]+")
+_JSON_SECRET = re.compile(rf"(?i)(\"{_SECRET_NAME}\"\s*:\s*\")(?:[^\"\\]|\\.)*\"")
+# Anything shaped like a JWT (three base64url parts, the first a JSON object), and bearer credentials.
+_JWT = re.compile(r"\beyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]*")
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[\w.~+/=-]{8,}")
+
+
+def scrub_line(text: str) -> str:
+    """The line with secret query values, JWTs and bearer credentials replaced by ***."""
+    if "=" in text:
+        text = _QUERY_SECRET.sub(lambda m: m.group(1) + REDACTED, text)
+    if '":' in text:
+        text = _JSON_SECRET.sub(lambda m: m.group(1) + REDACTED + '"', text)
+    if "eyJ" in text:
+        text = _JWT.sub(REDACTED, text)
+    return _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
+
+
+def _scrub_rendered(_logger: Any, _name: str, line: Any) -> str:
+    """The last step of the formatter: scrub the rendered line (message, values and traceback alike)."""
+    return scrub_line(line.decode() if isinstance(line, bytes | bytearray) else str(line))
 
 
 def redact_secrets(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -42,7 +72,9 @@ def _add_request_id(_logger: Any, _name: str, event: MutableMapping[str, Any]) -
     return event
 
 
-def configure_logging(*, production: bool, level: str = "INFO") -> None:
+def configure_logging(*, production: bool, level: str = "INFO", access_log: bool = False) -> None:
+    """Route every logger (uvicorn's included) through one handler that renders and scrubs each line;
+    `access_log` lets uvicorn's per-request lines through at INFO."""
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -70,6 +102,7 @@ def configure_logging(*, production: bool, level: str = "INFO") -> None:
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info if production else structlog.dev.set_exc_info,
             renderer,
+            _scrub_rendered,
         ],
     )
     handler = logging.StreamHandler(sys.stderr)
@@ -77,5 +110,6 @@ def configure_logging(*, production: bool, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access", "aiosqlite", "ccxt", "alembic"):  # alembic: 7 "setup plugin" lines on import
+    for noisy in ("aiosqlite", "ccxt", "alembic"):  # alembic: 7 "setup plugin" lines on import
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.access").setLevel(logging.NOTSET if access_log else logging.WARNING)

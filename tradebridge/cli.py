@@ -35,7 +35,9 @@ def _settings() -> Settings:
     except Exception as exc:  # pydantic's message names the variable
         console.print(f"[red]configuration error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    configure_logging(production=settings.is_production, level=settings.log_level)
+    configure_logging(
+        production=settings.is_production, level=settings.log_level, access_log=settings.access_log
+    )
     return settings
 
 
@@ -46,12 +48,13 @@ def _serve(app_obj: object, settings: Settings, host: str | None, port: int | No
         app_obj,  # type: ignore[arg-type]
         host=host or settings.host,
         port=port or settings.port,
-        log_config=None,
-        access_log=False,
+        log_config=None,  # our handler (shared.logging), which redacts tokens in uvicorn's lines too
+        access_log=settings.access_log,
         proxy_headers=settings.trusted_proxies,
         ws_ping_interval=20,
         ws_ping_timeout=20,
         ws_per_message_deflate=False,
+        ws_max_size=settings.ws_max_message_bytes,  # larger client frames: 1009 before they are even buffered
     )
     try:
         uvicorn.Server(config).run()
