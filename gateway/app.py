@@ -12,8 +12,9 @@ from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from gateway.apidocs import install_docs
 from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware, SecurityHeadersMiddleware
-from gateway.problems import install_problem_handlers
+from gateway.problems import install_openapi, install_problem_handlers
 from gateway.reconciliation import reconciliation_hook
 from gateway.routes import admin, auth, markets, me, ops, orders, portfolio, reconciliation
 from gateway.services.accounts import ensure_admin
@@ -77,8 +78,12 @@ def create_app(
         version="0.1.0",
         description="One API for paper trading and the Binance spot testnet.",
         lifespan=lifespan,
+        docs_url=None,  # install_docs: Swagger UI from the install, not FastAPI's CDN page
+        redoc_url=None,  # ReDoc would need a CDN too
     )
     install_problem_handlers(app)
+    install_openapi(app, symbols=settings.symbols)
+    install_docs(app)
     for router in (
         auth.router,
         me.router,

@@ -24,12 +24,6 @@ SECURITY_HEADERS = {
         "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
     ),
 }
-# /docs loads Swagger UI from a CDN; it gets a looser policy of its own.
-DOCS_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
-    "frame-ancestors 'none'"
-)
 
 
 class SecurityHeadersMiddleware:
@@ -41,7 +35,6 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        is_docs = scope["path"].startswith(("/docs", "/redoc"))
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -49,8 +42,6 @@ class SecurityHeadersMiddleware:
                 for k, v in SECURITY_HEADERS.items():
                     if k not in headers:
                         headers[k] = v
-                if is_docs:
-                    headers["Content-Security-Policy"] = DOCS_CSP
                 if self.hsts:
                     headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
             await send(message)

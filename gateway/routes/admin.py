@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from gateway.deps import AuditorDep, CurrentAdmin, SessionDep
+from gateway.problems import AUTHENTICATED, problem_responses
 from gateway.services.accounts import has_testnet_keys
 from shared.models import User
 from shared.schemas.accounts import AdminUserOut
@@ -13,7 +14,7 @@ from shared.schemas.accounts import AdminUserOut
 router = APIRouter(prefix="/api/admin", tags=["admin"])
 
 
-@router.get("/users", response_model=list[AdminUserOut])
+@router.get("/users", response_model=list[AdminUserOut], responses=problem_responses(*AUTHENTICATED, 403))
 async def list_users(
     admin: CurrentAdmin,
     session: SessionDep,

@@ -10,6 +10,7 @@ from sqlmodel import col
 
 from execution.paper.rules import MarketRules
 from gateway.deps import RuntimeDep, SessionDep
+from gateway.problems import COMMON, problem_responses
 from gateway.services.orders import rules_for
 from shared.errors import InvalidInput, NotFound
 from shared.models import CandleRow
@@ -32,7 +33,7 @@ async def markets(rt: RuntimeDep) -> list[dict[str, str]]:
     return [r.public() for r in rt.markets.values()]
 
 
-@router.get("/{symbol}/ticker")
+@router.get("/{symbol}/ticker", responses=problem_responses(404))
 async def ticker(symbol: str, rt: RuntimeDep) -> dict[str, Any]:
     rules = _market(rt, symbol)
     value = await rt.market_data.get("ticker", rules.symbol)
@@ -41,7 +42,7 @@ async def ticker(symbol: str, rt: RuntimeDep) -> dict[str, Any]:
     return value
 
 
-@router.get("/{symbol}/depth")
+@router.get("/{symbol}/depth", responses=problem_responses(404, 422))
 async def depth(
     symbol: str, rt: RuntimeDep, limit: Annotated[int, Query(ge=1, le=100)] = 20
 ) -> dict[str, Any]:
@@ -54,7 +55,7 @@ async def depth(
     return {**value, "bids": value.get("bids", [])[:limit], "asks": value.get("asks", [])[:limit]}
 
 
-@router.get("/{symbol}/trades")
+@router.get("/{symbol}/trades", responses=problem_responses(404, 422))
 async def trades(
     symbol: str, rt: RuntimeDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
 ) -> list[dict[str, Any]]:
@@ -62,7 +63,7 @@ async def trades(
     return await rt.market_data.recent_trades(rules.symbol, limit)
 
 
-@router.get("/{symbol}/candles", response_model=list[CandleOut])
+@router.get("/{symbol}/candles", response_model=list[CandleOut], responses=problem_responses(404, *COMMON))
 async def candles(
     symbol: str,
     rt: RuntimeDep,

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.deps import Accounts, CurrentUser, Keys, SessionDep
+from gateway.problems import WITH_BODY, problem_responses
 from gateway.services.accounts import has_testnet_keys
 from gateway.services.keys import TESTNET_EXCHANGE
 from shared.models import User
@@ -24,24 +25,24 @@ async def _me(session: AsyncSession, user: User) -> MeOut:
     )
 
 
-@router.get("/me", response_model=MeOut)
+@router.get("/me", response_model=MeOut, responses=problem_responses(401, 503))
 async def me(user: CurrentUser, session: SessionDep) -> MeOut:
     return await _me(session, user)
 
 
-@router.put("/me/mode", response_model=MeOut)
+@router.put("/me/mode", response_model=MeOut, responses=problem_responses(*WITH_BODY, 401, 409))
 async def set_mode(body: ModeIn, user: CurrentUser, accounts: Accounts, session: SessionDep) -> MeOut:
     await accounts.set_mode(user, body.mode)
     return await _me(session, user)
 
 
-@router.put("/keys/binance-testnet", response_model=KeyOut)
+@router.put("/keys/binance-testnet", response_model=KeyOut, responses=problem_responses(*WITH_BODY, 401))
 async def put_testnet_keys(body: KeysIn, user: CurrentUser, keys: Keys) -> KeyOut:
     row = await keys.store(user, body.api_key, body.api_secret, exchange=TESTNET_EXCHANGE)
     return KeyOut(exchange=row.exchange, api_key_hint=row.api_key_hint, created_at=row.created_at)
 
 
-@router.get("/keys", response_model=list[KeyOut])
+@router.get("/keys", response_model=list[KeyOut], responses=problem_responses(401, 503))
 async def list_keys(user: CurrentUser, keys: Keys) -> list[KeyOut]:
     return [
         KeyOut(exchange=r.exchange, api_key_hint=r.api_key_hint, created_at=r.created_at)
@@ -49,7 +50,11 @@ async def list_keys(user: CurrentUser, keys: Keys) -> list[KeyOut]:
     ]
 
 
-@router.delete("/keys/binance-testnet", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/keys/binance-testnet",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 404, 503),
+)
 async def delete_testnet_keys(user: CurrentUser, keys: Keys) -> Response:
     await keys.delete(user, TESTNET_EXCHANGE)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

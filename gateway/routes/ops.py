@@ -16,7 +16,16 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={
+        200: {"description": "Ready: every check is `ok`."},
+        503: {
+            "description": "Not ready: the checks say which part is not.",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+    },
+)
 async def readyz(rt: RuntimeDep) -> JSONResponse:
     checks: dict[str, str] = {}
     for name, probe in (("database", rt.check_database), ("bus", rt.bus.ping)):
@@ -31,6 +40,15 @@ async def readyz(rt: RuntimeDep) -> JSONResponse:
     )
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus metrics (text exposition format).",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

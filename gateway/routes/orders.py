@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from execution.paper.quote import quote_levels
 from gateway.deps import CurrentTrader, RuntimeDep, SessionDep
+from gateway.problems import AUTHENTICATED, WITH_BODY, problem_responses
 from gateway.services.orders import OrderService, order_out, rules_for
 from shared.schemas.orders import OrderDetail, OrderIn, OrderOut, OrderPage, QuoteIn, QuoteOut
 from tradebridge.bootstrap import Runtime
@@ -55,6 +56,13 @@ async def admitted(rt: RuntimeDep) -> AsyncIterator[None]:
     status_code=status.HTTP_202_ACCEPTED,
     response_model=OrderOut,
     dependencies=[Depends(admitted, scope="function")],
+    responses={
+        200: {
+            "model": OrderOut,
+            "description": "The same client_order_id with the same body: the existing order.",
+        },
+        **problem_responses(*WITH_BODY, 401, 409, 429),
+    },
 )
 async def place_order(
     body: OrderIn,
@@ -73,7 +81,7 @@ async def place_order(
     return order_out(order)
 
 
-@router.get("", response_model=OrderPage)
+@router.get("", response_model=OrderPage, responses=problem_responses(*AUTHENTICATED))
 async def list_orders(
     user: CurrentTrader,
     orders: Orders,
@@ -86,7 +94,7 @@ async def list_orders(
     return await orders.list(user, status=status_, symbol=symbol, mode=mode, limit=limit, cursor=cursor)
 
 
-@router.post("/quote", response_model=QuoteOut)
+@router.post("/quote", response_model=QuoteOut, responses=problem_responses(400, 413, 422))
 async def quote(body: QuoteIn, rt: RuntimeDep) -> QuoteOut:
     rules = rules_for(rt.markets, body.symbol)
     rules.qty_to_lots(body.quantity)
@@ -103,12 +111,17 @@ async def quote(body: QuoteIn, rt: RuntimeDep) -> QuoteOut:
     )
 
 
-@router.get("/{order_id}", response_model=OrderDetail)
+@router.get("/{order_id}", response_model=OrderDetail, responses=problem_responses(*AUTHENTICATED, 404))
 async def get_order(order_id: OrderId, user: CurrentTrader, orders: Orders) -> OrderDetail:
     return await orders.detail(user, order_id)
 
 
-@router.delete("/{order_id}", status_code=status.HTTP_202_ACCEPTED, response_model=OrderOut)
+@router.delete(
+    "/{order_id}",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=OrderOut,
+    responses=problem_responses(*AUTHENTICATED, 404, 409),
+)
 async def cancel_order(
     order_id: OrderId, user: CurrentTrader, orders: Orders, rt: RuntimeDep, after: BackgroundTasks
 ) -> OrderOut:

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from execution.engine import position_payload
 from execution.store.ledger import SqlLedger
 from gateway.deps import CurrentUser, RuntimeDep, SessionDep
+from gateway.problems import AUTHENTICATED, problem_responses
 from gateway.routes.orders import Orders, order_service
 from gateway.services.orders import fill_out
 from shared.db import unit_of_work
@@ -22,7 +23,12 @@ router = APIRouter(prefix="/api", tags=["portfolio"])
 ModeQuery = Annotated[Literal["paper", "testnet"] | None, Query()]
 
 
-@router.get("/balances", response_model=list[BalanceOut])
+@router.get(
+    "/balances",
+    response_model=list[BalanceOut],
+    # testnet balances come from the exchange: no keys stored (409), its rate limit (429), unreachable (503)
+    responses=problem_responses(*AUTHENTICATED, 409, 429),
+)
 async def balances(user: CurrentUser, rt: RuntimeDep, mode: ModeQuery = None) -> list[BalanceOut]:
     mode = mode or user.mode  # type: ignore[assignment]
     if mode == "testnet":
@@ -39,7 +45,7 @@ async def balances(user: CurrentUser, rt: RuntimeDep, mode: ModeQuery = None) ->
     return [BalanceOut(asset=v.asset, free=v.free, locked=v.locked, total=v.total) for v in views]
 
 
-@router.get("/positions", response_model=list[PositionOut])
+@router.get("/positions", response_model=list[PositionOut], responses=problem_responses(*AUTHENTICATED))
 async def positions(
     user: CurrentUser, session: SessionDep, rt: RuntimeDep, mode: ModeQuery = None
 ) -> list[PositionOut]:
@@ -60,7 +66,7 @@ async def positions(
     return out
 
 
-@router.get("/trades", response_model=list[TradeOut])
+@router.get("/trades", response_model=list[TradeOut], responses=problem_responses(*AUTHENTICATED))
 async def trades(
     user: CurrentUser,
     session: SessionDep,

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from gateway.deps import AuditorDep, CurrentAdmin, RuntimeDep, SessionDep
+from gateway.problems import AUTHENTICATED, WITH_BODY, problem_responses
 from gateway.reconciliation.repair import repair_report
 from gateway.reconciliation.runner import get_reconciler
 from gateway.reconciliation.store import (
@@ -29,7 +30,7 @@ class RepairIn(BaseModel):
     kinds: list[str] = Field(default_factory=list, max_length=64)
 
 
-@router.post("", status_code=202)
+@router.post("", status_code=202, responses=problem_responses(401, 403, 503))
 async def start(
     admin: CurrentAdmin, rt: RuntimeDep, session: SessionDep, auditor: AuditorDep, after: BackgroundTasks
 ) -> dict[str, str]:
@@ -42,7 +43,7 @@ async def start(
     return {"report_id": report_id}
 
 
-@router.get("")
+@router.get("", responses=problem_responses(*AUTHENTICATED, 403))
 async def index(
     admin: CurrentAdmin,
     session: SessionDep,
@@ -52,7 +53,21 @@ async def index(
     return [report_out(r) for r in await list_reports(session, limit, offset)]
 
 
-@router.get("/{report_id}", response_model=None)
+@router.get(
+    "/{report_id}",
+    response_model=None,
+    responses={
+        200: {
+            "description": "The report: JSON, or CSV / HTML with `format`.",
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "text/csv": {"schema": {"type": "string"}},
+                "text/html": {"schema": {"type": "string"}},
+            },
+        },
+        **problem_responses(*AUTHENTICATED, 403, 404),
+    },
+)
 async def show(
     report_id: str,
     admin: CurrentAdmin,
@@ -72,7 +87,7 @@ async def show(
     return JSONResponse({**report_out(report), "mismatches": [mismatch_out(m) for m in items]})
 
 
-@router.post("/{report_id}/repair")
+@router.post("/{report_id}/repair", responses=problem_responses(*WITH_BODY, 401, 403, 404, 409))
 async def repair(
     report_id: str,
     body: RepairIn,

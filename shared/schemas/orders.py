@@ -1,19 +1,65 @@
-"""Request and response bodies of the order, portfolio and market endpoints. Decimals travel as strings."""
+"""Request and response bodies of the order, portfolio and market endpoints. Decimals travel as strings,
+in plain digits (``PlainDecimal``: never "1E-7")."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 Side = Literal["BUY", "SELL"]
 OrderType = Literal["MARKET", "LIMIT"]
 TimeInForce = Literal["GTC", "IOC", "FOK"]
 Mode = Literal["paper", "testnet"]
 
-PositiveDecimal = Annotated[Decimal, Field(gt=0, max_digits=38, decimal_places=18, allow_inf_nan=False)]
+# A decimal string as accepted: digits with an optional point and exponent ("0.001", "1E-7": what str() of a
+# Python Decimal gives), a non-zero digit somewhere; no sign, spaces, digit separators or non-ASCII digits.
+DECIMAL_INPUT_PATTERN = r"^(?=[^eE]*[1-9])(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
+# A decimal as answered: plain digits, never an exponent ("0.0000001", not "1E-7").
+PLAIN_DECIMAL_PATTERN = r"^-?[0-9]+(?:\.[0-9]+)?$"
+_DECIMAL_INPUT = re.compile(DECIMAL_INPUT_PATTERN)
+
+
+def _decimal_string(v: object) -> object:
+    """Hold strings to the documented pattern: pydantic alone would also take " 1", "1_000" or "١٢"."""
+    if isinstance(v, str) and not _DECIMAL_INPUT.match(v):
+        raise ValueError('must be a positive decimal number written with digits, such as "0.001"')
+    return v
+
+
+PositiveDecimal = Annotated[
+    Decimal,
+    BeforeValidator(_decimal_string),
+    Field(gt=0, max_digits=38, decimal_places=18, allow_inf_nan=False),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0},
+                {"type": "string", "pattern": DECIMAL_INPUT_PATTERN},
+            ],
+            "description": "A positive decimal, preferably as a string (at most 18 decimal places).",
+        },
+        mode="validation",
+    ),
+]
+# Amounts in answers: strings of plain digits (format "f"; str() of a Decimal may use an exponent).
+PlainDecimal = Annotated[
+    Decimal,
+    PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "pattern": PLAIN_DECIMAL_PATTERN}, mode="serialization"),
+]
 
 
 def _upper(v: object) -> object:
@@ -65,9 +111,9 @@ class FillOut(BaseModel):
     order_id: str
     symbol: str
     side: Side
-    price: Decimal
-    quantity: Decimal
-    fee: Decimal
+    price: PlainDecimal
+    quantity: PlainDecimal
+    fee: PlainDecimal
     fee_asset: str
     liquidity: str
     ts: datetime
@@ -75,7 +121,7 @@ class FillOut(BaseModel):
 
 class OrderEventOut(BaseModel):
     status: str
-    filled_quantity: Decimal
+    filled_quantity: PlainDecimal
     reason: str | None
     ts: datetime
 
@@ -88,12 +134,12 @@ class OrderOut(BaseModel):
     side: Side
     type: OrderType
     time_in_force: TimeInForce
-    quantity: Decimal
-    price: Decimal | None
+    quantity: PlainDecimal
+    price: PlainDecimal | None
     status: str
-    filled_quantity: Decimal
-    cumulative_quote: Decimal
-    avg_price: Decimal | None
+    filled_quantity: PlainDecimal
+    cumulative_quote: PlainDecimal
+    avg_price: PlainDecimal | None
     reason: str | None
     external: bool = False
     # Grows with every change of the order: a client merging REST snapshots and ORDER_UPDATE events keeps the
@@ -116,17 +162,17 @@ class OrderPage(BaseModel):
 class QuoteOut(BaseModel):
     symbol: str
     side: Side
-    quantity: Decimal
-    fillable_quantity: Decimal
-    avg_price: Decimal | None
-    worst_price: Decimal | None
+    quantity: PlainDecimal
+    fillable_quantity: PlainDecimal
+    avg_price: PlainDecimal | None
+    worst_price: PlainDecimal | None
 
 
 class BalanceOut(BaseModel):
     asset: str
-    free: Decimal
-    locked: Decimal
-    total: Decimal
+    free: PlainDecimal
+    locked: PlainDecimal
+    total: PlainDecimal
 
 
 class TradeOut(FillOut):
@@ -136,12 +182,12 @@ class TradeOut(FillOut):
 class PositionOut(BaseModel):
     symbol: str
     mode: Mode
-    quantity: Decimal
-    avg_entry_price: Decimal
-    mark_price: Decimal | None
-    unrealized_pnl: Decimal
-    realized_pnl: Decimal
-    fees_paid: Decimal
+    quantity: PlainDecimal
+    avg_entry_price: PlainDecimal
+    mark_price: PlainDecimal | None
+    unrealized_pnl: PlainDecimal
+    realized_pnl: PlainDecimal
+    fees_paid: PlainDecimal
     updated_at: datetime
 
 
@@ -149,10 +195,10 @@ class CandleOut(BaseModel):
     symbol: str
     interval: str
     start: datetime
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: Decimal
+    open: PlainDecimal
+    high: PlainDecimal
+    low: PlainDecimal
+    close: PlainDecimal
+    volume: PlainDecimal
     trade_count: int
     closed: bool

@@ -1,0 +1,173 @@
+"""The OpenAPI document tells the truth about errors and amounts, and /docs works without internet
+(issue #14, items 9 and 10). Schemathesis does the exhaustive part (test_schemathesis.py); these are the
+fast, direct checks of the same promises."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.middleware import SECURITY_HEADERS
+from shared.schemas.orders import DECIMAL_INPUT_PATTERN, PLAIN_DECIMAL_PATTERN
+from tests.support.api import Api, make_settings, running_api
+
+pytestmark = pytest.mark.asyncio
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+async def gateway(
+    request: pytest.FixtureRequest, pg_url: str, tmp_path: Path, redis_url: str, redis_prefix: str
+) -> AsyncIterator[Api]:
+    if request.param == "postgresql":
+        settings = make_settings(pg_url, redis_url=redis_url, redis_prefix=redis_prefix)
+        migrate = False
+    else:
+        settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'tb.db'}")
+        migrate = True
+    async with running_api(settings, migrate=migrate) as api:
+        yield api
+
+
+@pytest.fixture
+async def sqlite_gateway(tmp_path: Path) -> AsyncIterator[Api]:
+    """For what does not touch the database beyond start-up (the document, /docs, routing)."""
+    async with running_api(make_settings(f"sqlite+aiosqlite:///{tmp_path / 'tb.db'}"), migrate=True) as api:
+        yield api
+
+
+def _operations(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(m.upper(), p, op) for p, item in doc["paths"].items() for m, op in item.items()]
+
+
+async def test_every_error_response_is_declared_as_a_problem(sqlite_gateway: Api) -> None:
+    doc = (await sqlite_gateway.client.get("/openapi.json")).json()
+    problem = doc["components"]["schemas"]["Problem"]
+    assert set(problem["required"]) == {"type", "title", "status", "detail"}
+    assert {"type", "title", "status", "detail", "errors", "instance"} <= set(problem["properties"])
+    assert "HTTPValidationError" not in doc["components"]["schemas"]  # FastAPI's application/json 422
+    wrong = []
+    for method, path, op in _operations(doc):
+        for status, response in op["responses"].items():
+            if not status.startswith(("4", "5")) or (path, status) == ("/readyz", "503"):
+                continue
+            if list(response.get("content", {})) != [PROBLEM]:
+                wrong.append(f"{method} {path} {status}: {list(response.get('content', {}))}")
+    assert not wrong, wrong
+
+
+async def test_statuses_are_declared_where_they_can_occur(sqlite_gateway: Api) -> None:
+    doc = (await sqlite_gateway.client.get("/openapi.json")).json()
+    ops = {f"{m} {p}": set(op["responses"]) for m, p, op in _operations(doc)}
+    for name, statuses in ops.items():
+        secured = any(op.get("security") for m, p, op in _operations(doc) if f"{m} {p}" == name)
+        if secured:
+            assert "401" in statuses, name
+    assert {"202", "200", "400", "401", "409", "413", "422", "429", "503"} <= ops["POST /api/orders"]
+    assert {"401", "429", "400", "413", "422"} <= ops["POST /auth/login"]
+    assert {"401", "404", "409"} <= ops["DELETE /api/orders/{order_id}"]
+    assert {"403"} <= ops["GET /api/admin/users"]
+    assert "404" in ops["GET /api/markets/{symbol}/ticker"]
+    retry = doc["paths"]["/api/orders"]["post"]["responses"]["429"]["headers"]["Retry-After"]
+    assert retry["required"] is True
+    metrics = doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(metrics) == ["text/plain"]
+
+
+async def test_symbols_are_the_deployments_markets(sqlite_gateway: Api) -> None:
+    doc = (await sqlite_gateway.client.get("/openapi.json")).json()
+    markets = sorted(sqlite_gateway.runtime.markets)
+    order_in = doc["components"]["schemas"]["OrderIn"]["properties"]["symbol"]
+    assert order_in["enum"] == markets
+    trades = next(p for p in doc["paths"]["/api/trades"]["get"]["parameters"] if p["name"] == "symbol")
+    assert [b["enum"] for b in trades["schema"]["anyOf"] if b.get("type") == "string"] == [markets]
+
+
+async def test_decimals_are_patterned_in_and_plain_out(gateway: Api) -> None:
+    doc = (await gateway.client.get("/openapi.json")).json()
+    schemas = doc["components"]["schemas"]
+    quantity = schemas["OrderIn"]["properties"]["quantity"]["anyOf"]
+    assert {"type": "number", "exclusiveMinimum": 0} in quantity
+    assert {"type": "string", "pattern": DECIMAL_INPUT_PATTERN} in quantity
+    free = schemas["BalanceOut"]["properties"]["free"]
+    assert (free["type"], free["pattern"]) == ("string", PLAIN_DECIMAL_PATTERN)
+
+    auth = await gateway.user("decimals@example.com")
+    for quantity_in in (" 1", "1_000", "+1", "0", "١"):  # what pydantic alone would take, or zero
+        order = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": quantity_in, "price": "100"}
+        r = await gateway.client.post("/api/orders", json=order, headers=auth)
+        assert r.status_code == 422, (quantity_in, r.text)
+        assert r.headers["content-type"].startswith(PROBLEM)
+    order = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "1E-3", "price": 60000}
+    r = await gateway.client.post("/api/orders", json=order, headers=auth)
+    assert r.status_code == 202, r.text
+    placed = r.json()
+    assert placed["quantity"] == "0.001" and placed["price"] == "60000"
+    plain = re.compile(PLAIN_DECIMAL_PATTERN)
+    balances = (await gateway.client.get("/api/balances", headers=auth)).json()
+    assert balances and all(plain.match(b[k]) for b in balances for k in ("free", "locked", "total"))
+
+
+async def test_a_missing_body_names_no_field(sqlite_gateway: Api) -> None:
+    """Not `field: "body"`: clients (and Schemathesis) read `field` as a property of the body."""
+    r = await sqlite_gateway.client.post("/auth/login")
+    assert r.status_code == 422
+    (error,) = r.json()["errors"]
+    assert "field" not in error and error["location"] == "body"
+
+
+async def test_405_allows_every_method_of_the_path(sqlite_gateway: Api) -> None:
+    """PUT and DELETE of one path are two routes; Starlette's 405 named only the first one's method."""
+    doc = (await sqlite_gateway.client.get("/openapi.json")).json()
+    for path in ("/api/keys/binance-testnet", "/api/orders/{order_id}"):
+        documented = {m.upper() for m in doc["paths"][path]}
+        r = await sqlite_gateway.client.request("PATCH", path.replace("{order_id}", "abc"))
+        assert r.status_code == 405
+        assert r.headers["content-type"].startswith(PROBLEM)
+        assert documented <= {m.strip() for m in r.headers["allow"].split(",")}, r.headers["allow"]
+
+
+class _References(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self.inline_scripts = 0
+        self._in_script = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        for name in ("src", "href"):
+            if values.get(name):
+                self.urls.append(str(values[name]))
+        self._in_script = tag == "script" and not values.get("src")
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script and data.strip():
+            self.inline_scripts += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_script = False
+
+
+async def test_docs_reference_only_local_assets_under_the_strict_csp(sqlite_gateway: Api) -> None:
+    r = await sqlite_gateway.client.get("/docs")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert r.headers["content-security-policy"] == SECURITY_HEADERS["Content-Security-Policy"]
+    refs = _References()
+    refs.feed(r.text)
+    assert refs.inline_scripts == 0  # script-src 'self' would block it
+    assert any(u.endswith("swagger-ui-bundle.js") for u in refs.urls), refs.urls
+    assert any(u.endswith("swagger-ui.css") for u in refs.urls), refs.urls
+    for url in refs.urls:
+        assert url.startswith("/") and not url.startswith("//"), url  # on this server, no CDN
+        asset = await sqlite_gateway.client.get(url)
+        assert asset.status_code == 200, url
+        assert asset.content, url
+    assert (await sqlite_gateway.client.get("/docs/assets/../../pyproject.toml")).status_code == 404
+    assert (await sqlite_gateway.client.get("/redoc")).status_code == 404  # it would need a CDN
