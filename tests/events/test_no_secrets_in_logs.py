@@ -13,6 +13,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
+from shared.clock import SystemClock
+from shared.security.tokens import TokenService
 from tests.support.procs import Service, free_port, service_env
 
 
@@ -83,3 +85,24 @@ async def test_up_logs_no_tokens(tmp_path: Path, env_name: str) -> None:
         for line in text.splitlines():
             if line.startswith("{"):
                 json.loads(line)
+
+
+async def test_standalone_events_logs_no_tokens(tmp_path: Path, redis_url: str, redis_prefix: str) -> None:
+    """`tradebridge events` on its own (Redis): the same logging, so the same redaction."""
+    env = service_env(f"sqlite+aiosqlite:///{tmp_path / 'tb.db'}", redis_url, redis_prefix, LOG_LEVEL="DEBUG")
+    env.update(ACCESS_LOG="on", TRADEBRIDGE_ENV="production")
+    log = tmp_path / "events.log"
+    events = Service("events", env, log, port=free_port())
+    events.start()
+    tokens = TokenService(env["JWT_SECRET"], clock=SystemClock())
+    token = tokens.issue_access("alice", "user").token
+    try:
+        events.wait_http("/healthz")
+        ws_url = f"ws://127.0.0.1:{events.port}/ws"
+        await _pong(f"{ws_url}?token={token}")
+        await _pong(ws_url, additional_headers={"Authorization": f"Bearer {token}"})
+    finally:
+        events.stop()
+    text = log.read_text(errors="replace")
+    assert token not in text and token.split(".")[1] not in text
+    assert "WebSocket /ws?token=***" in text and "authorization: Bearer ***" in text
