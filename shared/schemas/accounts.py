@@ -19,7 +19,14 @@ def _no_control_characters(value: str) -> str:
     return value
 
 
-Printable = Annotated[str, AfterValidator(_no_control_characters)]
+# The same rule, stated in the OpenAPI document (Cc is exactly U+0000-U+001F and U+007F-U+009F).
+NO_CONTROL_CHARACTERS = r"^[^\u0000-\u001F\u007F-\u009F]*$"
+Printable = Annotated[
+    str, AfterValidator(_no_control_characters), Field(json_schema_extra={"pattern": NO_CONTROL_CHARACTERS})
+]
+# Exchange API keys and secrets: visible ASCII (Binance's are letters and digits). A control character would
+# otherwise reach the exchange client's HTTP headers and fail there (a 500).
+API_CREDENTIAL = r"^[!-~]+$"
 
 
 class _In(BaseModel):
@@ -27,10 +34,12 @@ class _In(BaseModel):
 
 
 class RegisterIn(_In):
-    email: Annotated[EmailStr, AfterValidator(_no_control_characters)] = Field(max_length=320)
+    email: Annotated[EmailStr, AfterValidator(_no_control_characters)] = Field(
+        max_length=320, json_schema_extra={"pattern": NO_CONTROL_CHARACTERS}
+    )
     password: Printable = Field(min_length=8, max_length=1024)
-    binance_api_key: str | None = Field(default=None, min_length=1, max_length=256)
-    binance_api_secret: str | None = Field(default=None, min_length=1, max_length=256)
+    binance_api_key: str | None = Field(default=None, min_length=1, max_length=256, pattern=API_CREDENTIAL)
+    binance_api_secret: str | None = Field(default=None, min_length=1, max_length=256, pattern=API_CREDENTIAL)
 
 
 class LoginIn(_In):
@@ -52,8 +61,8 @@ class ModeIn(_In):
 
 
 class KeysIn(_In):
-    api_key: str = Field(min_length=8, max_length=256, pattern=r"^\S+$")
-    api_secret: str = Field(min_length=8, max_length=256, pattern=r"^\S+$")
+    api_key: str = Field(min_length=8, max_length=256, pattern=API_CREDENTIAL)
+    api_secret: str = Field(min_length=8, max_length=256, pattern=API_CREDENTIAL)
 
 
 class UserOut(BaseModel):

@@ -171,3 +171,19 @@ async def test_docs_reference_only_local_assets_under_the_strict_csp(sqlite_gate
         assert asset.content, url
     assert (await sqlite_gateway.client.get("/docs/assets/../../pyproject.toml")).status_code == 404
     assert (await sqlite_gateway.client.get("/redoc")).status_code == 404  # it would need a CDN
+
+
+async def test_exchange_keys_with_control_characters_are_422_not_500(gateway: Api) -> None:
+    """Found by Schemathesis: `^\\S+$` let ESC through to the exchange client's HTTP header, which raised."""
+    auth = await gateway.user("keys@example.com")
+    keys = {"api_key": "abcd\x1befgh", "api_secret": "0123456789"}
+    r = await gateway.client.put("/api/keys/binance-testnet", json=keys, headers=auth)
+    assert r.status_code == 422, r.text
+    assert [e["field"] for e in r.json()["errors"]] == ["api_key"]
+    body = {
+        "email": "keys2@example.com",
+        "password": "correct horse battery",
+        "binance_api_key": "k\x00",
+        "binance_api_secret": "s",
+    }
+    assert (await gateway.client.post("/auth/register", json=body)).status_code == 422
