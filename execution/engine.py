@@ -17,6 +17,7 @@ from gateway.services.orders import order_event_payload
 from pricefeed.domain.positions import Fill as PositionFill
 from pricefeed.domain.positions import PositionBook, PositionSnapshot
 from pricefeed.domain.ticks import split_symbol
+from shared.amounts import derived, plain, plain_or_none
 from shared.clock import Clock
 from shared.db import upsert_insert
 from shared.ids import new_id
@@ -211,19 +212,20 @@ async def _update_positions(
 
 
 def position_payload(row: Position, mark: Decimal | None, *, source: str) -> dict[str, object]:
-    """The POSITION_UPDATE data (and the REST shape): marked when a mark is known."""
+    """The POSITION_UPDATE data (and the REST shape): marked when a mark is known. Amounts in plain digits;
+    unrealized PnL at the documented precision (shared.amounts)."""
     mark_price = mark if mark is not None else (row.avg_entry_price if row.quantity else None)
-    unrealized = row.quantity * mark_price - row.cost_basis if mark_price is not None else Decimal(0)
+    unrealized = derived(row.quantity * mark_price - row.cost_basis) if mark_price is not None else Decimal(0)
     return {
         "symbol": row.symbol,
         "mode": row.mode,
-        "quantity": str(row.quantity),
-        "avg_entry_price": str(row.avg_entry_price),
-        "mark_price": str(mark_price) if mark_price is not None else None,
-        "unrealized_pnl": str(unrealized),
-        "realized_pnl": str(row.realized_pnl),
-        "cost_basis": str(row.cost_basis),
-        "fees_paid": str(row.fees_paid),
+        "quantity": plain(row.quantity),
+        "avg_entry_price": plain(row.avg_entry_price),
+        "mark_price": plain_or_none(mark_price),
+        "unrealized_pnl": plain(unrealized),
+        "realized_pnl": plain(row.realized_pnl),
+        "cost_basis": plain(row.cost_basis),
+        "fees_paid": plain(row.fees_paid),
         "updated_at": row.updated_at.isoformat(),
         "source": source,
     }
@@ -282,9 +284,9 @@ def _trade_payload(row: dict[str, object]) -> dict[str, object]:
         "order_id": row["order_id"],
         "symbol": row["symbol"],
         "side": row["side"],
-        "price": str(row["price"]),
-        "quantity": str(row["quantity"]),
-        "fee": str(row["fee"]),
+        "price": plain(row["price"]),  # type: ignore[arg-type]
+        "quantity": plain(row["quantity"]),  # type: ignore[arg-type]
+        "fee": plain(row["fee"]),  # type: ignore[arg-type]
         "fee_asset": row["fee_asset"],
         "liquidity": row["liquidity"],
         "ts": row["ts"].isoformat(),  # type: ignore[attr-defined]

@@ -23,6 +23,7 @@ from pricefeed.domain.staleness import PriceBook
 from pricefeed.domain.ticks import Tick
 from pricefeed.service import PriceFeedService
 from pricefeed.sources import build_source
+from shared.amounts import plain
 from shared.bus.base import BusUnavailable
 from shared.db import unit_of_work, upsert_insert
 from shared.models import CandleRow, Position
@@ -54,7 +55,7 @@ class BusSink:
         for t in ticks:
             data = {
                 "symbol": t.symbol,
-                "price": str(t.price),
+                "price": plain(t.price),
                 "ts": t.ts.isoformat(),
                 "source": t.source,
                 "stale": False,
@@ -64,7 +65,13 @@ class BusSink:
         await self.rt.bus.publish_many(items)
 
     async def publish_stale(self, symbol: str, price: Decimal, ts: Any, source: str) -> None:
-        data = {"symbol": symbol, "price": str(price), "ts": ts.isoformat(), "source": source, "stale": True}
+        data = {
+            "symbol": symbol,
+            "price": plain(price),
+            "ts": ts.isoformat(),
+            "source": source,
+            "stale": True,
+        }
         await self.rt.market_data.put("ticker", symbol, data)
         await self.rt.bus.publish(MARKET_TICKER, public_event("TICKER", symbol, self.rt.clock.now(), data))
 
@@ -95,11 +102,11 @@ def candle_payload(c: Candle) -> dict[str, Any]:
         "symbol": c.symbol,
         "interval": str(c.interval),
         "start": c.start.isoformat(),
-        "open": str(c.open),
-        "high": str(c.high),
-        "low": str(c.low),
-        "close": str(c.close),
-        "volume": str(c.volume),
+        "open": plain(c.open),
+        "high": plain(c.high),
+        "low": plain(c.low),
+        "close": plain(c.close),
+        "volume": plain(c.volume),
         "trade_count": c.trade_count,
         "closed": c.closed,
     }
@@ -109,11 +116,11 @@ def mark_payload(u: PositionUpdate) -> dict[str, Any]:
     return {
         "symbol": u.symbol,
         "mode": u.mode,
-        "quantity": str(u.quantity),
-        "avg_entry_price": str(u.avg_entry_price),
-        "mark_price": str(u.mark_price),
-        "unrealized_pnl": str(u.unrealized_pnl),
-        "realized_pnl": str(u.realized_pnl),
+        "quantity": plain(u.quantity),
+        "avg_entry_price": plain(u.avg_entry_price),
+        "mark_price": plain(u.mark_price),
+        "unrealized_pnl": plain(u.unrealized_pnl),
+        "realized_pnl": plain(u.realized_pnl),
         "updated_at": u.updated_at.isoformat(),
         "source": "mark",
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from shared.amounts import plain
 from shared.errors import InvalidInput
 
 __all__ = ["InsufficientBalance", "LedgerError", "RuleViolation"]
@@ -30,7 +31,7 @@ class InsufficientBalance(InvalidInput):
     """The account cannot afford the reservation; nothing was locked."""
 
     def __init__(self, account: str, asset: str, needed: Decimal, available: Decimal) -> None:
-        detail = f"insufficient {asset} balance: needs {needed}, available {available}"
+        detail = f"insufficient {asset} balance: needs {plain(needed)}, available {plain(available)}"
         errors = [{"field": "quantity", "rule": "INSUFFICIENT_BALANCE", "message": detail}]
         super().__init__(detail, errors=errors)
         self.account = account

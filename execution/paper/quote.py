@@ -7,14 +7,13 @@ average price and the worst price touched. Own resting orders are not excluded (
 
 from __future__ import annotations
 
-from decimal import Context, Decimal
-from typing import Final
+from decimal import Decimal
+
+from shared.amounts import average
 
 from .book import OrderBook
 from .exchange import Quote, Side
 from .rules import MarketRules
-
-_AVG: Final = Context(prec=20)
 
 
 def quote_book(book: OrderBook, rules: MarketRules, side: Side, quantity: Decimal) -> Quote:
@@ -38,7 +37,7 @@ def quote_book(book: OrderBook, rules: MarketRules, side: Side, quantity: Decima
             break
     if got == 0:
         return Quote(rules.symbol, side, quantity, Decimal(0), None, None)
-    avg = _AVG.multiply(_AVG.divide(Decimal(cum), Decimal(got)), rules.tick_size)
+    avg = average(Decimal(cum) * rules.tick_size, Decimal(got))  # at the documented precision
     return Quote(
         rules.symbol, side, quantity, rules.lots_to_qty(got), avg, rules.ticks_to_price(worst)
     )

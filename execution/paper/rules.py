@@ -23,6 +23,8 @@ from dataclasses import dataclass, field, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
 
+from shared.amounts import plain
+
 from .errors import RuleViolation
 
 __all__ = [
@@ -86,11 +88,13 @@ class MarketRules:
         """Price -> integer ticks; raises PRICE_FILTER if not positive or not a multiple of the tick size."""
         p = _as_decimal(price, "PRICE_FILTER", "price")
         if p <= 0 or p <= self.min_price:
-            raise RuleViolation("PRICE_FILTER", "price", f"price {p} must be positive")
+            raise RuleViolation("PRICE_FILTER", "price", f"price {plain(p)} must be positive")
         ticks, rem = divmod(p, self.tick_size)
         if rem != 0:
             raise RuleViolation(
-                "PRICE_FILTER", "price", f"price {p} is not a multiple of the tick size {self.tick_size}"
+                "PRICE_FILTER",
+                "price",
+                f"price {plain(p)} is not a multiple of the tick size {plain(self.tick_size)}",
             )
         return int(ticks)
 
@@ -98,15 +102,21 @@ class MarketRules:
         """Quantity -> integer lots; raises LOT_SIZE if outside [min_qty, max_qty] or off the step grid."""
         q = _as_decimal(quantity, "LOT_SIZE", "quantity")
         if q <= 0:
-            raise RuleViolation("LOT_SIZE", "quantity", f"quantity {q} must be positive")
+            raise RuleViolation("LOT_SIZE", "quantity", f"quantity {plain(q)} must be positive")
         if q < self.min_qty:
-            raise RuleViolation("LOT_SIZE", "quantity", f"quantity {q} is below the minimum {self.min_qty}")
+            raise RuleViolation(
+                "LOT_SIZE", "quantity", f"quantity {plain(q)} is below the minimum {plain(self.min_qty)}"
+            )
         if q > self.max_qty:
-            raise RuleViolation("LOT_SIZE", "quantity", f"quantity {q} is above the maximum {self.max_qty}")
+            raise RuleViolation(
+                "LOT_SIZE", "quantity", f"quantity {plain(q)} is above the maximum {plain(self.max_qty)}"
+            )
         lots, rem = divmod(q, self.step_size)
         if rem != 0:
             raise RuleViolation(
-                "LOT_SIZE", "quantity", f"quantity {q} is not a multiple of the step size {self.step_size}"
+                "LOT_SIZE",
+                "quantity",
+                f"quantity {plain(q)} is not a multiple of the step size {plain(self.step_size)}",
             )
         return int(lots)
 
@@ -122,7 +132,8 @@ class MarketRules:
             raise RuleViolation(
                 "MIN_NOTIONAL",
                 "quantity",
-                f"notional {notional} (price x quantity) is below the minimum {self.min_notional}",
+                f"notional {plain(notional)} (price x quantity) is below the minimum "
+                f"{plain(self.min_notional)}",
             )
 
     def limit_order(self, price: Decimal, quantity: Decimal) -> tuple[int, int]:
@@ -158,10 +169,10 @@ class MarketRules:
             "symbol": self.symbol,
             "base_asset": self.base_asset,
             "quote_asset": self.quote_asset,
-            "tick_size": str(self.tick_size),
-            "step_size": str(self.step_size),
-            "min_qty": str(self.min_qty),
-            "min_notional": str(self.min_notional),
+            "tick_size": plain(self.tick_size),
+            "step_size": plain(self.step_size),
+            "min_qty": plain(self.min_qty),
+            "min_notional": plain(self.min_notional),
         }
 
 

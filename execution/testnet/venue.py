@@ -42,6 +42,7 @@ from execution.venues.base import (
     VenueOrder,
     VenueResult,
 )
+from shared.amounts import average, plain
 from shared.clock import Clock
 from shared.errors import Conflict, Throttled, Unavailable
 from shared.orders import Status
@@ -49,7 +50,6 @@ from shared.orders import Status
 log = structlog.get_logger(__name__)
 
 ZERO = Decimal(0)
-AVG_QUANTUM = Decimal("1E-12")
 FINAL_STATUSES = frozenset({Status.FILLED, Status.CANCELED, Status.REJECTED, Status.EXPIRED})
 _BINANCE_STATUS = {
     "NEW": Status.NEW,
@@ -144,7 +144,7 @@ class _Snap:
 
     @property
     def avg_price(self) -> Decimal | None:
-        return (self.cum_quote / self.executed).quantize(AVG_QUANTUM) if self.executed > 0 else None
+        return average(self.cum_quote, self.executed) if self.executed > 0 else None
 
 
 @dataclass(eq=False)
@@ -642,7 +642,7 @@ class TestnetVenue:
         if symbol is None:
             return self._final(order, Status.REJECTED, f"Binance testnet does not trade {order.symbol}")
         client = uc.client
-        qty = str(order.quantity)
+        qty = plain(order.quantity)  # str() would send "1E-7" for a normalized small amount
         if Decimal(client.amount_to_precision(symbol, qty)) != order.quantity:
             return self._final(
                 order, Status.REJECTED, "quantity is not a multiple of the symbol's step size (LOT_SIZE)"
@@ -653,7 +653,7 @@ class TestnetVenue:
         if otype == "LIMIT":
             if order.price is None:
                 return self._final(order, Status.REJECTED, "a limit order needs a price")
-            price = str(order.price)
+            price = plain(order.price)
             if Decimal(client.price_to_precision(symbol, price)) != order.price:
                 return self._final(
                     order, Status.REJECTED, "price is not a multiple of the symbol's tick size (PRICE_FILTER)"

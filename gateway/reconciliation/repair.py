@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Context, Decimal
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from execution.engine import apply_result, load_orders
 from execution.venues.base import ExternalOrder, FillReport, OrderChange, VenueResult
 from gateway.services.audit import Auditor
+from shared.amounts import average
 from shared.clock import Clock
 from shared.errors import Conflict, InvalidInput
 from shared.models import Order, User
@@ -23,8 +24,6 @@ from shared.models.reconciliation import ReconciliationMismatch, ReconciliationR
 from shared.orders import FINAL, Status
 from shared.outbox import add_outbox
 from shared.streams import command_stream
-
-_AVG = Context(prec=20)
 
 
 @dataclass
@@ -119,7 +118,7 @@ async def _republish(session: AsyncSession, clock: Clock, m: ReconciliationMisma
 
 
 def _avg(cum: Decimal, filled: Decimal) -> Decimal | None:
-    return _AVG.divide(cum, filled) if filled else None
+    return average(cum, filled)
 
 
 async def _apply(session: AsyncSession, clock: Clock, result: VenueResult) -> Any:

@@ -23,6 +23,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple
 
+from shared.amounts import DERIVED_QUANTUM
 from shared.clock import Clock
 
 from .positions import Fill, FillEffect, Position, PositionBook, PositionKey, PositionSnapshot
@@ -30,7 +31,8 @@ from .ticks import normalize_symbol
 
 
 class PositionUpdate(NamedTuple):
-    """A position with its mark and PnL at `updated_at`: what POSITION_UPDATE carries.
+    """A position with its mark and PnL at `updated_at`: what POSITION_UPDATE carries (unrealized PnL at the
+    documented precision of derived amounts, shared.amounts).
 
     A NamedTuple (immutable like a frozen dataclass) because 10,000 of them are built per tick on the hot
     path, and a tuple is several times cheaper to build than a slotted dataclass."""
@@ -60,7 +62,7 @@ def _update_of(pos: Position, mark: Decimal, ts: datetime) -> PositionUpdate:
             qty,
             pos.avg_entry_price,
             mark,
-            qty * mark - pos.cost,
+            (qty * mark - pos.cost).quantize(DERIVED_QUANTUM),
             pos.realized_pnl,
             ts,
         ),
@@ -159,7 +161,7 @@ class MarkingEngine:
                                 qty,
                                 pos.avg_entry_price,
                                 mark,
-                                qty * mark - pos.cost,
+                                (qty * mark - pos.cost).quantize(DERIVED_QUANTUM),
                                 pos.realized_pnl,
                                 ts,
                             ),

@@ -9,6 +9,11 @@ Accounting (quote-asset PnL):
   part only. A fill that crosses zero closes the old position entirely (realizing PnL on that
   part) and opens the remainder at the fill price.
 - Unrealized PnL = `quantity x mark - cost` = `quantity x (mark - avg_entry)`.
+- The two divisions are rounded (Decimal would carry 28 significant digits into the database, where
+  PostgreSQL keeps 18 places and SQLite all of them, and on to clients): `avg_entry_price` to the documented
+  precision of derived prices (`shared.amounts.derived`, 8 places); the cost a partial close takes out to the
+  database's 18 places (`stored`), fine enough that the cost basis of a tiny remainder stays right, and the
+  same amount leaves the cost and enters realized PnL, so realized + unrealized still track equity exactly.
 
 Fees (always reduce realized PnL, never the entry price):
 - fee in the quote asset: realized -= fee.
@@ -26,6 +31,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+
+from shared.amounts import derived, stored
 
 from .ticks import normalize_symbol, split_symbol
 
@@ -135,7 +142,7 @@ class Position:
         pos = cls(snap.user_id, snap.mode, snap.symbol)
         pos.quantity = snap.quantity
         pos.cost = snap.cost_basis
-        pos.avg_entry_price = snap.avg_entry_price if snap.quantity else ZERO
+        pos.avg_entry_price = derived(snap.avg_entry_price) if snap.quantity else ZERO
         pos.realized_pnl = snap.realized_pnl
         pos.fees_paid = snap.fees_paid
         pos.unconverted_fees = dict(snap.unconverted_fees)
@@ -189,11 +196,11 @@ class Position:
         if not qty or (qty > 0) == (delta > 0):
             self.quantity = qty + delta
             self.cost += delta * price
-            self.avg_entry_price = self.cost / self.quantity
+            self.avg_entry_price = derived(self.cost / self.quantity)
             return ZERO, abs(delta), ZERO
         held = abs(qty)
         closing = min(held, abs(delta))
-        removed = self.cost if closing == held else self.cost * closing / held
+        removed = self.cost if closing == held else stored(self.cost * closing / held)
         sign = 1 if qty > 0 else -1
         pnl = sign * closing * price - removed
         remainder = abs(delta) - closing

@@ -24,6 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
+from shared.amounts import plain
 from shared.errors import InvalidInput, Unavailable
 
 __all__ = [
@@ -109,11 +110,12 @@ def block_deadline(block_ms: int | None) -> float | None:
 
 
 def _json_default(obj: Any) -> Any:
-    # orjson has no Decimal support; strings keep every digit (a float would not).
+    # orjson has no Decimal support; strings keep every digit (a float would not), in plain digits: str() would
+    # write "1E-7" or "0E-8", which a client would show as it is.
     if isinstance(obj, Decimal):
         if not obj.is_finite():
             raise TypeError(f"non-finite Decimal {obj} cannot go on the bus")
-        return str(obj)
+        return plain(obj)
     if isinstance(obj, (set, frozenset)):
         return sorted(obj)
     raise TypeError(f"type {type(obj).__name__} is not JSON serialisable on the bus")

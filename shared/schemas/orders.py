@@ -19,6 +19,8 @@ from pydantic import (
     model_validator,
 )
 
+from shared.amounts import plain
+
 Side = Literal["BUY", "SELL"]
 OrderType = Literal["MARKET", "LIMIT"]
 TimeInForce = Literal["GTC", "IOC", "FOK"]
@@ -54,10 +56,10 @@ PositiveDecimal = Annotated[
         mode="validation",
     ),
 ]
-# Amounts in answers: strings of plain digits (format "f"; str() of a Decimal may use an exponent).
+# Amounts in answers: strings of plain digits (shared.amounts.plain; str() of a Decimal may use an exponent).
 PlainDecimal = Annotated[
     Decimal,
-    PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
+    PlainSerializer(plain, return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "pattern": PLAIN_DECIMAL_PATTERN}, mode="serialization"),
 ]
 

@@ -95,8 +95,8 @@ async def test_json_round_trip_of_nested_data(bus: Bus) -> None:
         **NESTED,
         "order_id": "00000000-0000-0000-0000-000000000007",
         "price": "64999.12345678",  # Decimals travel as strings, never floats
-        "qty": "1E-8",
-        "fills": [{"price": "1.10", "qty": "2", "maker": True}, {"price": "3", "qty": None}],
+        "qty": "0.00000001",  # in plain digits, never "1E-8" (shared.amounts.plain)
+        "fills": [{"price": "1.1", "qty": "2", "maker": True}, {"price": "3", "qty": None}],
         "ts": "2026-01-02T03:04:05.678000+00:00",
     }
     assert Decimal(msg.data["qty"]) == Decimal("0.00000001")
