@@ -31,10 +31,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Context, Decimal
+from decimal import ROUND_CEILING, Decimal
 from enum import StrEnum
 from typing import Final
 
+from shared.amounts import average
 from shared.errors import Conflict, InvalidInput, NotFound
 
 from . import book as bk
@@ -69,7 +70,6 @@ __all__ = [
     "Trade",
 ]
 
-_AVG: Final = Context(prec=20)
 _ZERO: Final = Decimal(0)
 _ONE: Final = Decimal(1)
 _MEMO: Final = 1 << 16
@@ -421,7 +421,7 @@ class _Order:
         r = self.mkt.rules
         avg = None
         if filled:
-            avg = _AVG.multiply(_AVG.divide(Decimal(cum), Decimal(filled)), r.tick_size)
+            avg = average(Decimal(cum) * r.tick_size, Decimal(filled))  # at the documented precision
         return OrderUpdate(
             req.order_id,
             req.account,

@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from execution.paper.ledger import EXTERNAL_ACCOUNT, FREE, InsufficientBalance, JournalEntry, LedgerError
+from shared.amounts import plain
 from shared.clock import Clock
 from shared.db import upsert_insert
 from shared.models import Balance, LedgerPosting
@@ -172,11 +173,6 @@ def _check(key: tuple[str, str], free: Decimal, locked: Decimal, free_delta: Dec
         if check_funds and free_delta < 0 and free < 0:
             raise InsufficientBalance(key[0], key[1], -free_delta, free - free_delta)
         raise LedgerError(f"{key[0]} {key[1]} would become {free}/{locked}")
-
-
-def plain(amount: Decimal) -> str:
-    """An amount as clients read it: plain notation, no trailing zeros ("1000", not "1E+3" or "1000.00")."""
-    return format(amount.normalize(), "f")
 
 
 def balance_payload(views: Iterable[BalanceView]) -> list[dict[str, str]]:

@@ -23,6 +23,7 @@ from execution.paper.ledger import FREE, FeeSchedule, JournalEntry, Reservation,
 from execution.paper.market_maker import MarketMaker, MarketMakerConfig
 from execution.paper.rules import MarketRules
 from execution.venues.base import EMPTY, FillReport, OrderChange, VenueOrder, VenueResult
+from shared.amounts import plain
 from shared.clock import Clock
 
 SYSTEM_PREFIX = "system/"
@@ -147,8 +148,8 @@ class PaperVenue:
         d = self.exchange.depth(symbol, limit)
         return {
             "symbol": d.symbol,
-            "bids": [[str(p), str(q)] for p, q in d.bids],
-            "asks": [[str(p), str(q)] for p, q in d.asks],
+            "bids": [[plain(p), plain(q)] for p, q in d.bids],
+            "asks": [[plain(p), plain(q)] for p, q in d.asks],
             "ts": self.clock.now().isoformat(),
         }
 
@@ -207,8 +208,8 @@ class PaperVenue:
                 {
                     "trade_id": t.trade_id,
                     "symbol": t.symbol,
-                    "price": str(t.price),
-                    "quantity": str(t.quantity),
+                    "price": plain(t.price),
+                    "quantity": plain(t.quantity),
                     "side": str(taker_side),
                     "ts": now.isoformat(),
                 }
