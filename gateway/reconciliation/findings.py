@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
 
+from shared.amounts import plain_or_none
+
 
 @dataclass(frozen=True, slots=True)
 class Kind:
@@ -117,11 +119,7 @@ class CheckOutcome:
 
 def fmt(value: Decimal | None) -> str | None:
     """Decimals as plain strings (no exponent), normalised, for stable comparisons in reports."""
-    if value is None:
-        return None
-    if value == 0:
-        return "0"
-    return format(value.normalize(), "f")
+    return plain_or_none(value)
 
 
 def summarise(outcomes: list[CheckOutcome]) -> dict[str, Any]:
