@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,7 +14,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match, Mount
 
 from shared.errors import DomainError
 
@@ -230,15 +230,22 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 
 def _allowed_methods(request: Request) -> str | None:
-    """Every method the path answers to: Starlette's 405 names only the first route matching the path, where
-    a path may have several (PUT and DELETE of /api/keys/binance-testnet are two routes)."""
-    routes = [r for r in request.app.router.routes if not isinstance(r, Mount)]
-    allowed = [
-        method
-        for method in _METHODS
-        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
-    ]
-    return ", ".join(allowed) or None
+    """The methods the OpenAPI document gives the path: Starlette's 405 names only the first route matching
+    the path, where a path may have several (PUT and DELETE of /api/keys/binance-testnet are two routes), and
+    a literal path (/api/orders/quote) also fits a template (/api/orders/{order_id}); the most specific
+    documented template wins, as it does for a client reading the document."""
+    paths = request.app.openapi().get("paths", {})
+    path = request.url.path
+    best: tuple[int, list[str]] | None = None
+    for template, item in paths.items():
+        regex = "^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(regex, path):
+            literal = sum(1 for part in template.split("/") if part and not part.startswith("{"))
+            if best is None or literal > best[0]:
+                best = (literal, [m.upper() for m in item if m.upper() in _METHODS])
+    if best is None:
+        return None
+    return ", ".join(m for m in _METHODS if m in best[1]) or None
 
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
