@@ -1,11 +1,14 @@
-// Number formatting with each market's precision (tick size for prices, step size for quantities).
-// Values arrive as decimal strings; formatting works on the string so no float rounding shows up.
+// Display of the API's values: prices with the market's tick size decimals, quantities with its step size
+// decimals (`GET /api/markets`), rounded on the decimal string itself (decimal.js), never through a float.
+
+import * as dec from "./decimal.js";
 
 const markets = new Map();
 
+/** The markets as `GET /api/markets` lists them: {symbol, base_asset, quote_asset, tick_size, step_size, ...}. */
 export function setMarkets(list) {
   markets.clear();
-  for (const m of list || []) markets.set(m.symbol, m);
+  for (const m of list) markets.set(m.symbol, m);
 }
 
 export function market(symbol) {
@@ -16,71 +19,42 @@ export function allMarkets() {
   return [...markets.values()];
 }
 
-export function decimalsOf(increment) {
-  if (increment === undefined || increment === null) return null;
-  const s = String(increment);
-  if (/e-/i.test(s)) return Number(s.split(/e-/i)[1]);
-  const dot = s.indexOf(".");
-  if (dot < 0) return 0;
-  return s.slice(dot + 1).replace(/0+$/, "").length;
+/** `value` rounded to `places` decimals; shown as it is when it is not a decimal string or `places` is null. */
+export function fixed(value, places) {
+  if (value === undefined || value === null) return "";
+  return places !== null && dec.isDecimal(value) ? dec.round(value, places) : String(value);
 }
 
-// Round a decimal string half-up to `places` decimals, keeping it a string.
-export function fixed(value, places) {
-  if (value === undefined || value === null || value === "") return "";
-  let s = String(value).trim();
-  if (!/^-?\d+(\.\d+)?$/.test(s)) {
-    const n = Number(s);
-    if (!Number.isFinite(n)) return s;
-    s = n.toFixed(Math.max(places, 0) + 2);
-  }
-  if (places === null || places === undefined) return s;
-  const neg = s.startsWith("-");
-  if (neg) s = s.slice(1);
-  let [int, frac = ""] = s.split(".");
-  if (frac.length > places) {
-    const roundUp = frac.charCodeAt(places) >= 53; // '5'
-    frac = frac.slice(0, places);
-    if (roundUp) {
-      const digits = (int + frac).split("").map(Number);
-      let i = digits.length - 1;
-      while (i >= 0) {
-        if (digits[i] === 9) { digits[i] = 0; i -= 1; } else { digits[i] += 1; break; }
-      }
-      if (i < 0) digits.unshift(1);
-      const joined = digits.join("");
-      int = joined.slice(0, joined.length - places);
-      frac = joined.slice(joined.length - places);
-    }
-  }
-  frac = frac.padEnd(places, "0");
-  const body = places > 0 ? `${int || "0"}.${frac}` : int || "0";
-  const isZero = /^[0.]*$/.test(body);
-  return (neg && !isZero ? "-" : "") + body;
+function placesOf(symbol, rule) {
+  const m = market(symbol);
+  return m ? dec.places(m[rule]) : null;
 }
 
 export function price(symbol, value) {
-  return fixed(value, decimalsOf(market(symbol)?.tick_size) ?? 2);
+  return fixed(value, placesOf(symbol, "tick_size"));
 }
 
 export function qty(symbol, value) {
-  return fixed(value, decimalsOf(market(symbol)?.step_size) ?? 8);
+  return fixed(value, placesOf(symbol, "step_size"));
 }
 
-// Quote-asset amounts (PnL, notional): the tick's precision, at least 2 decimals.
+/** Quote-asset amounts (PnL, notional): the tick's decimals, at least 2. */
 export function quote(symbol, value) {
-  return fixed(value, Math.max(decimalsOf(market(symbol)?.tick_size) ?? 2, 2));
+  const places = placesOf(symbol, "tick_size");
+  return fixed(value, places === null ? null : Math.max(places, 2));
 }
 
+/** Balances and fees: up to 8 decimals, without trailing zeros ("50.0500" -> "50.05"). */
 export function assetAmount(value) {
   if (value === undefined || value === null) return "";
-  const s = fixed(value, 8);
-  return s.includes(".") ? s.replace(/0+$/, "").replace(/\.$/, "") : s;
+  return dec.isDecimal(value) ? dec.trim(dec.round(value, 8)) : String(value);
 }
 
+/** "pos", "neg" or "" for a signed amount (PnL colouring). */
 export function signClass(value) {
-  const n = Number(value);
-  return n > 0 ? "pos" : n < 0 ? "neg" : "";
+  if (!dec.isDecimal(value)) return "";
+  const s = dec.sign(value);
+  return s > 0 ? "pos" : s < 0 ? "neg" : "";
 }
 
 export function time(ts) {
@@ -95,13 +69,4 @@ export function dateTime(ts) {
   const d = new Date(ts);
   if (Number.isNaN(d.getTime())) return String(ts);
   return d.toLocaleString([], { hour12: false });
-}
-
-export function baseQuote(symbol) {
-  const m = market(symbol);
-  if (m?.base_asset) return [m.base_asset, m.quote_asset];
-  for (const q of ["USDT", "BUSD", "USDC", "BTC", "ETH"]) {
-    if (symbol.endsWith(q) && symbol.length > q.length) return [symbol.slice(0, -q.length), q];
-  }
-  return [symbol, ""];
 }

@@ -1,4 +1,5 @@
-// The live connection: one WebSocket per tab (`/ws?token=`), public channel subscriptions, reconnect with
+// The live connection: one WebSocket per tab (`/ws`, the access token offered as the subprotocols
+// ["bearer", TOKEN] so it stays out of URLs and their logs), public channel subscriptions, reconnect with
 // exponential backoff and jitter, resume from the last private event id, and a status the header shows.
 // While the socket is not open the views poll REST, so the page keeps working if `/ws` is not mounted.
 
@@ -6,7 +7,26 @@ import { currentAccessToken, refresh } from "./api.js";
 
 const PRIVATE = new Set(["ORDER_UPDATE", "TRADE", "POSITION_UPDATE", "BALANCE_UPDATE"]);
 const PING_MS = 25_000;
-const MAX_BACKOFF_MS = 15_000;
+export const MAX_BACKOFF_MS = 15_000;
+
+/**
+ * The private event id to resume from after `message`: a private event's own id; none after
+ * RESYNC_REQUIRED (the server no longer holds what came after it: the views reload their snapshots).
+ */
+export function resumePoint(lastEventId, message) {
+  if (message.type === "RESYNC_REQUIRED") return null;
+  return PRIVATE.has(message.type) && message.id ? message.id : lastEventId;
+}
+
+/**
+ * Milliseconds before reconnect attempt `attempts` (1, 2, ...): 0.5 s doubling up to the ceiling (twice as
+ * long once the socket failed to open twice in a row: the page polls meanwhile), of which a random half.
+ */
+export function backoffDelay(attempts, failuresBeforeOpen, random = Math.random) {
+  const ceiling = failuresBeforeOpen >= 2 ? MAX_BACKOFF_MS * 2 : MAX_BACKOFF_MS;
+  const base = Math.min(ceiling, 500 * 2 ** Math.min(attempts - 1, 10));
+  return base / 2 + random() * (base / 2);
+}
 
 export class Live {
   constructor() {
@@ -95,7 +115,7 @@ export class Live {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     let ws;
     try {
-      ws = new WebSocket(`${scheme}://${location.host}/ws?token=${encodeURIComponent(token)}`);
+      ws = new WebSocket(`${scheme}://${location.host}/ws`, ["bearer", token]);
     } catch {
       this.scheduleReconnect(false);
       return;
@@ -117,8 +137,7 @@ export class Live {
       let message;
       try { message = JSON.parse(event.data); } catch { return; }
       if (!message || typeof message.type !== "string") return;
-      if (PRIVATE.has(message.type) && message.id) this.lastEventId = message.id;
-      if (message.type === "RESYNC_REQUIRED") this.lastEventId = null;
+      this.lastEventId = resumePoint(this.lastEventId, message);
       this.emit(message.type, message);
     });
     ws.addEventListener("close", async (event) => {
@@ -138,11 +157,8 @@ export class Live {
     if (!hadOpened) this.failuresBeforeOpen += 1;
     this.attempts += 1;
     this.setStatus(this.failuresBeforeOpen >= 2 ? "polling" : "reconnecting");
-    const ceiling = this.failuresBeforeOpen >= 2 ? MAX_BACKOFF_MS * 2 : MAX_BACKOFF_MS;
-    const base = Math.min(ceiling, 500 * 2 ** Math.min(this.attempts - 1, 10));
-    const delay = base / 2 + Math.random() * (base / 2);
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.connect(), delay);
+    this.timer = setTimeout(() => this.connect(), backoffDelay(this.attempts, this.failuresBeforeOpen));
   }
 }
 

@@ -68,7 +68,7 @@ export function mountAdmin(main, ctx) {
     }
     const rows = report.mismatches;
     const columns = [...new Set(rows.flatMap((r) => Object.keys(r)))];
-    const summary = Object.entries(report).filter(([k, v]) => v === null || typeof v !== "object");
+    const summary = Object.entries(report).filter(([, v]) => v === null || typeof v !== "object");
     clear(detail,
       el("h2", { id: "report-h" }, `Report ${reportId}`),
       el("dl", { class: "kv" }, summary.map(([k, v]) => [el("dt", {}, k.replaceAll("_", " ")), el("dd", {}, cell(v))])),

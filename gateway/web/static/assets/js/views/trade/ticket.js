@@ -1,0 +1,118 @@
+// The order ticket: side, type, quantity, limit price, time in force; `POST /api/orders`. A market order
+// shows the server's quote (`POST /api/orders/quote`) for its quantity; a limit order its exact notional.
+// The API's problem+json field errors land under their fields.
+
+import { api } from "../../api.js";
+import { debounce, el, toast } from "../../dom.js";
+import * as fmt from "../../fmt.js";
+import { clearErrors, field, formError, setFieldError, showErrors } from "../../forms.js";
+import * as dec from "../../decimal.js";
+import { allowedTimeInForce, notional, orderRequest } from "../../state/ticket.js";
+
+export function createTicket(market, { onPlaced }) {
+  const { symbol, base_asset: base, quote_asset: quoteAsset } = market;
+  const sideSet = el("fieldset", { class: "field side-toggle", dataset: { field: "side" } },
+    el("legend", {}, "Side"),
+    el("label", { class: "side side-buy" }, el("input", { type: "radio", name: "side", value: "BUY", checked: true, id: "ticket-side-buy" }), "Buy"),
+    el("label", { class: "side side-sell" }, el("input", { type: "radio", name: "side", value: "SELL", id: "ticket-side-sell" }), "Sell"),
+    el("div", { class: "field-error", id: "ticket-side-error", role: "alert" }));
+  const typeSel = el("select", {}, el("option", { value: "MARKET" }, "Market"), el("option", { value: "LIMIT", selected: true }, "Limit"));
+  const tifSel = el("select", {},
+    el("option", { value: "GTC" }, "GTC — good till cancelled"),
+    el("option", { value: "IOC" }, "IOC — immediate or cancel"),
+    el("option", { value: "FOK" }, "FOK — fill or kill"));
+  const qtyIn = el("input", { type: "text", inputMode: "decimal", autocomplete: "off", placeholder: market.step_size, required: true });
+  const priceIn = el("input", { type: "text", inputMode: "decimal", autocomplete: "off", placeholder: market.tick_size });
+  const estimate = el("p", { class: "muted small", id: "ticket-quote", "aria-live": "polite" });
+  const submit = el("button", { type: "submit", class: "btn btn-buy", id: "ticket-submit" }, `Buy ${base}`);
+  const form = el("form", { id: "ticket", class: "stack", novalidate: true },
+    sideSet,
+    field({ form: "ticket", name: "type", label: "Order type", control: typeSel }),
+    field({ form: "ticket", name: "quantity", label: `Quantity (${base})`, control: qtyIn, hint: `step ${market.step_size}` }),
+    field({ form: "ticket", name: "price", label: `Limit price (${quoteAsset})`, control: priceIn, hint: `tick ${market.tick_size}` }),
+    field({ form: "ticket", name: "time_in_force", label: "Time in force", control: tifSel }),
+    estimate,
+    formError(),
+    submit,
+    el("p", { class: "muted small" }, `Min notional ${market.min_notional} ${quoteAsset}`));
+
+  const side = () => form.querySelector("input[name=side]:checked").value;
+  const isLimit = () => typeSel.value === "LIMIT";
+
+  function sync() {
+    priceIn.disabled = !isLimit();
+    form.querySelector('[data-field="price"]').classList.toggle("is-disabled", !isLimit());
+    tifSel.value = allowedTimeInForce(typeSel.value, tifSel.value);
+    tifSel.querySelector('option[value="GTC"]').disabled = !isLimit();
+    submit.textContent = `${side() === "BUY" ? "Buy" : "Sell"} ${base}`;
+    submit.className = `btn ${side() === "BUY" ? "btn-buy" : "btn-sell"}`;
+    showEstimate();
+  }
+
+  function showEstimate() {
+    if (isLimit()) {
+      const total = notional(qtyIn.value, priceIn.value);
+      estimate.textContent = total === null ? "" : `Total ${fmt.quote(symbol, total)} ${quoteAsset}`;
+      return;
+    }
+    requestQuote();
+  }
+
+  // A market order's price is the book's: the server's quote for this quantity, asked once typing pauses.
+  // The old text stays until then: clearing it at once would move the submit button under the pointer.
+  const requestQuote = debounce(async () => {
+    const quantity = qtyIn.value.trim();
+    if (isLimit()) return;
+    if (!dec.isPositive(quantity)) {
+      estimate.textContent = "";
+      return;
+    }
+    try {
+      const q = await api("POST", "/api/orders/quote", { symbol, side: side(), quantity });
+      if (isLimit() || qtyIn.value.trim() !== quantity) return; // the ticket changed meanwhile
+      estimate.textContent = q.avg_price === null
+        ? "No liquidity on the book right now."
+        : `≈ ${fmt.price(symbol, q.avg_price)} avg, ${fmt.qty(symbol, q.fillable_quantity)} fillable now, `
+          + `≈ ${fmt.quote(symbol, dec.mul(q.fillable_quantity, q.avg_price))} ${quoteAsset}`;
+    } catch { /* the quote is a hint only */ }
+  }, 300);
+
+  form.addEventListener("change", sync);
+  qtyIn.addEventListener("input", showEstimate);
+  priceIn.addEventListener("input", showEstimate);
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors(form);
+    const { body, errors } = orderRequest({
+      symbol, side: side(), type: typeSel.value, quantity: qtyIn.value, price: priceIn.value, timeInForce: tifSel.value,
+    });
+    for (const [name, message] of Object.entries(errors)) setFieldError(form, name, message);
+    if (Object.keys(errors).length) {
+      form.querySelector("[aria-invalid=true]")?.focus();
+      return;
+    }
+    submit.disabled = true;
+    try {
+      const order = await api("POST", "/api/orders", body);
+      onPlaced(order);
+      toast(`Order accepted: ${order.side} ${fmt.qty(symbol, order.quantity)} ${base} (${order.status})`, "success");
+    } catch (exc) {
+      showErrors(form, exc);
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  queueMicrotask(sync);
+
+  return {
+    node: form,
+    /** Put a price from the book in the ticket (as a limit order). */
+    setPrice(price) {
+      typeSel.value = "LIMIT";
+      priceIn.value = fmt.price(symbol, price);
+      sync();
+      priceIn.focus();
+    },
+  };
+}
