@@ -7,18 +7,19 @@ balance other than the external deposits account ever goes negative."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import select, tuple_
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+import orjson
+from sqlalchemy import String, TextualSelect, column, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from execution.paper.ledger import EXTERNAL_ACCOUNT, FREE, InsufficientBalance, JournalEntry, LedgerError
 from shared.amounts import plain
 from shared.clock import Clock
-from shared.db import upsert_insert
+from shared.db import Amount, upsert_insert
 from shared.models import Balance, LedgerPosting
 
 ZERO = Decimal(0)
@@ -36,6 +37,112 @@ class BalanceView:
         return self.free + self.locked
 
 
+class Movement:
+    """What journal entries do to the database, made from their postings: per (account, asset) the change of
+    free and locked (``deltas``, in key order) and the ``ledger_postings`` rows. Every path that writes entries
+    applies exactly these: ``SqlLedger.apply`` on either database, and the gateway's one-statement acceptance
+    of a paper order on PostgreSQL (``pg_apply_ctes``, fed by ``pg_params``); ``checked`` then holds the
+    balances it leaves to the ledger's rule."""
+
+    __slots__ = ("deltas", "postings")
+
+    def __init__(self, entries: Sequence[JournalEntry]) -> None:
+        deltas: dict[tuple[str, str], list[Decimal]] = {}
+        postings: list[dict[str, object]] = []
+        for entry in entries:
+            if not entry.is_balanced():
+                raise LedgerError(f"{entry.kind} {entry.ref} does not balance")
+            ref = entry.ref[:64]
+            for p in entry.postings:
+                d = deltas.setdefault((p.account, p.asset), [ZERO, ZERO])
+                d[0 if p.bucket == FREE else 1] += p.amount
+                postings.append(
+                    {
+                        "entry_kind": entry.kind,
+                        "ref": ref,
+                        "account_id": p.account,
+                        "asset": p.asset,
+                        "bucket": p.bucket,
+                        "amount": p.amount,
+                    }
+                )
+        self.deltas = {k: (deltas[k][0], deltas[k][1]) for k in sorted(deltas)}
+        self.postings = postings
+
+    def pg_params(self) -> dict[str, str]:
+        """The ``:deltas`` and ``:postings`` parameters of ``pg_apply_ctes`` (JSON; amounts as plain digits)."""
+        deltas = [
+            {"account_id": a, "asset": s, "free": _digits(f), "locked": _digits(lk)}
+            for (a, s), (f, lk) in self.deltas.items()
+        ]
+        postings = [{**p, "amount": _digits(p["amount"])} for p in self.postings]
+        return {"deltas": orjson.dumps(deltas).decode(), "postings": orjson.dumps(postings).decode()}
+
+    def checked(
+        self, after: Mapping[tuple[str, str], tuple[Decimal, Decimal]], *, check_funds: bool
+    ) -> list[BalanceView]:
+        """The balances the movement left (``after``: (free, locked) per key), in key order, once ``_check``
+        passed each: with ``check_funds`` a short free balance is ``InsufficientBalance``, else ``LedgerError``;
+        the caller's transaction then rolls the writes back."""
+        out: list[BalanceView] = []
+        for key, (free_delta, _) in self.deltas.items():
+            free, locked = after[key]
+            _check(key, free, locked, free_delta, check_funds=check_funds)
+            out.append(BalanceView(key[0], key[1], free, locked))
+        return out
+
+
+def _digits(amount: object) -> str:
+    assert isinstance(amount, Decimal)
+    return format(amount, "f")
+
+
+def pg_apply_ctes(when: str) -> str:
+    """Data-modifying CTEs (PostgreSQL) that apply a ``Movement`` (parameters ``:deltas``, ``:postings``,
+    ``:now``) if ``when`` holds: ``moved`` moves every balance with one upsert (rows taken in key order, so
+    writers never deadlock; a missing row is created), returning the balances after; ``posted`` adds the
+    postings. Nothing is checked here: ``Movement.checked`` holds what ``moved`` returns to the ledger's rule
+    and raises, so the caller's transaction rolls the statement back."""
+    # interpolated: ``when``, a condition written in code; every value is a bound parameter
+    return f"""moved AS (
+  INSERT INTO balances AS b (account_id, asset, free, locked, updated_at)
+  SELECT d.account_id, d.asset, d.free, d.locked, CAST(:now AS TIMESTAMPTZ)
+    FROM json_to_recordset(CAST(:deltas AS JSON))
+         AS d(account_id VARCHAR, asset VARCHAR, free NUMERIC, locked NUMERIC)
+   WHERE {when}
+   ORDER BY d.account_id, d.asset
+  ON CONFLICT (account_id, asset) DO UPDATE
+     SET free = b.free + excluded.free, locked = b.locked + excluded.locked, updated_at = excluded.updated_at
+  RETURNING b.account_id, b.asset, b.free, b.locked
+), posted AS (
+  INSERT INTO ledger_postings (entry_kind, ref, account_id, asset, bucket, amount, ts)
+  SELECT p.entry_kind, p.ref, p.account_id, p.asset, p.bucket, p.amount, CAST(:now AS TIMESTAMPTZ)
+    FROM json_to_recordset(CAST(:postings AS JSON))
+         AS p(entry_kind VARCHAR, ref VARCHAR, account_id VARCHAR, asset VARCHAR, bucket VARCHAR, amount NUMERIC)
+   WHERE {when}
+)"""  # noqa: S608
+
+
+def pg_balance_payload(rows: str) -> str:
+    """``balance_payload`` in PostgreSQL (a JSONB array), over ``rows`` (account_id, asset, free, locked), for
+    a statement that writes its own BALANCE_UPDATE: ``trim_scale(x)::text`` is ``plain(x)``."""
+    fields = ", ".join(f"'{name}', trim_scale({expr})::text" for name, expr in BALANCE_AMOUNTS)
+    agg = f"jsonb_agg(jsonb_build_object('asset', r.asset, {fields}) ORDER BY r.account_id, r.asset)"
+    return f"SELECT coalesce({agg}, '[]'::jsonb) FROM {rows} AS r"  # noqa: S608
+
+
+@functools.cache
+def _apply_pg() -> TextualSelect:
+    """``SqlLedger.apply`` on PostgreSQL: one statement, built once."""
+    sql = f"WITH {pg_apply_ctes('true')} SELECT account_id, asset, free, locked FROM moved"  # noqa: S608
+    return text(sql).columns(
+        column("account_id", String),
+        column("asset", String),
+        column("free", Amount),
+        column("locked", Amount),
+    )
+
+
 class SqlLedger:
     def __init__(self, session: AsyncSession, clock: Clock) -> None:
         self.session = session
@@ -45,88 +152,33 @@ class SqlLedger:
         """Apply entries atomically (within the caller's transaction); returns the touched balances.
 
         With `check_funds`, a free balance that would go negative is the client's problem (InsufficientBalance,
-        422), not an invariant violation."""
+        422), not an invariant violation. On PostgreSQL one statement moves the balances and adds the postings
+        (``pg_apply_ctes``), then the balances are checked (an error leaves the rollback to the caller); on
+        SQLite the rows are locked, checked, then written."""
         if not entries:
             return []
-        deltas: dict[tuple[str, str], list[Decimal]] = {}
+        movement = Movement(entries)
         now = self.clock.now()
-        postings: list[dict[str, object]] = []
-        for entry in entries:
-            if not entry.is_balanced():
-                raise LedgerError(f"{entry.kind} {entry.ref} does not balance")
-            for p in entry.postings:
-                d = deltas.setdefault((p.account, p.asset), [ZERO, ZERO])
-                d[0 if p.bucket == FREE else 1] += p.amount
-            postings += self._posting_rows(entry, now)
         if self.session.bind.dialect.name == "postgresql":  # type: ignore[union-attr]
-            out = await self._apply_pg(deltas, now, check_funds=check_funds)
-            await self.session.execute(LedgerPosting.__table__.insert(), postings)  # type: ignore[attr-defined]
-            return out
-        rows = await self._lock_rows(sorted(deltas), now)
-        out: list[BalanceView] = []
-        for key in sorted(deltas):
-            row = rows[key]
-            free = row.free + deltas[key][0]
-            locked = row.locked + deltas[key][1]
-            _check(key, free, locked, deltas[key][0], check_funds=check_funds)
-            row.free, row.locked, row.updated_at = free, locked, now
-            out.append(BalanceView(key[0], key[1], free, locked))
-        await self.session.execute(LedgerPosting.__table__.insert(), postings)  # type: ignore[attr-defined]
+            rows = (await self.session.execute(_apply_pg(), {**movement.pg_params(), "now": now})).all()
+            return movement.checked(
+                {(r.account_id, r.asset): (r.free, r.locked) for r in rows}, check_funds=check_funds
+            )
+        keys = list(movement.deltas)
+        rows_by_key = await self._lock_rows(keys, now)
+        after = {
+            k: (rows_by_key[k].free + f, rows_by_key[k].locked + lk) for k, (f, lk) in movement.deltas.items()
+        }
+        out = movement.checked(after, check_funds=check_funds)
+        for v in out:
+            row = rows_by_key[(v.account_id, v.asset)]
+            row.free, row.locked, row.updated_at = v.free, v.locked, now
+        await self.session.execute(
+            LedgerPosting.__table__.insert(),  # type: ignore[attr-defined]
+            [{**p, "ts": now} for p in movement.postings],
+        )
         await self.session.flush()
         return out
-
-    async def _apply_pg(
-        self, deltas: dict[tuple[str, str], list[Decimal]], now: object, *, check_funds: bool
-    ) -> list[BalanceView]:
-        """PostgreSQL: every balance moved by one ``INSERT ... ON CONFLICT DO UPDATE SET free = free + delta
-        ... RETURNING``, rows taken in key order (as ``_lock_rows`` does, so writers never deadlock), instead of
-        creating missing rows, locking them with a SELECT and writing them back. A balance that went negative
-        raises the same errors as the general path; the caller's transaction then rolls the statement back."""
-        table = Balance.__table__  # type: ignore[attr-defined]
-        keys = sorted(deltas)
-        stmt = pg_insert(table).values(
-            [
-                {
-                    "account_id": a,
-                    "asset": s,
-                    "free": deltas[(a, s)][0],
-                    "locked": deltas[(a, s)][1],
-                    "updated_at": now,
-                }
-                for a, s in keys
-            ]
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["account_id", "asset"],
-            set_={
-                "free": table.c.free + stmt.excluded.free,
-                "locked": table.c.locked + stmt.excluded.locked,
-                "updated_at": stmt.excluded.updated_at,
-            },
-        ).returning(table.c.account_id, table.c.asset, table.c.free, table.c.locked)
-        after = {(r.account_id, r.asset): r for r in (await self.session.execute(stmt)).all()}
-        out: list[BalanceView] = []
-        for key in keys:
-            row = after[key]
-            free, locked = row.free, row.locked
-            _check(key, free, locked, deltas[key][0], check_funds=check_funds)
-            out.append(BalanceView(key[0], key[1], free, locked))
-        return out
-
-    @staticmethod
-    def _posting_rows(entry: JournalEntry, now: object) -> list[dict[str, object]]:
-        return [
-            {
-                "entry_kind": entry.kind,
-                "ref": entry.ref[:64],
-                "account_id": p.account,
-                "asset": p.asset,
-                "bucket": p.bucket,
-                "amount": p.amount,
-                "ts": now,
-            }
-            for p in entry.postings
-        ]
 
     async def _lock_rows(self, keys: list[tuple[str, str]], now: object) -> dict[tuple[str, str], Balance]:
         insert = upsert_insert(self.session.bind.dialect.name)  # type: ignore[union-attr]
@@ -166,7 +218,9 @@ class SqlLedger:
         return out
 
 
-def _check(key: tuple[str, str], free: Decimal, locked: Decimal, free_delta: Decimal, *, check_funds: bool) -> None:
+def _check(
+    key: tuple[str, str], free: Decimal, locked: Decimal, free_delta: Decimal, *, check_funds: bool
+) -> None:
     """No balance but the external account's may go negative: with ``check_funds`` a short free balance is the
     client's problem (InsufficientBalance, 422, naming what was free), otherwise an invariant violation."""
     if (free < 0 or locked < 0) and key[0] != EXTERNAL_ACCOUNT:
@@ -175,8 +229,13 @@ def _check(key: tuple[str, str], free: Decimal, locked: Decimal, free_delta: Dec
         raise LedgerError(f"{key[0]} {key[1]} would become {free}/{locked}")
 
 
+# A balance as events show it: its asset, then these amounts, in plain digits. One list for both renderings:
+# ``balance_payload`` (Python, from a ``BalanceView``'s attributes) and ``pg_balance_payload`` (PostgreSQL, from
+# the SQL expression over rows ``r`` of (account_id, asset, free, locked)).
+BALANCE_AMOUNTS = (("free", "r.free"), ("locked", "r.locked"), ("total", "r.free + r.locked"))
+
+
 def balance_payload(views: Iterable[BalanceView]) -> list[dict[str, str]]:
     return [
-        {"asset": v.asset, "free": plain(v.free), "locked": plain(v.locked), "total": plain(v.total)}
-        for v in views
+        {"asset": v.asset, **{name: plain(getattr(v, name)) for name, _ in BALANCE_AMOUNTS}} for v in views
     ]

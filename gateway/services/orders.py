@@ -11,27 +11,27 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import insert, select, text
+from sqlalchemy import Integer, String, TextualSelect, column, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from execution.paper.ledger import (
     FeeSchedule,
-    InsufficientBalance,
+    JournalEntry,
     Reservation,
     deposit_entry,
     required_reservation,
     reserve_entry,
 )
 from execution.paper.rules import MarketRules, RuleViolation, normalize_symbol
-from execution.store.ledger import BalanceView, SqlLedger, balance_payload
+from execution.store.ledger import Movement, SqlLedger, balance_payload, pg_apply_ctes, pg_balance_payload
 from gateway.services.accounts import has_testnet_keys
 from shared.clock import Clock
-from shared.db import upsert_insert
+from shared.db import Amount, upsert_insert
 from shared.errors import Conflict, InvalidInput, NotFound, Throttled
 from shared.ids import new_id
 from shared.marketdata import MarketData
 from shared.metrics import ORDERS_ACCEPTED
-from shared.models import Balance, Fill, Order, OrderEvent, PaperAccount
+from shared.models import Fill, Order, OrderEvent, PaperAccount
 from shared.orders import FINAL, OPEN, Status
 from shared.outbox import (
     Committed,
@@ -44,65 +44,79 @@ from shared.outbox import (
 )
 from shared.ratelimit import RateLimiter
 from shared.schemas.orders import FillOut, OrderDetail, OrderEventOut, OrderIn, OrderOut, OrderPage
-from shared.streams import PRIVATE_EVENTS, command_stream, order_command, user_stream
+from shared.streams import command_stream, order_command
 
-# PostgreSQL: a paper order accepted in ONE statement (data-modifying CTEs, applied together or not at all):
-# insert the order unless (user, client_order_id) exists; if it was inserted, move the reservation from free to
-# locked only if the free balance covers it (the UPDATE's row lock serialises concurrent orders of the account
-# and PostgreSQL re-checks the condition on the locked row); if both happened, add the ledger postings, the
-# first status row and the outbox rows (BALANCE_UPDATE built from the updated row, the command, the
-# ORDER_UPDATE), in that order, marked eager: the request publishes them after its commit (they come back in
-# the result). The result says which of these happened; an order inserted without its
-# reservation is undone by the caller raising (the request's transaction rolls back). One round trip instead
-# of six: at the gateway's rates, round trips are its main cost.
-_ACCEPT_PAPER_PG = text(
-    """
+
+@functools.cache
+def _accept_paper_pg() -> TextualSelect:
+    """PostgreSQL: a paper order accepted in ONE statement (data-modifying CTEs, applied together or not at all),
+    fed with the rows the general path writes one by one (see ``OrderService.place``): insert the order unless
+    (user, client_order_id) exists; if it was inserted, apply the RESERVE entry's ``Movement``
+    (``pg_apply_ctes``: balances moved, postings added), the first status row and the outbox rows, marked eager
+    (the request publishes them after its commit; they come back in the result), the BALANCE_UPDATE's balances
+    filled in from the moved rows (``pg_balance_payload``). The result says whether the order was inserted and
+    the balances after: the caller checks them as ``SqlLedger.apply`` does, and an unaffordable order raises
+    (the request's transaction rolls the statement back). One round trip instead of six: at the gateway's
+    rates, round trips are its main cost. Built once (the values are parameters)."""
+    cols = ", ".join(c.name for c in Order.__table__.columns)  # type: ignore[attr-defined]
+    # interpolated: column names and SQL written in code; every value is a bound parameter
+    sql = f"""
 WITH ins AS (
-  INSERT INTO orders (id, user_id, client_order_id, request_hash, mode, symbol, side, type, time_in_force,
-                      quantity, price, status, filled_quantity, cumulative_quote, reserved_asset, reserved_amount,
-                      reserved_price_cap, external, version, created_at, updated_at)
-  VALUES (:id, :user_id, :client_order_id, :request_hash, :mode, :symbol, :side, :type, :time_in_force,
-          CAST(:quantity AS NUMERIC), CAST(:price AS NUMERIC), :status, 0, 0, :asset, CAST(:amount AS NUMERIC),
-          CAST(:price_cap AS NUMERIC), false, 0, CAST(:now AS TIMESTAMPTZ), CAST(:now AS TIMESTAMPTZ))
+  INSERT INTO orders ({cols})
+  SELECT {cols} FROM json_populate_record(NULL::orders, CAST(:order AS JSON))
   ON CONFLICT (user_id, client_order_id) DO NOTHING
   RETURNING id
-), res AS (
-  UPDATE balances
-     SET free = free - CAST(:amount AS NUMERIC), locked = locked + CAST(:amount AS NUMERIC),
-         updated_at = CAST(:now AS TIMESTAMPTZ)
-   WHERE account_id = CAST(:user_id AS VARCHAR) AND asset = CAST(:asset AS VARCHAR)
-     AND free >= CAST(:amount AS NUMERIC) AND EXISTS (SELECT FROM ins)
-  RETURNING trim_scale(free) AS free, trim_scale(locked) AS locked
-), post AS (
-  INSERT INTO ledger_postings (entry_kind, ref, account_id, asset, bucket, amount, ts)
-  SELECT 'RESERVE', CAST(:id AS VARCHAR), CAST(:user_id AS VARCHAR), CAST(:asset AS VARCHAR), b.bucket, b.amount,
-         CAST(:now AS TIMESTAMPTZ)
-    FROM res, (VALUES ('free', -CAST(:amount AS NUMERIC)), ('locked', CAST(:amount AS NUMERIC))) AS b(bucket, amount)
-), ev AS (
-  INSERT INTO order_events (order_id, status, filled_quantity, ts)
-  SELECT ins.id, CAST(:status AS VARCHAR), 0, CAST(:now AS TIMESTAMPTZ) FROM ins, res
+), {pg_apply_ctes("EXISTS (SELECT FROM ins)")}, ev AS (
+  INSERT INTO order_events (order_id, status, filled_quantity, reason, ts)
+  SELECT e.order_id, e.status, e.filled_quantity, e.reason, e.ts
+    FROM json_populate_record(NULL::order_events, CAST(:status_row AS JSON)) AS e
+   WHERE EXISTS (SELECT FROM ins)
 ), ob AS (
   INSERT INTO outbox (stream, mirror_to, payload, created_at, eager)
-  SELECT m.stream, m.mirror_to, m.payload, CAST(:now AS TIMESTAMPTZ), true FROM (
-    SELECT 1 AS n, CAST(:private AS VARCHAR) AS stream, CAST(:mirror AS VARCHAR) AS mirror_to,
-           json_build_object('type', 'BALANCE_UPDATE', 'user_id', CAST(:user_id AS VARCHAR),
-                             'ts', CAST(:ts AS VARCHAR), 'data', json_build_object('mode', 'paper', 'balances',
-               json_build_array(json_build_object('asset', CAST(:asset AS VARCHAR), 'free', res.free::text,
-                                                  'locked', res.locked::text,
-                                                  'total', trim_scale(res.free + res.locked)::text)))) AS payload
-      FROM res
-    UNION ALL
-    SELECT 2, CAST(:commands AS VARCHAR), NULL, CAST(:command AS JSON) FROM res
-    UNION ALL
-    SELECT 3, CAST(:private AS VARCHAR), CAST(:mirror AS VARCHAR), CAST(:update AS JSON) FROM res
-  ) AS m ORDER BY m.n
+  SELECT o.stream, o.mirror_to,
+         CASE WHEN o.payload->>'type' = 'BALANCE_UPDATE'
+              THEN jsonb_set(o.payload::jsonb, '{{data,balances}}', ({pg_balance_payload("moved")}))::json
+              ELSE o.payload END,
+         o.created_at, true
+    FROM json_populate_recordset(NULL::outbox, CAST(:outbox AS JSON)) WITH ORDINALITY AS o
+   WHERE EXISTS (SELECT FROM ins)
+   ORDER BY o.ordinality
   RETURNING id, stream, mirror_to, payload
 )
-SELECT (SELECT count(*) FROM ins) AS inserted, (SELECT free FROM res) AS free, (SELECT locked FROM res) AS locked,
+SELECT i.inserted, m.account_id, m.asset, m.free, m.locked,
        (SELECT json_agg(json_build_object('id', id, 'stream', stream, 'mirror_to', mirror_to, 'payload', payload)
                         ORDER BY id) FROM ob) AS outbox
-"""
-)
+  FROM (SELECT count(*) AS inserted FROM ins) AS i LEFT JOIN moved AS m ON true
+"""  # noqa: S608
+    return text(sql).columns(
+        column("inserted", Integer),
+        column("account_id", String),
+        column("asset", String),
+        column("free", Amount),
+        column("locked", Amount),
+        column("outbox"),
+    )
+
+
+@functools.cache
+def _order_defaults() -> dict[str, Any]:
+    """Every column of an order row with its model default: both paths insert complete rows."""
+    table = Order.__table__  # type: ignore[attr-defined]
+    return {
+        c.name: c.default.arg if c.default is not None and c.default.is_scalar else None
+        for c in table.columns
+    }
+
+
+def _json(value: object) -> str:
+    """Rows as the PostgreSQL statement reads them (amounts in plain digits, timestamps in ISO 8601)."""
+    return orjson.dumps(value, default=_json_default).decode()
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 @functools.cache
@@ -233,8 +247,8 @@ class OrderService:
         Round trips are the cost of this path (each one is ~0.1 ms of CPU on either side here), so the common
         case makes few: the order row goes in with ``INSERT ... ON CONFLICT DO NOTHING`` (a replay is found by
         the conflict, not by a look-up first); on PostgreSQL a paper order's reservation, postings, status row
-        and outbox rows go in the same statement (``_ACCEPT_PAPER_PG``), elsewhere as a ledger entry and
-        multi-row inserts. The outbox rows are the request's to publish after its commit
+        and outbox rows go in the same statement (``_accept_paper_pg``), elsewhere as a ledger entry and
+        multi-row inserts: the same rows, made once here, whichever way they are written. The outbox rows are the request's to publish after its commit
         (``outbox_to_publish``). A replay that a check before the insert would refuse (rate limit, no reference
         price) still gets its existing order."""
         rules = self.rules_for(body.symbol)
@@ -280,85 +294,89 @@ class OrderService:
             row["reserved_asset"] = reservation.asset
             row["reserved_amount"] = reservation.amount
             row["reserved_price_cap"] = reservation.price_cap
-        if reservation is not None and self.session.bind.dialect.name == "postgresql":  # type: ignore[union-attr]
-            return await self._accept_paper_pg(user, row, reservation, digest)
-        if not await self._insert(row):
+            await self.ensure_paper_funded(user.id)
+        # What accepting writes, made once for either database: the order row, the RESERVE entry (paper), the
+        # first status row and the outbox rows (BALANCE_UPDATE with the balances once moved, the command, the
+        # ORDER_UPDATE).
+        row = {**_order_defaults(), **row}
+        order = Order(**row)
+        entries = (
+            [reserve_entry(user.id, reservation.asset, reservation.amount, order_id)] if reservation else []
+        )
+        status_row = {
+            "order_id": order_id,
+            "status": row["status"],
+            "filled_quantity": Decimal(0),
+            "reason": None,
+            "ts": now,
+        }
+        if entries and self.session.bind.dialect.name == "postgresql":  # type: ignore[union-attr]
+            accepted = await self._accept_pg(row, Movement(entries), status_row, self._outbox(order, []))
+        else:
+            accepted = await self._accept(row, entries, status_row, order)
+        if not accepted:
             existing = await self._by_client_id(user.id, row["client_order_id"])
             if existing is None:  # the conflicting row vanished: cannot happen, orders are never deleted
                 raise Conflict("client_order_id conflict; retry")
             return self._replay(existing, digest), False
-        order = Order(**row)
-        outbox: list[dict[str, Any]] = []
-        if reservation is not None:
-            views = await self._reserve(user.id, order, reservation)
-            outbox.append(
-                private_row(
-                    "BALANCE_UPDATE", user.id, {"mode": "paper", "balances": balance_payload(views)}, now=now
-                )
-            )
-        await self.session.execute(
-            insert(OrderEvent.__table__),  # type: ignore[attr-defined]
-            [{"order_id": order.id, "status": order.status, "filled_quantity": Decimal(0), "ts": now}],
-        )
-        outbox.append(
-            outbox_row(
-                command_stream(mode),
-                order_command("place", order.id, mode),
-                now=now,
-            )
-        )
-        outbox.append(self._event_row(order, now))
-        publish_after_commit(self.session)
-        await write_outbox(self.session, outbox)
         ORDERS_ACCEPTED.labels(mode).inc()
         return order, True
 
-    async def _accept_paper_pg(
-        self, user: Owner, row: dict[str, Any], reservation: Reservation, digest: str
-    ) -> tuple[Order, bool]:
-        """The paper acceptance of ``place`` in one statement (``_ACCEPT_PAPER_PG``), with the same outcomes."""
-        await self.ensure_paper_funded(user.id)
-        order = Order(**row)
-        now = row["created_at"]
-        mode = row["mode"]
+    async def _accept(
+        self, row: dict[str, Any], entries: list[JournalEntry], status_row: dict[str, Any], order: Order
+    ) -> bool:
+        """Acceptance statement by statement (SQLite; testnet orders): False if the order already existed."""
+        if not await self._insert(row):
+            return False
+        balances = None
+        if entries:
+            views = await SqlLedger(self.session, self.clock).apply(entries, check_funds=True)
+            balances = balance_payload(views)
+        await self.session.execute(insert(OrderEvent.__table__), [status_row])  # type: ignore[attr-defined]
+        publish_after_commit(self.session)
+        await write_outbox(self.session, self._outbox(order, balances))
+        return True
+
+    async def _accept_pg(
+        self,
+        row: dict[str, Any],
+        movement: Movement,
+        status_row: dict[str, Any],
+        outbox: list[dict[str, Any]],
+    ) -> bool:
+        """The same acceptance of a paper order in one statement (``_accept_paper_pg``): False if the order
+        already existed; ``InsufficientBalance`` if it cannot be afforded (nothing of it stays: the request's
+        transaction rolls back)."""
         params = {
-            **{
-                k: row[k]
-                for k in ("id", "user_id", "client_order_id", "request_hash", "mode", "symbol", "side")
-            },
-            **{k: row[k] for k in ("type", "time_in_force", "quantity", "price", "status")},
-            "asset": reservation.asset,
-            "amount": reservation.amount,
-            "price_cap": reservation.price_cap,
-            "now": now,
-            "ts": now.isoformat(),
-            "private": PRIVATE_EVENTS,
-            "mirror": user_stream(user.id),
-            "commands": command_stream(mode),
-            "command": orjson.dumps(order_command("place", order.id, mode)).decode(),
-            "update": orjson.dumps(self._event_row(order, now)["payload"], default=str).decode(),
+            "order": _json(row),
+            "status_row": _json(status_row),
+            "outbox": _json(outbox),
+            "now": row["created_at"],
+            **movement.pg_params(),
         }
-        got = (await self.session.execute(_ACCEPT_PAPER_PG, params)).one()
-        if not got.inserted:
-            existing = await self._by_client_id(user.id, row["client_order_id"])
-            if existing is None:  # the conflicting row vanished: cannot happen, orders are never deleted
-                raise Conflict("client_order_id conflict; retry")
-            return self._replay(existing, digest), False
-        if got.free is None:  # inserted but not affordable: raising rolls the insert back with the request
-            table = Balance.__table__  # type: ignore[attr-defined]
-            free = (
-                await self.session.execute(
-                    select(table.c.free).where(
-                        table.c.account_id == user.id, table.c.asset == reservation.asset
-                    )
-                )
-            ).scalar_one_or_none()
-            raise InsufficientBalance(user.id, reservation.asset, reservation.amount, free or Decimal(0))
+        rows = (await self.session.execute(_accept_paper_pg(), params)).all()
+        if not rows[0].inserted:
+            return False
+        movement.checked({(r.account_id, r.asset): (r.free, r.locked) for r in rows}, check_funds=True)
         after_commit = publish_after_commit(self.session)
-        for r in got.outbox:
+        for r in rows[0].outbox:
             after_commit.append(Committed(int(r["id"]), r["stream"], r["payload"], r["mirror_to"]))
-        ORDERS_ACCEPTED.labels(mode).inc()
-        return order, True
+        return True
+
+    def _outbox(self, order: Order, balances: list[dict[str, str]] | None) -> list[dict[str, Any]]:
+        """The outbox rows of an accepted order: BALANCE_UPDATE (paper: ``balances`` as moved; the one statement
+        on PostgreSQL fills them in itself), the command, the ORDER_UPDATE."""
+        now = order.created_at
+        rows = []
+        if balances is not None:
+            rows.append(
+                private_row("BALANCE_UPDATE", order.user_id, {"mode": "paper", "balances": balances}, now=now)
+            )
+        rows.append(
+            outbox_row(command_stream(order.mode), order_command("place", order.id, order.mode), now=now)
+        )
+        rows.append(self._event_row(order, now))
+        return rows
 
     @property
     def outbox_to_publish(self) -> list[Committed]:
@@ -394,12 +412,6 @@ class OrderService:
                 raise Conflict(f"No market price for {rules.symbol} yet; use a LIMIT order or retry shortly.")
             rules.check_notional(reference, row["quantity"])
         return required_reservation(rules, self.fees, is_buy, row["quantity"], row["price"], reference)
-
-    async def _reserve(self, user_id: str, order: Order, res: Reservation) -> list[BalanceView]:
-        await self.ensure_paper_funded(user_id)
-        return await SqlLedger(self.session, self.clock).apply(
-            [reserve_entry(user_id, res.asset, res.amount, order.id)], check_funds=True
-        )
 
     async def reference_price(self, symbol: str) -> Decimal | None:
         """The price a market buy reserves against: the best ask of the paper book, else the last ticker."""
@@ -495,7 +507,14 @@ class OrderService:
         )
 
     async def list(
-        self, user: Owner, *, status: str, symbol: str | None, mode: str | None, limit: int, cursor: str | None
+        self,
+        user: Owner,
+        *,
+        status: str,
+        symbol: str | None,
+        mode: str | None,
+        limit: int,
+        cursor: str | None,
     ) -> OrderPage:
         stmt = select(Order).where(Order.user_id == user.id)
         if status == "open":

@@ -205,15 +205,110 @@ async def test_placements_past_the_inflight_limit_are_refused_at_once(gateway: A
         r = await gateway.client.post("/api/orders", json=LIMIT_BUY, headers=auth)
         assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
         assert r.headers["content-type"].startswith("application/problem+json")
-        anonymous = await gateway.client.post("/api/orders", json=LIMIT_BUY, headers={"Authorization": "Bearer x"})
+        anonymous = await gateway.client.post(
+            "/api/orders", json=LIMIT_BUY, headers={"Authorization": "Bearer x"}
+        )
         assert anonymous.status_code == 503
     finally:
         for _ in range(taken):
             gate.leave()
     assert (await gateway.client.get("/api/orders", headers=auth)).json()["items"] == []
     assert _balances((await gateway.client.get("/api/balances", headers=auth)).json())["USDT"] == (
-        Decimal("1000"), Decimal(0),
+        Decimal("1000"),
+        Decimal(0),
     )
     r = await gateway.client.post("/api/orders", json=LIMIT_BUY, headers=auth)
     assert r.status_code == 202, r.text
     assert gate.inflight == 0  # every request gives its slot back
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+async def unthrottled(
+    request: pytest.FixtureRequest, pg_url: str, tmp_path: Path, redis_url: str, redis_prefix: str
+) -> AsyncIterator[Api]:
+    """The gateway without a practical order rate limit, on either database."""
+    common: dict = {"order_rate_limit": "1000/minute", "paper_starting_balances_csv": "USDT=1000,BTC=1"}
+    if request.param == "postgresql":
+        settings = make_settings(pg_url, redis_url=redis_url, redis_prefix=redis_prefix, **common)
+    else:
+        settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'tb.db'}", **common)
+    async with running_api(settings, migrate=request.param == "sqlite") as api:
+        yield api
+
+
+async def test_concurrent_orders_never_overspend_on_either_database(unthrottled: Api) -> None:
+    """50 concurrent buys that together need 5x the balance: exactly what it covers is accepted, and the refused
+    ones leave nothing behind (no order, no posting, no event)."""
+    import asyncio
+
+    from sqlalchemy import func, select
+
+    from shared.models import LedgerPosting, Order, OutboxMessage
+
+    auth = await unthrottled.user("race@example.com")
+    await unthrottled.client.get("/api/balances", headers=auth)  # fund the paper account first
+    body = {**LIMIT_BUY, "quantity": "0.01", "price": "9990"}  # locks 0.01 x 9990 x 1.001 = 99.9999: 10 fit
+    results = await asyncio.gather(
+        *(unthrottled.client.post("/api/orders", json=body, headers=auth) for _ in range(50))
+    )
+    codes = sorted(r.status_code for r in results)
+    assert codes.count(202) == 10 and codes.count(422) == 40, codes
+    b = _balances((await unthrottled.client.get("/api/balances", headers=auth)).json())
+    assert b["USDT"] == (Decimal("1000") - 10 * Decimal("99.9999"), 10 * Decimal("99.9999"))
+    accepted = {r.json()["order_id"] for r in results if r.status_code == 202}
+    async with unthrottled.runtime.sessions() as s:
+        orders = set((await s.execute(select(Order.id))).scalars())
+        refs = set(
+            (
+                await s.execute(select(LedgerPosting.ref).where(LedgerPosting.entry_kind == "RESERVE"))
+            ).scalars()
+        )
+        commands = (
+            await s.execute(
+                select(func.count())
+                .select_from(OutboxMessage)
+                .where(OutboxMessage.stream.contains("commands"))
+            )
+        ).scalar_one()
+    assert orders == refs == accepted
+    assert commands <= 10  # published rows are deleted: never more than the accepted orders'
+
+
+async def test_postgresql_accepts_a_paper_order_in_one_statement(
+    pg_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """The order, its reservation (balance and postings), status row and outbox rows in one statement; a refused
+    order too: nothing else is written."""
+    from sqlalchemy import event
+
+    settings = make_settings(
+        pg_url, redis_url=redis_url, redis_prefix=redis_prefix, paper_starting_balances_csv="USDT=1000,BTC=1"
+    )
+    async with running_api(settings, migrate=False) as api:
+        auth = await api.user("one@example.com")
+        for _ in range(2):  # the first funds the account, the second finds it funded (and remembers it)
+            assert (await api.client.post("/api/orders", json=LIMIT_BUY, headers=auth)).status_code == 202
+        seen: list[str] = []
+
+        def before(conn: object, cursor: object, statement: str, *args: object) -> None:
+            seen.append(" ".join(statement.split()))
+
+        engine = api.runtime.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", before)
+        try:
+            ok = await api.client.post("/api/orders", json=LIMIT_BUY, headers=auth)
+            refused = await api.client.post("/api/orders", json={**LIMIT_BUY, "quantity": "1"}, headers=auth)
+        finally:
+            event.remove(engine, "before_cursor_execute", before)
+        assert (ok.status_code, refused.status_code) == (202, 422), refused.text
+        writes = [s for s in seen if s.startswith(("INSERT", "UPDATE", "WITH")) or "INTO orders" in s]
+        assert len(writes) == 2, writes  # one per order
+        for s in writes:
+            for table in (
+                "INTO orders",
+                "INTO balances",
+                "INTO ledger_postings",
+                "INTO order_events",
+                "INTO outbox",
+            ):
+                assert table in s, (table, s)

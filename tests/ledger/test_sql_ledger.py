@@ -62,7 +62,10 @@ async def test_apply_moves_balances_and_refuses_overdrafts(sessions: object) -> 
     ]
     views = await _apply(
         sessions,
-        [reserve_entry("alice", "USDT", Decimal("60.5"), "o1"), release_entry("alice", "USDT", Decimal("20"), "o1")],
+        [
+            reserve_entry("alice", "USDT", Decimal("60.5"), "o1"),
+            release_entry("alice", "USDT", Decimal("20"), "o1"),
+        ],
     )
     assert [(v.asset, v.free, v.locked) for v in views] == [("USDT", Decimal("59.5"), Decimal("40.5"))]
     before = await _state(sessions, "alice")
@@ -79,3 +82,38 @@ async def test_apply_moves_balances_and_refuses_overdrafts(sessions: object) -> 
         await _apply(sessions, [reserve_entry("bob", "BTC", Decimal("1"), "o4")])
     assert await _state(sessions, "alice") == before
     assert (await _state(sessions, "bob"))[0] == {}
+
+
+async def test_postgresql_applies_entries_in_one_statement(pg_url: str) -> None:
+    """Balances moved and postings added by one statement (``pg_apply_ctes``), the entries' own postings."""
+    from sqlalchemy import event
+
+    engine = create_engine(pg_url)
+    seen: list[str] = []
+
+    def before(conn: object, cursor: object, statement: str, *args: object) -> None:
+        seen.append(statement)
+
+    try:
+        sessions = session_factory(engine)
+        await _apply(sessions, [deposit_entry("carol", "USDT", Decimal("5"), "d1")])
+        event.listen(engine.sync_engine, "before_cursor_execute", before)
+        entries = [
+            reserve_entry("carol", "USDT", Decimal("1.25"), "o1"),
+            release_entry("carol", "USDT", Decimal("1"), "o1"),
+        ]
+        views = await _apply(sessions, entries, check_funds=True)
+        event.remove(engine.sync_engine, "before_cursor_execute", before)
+        assert len(seen) == 1, seen
+        assert [(v.free, v.locked) for v in views] == [(Decimal("4.75"), Decimal("0.25"))]
+        async with sessions() as s:
+            rows = (
+                await s.execute(
+                    select(LedgerPosting.entry_kind, LedgerPosting.bucket, LedgerPosting.amount)
+                    .where(LedgerPosting.ref == "o1")
+                    .order_by(LedgerPosting.id)
+                )
+            ).all()
+        assert [tuple(r) for r in rows] == [(e.kind, p.bucket, p.amount) for e in entries for p in e.postings]
+    finally:
+        await engine.dispose()
