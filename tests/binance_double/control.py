@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from aiohttp import web
 
 from tests.binance_double.state import Account, BinanceError, ExchangeState, Fault
+
+if TYPE_CHECKING:
+    from tests.binance_double.ws import StreamHub
 
 Route = Callable[[web.Request], Awaitable[web.Response]]
 
@@ -35,7 +38,7 @@ def _ok(data: Any = None) -> web.Response:
     return web.json_response(_jsonable({} if data is None else data))
 
 
-def add_control_routes(app: web.Application, state: ExchangeState) -> None:
+def add_control_routes(app: web.Application, state: ExchangeState, hub: StreamHub | None = None) -> None:
     async def body(request: web.Request) -> dict[str, Any]:
         if not request.can_read_body:
             return {}
@@ -138,6 +141,25 @@ def add_control_routes(app: web.Application, state: ExchangeState) -> None:
     async def requests(request: web.Request) -> web.Response:
         return _ok(state.requests(request.query.get("method"), request.query.get("path")))
 
+    async def ws_reset(request: web.Request) -> web.Response:
+        state.reset_ws_connections((await body(request)).get("scope", "all"))
+        return _ok()
+
+    async def ws_terminate(request: web.Request) -> web.Response:
+        state.terminate_user_streams((await body(request)).get("api_key"))
+        return _ok()
+
+    async def ws_shutdown(request: web.Request) -> web.Response:
+        state.server_shutdown()
+        return _ok()
+
+    async def ws_delay(request: web.Request) -> web.Response:
+        state.set_ws_delay_ms(int((await body(request))["delay_ms"]))
+        return _ok({"delay_ms": state.ws_delay_ms()})
+
+    async def ws_state(request: web.Request) -> web.Response:
+        return _ok(hub.snapshot() if hub is not None else {"market": [], "api": []})
+
     routes: list[tuple[str, str, Route]] = [
         ("POST", "/__control/accounts", create_account),
         ("PUT", "/__control/accounts/{api_key}/balances", set_balances),
@@ -153,6 +175,11 @@ def add_control_routes(app: web.Application, state: ExchangeState) -> None:
         ("POST", "/__control/wipe", wipe),
         ("POST", "/__control/time", time_offset),
         ("GET", "/__control/requests", requests),
+        ("POST", "/__control/ws/reset", ws_reset),
+        ("POST", "/__control/ws/terminate", ws_terminate),
+        ("POST", "/__control/ws/shutdown", ws_shutdown),
+        ("POST", "/__control/ws/delay", ws_delay),
+        ("GET", "/__control/ws", ws_state),
     ]
     for method, path, handler in routes:
         app.router.add_route(method, path, guarded(handler))
@@ -277,3 +304,18 @@ class DoubleControl:
 
     def requests(self, method: str | None = None, path: str | None = None) -> Any:
         return self._call("GET", "/requests", method=method, path=path)
+
+    def reset_ws(self, scope: str = "all") -> Any:
+        return self._call("POST", "/ws/reset", {"scope": scope})
+
+    def terminate_user_streams(self, api_key: str | None = None) -> Any:
+        return self._call("POST", "/ws/terminate", {"api_key": api_key})
+
+    def server_shutdown(self) -> Any:
+        return self._call("POST", "/ws/shutdown", {})
+
+    def delay_ws(self, delay_ms: int) -> Any:
+        return self._call("POST", "/ws/delay", {"delay_ms": delay_ms})
+
+    def ws_subscriptions(self) -> Any:
+        return self._call("GET", "/ws")

@@ -1,5 +1,15 @@
 """HTTP face of the double: the signed Binance spot REST API plus a `/__control` API, served by aiohttp.
 
+One port serves everything; with `url` = `http://127.0.0.1:PORT` (BINANCE_TESTNET_URL) and `ws_url` =
+`ws://127.0.0.1:PORT` (BINANCE_TESTNET_WS_URL):
+
+- `url/api/v3/...`: the REST API (signed endpoints as Binance signs them: HMAC of the query string followed by
+  the body). Orders: LIMIT, LIMIT_MAKER, MARKET and the stop types STOP_LOSS(_LIMIT), TAKE_PROFIT(_LIMIT);
+  `POST /api/v3/order/cancelReplace`.
+- `ws_url/ws/<stream>`, `ws_url/stream?streams=a/b`: market streams; `ws_url/ws-api/v3`: the WebSocket API
+  with the user data stream (see `tests.binance_double.ws`).
+- `url/__control/...`: the test's levers (prices, fills, faults) for a double in another process.
+
 aiohttp rather than an ASGI app under uvicorn, because one fault needs it: "drop the connection after the
 order was processed". An ASGI app never sees the socket, and uvicorn answers 500 when an app gives up
 before starting a response, so the client would see an HTTP error instead of a network error. aiohttp
@@ -17,14 +27,17 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl
 
 from aiohttp import web
 
 from tests.binance_double.state import (
     KLINE_INTERVALS_MS,
+    ORDER_TYPES,
+    STOP_TYPES,
     BinanceError,
+    CancelReplaceResult,
     ExchangeState,
     Fault,
     Order,
@@ -34,10 +47,14 @@ from tests.binance_double.state import (
     mandatory,
 )
 
+if TYPE_CHECKING:
+    from tests.binance_double.ws import StreamHub
+
 Payload = Any
 Handler = Callable[[web.Request, dict[str, str], str | None], Payload]
 
 MAX_RECV_WINDOW = 60_000
+HUB: web.AppKey[StreamHub] = web.AppKey("hub")
 
 
 def _json(data: Payload, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -67,13 +84,13 @@ def symbol_info(spec: SymbolSpec) -> dict[str, Any]:
         "quoteAssetPrecision": spec.quote_precision,
         "baseCommissionPrecision": spec.base_precision,
         "quoteCommissionPrecision": spec.quote_precision,
-        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"],
+        "orderTypes": list(ORDER_TYPES),
         "icebergAllowed": False,
         "ocoAllowed": False,
         "otoAllowed": False,
         "quoteOrderQtyMarketAllowed": True,
         "allowTrailingStop": False,
-        "cancelReplaceAllowed": False,
+        "cancelReplaceAllowed": True,
         "amendAllowed": False,
         "isSpotTradingAllowed": True,
         "isMarginTradingAllowed": False,
@@ -126,15 +143,20 @@ def order_json(o: Order) -> dict[str, Any]:
         "timeInForce": o.time_in_force,
         "type": o.type,
         "side": o.side,
-        "stopPrice": fmt(Decimal(0)),
+        "stopPrice": fmt(o.stop_price),
         "icebergQty": fmt(Decimal(0)),
         "time": o.time,
         "updateTime": o.update_time,
-        "isWorking": True,
-        "workingTime": o.time,
+        "isWorking": o.is_working,
+        "workingTime": o.working_time,
         "origQuoteOrderQty": fmt(o.orig_quote_order_qty),
         "selfTradePreventionMode": "EXPIRE_MAKER",
     }
+
+
+def default_resp_type(order_type: str | None) -> str:
+    """Binance answers MARKET and LIMIT orders in FULL by default, every other type with an ACK."""
+    return "FULL" if order_type in ("MARKET", "LIMIT") else "ACK"
 
 
 def new_order_json(o: Order, fills: list[Trade], resp_type: str) -> dict[str, Any]:
@@ -164,9 +186,11 @@ def new_order_json(o: Order, fills: list[Trade], resp_type: str) -> dict[str, An
                 "side",
             )
         },
-        "workingTime": o.time,
+        "workingTime": o.working_time,
         "selfTradePreventionMode": "EXPIRE_MAKER",
     }
+    if o.type in STOP_TYPES:
+        result["stopPrice"] = full["stopPrice"]
     if resp_type == "FULL":
         result["fills"] = [
             {
@@ -196,14 +220,99 @@ def cancel_json(o: Order, orig_client_id: str, new_client_id: str) -> dict[str, 
                 "price",
                 "origQty",
                 "executedQty",
+                "origQuoteOrderQty",
                 "cummulativeQuoteQty",
                 "status",
                 "timeInForce",
                 "type",
                 "side",
+                *(("stopPrice",) if o.type in STOP_TYPES else ()),
                 "selfTradePreventionMode",
             )
         },
+    }
+
+
+def cancel_replace_response(result: CancelReplaceResult, resp_type: str) -> web.Response:
+    """Binance's four shapes: 200 both done, 409 -2021 one side failed, 400 -2022 nothing done."""
+
+    def side(value: Any, render: Callable[[Any], dict[str, Any]]) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, BinanceError):
+            return {"code": value.code, "msg": value.msg}
+        return render(value)
+
+    cancel = result.cancel
+    body = {
+        "cancelResult": "FAILURE" if isinstance(cancel, BinanceError) else "SUCCESS",
+        "newOrderResult": (
+            "NOT_ATTEMPTED"
+            if result.new is None
+            else "FAILURE"
+            if isinstance(result.new, BinanceError)
+            else "SUCCESS"
+        ),
+        "cancelResponse": side(
+            cancel, lambda o: cancel_json(o, result.orig_client_order_id or "", result.cancel_client_order_id)
+        ),
+        "newOrderResponse": side(result.new, lambda n: new_order_json(n[0], n[1], resp_type)),
+    }
+    failures = [body["cancelResult"], body["newOrderResult"]].count("SUCCESS")
+    if failures == 2:
+        return _json(body)
+    if failures == 1:
+        return _json({"code": -2021, "msg": "Order cancel-replace partially failed.", "data": body}, 409)
+    return _json({"code": -2022, "msg": "Order cancel-replace failed.", "data": body}, 400)
+
+
+def book_ticker(state: ExchangeState, symbol: str) -> dict[str, Any]:
+    bids, asks = state.depth(symbol, 1)
+    return {
+        "symbol": symbol,
+        "bidPrice": fmt(bids[0][0]) if bids else fmt(Decimal(0)),
+        "bidQty": fmt(bids[0][1]) if bids else fmt(Decimal(0)),
+        "askPrice": fmt(asks[0][0]) if asks else fmt(Decimal(0)),
+        "askQty": fmt(asks[0][1]) if asks else fmt(Decimal(0)),
+    }
+
+
+def ticker_24hr(state: ExchangeState, symbol: str) -> dict[str, Any]:
+    now = state.now_ms()
+    since = now - 86_400_000
+    tape = state.tape(symbol)
+    window = [p for p in tape if p.time >= since] or tape[-1:]
+    before = [p for p in tape if p.time < since]
+    open_price = before[-1].price if before else window[0].price
+    last = state.price(symbol)
+    prices = [p.price for p in window]
+    trades = [p for p in window if p.trade_id is not None]
+    volume = sum((p.qty for p in trades), Decimal(0))
+    quote_volume = sum((p.qty * p.price for p in trades), Decimal(0))
+    book = book_ticker(state, symbol)
+    change = last - open_price
+    return {
+        "symbol": symbol,
+        "priceChange": fmt(change),
+        "priceChangePercent": f"{(change / open_price * 100) if open_price else Decimal(0):.3f}",
+        "weightedAvgPrice": fmt(quote_volume / volume if volume else last),
+        "prevClosePrice": fmt(open_price),
+        "lastPrice": fmt(last),
+        "lastQty": fmt(trades[-1].qty if trades else Decimal(0)),
+        "bidPrice": book["bidPrice"],
+        "bidQty": book["bidQty"],
+        "askPrice": book["askPrice"],
+        "askQty": book["askQty"],
+        "openPrice": fmt(open_price),
+        "highPrice": fmt(max([*prices, last])),
+        "lowPrice": fmt(min([*prices, last])),
+        "volume": fmt(volume),
+        "quoteVolume": fmt(quote_volume),
+        "openTime": since,
+        "closeTime": now,
+        "firstId": trades[0].trade_id if trades else -1,
+        "lastId": trades[-1].trade_id if trades else -1,
+        "count": len(trades),
     }
 
 
@@ -280,6 +389,7 @@ class DoubleApp:
             ("GET", "/api/v3/account"): self._account,
             ("POST", "/api/v3/order"): self._new_order,
             ("POST", "/api/v3/order/test"): self._test_order,
+            ("POST", "/api/v3/order/cancelReplace"): self._cancel_replace,
             ("GET", "/api/v3/order"): self._get_order,
             ("DELETE", "/api/v3/order"): self._cancel_order,
             ("GET", "/api/v3/openOrders"): self._open_orders,
@@ -290,10 +400,14 @@ class DoubleApp:
 
     def build(self) -> web.Application:
         from tests.binance_double.control import add_control_routes
+        from tests.binance_double.ws import StreamHub
 
         app = web.Application()
-        add_control_routes(app, self.state)
+        hub = StreamHub(self.state)
+        app[HUB] = hub
+        add_control_routes(app, self.state, hub)
         app.router.add_route("*", "/api/{tail:.*}", self.handle)
+        hub.add_routes(app)
         return app
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -384,7 +498,8 @@ class DoubleApp:
             if key in self._signed:
                 self._authenticate_signed(api_key, params, raw_query, raw_body)
                 assert api_key is not None
-                return _json(self._signed[key](request, params, api_key))
+                result = self._signed[key](request, params, api_key)
+                return result if isinstance(result, web.Response) else _json(result)
         except BinanceError as exc:
             return _error(exc)
         return _json({"code": -1000, "msg": "An unknown error occurred while processing the request."}, 404)
@@ -468,55 +583,13 @@ class DoubleApp:
         return self._one_or_many(params, lambda s: {"symbol": s, "price": fmt(self.state.price(s))})
 
     def _book(self, symbol: str) -> dict[str, Any]:
-        bids, asks = self.state.depth(symbol, 1)
-        return {
-            "symbol": symbol,
-            "bidPrice": fmt(bids[0][0]) if bids else fmt(Decimal(0)),
-            "bidQty": fmt(bids[0][1]) if bids else fmt(Decimal(0)),
-            "askPrice": fmt(asks[0][0]) if asks else fmt(Decimal(0)),
-            "askQty": fmt(asks[0][1]) if asks else fmt(Decimal(0)),
-        }
+        return book_ticker(self.state, symbol)
 
     def _book_ticker(self, request: web.Request, params: dict[str, str], _k: str | None) -> Payload:
         return self._one_or_many(params, self._book)
 
     def _24hr(self, symbol: str) -> dict[str, Any]:
-        now = self.state.now_ms()
-        since = now - 86_400_000
-        tape = self.state.tape(symbol)
-        window = [p for p in tape if p.time >= since] or tape[-1:]
-        before = [p for p in tape if p.time < since]
-        open_price = before[-1].price if before else window[0].price
-        last = self.state.price(symbol)
-        prices = [p.price for p in window]
-        trades = [p for p in window if p.trade_id is not None]
-        volume = sum((p.qty for p in trades), Decimal(0))
-        quote_volume = sum((p.qty * p.price for p in trades), Decimal(0))
-        book = self._book(symbol)
-        change = last - open_price
-        return {
-            "symbol": symbol,
-            "priceChange": fmt(change),
-            "priceChangePercent": f"{(change / open_price * 100) if open_price else Decimal(0):.3f}",
-            "weightedAvgPrice": fmt(quote_volume / volume if volume else last),
-            "prevClosePrice": fmt(open_price),
-            "lastPrice": fmt(last),
-            "lastQty": fmt(trades[-1].qty if trades else Decimal(0)),
-            "bidPrice": book["bidPrice"],
-            "bidQty": book["bidQty"],
-            "askPrice": book["askPrice"],
-            "askQty": book["askQty"],
-            "openPrice": fmt(open_price),
-            "highPrice": fmt(max([*prices, last])),
-            "lowPrice": fmt(min([*prices, last])),
-            "volume": fmt(volume),
-            "quoteVolume": fmt(quote_volume),
-            "openTime": since,
-            "closeTime": now,
-            "firstId": trades[0].trade_id if trades else -1,
-            "lastId": trades[-1].trade_id if trades else -1,
-            "count": len(trades),
-        }
+        return ticker_24hr(self.state, symbol)
 
     def _ticker_24hr(self, request: web.Request, params: dict[str, str], _k: str | None) -> Payload:
         return self._one_or_many(params, self._24hr)
@@ -525,9 +598,9 @@ class DoubleApp:
         symbol = params.get("symbol") or ""
         if not symbol:
             raise mandatory("symbol")
-        bids, asks = self.state.depth(symbol, _limit(params, 100, 5000))
+        update_id, bids, asks = self.state.depth_snapshot(symbol, _limit(params, 100, 5000))
         return {
-            "lastUpdateId": self.state.now_ms(),
+            "lastUpdateId": update_id,
             "bids": [[fmt(p), fmt(q)] for p, q in bids],
             "asks": [[fmt(p), fmt(q)] for p, q in asks],
         }
@@ -681,7 +754,14 @@ class DoubleApp:
     def _new_order(self, request: web.Request, params: dict[str, str], api_key: str | None) -> Payload:
         assert api_key is not None
         order, fills = self.state.place_order(api_key, params)
-        return new_order_json(order, fills, params.get("newOrderRespType") or "FULL")
+        return new_order_json(order, fills, params.get("newOrderRespType") or default_resp_type(order.type))
+
+    def _cancel_replace(self, request: web.Request, params: dict[str, str], api_key: str | None) -> Payload:
+        assert api_key is not None
+        result = self.state.cancel_replace(api_key, params)
+        return cancel_replace_response(
+            result, params.get("newOrderRespType") or default_resp_type(params.get("type"))
+        )
 
     def _test_order(self, request: web.Request, params: dict[str, str], api_key: str | None) -> Payload:
         return {}
@@ -700,8 +780,10 @@ class DoubleApp:
     def _cancel_order(self, request: web.Request, params: dict[str, str], api_key: str | None) -> Payload:
         assert api_key is not None
         symbol, order_id, client_id = self._order_ref(params)
-        order = self.state.cancel_order(api_key, symbol, order_id=order_id, client_order_id=client_id)
         new_id = params.get("newClientOrderId") or self.state.new_client_id()
+        order = self.state.cancel_order(
+            api_key, symbol, order_id=order_id, client_order_id=client_id, new_client_order_id=new_id
+        )
         return cancel_json(order, order.client_order_id, new_id)
 
     def _cancel_all(self, request: web.Request, params: dict[str, str], api_key: str | None) -> Payload:
@@ -777,7 +859,12 @@ def _free_socket(host: str, port: int) -> socket.socket:
 
 
 class BinanceDouble:
-    """The double running in a background thread: `.url` for the client, `.state` for the test."""
+    """The double running in a background thread: `.url`/`.ws_url` for the client, `.state` for the test.
+
+    `.url` is the REST base (BINANCE_TESTNET_URL), `.ws_url` the WebSocket base (BINANCE_TESTNET_WS_URL):
+    `ws_url + "/ws/<stream>"` and `ws_url + "/stream?streams=..."` for market streams, `ws_url + "/ws-api/v3"`
+    for the WebSocket API and its user data stream.
+    """
 
     def __init__(self, state: ExchangeState | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.state = state or ExchangeState()
@@ -789,10 +876,12 @@ class BinanceDouble:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self.url = ""
+        self.ws_url = ""
 
     def start(self) -> BinanceDouble:
         sock = _free_socket(self._host, self._port)
         self.url = f"http://{self._host}:{sock.getsockname()[1]}"
+        self.ws_url = f"ws://{self._host}:{sock.getsockname()[1]}"
         self._thread = threading.Thread(target=self._run, args=(sock,), name="binance-double", daemon=True)
         self._thread.start()
         if not self._ready.wait(10):
@@ -870,6 +959,34 @@ class BinanceDouble:
     def lose_cancel_ack(self, *, times: int = 1) -> None:
         """The next cancels are carried out, but their acknowledgement never arrives."""
         self.drop_next("DELETE", "/api/v3/order", times=times)
+
+    # WebSocket faults.
+    def reset_ws(self, scope: Literal["all", "market", "api"] = "all") -> None:
+        """Cut the live WebSocket connections (market streams, the API, or both) without a close frame."""
+        self.state.reset_ws_connections(scope)
+
+    def terminate_user_streams(self, api_key: str | None = None) -> None:
+        """End user data stream subscriptions (one account's, or all) with eventStreamTerminated."""
+        self.state.terminate_user_streams(api_key)
+
+    def server_shutdown(self) -> None:
+        """serverShutdown on every WebSocket connection, then close them."""
+        self.state.server_shutdown()
+
+    def delay_ws(self, delay_ms: int) -> None:
+        """Hold every WebSocket message for `delay_ms` (0 ends the delay); order is kept."""
+        self.state.set_ws_delay_ms(delay_ms)
+
+    def ws_subscriptions(self) -> dict[str, Any]:
+        """Live connections: market stream names per connection, user data subscriptions' API keys per API one."""
+        if self._loop is None or self._runner is None:
+            return {"market": [], "api": []}
+        hub = self._runner.app[HUB]
+
+        async def read() -> dict[str, Any]:
+            return hub.snapshot()
+
+        return asyncio.run_coroutine_threadsafe(read(), self._loop).result(5)
 
 
 async def start_runner(state: ExchangeState, sock: socket.socket) -> web.AppRunner:
