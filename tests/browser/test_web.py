@@ -141,6 +141,22 @@ def test_limit_order_validation_then_cancel_on_a_phone(page: Any, system: Runnin
     assert width <= PHONE["width"], f"page overflows the phone screen horizontally ({width}px)"
 
 
+def test_live_socket_keeps_the_token_out_of_its_url_and_the_ticket_shows_the_exact_notional(
+    page: Any, system: RunningSystem
+) -> None:
+    sockets: list[Any] = []
+    page.on("websocket", lambda ws: sockets.append(ws))
+    register_in_ui(page, new_email())
+    expect(page.locator("#conn")).to_have_attribute("data-status", "live")  # the embedded app serves /ws
+    assert sockets and all("token" not in ws.url for ws in sockets), [ws.url for ws in sockets]
+
+    page.get_by_label("Order type").select_option("LIMIT")
+    page.get_by_label("Quantity (BTC)").fill("0.00001")
+    page.get_by_label("Limit price (USDT)").fill("100500.00")
+    # 0.00001 x 100500.00 = 1.005, rounded half up on the decimal string
+    expect(page.locator("#ticket-quote")).to_have_text("Total 1.01 USDT")
+
+
 def seed_unjournaled_balance(system: RunningSystem) -> str:
     """A trader whose USDT balance row has no journal postings behind it: a drift the report must show."""
     r = httpx.post(f"{system.url}/auth/register", json={"email": new_email(), "password": PASSWORD})
