@@ -177,8 +177,19 @@ class ExecutionReport:
     """
 
     __slots__ = (
-        "_cum", "_entries", "_filled", "_fills", "_journal", "_makers", "_order", "_reason", "_released",
-        "_reserved", "_status", "_taker", "_trades",
+        "_cum",
+        "_entries",
+        "_filled",
+        "_fills",
+        "_journal",
+        "_makers",
+        "_order",
+        "_reason",
+        "_released",
+        "_reserved",
+        "_status",
+        "_taker",
+        "_trades",
     )
 
     def __init__(
@@ -270,13 +281,28 @@ class ExecutionReport:
             entry = f.entry(taker)
             qty, notional, mfee, tfee, _consumed = entry.amounts()
             maker = f.maker
-            trades.append(Trade(
-                entry.ref, symbol, entry.price(), qty, notional, maker.req.order_id, taker_id, maker.account,
-                taker_acc, mfee, tfee, quote, aggressor,
-            ))
+            trades.append(
+                Trade(
+                    entry.ref,
+                    symbol,
+                    entry.price(),
+                    qty,
+                    notional,
+                    maker.req.order_id,
+                    taker_id,
+                    maker.account,
+                    taker_acc,
+                    mfee,
+                    tfee,
+                    quote,
+                    aggressor,
+                )
+            )
         return tuple(trades)
 
-    def _fields(self) -> tuple[OrderUpdate, tuple[Trade, ...], tuple[OrderUpdate, ...], tuple[JournalEntry, ...]]:
+    def _fields(
+        self,
+    ) -> tuple[OrderUpdate, tuple[Trade, ...], tuple[OrderUpdate, ...], tuple[JournalEntry, ...]]:
         return (self.order, self.trades, self.maker_updates, self.journal)
 
     def __eq__(self, other: object) -> bool:
@@ -302,7 +328,11 @@ class _LazyReport(ExecutionReport):
     __slots__ = ()
 
     def __init__(
-        self, taker: _Order, fills: list[_Fill] | None, entries: list[JournalEntry] | None, reserved: int,
+        self,
+        taker: _Order,
+        fills: list[_Fill] | None,
+        entries: list[JournalEntry] | None,
+        reserved: int,
         released: int,
     ) -> None:
         self._order = None
@@ -346,8 +376,14 @@ class _Fill:
             else:
                 buyer, seller = maker, taker
             e = self._entry = _SettleEntry(
-                f"{taker.mkt.rules.symbol}-{self.tid}", terms, buyer.account, seller.account, taker.is_buy,
-                buyer.unit_lock, self.ticks, self.lots,
+                f"{taker.mkt.rules.symbol}-{self.tid}",
+                terms,
+                buyer.account,
+                seller.account,
+                taker.is_buy,
+                buyer.unit_lock,
+                self.ticks,
+                self.lots,
             )
         return e
 
@@ -392,7 +428,13 @@ class _Order:
     )
 
     def __init__(
-        self, req: OrderRequest, mkt: _Market, is_buy: bool, lots: int, unit_lock: Decimal, lock_asset: str,
+        self,
+        req: OrderRequest,
+        mkt: _Market,
+        is_buy: bool,
+        lots: int,
+        unit_lock: Decimal,
+        lock_asset: str,
         lock_units: int,
     ) -> None:
         self.req = req
@@ -442,16 +484,36 @@ class _Order:
 
 class _Market:
     __slots__ = (
-        "base_lot", "book", "buy_lock", "buy_lock_tl", "fee_cell", "last_report", "lots_of", "maker_fee_tl",
-        "min_units", "quote_tl", "reserve_mult", "rules", "taker_fee_tl", "terms", "ticks_of",
+        "base_lot",
+        "book",
+        "buy_lock",
+        "buy_lock_tl",
+        "fee_cell",
+        "last_report",
+        "lots_of",
+        "maker_fee_tl",
+        "min_units",
+        "quote_tl",
+        "reserve_mult",
+        "rules",
+        "taker_fee_tl",
+        "terms",
+        "ticks_of",
     )
 
-    def __init__(self, rules: MarketRules, fees: FeeSchedule, reserve_mult: Decimal, fee_account: str) -> None:
+    def __init__(
+        self, rules: MarketRules, fees: FeeSchedule, reserve_mult: Decimal, fee_account: str
+    ) -> None:
         self.rules = rules
         self.book = bk.OrderBook()
         self.terms = SettleTerms(
-            rules.base_asset, rules.quote_asset, rules.tick_size, rules.step_size, fees.maker_rate,
-            fees.taker_rate, fee_account,
+            rules.base_asset,
+            rules.quote_asset,
+            rules.tick_size,
+            rules.step_size,
+            fees.maker_rate,
+            fees.taker_rate,
+            fee_account,
         )
         self.reserve_mult = reserve_mult  # 1 + the highest fee rate
         self.last_report: ExecutionReport | None = None  # its last trade is this market's last trade
@@ -471,9 +533,11 @@ class _Market:
         self.buy_lock: dict[int, Decimal] = {}
         # MIN_NOTIONAL in integers: ticks x lots x unit_quote >= min_notional <=> ticks x lots >= min_units
         unit_quote = self.terms.unit_quote
-        self.min_units = int(
-            EXACT.divide(rules.min_notional, unit_quote).to_integral_value(rounding=ROUND_CEILING)
-        ) if rules.min_notional else 0
+        self.min_units = (
+            int(EXACT.divide(rules.min_notional, unit_quote).to_integral_value(rounding=ROUND_CEILING))
+            if rules.min_notional
+            else 0
+        )
 
     def set_units(self, ledger: Ledger) -> None:
         """Express the quanta in ``ledger``'s units (refining them if a quantum is finer than they are)."""
@@ -670,7 +734,9 @@ class PaperExchange:
                 cell = fast._cells.get((account, asset))
                 if cell is None or cell.free < amount:
                     free = _ZERO if cell is None else fast._decimal(asset, cell.free)
-                    return self._shortfall(request, mkt, asset, EXACT.multiply(unit_lock, Decimal(lots)), free)
+                    return self._shortfall(
+                        request, mkt, asset, EXACT.multiply(unit_lock, Decimal(lots)), free
+                    )
                 cell.free -= amount
                 cell.locked += amount
                 o.lock_cell = cell
@@ -710,9 +776,12 @@ class PaperExchange:
         else:
             o.status = OrderStatus.EXPIRED
             o.reason = (
-                "SELF_TRADE_PREVENTION" if outcome == bk.STP_EXPIRED
-                else "FOK_NOT_FILLABLE" if outcome == bk.KILLED
-                else "MARKET_PROTECTION_BAND" if not is_limit
+                "SELF_TRADE_PREVENTION"
+                if outcome == bk.STP_EXPIRED
+                else "FOK_NOT_FILLABLE"
+                if outcome == bk.KILLED
+                else "MARKET_PROTECTION_BAND"
+                if not is_limit
                 else "IOC_REMAINDER"
             )
             released = self._release(o, remaining, entries)
@@ -832,7 +901,9 @@ class PaperExchange:
             return 0
         fast = self._fast
         if fast is None:
-            entry = _LotsEntry("RELEASE", o.req.order_id, o.account, o.lock_asset, o.unit_lock, remaining_lots)
+            entry = _LotsEntry(
+                "RELEASE", o.req.order_id, o.account, o.lock_asset, o.unit_lock, remaining_lots
+            )
             self.ledger.apply(entry)
             assert entries is not None
             entries.append(entry)
@@ -842,7 +913,9 @@ class PaperExchange:
             cell = o.lock_cell = fast._cell(o.account, o.lock_asset)
         amount = o.lock_units * remaining_lots
         if cell.locked < amount:
-            entry = _LotsEntry("RELEASE", o.req.order_id, o.account, o.lock_asset, o.unit_lock, remaining_lots)
+            entry = _LotsEntry(
+                "RELEASE", o.req.order_id, o.account, o.lock_asset, o.unit_lock, remaining_lots
+            )
             fast.apply(entry)  # raises LedgerError (nothing applied), as the reference store does
             if entries is not None:
                 entries.append(entry)
@@ -850,7 +923,9 @@ class PaperExchange:
         cell.locked -= amount
         cell.free += amount
         if entries is not None:  # the ledger keeps its journal
-            entry = _LotsEntry("RELEASE", o.req.order_id, o.account, o.lock_asset, o.unit_lock, remaining_lots)
+            entry = _LotsEntry(
+                "RELEASE", o.req.order_id, o.account, o.lock_asset, o.unit_lock, remaining_lots
+            )
             fast.journal.append(entry)
             entries.append(entry)
         return remaining_lots
@@ -862,9 +937,20 @@ class PaperExchange:
 
     def _reject(self, request: OrderRequest, mkt: _Market | None, reason: str) -> ExecutionReport:
         upd = OrderUpdate(
-            request.order_id, request.account, mkt.rules.symbol if mkt else str(request.symbol), request.side,
-            request.type, request.time_in_force, OrderStatus.REJECTED, request.price, request.quantity,
-            _ZERO, _ZERO, None, _ZERO, reason,
+            request.order_id,
+            request.account,
+            mkt.rules.symbol if mkt else str(request.symbol),
+            request.side,
+            request.type,
+            request.time_in_force,
+            OrderStatus.REJECTED,
+            request.price,
+            request.quantity,
+            _ZERO,
+            _ZERO,
+            None,
+            _ZERO,
+            reason,
         )
         return ExecutionReport(upd, (), (), ())
 
@@ -891,7 +977,10 @@ class PaperExchange:
         return _LazyReport(o, None, entries, 0, released)
 
     def restore_resting(
-        self, request: OrderRequest, remaining_quantity: Decimal, reservation: Reservation,
+        self,
+        request: OrderRequest,
+        remaining_quantity: Decimal,
+        reservation: Reservation,
         cumulative_quote: Decimal = _ZERO,
     ) -> OrderUpdate:
         """Re-insert an open LIMIT order after a restart (call in original priority order). Its lock is
@@ -942,7 +1031,9 @@ class PaperExchange:
     def open_orders(self, account: str, symbol: str | None = None) -> list[OrderUpdate]:
         sym = self._market(symbol).rules.symbol if symbol is not None else None
         return [
-            o.snapshot() for o in self._open.get(account, {}).values() if sym is None or o.mkt.rules.symbol == sym
+            o.snapshot()
+            for o in self._open.get(account, {}).values()
+            if sym is None or o.mkt.rules.symbol == sym
         ]
 
     def locked_for(self, order_id: str) -> Decimal:
@@ -997,4 +1088,3 @@ class PaperExchange:
 
     def place_many(self, requests: Iterable[OrderRequest]) -> list[ExecutionReport]:
         return [self.place(r) for r in requests]
-

@@ -93,7 +93,9 @@ MAX_SCALE: Final = 18
 """Finest unit the ``Ledger`` holds, 10**-18: the database's NUMERIC(38,18) stores nothing finer."""
 
 _POW10: Final[tuple[int, ...]] = tuple(10**i for i in range(MAX_SCALE + 1))
-_MAX_ADJUSTED: Final = 60  # amounts of 10**61 and more are refused (EXACT's precision; NUMERIC holds < 10**20)
+_MAX_ADJUSTED: Final = (
+    60  # amounts of 10**61 and more are refused (EXACT's precision; NUMERIC holds < 10**20)
+)
 _ZERO: Final = Decimal(0)
 
 
@@ -176,13 +178,43 @@ class _LazyEntry(JournalEntry):
         kind = self._kind
         args = self._args
         if kind == "SETTLE":
-            base, quote, buyer, seller, quantity, notional, buyer_fee, seller_fee, consumed, refund, fee_acc = args
+            (
+                base,
+                quote,
+                buyer,
+                seller,
+                quantity,
+                notional,
+                buyer_fee,
+                seller_fee,
+                consumed,
+                refund,
+                fee_acc,
+            ) = args
             assert isinstance(base, str) and isinstance(quote, str) and isinstance(buyer, str)
             assert isinstance(seller, str) and isinstance(fee_acc, str)
-            assert isinstance(quantity, Decimal) and isinstance(notional, Decimal) and isinstance(consumed, Decimal)
-            assert isinstance(buyer_fee, Decimal) and isinstance(seller_fee, Decimal) and isinstance(refund, Decimal)
+            assert (
+                isinstance(quantity, Decimal)
+                and isinstance(notional, Decimal)
+                and isinstance(consumed, Decimal)
+            )
+            assert (
+                isinstance(buyer_fee, Decimal)
+                and isinstance(seller_fee, Decimal)
+                and isinstance(refund, Decimal)
+            )
             return _settle_postings(
-                base, quote, buyer, seller, quantity, notional, buyer_fee, seller_fee, consumed, refund, fee_acc
+                base,
+                quote,
+                buyer,
+                seller,
+                quantity,
+                notional,
+                buyer_fee,
+                seller_fee,
+                consumed,
+                refund,
+                fee_acc,
             )
         account, asset, amount = args
         assert isinstance(account, str) and isinstance(asset, str) and isinstance(amount, Decimal)
@@ -215,7 +247,13 @@ class SettleTerms:
     __slots__ = ("base", "fee_account", "maker_rate", "quote", "step", "taker_rate", "tick", "unit_quote")
 
     def __init__(
-        self, base: str, quote: str, tick: Decimal, step: Decimal, maker_rate: Decimal, taker_rate: Decimal,
+        self,
+        base: str,
+        quote: str,
+        tick: Decimal,
+        step: Decimal,
+        maker_rate: Decimal,
+        taker_rate: Decimal,
         fee_account: str,
     ) -> None:
         self.base = base
@@ -236,8 +274,15 @@ class _SettleEntry(JournalEntry):
     __slots__ = ("_amounts", "_buyer", "_lots", "_seller", "_taker_buys", "_terms", "_ticks", "_unit_lock")
 
     def __init__(
-        self, ref: str, terms: SettleTerms, buyer: str, seller: str, taker_buys: bool, buyer_unit_lock: Decimal,
-        ticks: int, lots: int,
+        self,
+        ref: str,
+        terms: SettleTerms,
+        buyer: str,
+        seller: str,
+        taker_buys: bool,
+        buyer_unit_lock: Decimal,
+        ticks: int,
+        lots: int,
     ) -> None:
         self._kind = "SETTLE"
         self._ref = ref
@@ -276,14 +321,32 @@ class _SettleEntry(JournalEntry):
         bfee, sfee = (tfee, mfee) if self._taker_buys else (mfee, tfee)
         refund = consumed - notional - bfee
         return _settle_postings(
-            t.base, t.quote, self._buyer, self._seller, quantity, notional, bfee, sfee, consumed, refund,
+            t.base,
+            t.quote,
+            self._buyer,
+            self._seller,
+            quantity,
+            notional,
+            bfee,
+            sfee,
+            consumed,
+            refund,
             t.fee_account,
         )
 
 
 def _settle_postings(
-    base: str, quote: str, buyer: str, seller: str, quantity: Decimal, notional: Decimal, buyer_fee: Decimal,
-    seller_fee: Decimal, consumed: Decimal, refund: Decimal, fee_account: str,
+    base: str,
+    quote: str,
+    buyer: str,
+    seller: str,
+    quantity: Decimal,
+    notional: Decimal,
+    buyer_fee: Decimal,
+    seller_fee: Decimal,
+    consumed: Decimal,
+    refund: Decimal,
+    fee_account: str,
 ) -> tuple[Posting, ...]:
     postings = [
         Posting(seller, base, LOCKED, -quantity),
@@ -414,8 +477,19 @@ def settle_entry(
     return _LazyEntry(
         "SETTLE",
         ref,
-        (base, quote, buyer, seller, quantity, notional, buyer_fee, seller_fee, buyer_lock_consumed, refund,
-         fee_account),
+        (
+            base,
+            quote,
+            buyer,
+            seller,
+            quantity,
+            notional,
+            buyer_fee,
+            seller_fee,
+            buyer_lock_consumed,
+            refund,
+            fee_account,
+        ),
     )
 
 
@@ -623,7 +697,11 @@ class Ledger:
     def total(self, asset: str) -> Decimal:
         """Sum of free + locked over every account but the external one (= net deposits)."""
         units = sum(
-            (c.free + c.locked for (acc, a), c in self._cells.items() if a == asset and acc != EXTERNAL_ACCOUNT),
+            (
+                c.free + c.locked
+                for (acc, a), c in self._cells.items()
+                if a == asset and acc != EXTERNAL_ACCOUNT
+            ),
             0,
         )
         return self._decimal(asset, units)

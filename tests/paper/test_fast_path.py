@@ -57,8 +57,12 @@ def funded(ledger: "Ledger | GenericLedger") -> PaperExchange:
 
 command = st.one_of(
     st.tuples(
-        st.just("limit"), st.sampled_from(ACCOUNTS), st.booleans(), st.integers(190, 210),
-        st.integers(1, 60), st.sampled_from(list(TimeInForce)),
+        st.just("limit"),
+        st.sampled_from(ACCOUNTS),
+        st.booleans(),
+        st.integers(190, 210),
+        st.integers(1, 60),
+        st.sampled_from(list(TimeInForce)),
     ),
     st.tuples(st.just("market"), st.sampled_from(ACCOUNTS), st.booleans(), st.integers(1, 80)),
     st.tuples(st.just("cancel"), st.integers(0, 40)),
@@ -76,7 +80,9 @@ def run(ex: PaperExchange, cmds: list[tuple]) -> list[object]:
             continue
         side = Side.BUY if cmd[2] else Side.SELL
         if cmd[0] == "limit":
-            req = OrderRequest(f"o{i}", cmd[1], "XUSD", side, OrderType.LIMIT, D(cmd[4]) / 10, D(cmd[3]) / 2, cmd[5])
+            req = OrderRequest(
+                f"o{i}", cmd[1], "XUSD", side, OrderType.LIMIT, D(cmd[4]) / 10, D(cmd[3]) / 2, cmd[5]
+            )
         else:
             req = OrderRequest(f"o{i}", cmd[1], "XUSD", side, OrderType.MARKET, D(cmd[3]) / 10)
         out.append(ex.place(req))
@@ -115,7 +121,9 @@ def test_lazy_report_shows_the_state_at_its_time_even_when_read_later() -> None:
     # read only now: the maker was FILLED by the second taker and m2 is gone, the first report must not care
     (m1,) = first.maker_updates
     assert (m1.status, m1.filled_quantity, m1.remaining_quantity) == (
-        OrderStatus.PARTIALLY_FILLED, D("0.4"), D("0.6"),
+        OrderStatus.PARTIALLY_FILLED,
+        D("0.4"),
+        D("0.6"),
     )
     (m2,) = second.maker_updates
     assert (m2.status, m2.filled_quantity) == (OrderStatus.FILLED, D("1.0"))
@@ -128,7 +136,9 @@ def test_lazy_report_shows_the_state_at_its_time_even_when_read_later() -> None:
 
 def test_lazy_journal_entries_equal_eager_ones_and_are_read_only() -> None:
     lazy = reserve_entry("a", "USD", D("5.5"), "o1")
-    eager = JournalEntry("RESERVE", "o1", (Posting("a", "USD", "free", D("-5.5")), Posting("a", "USD", "locked", D("5.5"))))
+    eager = JournalEntry(
+        "RESERVE", "o1", (Posting("a", "USD", "free", D("-5.5")), Posting("a", "USD", "locked", D("5.5")))
+    )
     assert lazy == eager and hash(lazy) == hash(eager) and repr(lazy) == repr(eager)
     rel = release_entry("a", "USD", D("2"), "o1")
     assert [(p.bucket, p.amount) for p in rel.postings] == [("locked", D("-2")), ("free", D("2"))]

@@ -74,8 +74,12 @@ def test_a_finer_amount_refines_the_unit_exactly() -> None:
 
 _places = st.integers(0, 20)
 _amount = st.builds(lambda n, p: D(n).scaleb(-p), st.integers(0, 10**12), _places)
-_op = st.tuples(st.sampled_from(["deposit", "reserve", "release"]), st.sampled_from(["a", "b"]),
-                st.sampled_from(["X", "Y"]), _amount)
+_op = st.tuples(
+    st.sampled_from(["deposit", "reserve", "release"]),
+    st.sampled_from(["a", "b"]),
+    st.sampled_from(["X", "Y"]),
+    _amount,
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -207,7 +211,9 @@ def test_markets_finer_than_the_ledger_can_hold_are_refused_up_front() -> None:
 def test_insufficient_balance_is_checked_in_units() -> None:
     ex = PaperExchange(RULES, FEES, Ledger())
     ex.deposit("a", "USD", D("10.0100"))  # exactly 0.1 at 100 with the 10 bps reserve fee
-    ok = ex.place(OrderRequest("1", "a", "XUSD", Side.BUY, OrderType.LIMIT, D("0.1"), D("100"), TimeInForce.GTC))
+    ok = ex.place(
+        OrderRequest("1", "a", "XUSD", Side.BUY, OrderType.LIMIT, D("0.1"), D("100"), TimeInForce.GTC)
+    )
     assert ok.order.status is OrderStatus.NEW and ex.ledger.free("a", "USD") == 0
     no = ex.place(OrderRequest("2", "a", "XUSD", Side.BUY, OrderType.LIMIT, D("0.1"), D("10")))
     assert no.order.status is OrderStatus.REJECTED and no.journal == ()
