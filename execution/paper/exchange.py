@@ -42,6 +42,7 @@ from . import book as bk
 from .ledger import (
     EXACT,
     FEE_ACCOUNT,
+    Cell,
     FeeSchedule,
     InsufficientBalance,
     JournalEntry,
@@ -49,7 +50,6 @@ from .ledger import (
     LedgerStore,
     Reservation,
     SettleTerms,
-    _Cell,
     _LotsEntry,
     _SettleEntry,
     deposit_entry,
@@ -449,10 +449,10 @@ class _Order:
         self.lock_units = lock_units  # the same in the in-memory ledger's units of lock_asset (fast path)
         self.status = OrderStatus.NEW
         self.reason: str | None = None
-        # in-memory ``Ledger`` fast path: this account's cells of the locked asset and of the asset it
-        # receives (None until first needed)
-        self.lock_cell: _Cell | None = None
-        self.recv_cell: _Cell | None = None
+        # integer path: this account's ledger cells of the locked asset and of the asset it receives (None
+        # until first needed)
+        self.lock_cell: Cell | None = None
+        self.recv_cell: Cell | None = None
 
     def snapshot(self) -> OrderUpdate:
         return self.update(self.status, self.filled, self.cum, self.reason)
@@ -517,8 +517,8 @@ class _Market:
         )
         self.reserve_mult = reserve_mult  # 1 + the highest fee rate
         self.last_report: ExecutionReport | None = None  # its last trade is this market's last trade
-        self.fee_cell: _Cell | None = None  # fast path: the fee account's quote-asset cell
-        # fast path: the market's quanta in the in-memory ledger's units (``set_units``): base per lot;
+        self.fee_cell: Cell | None = None  # integer path: the fee account's quote-asset cell
+        # integer path: the market's quanta in the in-memory ledger's units (``set_units``): base per lot;
         # quote, maker fee, taker fee and buy lock per tick x lot. A fill is then a few int products.
         self.base_lot = 0
         self.quote_tl = 0
@@ -543,11 +543,11 @@ class _Market:
         """Express the quanta in ``ledger``'s units (refining them if a quantum is finer than they are)."""
         t = self.terms
         unit_quote = t.unit_quote
-        self.base_lot = ledger._units(t.base, t.step)
-        self.quote_tl = ledger._units(t.quote, unit_quote)
-        self.maker_fee_tl = ledger._units(t.quote, EXACT.multiply(unit_quote, t.maker_rate))
-        self.taker_fee_tl = ledger._units(t.quote, EXACT.multiply(unit_quote, t.taker_rate))
-        self.buy_lock_tl = ledger._units(t.quote, EXACT.multiply(unit_quote, self.reserve_mult))
+        self.base_lot = ledger.units(t.base, t.step)
+        self.quote_tl = ledger.units(t.quote, unit_quote)
+        self.maker_fee_tl = ledger.units(t.quote, EXACT.multiply(unit_quote, t.maker_rate))
+        self.taker_fee_tl = ledger.units(t.quote, EXACT.multiply(unit_quote, t.taker_rate))
+        self.buy_lock_tl = ledger.units(t.quote, EXACT.multiply(unit_quote, self.reserve_mult))
 
     def buy_unit_lock(self, limit: int, cap: Decimal) -> Decimal:
         """A limit buy's lock per lot, ``cap x step x (1 + max fee rate)``, memoised per price (ticks)."""
@@ -579,12 +579,13 @@ class _Market:
 class PaperExchange:
     """See the module docstring. ``ledger`` defaults to an in-memory ``Ledger`` (the reference store).
 
-    With the in-memory ``Ledger`` (exactly that class) the exchange reserves, settles and releases in the
-    ledger's integer units, straight into its balance cells, with the same checks ``Ledger.apply`` makes:
+    With an in-memory ``Ledger`` (the paper venue's too: it holds the system accounts only, see ``scope``)
+    the exchange reserves, settles and releases in the ledger's integer units through its unit-level
+    interface (``Ledger.units``/``cell``/``lock``, ``Cell``), with the same checks ``Ledger.apply`` makes:
     per market it holds the quanta (base per lot; quote, fees and buy lock per tick x lot) as ints, so a
     fill is a handful of int products and sums, and each order its lock per lot. It hands the ledger
     (``keep_journal``) and the report the same entries, whose Decimals are made on first read. Any other
-    ``LedgerStore`` gets every entry through ``apply``, in order.
+    ``LedgerStore`` gets every entry through ``apply``, in order (``integer_ledger`` says which).
     """
 
     def __init__(
@@ -603,11 +604,16 @@ class PaperExchange:
         self._orders: dict[str, _Order] = {}
         self._open: dict[str, dict[str, _Order]] = {}  # account -> open orders
         led = self.ledger
-        self._fast: Ledger | None = led if type(led) is Ledger else None
-        self._epoch = -1  # the ledger's ``_epoch`` the integer amounts held here are expressed in
+        self._fast: Ledger | None = led if isinstance(led, Ledger) else None
+        self._epoch = -1  # the ledger's ``epoch`` the integer amounts held here are expressed in
         self._scales: dict[str, int] = {}  # ... and its scales then, per asset
         if self._fast is not None:
             self._resync()
+
+    @property
+    def integer_ledger(self) -> Ledger | None:
+        """The ``Ledger`` this exchange posts into in integer units; None for a generic ``LedgerStore``."""
+        return self._fast
 
     # -- helpers ---------------------------------------------------------------------------------------
 
@@ -627,23 +633,23 @@ class PaperExchange:
 
     def _resync(self) -> None:
         """Express every integer amount held here in the in-memory ledger's current units: at start, and
-        after the ledger refined an asset's unit (a finer deposit, say), which it signals by ``_epoch``."""
+        after the ledger refined an asset's unit (a finer deposit, say), which it signals by ``epoch``."""
         fast = self._fast
         assert fast is not None
         markets = list(self._markets.values())
         epoch = -1
-        while epoch != fast._epoch:  # set_units may itself refine a unit: repeat until all agree
-            epoch = fast._epoch
+        while epoch != fast.epoch:  # set_units may itself refine a unit: repeat until all agree
+            epoch = fast.epoch
             for mkt in markets:
                 mkt.set_units(fast)
         old = self._scales
         for orders in self._open.values():
             for o in orders.values():
                 was = old.get(o.lock_asset)
-                now = fast._scale(o.lock_asset)
+                now = fast.scale(o.lock_asset)
                 if was is not None and now != was:
                     o.lock_units *= _POW10[now - was]
-        self._scales = {a: fast._scale(a) for m in markets for a in (m.terms.base, m.terms.quote)}
+        self._scales = {a: fast.scale(a) for m in markets for a in (m.terms.base, m.terms.quote)}
         self._epoch = epoch
 
     def _lock_units(self, asset: str, unit_lock: Decimal) -> int:
@@ -652,8 +658,8 @@ class PaperExchange:
         fast = self._fast
         if fast is None:
             return 0
-        units = fast._units(asset, unit_lock)  # may refine the unit of ``asset``...
-        if fast._epoch != self._epoch:
+        units = fast.units(asset, unit_lock)  # may refine the unit of ``asset``...
+        if fast.epoch != self._epoch:
             self._resync()  # ... and so that of what is held here (``units`` is already in the new one)
         return units
 
@@ -675,7 +681,7 @@ class PaperExchange:
             except RuleViolation as exc:
                 return self._reject(request, None, exc.detail)
         fast = self._fast
-        if fast is not None and fast._epoch != self._epoch:
+        if fast is not None and fast.epoch != self._epoch:
             self._resync()
         rules = mkt.rules
         book = mkt.book
@@ -730,15 +736,10 @@ class PaperExchange:
         reserved = 0
         if reservation is None:
             if fast is not None:
-                amount = lock_units * lots
-                cell = fast._cells.get((account, asset))
-                if cell is None or cell.free < amount:
-                    free = _ZERO if cell is None else fast._decimal(asset, cell.free)
-                    return self._shortfall(
-                        request, mkt, asset, EXACT.multiply(unit_lock, Decimal(lots)), free
-                    )
-                cell.free -= amount
-                cell.locked += amount
+                cell = fast.lock(account, asset, lock_units * lots)
+                if cell is None:
+                    needed = EXACT.multiply(unit_lock, Decimal(lots))
+                    return self._shortfall(request, mkt, asset, needed, fast.free(account, asset))
                 o.lock_cell = cell
                 if entries is not None:
                     entry = _LotsEntry("RESERVE", oid, account, asset, unit_lock, lots)
@@ -816,15 +817,15 @@ class PaperExchange:
             taker_fee_tl = mkt.taker_fee_tl
             cell = mkt.fee_cell
             if cell is None:
-                cell = mkt.fee_cell = fast._cell(mkt.terms.fee_account, quote)
+                cell = mkt.fee_cell = fast.cell(mkt.terms.fee_account, quote)
             fee_cell = cell
             cell = taker.lock_cell
             if cell is None:
-                cell = taker.lock_cell = fast._cell(taker.account, taker.lock_asset)
+                cell = taker.lock_cell = fast.cell(taker.account, taker.lock_asset)
             t_lock = cell
             cell = taker.recv_cell
             if cell is None:
-                cell = taker.recv_cell = fast._cell(taker.account, base if taker_buys else quote)
+                cell = taker.recv_cell = fast.cell(taker.account, base if taker_buys else quote)
             t_recv = cell
         for maker_ro, p, q, tid in fills:
             maker = maker_ro.tag
@@ -834,10 +835,10 @@ class PaperExchange:
             if fast is not None:
                 m_lock = maker.lock_cell
                 if m_lock is None:
-                    m_lock = maker.lock_cell = fast._cell(maker.account, maker.lock_asset)
+                    m_lock = maker.lock_cell = fast.cell(maker.account, maker.lock_asset)
                 m_recv = maker.recv_cell
                 if m_recv is None:
-                    m_recv = maker.recv_cell = fast._cell(maker.account, quote if taker_buys else base)
+                    m_recv = maker.recv_cell = fast.cell(maker.account, quote if taker_buys else base)
                 assert fee_cell is not None and t_lock is not None and t_recv is not None
                 # p x (q x quantum) rather than (p x q) x quantum: mypyc multiplies without leaving its fast
                 # path only while both factors are below 2**30, and p x q soon is not
@@ -853,19 +854,24 @@ class PaperExchange:
                     sfee = p * (q * taker_fee_tl)
                 qty = q * base_lot
                 consumed = q * b_units
-                if s_lock.locked < qty or b_lock.locked < consumed:
-                    self._overdraw(fill.entry(taker))
-                notional = p * (q * quote_tl)
-                s_lock.locked -= qty
-                b_recv.free += qty
-                b_lock.locked -= consumed
-                s_recv.free += notional - sfee
-                b_lock.free += consumed - notional - bfee
-                fee_cell.free += bfee + sfee
-                if entries is not None:  # the ledger keeps its journal
+                if (s_lock.bounded and s_lock.locked < qty) or (b_lock.bounded and b_lock.locked < consumed):
+                    # more than is locked: the ledger refuses the entry (LedgerError, nothing applied)
                     entry = fill.entry(taker)
-                    fast.journal.append(entry)
-                    entries.append(entry)
+                    fast.apply(entry)
+                    if entries is not None:
+                        entries.append(entry)
+                else:
+                    notional = p * (q * quote_tl)
+                    s_lock.locked -= qty
+                    b_recv.free += qty
+                    b_lock.locked -= consumed
+                    s_recv.free += notional - sfee
+                    b_lock.free += consumed - notional - bfee
+                    fee_cell.free += bfee + sfee
+                    if entries is not None:  # the ledger keeps its journal
+                        entry = fill.entry(taker)
+                        fast.journal.append(entry)
+                        entries.append(entry)
             else:
                 entry = fill.entry(taker)
                 self.ledger.apply(entry)
@@ -885,16 +891,6 @@ class PaperExchange:
         taker.cum = t_cum
         return done
 
-    def _overdraw(self, entry: JournalEntry) -> None:
-        """A fill would take more than is locked: raise ``LedgerError`` (nothing applied) exactly when
-        ``Ledger.apply`` would, i.e. unless the overdrawn account is the external one."""
-        fast = self._fast
-        assert fast is not None
-        probe = Ledger(keep_journal=False)
-        probe._cells = {k: _Cell(v.free, v.locked) for k, v in fast._cells.items()}
-        probe._scales = dict(fast._scales)
-        probe.apply(entry)  # raises LedgerError unless only the external account goes negative
-
     def _release(self, o: _Order, remaining_lots: int, entries: list[JournalEntry] | None) -> int:
         """Unlock the remainder's reservation; returns the lots released (0: nothing to release)."""
         if not remaining_lots or not o.unit_lock:
@@ -910,9 +906,9 @@ class PaperExchange:
             return remaining_lots
         cell = o.lock_cell
         if cell is None:
-            cell = o.lock_cell = fast._cell(o.account, o.lock_asset)
+            cell = o.lock_cell = fast.cell(o.account, o.lock_asset)
         amount = o.lock_units * remaining_lots
-        if cell.locked < amount:
+        if cell.bounded and cell.locked < amount:
             entry = _LotsEntry(
                 "RELEASE", o.req.order_id, o.account, o.lock_asset, o.unit_lock, remaining_lots
             )
@@ -967,7 +963,7 @@ class PaperExchange:
         if o.status in FINAL_STATUSES:
             raise Conflict(f"order {order_id} is already {o.status}")
         fast = self._fast
-        if fast is not None and fast._epoch != self._epoch:
+        if fast is not None and fast.epoch != self._epoch:
             self._resync()
         remaining = o.mkt.book.cancel(order_id)
         del self._open[o.account][order_id]
@@ -990,7 +986,7 @@ class PaperExchange:
         if request.type != OrderType.LIMIT or request.price is None:
             raise InvalidInput("only LIMIT orders rest on the book")
         fast = self._fast
-        if fast is not None and fast._epoch != self._epoch:
+        if fast is not None and fast.epoch != self._epoch:
             self._resync()
         limit, lots = rules.price_to_ticks(request.price), rules.qty_to_lots(request.quantity)
         rem = int(remaining_quantity / rules.step_size)

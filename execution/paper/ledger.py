@@ -40,7 +40,7 @@ Reads convert back to the shortest ``Decimal`` of the value (``Decimal('2899.8')
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import (
     ROUND_FLOOR,
@@ -65,6 +65,7 @@ __all__ = [
     "FREE",
     "LOCKED",
     "Balance",
+    "Cell",
     "FeeSchedule",
     "InsufficientBalance",
     "JournalEntry",
@@ -546,37 +547,54 @@ class LedgerStore(Protocol):
     def free(self, account: str, asset: str) -> Decimal: ...
 
 
-class _Cell:
-    """One (account, asset) balance in the asset's units (``Ledger``): mutated in place, never replaced,
-    so the exchange's fast path may hold on to it."""
+class Cell:
+    """One (account, asset) balance in the asset's units: the ledger's interface for an owner that posts in
+    units (``PaperExchange``). ``Ledger.cell`` hands it out; it is mutated in place, never replaced, so it may
+    be held on to across commands. Whoever posts into it keeps the ledger's rules: every change is part of a
+    balanced entry, and a ``bounded`` cell never goes negative (an owner that cannot tell posts the entry
+    through ``Ledger.apply`` instead, which refuses it). Unbounded: the external account's cell, and the
+    detached cell of an account the ledger does not hold (what is posted there is not kept)."""
 
-    __slots__ = ("free", "locked")
+    __slots__ = ("bounded", "free", "locked")
 
-    def __init__(self, free: int = 0, locked: int = 0) -> None:
+    def __init__(self, free: int = 0, locked: int = 0, bounded: bool = True) -> None:
         self.free = free
         self.locked = locked
+        self.bounded = bounded
 
 
 class Ledger:
-    """The in-memory reference store: checks every entry balances and leaves no balance negative.
+    """The in-memory store: checks every entry balances and leaves no held balance negative.
 
-    Balances are exact integers (see the module docstring: per-asset units, scale <= 18); the API is Decimal.
-    ``PaperExchange`` posts straight into the cells (``_cell``) in the same units, with the same checks
-    ``apply`` makes; ``_epoch`` changes whenever an asset's scale grows, so it knows to convert what it holds.
+    Balances are exact integers (see the module docstring: per-asset units, scale <= 18); the Decimal API is
+    ``apply``/``free``/``balance``. ``scope`` limits what it holds to the accounts whose id starts with it
+    (all by default): the paper venue's ledger holds the system accounts (market maker, fees), whose orders
+    the exchange reserves itself, while user balances live in the database and their orders arrive reserved.
+    Postings of other accounts are checked (exact, balanced) and not kept.
+
+    The unit-level interface (``epoch``, ``scale``, ``units``, ``cell``, ``lock``) lets ``PaperExchange`` post
+    in the same integer units, with the same checks ``apply`` makes (``Cell``); ``epoch`` changes whenever an
+    asset's unit is refined, which rescales every held cell of it, so an owner knows to convert what it holds.
     """
 
-    __slots__ = ("_cells", "_epoch", "_scales", "journal", "keep_journal")
+    __slots__ = ("_cells", "_epoch", "_scales", "_scope", "journal", "keep_journal")
 
-    def __init__(self, keep_journal: bool = True) -> None:
-        self._cells: dict[tuple[str, str], _Cell] = {}
+    def __init__(self, keep_journal: bool = True, scope: str = "") -> None:
+        self._cells: dict[tuple[str, str], Cell] = {}
         self._scales: dict[str, int] = {}  # asset -> decimal places of its unit (0 until finer is needed)
         self._epoch = 0
+        self._scope = scope
         self.journal: list[JournalEntry] = []
         self.keep_journal = keep_journal
+
+    def holds(self, account: str) -> bool:
+        """Whether this ledger keeps ``account``'s balances (see ``scope``)."""
+        return account.startswith(self._scope)
 
     def apply(self, entry: JournalEntry) -> None:
         cells = self._cells
         scales = self._scales
+        scope = self._scope
         postings = entry.postings
         # 1. every amount exactly (or LedgerError), and the scale each asset needs
         exact: list[int] = []
@@ -588,7 +606,7 @@ class Ledger:
             exact.append(u18)
             need = max(_places(u18), target.get(p.asset, scales.get(p.asset, 0)))
             target[p.asset] = need
-        # 2. the new balances (at the target scales), checked before anything changes
+        # 2. the new balances of the held accounts (at the target scales), checked before anything changes
         new: dict[tuple[str, str], list[int]] = {}
         sums: dict[str, int] = {}
         for p, u18 in zip(postings, exact, strict=True):
@@ -596,6 +614,8 @@ class Ledger:
             scale = target[asset]
             amount = u18 // _POW10[MAX_SCALE - scale]
             sums[asset] = sums.get(asset, 0) + amount
+            if not p.account.startswith(scope):  # not held: it only has to balance
+                continue
             key = (p.account, asset)
             cur = new.get(key)
             if cur is None:
@@ -624,16 +644,76 @@ class Ledger:
         for key, (free, locked) in new.items():
             cell = cells.get(key)
             if cell is None:
-                cells[key] = _Cell(free, locked)
+                cells[key] = Cell(free, locked, key[0] != EXTERNAL_ACCOUNT)
             else:
                 cell.free = free
                 cell.locked = locked
         if self.keep_journal:
             self.journal.append(entry)
 
-    def _scale(self, asset: str) -> int:
+    def load(self, free: Mapping[tuple[str, str], Decimal]) -> None:
+        """Start over from these free balances, nothing locked and no journal (a snapshot, not an entry): the
+        paper venue loads its system accounts from the database after a restart. Cells handed out stay valid
+        (they are reset in place). ``LedgerError`` (nothing changed) for an account outside ``scope`` or an
+        amount the ledger cannot hold exactly."""
+        for account, _ in free:
+            if not self.holds(account):
+                raise LedgerError(f"{account} is not held by this ledger (scope {self._scope!r})")
+        for (_, asset), amount in free.items():
+            self.units(
+                asset, amount
+            )  # refine every unit first, so the amounts below are all in the final one
+        units = {key: self.units(key[1], amount) for key, amount in free.items()}
+        for cell in self._cells.values():
+            cell.free = 0
+            cell.locked = 0
+        for (account, asset), n in units.items():
+            self.cell(account, asset).free = n
+        self.journal.clear()
+
+    # -- the unit-level interface (``Cell``) ---------------------------------------------------------------
+
+    @property
+    def epoch(self) -> int:
+        """Changes whenever an asset's unit is refined (every held cell of it rescaled)."""
+        return self._epoch
+
+    def scale(self, asset: str) -> int:
         """Decimal places of ``asset``'s unit."""
         return self._scales.get(asset, 0)
+
+    def units(self, asset: str, amount: Decimal) -> int:
+        """``amount`` in ``asset``'s units, refining the unit if it must (which changes ``epoch``);
+        ``LedgerError`` if it is finer than 10**-18 or not finite."""
+        u18 = _units18(amount)
+        self._ensure_scale(asset, _places(u18))
+        return u18 // _POW10[MAX_SCALE - self._scales.get(asset, 0)]
+
+    def cell(self, account: str, asset: str) -> Cell:
+        """The cell of (account, asset), created empty if needed; a detached, unbounded one for an account
+        this ledger does not hold."""
+        key = (account, asset)
+        cell = self._cells.get(key)
+        if cell is None:
+            if not account.startswith(self._scope):
+                return Cell(0, 0, False)
+            cell = self._cells[key] = Cell(0, 0, account != EXTERNAL_ACCOUNT)
+        return cell
+
+    def lock(self, account: str, asset: str, units: int) -> Cell | None:
+        """Reserve ``units`` (in ``asset``'s units): move them from free to locked if the free balance covers
+        them, and return the cell; None (nothing changed) if it does not. ``LedgerError`` for an account this
+        ledger does not hold: its orders must come reserved."""
+        if not account.startswith(self._scope):
+            raise LedgerError(
+                f"{account} is not held by this ledger: its orders must come with a reservation"
+            )
+        cell = self._cells.get((account, asset))
+        if cell is None or cell.free < units:
+            return None
+        cell.free -= units
+        cell.locked += units
+        return cell
 
     def _ensure_scale(self, asset: str, places: int) -> None:
         """Make ``asset``'s unit at least as fine as 10**-places, rescaling its balances exactly."""
@@ -650,30 +730,23 @@ class Ledger:
                 cell.locked *= grow
         self._epoch += 1
 
-    def _units(self, asset: str, amount: Decimal) -> int:
-        """``amount`` in ``asset``'s units, refining the unit if it must (``LedgerError`` if finer than 10**-18)."""
-        u18 = _units18(amount)
-        self._ensure_scale(asset, _places(u18))
-        return u18 // _POW10[MAX_SCALE - self._scales[asset]]
-
     def _decimal(self, asset: str, units: int) -> Decimal:
         return _to_decimal(units, self._scales.get(asset, 0))
 
-    def _cell(self, account: str, asset: str) -> _Cell:
-        """The cell of (account, asset), created empty if needed (the exchange's fast path)."""
-        key = (account, asset)
-        cell = self._cells.get(key)
-        if cell is None:
-            cell = self._cells[key] = _Cell()
-        return cell
+    # -- reads -----------------------------------------------------------------------------------------------
 
     def apply_all(self, entries: Iterable[JournalEntry]) -> None:
         for e in entries:
             self.apply(e)
 
     def free(self, account: str, asset: str) -> Decimal:
+        """The available balance; ``LedgerError`` for an account this ledger does not hold."""
         c = self._cells.get((account, asset))
-        return self._decimal(asset, c.free) if c is not None else _ZERO
+        if c is not None:
+            return self._decimal(asset, c.free)
+        if not account.startswith(self._scope):
+            raise LedgerError(f"{account} is not held by this ledger (scope {self._scope!r})")
+        return _ZERO
 
     def balance(self, account: str, asset: str) -> Balance:
         c = self._cells.get((account, asset))
@@ -695,7 +768,7 @@ class Ledger:
         return {a for _, a in self._cells}
 
     def total(self, asset: str) -> Decimal:
-        """Sum of free + locked over every account but the external one (= net deposits)."""
+        """Sum of free + locked over every held account but the external one (= their net deposits)."""
         units = sum(
             (
                 c.free + c.locked

@@ -19,7 +19,7 @@ from execution.paper.exchange import (
     Side,
     TimeInForce,
 )
-from execution.paper.ledger import FREE, FeeSchedule, JournalEntry, Reservation, release_entry
+from execution.paper.ledger import FeeSchedule, JournalEntry, Ledger, Reservation, release_entry
 from execution.paper.market_maker import MarketMaker, MarketMakerConfig
 from execution.paper.rules import MarketRules
 from execution.venues.base import EMPTY, FillReport, OrderChange, VenueOrder, VenueResult
@@ -34,26 +34,12 @@ def is_system(account: str) -> bool:
     return account.startswith(SYSTEM_PREFIX)
 
 
-class SystemLedger:
-    """LedgerStore for the worker: tracks system accounts (the market maker) in memory so the exchange can
-    check what they can afford; user balances live in the database (their orders come pre-reserved)."""
-
-    def __init__(self) -> None:
-        self.free_balances: dict[tuple[str, str], Decimal] = {}
-
-    def load(self, balances: Mapping[tuple[str, str], Decimal]) -> None:
-        self.free_balances = dict(balances)
-
-    def apply(self, entry: JournalEntry) -> None:
-        for p in entry.postings:
-            if p.bucket == FREE and is_system(p.account):
-                key = (p.account, p.asset)
-                self.free_balances[key] = self.free_balances.get(key, Decimal(0)) + p.amount
-
-    def free(self, account: str, asset: str) -> Decimal:
-        if not is_system(account):
-            raise RuntimeError("user orders reach the paper venue with their reservation already made")
-        return self.free_balances.get((account, asset), Decimal(0))
+def system_ledger() -> Ledger:
+    """The worker's in-memory ledger: it holds the system accounts (the market maker, fees), whose orders the
+    exchange reserves itself, in the integer units the exchange posts in; user balances live in the database
+    and their orders arrive with the gateway's reservation (their postings come back in the reports' journal).
+    No journal kept: the worker persists the reports' entries."""
+    return Ledger(keep_journal=False, scope=SYSTEM_PREFIX)
 
 
 class PaperVenue:
@@ -68,13 +54,13 @@ class PaperVenue:
         market_maker: MarketMakerConfig | None = None,
     ) -> None:
         self.clock = clock
-        self.ledger = SystemLedger()
+        self.ledger = system_ledger()
         self.exchange = PaperExchange(markets, fees, ledger=self.ledger)
         self.market_maker = MarketMaker(market_maker) if market_maker is not None else None
         self._seq = 0
 
     def reset(self, markets: Mapping[str, MarketRules], fees: FeeSchedule) -> None:
-        self.ledger = SystemLedger()
+        self.ledger = system_ledger()
         self.exchange = PaperExchange(markets, fees, ledger=self.ledger)
 
     @property

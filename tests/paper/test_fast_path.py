@@ -37,8 +37,8 @@ class GenericLedger:
     """The same store behind the plain ``LedgerStore`` port (not a ``Ledger``): the exchange takes its generic
     path, one ``apply`` per entry. (A wrapper, not a subclass: a compiled ``Ledger`` can't be subclassed.)"""
 
-    def __init__(self) -> None:
-        self.inner = Ledger()
+    def __init__(self, inner: Ledger | None = None) -> None:
+        self.inner = inner if inner is not None else Ledger()
 
     def apply(self, entry: JournalEntry) -> None:
         self.inner.apply(entry)

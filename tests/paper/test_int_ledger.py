@@ -47,27 +47,27 @@ def test_balances_are_exact_and_read_back_in_their_shortest_form() -> None:
 def test_amounts_it_cannot_hold_exactly_are_refused_and_nothing_changes(amount: str) -> None:
     led = Ledger()
     led.apply(deposit_entry("a", "USD", D("5")))
-    before = (led.balances("a"), led.balances(EXTERNAL_ACCOUNT), list(led.journal), led._scales.copy())
+    before = (led.balances("a"), led.balances(EXTERNAL_ACCOUNT), list(led.journal), led.scale("USD"))
     with pytest.raises(LedgerError):
         led.apply(reserve_entry("a", "USD", D(amount), "o1"))
-    assert (led.balances("a"), led.balances(EXTERNAL_ACCOUNT), list(led.journal), led._scales) == before
+    assert (led.balances("a"), led.balances(EXTERNAL_ACCOUNT), list(led.journal), led.scale("USD")) == before
 
 
 def test_trailing_zeros_beyond_18_places_are_not_precision() -> None:
     led = Ledger()
     led.apply(deposit_entry("a", "USD", D("1.000000000000000000000000")))  # 24 places, value 1
-    assert led.free("a", "USD") == 1 and led._scales.get("USD", 0) == 0
+    assert led.free("a", "USD") == 1 and led.scale("USD") == 0
 
 
 def test_a_finer_amount_refines_the_unit_exactly() -> None:
     led = Ledger()
     led.apply(deposit_entry("a", "USD", D("12.5")))
-    epoch = led._epoch
+    epoch = led.epoch
     led.apply(deposit_entry("a", "USD", D("0.000000001")))
-    assert led._scales["USD"] == 9 and led._epoch == epoch + 1
+    assert led.scale("USD") == 9 and led.epoch == epoch + 1
     assert led.free("a", "USD") == D("12.500000001") and led.total("USD") == D("12.500000001")
     led.apply(release_entry("a", "USD", D(0), "noop"))  # nothing finer: the unit stays
-    assert led._epoch == epoch + 1
+    assert led.epoch == epoch + 1
 
 
 # -- a reference ledger in Decimals, as the in-memory ledger was: the integer one must agree with it -------
@@ -162,7 +162,7 @@ def test_open_orders_follow_a_unit_refined_under_them() -> None:
     ex = funded(fast_ledger)
     ex.place(OrderRequest("b1", "a", "XUSD", Side.BUY, OrderType.LIMIT, D("2"), D("100")))
     ex.deposit("c", "USD", D("0.000000000000000007"))
-    assert fast_ledger._scales["USD"] == 18 and ex._scales["USD"] == 7  # converted on the next command
+    assert fast_ledger.scale("USD") == 18 and ex._scales["USD"] == 7  # converted on the next command
     ex.cancel("b1")
     assert ex._scales["USD"] == 18 and fast_ledger.balance("a", "USD") == Balance(D(3000), D(0))
 
@@ -217,4 +217,4 @@ def test_insufficient_balance_is_checked_in_units() -> None:
     assert ok.order.status is OrderStatus.NEW and ex.ledger.free("a", "USD") == 0
     no = ex.place(OrderRequest("2", "a", "XUSD", Side.BUY, OrderType.LIMIT, D("0.1"), D("10")))
     assert no.order.status is OrderStatus.REJECTED and no.journal == ()
-    assert no.order.reason == "insufficient USD balance: needs 1.0010, available 0"
+    assert no.order.reason == "insufficient USD balance: needs 1.001, available 0"
