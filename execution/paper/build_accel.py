@@ -76,7 +76,7 @@ def build(modules: tuple[str, ...] = MODULES) -> list[Path]:
                 shutil.copy(f, pkg / f.name)
         shared = Path(tmp) / "shared"
         shared.mkdir()
-        for name in ("__init__.py", "errors.py"):
+        for name in ("__init__.py", "errors.py", "amounts.py"):  # what the compiled modules import
             src = ROOT / "shared" / name
             (shared / name).write_text(src.read_text() if src.exists() else "")
         paths = [f"execution/paper/{m}.py" for m in modules]
