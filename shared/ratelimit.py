@@ -172,7 +172,14 @@ def _digest(kind: str, value: str) -> str:
 
 
 class LoginThrottle:
-    """Failed-login limits per account (email) and per client address.
+    """Login attempts, limited three ways so that a guesser is stopped without locking the owner out:
+
+    - per account *and* address (``per_account_address``, tight): someone guessing one account's password
+      from one address is refused there, while the owner still logs in from anywhere else;
+    - per address (``per_address``): one address spraying many accounts;
+    - per account, all addresses together (``per_account``, loose): a guesser spread over many addresses. Keep
+      it well above the pair limit: then no single address can exhaust it (only a distributed attack can,
+      and locking the account is the lesser evil there).
 
     Two ways to use it:
 
@@ -183,18 +190,25 @@ class LoginThrottle:
       ``succeeded`` on success. No burst bypass; successful logins also count against the address.
       Prefer this one on a public endpoint.
 
-    ``succeeded`` resets the account counter only: a valid login must not wipe the address counter,
-    or an attacker holding one account could reset it between guesses at others.
+    ``succeeded`` clears the account-and-address counter only (the owner's own typos): a valid login must not
+    wipe the address counter, or an attacker holding one account could reset it between guesses at others;
+    nor the account-wide one, which would hand a distributed guesser a fresh allowance whenever the owner
+    logs in.
     """
 
     def __init__(
-        self, limiter: RateLimiter, per_account: str = "5/minute", per_address: str = "20/minute"
+        self,
+        limiter: RateLimiter,
+        per_account: str = "50/minute",
+        per_address: str = "30/minute",
+        per_account_address: str = "5/minute",
     ) -> None:
-        parse_rule(per_account)
-        parse_rule(per_address)
+        for rule in (per_account, per_address, per_account_address):
+            parse_rule(rule)
         self._limiter = limiter
         self.per_account = per_account
         self.per_address = per_address
+        self.per_account_address = per_account_address
 
     @staticmethod
     def _account_key(email: str) -> str:
@@ -204,38 +218,47 @@ class LoginThrottle:
     def _address_key(address: str) -> str:
         return _digest("login:address", address.strip())
 
-    def _pairs(self, email: str, address: str | None) -> list[tuple[str, str]]:
-        pairs = [(self.per_account, self._account_key(email))]
-        if address:
-            pairs.append((self.per_address, self._address_key(address)))
-        return pairs
+    @staticmethod
+    def _pair_key(email: str, address: str) -> str:
+        return _digest("login:account-address", email.strip().lower() + "\n" + address.strip())
+
+    def _rules(self, email: str, address: str | None) -> list[tuple[str, str]]:
+        """(rule, key) in the order ``attempt`` counts them: a hit refused by one rule is not counted by the
+        later ones, so an address's refused guesses never eat into the account's allowances."""
+        if not address:
+            return [(self.per_account, self._account_key(email))]
+        return [
+            (self.per_address, self._address_key(address)),
+            (self.per_account_address, self._pair_key(email, address)),
+            (self.per_account, self._account_key(email)),
+        ]
 
     async def check(self, email: str, address: str | None) -> None:
-        """Raise ``Throttled`` if the account or the address has no attempts left; counts nothing."""
+        """Raise ``Throttled`` if any of the limits has no attempts left; counts nothing."""
         waits = [
             await self._limiter.retry_after(rule, key)
-            for rule, key in self._pairs(email, address)
+            for rule, key in self._rules(email, address)
             if not await self._limiter.allowed(rule, key)
         ]
         if waits:
             raise Throttled("Too many failed login attempts; try again later", retry_after=max(waits))
 
     async def failed(self, email: str, address: str | None) -> None:
-        """Record one failed attempt against the account and the address."""
-        for rule, key in self._pairs(email, address):
+        """Record one failed attempt against every limit."""
+        for rule, key in self._rules(email, address):
             await self._limiter.consume(rule, key)
 
     async def attempt(self, email: str, address: str | None) -> None:
-        """Count an attempt up front; raise ``Throttled`` if the address or account is exhausted."""
-        # Address first: a refused address must not eat into the victim account's allowance.
-        for rule, key in reversed(self._pairs(email, address)):
+        """Count an attempt up front; raise ``Throttled`` (with Retry-After) at the first exhausted limit."""
+        for rule, key in self._rules(email, address):
             if not await self._limiter.consume(rule, key):
                 retry = await self._limiter.retry_after(rule, key)
                 raise Throttled("Too many failed login attempts; try again later", retry_after=retry)
 
-    async def succeeded(self, email: str) -> None:
-        """Clear the account's failures after a correct password."""
-        await self._limiter.reset(self.per_account, self._account_key(email))
+    async def succeeded(self, email: str, address: str | None) -> None:
+        """Clear the failures of this account from this address after a correct password."""
+        if address:
+            await self._limiter.reset(self.per_account_address, self._pair_key(email, address))
 
 
 class Admission:

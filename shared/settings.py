@@ -48,8 +48,12 @@ class Settings(BaseSettings):
     access_token_ttl_s: int = Field(default=900, ge=30)
     refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
-    login_limit_per_account: str = "5/minute"
+    # Login attempts: per account from one address (stops a guesser there, not the owner elsewhere), per
+    # address (all accounts), per account from all addresses (well above the first: no single address can
+    # lock the owner out).
+    login_limit_per_account_address: str = "5/minute"
     login_limit_per_address: str = "30/minute"
+    login_limit_per_account: str = "50/minute"
     order_rate_limit: str = "50/second"
     # Order placements in progress at once per gateway process; past it 503 + Retry-After (load shedding).
     order_max_inflight: int = Field(default=64, ge=1)

@@ -99,6 +99,7 @@ async def build_runtime(settings: Settings, *, clock: Clock | None = None) -> As
             limiter,
             per_account=settings.login_limit_per_account,
             per_address=settings.login_limit_per_address,
+            per_account_address=settings.login_limit_per_account_address,
         ),
         key_verifier=ExchangeKeyVerifier(settings.binance_testnet_url),
         markets=build_rules(settings.symbols),

@@ -93,7 +93,7 @@ class AccountService:
                 self.sessions, "auth.login_failed", actor_id=user.id if user else None, email=email
             )
             raise Unauthorized(BAD_LOGIN)
-        await self.throttle.succeeded(email)
+        await self.throttle.succeeded(email, address)
         LOGINS.labels("success").inc()
         pair = await self._issue(user, family_id=new_id())
         await self.auditor.record(self.session, "auth.login", actor_id=user.id)

@@ -115,7 +115,7 @@ async def test_redis_keys_stay_under_the_prefix(redis_url: str, redis_prefix: st
         ours = [k.decode() async for k in client.scan_iter(match=f"*{marker}*")]
         assert ours and all(k.startswith(redis_prefix) for k in ours)
         under_prefix = [k.decode() async for k in client.scan_iter(match=redis_prefix + "*")]
-        assert len(under_prefix) == 3
+        assert len(under_prefix) == 4  # the marker; the account, the address, the account from the address
         # No personal data in key names.
         assert not any("alice" in k or "203.0.113.9" in k for k in under_prefix)
     finally:
@@ -152,20 +152,35 @@ async def test_memory_instances_are_separate() -> None:
 
 @pytest.fixture
 def throttle(limiter: RateLimiter) -> LoginThrottle:
-    return LoginThrottle(limiter, per_account="3/minute", per_address="5/minute")
+    return LoginThrottle(
+        limiter, per_account="6/minute", per_address="5/minute", per_account_address="3/minute"
+    )
+
+
+async def test_a_guesser_is_stopped_at_their_address_not_the_owner(throttle: LoginThrottle) -> None:
+    email, guesser, owner = unique("victim") + "@example.com", unique("guesser"), unique("owner")
+    for _ in range(3):
+        await throttle.check(email, guesser)
+        await throttle.failed(email, guesser)
+    with pytest.raises(Throttled) as exc_info:
+        await throttle.check(email, guesser)
+    assert 55 <= exc_info.value.retry_after <= 60
+    with pytest.raises(Throttled):
+        await throttle.check(email.upper(), guesser)  # changing the case of the email doesn't help
+    await throttle.check(email, owner)  # the owner, elsewhere, is not locked out
+    await throttle.check(unique("other") + "@example.com", guesser)  # nor the guesser's other accounts
 
 
 async def test_per_account_limit_spans_addresses(throttle: LoginThrottle) -> None:
+    """Guesses spread over many addresses, each under its own limits, still meet the account's."""
     email = unique("victim") + "@example.com"
-    for i in range(3):
-        await throttle.check(email, f"198.51.100.{i}")
-        await throttle.failed(email, f"198.51.100.{i}")
+    for i in range(6):
+        await throttle.check(email, f"198.51.100.{i}-{email}")
+        await throttle.failed(email, f"198.51.100.{i}-{email}")
     with pytest.raises(Throttled) as exc_info:
-        await throttle.check(email, "198.51.100.77")  # a fresh address doesn't help
+        await throttle.check(email, unique("fresh"))  # a fresh address doesn't help
     assert 55 <= exc_info.value.retry_after <= 60
-    with pytest.raises(Throttled):
-        await throttle.check(email.upper(), None)  # nor does changing the case of the email
-    await throttle.check(unique("other") + "@example.com", "198.51.100.0")
+    await throttle.check(unique("other") + "@example.com", "198.51.100.0-" + email)
 
 
 async def test_per_address_limit_spans_accounts(throttle: LoginThrottle) -> None:
@@ -188,28 +203,34 @@ async def test_check_does_not_consume(throttle: LoginThrottle) -> None:
     await throttle.check(email, address)  # 2 of 3 used: still allowed
 
 
-async def test_success_resets_the_account_but_not_the_address(throttle: LoginThrottle) -> None:
+async def test_success_resets_the_account_from_that_address_only(throttle: LoginThrottle) -> None:
     email, address = unique() + "@example.com", unique("addr")
     for _ in range(3):
         await throttle.failed(email, address)
     with pytest.raises(Throttled):
-        await throttle.check(email, unique("elsewhere"))
-    await throttle.succeeded(email)
-    await throttle.check(email, unique("elsewhere"))
+        await throttle.check(email, address)
+    await throttle.succeeded(email, address)  # the owner's own typos are forgiven...
+    await throttle.check(email, address)
     for _ in range(2):
-        await throttle.failed(unique() + "@example.com", address)  # address now at 5 of 5
+        await throttle.failed(unique() + "@example.com", address)  # ...but the address is at 5 of 5
     with pytest.raises(Throttled):
         await throttle.check(email, address)
+    for i in range(3):  # and the account-wide count (3 + 3 of 6) is not reset either
+        await throttle.failed(email, f"{i}-{address}")
+    with pytest.raises(Throttled):
+        await throttle.check(email, unique("fresh"))
 
 
 async def test_attempt_counts_up_front(throttle: LoginThrottle) -> None:
-    email = unique() + "@example.com"
-    for i in range(3):
-        await throttle.attempt(email, f"addr-{i}-{email}")
-    with pytest.raises(Throttled):
-        await throttle.attempt(email, unique("addr"))
-    await throttle.succeeded(email)
-    await throttle.attempt(email, unique("addr"))
+    email, address = unique() + "@example.com", unique("addr")
+    for _ in range(3):
+        await throttle.attempt(email, address)
+    with pytest.raises(Throttled) as exc_info:
+        await throttle.attempt(email, address)
+    assert 55 <= exc_info.value.retry_after <= 60
+    await throttle.attempt(email, unique("elsewhere"))
+    await throttle.succeeded(email, address)
+    await throttle.attempt(email, address)
 
 
 async def test_attempt_refused_by_address_spares_the_account(throttle: LoginThrottle) -> None:
@@ -219,7 +240,25 @@ async def test_attempt_refused_by_address_spares_the_account(throttle: LoginThro
     for _ in range(4):
         with pytest.raises(Throttled):
             await throttle.attempt(victim, address)
-    await throttle.check(victim, None)  # the victim's own allowance is untouched
+    await throttle.check(victim, unique("elsewhere"))  # the victim's own allowances are untouched
+    for _ in range(3):
+        await throttle.attempt(victim, unique("elsewhere"))
+
+
+async def test_attempt_refused_at_one_address_spares_the_account_wide_allowance(
+    throttle: LoginThrottle,
+) -> None:
+    """One address hammering one account spends 3 of the account's 6, however long it keeps trying: a single
+    address can never exhaust the account-wide limit and lock the owner out."""
+    email, guesser = unique("victim") + "@example.com", unique("guesser")
+    await throttle.attempt(email, guesser)
+    await throttle.attempt(email, guesser)
+    await throttle.attempt(email, guesser)
+    for _ in range(2):  # refused by the account-from-this-address limit, before the account's count
+        with pytest.raises(Throttled):
+            await throttle.attempt(email, guesser)
+    for _ in range(3):
+        await throttle.attempt(email, unique("owner"))
 
 
 # -- store outage -------------------------------------------------------------------------------
@@ -227,14 +266,16 @@ async def test_attempt_refused_by_address_spares_the_account(throttle: LoginThro
 
 async def test_unreachable_redis_fails_open_with_a_warning() -> None:
     lim = RateLimiter(UNREACHABLE, "down:")
-    throttle = LoginThrottle(lim, per_account="1/minute", per_address="1/minute")
+    throttle = LoginThrottle(
+        lim, per_account="1/minute", per_address="1/minute", per_account_address="1/minute"
+    )
     with capture_logs() as logs:
         for _ in range(3):
             await lim.hit("1/minute", "k")
             await throttle.check("a@example.com", "192.0.2.1")
             await throttle.failed("a@example.com", "192.0.2.1")
             await throttle.attempt("a@example.com", "192.0.2.1")
-            await throttle.succeeded("a@example.com")
+            await throttle.succeeded("a@example.com", "192.0.2.1")
         assert await lim.allowed("1/minute", "k")
         assert await lim.retry_after("1/minute", "k") == 60
     warnings = [e for e in logs if e["event"] == "ratelimit.store_unavailable"]
