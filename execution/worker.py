@@ -7,7 +7,10 @@ Guarantees:
 - the paper books have one writer: this worker's single paper task, and only while it holds the paper
   lease (a PostgreSQL advisory lock; SQLite's embedded system has one process anyway);
 - on start, and after any failed batch, the paper books are rebuilt from the open orders in the database,
-  so memory never drifts from what was committed.
+  so memory never drifts from what was committed;
+- recovery does not change outcomes: after a rebuild the market maker quotes again at a fresh price before
+  any recovered or new command is matched (on start it waits up to `price_wait_s` for a price), and the
+  worker publishes per-symbol liquidity markers (shared.liquidity) that `/readyz` of every gateway reads.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import contextlib
 import os
 import socket
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -26,10 +29,12 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from execution.engine import apply_result, load_orders
+from execution.paper.exchange import Side
 from execution.paper.ledger import EXTERNAL_ACCOUNT, deposit_entry, release_entry
 from execution.store.ledger import SqlLedger
 from execution.venues.base import EMPTY, OrderChange, Venue, VenueOrder, VenueResult
 from execution.venues.paper import SYSTEM_PREFIX, PaperVenue
+from shared import liquidity
 from shared.bus.base import BusMessage, BusUnavailable
 from shared.db import unit_of_work, upsert_insert
 from shared.models import Balance, Fill, Order, ProcessedCommand
@@ -49,12 +54,10 @@ from tradebridge.bootstrap import Runtime
 log = structlog.get_logger(__name__)
 
 PAPER_LEASE_KEY = 0x7450_4150  # "tPAP"
-MM_FUNDING = {
-    "USDT": Decimal("50000000"),
-    "BTC": Decimal("500"),
-    "ETH": Decimal("10000"),
-    "BNB": Decimal("50000"),
-}
+# What the market maker is funded with when an asset is not in PAPER_MARKET_MAKER_FUNDING.
+MM_FUNDING_DEFAULT = Decimal("100000")
+# A stored ticker younger than this is fresh enough to quote around (the price feed's own staleness limit).
+FRESH_TICKER = timedelta(seconds=10)
 
 
 def consumer_name() -> str:
@@ -94,7 +97,9 @@ class ExecutionWorker:
         sweep_interval_s: float = 2.0,
         max_deliveries: int = 5,
         sweep_after_s: float = 5.0,
+        price_wait_s: float = 30.0,
     ) -> None:
+        self.price_wait_s = price_wait_s
         self.sweep_interval_s = sweep_interval_s
         self.max_deliveries = max_deliveries
         self.sweep_after_s = sweep_after_s
@@ -106,13 +111,16 @@ class ExecutionWorker:
         self.claim_idle_ms = claim_idle_ms
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
-        self._latest_prices: dict[str, Decimal | None] = {}  # None: the price went stale
+        self._latest_prices: dict[str, Decimal | None] = {}  # to re-quote at; None: the price went stale
+        self._prices: dict[str, Decimal | None] = {}  # the last price seen per symbol (kept across rebuilds)
+        self._quoted: dict[str, bool] = {}  # the liquidity state last published per symbol
+        self._next_heartbeat = 0.0
         self._price_event = asyncio.Event()
         self._testnet_sem = asyncio.Semaphore(testnet_concurrency)
         self._lease_conn: AsyncConnection | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self.has_paper_lease = False
-        self.ready = asyncio.Event()
+        self.ready = asyncio.Event()  # the books are rebuilt (the market maker's quotes may still be coming)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -134,6 +142,14 @@ class ExecutionWorker:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks.clear()
+        if self.has_paper_lease and self.paper.market_maker is not None:
+            # Its quotes leave with this process: gateways stop reporting ready at once, not after expiry.
+            with contextlib.suppress(Exception):
+                now = self.rt.clock.now()
+                for symbol in self.rt.markets:
+                    await self.rt.market_data.put(
+                        liquidity.KIND, symbol, liquidity.marker(symbol, 0, 0, now, self.consumer)
+                    )
         if self._lease_conn is not None:
             with contextlib.suppress(Exception):
                 await self._lease_conn.close()
@@ -183,6 +199,7 @@ class ExecutionWorker:
         await self._acquire_paper_lease()
         await self.recover_paper()
         self.ready.set()
+        await self.restore_liquidity(wait_s=self.price_wait_s)
         bus = self.rt.bus
         own_pending = True
         last_claim = asyncio.get_running_loop().time()
@@ -216,6 +233,7 @@ class ExecutionWorker:
                             self._lease_conn = None
                             await self._acquire_paper_lease()
                             await self.recover_paper()
+                            await self.restore_liquidity(wait_s=self.price_wait_s)
                     if now - last_sweep > self.sweep_interval_s:
                         last_sweep = now
                         await self.sweep_paper()
@@ -231,6 +249,7 @@ class ExecutionWorker:
                     await bus.ack(PAPER_COMMANDS, EXECUTION_GROUP, [m.id for m in msgs])
                 if self._latest_prices:
                     await self._requote()
+                await self._heartbeat()
             except asyncio.CancelledError:
                 raise
             except BusUnavailable as exc:
@@ -243,6 +262,7 @@ class ExecutionWorker:
                 await asyncio.sleep(0.2)
                 with contextlib.suppress(Exception):
                     await self.recover_paper()
+                    await self.restore_liquidity()
 
     async def _isolate(self, msgs: Sequence[BusMessage]) -> None:
         """A batch keeps failing: run its commands one at a time so one poison command cannot block the
@@ -254,6 +274,7 @@ class ExecutionWorker:
             except Exception:
                 log.exception("parking a paper command that fails on its own", command=dict(m.data))
                 await self.recover_paper()
+                await self.restore_liquidity()
                 await self._park(m)
 
     async def _park(self, m: BusMessage) -> None:
@@ -320,7 +341,8 @@ class ExecutionWorker:
         return len(rows)
 
     async def recover_paper(self) -> None:
-        """Rebuild the books from the open paper orders, in their book priority; reset the market maker."""
+        """Rebuild the books from the open paper orders, in their book priority; reset the market maker
+        (its quotes are gone until `restore_liquidity`)."""
         rt = self.rt
         self.paper.reset(rt.markets, rt.fees)
         async with unit_of_work(rt.sessions) as session:
@@ -361,6 +383,82 @@ class ExecutionWorker:
             if self.paper.market_maker is not None:
                 await self._reset_market_maker(session)
         log.info("paper books rebuilt", resting=len(rows))
+        await self._publish_liquidity(force=True)
+
+    async def restore_liquidity(self, *, wait_s: float = 0.0) -> None:
+        """Quote the market maker's ladder again before matching anything after a rebuild, so a market order
+        recovered or placed across a restart fills as it would have without one.
+
+        The price is the last one this worker saw, else the price feed's stored ticker when fresh, else the
+        next one on the ticker stream, awaited up to `wait_s` (a restart has none in memory). A symbol with
+        no fresh price by then is left unquoted with a warning: matching resumes rather than holding every
+        order while the feed is down (as when its price goes stale, which pulls the quotes anyway)."""
+        if self.paper.market_maker is None or not self.has_paper_lease:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while True:
+            missing = [s for s in self.rt.markets if s not in self._prices]
+            for symbol in missing:
+                price = await self._stored_price(symbol)
+                if price is not None:
+                    self._prices.setdefault(symbol, price)
+            missing = [s for s in self.rt.markets if s not in self._prices]
+            left = deadline - loop.time()
+            if not missing or left <= 0 or self._stopping.is_set():
+                break
+            await self._heartbeat()  # "no quotes" rather than "no worker" while waiting
+            self._price_event.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._price_event.wait(), timeout=min(left, 0.5))
+        if missing:
+            log.warning("no fresh price; resuming without market-maker quotes", symbols=missing)
+        self._latest_prices = {**self._prices, **self._latest_prices}
+        await self._requote()
+        await self._publish_liquidity(force=True)
+
+    async def _stored_price(self, symbol: str) -> Decimal | None:
+        """The price feed's latest ticker for `symbol` if it is fresh (not stale, recent), else None."""
+        try:
+            ticker = await self.rt.market_data.get("ticker", symbol)
+            if not ticker or ticker.get("stale") or not ticker.get("price") or not ticker.get("ts"):
+                return None
+            age = self.rt.clock.now() - datetime.fromisoformat(str(ticker["ts"]))
+            return Decimal(str(ticker["price"])) if age <= FRESH_TICKER else None
+        except Exception as exc:
+            log.warning("could not read the stored ticker", symbol=symbol, error=str(exc))
+            return None
+
+    async def _publish_liquidity(self, *, force: bool = False) -> None:
+        """Record per symbol whether the market maker quotes both sides (for `/readyz` everywhere): on a
+        change, and every heartbeat so a marker whose worker died ages out."""
+        mm = self.paper.market_maker
+        if mm is None or not self.has_paper_lease:
+            return
+        levels = {s: self._quoted_levels(mm.config.account, s) for s in self.rt.markets}
+        state = {s: bids > 0 and asks > 0 for s, (bids, asks) in levels.items()}
+        if not force and state == self._quoted:
+            return
+        self._quoted = state
+        self._next_heartbeat = asyncio.get_running_loop().time() + liquidity.HEARTBEAT_S
+        now = self.rt.clock.now()
+        try:
+            for symbol, (bids, asks) in levels.items():
+                await self.rt.market_data.put(
+                    liquidity.KIND, symbol, liquidity.marker(symbol, bids, asks, now, self.consumer)
+                )
+        except Exception as exc:
+            log.warning("liquidity marker publication failed", error=str(exc))
+
+    def _quoted_levels(self, account: str, symbol: str) -> tuple[int, int]:
+        """How many market-maker orders rest on the (bid, ask) side: what readiness means by liquidity."""
+        resting = self.paper.exchange.open_orders(account, symbol)
+        bids = sum(1 for o in resting if o.side is Side.BUY)
+        return (bids, len(resting) - bids)
+
+    async def _heartbeat(self) -> None:
+        if asyncio.get_running_loop().time() >= self._next_heartbeat:
+            await self._publish_liquidity(force=True)
 
     async def _reset_market_maker(self, session: Any) -> None:
         """The market maker's resting orders lived only in memory: release their locks, fund it once, load it."""
@@ -375,7 +473,7 @@ class ExecutionWorker:
             r.quote_asset for r in self.rt.markets.values()
         }
         for asset in sorted(assets - have):
-            amount = MM_FUNDING.get(asset, Decimal("100000"))
+            amount = self.rt.settings.paper_market_maker_funding.get(asset, MM_FUNDING_DEFAULT)
             entries.append(deposit_entry(account, asset, amount, f"mm-funding-{asset}"))
         if entries:
             await ledger.apply(entries)
@@ -497,7 +595,9 @@ class ExecutionWorker:
                 stale = (m.data.get("data") or {}).get("stale")
                 if symbol in self.rt.markets and price:
                     # A stale price is never quoted around: the market maker pulls its quotes until fresh.
-                    self._latest_prices[str(symbol)] = None if stale else Decimal(str(price))
+                    value = None if stale else Decimal(str(price))
+                    self._latest_prices[str(symbol)] = self._prices[str(symbol)] = value
+                    self._price_event.set()
 
     async def _requote(self) -> None:
         prices, self._latest_prices = self._latest_prices, {}
@@ -512,6 +612,7 @@ class ExecutionWorker:
             await apply_result(session, self.rt.clock, result)
         self.rt.relay.notify()
         await self._publish_market(result)
+        await self._publish_liquidity()
 
     # -- testnet -------------------------------------------------------------------------------------------
 

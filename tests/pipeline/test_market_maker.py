@@ -20,12 +20,21 @@ async def mm_system(pg_url: str, redis_url: str, redis_prefix: str) -> AsyncIter
     settings = make_settings(pg_url, redis_url=redis_url, redis_prefix=redis_prefix, paper_market_maker="on")
     async with running_api(settings, hooks=[start_execution]) as api:
         await api.runtime.extras["worker"].ready.wait()
+
+        # After its start the worker matches nothing until the market maker has quoted every symbol (or
+        # its wait for prices ran out): a price for each, until /readyz says the books have liquidity.
+        async def quoted_everywhere() -> bool:
+            for symbol, price in (("BTCUSDT", "60000"), ("ETHUSDT", "3000"), ("BNBUSDT", "600")):
+                await _tick(api, price, symbol=symbol)
+            return (await api.client.get("/readyz")).status_code == 200
+
+        await eventually(quoted_everywhere, timeout=15, interval=0.2)
         yield api
 
 
-async def _tick(api: Api, price: str, *, stale: bool = False) -> None:
-    data = {"symbol": "BTCUSDT", "price": price, "stale": stale}
-    await api.runtime.bus.publish(MARKET_TICKER, public_event("TICKER", "BTCUSDT", datetime.now(UTC), data))
+async def _tick(api: Api, price: str, *, stale: bool = False, symbol: str = "BTCUSDT") -> None:
+    data = {"symbol": symbol, "price": price, "stale": stale}
+    await api.runtime.bus.publish(MARKET_TICKER, public_event("TICKER", symbol, datetime.now(UTC), data))
 
 
 async def _depth(api: Api) -> dict:
@@ -38,8 +47,10 @@ async def test_quotes_follow_the_price_and_vanish_when_stale(mm_system: Api) -> 
 
     async def quoted_around(mid: Decimal) -> bool:
         d = await _depth(api)
-        return bool(d["bids"] and d["asks"]) and Decimal(d["bids"][0][0]) < mid < Decimal(d["asks"][0][0]) and (
-            Decimal(d["asks"][0][0]) - Decimal(d["bids"][0][0]) < mid * Decimal("0.002")
+        return (
+            bool(d["bids"] and d["asks"])
+            and Decimal(d["bids"][0][0]) < mid < Decimal(d["asks"][0][0])
+            and (Decimal(d["asks"][0][0]) - Decimal(d["bids"][0][0]) < mid * Decimal("0.002"))
         )
 
     # The ticker loop reads from "now": keep ticking until it has seen one.
@@ -53,7 +64,11 @@ async def test_quotes_follow_the_price_and_vanish_when_stale(mm_system: Api) -> 
 
     # A market buy fills against the maker near the price.
     auth = await api.user("mm-taker@example.com")
-    r = await api.client.post("/api/orders", json={"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01"}, headers=auth)
+    r = await api.client.post(
+        "/api/orders",
+        json={"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01"},
+        headers=auth,
+    )
     oid = r.json()["order_id"]
 
     async def filled_near() -> bool:
@@ -85,16 +100,28 @@ async def test_market_data_endpoints_and_quote(mm_system: Api) -> None:
     # No price feed runs here (ticks go straight onto the bus), so no ticker is stored yet: a clear 404.
     r = await api.client.get("/api/markets/BTCUSDT/ticker")
     assert r.status_code == 404 and "No price" in r.json()["detail"]
-    await api.runtime.market_data.put("ticker", "BTCUSDT", {"symbol": "BTCUSDT", "price": "60000", "stale": False})
+    await api.runtime.market_data.put(
+        "ticker", "BTCUSDT", {"symbol": "BTCUSDT", "price": "60000", "stale": False}
+    )
     assert (await api.client.get("/api/markets/btcusdt/ticker")).json()["price"] == "60000"
     assert (await api.client.get("/api/markets/DOGEUSDT/depth")).status_code == 404  # not there (path)
     depth = (await api.client.get("/api/markets/BTCUSDT/depth?limit=3")).json()
     assert len(depth["asks"]) == 3 and len(depth["bids"]) == 3
     best_ask = Decimal(depth["asks"][0][0])
-    q = (await api.client.post("/api/orders/quote", json={"symbol": "BTC/USDT", "side": "buy", "quantity": "0.01"})).json()
+    q = (
+        await api.client.post(
+            "/api/orders/quote", json={"symbol": "BTC/USDT", "side": "buy", "quantity": "0.01"}
+        )
+    ).json()
     assert Decimal(q["fillable_quantity"]) == Decimal("0.01") and Decimal(q["worst_price"]) >= best_ask
     assert best_ask <= Decimal(q["avg_price"]) <= Decimal(q["worst_price"])
-    big = (await api.client.post("/api/orders/quote", json={"symbol": "BTCUSDT", "side": "SELL", "quantity": "50"})).json()
+    big = (
+        await api.client.post(
+            "/api/orders/quote", json={"symbol": "BTCUSDT", "side": "SELL", "quantity": "50"}
+        )
+    ).json()
     assert Decimal(big["fillable_quantity"]) < Decimal("50")  # only what the band holds
-    bad = await api.client.post("/api/orders/quote", json={"symbol": "BTCUSDT", "side": "SELL", "quantity": "0.000001"})
+    bad = await api.client.post(
+        "/api/orders/quote", json={"symbol": "BTCUSDT", "side": "SELL", "quantity": "0.000001"}
+    )
     assert bad.status_code == 422
