@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.services.accounts import AccountService
 from gateway.services.audit import Auditor
 from gateway.services.keys import KeyService
-from shared.errors import Forbidden, Unauthorized
+from shared.errors import DomainError, Forbidden, Unauthorized
 from shared.models import User
 from shared.settings import Settings
 from tradebridge.bootstrap import Runtime
@@ -41,10 +41,22 @@ async def get_session(request: Request, rt: RuntimeDep) -> AsyncIterator[AsyncSe
     """The request's unit of work: committed before the response is sent (scope="function"), or rolled back.
 
     GET requests read: on SQLite their transaction begins deferred, so a slow GET (one that waits on the
-    exchange, say) never holds the single write lock; an occasional write in a GET (an audit row) still works."""
+    exchange, say) never holds the single write lock; an occasional write in a GET (an audit row) still works.
+
+    A ``DomainError`` raised with ``commit=True`` still commits (then renders as usual): a refusal whose record
+    must persist is written in this one transaction, never in a second one that would wait on this one's lock."""
     factory = rt.read_sessions if request.method in ("GET", "HEAD") else rt.sessions
-    async with factory() as session, session.begin():
-        yield session
+    async with factory() as session:
+        kept: DomainError | None = None
+        async with session.begin():
+            try:
+                yield session
+            except DomainError as exc:
+                if not exc.commit:
+                    raise
+                kept = exc  # leaving the block normally commits
+        if kept is not None:
+            raise kept
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
@@ -134,7 +146,7 @@ CurrentAdmin = Annotated[User, Depends(current_admin)]
 async def get_account_service(rt: RuntimeDep, session: SessionDep, auditor: AuditorDep) -> AccountService:
     return AccountService(
         session=session,
-        sessions=rt.sessions,
+        read_sessions=rt.read_sessions,
         clock=rt.clock,
         tokens=rt.tokens,
         throttle=rt.login_throttle,

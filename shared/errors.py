@@ -16,11 +16,16 @@ class DomainError(Exception):
         *,
         errors: list[dict[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
+        commit: bool = False,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = errors
         self.headers = headers or {}
+        # The request fails, but what it wrote so far must stand (the audit row of a failed login, a token
+        # family revoked on reuse): the request's transaction commits before the error is rendered, so the
+        # record needs no second transaction (on SQLite that one would wait for the request's write lock).
+        self.commit = commit
 
 
 class InvalidInput(DomainError):

@@ -1,10 +1,15 @@
 """Accounts: registration, login with throttling, refresh-token rotation with reuse detection, logout,
-mode switch and the admin bootstrap. Services flush; the request (or caller) owns the transaction."""
+mode switch and the admin bootstrap. Services flush; the request (or caller) owns the transaction.
+
+A refusal that must leave a record (a failed login's audit row, a token family revoked on reuse) writes it in
+the request's own transaction and raises with ``commit=True``: the request commits, then answers 401. A second
+transaction would, on SQLite, wait for the request's own write lock (30 s, then 500)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NoReturn
 
 import structlog
 from sqlalchemy import func, select, update
@@ -42,7 +47,7 @@ def normalize_email(email: str) -> str:
 @dataclass
 class AccountService:
     session: AsyncSession
-    sessions: async_sessionmaker[AsyncSession]
+    read_sessions: async_sessionmaker[AsyncSession]  # the login's lookup, outside the write transaction
     clock: Clock
     tokens: TokenService
     throttle: LoginThrottle
@@ -81,7 +86,10 @@ class AccountService:
         email = normalize_email(email)
         # Counted up front (not after failing) so a burst of concurrent guesses cannot slip through.
         await self.throttle.attempt(email, address)
-        user = await self.find_by_email(email)
+        # Looked up and verified before the request's transaction writes anything: on SQLite its first
+        # statement takes the single write lock, which must not be held through bcrypt.
+        async with self.read_sessions() as reader:
+            user = (await reader.execute(select(User).where(User.email == email))).scalar_one_or_none()
         if user is None:
             await dummy_verify_async()
             ok = False
@@ -89,10 +97,10 @@ class AccountService:
             ok = await verify_password_async(password, user.password_hash) and user.is_active
         if not ok or user is None:
             LOGINS.labels("failure").inc()
-            await self.auditor.record_detached(
-                self.sessions, "auth.login_failed", actor_id=user.id if user else None, email=email
+            await self.auditor.record(
+                self.session, "auth.login_failed", actor_id=user.id if user else None, email=email
             )
-            raise Unauthorized(BAD_LOGIN)
+            raise Unauthorized(BAD_LOGIN, commit=True)
         await self.throttle.succeeded(email, address)
         LOGINS.labels("success").inc()
         pair = await self._issue(user, family_id=new_id())
@@ -108,9 +116,9 @@ class AccountService:
         ).scalar_one_or_none()
         if row is None:
             raise Unauthorized(BAD_REFRESH)
-        if row.rotated_at is not None or row.revoked_at is not None:
+        if row.rotated_at is not None:
             await self._reuse_detected(row)
-        if row.expires_at <= now:
+        if row.revoked_at is not None or row.expires_at <= now:  # logged out (or its family revoked), expired
             raise Unauthorized(BAD_REFRESH)
         # Conditional rotation: of two concurrent uses of one token exactly one wins; the other is reuse.
         won = await self.session.execute(
@@ -129,19 +137,19 @@ class AccountService:
             raise Unauthorized(BAD_REFRESH)
         return await self._issue(user, family_id=row.family_id)
 
-    async def _reuse_detected(self, row: RefreshToken) -> None:
-        # Recorded in a transaction of its own: the request's is rolled back with the 401.
-        async with unit_of_work(self.sessions) as s:
-            await s.execute(
-                update(RefreshToken)
-                .where(RefreshToken.family_id == row.family_id, RefreshToken.revoked_at.is_(None))
-                .values(revoked_at=self.clock.now())
-            )
-        await self.auditor.record_detached(
-            self.sessions, "auth.refresh_reuse", actor_id=row.user_id, family_id=row.family_id
+    async def _reuse_detected(self, row: RefreshToken) -> NoReturn:
+        """A rotated token came back: someone holds a copy. The whole family is revoked, in the request's
+        transaction, which commits although the answer is 401 (nothing else was written before)."""
+        await self.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.family_id == row.family_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=self.clock.now())
+        )
+        await self.auditor.record(
+            self.session, "auth.refresh_reuse", actor_id=row.user_id, family_id=row.family_id
         )
         log.warning("refresh token reuse: family revoked", user_id=row.user_id, family_id=row.family_id)
-        raise Unauthorized(BAD_REFRESH)
+        raise Unauthorized(BAD_REFRESH, commit=True)
 
     async def logout(self, token: str) -> None:
         row = (

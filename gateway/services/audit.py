@@ -1,14 +1,14 @@
-"""The audit log: who did what, when, from where. Failures are recorded in a transaction of their own,
-so the record survives the rollback of the request that failed."""
+"""The audit log: who did what, when, from where. Rows go into the caller's transaction, always: a refusal
+that must leave a record raises with ``commit=True`` (see ``shared.errors``), so the request commits it. A
+transaction of its own inside a request would, on SQLite, wait for the request's write lock."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.clock import Clock
-from shared.db import unit_of_work
 from shared.models import AuditLog
 
 
@@ -42,15 +42,3 @@ class Auditor:
     ) -> None:
         session.add(self._row(action, actor_id, target, details))
         await session.flush()
-
-    async def record_detached(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        action: str,
-        *,
-        actor_id: str | None,
-        target: str | None = None,
-        **details: Any,
-    ) -> None:
-        async with unit_of_work(sessions) as session:
-            session.add(self._row(action, actor_id, target, details))

@@ -1,21 +1,59 @@
-"""Accounts and auth against real PostgreSQL and Redis."""
+"""Accounts and auth on both databases: PostgreSQL with Redis, and the embedded SQLite with in-memory limits.
+
+On SQLite a request's first statement takes the single write lock (BEGIN IMMEDIATE): anything a request
+records must go into that one transaction, or it waits for the request's own lock (30 s, then 500)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import httpx
 import jwt
 import pytest
 from sqlalchemy import select
 
 from shared.models import AuditLog, RefreshToken
-from tests.support.api import Api
+from shared.settings import Settings
+from tests.support.api import Api, make_settings, running_api
 
 pytestmark = pytest.mark.asyncio
 
 PW = "correct horse battery"
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """PostgreSQL and Redis, or the embedded default's SQLite file and in-memory limits (the Redis and
+    PostgreSQL fixtures are only set up for the first)."""
+    if request.param == "postgresql":
+        return make_settings(
+            request.getfixturevalue("pg_url"),
+            redis_url=request.getfixturevalue("redis_url"),
+            redis_prefix=request.getfixturevalue("redis_prefix"),
+        )
+    return make_settings(f"sqlite+aiosqlite:///{tmp_path / 'auth.db'}")
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[Api]:
+    async with running_api(settings, migrate=settings.is_sqlite) as api:
+        yield api
+
+
+def client_at(api: Api, address: str) -> httpx.AsyncClient:
+    """Another client of the same app, connecting from ``address``."""
+    transport = httpx.ASGITransport(app=api.app, client=(address, 50000))
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+async def audit_actions(api: Api) -> list[AuditLog]:
+    async with api.runtime.sessions() as s:
+        return list((await s.execute(select(AuditLog).order_by(AuditLog.id))).scalars())
 
 
 def _problem(r, status: int) -> dict:
@@ -212,3 +250,82 @@ async def test_ops_endpoints(api: Api) -> None:
     assert r.status_code == 200 and "tradebridge_http_requests_total" in r.text
     r = await api.client.get("/healthz")
     assert r.headers["x-content-type-options"] == "nosniff" and r.headers["x-request-id"]
+
+
+async def test_failed_logins_answer_401_and_are_audited(api: Api) -> None:
+    """Known and unknown email alike: a prompt 401, and the audit row committed with the refusal (on SQLite it
+    used to be written in a second transaction that waited for the request's own lock: 30 s, then 500)."""
+    user = await api.register("judy@example.com")
+    for email in ("judy@example.com", "nobody@example.com"):
+        _problem(await api.client.post("/auth/login", json={"email": email, "password": "wrong-pass"}), 401)
+    failed = [
+        (a.actor_id, a.details["email"], a.ip)
+        for a in await audit_actions(api)
+        if a.action == "auth.login_failed"
+    ]
+    assert failed == [
+        (user["id"], "judy@example.com", "203.0.113.7"),
+        (None, "nobody@example.com", "203.0.113.7"),
+    ]
+    # The refusals left nothing else behind: no tokens, and the right password still works.
+    async with api.runtime.sessions() as s:
+        assert (await s.execute(select(RefreshToken))).scalars().all() == []
+    await api.login("judy@example.com")
+
+
+async def test_logout_then_refresh_is_401_and_logout_is_idempotent(api: Api) -> None:
+    await api.register("ken@example.com")
+    tokens = await api.login("ken@example.com")
+    assert (
+        await api.client.post("/auth/logout", json={"refresh_token": tokens["refresh_token"]})
+    ).status_code == 204
+    _problem(await api.client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]}), 401)
+    assert (
+        await api.client.post("/auth/logout", json={"refresh_token": tokens["refresh_token"]})
+    ).status_code == 204
+    assert (await api.client.post("/auth/logout", json={"refresh_token": "never-issued"})).status_code == 204
+    actions = [a.action for a in await audit_actions(api)]
+    assert (
+        actions.count("auth.logout") == 2 and "auth.refresh_reuse" not in actions
+    )  # logged out is not reuse
+    await api.login("ken@example.com")
+
+
+async def test_concurrent_use_of_one_refresh_token_revokes_the_family(api: Api) -> None:
+    """Two uses of one token at once: exactly one rotates it; the other is reuse, and its revocation (committed
+    with its 401) takes the winner's new token too."""
+    await api.register("leo@example.com")
+    tokens = await api.login("leo@example.com")
+    answers = await asyncio.gather(
+        *(api.client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]}) for _ in range(2))
+    )
+    assert sorted(r.status_code for r in answers) == [200, 401], [r.text for r in answers]
+    winner = next(r.json() for r in answers if r.status_code == 200)
+    _problem(await api.client.post("/auth/refresh", json={"refresh_token": winner["refresh_token"]}), 401)
+    assert [a.action for a in await audit_actions(api)].count("auth.refresh_reuse") == 1
+
+
+async def test_a_guesser_elsewhere_cannot_lock_the_owner_out(api: Api) -> None:
+    """Failures count per account *and* address: the guessing address gets 429 with Retry-After, even with the
+    right password; the owner, from another address, still logs in."""
+    await api.register("mia@example.com")
+    limit = int(api.runtime.settings.login_limit_per_account_address.split("/")[0])
+    async with client_at(api, "198.51.100.66") as attacker, client_at(api, "192.0.2.10") as owner:
+        for _ in range(limit):
+            _problem(
+                await attacker.post(
+                    "/auth/login", json={"email": "mia@example.com", "password": "wrong-pass"}
+                ),
+                401,
+            )
+        for password in ("wrong-pass", PW):
+            r = await attacker.post("/auth/login", json={"email": "mia@example.com", "password": password})
+            _problem(r, 429)
+            assert 1 <= int(r.headers["Retry-After"]) <= 60
+        r = await owner.post("/auth/login", json={"email": "mia@example.com", "password": PW})
+        assert r.status_code == 200, r.text
+        # The attacker's address may still log in to other accounts (its own limit is not spent).
+        await api.register("nick@example.com")
+        assert (
+            await attacker.post("/auth/login", json={"email": "nick@example.com", "password": PW})
+        ).status_code == 200
