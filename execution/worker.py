@@ -457,6 +457,8 @@ class ExecutionWorker:
         return (bids, len(resting) - bids)
 
     async def _heartbeat(self) -> None:
+        if self.paper.market_maker is None:
+            return
         if asyncio.get_running_loop().time() >= self._next_heartbeat:
             await self._publish_liquidity(force=True)
 
