@@ -12,10 +12,9 @@ from execution.engine import position_payload
 from execution.store.ledger import SqlLedger
 from gateway.deps import CurrentUser, RuntimeDep, SessionDep
 from gateway.problems import AUTHENTICATED, problem_responses
-from gateway.routes.orders import Orders, order_service
+from gateway.routes.orders import Orders
 from gateway.services.orders import fill_out
-from shared.db import unit_of_work
-from shared.models import Fill, Position
+from shared.models import Fill, PaperAccount, Position
 from shared.schemas.orders import BalanceOut, PositionOut, TradeOut
 
 router = APIRouter(prefix="/api", tags=["portfolio"])
@@ -29,19 +28,21 @@ ModeQuery = Annotated[Literal["paper", "testnet"] | None, Query()]
     # testnet balances come from the exchange: no keys stored (409), its rate limit (429), unreachable (503)
     responses=problem_responses(*AUTHENTICATED, 409, 429),
 )
-async def balances(user: CurrentUser, rt: RuntimeDep, mode: ModeQuery = None) -> list[BalanceOut]:
+async def balances(
+    user: CurrentUser, rt: RuntimeDep, session: SessionDep, mode: ModeQuery = None
+) -> list[BalanceOut]:
     mode = mode or user.mode  # type: ignore[assignment]
     if mode == "testnet":
         rows = await rt.extras["testnet_reader"].balances(user.id)
         return [
             BalanceOut(asset=b["asset"], free=b["free"], locked=b["locked"], total=b["total"]) for b in rows
         ]
-    # The starting deposit (a write) in a short transaction of its own; the GET itself only reads, in a
-    # fresh snapshot taken after that commit (SQLite's snapshot would otherwise predate the deposit).
-    async with unit_of_work(rt.sessions) as writer:
-        await order_service(rt, writer).ensure_paper_funded(user.id)
-    async with rt.read_sessions() as reader:
-        views = await SqlLedger(reader, rt.clock).balances(user.id)
+    # A GET writes nothing (a write here would be a second transaction, waiting for any writer's lock): an
+    # account not funded yet shows the starting deposit that its first order makes.
+    if await session.get(PaperAccount, user.id) is None:
+        starting = sorted((a, q) for a, q in rt.settings.paper_starting_balances.items() if q > 0)
+        return [BalanceOut(asset=a, free=q, locked=Decimal(0), total=q) for a, q in starting]
+    views = await SqlLedger(session, rt.clock).balances(user.id)
     return [BalanceOut(asset=v.asset, free=v.free, locked=v.locked, total=v.total) for v in views]
 
 
