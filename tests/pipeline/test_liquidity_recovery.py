@@ -65,7 +65,7 @@ async def all_filled(http: httpx.AsyncClient, auth: dict[str, str], ids: list[st
         return s if not {"PENDING", "NEW", "PARTIALLY_FILLED"} & set(s.values()) else None
 
     final = await eventually(settled, timeout=60, interval=0.2, message="market orders still open")
-    assert set(final.values()) == {"FILLED"}, final
+    assert final is not None and set(final.values()) == {"FILLED"}, final
 
 
 async def readyz(http: httpx.AsyncClient) -> httpx.Response:
