@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Sequence
 
@@ -42,7 +41,7 @@ def build_source(
     clock: Clock,
     ccxt_factory: TickerClientFactory | None = None,
     seed: int = 0,
-    binance_testnet_url: str | None = None,
+    binance_testnet_url: str = DEFAULT_TESTNET_URL,
     poll_interval: float = 1.0,
     synthetic_interval: float = 0.25,
     replay_speed: float = 0.0,
@@ -53,8 +52,8 @@ def build_source(
     """`synthetic` | `binance-testnet` | `binance` | `replay:PATH` -> a source.
 
     `ccxt_factory` overrides the ccxt client (tests point it at a local server); without it
-    the testnet client is rooted at `binance_testnet_url`, else the BINANCE_TESTNET_URL
-    environment variable, else the public testnet.
+    the testnet client is rooted at `binance_testnet_url`, which callers take from `Settings`
+    (BINANCE_TESTNET_URL there, `.env` included): the environment is never read here.
     """
     spec = spec.strip()
     kind = spec.lower()
@@ -64,15 +63,22 @@ def build_source(
         testnet = kind == "binance-testnet"
         factory = ccxt_factory or binance_client_factory(
             testnet=testnet,
-            testnet_url=binance_testnet_url or os.environ.get("BINANCE_TESTNET_URL") or DEFAULT_TESTNET_URL,
+            testnet_url=binance_testnet_url,
         )
         return ExchangeTickerSource(
-            kind, symbols, clock, factory, poll_interval=poll_interval, sleep=sleep,
+            kind,
+            symbols,
+            clock,
+            factory,
+            poll_interval=poll_interval,
+            sleep=sleep,
             rng=rng if rng is not None else random.Random(seed),
         )
     if kind.startswith("replay:"):
-        path = spec[len("replay:"):]
+        path = spec[len("replay:") :]
         if not path:
             raise ValueError("replay source needs a path: replay:PATH")
         return ReplaySource(path, clock, speed=replay_speed, retime=replay_retime, sleep=sleep)
-    raise ValueError(f"unknown PRICEFEED_SOURCE {spec!r}: use synthetic, binance-testnet, binance or replay:PATH")
+    raise ValueError(
+        f"unknown PRICEFEED_SOURCE {spec!r}: use synthetic, binance-testnet, binance or replay:PATH"
+    )
