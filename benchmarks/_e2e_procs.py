@@ -9,6 +9,7 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,14 +61,26 @@ class Child:
     env: dict[str, str]
     log: Path
     port: int | None = None
+    cwd: Path = ROOT
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @classmethod
-    def tradebridge(cls, name: str, env: dict[str, str], logdir: Path, port: int | None = None) -> Child:
-        argv = [sys.executable, "-m", "tradebridge.cli", name]
+    def tradebridge(
+        cls,
+        command: str,
+        env: dict[str, str],
+        logdir: Path,
+        port: int | None = None,
+        *,
+        name: str | None = None,
+        cwd: Path = ROOT,
+    ) -> Child:
+        """`tradebridge COMMAND` (`name` tells several processes of one command apart)."""
+        argv = [sys.executable, "-m", "tradebridge.cli", command]
         if port is not None:
             argv += ["--port", str(port)]
-        return cls(name, argv, env, logdir / f"{name}.log", port)
+        name = name or command
+        return cls(name, argv, env, logdir / f"{name}.log", port, cwd)
 
     @property
     def pid(self) -> int:
@@ -76,7 +89,9 @@ class Child:
 
     def start(self) -> None:
         fh = open(self.log, "ab")  # noqa: SIM115 - owned by the child for its lifetime
-        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            self.argv, env=self.env, cwd=self.cwd, stdout=fh, stderr=subprocess.STDOUT
+        )
         fh.close()
 
     def alive(self) -> bool:
@@ -114,19 +129,49 @@ def run_migrate(env: dict[str, str]) -> None:
         raise RuntimeError(f"migrate failed:\n{out.stdout}\n{out.stderr}")
 
 
+def pg_backend_pids(admin_dsn: str, database: str, application_name: str | None = None) -> list[int]:
+    """Server processes of one database's sessions (optionally one application's), from pg_stat_activity;
+    their CPU is read from /proc like any other process's (PostgreSQL runs on this machine)."""
+
+    async def fetch() -> list[int]:
+        import asyncpg
+
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            rows = await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() "
+                "AND ($2::text IS NULL OR application_name = $2::text)",
+                database,
+                application_name,
+            )
+            return [int(r["pid"]) for r in rows]
+        finally:
+            await conn.close()
+
+    return asyncio.run(fetch())
+
+
+Snapshot = tuple[float, dict[str, dict[int, float]]]
+
+
 class CpuMeter:
-    """CPU seconds per named group of processes between two snapshots (utime+stime, children excluded).
+    """CPU seconds per named group of processes between two snapshots (utime+stime from /proc/<pid>/stat
+    through psutil, children excluded).
 
-    PostgreSQL backends come and go, so the `postgres` group is every process of that name at each snapshot;
-    a backend that exits between snapshots loses its time, which only under-counts PostgreSQL."""
+    `dynamic` groups are looked up again at each snapshot (PostgreSQL backends come and go): a process that
+    appears between snapshots counts its whole life (it was born in the window), one that exits between them
+    loses its time, which only under-counts."""
 
-    def __init__(self, pids: dict[str, list[int]], include_postgres: bool = True) -> None:
+    def __init__(
+        self, pids: dict[str, list[int]], dynamic: dict[str, Callable[[], list[int]]] | None = None
+    ) -> None:
         self.pids = pids
-        self.include_postgres = include_postgres
+        self.dynamic = dynamic or {}
 
     def _groups(self) -> dict[str, dict[int, float]]:
         out: dict[str, dict[int, float]] = {}
-        for name, pids in self.pids.items():
+        groups = {**self.pids, **{name: find() for name, find in self.dynamic.items()}}
+        for name, pids in groups.items():
             out[name] = {}
             for pid in pids:
                 try:
@@ -134,34 +179,31 @@ class CpuMeter:
                     out[name][pid] = t.user + t.system
                 except psutil.Error:
                     pass
-        if self.include_postgres:
-            out["postgres"] = {}
-            for p in psutil.process_iter(["name", "cpu_times"]):
-                if (p.info["name"] or "").startswith("postgres") and p.info["cpu_times"] is not None:
-                    out["postgres"][p.pid] = p.info["cpu_times"].user + p.info["cpu_times"].system
         return out
 
-    def snapshot(self) -> tuple[float, dict[str, dict[int, float]]]:
+    def snapshot(self) -> Snapshot:
         groups = self._groups()
         t = psutil.cpu_times()
         groups["_machine"] = {0: t.user + t.system + t.nice + t.irq + t.softirq}
         return time.monotonic(), groups
 
     @staticmethod
-    def percent(
-        a: tuple[float, dict[str, dict[int, float]]], b: tuple[float, dict[str, dict[int, float]]]
-    ) -> dict[str, float]:
-        """Percent of one core per group (200% = both cores of this machine)."""
-        wall = max(b[0] - a[0], 1e-9)
+    def seconds(a: Snapshot, b: Snapshot) -> dict[str, float]:
+        """CPU seconds per group between the snapshots; OTHER is the rest of the machine (other users' jobs
+        and the kernel's own work skew the figures: worth seeing)."""
         out: dict[str, float] = {}
         for name, after in b[1].items():
             before = a[1].get(name, {})
-            used = sum(t - before.get(pid, 0.0) for pid, t in after.items())
-            out[name] = 100.0 * used / wall
-        # Everything else on the machine (other users' jobs skew the figures: worth seeing).
+            out[name] = sum(t - before.get(pid, 0.0) for pid, t in after.items())
         machine = out.pop("_machine", 0.0)
         out["OTHER"] = max(0.0, machine - sum(out.values()))
         return out
+
+    @staticmethod
+    def percent(a: Snapshot, b: Snapshot) -> dict[str, float]:
+        """Percent of one core per group (200% = both cores of this machine)."""
+        wall = max(b[0] - a[0], 1e-9)
+        return {name: 100.0 * s / wall for name, s in CpuMeter.seconds(a, b).items()}
 
 
 def base_env() -> dict[str, str]:
