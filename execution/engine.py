@@ -71,7 +71,9 @@ async def apply_result(
             orders.update(await load_orders(session, missing))
 
     for ext in result.external_orders:
-        applied.orders.append(await _record_external(session, ext, now))
+        recorded = await _record_external_isolated(session, ext, now)
+        if recorded is not None:
+            applied.orders.append(recorded)
     if result.external_orders:
         await session.flush()  # their events first: the outbox rows below are written in one statement
     # Status rows and outbox rows are plain multi-row inserts at the end (no ORM units of work for them),
@@ -292,6 +294,23 @@ def _trade_payload(row: dict[str, object]) -> dict[str, object]:
         "ts": row["ts"].isoformat(),  # type: ignore[attr-defined]
         "mode": row["mode"],
     }
+
+
+async def _record_external_isolated(session: AsyncSession, ext: object, now: object) -> Order | None:
+    """Record one external order in its own savepoint: one the database or the event schema refuses is logged
+    and skipped, never allowed to drop the rest of the result with it (a whole start-up recovery)."""
+    try:
+        async with session.begin_nested():
+            return await _record_external(session, ext, now)
+    except Exception:
+        log.exception(
+            "external order not recorded; the rest of the venue's result is applied",
+            user_id=getattr(ext, "user_id", None),
+            venue_order_id=getattr(ext, "venue_order_id", None),
+            symbol=getattr(ext, "symbol", None),
+            type=getattr(ext, "type", None),
+        )
+        return None
 
 
 async def _record_external(session: AsyncSession, ext: object, now: object) -> Order:

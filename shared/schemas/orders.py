@@ -23,6 +23,18 @@ from shared.amounts import plain
 
 Side = Literal["BUY", "SELL"]
 OrderType = Literal["MARKET", "LIMIT"]
+# What an answer may carry: our own MARKET/LIMIT, or an exchange's own type (LIMIT_MAKER, STOP_LOSS_LIMIT, ...)
+# for an external order found on the exchange (recorded as it is there; never one we accept as input).
+ExchangeOrderType = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Z][A-Z0-9_]{0,31}$",
+        max_length=32,
+        description="MARKET or LIMIT; an external order (external=true) carries the exchange's own type, "
+        "e.g. LIMIT_MAKER or STOP_LOSS_LIMIT",
+        examples=["LIMIT", "MARKET", "LIMIT_MAKER"],
+    ),
+]
 TimeInForce = Literal["GTC", "IOC", "FOK"]
 Mode = Literal["paper", "testnet"]
 
@@ -134,7 +146,7 @@ class OrderOut(BaseModel):
     mode: Mode
     symbol: str
     side: Side
-    type: OrderType
+    type: ExchangeOrderType
     time_in_force: TimeInForce
     quantity: PlainDecimal
     price: PlainDecimal | None
