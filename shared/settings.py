@@ -11,8 +11,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.markets import MarketFields, canonical_symbol, check_markets, parse_market_rules
 
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./tradebridge.db"
 
@@ -34,8 +36,14 @@ class Settings(BaseSettings):
     binance_testnet_url: str = "https://testnet.binance.vision"
     pricefeed_source: str = "synthetic"
     symbols_csv: str = Field(default="BTCUSDT,ETHUSDT,BNBUSDT", validation_alias="SYMBOLS")
+    # Rules of the SYMBOLS beyond the built-in three (or overrides of theirs): JSON, see shared.markets.
+    market_rules_json: str = Field(default="", validation_alias="MARKET_RULES")
     paper_starting_balances_csv: str = Field(default="USDT=10000", validation_alias="PAPER_STARTING_BALANCES")
     paper_market_maker: Literal["on", "off"] = "on"
+    # What the paper market maker is funded with, once, per asset (an asset not listed gets 100000).
+    paper_market_maker_funding_csv: str = Field(
+        default="USDT=50000000,BTC=500,ETH=10000,BNB=50000", validation_alias="PAPER_MARKET_MAKER_FUNDING"
+    )
     admin_email: str | None = None
     admin_password: SecretStr | None = None
     cors_origins_csv: str = Field(default="", validation_alias="CORS_ORIGINS")
@@ -91,9 +99,34 @@ class Settings(BaseSettings):
         _parse_balances(v)
         return v
 
+    @field_validator("paper_market_maker_funding_csv")
+    @classmethod
+    def _funding_parse(cls, v: str) -> str:
+        _parse_balances(v, "PAPER_MARKET_MAKER_FUNDING")
+        return v
+
+    @field_validator("market_rules_json")
+    @classmethod
+    def _markets_check(cls, v: str, info: ValidationInfo) -> str:
+        """Every symbol traded has its rules (built in or configured): checked here, at start, so a missing
+        one is a clear configuration error naming the symbol and the field."""
+        symbols = info.data.get("symbols_csv")
+        if symbols is not None:
+            check_markets(_symbols(symbols), parse_market_rules(v))
+        return v
+
+    @cached_property
+    def market_rules(self) -> dict[str, MarketFields]:
+        """MARKET_RULES parsed: {SYMBOL: {field: value}} (the built-in markets' defaults are not in it)."""
+        return parse_market_rules(self.market_rules_json)
+
+    @cached_property
+    def paper_market_maker_funding(self) -> dict[str, Decimal]:
+        return _parse_balances(self.paper_market_maker_funding_csv, "PAPER_MARKET_MAKER_FUNDING")
+
     @cached_property
     def symbols(self) -> list[str]:
-        return [s.replace("/", "").upper() for s in _csv(self.symbols_csv)]
+        return _symbols(self.symbols_csv)
 
     @cached_property
     def cors_origins(self) -> list[str]:
@@ -116,17 +149,21 @@ class Settings(BaseSettings):
         return self.paper_market_maker == "on"
 
 
-def _parse_balances(value: str) -> dict[str, Decimal]:
+def _symbols(value: str) -> list[str]:
+    return [canonical_symbol(s) for s in _csv(value)]
+
+
+def _parse_balances(value: str, name: str = "PAPER_STARTING_BALANCES") -> dict[str, Decimal]:
     out: dict[str, Decimal] = {}
     for part in _csv(value):
         asset, sep, amount = part.partition("=")
         if not sep or not asset.strip():
-            raise ValueError(f"PAPER_STARTING_BALANCES entry {part!r} is not ASSET=AMOUNT")
+            raise ValueError(f"{name} entry {part!r} is not ASSET=AMOUNT")
         try:
             dec = Decimal(amount.strip())
         except InvalidOperation as exc:
-            raise ValueError(f"PAPER_STARTING_BALANCES amount {amount!r} is not a number") from exc
+            raise ValueError(f"{name} amount {amount!r} is not a number") from exc
         if not dec.is_finite() or dec < 0:
-            raise ValueError(f"PAPER_STARTING_BALANCES amount {amount!r} must be a non-negative number")
+            raise ValueError(f"{name} amount {amount!r} must be a non-negative number")
         out[asset.strip().upper()] = dec
     return out

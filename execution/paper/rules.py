@@ -19,11 +19,12 @@ Typical use::
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
 
 from shared.amounts import plain
+from shared.markets import BUILTIN_MARKETS, DECIMAL_FIELDS, MarketFields, market_fields
 
 from .errors import RuleViolation
 
@@ -36,9 +37,6 @@ __all__ = [
 ]
 
 
-_KNOWN_QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "BTC", "ETH", "BNB", "EUR", "TRY")
-
-
 def normalize_symbol(symbol: str) -> str:
     """``BTC/USDT``, ``btc-usdt`` and ``btcusdt`` all mean ``BTCUSDT`` (the canonical form)."""
     if not isinstance(symbol, str):
@@ -47,13 +45,6 @@ def normalize_symbol(symbol: str) -> str:
     if not out.isalnum() or not (2 <= len(out) <= 20):
         raise RuleViolation("SYMBOL", "symbol", f"invalid symbol {symbol!r}")
     return out
-
-
-def _split_symbol(symbol: str) -> tuple[str, str]:
-    for quote in _KNOWN_QUOTES:
-        if symbol.endswith(quote) and len(symbol) > len(quote):
-            return symbol[: -len(quote)], quote
-    raise ValueError(f"cannot infer base/quote assets of {symbol}; give base_asset and quote_asset")
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,8 +146,10 @@ class MarketRules:
 
     def band_limit_ticks(self, best_opposite_ticks: int, is_buy: bool) -> int:
         """Worst price (ticks) a MARKET order may trade at, given the best opposite price."""
-        factor = (Decimal(100) + self.market_protection_pct) if is_buy else (
-            Decimal(100) - self.market_protection_pct
+        factor = (
+            (Decimal(100) + self.market_protection_pct)
+            if is_buy
+            else (Decimal(100) - self.market_protection_pct)
         )
         raw = Decimal(best_opposite_ticks) * factor / 100
         if is_buy:
@@ -189,50 +182,28 @@ def _as_decimal(value: Any, rule: str, field_name: str) -> Decimal:
     return d
 
 
-DEFAULT_RULES: dict[str, MarketRules] = {
-    "BTCUSDT": MarketRules(
-        "BTCUSDT", "BTC", "USDT", Decimal("0.01"), Decimal("0.00001"), Decimal("0.00001"), Decimal("5")
-    ),
-    "ETHUSDT": MarketRules(
-        "ETHUSDT", "ETH", "USDT", Decimal("0.01"), Decimal("0.0001"), Decimal("0.0001"), Decimal("5")
-    ),
-    "BNBUSDT": MarketRules(
-        "BNBUSDT", "BNB", "USDT", Decimal("0.1"), Decimal("0.001"), Decimal("0.001"), Decimal("5")
-    ),
-}
+def _from_fields(symbol: str, fields: MarketFields) -> MarketRules:
+    values: dict[str, Any] = {
+        k: (Decimal(str(v)) if k in DECIMAL_FIELDS or k == "min_price" else v) for k, v in fields.items()
+    }
+    return MarketRules(symbol=symbol, **values)
 
-_DECIMAL_FIELDS = frozenset(
-    {"tick_size", "step_size", "min_qty", "min_notional", "max_qty", "market_protection_pct", "min_price"}
-)
+
+# The built-in markets (shared.markets holds their numbers, so settings can check SYMBOLS against them).
+DEFAULT_RULES: dict[str, MarketRules] = {s: _from_fields(s, market_fields(s, {})) for s in BUILTIN_MARKETS}
 
 
 def build_rules(
     symbols: Iterable[str] | None = None,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, MarketRules]:
-    """Rules for ``symbols`` (default: the three defaults), with per-symbol field ``overrides``.
+    """Rules for ``symbols`` (default: the built-in markets), with per-symbol field ``overrides`` (what
+    ``Settings.market_rules`` holds, from MARKET_RULES).
 
     A symbol without defaults needs at least tick_size, step_size and min_notional in its overrides
-    (min_qty defaults to the step size; assets are inferred from a known quote suffix unless given).
+    (min_qty defaults to the step size; assets are inferred from a known quote suffix unless given); the
+    ValueError names the symbol and the missing field (settings check the same at start).
     """
-    overrides = {normalize_symbol(k): v for k, v in (overrides or {}).items()}
+    configured = {normalize_symbol(k): dict(v) for k, v in (overrides or {}).items()}
     names = [normalize_symbol(s) for s in symbols] if symbols is not None else list(DEFAULT_RULES)
-    out: dict[str, MarketRules] = {}
-    for name in names:
-        fields: dict[str, Any] = {
-            k: (Decimal(str(v)) if k in _DECIMAL_FIELDS else v) for k, v in overrides.get(name, {}).items()
-        }
-        base = DEFAULT_RULES.get(name)
-        if base is not None:
-            out[name] = replace(base, **fields)
-            continue
-        missing = {"tick_size", "step_size", "min_notional"} - set(fields)
-        if missing:
-            raise ValueError(f"no default rules for {name}; overrides must give {sorted(missing)}")
-        if "base_asset" not in fields or "quote_asset" not in fields:
-            base_asset, quote_asset = _split_symbol(name)
-            fields.setdefault("base_asset", base_asset)
-            fields.setdefault("quote_asset", quote_asset)
-        fields.setdefault("min_qty", fields["step_size"])
-        out[name] = MarketRules(symbol=name, **fields)
-    return out
+    return {name: _from_fields(name, market_fields(name, configured)) for name in names}
