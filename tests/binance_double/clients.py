@@ -38,6 +38,9 @@ def python_binance(
     client = AsyncClient(account.api_key if account else None, account.api_secret if account else None)
     client.API_URL = double.url + "/api"
     client.ws_api = WebsocketAPI(url=double.ws_url + "/ws-api/v3")
+    client.ws_api.TIMEOUT = (
+        2  # request timeout, and how long close_connection() waits on its read loop (10 s)
+    )
     sockets = BinanceSocketManager(client)
     sockets.STREAM_URL = double.ws_url + "/"
     return client, sockets
