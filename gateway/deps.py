@@ -37,31 +37,6 @@ async def get_settings(rt: RuntimeDep) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-async def get_session(request: Request, rt: RuntimeDep) -> AsyncIterator[AsyncSession]:
-    """The request's unit of work: committed before the response is sent (scope="function"), or rolled back.
-
-    GET requests read: on SQLite their transaction begins deferred, so a slow GET (one that waits on the
-    exchange, say) never holds the single write lock; an occasional write in a GET (an audit row) still works.
-
-    A ``DomainError`` raised with ``commit=True`` still commits (then renders as usual): a refusal whose record
-    must persist is written in this one transaction, never in a second one that would wait on this one's lock."""
-    factory = rt.read_sessions if request.method in ("GET", "HEAD") else rt.sessions
-    async with factory() as session:
-        kept: DomainError | None = None
-        async with session.begin():
-            try:
-                yield session
-            except DomainError as exc:
-                if not exc.commit:
-                    raise
-                kept = exc  # leaving the block normally commits
-        if kept is not None:
-            raise kept
-
-
-SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
-
-
 async def client_address(request: Request, rt: RuntimeDep) -> str:
     if rt.settings.trusted_proxies:
         forwarded = request.headers.get("x-forwarded-for")
@@ -78,6 +53,34 @@ async def get_auditor(rt: RuntimeDep, address: ClientAddress) -> Auditor:
 
 
 AuditorDep = Annotated[Auditor, Depends(get_auditor)]
+
+
+async def get_session(request: Request, rt: RuntimeDep, auditor: AuditorDep) -> AsyncIterator[AsyncSession]:
+    """The request's unit of work: committed before the response is sent (scope="function"), or rolled back.
+
+    GET requests read: on SQLite their transaction begins deferred, so a slow GET (one that waits on the
+    exchange, say) never holds the single write lock. They write nothing in it (upgrading it to a writer fails
+    with "database is locked" while anyone else writes): an audit row a read records is written once its
+    transaction has ended, in a short one of its own (see ``gateway.services.audit``).
+
+    A ``DomainError`` raised with ``commit=True`` still commits (then renders as usual): a refusal whose record
+    must persist is written in this one transaction, never in a second one that would wait on this one's lock."""
+    factory = rt.read_sessions if request.method in ("GET", "HEAD") else rt.sessions
+    kept: DomainError | None = None
+    async with factory() as session, session.begin():
+        try:
+            yield session
+        except DomainError as exc:
+            if not exc.commit:
+                raise
+            kept = exc  # leaving the block normally commits
+    await auditor.write_after_read(rt.sessions)
+    if kept is not None:
+        raise kept
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from /auth/login")
 
@@ -101,6 +104,22 @@ async def current_user(
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
+
+
+async def current_user_unlocked(
+    rt: RuntimeDep, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> User:
+    """``current_user`` read in a short read-only session of its own, so the request's transaction has run no
+    statement yet (on SQLite its first takes the write lock): for a write route that does slow work first
+    (an exchange call). The user is detached: use its fields, don't write it."""
+    async with rt.read_sessions() as reader:
+        user = await reader.get(User, _token_subject(rt, creds))
+    if user is None or not user.is_active:
+        raise Unauthorized()
+    return user
+
+
+CurrentUserUnlocked = Annotated[User, Depends(current_user_unlocked)]
 
 
 @dataclass(frozen=True, slots=True)

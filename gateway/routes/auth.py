@@ -24,9 +24,15 @@ async def register(body: RegisterIn, accounts: Accounts, keys: Keys) -> UserOut:
             "Give both binance_api_key and binance_api_secret, or neither.",
             errors=[{"field": "binance_api_secret", "message": "required together with binance_api_key"}],
         )
-    user = await accounts.register(body.email, body.password)
+    verified = None
     if body.binance_api_key and body.binance_api_secret:
-        await keys.store(user, body.binance_api_key, body.binance_api_secret)
+        # Refusals that need no exchange first; then the exchange, before this request's transaction runs a
+        # statement (and, on SQLite, takes the write lock).
+        await accounts.check_new(body.email, body.password)
+        verified = await keys.verify(body.binance_api_key, body.binance_api_secret)
+    user = await accounts.register(body.email, body.password)
+    if verified is not None:
+        await keys.store(user, verified)
     return UserOut(id=user.id, email=user.email, role=user.role, mode=user.mode)  # type: ignore[arg-type]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.deps import Accounts, CurrentUser, Keys, SessionDep
+from gateway.deps import Accounts, CurrentUser, CurrentUserUnlocked, Keys, SessionDep
 from gateway.problems import WITH_BODY, problem_responses
 from gateway.services.accounts import has_testnet_keys
 from gateway.services.keys import TESTNET_EXCHANGE
@@ -37,8 +37,10 @@ async def set_mode(body: ModeIn, user: CurrentUser, accounts: Accounts, session:
 
 
 @router.put("/keys/binance-testnet", response_model=KeyOut, responses=problem_responses(*WITH_BODY, 401))
-async def put_testnet_keys(body: KeysIn, user: CurrentUser, keys: Keys) -> KeyOut:
-    row = await keys.store(user, body.api_key, body.api_secret, exchange=TESTNET_EXCHANGE)
+async def put_testnet_keys(body: KeysIn, user: CurrentUserUnlocked, keys: Keys) -> KeyOut:
+    # The exchange is asked before this request's transaction runs a statement (and takes a lock).
+    verified = await keys.verify(body.api_key, body.api_secret)
+    row = await keys.store(user, verified, exchange=TESTNET_EXCHANGE)
     return KeyOut(exchange=row.exchange, api_key_hint=row.api_key_hint, created_at=row.created_at)
 
 

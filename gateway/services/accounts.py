@@ -55,16 +55,26 @@ class AccountService:
     bcrypt_rounds: int
     refresh_ttl_s: int
 
-    async def register(self, email: str, password: str) -> User:
-        email = normalize_email(email)
+    async def check_new(self, email: str, password: str) -> None:
+        """422 for a weak password, 409 for a taken email; read apart from the request's transaction."""
         validate_password(password)
-        if await self.find_by_email(email) is not None:
+        async with self.read_sessions() as reader:
+            taken = (
+                await reader.execute(select(User).where(User.email == normalize_email(email)))
+            ).scalar_one_or_none()
+        if taken is not None:
             raise Conflict("An account with this email already exists.")
+
+    async def register(self, email: str, password: str) -> User:
+        # Checked and hashed before the request's transaction runs a statement: on SQLite its first takes the
+        # single write lock, which must not be held through bcrypt. (A concurrent twin: IntegrityError below.)
+        await self.check_new(email, password)
+        password_hash = await hash_password_async(password, rounds=self.bcrypt_rounds)
         now = self.clock.now()
         user = User(
             id=new_id(),
-            email=email,
-            password_hash=await hash_password_async(password, rounds=self.bcrypt_rounds),
+            email=normalize_email(email),
+            password_hash=password_hash,
             role="user",
             mode="paper",
             created_at=now,

@@ -34,6 +34,11 @@ class PlainKeys:
         return f"PlainKeys(api_key={mask_secret(self.api_key)!r}, api_secret='***')"
 
 
+@dataclass(frozen=True, slots=True, repr=False)  # repr=False: keep PlainKeys' masked one
+class VerifiedKeys(PlainKeys):
+    """Keys the exchange accepted; only ``KeyService.verify`` makes them, and only they are stored."""
+
+
 @dataclass
 class KeyService:
     session: AsyncSession
@@ -42,10 +47,17 @@ class KeyService:
     auditor: Auditor
     verifier: KeyVerifier
 
-    async def store(
-        self, user: User, api_key: str, api_secret: str, *, exchange: str = TESTNET_EXCHANGE
-    ) -> ExchangeCredential:
+    async def verify(self, api_key: str, api_secret: str) -> VerifiedKeys:
+        """Ask the exchange (a network call, seconds when it is slow). Call it before the request's transaction
+        runs its first statement: on SQLite that statement takes the single write lock (BEGIN IMMEDIATE), which
+        every other writer would wait for meanwhile."""
         await self.verifier.verify(api_key, api_secret)
+        return VerifiedKeys(api_key, api_secret)
+
+    async def store(
+        self, user: User, keys: VerifiedKeys, *, exchange: str = TESTNET_EXCHANGE
+    ) -> ExchangeCredential:
+        api_key, api_secret = keys.api_key, keys.api_secret
         now = self.clock.now()
         row = await self._get(user.id, exchange)
         created = row is None
