@@ -102,6 +102,7 @@ def build_app(db_path: Path, binance_url: str) -> tuple[FastAPI, bool]:
         admin_password=ADMIN_PASSWORD,
         binance_testnet_url=binance_url,
         login_limit_per_account="100/minute",
+        login_limit_per_account_address="100/minute",
         login_limit_per_address="1000/minute",
     )
     try:
