@@ -1,4 +1,7 @@
-"""A local Binance spot REST test double that ccxt's unmodified `binance` client talks to.
+"""A local Binance spot test double that ccxt and python-binance, unmodified, talk to.
+
+REST at `.url` (BINANCE_TESTNET_URL), market streams and the WebSocket API with the user data stream at
+`.ws_url` (BINANCE_TESTNET_WS_URL); `tests.binance_double.clients` shows how to point each library at it.
 
 Use the `binance_double` pytest fixture (`tests.binance_double.plugin`), `run_binance_double()` as a context
 manager, or `python -m tests.binance_double --port N` as its own process (driven by `DoubleControl`).
