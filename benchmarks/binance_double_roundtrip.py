@@ -10,7 +10,7 @@ import asyncio
 import statistics
 import time
 
-from execution.testnet import make_binance_client
+from shared.exchanges.binance import make_binance_client
 from tests.binance_double import BinanceDouble
 
 N = 300

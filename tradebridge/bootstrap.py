@@ -16,11 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from execution.paper.ledger import FeeSchedule
 from execution.paper.rules import MarketRules, build_rules
-from execution.testnet.verify import ExchangeKeyVerifier
 from gateway.services.keys import KeyVerifier
 from shared.bus import Bus, create_bus
 from shared.clock import Clock, SystemClock
 from shared.db import create_engine, read_session_factory, session_factory
+from shared.exchanges.verify import ExchangeKeyVerifier
 from shared.marketdata import MarketData, create_market_data
 from shared.outbox import OutboxRelay
 from shared.ratelimit import Admission, LoginThrottle, RateLimiter
@@ -101,7 +101,7 @@ async def build_runtime(settings: Settings, *, clock: Clock | None = None) -> As
             per_address=settings.login_limit_per_address,
             per_account_address=settings.login_limit_per_account_address,
         ),
-        key_verifier=ExchangeKeyVerifier(settings.binance_testnet_url),
+        key_verifier=ExchangeKeyVerifier("binance-testnet", settings.binance_testnet_url),
         markets=build_rules(settings.symbols),
         fees=FeeSchedule(),
         market_data=create_market_data(settings.redis_url, settings.redis_prefix),

@@ -1,4 +1,6 @@
-"""The Binance spot testnet behind the venue port, through ccxt, with each user's own keys.
+"""The Binance spot testnet behind the venue port, through the exchange adapter (shared.exchanges), with each
+user's own keys. The adapter parses, maps statuses and errors, and throttles; this module owns the order
+lifecycle.
 
 What makes it hard is not the happy path but the unclear ones, so the rules are:
 
@@ -20,19 +22,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Protocol
 
-import ccxt.async_support as ccxt_async
 import structlog
 
-from execution.testnet.client import make_binance_client
-from execution.testnet.errors import ErrorKind, VenueError, classify
 from execution.venues.base import (
     EMPTY,
     ExternalOrder,
@@ -42,26 +40,26 @@ from execution.venues.base import (
     VenueOrder,
     VenueResult,
 )
-from shared.amounts import average, plain
 from shared.clock import Clock
 from shared.errors import Conflict, Throttled, Unavailable
+from shared.exchanges import (
+    ErrorKind,
+    ExchangeAdapter,
+    ExchangeCallFailed,
+    ExchangeOrder,
+    ExchangeSession,
+    ExchangeTrade,
+    SessionOptions,
+    VenueError,
+    get_adapter,
+)
 from shared.orders import Status
 
 log = structlog.get_logger(__name__)
 
 ZERO = Decimal(0)
 FINAL_STATUSES = frozenset({Status.FILLED, Status.CANCELED, Status.REJECTED, Status.EXPIRED})
-_BINANCE_STATUS = {
-    "NEW": Status.NEW,
-    "PENDING_NEW": Status.NEW,
-    "PARTIALLY_FILLED": Status.PARTIALLY_FILLED,
-    "FILLED": Status.FILLED,
-    "CANCELED": Status.CANCELED,
-    "PENDING_CANCEL": Status.PENDING_CANCEL,
-    "REJECTED": Status.REJECTED,
-    "EXPIRED": Status.EXPIRED,
-    "EXPIRED_IN_MATCH": Status.EXPIRED,
-}
+EXCHANGE = "binance-testnet"  # the adapter (shared.exchanges) this venue trades through
 
 
 class ApiKeys(Protocol):
@@ -105,46 +103,12 @@ class TestnetVenueConfig:
         return self.recv_window_ms / 1000 + self.settle_margin_s
 
 
-class VenueCallFailed(Exception):
-    """A ccxt call failed; `error` says what it means."""
-
-    def __init__(self, error: VenueError) -> None:
-        super().__init__(f"{error.kind}: {error.reason}")
-        self.error = error
-
-
 @dataclass(eq=False)
 class _UserClient:
     user_id: str
     fingerprint: str
-    client: ccxt_async.binance
+    session: ExchangeSession
     keys_checked_at: float
-    blocked_until: float = 0.0
-    markets_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-@dataclass(frozen=True, slots=True)
-class _Snap:
-    """An order as the exchange reported it (raw Binance fields, exact decimals)."""
-
-    venue_order_id: str
-    client_order_id: str | None
-    status: str
-    executed: Decimal
-    cum_quote: Decimal
-    symbol: str
-    side: str
-    type: str
-    time_in_force: str
-    orig_qty: Decimal
-    price: Decimal | None
-    time_ms: int | None
-    fills: tuple[dict[str, Any], ...] = ()
-    transact_ms: int | None = None
-
-    @property
-    def avg_price(self) -> Decimal | None:
-        return average(self.cum_quote, self.executed) if self.executed > 0 else None
 
 
 @dataclass(eq=False)
@@ -175,42 +139,8 @@ class _Settling:
     detached: bool = False
 
 
-def _dec(value: Any) -> Decimal:
-    try:
-        return Decimal(str(value)) if value is not None and value != "" else ZERO
-    except InvalidOperation:
-        return ZERO
-
-
 def _ms_to_dt(ms: int | None, clock: Clock) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC) if ms else clock.now()
-
-
-def snapshot(info: dict[str, Any]) -> _Snap:
-    """Parse a raw Binance order (new-order, query, or cancel answer)."""
-    price = _dec(info.get("price"))
-    return _Snap(
-        venue_order_id=str(info["orderId"]),
-        client_order_id=info.get("clientOrderId")
-        if "origClientOrderId" not in info
-        else info["origClientOrderId"],
-        status=_BINANCE_STATUS.get(str(info.get("status")), Status.NEW),
-        executed=_dec(info.get("executedQty")),
-        cum_quote=_dec(info.get("cummulativeQuoteQty")),
-        symbol=str(info.get("symbol", "")),
-        side=str(info.get("side", "")),
-        type=str(info.get("type", "")),
-        time_in_force=str(info.get("timeInForce", "GTC")),
-        orig_qty=_dec(info.get("origQty")),
-        price=price if price > 0 else None,
-        time_ms=info.get("time") or info.get("transactTime"),
-        fills=tuple(info.get("fills") or ()),
-        transact_ms=info.get("transactTime"),
-    )
-
-
-async def _noop() -> None:
-    return None
 
 
 def _fingerprint(keys: ApiKeys) -> str:
@@ -232,6 +162,7 @@ class TestnetVenue:
         users_provider: UsersProvider | None = None,
     ) -> None:
         self.config = config
+        self._adapter: ExchangeAdapter = get_adapter(EXCHANGE, base_url=config.base_url)
         self._keys = keys_provider
         self._users = users_provider
         self._clock = clock
@@ -277,7 +208,7 @@ class TestnetVenue:
         clients, self._clients = list(self._clients.values()), {}
         for uc in clients:
             with contextlib.suppress(Exception):
-                await uc.client.close()
+                await uc.session.close()
 
     async def _recover_on_start(self, open_orders: OpenOrders) -> None:
         orders = await open_orders()
@@ -305,7 +236,7 @@ class TestnetVenue:
     # ------------------------------------------------------------------ clients
 
     async def _client(self, user_id: str, *, refresh_keys: bool = True) -> _UserClient | None:
-        """The user's ccxt client, rebuilt (and the old one closed) when their keys change."""
+        """The user's exchange session, rebuilt (and the old one closed) when their keys change."""
         lock = self._client_locks.setdefault(user_id, asyncio.Lock())
         async with lock:
             now = self._now()
@@ -316,7 +247,7 @@ class TestnetVenue:
             if keys is None:
                 if uc is not None:
                     del self._clients[user_id]
-                    await uc.client.close()
+                    await uc.session.close()
                 return None
             fp = _fingerprint(keys)
             if uc is not None and uc.fingerprint == fp:
@@ -324,18 +255,20 @@ class TestnetVenue:
                 return uc
             if uc is not None:
                 del self._clients[user_id]
-                await uc.client.close()
-            client = make_binance_client(
+                await uc.session.close()
+            session = self._adapter.session(
                 keys.api_key,
                 keys.api_secret,
-                base_url=self.config.base_url,
-                timeout_ms=self.config.timeout_ms,
-                enable_rate_limit=self.config.enable_rate_limit,
+                options=SessionOptions(
+                    timeout_ms=self.config.timeout_ms,
+                    enable_rate_limit=self.config.enable_rate_limit,
+                    recv_window_ms=self.config.recv_window_ms,
+                    default_retry_after_s=self.config.default_retry_after_s,
+                    default_ban_s=self.config.default_ban_s,
+                    owner=user_id,
+                ),
             )
-            client.enableLastResponseHeaders = True
-            client.options["recvWindow"] = self.config.recv_window_ms
-            client.options["warnOnFetchOpenOrdersWithoutSymbol"] = False
-            uc = _UserClient(user_id, fp, client, now)
+            uc = _UserClient(user_id, fp, session, now)
             self._clients[user_id] = uc
             return uc
 
@@ -344,59 +277,15 @@ class TestnetVenue:
         # Event-loop time: network pacing is about real elapsed time, not the domain clock.
         return float(asyncio.get_running_loop().time())
 
-    async def _call(self, uc: _UserClient, fn: Callable[..., Awaitable[Any]], *args: Any, **kw: Any) -> Any:
-        """One ccxt call behind the client's throttle/ban gate; failures come out as VenueCallFailed."""
-        wait = uc.blocked_until - self._now()
-        if wait > 0:  # throttled or banned: nothing goes out on this client until the gate opens
-            await asyncio.sleep(wait)
-        try:
-            async with uc.markets_lock:
-                if not uc.client.markets:
-                    await uc.client.load_markets()
-            return await fn(*args, **kw)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            headers = getattr(uc.client, "last_response_headers", None)
-            err = classify(exc, headers=headers if isinstance(headers, dict) else None)
-            if err.kind is ErrorKind.RATE_LIMITED or err.kind is ErrorKind.BANNED:
-                pause = err.retry_after
-                if pause is None and err.banned_until_ms is not None:
-                    pause = max(0.0, err.banned_until_ms / 1000 - time.time())
-                if pause is None:
-                    pause = (
-                        self.config.default_ban_s
-                        if err.kind is ErrorKind.BANNED
-                        else self.config.default_retry_after_s
-                    )
-                uc.blocked_until = max(uc.blocked_until, self._now() + pause)
-                log.warning("testnet client throttled", kind=err.kind, pause_s=pause, user_id=uc.user_id)
-            elif err.kind is ErrorKind.CLOCK_SKEW:
-                uc.client.options["adjustForTimeDifference"] = True
-                with contextlib.suppress(Exception):
-                    await uc.client.load_time_difference()
-            raise VenueCallFailed(err) from exc
+    @staticmethod
+    async def _lookup(uc: _UserClient, order: VenueOrder, venue_order_id: str | None) -> ExchangeOrder:
+        return await uc.session.fetch_order(
+            order.symbol, venue_order_id=venue_order_id, client_order_id=order.order_id
+        )
 
-    def _market_symbol(self, uc: _UserClient, symbol: str) -> str | None:
-        found = (uc.client.markets_by_id or {}).get(symbol.replace("/", "").upper())
-        if not found:
-            return None
-        return str(found[0]["symbol"])
-
-    async def _lookup(self, uc: _UserClient, order: VenueOrder, venue_order_id: str | None) -> _Snap:
-        sym = self._market_symbol(uc, order.symbol) or order.symbol
-        if venue_order_id:
-            raw = await self._call(uc, uc.client.fetch_order, venue_order_id, sym)
-        else:
-            raw = await self._call(
-                uc, uc.client.fetch_order, None, sym, {"origClientOrderId": order.order_id}
-            )
-        return snapshot(raw["info"])
-
-    async def _trades(self, uc: _UserClient, order: VenueOrder, venue_order_id: str) -> list[dict[str, Any]]:
-        sym = self._market_symbol(uc, order.symbol) or order.symbol
-        rows = await self._call(uc, uc.client.fetch_my_trades, sym, None, None, {"orderId": venue_order_id})
-        return [r["info"] for r in rows if str(r["info"].get("orderId")) == venue_order_id]
+    @staticmethod
+    async def _trades(uc: _UserClient, order: VenueOrder, venue_order_id: str) -> list[ExchangeTrade]:
+        return await uc.session.order_trades(order.symbol, venue_order_id)
 
     async def _pause(self, err: VenueError, attempt: int) -> None:
         """Throttles and bans are waited out by the client's gate; anything else backs off."""
@@ -420,26 +309,29 @@ class TestnetVenue:
             )
         return t
 
-    def _fill(self, t: _Tracked, row: dict[str, Any]) -> FillReport:
-        price, qty = _dec(row.get("price")), _dec(row.get("qty"))
-        quote = _dec(row["quoteQty"]) if row.get("quoteQty") is not None else price * qty
-        liquidity = "MAKER" if row.get("isMaker") else "TAKER"  # new-order fills carry no flag: they took
+    def _fill(self, t: _Tracked, trade: ExchangeTrade) -> FillReport:
         return FillReport(
-            trade_id=str(row.get("id", row.get("tradeId"))),
+            trade_id=trade.trade_id,
             order_id=t.order.order_id,
             symbol=t.order.symbol,
             side=t.order.side,
-            price=price,
-            quantity=qty,
-            quote_quantity=quote,
-            fee=_dec(row.get("commission")),
-            fee_asset=str(row.get("commissionAsset", "")),
-            liquidity=liquidity,
-            ts=_ms_to_dt(row.get("time") or row.get("_ts"), self._clock),
+            price=trade.price,
+            quantity=trade.quantity,
+            quote_quantity=trade.quote_quantity,
+            fee=trade.fee,
+            fee_asset=trade.fee_asset,
+            liquidity="MAKER" if trade.is_maker else "TAKER",
+            ts=_ms_to_dt(trade.time_ms, self._clock),
         )
 
     async def _observe(
-        self, uc: _UserClient, t: _Tracked, snap: _Snap, *, reason: str | None = None, full: bool = False
+        self,
+        uc: _UserClient,
+        t: _Tracked,
+        snap: ExchangeOrder,
+        *,
+        reason: str | None = None,
+        full: bool = False,
     ) -> VenueResult:
         """Fold an exchange snapshot into the tracked order; the changes and new fills it implies.
 
@@ -447,43 +339,37 @@ class TestnetVenue:
         """
         t.venue_order_id = snap.venue_order_id
         fills: list[FillReport] = []
-        if snap.executed > t.trade_qty:
-            rows: list[dict[str, Any]] = []
-            inline = [dict(f, _ts=snap.transact_ms) for f in snap.fills]
-            if (
-                inline
-                and sum((_dec(f.get("qty")) for f in inline), ZERO) == snap.executed
-                and not t.trade_ids
-            ):
-                rows = inline  # the FULL new-order answer carries its own (taker) trades
+        if snap.filled > t.trade_qty:
+            rows: Sequence[ExchangeTrade] = ()
+            if snap.fills and sum((f.quantity for f in snap.fills), ZERO) == snap.filled and not t.trade_ids:
+                rows = snap.fills  # the FULL new-order answer carries its own (taker) trades
             else:
                 try:
                     rows = await self._trades(uc, t.order, snap.venue_order_id)
-                except VenueCallFailed as exc:
+                except ExchangeCallFailed as exc:
                     log.warning(
                         "testnet trades not readable yet", order_id=t.order.order_id, error=exc.error.kind
                     )
             for row in rows:
-                tid = str(row.get("id", row.get("tradeId")))
-                if tid in t.trade_ids:
+                if row.trade_id in t.trade_ids:
                     continue
-                t.trade_ids.add(tid)
+                t.trade_ids.add(row.trade_id)
                 fill = self._fill(t, row)
                 t.trade_qty += fill.quantity
                 fills.append(fill)
         elif full and t.trade_ids:
-            with contextlib.suppress(VenueCallFailed):
+            with contextlib.suppress(ExchangeCallFailed):
                 rows = await self._trades(uc, t.order, snap.venue_order_id)
                 fills = [self._fill(t, r) for r in rows]
-        changed = snap.status != t.status or snap.executed != t.filled or full or reason is not None
-        t.status, t.filled, t.cum_quote = snap.status, snap.executed, snap.cum_quote
+        changed = snap.status != t.status or snap.filled != t.filled or full or reason is not None
+        t.status, t.filled, t.cum_quote = snap.status, snap.filled, snap.cum_quote
         changes: tuple[OrderChange, ...] = ()
         if changed:
             changes = (
                 OrderChange(
                     order_id=t.order.order_id,
                     status=snap.status,
-                    filled_quantity=snap.executed,
+                    filled_quantity=snap.filled,
                     cumulative_quote=snap.cum_quote,
                     avg_price=snap.avg_price,
                     reason=reason,
@@ -582,7 +468,7 @@ class TestnetVenue:
             if must_lookup:
                 try:
                     snap = await self._lookup(uc, order, order.venue_order_id)
-                except VenueCallFailed as exc:
+                except ExchangeCallFailed as exc:
                     err = exc.error
                     if err.kind is ErrorKind.ORDER_NOT_FOUND:
                         if (
@@ -612,8 +498,8 @@ class TestnetVenue:
             if order.status == Status.PENDING_CANCEL:
                 return self._final(order, Status.CANCELED, "canceled before it reached the exchange")
             try:
-                raw = await self._send(uc, order)
-            except VenueCallFailed as exc:
+                placed = await self._send(uc, order)
+            except ExchangeCallFailed as exc:
                 err = exc.error
                 if err.kind is ErrorKind.DUPLICATE_ORDER:
                     must_lookup = True  # the exchange already has it (an earlier send, another worker): adopt
@@ -632,35 +518,19 @@ class TestnetVenue:
                     )
                     continue
                 return self._final(order, Status.REJECTED, err.reason)
-            if isinstance(raw, VenueResult):
-                return raw
-            return await self._observe(uc, self._track(order), snapshot(raw["info"]))
+            return await self._observe(uc, self._track(order), placed)
 
-    async def _send(self, uc: _UserClient, order: VenueOrder) -> Any:
-        await self._call(uc, _noop)  # markets loaded, behind the gate
-        symbol = self._market_symbol(uc, order.symbol)
-        if symbol is None:
-            return self._final(order, Status.REJECTED, f"Binance testnet does not trade {order.symbol}")
-        client = uc.client
-        qty = plain(order.quantity)  # str() would send "1E-7" for a normalized small amount
-        if Decimal(client.amount_to_precision(symbol, qty)) != order.quantity:
-            return self._final(
-                order, Status.REJECTED, "quantity is not a multiple of the symbol's step size (LOT_SIZE)"
-            )
-        params: dict[str, Any] = {"newClientOrderId": order.order_id}
-        price: str | None = None
-        otype = order.type.upper()
-        if otype == "LIMIT":
-            if order.price is None:
-                return self._final(order, Status.REJECTED, "a limit order needs a price")
-            price = plain(order.price)
-            if Decimal(client.price_to_precision(symbol, price)) != order.price:
-                return self._final(
-                    order, Status.REJECTED, "price is not a multiple of the symbol's tick size (PRICE_FILTER)"
-                )
-            params["timeInForce"] = (order.time_in_force or "GTC").upper()
-        return await self._call(
-            uc, client.create_order, symbol, otype.lower(), order.side.lower(), qty, price, params
+    @staticmethod
+    async def _send(uc: _UserClient, order: VenueOrder) -> ExchangeOrder:
+        """One send with TradeBridge's order id as the client order id (the adapter never resends)."""
+        return await uc.session.create_order(
+            order.symbol,
+            order.type,
+            order.side,
+            order.quantity,
+            order.price,
+            client_order_id=order.order_id,
+            time_in_force=order.time_in_force,
         )
 
     async def _vanished(self, order: VenueOrder) -> VenueResult:
@@ -713,20 +583,12 @@ class TestnetVenue:
             uc = await self._client(order.user_id)
             if uc is None:
                 return VenueResult()
-            sym = self._market_symbol(uc, order.symbol) if uc.client.markets else None
             try:
-                if venue_id is None:
-                    raw = await self._call(
-                        uc,
-                        uc.client.cancel_order,
-                        None,
-                        sym or order.symbol,
-                        {"origClientOrderId": order.order_id},
-                    )
-                else:
-                    raw = await self._call(uc, uc.client.cancel_order, venue_id, sym or order.symbol)
-                return await self._observe(uc, self._track(order), snapshot(raw["info"]))
-            except VenueCallFailed as exc:
+                canceled = await uc.session.cancel_order(
+                    order.symbol, venue_order_id=venue_id, client_order_id=order.order_id
+                )
+                return await self._observe(uc, self._track(order), canceled)
+            except ExchangeCallFailed as exc:
                 err = exc.error
                 if err.retryable:
                     await self._pause(err, attempt)
@@ -746,7 +608,7 @@ class TestnetVenue:
             # ask the exchange before deciding anything.
             try:
                 snap = await self._lookup(uc, order, venue_id)
-            except VenueCallFailed as exc:
+            except ExchangeCallFailed as exc:
                 if exc.error.kind is ErrorKind.ORDER_NOT_FOUND:
                     return (
                         await self._placement(order, sent_maybe=True)
@@ -810,32 +672,30 @@ class TestnetVenue:
         uc = await self._client(user_id, refresh_keys=False)
         if uc is None:
             return False
-        sym = self._market_symbol(uc, symbol) or symbol
         try:
-            rows = await self._call(uc, uc.client.fetch_open_orders, sym)
-        except VenueCallFailed:
+            rows = await uc.session.open_orders(symbol)
+        except ExchangeCallFailed:
             return False
-        open_by_id = {str(r["info"]["orderId"]): r["info"] for r in rows}
-        open_by_client = {str(r["info"].get("clientOrderId")): r["info"] for r in rows}
+        open_by_id = {r.venue_order_id: r for r in rows}
+        open_by_client = {r.client_order_id: r for r in rows if r.client_order_id}
         result = EMPTY
         for t in members:
-            info = open_by_id.get(t.venue_order_id or "") or open_by_client.get(t.order.order_id)
+            snap = open_by_id.get(t.venue_order_id or "") or open_by_client.get(t.order.order_id)
             try:
-                if info is not None:
-                    snap = snapshot(info)
-                    if snap.executed != t.filled or snap.status != t.status or t.trade_qty < snap.executed:
+                if snap is not None:
+                    if snap.filled != t.filled or snap.status != t.status or t.trade_qty < snap.filled:
                         result = result + await self._observe(uc, t, snap)
                     if t.cancel_requested:
                         result = result + await self.cancel(t.order)
                     continue
                 try:
                     snap = await self._lookup(uc, t.order, t.venue_order_id)
-                except VenueCallFailed as exc:
+                except ExchangeCallFailed as exc:
                     if exc.error.kind is ErrorKind.ORDER_NOT_FOUND:
                         result = result + await self._vanished(t.order)
                     continue
                 result = result + await self._observe(uc, t, snap)
-            except VenueCallFailed:
+            except ExchangeCallFailed:
                 continue
         await self._emit(result)
         return bool(result)
@@ -873,7 +733,7 @@ class TestnetVenue:
                 return EMPTY
             try:
                 snap = await self._lookup(uc, order, order.venue_order_id)
-            except VenueCallFailed as exc:
+            except ExchangeCallFailed as exc:
                 if exc.error.kind is ErrorKind.ORDER_NOT_FOUND:
                     return await self._vanished(order)
                 if exc.error.final or attempt >= 3:
@@ -886,7 +746,7 @@ class TestnetVenue:
                 continue
             t = self._track(order)
             t.status = order.status  # compare with what TradeBridge believes
-            result = await self._observe(uc, t, snap, full=bool(order.filled_quantity or snap.executed))
+            result = await self._observe(uc, t, snap, full=bool(order.filled_quantity or snap.filled))
             if order.status == Status.PENDING_CANCEL and snap.status not in FINAL_STATUSES:
                 result = result + await self.cancel(order)
             return result
@@ -896,8 +756,8 @@ class TestnetVenue:
         if uc is None:
             return EMPTY
         try:
-            rows = await self._call(uc, uc.client.fetch_open_orders)
-        except VenueCallFailed as exc:
+            rows = await uc.session.open_orders()
+        except ExchangeCallFailed as exc:
             log.warning(
                 "testnet open orders unreadable; external orders not checked",
                 user_id=user_id,
@@ -905,8 +765,7 @@ class TestnetVenue:
             )
             return EMPTY
         found: list[ExternalOrder] = []
-        for r in rows:
-            snap = snapshot(r["info"])
+        for snap in rows:
             if snap.venue_order_id in known_venue_ids or (snap.client_order_id or "") in known_ids:
                 continue
             found.append(
@@ -918,10 +777,10 @@ class TestnetVenue:
                     side=snap.side,
                     type=snap.type,
                     time_in_force=snap.time_in_force,
-                    quantity=snap.orig_qty,
+                    quantity=snap.quantity,
                     price=snap.price,
                     status=snap.status,
-                    filled_quantity=snap.executed,
+                    filled_quantity=snap.filled,
                     cumulative_quote=snap.cum_quote,
                     avg_price=snap.avg_price,
                     created_at=_ms_to_dt(snap.time_ms, self._clock),
@@ -940,8 +799,8 @@ class TestnetVenue:
         if uc is None:
             raise Conflict("No Binance testnet API keys are stored for this account.")
         try:
-            raw = await self._call(uc, uc.client.fetch_balance)
-        except VenueCallFailed as exc:
+            found = await uc.session.balances()
+        except ExchangeCallFailed as exc:
             err = exc.error
             if err.kind in (ErrorKind.RATE_LIMITED, ErrorKind.BANNED):
                 raise Throttled(
@@ -950,13 +809,11 @@ class TestnetVenue:
             if err.final:
                 raise Conflict(f"Binance testnet refused the balance request: {err.reason}.") from exc
             raise Unavailable("Binance testnet could not be reached; try again.") from exc
-        rows: list[dict[str, Any]] = []
-        for b in raw.get("info", {}).get("balances", []):
-            free, locked = _dec(b.get("free")), _dec(b.get("locked"))
-            if free == 0 and locked == 0:
-                continue
-            rows.append({"asset": str(b["asset"]), "free": free, "locked": locked, "total": free + locked})
-        rows.sort(key=lambda r: str(r["asset"]))
+        rows: list[dict[str, Any]] = [
+            {"asset": b.asset, "free": b.free, "locked": b.locked, "total": b.total}
+            for b in found
+            if b.free or b.locked
+        ]
         self._balances[user_id] = (self._now() + self.config.balance_ttl_s, rows)
         return rows
 
@@ -996,7 +853,5 @@ __all__ = [
     "TestnetVenue",
     "TestnetVenueConfig",
     "UsersProvider",
-    "VenueCallFailed",
     "build_testnet_venue",
-    "snapshot",
 ]

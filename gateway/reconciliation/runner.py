@@ -20,9 +20,9 @@ from gateway.reconciliation.paper import memory_of, run_paper_checks
 from gateway.reconciliation.testnet import (
     ExchangeFactory,
     TestnetCheckConfig,
-    ccxt_factory,
     check_user,
     check_user_safely,
+    exchange_sessions,
 )
 from gateway.services.keys import TESTNET_EXCHANGE, load_plain_keys
 from shared.db import READ_ONLY_OPTION, unit_of_work
@@ -56,7 +56,7 @@ class Reconciler:
         options: ReconOptions | None = None,
     ) -> None:
         self.rt = rt
-        self.exchange_factory = exchange_factory or ccxt_factory(rt.settings.binance_testnet_url)
+        self.exchange_factory = exchange_factory or exchange_sessions(rt.settings.binance_testnet_url)
         self.options = options or ReconOptions()
         self._tasks: set[asyncio.Task[None]] = set()
 

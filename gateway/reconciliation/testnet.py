@@ -1,15 +1,14 @@
-"""Testnet checks: for every user with keys, TradeBridge's orders and fills against the exchange's (ccxt
-against `BINANCE_TESTNET_URL`), and the exchange's balances for sanity.
+"""Testnet checks: for every user with keys, TradeBridge's orders and fills against the exchange's (the
+binance-testnet adapter at `BINANCE_TESTNET_URL`), and the exchange's balances for sanity.
 
-The exchange is read through `ExchangeAccount` (raw Binance REST answers through ccxt's implicit API, so
-every amount stays an exact string -> Decimal; ccxt's unified layer would turn them into floats)."""
+The exchange is read through `ExchangeAccount`, a slice of the adapter's session (shared.exchanges): its
+records carry exact Decimals and our order statuses, from the adapter's one parser and status map."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -17,56 +16,32 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.reconciliation.findings import CheckOutcome, Finding, fmt
 from gateway.services.keys import PlainKeys
+from shared.exchanges import (
+    ExchangeBalance,
+    ExchangeCallFailed,
+    ExchangeOrder,
+    ExchangeTrade,
+    get_adapter,
+)
 from shared.models import Fill, Order
 from shared.orders import Status
 
-ZERO = Decimal(0)
 CLOSED_BY_RECONCILIATION = "(reconciliation)"
-PAGE = 1000
-_STATUS = {"EXPIRED_IN_MATCH": "EXPIRED", "PENDING_NEW": "NEW"}
-
-
-@dataclass(frozen=True, slots=True)
-class ExOrder:
-    venue_order_id: str
-    client_order_id: str
-    symbol: str
-    side: str
-    type: str
-    time_in_force: str
-    status: str
-    quantity: Decimal
-    price: Decimal | None
-    filled: Decimal
-    cum_quote: Decimal
-    time_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class ExTrade:
-    trade_id: str
-    venue_order_id: str
-    symbol: str
-    side: str
-    price: Decimal
-    quantity: Decimal
-    quote_quantity: Decimal
-    fee: Decimal
-    fee_asset: str
-    is_maker: bool
-    time_ms: int
+EXCHANGE = "binance-testnet"
 
 
 class ExchangeAccount(Protocol):
-    async def orders(self, symbol: str, since_ms: int) -> list[ExOrder]: ...
+    """What the checks read (shared.exchanges.ExchangeSession fits)."""
 
-    async def trades(self, symbol: str, since_ms: int) -> list[ExTrade]: ...
+    async def all_orders(self, symbol: str, since_ms: int) -> list[ExchangeOrder]: ...
 
-    async def order(
-        self, symbol: str, venue_order_id: str | None, client_order_id: str
-    ) -> ExOrder | None: ...
+    async def all_trades(self, symbol: str, since_ms: int) -> list[ExchangeTrade]: ...
 
-    async def balances(self) -> dict[str, tuple[Decimal, Decimal]]: ...
+    async def find_order(
+        self, symbol: str, *, venue_order_id: str | None = None, client_order_id: str | None = None
+    ) -> ExchangeOrder | None: ...
+
+    async def balances(self) -> list[ExchangeBalance]: ...
 
     async def close(self) -> None: ...
 
@@ -74,99 +49,10 @@ class ExchangeAccount(Protocol):
 ExchangeFactory = Callable[[PlainKeys], ExchangeAccount]
 
 
-def _d(v: Any) -> Decimal:
-    return Decimal(str(v)) if v not in (None, "") else ZERO
-
-
-def parse_order(row: dict[str, Any]) -> ExOrder:
-    status = str(row.get("status", ""))
-    price = _d(row.get("price"))
-    return ExOrder(
-        venue_order_id=str(row["orderId"]),
-        client_order_id=str(row.get("clientOrderId", "")),
-        symbol=str(row["symbol"]),
-        side=str(row.get("side", "")),
-        type=str(row.get("type", "")),
-        time_in_force=str(row.get("timeInForce") or "GTC"),
-        status=_STATUS.get(status, status),
-        quantity=_d(row.get("origQty")),
-        price=price if price else None,
-        filled=_d(row.get("executedQty")),
-        cum_quote=_d(row.get("cummulativeQuoteQty")),
-        time_ms=int(row.get("time") or row.get("transactTime") or 0),
-    )
-
-
-def parse_trade(row: dict[str, Any]) -> ExTrade:
-    price, qty = _d(row.get("price")), _d(row.get("qty"))
-    return ExTrade(
-        trade_id=str(row.get("id", row.get("tradeId"))),
-        venue_order_id=str(row["orderId"]),
-        symbol=str(row["symbol"]),
-        side="BUY" if row.get("isBuyer") else "SELL",
-        price=price,
-        quantity=qty,
-        quote_quantity=_d(row["quoteQty"]) if row.get("quoteQty") is not None else price * qty,
-        fee=_d(row.get("commission")),
-        fee_asset=str(row.get("commissionAsset", "")),
-        is_maker=bool(row.get("isMaker")),
-        time_ms=int(row.get("time") or 0),
-    )
-
-
-class CcxtExchangeAccount:
-    """`ExchangeAccount` over the ccxt client `make_binance_client` builds (spot only, pointed at base_url)."""
-
-    def __init__(self, keys: PlainKeys, base_url: str) -> None:
-        from execution.testnet.client import make_binance_client
-
-        self.client = make_binance_client(keys.api_key, keys.api_secret, base_url=base_url)
-
-    async def orders(self, symbol: str, since_ms: int) -> list[ExOrder]:
-        rows = await self._paged(self.client.private_get_allorders, symbol, since_ms, cursor=("orderId", "orderId"))
-        return [parse_order(r) for r in rows]
-
-    async def trades(self, symbol: str, since_ms: int) -> list[ExTrade]:
-        rows = await self._paged(self.client.private_get_mytrades, symbol, since_ms, cursor=("fromId", "id"))
-        return [parse_trade(r) for r in rows]
-
-    @staticmethod
-    async def _paged(fetch: Any, symbol: str, since_ms: int, *, cursor: tuple[str, str]) -> list[dict[str, Any]]:
-        """Every row since `since_ms`, page by page: the next page starts after the last row's id
-        (`cursor` = the request parameter and the row field that carry it)."""
-        param, field = cursor
-        out: list[dict[str, Any]] = []
-        params: dict[str, Any] = {"symbol": symbol, "startTime": since_ms, "limit": PAGE}
-        while True:
-            rows = await fetch(params)
-            out += rows
-            if len(rows) < PAGE:
-                return out
-            params = {"symbol": symbol, param: int(rows[-1][field]) + 1, "limit": PAGE}
-
-    async def order(self, symbol: str, venue_order_id: str | None, client_order_id: str) -> ExOrder | None:
-        import ccxt
-
-        params: dict[str, Any] = {"symbol": symbol}
-        if venue_order_id:
-            params["orderId"] = venue_order_id
-        else:
-            params["origClientOrderId"] = client_order_id
-        try:
-            return parse_order(await self.client.private_get_order(params))
-        except ccxt.OrderNotFound:
-            return None
-
-    async def balances(self) -> dict[str, tuple[Decimal, Decimal]]:
-        account = await self.client.private_get_account()
-        return {str(b["asset"]): (_d(b["free"]), _d(b["locked"])) for b in account.get("balances", [])}
-
-    async def close(self) -> None:
-        await self.client.close()
-
-
-def ccxt_factory(base_url: str) -> ExchangeFactory:
-    return lambda keys: CcxtExchangeAccount(keys, base_url)
+def exchange_sessions(base_url: str) -> ExchangeFactory:
+    """Sessions of the binance-testnet adapter at `base_url`, one per user's keys."""
+    adapter = get_adapter(EXCHANGE, base_url=base_url)
+    return lambda keys: adapter.session(keys.api_key, keys.api_secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,24 +71,25 @@ def _dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-def order_snapshot(e: ExOrder) -> dict[str, Any]:
+def order_snapshot(e: ExchangeOrder) -> dict[str, Any]:
     return {
         "venue_order_id": e.venue_order_id,
-        "client_order_id": e.client_order_id,
+        "client_order_id": e.client_order_id or "",
         "symbol": e.symbol,
         "side": e.side,
         "type": e.type,
         "time_in_force": e.time_in_force,
         "status": e.status,
+        "exchange_status": e.exchange_status,
         "quantity": fmt(e.quantity),
         "price": fmt(e.price),
         "filled": fmt(e.filled),
         "cum_quote": fmt(e.cum_quote),
-        "time_ms": e.time_ms,
+        "time_ms": e.time_ms or 0,
     }
 
 
-def trade_snapshot(t: ExTrade) -> dict[str, Any]:
+def trade_snapshot(t: ExchangeTrade) -> dict[str, Any]:
     return {
         "trade_id": t.trade_id,
         "venue_order_id": t.venue_order_id,
@@ -214,7 +101,7 @@ def trade_snapshot(t: ExTrade) -> dict[str, Any]:
         "fee": fmt(t.fee),
         "fee_asset": t.fee_asset,
         "is_maker": t.is_maker,
-        "time_ms": t.time_ms,
+        "time_ms": t.time_ms or 0,
     }
 
 
@@ -248,15 +135,15 @@ async def check_user(
         if f.ts >= since
     ]
     symbols = sorted(set(cfg.symbols) | {o.symbol for o in known})
-    ex_orders: list[ExOrder] = []
-    ex_trades: list[ExTrade] = []
+    ex_orders: list[ExchangeOrder] = []
+    ex_trades: list[ExchangeTrade] = []
     for symbol in symbols:
-        ex_orders += await exchange.orders(symbol, _ms(since))
-        ex_trades += await exchange.trades(symbol, _ms(since))
+        ex_orders += await exchange.all_orders(symbol, _ms(since))
+        ex_trades += await exchange.all_trades(symbol, _ms(since))
     by_vid = {e.venue_order_id: e for e in ex_orders}
     by_cid = {e.client_order_id: e for e in ex_orders if e.client_order_id}
 
-    def match(o: Order) -> ExOrder | None:
+    def match(o: Order) -> ExchangeOrder | None:
         if o.venue_order_id and o.venue_order_id in by_vid:
             return by_vid[o.venue_order_id]
         return by_cid.get(o.id) or (by_cid.get(o.client_order_id) if o.client_order_id else None)
@@ -295,7 +182,7 @@ async def check_user(
         out.checked += 1
         e = match(o)
         if e is None and not (o.venue_order_id is None and o.status in _NEVER_PLACED):
-            e = await exchange.order(o.symbol, o.venue_order_id, o.id)
+            e = await exchange.find_order(o.symbol, venue_order_id=o.venue_order_id, client_order_id=o.id)
         if e is None:
             if o.status in _NEVER_PLACED and o.venue_order_id is None:
                 continue
@@ -349,7 +236,7 @@ async def check_user(
                 )
             )
 
-    trades_by_order: dict[str, list[ExTrade]] = {}
+    trades_by_order: dict[str, list[ExchangeTrade]] = {}
     for t in ex_trades:
         trades_by_order.setdefault(t.venue_order_id, []).append(t)
     for e in ex_orders:
@@ -440,7 +327,7 @@ async def check_user(
                     )
                 )
 
-    balances = await exchange.balances()
+    balances = {b.asset: (b.free, b.locked) for b in await exchange.balances()}
     if balances_out is not None:
         balances_out[user_id] = {
             a: fmt(fr + lk) or "0" for a, (fr, lk) in sorted(balances.items()) if fr or lk
@@ -472,7 +359,8 @@ async def check_user_safely(run: Callable[[], Awaitable[CheckOutcome]], user_id:
     """An exchange that can't be read is one finding for that user, not a failed report."""
     try:
         return await run()
-    except Exception as exc:  # ccxt errors, network errors: reported, the other users still checked
+    except Exception as exc:  # exchange refusals, network errors: reported, the other users still checked
+        what = exc.error.kind.value if isinstance(exc, ExchangeCallFailed) else type(exc).__name__
         out = CheckOutcome(f"testnet:{user_id}", checked=1)
         out.add(
             Finding(
@@ -480,7 +368,7 @@ async def check_user_safely(run: Callable[[], Awaitable[CheckOutcome]], user_id:
                 "testnet",
                 "exchange",
                 None,
-                type(exc).__name__,
+                what,
                 user_id=user_id,
                 details={"error": str(exc)[:200]},
             )
@@ -489,16 +377,11 @@ async def check_user_safely(run: Callable[[], Awaitable[CheckOutcome]], user_id:
 
 
 __all__ = [
-    "CcxtExchangeAccount",
-    "ExOrder",
-    "ExTrade",
     "ExchangeAccount",
     "ExchangeFactory",
     "TestnetCheckConfig",
     "_dt",
-    "ccxt_factory",
     "check_user",
     "check_user_safely",
-    "parse_order",
-    "parse_trade",
+    "exchange_sessions",
 ]

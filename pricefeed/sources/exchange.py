@@ -1,4 +1,4 @@
-"""Public tickers from Binance (mainnet or spot testnet) through ccxt's async client, polled.
+"""Public tickers from Binance (mainnet or spot testnet) through the exchange adapter (shared.exchanges), polled.
 
 Failures never end the loop: network and exchange errors (and anything unexpected) are logged
 and retried after an exponential, jittered backoff; the first success resets the backoff.
@@ -9,25 +9,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
-from decimal import Decimal, InvalidOperation
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
 
 from pricefeed.domain.backoff import Backoff
-from pricefeed.domain.ticks import Tick, normalize_symbol, to_ccxt_symbol
+from pricefeed.domain.ticks import Tick, normalize_symbol
 from shared.clock import Clock
+from shared.exchanges import DEFAULT_TESTNET_URL, ExchangeCallFailed, Ticker, get_adapter
 
 from .base import Sleeper, real_sleep
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TESTNET_URL = "https://testnet.binance.vision"
-
 
 class TickerClient(Protocol):
-    """The slice of a ccxt async exchange this source uses (a fake implements just this)."""
+    """The slice of an exchange session this source uses (shared.exchanges.ExchangeSession fits)."""
 
-    async def fetch_tickers(self, symbols: list[str] | None = None) -> dict[str, Any]: ...
+    async def tickers(self, symbols: list[str]) -> Mapping[str, Ticker]: ...
 
     async def close(self) -> None: ...
 
@@ -36,42 +36,21 @@ TickerClientFactory = Callable[[], TickerClient]
 
 
 def binance_client_factory(*, testnet: bool, testnet_url: str | None = None) -> TickerClientFactory:
-    """A factory for ccxt's async Binance spot client; for the testnet, rooted at `testnet_url`
-    (the REST base, e.g. `https://testnet.binance.vision` or a local double's `http://127.0.0.1:PORT`)."""
+    """Public-data sessions of the binance-testnet adapter rooted at `testnet_url` (the REST base, e.g.
+    `https://testnet.binance.vision` or a local double's `http://127.0.0.1:PORT`), or of binance (mainnet)."""
 
     def make() -> TickerClient:
-        import ccxt.async_support as ccxt_async  # imported lazily: no I/O or heavy import at module load
-
-        client = ccxt_async.binance(
-            {
-                "enableRateLimit": True,
-                # Spot only: do not touch futures endpoints (absent from the testnet double).
-                "options": {"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False},
-            }
-        )
         if testnet:
-            client.set_sandbox_mode(True)
-            base = (testnet_url or DEFAULT_TESTNET_URL).rstrip("/")
-            for suffix in ("/api/v3", "/api"):
-                base = base.removesuffix(suffix)
-            client.urls["api"]["public"] = f"{base}/api/v3"
-            client.urls["api"]["private"] = f"{base}/api/v3"
-            client.urls["api"]["v1"] = f"{base}/api/v1"
-        return client  # type: ignore[no-any-return]
+            return get_adapter("binance-testnet", base_url=testnet_url or DEFAULT_TESTNET_URL).session()
+        return get_adapter("binance").session()
 
     return make
 
 
 def _failure_kind(exc: BaseException) -> str:
-    """A short label for the log: which family of failure this is."""
-    try:
-        import ccxt
-    except ImportError:  # pragma: no cover - ccxt is a dependency
-        return type(exc).__name__
-    if isinstance(exc, ccxt.NetworkError):
-        return "network"
-    if isinstance(exc, ccxt.ExchangeError):
-        return "exchange"
+    """A short label for the log: what the adapter made of the failure, or 'unexpected'."""
+    if isinstance(exc, ExchangeCallFailed):
+        return f"{exc.error.kind}, {exc.error.disposition}"
     return "unexpected"
 
 
@@ -97,7 +76,6 @@ class ExchangeTickerSource:
     ) -> None:
         self.name = name
         self.symbols = [normalize_symbol(s) for s in symbols]
-        self._unified = {to_ccxt_symbol(s): s for s in self.symbols}
         self._clock = clock
         self._factory = client_factory
         self._poll_interval = poll_interval
@@ -112,7 +90,7 @@ class ExchangeTickerSource:
         try:
             while True:
                 try:
-                    raw = await client.fetch_tickers(list(self._unified))
+                    raw = await client.tickers(list(self.symbols))
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # a feed must survive anything and retry
@@ -120,8 +98,12 @@ class ExchangeTickerSource:
                     self.total_failures += 1
                     delay = self._backoff.delay(self.failures, self._rng)
                     log.warning(
-                        "pricefeed %s: fetch_tickers failed (%s: %r), attempt %d, retrying in %.2fs",
-                        self.name, _failure_kind(exc), exc, self.failures, delay,
+                        "pricefeed %s: tickers failed (%s: %s), attempt %d, retrying in %.2fs",
+                        self.name,
+                        _failure_kind(exc),
+                        exc,
+                        self.failures,
+                        delay,
                     )
                     await self._sleep(delay)
                     continue
@@ -138,13 +120,11 @@ class ExchangeTickerSource:
             except Exception:  # closing must not mask the reason we stopped
                 log.debug("pricefeed %s: error closing client", self.name, exc_info=True)
 
-    def _parse(self, raw: dict[str, Any], now: Any) -> list[Tick]:
+    def _parse(self, raw: Mapping[str, Ticker], now: datetime) -> list[Tick]:
         out: list[Tick] = []
-        for unified, symbol in self._unified.items():
-            ticker = raw.get(unified)
-            if not isinstance(ticker, dict):
-                continue
-            price = _price_of(ticker)
+        for symbol in self.symbols:
+            ticker = raw.get(symbol)
+            price = None if ticker is None else _price_of(ticker)
             if price is None:
                 log.debug("pricefeed %s: no usable price for %s in %r", self.name, symbol, ticker)
                 continue
@@ -152,22 +132,19 @@ class ExchangeTickerSource:
         return out
 
 
-def _decimal(value: Any) -> Decimal | None:
-    if value is None:
-        return None
-    try:
-        dec = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None
-    return dec if dec.is_finite() and dec > 0 else None
-
-
-def _price_of(ticker: dict[str, Any]) -> Decimal | None:
+def _price_of(ticker: Ticker) -> Decimal | None:
     """The last trade price; the bid/ask midpoint when there has been no trade."""
-    last = _decimal(ticker.get("last"))
-    if last is not None:
-        return last
-    bid, ask = _decimal(ticker.get("bid")), _decimal(ticker.get("ask"))
-    if bid is not None and ask is not None:
-        return (bid + ask) / 2
+    if ticker.last is not None:
+        return ticker.last
+    if ticker.bid is not None and ticker.ask is not None:
+        return (ticker.bid + ticker.ask) / 2
     return None
+
+
+__all__ = [
+    "DEFAULT_TESTNET_URL",
+    "ExchangeTickerSource",
+    "TickerClient",
+    "TickerClientFactory",
+    "binance_client_factory",
+]

@@ -9,7 +9,7 @@ import ccxt
 import ccxt.async_support as ccxt_async
 import pytest
 
-from execution.testnet import make_binance_client
+from shared.exchanges.binance import make_binance_client
 from tests.binance_double import Account, BinanceDouble
 from tests.support.eventually import eventually
 

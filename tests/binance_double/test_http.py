@@ -16,7 +16,7 @@ import ccxt.async_support  # noqa: F401  (ensures the client stack imports in th
 import httpx
 import pytest
 
-from execution.testnet import make_binance_client
+from shared.exchanges.binance import make_binance_client
 from tests.binance_double import Account, BinanceDouble, DoubleControl
 
 REPO = Path(__file__).resolve().parents[2]
@@ -155,6 +155,6 @@ def test_factory_rejects_bad_urls_and_keeps_keys_out_of_logs(caplog: pytest.LogC
     assert client.options["defaultType"] == "spot" and client.isSandboxModeEnabled
     import logging
 
-    with caplog.at_level(logging.DEBUG, logger="execution.testnet.ccxt"):
+    with caplog.at_level(logging.DEBUG, logger="shared.exchanges.ccxt"):
         client.logger.debug("%s %s, Request: %s %s", "GET", "u", {"X-MBX-APIKEY": "visible-key"}, None)
     assert "visible-key" not in caplog.text and "***" in caplog.text

@@ -10,7 +10,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import ccxt
 import pytest
 
 from pricefeed.domain.backoff import Backoff
@@ -23,7 +22,13 @@ from pricefeed.sources import (
     binance_client_factory,
     build_source,
 )
+from pricefeed.sources.exchange import _price_of
 from shared.clock import ManualClock
+from shared.exchanges import SessionOptions, Ticker, get_adapter
+from tests.binance_double import BinanceDouble
+from tests.binance_double.plugin import binance_double
+
+__all__ = ["binance_double"]  # the fixture
 
 D = Decimal
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
@@ -142,70 +147,63 @@ def test_replay_rejects_malformed_rows(tmp_path: Path) -> None:
         ReplaySource(bad, ManualClock())._rows()
 
 
-# --- exchange (ccxt-shaped) with failures ----------------------------------------------------
+# --- exchange, through the adapter against the Binance double, with failures -----------------------
+
+TICKERS = "/api/v3/ticker/24hr"
 
 
-class FlakyTickerClient:
-    """A hand-written stand-in for ccxt's async Binance client: fails `failures` times first."""
-
-    def __init__(self, failures: list[Exception], prices: dict[str, str]) -> None:
-        self.failures = list(failures)
-        self.prices = prices
-        self.calls: list[list[str] | None] = []
-        self.closed = False
-
-    async def fetch_tickers(self, symbols: list[str] | None = None) -> dict[str, Any]:
-        self.calls.append(symbols)
-        if self.failures:
-            raise self.failures.pop(0)
-        return {
-            s: {"symbol": s, "last": float(p) if p else None, "bid": 9.0, "ask": 11.0, "timestamp": 0}
-            for s, p in self.prices.items()
-        }
-
-    async def close(self) -> None:
-        self.closed = True
+def double_sessions(double: BinanceDouble) -> Any:
+    """The binance-testnet adapter's public sessions on the double (ccxt's own throttle off: faults are quick)."""
+    adapter = get_adapter("binance-testnet", base_url=double.url)
+    return lambda: adapter.session(options=SessionOptions(enable_rate_limit=False, timeout_ms=2000))
 
 
-async def test_exchange_source_backs_off_exponentially_and_recovers(caplog: pytest.LogCaptureFixture) -> None:
+async def test_exchange_source_backs_off_exponentially_and_recovers(
+    binance_double: BinanceDouble, caplog: pytest.LogCaptureFixture
+) -> None:
     clock = ManualClock()
     sleeper = FakeSleeper(clock)
-    client = FlakyTickerClient(
-        [ccxt.NetworkError("boom"), ccxt.RequestTimeout("slow"), ccxt.ExchangeNotAvailable("503"),
-         ccxt.ExchangeError("weird"), RuntimeError("bug upstream")],
-        {"BTC/USDT": "65000.5", "ETH/USDT": "3500.25", "BNB/USDT": ""},
-    )
-    src = ExchangeTickerSource("binance-testnet", SYMBOLS, clock, lambda: client, poll_interval=1.0,
-                               backoff=Backoff(base=0.5, factor=2, cap=4), sleep=sleeper, rng=random.Random(3))
+    for status in (503, 500, 502, 504, 503):
+        binance_double.fail_next("GET", TICKERS, status)
+    src = ExchangeTickerSource("binance-testnet", SYMBOLS, clock, double_sessions(binance_double),
+                               poll_interval=1.0, backoff=Backoff(base=0.5, factor=2, cap=4), sleep=sleeper,
+                               rng=random.Random(3))
     with caplog.at_level(logging.INFO, logger="pricefeed.sources.exchange"):
         ticks = await take(src, 6)
-    assert client.calls[0] == ["BTC/USDT", "ETH/USDT", "BNB/USDT"]
     retry_waits = sleeper.calls[:5]
     for attempt, wait in enumerate(retry_waits, start=1):
         ceiling = min(4.0, 0.5 * 2 ** (attempt - 1))
         assert ceiling / 2 <= wait <= ceiling
     assert sleeper.calls[5:] == [1.0]  # back to the normal poll after recovery
     assert src.failures == 0 and src.total_failures == 5
-    # BNB has no last trade: its price is the bid/ask midpoint.
     assert [(t.symbol, t.price, t.source) for t in ticks[:3]] == [
-        ("BTCUSDT", D("65000.5"), "binance-testnet"), ("ETHUSDT", D("3500.25"), "binance-testnet"),
-        ("BNBUSDT", D("10"), "binance-testnet"),
+        ("BTCUSDT", D("60000"), "binance-testnet"), ("ETHUSDT", D("3000"), "binance-testnet"),
+        ("BNBUSDT", D("600"), "binance-testnet"),
     ]
     assert ticks[0].ts == ticks[2].ts and ticks[3].ts == ticks[0].ts + timedelta(seconds=1)
-    assert client.closed
     messages = [r.getMessage() for r in caplog.records]
     assert sum("retrying" in m for m in messages) == 5 and any("recovered after 5" in m for m in messages)
+    # the adapter said what each failure was (a 504 is a timeout); no library exception reached the source
+    retries = [m for m in messages if "retrying" in m]
+    assert sum("(unavailable, ambiguous" in m for m in retries) == 4
+    assert sum("(timeout, ambiguous" in m for m in retries) == 1
 
 
-async def test_backoff_is_capped_under_a_long_outage() -> None:
+async def test_backoff_is_capped_under_a_long_outage(binance_double: BinanceDouble) -> None:
     clock = ManualClock()
     sleeper = FakeSleeper(clock)
-    client = FlakyTickerClient([ccxt.NetworkError("down")] * 40, {"BTC/USDT": "1"})
-    src = ExchangeTickerSource("binance", ["BTCUSDT"], clock, lambda: client,
+    binance_double.fail_next("GET", TICKERS, 503, times=40)
+    src = ExchangeTickerSource("binance", ["BTCUSDT"], clock, double_sessions(binance_double),
                                backoff=Backoff(base=1, cap=30), sleep=sleeper, rng=random.Random(0))
     (tick,) = await take(src, 1)
     assert len(sleeper.calls) == 40 and max(sleeper.calls) <= 30 and min(sleeper.calls[10:]) >= 15
-    assert tick.price == 1
+    assert tick.price == 60000
+
+
+def test_price_is_the_last_trade_else_the_midpoint() -> None:
+    assert _price_of(Ticker("BNBUSDT", D("10"), D("9"), D("11"))) == D("10")
+    assert _price_of(Ticker("BNBUSDT", None, D("9"), D("11"))) == D("10")
+    assert _price_of(Ticker("BNBUSDT", None, None, D("11"))) is None
 
 
 def test_backoff_validation() -> None:
@@ -219,25 +217,27 @@ def test_backoff_validation() -> None:
 # --- factory ---------------------------------------------------------------------------------
 
 
-async def test_build_source_specs(tmp_path: Path) -> None:
+async def test_build_source_specs(tmp_path: Path, binance_double: BinanceDouble) -> None:
     clock = ManualClock()
     assert isinstance(build_source("synthetic", symbols=SYMBOLS, clock=clock), SyntheticSource)
-    client = FlakyTickerClient([], {"BTC/USDT": "2"})
-    src = build_source("binance", symbols=["BTCUSDT"], clock=clock, ccxt_factory=lambda: client,
+    binance_double.state.set_price("BTCUSDT", "61000")
+    src = build_source("binance-testnet", symbols=["BTCUSDT"], clock=clock, binance_testnet_url=binance_double.url,
                        sleep=FakeSleeper(clock))
-    assert isinstance(src, ExchangeTickerSource) and src.name == "binance"
-    assert [t.price for t in await take(src, 1)] == [D(2)]
+    assert isinstance(src, ExchangeTickerSource) and src.name == "binance-testnet"
+    assert [t.price for t in await take(src, 1)] == [D(61000)]
+    mainnet = build_source("binance", symbols=["BTCUSDT"], clock=clock)  # built without any I/O
+    assert isinstance(mainnet, ExchangeTickerSource) and mainnet.name == "binance"
     assert isinstance(build_source(f"replay:{tmp_path / 'x.csv'}", symbols=[], clock=clock), ReplaySource)
     for bad in ("kraken", "replay:"):
         with pytest.raises(ValueError):
             build_source(bad, symbols=SYMBOLS, clock=clock)
 
 
-async def test_testnet_client_factory_roots_ccxt_at_the_configured_url() -> None:
-    client: Any = binance_client_factory(testnet=True, testnet_url="http://127.0.0.1:9999/api/")()
-    try:
-        assert client.urls["api"]["public"] == "http://127.0.0.1:9999/api/v3"
-        assert client.urls["api"]["private"] == "http://127.0.0.1:9999/api/v3"
-        assert client.options["fetchMarkets"]["types"] == ["spot"]
-    finally:
-        await client.close()
+async def test_testnet_factory_takes_a_url_with_or_without_the_rest_prefix(binance_double: BinanceDouble) -> None:
+    for root in (binance_double.url, binance_double.url + "/", binance_double.url + "/api/"):
+        session = binance_client_factory(testnet=True, testnet_url=root)()
+        try:
+            tickers = await session.tickers(["BTCUSDT", "NOPEUSDT"])
+        finally:
+            await session.close()
+        assert list(tickers) == ["BTCUSDT"] and tickers["BTCUSDT"].last == D("60000")
