@@ -102,7 +102,7 @@ async def build_runtime(settings: Settings, *, clock: Clock | None = None) -> As
             per_account_address=settings.login_limit_per_account_address,
         ),
         key_verifier=ExchangeKeyVerifier("binance-testnet", settings.binance_testnet_url),
-        markets=build_rules(settings.symbols),
+        markets=build_rules(settings.symbols, settings.market_rules),
         fees=FeeSchedule(),
         market_data=create_market_data(settings.redis_url, settings.redis_prefix),
         relay=OutboxRelay(
