@@ -25,8 +25,8 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from pricefeed.domain.marking import MarkingEngine
-from pricefeed.domain.positions import Fill, Side
 from shared.clock import ManualClock
+from shared.positions import Fill, Side
 
 START = {"BTCUSDT": Decimal("65000"), "ETHUSDT": Decimal("3500"), "BNBUSDT": Decimal("600")}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 import structlog
 from sqlalchemy import insert, select, tuple_
@@ -13,18 +12,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from execution.store.ledger import SqlLedger, balance_payload
 from execution.venues.base import OrderChange, VenueResult
-from gateway.services.orders import order_event_payload
-from pricefeed.domain.positions import Fill as PositionFill
-from pricefeed.domain.positions import PositionBook, PositionSnapshot
-from pricefeed.domain.ticks import split_symbol
-from shared.amounts import derived, plain, plain_or_none
+from shared.amounts import plain
 from shared.clock import Clock
+from shared.contracts import order_event_payload, position_payload
 from shared.db import upsert_insert
 from shared.ids import new_id
 from shared.metrics import ORDER_EVENTS
 from shared.models import Fill, Order, OrderEvent, Position
 from shared.orders import FINAL, IllegalTransition, Status, check_transition
 from shared.outbox import add_outbox_row, private_row, write_outbox
+from shared.positions import Fill as PositionFill
+from shared.positions import PositionBook, PositionSnapshot
+from shared.symbols import split_symbol
 
 log = structlog.get_logger(__name__)
 
@@ -153,8 +152,8 @@ async def apply_result(
 async def _update_positions(
     session: AsyncSession, fills: list[dict[str, object]], now: object, outbox: list[dict[str, object]]
 ) -> None:
-    """Fold new fills into their positions (weighted-average cost, the pricefeed's pure domain code) in the
-    same transaction, and tell the owner."""
+    """Fold new fills into their positions (weighted-average cost: shared.positions, the pure fold the price
+    feed re-marks) in the same transaction, and tell the owner."""
     if not fills:
         return
     keys = sorted({(str(f["user_id"]), str(f["mode"]), str(f["symbol"])) for f in fills})
@@ -211,26 +210,6 @@ async def _update_positions(
         row.realized_pnl, row.fees_paid, row.updated_at = snap.realized_pnl, snap.fees_paid, now  # type: ignore[assignment]
         session.add(row)
         outbox.append(private_row("POSITION_UPDATE", key[0], position_payload(row, None, source="fill"), now=now))
-
-
-def position_payload(row: Position, mark: Decimal | None, *, source: str) -> dict[str, object]:
-    """The POSITION_UPDATE data (and the REST shape): marked when a mark is known. Amounts in plain digits;
-    unrealized PnL at the documented precision (shared.amounts)."""
-    mark_price = mark if mark is not None else (row.avg_entry_price if row.quantity else None)
-    unrealized = derived(row.quantity * mark_price - row.cost_basis) if mark_price is not None else Decimal(0)
-    return {
-        "symbol": row.symbol,
-        "mode": row.mode,
-        "quantity": plain(row.quantity),
-        "avg_entry_price": plain(row.avg_entry_price),
-        "mark_price": plain_or_none(mark_price),
-        "unrealized_pnl": plain(unrealized),
-        "realized_pnl": plain(row.realized_pnl),
-        "cost_basis": plain(row.cost_basis),
-        "fees_paid": plain(row.fees_paid),
-        "updated_at": row.updated_at.isoformat(),
-        "source": source,
-    }
 
 
 def _apply_change(order: Order, change: OrderChange, now: object, applied: Applied) -> bool:

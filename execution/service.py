@@ -15,7 +15,7 @@ from execution.testnet.venue import TestnetVenue, build_testnet_venue
 from execution.venues.base import VenueOrder
 from execution.venues.paper import PaperVenue
 from execution.worker import ExecutionWorker, venue_order
-from gateway.services.keys import TESTNET_EXCHANGE, PlainKeys, load_plain_keys
+from shared.credentials import TESTNET_EXCHANGE, PlainKeys, load_plain_keys
 from shared.db import unit_of_work
 from shared.models import ExchangeCredential, Order
 from shared.orders import FINAL

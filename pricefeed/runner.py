@@ -18,7 +18,6 @@ from sqlalchemy import select
 
 from pricefeed.domain.candles import Candle, CandleAggregator, Interval
 from pricefeed.domain.marking import MarkingEngine, PositionUpdate
-from pricefeed.domain.positions import PositionSnapshot
 from pricefeed.domain.staleness import PriceBook
 from pricefeed.domain.ticks import Tick
 from pricefeed.service import PriceFeedService
@@ -27,6 +26,7 @@ from shared.amounts import plain
 from shared.bus.base import BusUnavailable
 from shared.db import unit_of_work, upsert_insert
 from shared.models import CandleRow, Position
+from shared.positions import PositionSnapshot
 from shared.settings import Settings
 from shared.streams import (
     MARKET_CANDLES,

@@ -15,11 +15,11 @@ from typing import Protocol
 
 from pricefeed.domain.candles import Candle, CandleAggregator, CandleStore
 from pricefeed.domain.marking import MarkingEngine, PositionUpdate
-from pricefeed.domain.positions import Fill
 from pricefeed.domain.staleness import PriceBook
 from pricefeed.domain.ticks import Tick
 from pricefeed.sources.base import PriceSource, Sleeper, real_sleep
 from shared.clock import Clock
+from shared.positions import Fill
 
 log = logging.getLogger(__name__)
 

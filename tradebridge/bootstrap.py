@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from execution.paper.ledger import FeeSchedule
 from execution.paper.rules import MarketRules, build_rules
-from gateway.services.keys import KeyVerifier
 from shared.bus import Bus, create_bus
 from shared.clock import Clock, SystemClock
+from shared.credentials import KeyVerifier
 from shared.db import create_engine, read_session_factory, session_factory
 from shared.exchanges.verify import ExchangeKeyVerifier
 from shared.marketdata import MarketData, create_market_data

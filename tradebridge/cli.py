@@ -203,7 +203,7 @@ def keys_rotate() -> None:
     secrets = _check_secrets(settings)
 
     async def run() -> tuple[int, int]:
-        from gateway.services.keys import rotate_all
+        from shared.credentials import rotate_all
         from shared.db import create_engine, session_factory, unit_of_work
         from shared.security.crypto import KeyRing
 

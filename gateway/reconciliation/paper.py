@@ -337,10 +337,10 @@ async def check_positions(session: AsyncSession) -> CheckOutcome:
         out.skipped = True
         out.notes.append("no positions table: skipped")
         return out
-    from pricefeed.domain.positions import Fill as PositionFill
-    from pricefeed.domain.positions import PositionBook
-    from pricefeed.domain.ticks import split_symbol
     from shared.models.market import Position
+    from shared.positions import Fill as PositionFill
+    from shared.positions import PositionBook
+    from shared.symbols import split_symbol
 
     book = PositionBook()
     fills = await session.execute(select(Fill).order_by(Fill.ts, Fill.id))

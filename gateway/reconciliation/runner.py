@@ -24,7 +24,7 @@ from gateway.reconciliation.testnet import (
     check_user_safely,
     exchange_sessions,
 )
-from gateway.services.keys import TESTNET_EXCHANGE, load_plain_keys
+from shared.credentials import TESTNET_EXCHANGE, load_plain_keys
 from shared.db import READ_ONLY_OPTION, unit_of_work
 from shared.ids import new_id
 from shared.metrics import RECON_MISMATCHES

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.reconciliation.findings import CheckOutcome, Finding, fmt
-from gateway.services.keys import PlainKeys
+from shared.credentials import PlainKeys
 from shared.exchanges import (
     ExchangeBalance,
     ExchangeCallFailed,

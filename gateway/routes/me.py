@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.deps import Accounts, CurrentUser, CurrentUserUnlocked, Keys, SessionDep
 from gateway.problems import WITH_BODY, problem_responses
 from gateway.services.accounts import has_testnet_keys
-from gateway.services.keys import TESTNET_EXCHANGE
+from shared.credentials import TESTNET_EXCHANGE
 from shared.models import User
 from shared.schemas.accounts import KeyOut, KeysIn, MeOut, ModeIn
 

@@ -8,12 +8,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
-from execution.engine import position_payload
 from execution.store.ledger import SqlLedger
 from gateway.deps import CurrentUser, RuntimeDep, SessionDep
 from gateway.problems import AUTHENTICATED, problem_responses
 from gateway.routes.orders import Orders
 from gateway.services.orders import fill_out
+from shared.contracts import position_payload
 from shared.models import Fill, PaperAccount, Position
 from shared.schemas.orders import BalanceOut, PositionOut, TradeOut
 

@@ -26,6 +26,7 @@ from execution.paper.rules import MarketRules, RuleViolation, normalize_symbol
 from execution.store.ledger import Movement, SqlLedger, balance_payload, pg_apply_ctes, pg_balance_payload
 from gateway.services.accounts import has_testnet_keys
 from shared.clock import Clock
+from shared.contracts import order_event_payload, order_out
 from shared.db import Amount, upsert_insert
 from shared.errors import Conflict, InvalidInput, NotFound, Throttled
 from shared.ids import new_id
@@ -43,7 +44,7 @@ from shared.outbox import (
     write_outbox,
 )
 from shared.ratelimit import RateLimiter
-from shared.schemas.orders import FillOut, OrderDetail, OrderEventOut, OrderIn, OrderOut, OrderPage
+from shared.schemas.orders import FillOut, OrderDetail, OrderEventOut, OrderIn, OrderPage
 from shared.streams import command_stream, order_command
 
 
@@ -129,33 +130,6 @@ def _insert_order(dialect: str) -> Any:
         .on_conflict_do_nothing(index_elements=["user_id", "client_order_id"])
         .returning(table.c.id)
     )
-
-
-def order_out(o: Order) -> OrderOut:
-    return OrderOut(
-        order_id=o.id,
-        client_order_id=o.client_order_id,
-        mode=o.mode,  # type: ignore[arg-type]
-        symbol=o.symbol,
-        side=o.side,  # type: ignore[arg-type]
-        type=o.type,  # type: ignore[arg-type]
-        time_in_force=o.time_in_force,  # type: ignore[arg-type]
-        quantity=o.quantity,
-        price=o.price,
-        status=o.status,
-        filled_quantity=o.filled_quantity,
-        cumulative_quote=o.cumulative_quote,
-        avg_price=o.avg_price,
-        reason=o.reason,
-        external=o.external,
-        version=o.version,
-        created_at=o.created_at,
-        updated_at=o.updated_at,
-    )
-
-
-def order_event_payload(o: Order) -> dict[str, Any]:
-    return order_out(o).model_dump(mode="json")
 
 
 def fill_out(f: Fill) -> FillOut:

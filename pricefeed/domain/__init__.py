@@ -1,9 +1,10 @@
 """Pure, synchronous, deterministic pricefeed logic: ticks, staleness, candles, positions, marking."""
 
+from shared.positions import Fill, FillEffect, Position, PositionBook, PositionKey, PositionSnapshot, Side
+
 from .backoff import Backoff
 from .candles import ALL_INTERVALS, Candle, CandleAggregator, CandleStore, InMemoryCandleStore, Interval
 from .marking import MarkingEngine, PositionUpdate
-from .positions import Fill, FillEffect, Position, PositionBook, PositionKey, PositionSnapshot, Side
 from .staleness import DEFAULT_STALE_AFTER, Mark, PriceBook, StalePrice
 from .ticks import Tick, normalize_symbol, split_symbol, to_ccxt_symbol
 

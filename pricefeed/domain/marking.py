@@ -25,8 +25,8 @@ from typing import NamedTuple
 
 from shared.amounts import DERIVED_QUANTUM
 from shared.clock import Clock
+from shared.positions import Fill, FillEffect, Position, PositionBook, PositionKey, PositionSnapshot
 
-from .positions import Fill, FillEffect, Position, PositionBook, PositionKey, PositionSnapshot
 from .ticks import normalize_symbol
 
 

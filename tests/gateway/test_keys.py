@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 from sqlalchemy import select, update
 
-from gateway.services.keys import load_plain_keys, rotate_all
+from shared.credentials import load_plain_keys, rotate_all
 from shared.models import AuditLog, ExchangeCredential, User
 from shared.security.crypto import DecryptionError, KeyRing, generate_key
 from tests.support.api import Api, make_settings, running_api

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from pricefeed.domain.marking import MarkingEngine, PositionUpdate, _update_of
-from pricefeed.domain.positions import Fill, Position, Side
+from shared.positions import Fill, Position, Side
 from shared.clock import ManualClock
 
 D = Decimal

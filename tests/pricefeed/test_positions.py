@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pricefeed.domain.positions import Fill, Position, PositionBook, Side
+from shared.positions import Fill, Position, PositionBook, Side
 
 D = Decimal
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pricefeed.domain.candles import Candle, InMemoryCandleStore, Interval
 from pricefeed.domain.marking import PositionUpdate
-from pricefeed.domain.positions import Fill, Side
+from shared.positions import Fill, Side
 from pricefeed.domain.ticks import Tick
 from pricefeed.service import PriceFeedService
 from pricefeed.sources import ReplaySource

@@ -33,8 +33,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from shared.amounts import derived, stored
-
-from .ticks import normalize_symbol, split_symbol
+from shared.symbols import normalize_symbol, split_symbol
 
 ZERO = Decimal(0)
 
