@@ -9,6 +9,7 @@ COPY gateway ./gateway
 COPY execution ./execution
 COPY events ./events
 COPY pricefeed ./pricefeed
+COPY reconciliation ./reconciliation
 COPY shared ./shared
 COPY migrations ./migrations
 COPY tradebridge ./tradebridge

@@ -15,10 +15,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from gateway.apidocs import install_docs
 from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware, SecurityHeadersMiddleware
 from gateway.problems import install_openapi, install_problem_handlers
-from gateway.reconciliation import reconciliation_hook
 from gateway.routes import admin, auth, markets, me, ops, orders, portfolio, reconciliation
 from gateway.services.accounts import ensure_admin
 from gateway.web import mount_web
+from reconciliation import reconciliation_hook
 from shared.clock import Clock
 from shared.settings import Settings
 from tradebridge.bootstrap import Runtime, build_runtime

@@ -152,7 +152,7 @@ def reconcile(
     Exits 1 when mismatches were found."""
     settings = _settings()
     _check_secrets(settings)
-    from gateway.reconciliation.cli import reconcile as run
+    from reconciliation.cli import reconcile as run
 
     found = asyncio.run(run(settings, console, stuck_after_s=stuck_after, include_testnet=testnet))
     raise typer.Exit(1 if found else 0)

@@ -10,9 +10,9 @@ from pydantic import BaseModel, Field
 
 from gateway.deps import AuditorDep, CurrentAdmin, RuntimeDep, SessionDep
 from gateway.problems import AUTHENTICATED, WITH_BODY, problem_responses
-from gateway.reconciliation.repair import repair_report
-from gateway.reconciliation.runner import get_reconciler
-from gateway.reconciliation.store import (
+from reconciliation.repair import repair_report
+from reconciliation.runner import get_reconciler
+from reconciliation.store import (
     get_report,
     list_reports,
     mismatch_out,

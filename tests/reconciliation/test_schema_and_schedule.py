@@ -11,7 +11,7 @@ from sqlmodel import SQLModel
 
 import shared.models.reconciliation  # noqa: F401
 from execution.service import start_execution
-from gateway.reconciliation.store import list_reports
+from reconciliation.store import list_reports
 from shared.db import create_engine, unit_of_work
 from shared.migrate import upgrade
 from tests.reconciliation.conftest import recon_settings

@@ -1,8 +1,8 @@
 """Admin reconciliation: paper ledger invariants and testnet-vs-exchange checks, stored reports, repairs."""
 
-from gateway.reconciliation.findings import KINDS, CheckOutcome, Finding
-from gateway.reconciliation.runner import Reconciler, ReconOptions, get_reconciler
-from gateway.reconciliation.scheduler import ReconciliationScheduler, reconciliation_hook
+from reconciliation.findings import KINDS, CheckOutcome, Finding
+from reconciliation.runner import Reconciler, ReconOptions, get_reconciler
+from reconciliation.scheduler import ReconciliationScheduler, reconciliation_hook
 
 __all__ = [
     "KINDS",

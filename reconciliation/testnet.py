@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.reconciliation.findings import CheckOutcome, Finding, fmt
+from reconciliation.findings import CheckOutcome, Finding, fmt
 from shared.credentials import PlainKeys
 from shared.exchanges import (
     ExchangeBalance,

@@ -18,7 +18,7 @@ from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from execution.paper.ledger import EXACT, EXTERNAL_ACCOUNT
-from gateway.reconciliation.findings import CheckOutcome, Finding, fmt
+from reconciliation.findings import CheckOutcome, Finding, fmt
 from shared.models import Balance, Fill, LedgerPosting, Order
 from shared.orders import Status
 

@@ -15,9 +15,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import shared.models.reconciliation  # noqa: F401  (registers the tables until shared.models imports them)
-from gateway.reconciliation.findings import KINDS, CheckOutcome, Finding, summarise
-from gateway.reconciliation.paper import memory_of, run_paper_checks
-from gateway.reconciliation.testnet import (
+from reconciliation.findings import KINDS, CheckOutcome, Finding, summarise
+from reconciliation.paper import memory_of, run_paper_checks
+from reconciliation.testnet import (
     ExchangeFactory,
     TestnetCheckConfig,
     check_user,

@@ -21,8 +21,8 @@ async def reconcile(
 ) -> int:
     """Run a report (no in-process worker: the in-memory book checks are skipped with a note); print it.
     Returns the number of mismatches (the command's exit status is 1 when there are any)."""
-    from gateway.reconciliation.runner import Reconciler, ReconOptions
-    from gateway.reconciliation.store import get_report, mismatches
+    from reconciliation.runner import Reconciler, ReconOptions
+    from reconciliation.store import get_report, mismatches
     from shared.db import unit_of_work
     from tradebridge.bootstrap import build_runtime
 

@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 from sqlalchemy import select, update
 
-from gateway.reconciliation.runner import get_reconciler
+from reconciliation.runner import get_reconciler
 from shared.db import unit_of_work
 from shared.models.reconciliation import ReconciliationReport
 from tradebridge.bootstrap import Runtime
