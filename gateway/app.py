@@ -12,6 +12,7 @@ from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from gateway import binance_api
 from gateway.apidocs import install_docs
 from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware, SecurityHeadersMiddleware
 from gateway.problems import install_openapi, install_problem_handlers
@@ -93,6 +94,7 @@ def create_app(
         admin.router,
         reconciliation.router,
         ops.router,
+        binance_api.router,
     ):
         app.include_router(router)
     mount_web(app)  # last: the web app's catch-all must come after every API route

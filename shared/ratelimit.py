@@ -147,6 +147,17 @@ class RateLimiter:
         if ok is False:
             raise Throttled("Too many requests; slow down", retry_after=await self._retry_after(item, key))
 
+    async def spend(self, rule: str, key: str, cost: int) -> tuple[bool, int, int]:
+        """Count ``cost`` hits at once (a request's weight): (allowed, used in the window, Retry-After s).
+        Nothing is counted when refused; with the store down, the failure policy applies (open: allowed)."""
+        item = parse_rule(rule)
+        ok = await self._call(functools.partial(self._strategy.hit, cost=cost), item, key)
+        stats: WindowStats | None = await self._call(self._strategy.get_window_stats, item, key)
+        used = 0 if stats is None else item.amount - stats.remaining
+        if ok is False:
+            return False, used, await self._retry_after(item, key)
+        return True, used, 0
+
     async def allowed(self, rule: str, key: str) -> bool:
         """Whether one more hit would be allowed, without counting it."""
         ok = await self._call(self._strategy.test, parse_rule(rule), key)

@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     login_limit_per_address: str = "30/minute"
     login_limit_per_account: str = "50/minute"
     order_rate_limit: str = "50/second"
+    # Request weight per client address on the Binance-compatible API (/binance), as Binance counts it.
+    binance_api_weight_limit: str = "6000/minute"
     # Order placements in progress at once per gateway process; past it 503 + Retry-After (load shedding).
     order_max_inflight: int = Field(default=64, ge=1)
     log_level: str = "INFO"

@@ -1,6 +1,7 @@
 """Database tables (SQLModel). Importing this package registers every table on `SQLModel.metadata`."""
 
 from shared.models.accounts import AuditLog, ExchangeCredential, RefreshToken, User
+from shared.models.apikeys import ApiKey
 from shared.models.market import CandleRow, Position
 from shared.models.reconciliation import ReconciliationMismatch, ReconciliationReport
 from shared.models.trading import (
@@ -15,6 +16,7 @@ from shared.models.trading import (
 )
 
 __all__ = [
+    "ApiKey",
     "AuditLog",
     "Balance",
     "CandleRow",

@@ -1,0 +1,155 @@
+"""Our rows in Binance's spot REST shapes: orders, fills, account, exchangeInfo filters. Amounts are strings
+of plain digits with eight decimals, as Binance shows them; times are epoch milliseconds."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from execution.paper.rules import MarketRules
+from shared.models import Fill, Order
+
+EIGHT = Decimal("0.00000001")
+ORDER_TYPES = ["LIMIT", "LIMIT_MAKER", "MARKET"]
+# Our statuses as Binance names them: an order accepted but not yet at the paper book is already NEW there.
+STATUS = {"PENDING": "NEW"}
+
+
+def amount(value: Decimal | None) -> str:
+    """Plain digits, eight decimals (``0.00100000``); never exponent notation."""
+    if value is None:
+        value = Decimal(0)
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent >= -8:  # more decimals than eight are shown, never rounded away
+        value = value.quantize(EIGHT)
+    return format(value, "f")
+
+
+def millis(ts: datetime | None) -> int:
+    return int(ts.timestamp() * 1000) if ts is not None else 0
+
+
+def status(order: Order) -> str:
+    return STATUS.get(order.status, order.status)
+
+
+def order_result(order: Order, order_id: int) -> dict[str, Any]:
+    """The RESULT fields of a new order (and of a cancel, without the times)."""
+    return {
+        "symbol": order.symbol,
+        "orderId": order_id,
+        "orderListId": -1,
+        "clientOrderId": order.client_order_id or order.id,
+        "transactTime": millis(order.created_at),
+        "price": amount(order.price),
+        "origQty": amount(order.quantity),
+        "executedQty": amount(order.filled_quantity),
+        "origQuoteOrderQty": amount(Decimal(0)),
+        "cummulativeQuoteQty": amount(order.cumulative_quote),
+        "status": status(order),
+        "timeInForce": order.time_in_force,
+        "type": order.type,
+        "side": order.side,
+        "workingTime": millis(order.created_at),
+        "selfTradePreventionMode": "NONE",
+    }
+
+
+def order_query(order: Order, order_id: int) -> dict[str, Any]:
+    """GET /order, openOrders, allOrders."""
+    out = order_result(order, order_id)
+    del out["transactTime"]
+    out.update(
+        stopPrice=amount(Decimal(0)),
+        icebergQty=amount(Decimal(0)),
+        time=millis(order.created_at),
+        updateTime=millis(order.updated_at),
+        isWorking=order.status in ("NEW", "PARTIALLY_FILLED", "PENDING"),
+    )
+    return out
+
+
+def order_fill(fill: Fill) -> dict[str, Any]:
+    return {
+        "price": amount(fill.price),
+        "qty": amount(fill.quantity),
+        "commission": amount(fill.fee),
+        "commissionAsset": fill.fee_asset,
+        "tradeId": fill.id,
+    }
+
+
+def my_trade(fill: Fill, order_id: int) -> dict[str, Any]:
+    return {
+        "symbol": fill.symbol,
+        "id": fill.id,
+        "orderId": order_id,
+        "orderListId": -1,
+        "price": amount(fill.price),
+        "qty": amount(fill.quantity),
+        "quoteQty": amount(fill.price * fill.quantity),
+        "commission": amount(fill.fee),
+        "commissionAsset": fill.fee_asset,
+        "time": millis(fill.ts),
+        "isBuyer": fill.side == "BUY",
+        "isMaker": fill.liquidity == "MAKER",
+        "isBestMatch": True,
+    }
+
+
+def symbol_info(rules: MarketRules) -> dict[str, Any]:
+    """One market of exchangeInfo with our real filters (what validation enforces)."""
+    return {
+        "symbol": rules.symbol,
+        "status": "TRADING",
+        "baseAsset": rules.base_asset,
+        "baseAssetPrecision": 8,
+        "quoteAsset": rules.quote_asset,
+        "quotePrecision": 8,
+        "quoteAssetPrecision": 8,
+        "baseCommissionPrecision": 8,
+        "quoteCommissionPrecision": 8,
+        "orderTypes": ORDER_TYPES,
+        "icebergAllowed": False,
+        "ocoAllowed": False,
+        "otoAllowed": False,
+        "quoteOrderQtyMarketAllowed": True,
+        "allowTrailingStop": False,
+        "cancelReplaceAllowed": False,
+        "amendAllowed": False,
+        "isSpotTradingAllowed": True,
+        "isMarginTradingAllowed": False,
+        "filters": [
+            {
+                "filterType": "PRICE_FILTER",
+                "minPrice": amount(rules.tick_size),
+                "maxPrice": "1000000.00000000",
+                "tickSize": amount(rules.tick_size),
+            },
+            {
+                "filterType": "LOT_SIZE",
+                "minQty": amount(rules.min_qty),
+                "maxQty": amount(rules.max_qty),
+                "stepSize": amount(rules.step_size),
+            },
+            {
+                "filterType": "MARKET_LOT_SIZE",
+                "minQty": amount(rules.min_qty),
+                "maxQty": amount(rules.max_qty),
+                "stepSize": amount(rules.step_size),
+            },
+            {
+                "filterType": "NOTIONAL",
+                "minNotional": amount(rules.min_notional),
+                "applyMinToMarket": True,
+                "maxNotional": "9000000.00000000",
+                "applyMaxToMarket": False,
+                "avgPriceMins": 5,
+            },
+        ],
+        "permissions": [],
+        "permissionSets": [["SPOT"]],
+        "defaultSelfTradePreventionMode": "NONE",
+        "allowedSelfTradePreventionModes": ["NONE"],
+    }

@@ -1,0 +1,764 @@
+"""The Binance spot REST subset under /binance/api/v3: a thin adapter over the order service, the ledger and the
+market data of the one paper book (see docs/binance-api.md). Errors here are Binance's ``{code, msg}``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlmodel import col
+
+from execution.paper.rules import MarketRules, RuleViolation
+from execution.store.ledger import SqlLedger
+from gateway.binance_api import render
+from gateway.binance_api.auth import WEIGHT_STATE, Call, public_call, signed_call
+from gateway.binance_api.errors import (
+    INVALID_SYMBOL,
+    NO_SUCH_ORDER,
+    UNKNOWN_ORDER,
+    BinanceError,
+    error_responses,
+    from_domain,
+    illegal,
+    mandatory,
+)
+from gateway.binance_api.orders import binance_ids, by_binance_id, by_client_id, settled
+from gateway.deps import RuntimeDep, Trader
+from gateway.routes.orders import order_service
+from shared.errors import DomainError
+from shared.models import CandleRow, Fill, Order, PaperAccount
+from shared.orders import FINAL, OPEN
+from shared.schemas.orders import OrderIn
+from tradebridge.bootstrap import Runtime
+
+log = structlog.get_logger(__name__)
+
+MODE = "paper"  # keys TradeBridge issues trade the user's paper account
+SETTLE_TIMEOUT_S = 2.0
+INTERVALS = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000}
+_PENDING = frozenset({"PENDING"})
+_CANCELING = frozenset({"PENDING", "PENDING_CANCEL"})
+
+
+class BinanceRoute(APIRoute):
+    """Renders every error of its routes as Binance's ``{code, msg}`` (never problem+json) and adds the
+    request-weight header Binance sends on every response."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except BinanceError as exc:
+                response = exc.response()
+            except DomainError as exc:
+                response = from_domain(exc).response()
+            except (RequestValidationError, ValidationError):
+                response = BinanceError(-1100, "Illegal characters found in a parameter.").response()
+            used = getattr(request.state, WEIGHT_STATE, None)
+            if used is not None:
+                response.headers["X-MBX-USED-WEIGHT-1M"] = str(used)
+                response.headers["X-MBX-USED-WEIGHT"] = str(used)
+            return response
+
+        return route
+
+
+router = APIRouter(
+    prefix="/binance/api/v3",
+    tags=["binance-compatible"],
+    route_class=BinanceRoute,
+    default_response_class=JSONResponse,
+    responses=error_responses(400, 401, 429, 503),
+)
+
+
+# -- parameters -------------------------------------------------------------------------------------------
+
+
+def _decimal(call: Call, name: str, *, required: bool = False) -> Decimal | None:
+    raw = call.get(name)
+    if raw is None:
+        if required:
+            raise mandatory(name)
+        return None
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise illegal(name) from None
+    if not value.is_finite() or value <= 0:
+        raise BinanceError(-1013, f"Invalid {name}.")
+    return value
+
+
+def _int(
+    call: Call, name: str, *, default: int | None = None, low: int = 0, high: int | None = None
+) -> int | None:
+    raw = call.get(name)
+    if raw is None:
+        return default
+    if not raw.lstrip("-").isdigit() or len(raw) > 20:
+        raise illegal(name)
+    value = int(raw)
+    if value < low or (high is not None and value > high):
+        raise BinanceError(-1100 if value < low else -1130, f"Invalid value for parameter '{name}'.")
+    return value
+
+
+def _market(rt: Runtime, call: Call, *, required: bool = True) -> MarketRules | None:
+    symbol = call.get("symbol")
+    if symbol is None:
+        if required:
+            raise mandatory("symbol")
+        return None
+    if not symbol.isalnum():
+        raise illegal("symbol")
+    rules = rt.markets.get(symbol.upper())
+    if rules is None:
+        raise INVALID_SYMBOL
+    return rules
+
+
+def _markets(rt: Runtime, call: Call) -> list[MarketRules]:
+    """``symbol=X`` or ``symbols=["X","Y"]`` (Binance's JSON array in a parameter) or every market."""
+    one = _market(rt, call, required=False)
+    if one is not None:
+        return [one]
+    many = call.get("symbols")
+    if many is None:
+        return list(rt.markets.values())
+    names = [n.strip().strip('"') for n in many.strip().removeprefix("[").removesuffix("]").split(",")]
+    out = []
+    for name in names:
+        rules = rt.markets.get(name.upper())
+        if rules is None:
+            raise INVALID_SYMBOL
+        out.append(rules)
+    return out
+
+
+def _owner(call: Call) -> Trader:
+    """The key's owner as the order service sees a trader, always in paper mode."""
+    assert call.key is not None
+    return Trader(call.key.user_id, MODE, "user")
+
+
+def _now_ms(rt: Runtime) -> int:
+    return int(rt.clock.now().timestamp() * 1000)
+
+
+# -- public endpoints -------------------------------------------------------------------------------------
+
+
+@router.get("/ping")
+async def ping(request: Request, rt: RuntimeDep) -> dict[str, Any]:
+    await public_call(request, rt, 1)
+    return {}
+
+
+@router.get("/time")
+async def server_time(request: Request, rt: RuntimeDep) -> dict[str, Any]:
+    await public_call(request, rt, 1)
+    return {"serverTime": _now_ms(rt)}
+
+
+@router.get("/exchangeInfo")
+async def exchange_info(request: Request, rt: RuntimeDep) -> dict[str, Any]:
+    call = await public_call(request, rt, 20)
+    limit = rt.settings.binance_api_weight_limit
+    return {
+        "timezone": "UTC",
+        "serverTime": _now_ms(rt),
+        "rateLimits": [
+            {
+                "rateLimitType": "REQUEST_WEIGHT",
+                "interval": "MINUTE",
+                "intervalNum": 1,
+                "limit": _amount_of(limit),
+            },
+        ],
+        "exchangeFilters": [],
+        "symbols": [render.symbol_info(r) for r in _markets(rt, call)],
+    }
+
+
+def _amount_of(rule: str) -> int:
+    from shared.ratelimit import parse_rule
+
+    return int(parse_rule(rule).amount)
+
+
+async def _depth(rt: Runtime, symbol: str) -> dict[str, Any]:
+    return await rt.market_data.get("depth", symbol) or {"bids": [], "asks": []}
+
+
+def _levels(levels: list[Any], limit: int) -> list[list[str]]:
+    return [[render.amount(Decimal(str(p))), render.amount(Decimal(str(q)))] for p, q in levels[:limit]]
+
+
+@router.get("/depth")
+async def depth(request: Request, rt: RuntimeDep) -> dict[str, Any]:
+    call = await public_call(request, rt, 5)
+    rules = _market(rt, call)
+    assert rules is not None
+    limit = _int(call, "limit", default=100, low=1, high=5000) or 100
+    book = await _depth(rt, rules.symbol)
+    return {
+        "lastUpdateId": _now_ms(rt),
+        "bids": _levels(book.get("bids") or [], limit),
+        "asks": _levels(book.get("asks") or [], limit),
+    }
+
+
+def _trade_id(raw: Any, fallback: int) -> int:
+    digits = "".join(c for c in str(raw) if c.isdigit())
+    return int(digits) if digits else fallback
+
+
+@router.get("/trades")
+async def trades(request: Request, rt: RuntimeDep) -> list[dict[str, Any]]:
+    call = await public_call(request, rt, 25)
+    rules = _market(rt, call)
+    assert rules is not None
+    limit = _int(call, "limit", default=500, low=1, high=1000) or 500
+    recent = await rt.market_data.recent_trades(rules.symbol, min(limit, 200))
+    out = []
+    for i, t in enumerate(recent):
+        price, qty = Decimal(str(t["price"])), Decimal(str(t["quantity"]))
+        ts = datetime.fromisoformat(t["ts"]) if isinstance(t.get("ts"), str) else None
+        out.append(
+            {
+                "id": _trade_id(t.get("trade_id"), i),
+                "price": render.amount(price),
+                "qty": render.amount(qty),
+                "quoteQty": render.amount(price * qty),
+                "time": render.millis(ts),
+                "isBuyerMaker": t.get("side") == "SELL",
+                "isBestMatch": True,
+            }
+        )
+    return sorted(out, key=lambda t: (t["time"], t["id"]))
+
+
+@router.get("/klines")
+async def klines(request: Request, rt: RuntimeDep) -> list[list[Any]]:
+    call = await public_call(request, rt, 2)
+    rules = _market(rt, call)
+    assert rules is not None
+    interval = call.get("interval")
+    if interval is None:
+        raise mandatory("interval")
+    if interval not in INTERVALS:
+        raise BinanceError(-1120, "Invalid interval.")
+    limit = _int(call, "limit", default=500, low=1, high=1000) or 500
+    start, end = _int(call, "startTime"), _int(call, "endTime")
+    stmt = select(CandleRow).where(col(CandleRow.symbol) == rules.symbol, col(CandleRow.interval) == interval)
+    if start is not None:
+        stmt = stmt.where(col(CandleRow.start) >= datetime.fromtimestamp(start / 1000, UTC))
+    if end is not None:
+        stmt = stmt.where(col(CandleRow.start) <= datetime.fromtimestamp(end / 1000, UTC))
+    order = col(CandleRow.start).asc() if start is not None else col(CandleRow.start).desc()
+    async with rt.read_sessions() as reader:
+        rows = list((await reader.execute(stmt.order_by(order).limit(limit))).scalars())
+    rows.sort(key=lambda r: r.start)
+    span = INTERVALS[interval]
+    return [
+        [
+            render.millis(r.start),
+            render.amount(r.open),
+            render.amount(r.high),
+            render.amount(r.low),
+            render.amount(r.close),
+            render.amount(r.volume),
+            render.millis(r.start) + span - 1,
+            render.amount(r.volume * r.close),
+            r.trade_count,
+            "0",
+            "0",
+            "0",
+        ]
+        for r in rows
+    ]
+
+
+async def _price(rt: Runtime, symbol: str) -> Decimal | None:
+    ticker = await rt.market_data.get("ticker", symbol)
+    return Decimal(str(ticker["price"])) if ticker and ticker.get("price") else None
+
+
+@router.get("/ticker/price")
+async def ticker_price(request: Request, rt: RuntimeDep) -> Any:
+    call = await public_call(request, rt, 2 if call_has_symbol(request) else 4)
+    out = []
+    for rules in _markets(rt, call):
+        price = await _price(rt, rules.symbol)
+        out.append({"symbol": rules.symbol, "price": render.amount(price)})
+    return out[0] if call.get("symbol") else out
+
+
+def call_has_symbol(request: Request) -> bool:
+    return "symbol" in request.query_params
+
+
+async def _book_ticker(rt: Runtime, symbol: str) -> dict[str, str]:
+    book = await _depth(rt, symbol)
+    bids, asks = book.get("bids") or [], book.get("asks") or []
+    best_bid = bids[0] if bids else (0, 0)
+    best_ask = asks[0] if asks else (0, 0)
+    return {
+        "symbol": symbol,
+        "bidPrice": render.amount(Decimal(str(best_bid[0]))),
+        "bidQty": render.amount(Decimal(str(best_bid[1]))),
+        "askPrice": render.amount(Decimal(str(best_ask[0]))),
+        "askQty": render.amount(Decimal(str(best_ask[1]))),
+    }
+
+
+@router.get("/ticker/bookTicker")
+async def book_ticker(request: Request, rt: RuntimeDep) -> Any:
+    call = await public_call(request, rt, 2 if call_has_symbol(request) else 4)
+    out = [await _book_ticker(rt, r.symbol) for r in _markets(rt, call)]
+    return out[0] if call.get("symbol") else out
+
+
+@router.get("/ticker/24hr")
+async def ticker_24hr(request: Request, rt: RuntimeDep) -> Any:
+    call = await public_call(request, rt, 2 if call_has_symbol(request) else 80)
+    now = rt.clock.now()
+    out = []
+    async with rt.read_sessions() as reader:
+        for rules in _markets(rt, call):
+            rows = list(
+                (
+                    await reader.execute(
+                        select(CandleRow)
+                        .where(
+                            col(CandleRow.symbol) == rules.symbol,
+                            col(CandleRow.interval) == "1m",
+                            col(CandleRow.start) >= now - timedelta(hours=24),
+                        )
+                        .order_by(col(CandleRow.start))
+                    )
+                ).scalars()
+            )
+            out.append(await _day(rt, rules.symbol, rows, now))
+    return out[0] if call.get("symbol") else out
+
+
+async def _day(rt: Runtime, symbol: str, rows: list[CandleRow], now: datetime) -> dict[str, Any]:
+    last = await _price(rt, symbol) or (rows[-1].close if rows else Decimal(0))
+    open_ = rows[0].open if rows else last
+    volume = sum((r.volume for r in rows), Decimal(0))
+    quote = sum((r.volume * r.close for r in rows), Decimal(0))
+    change = last - open_
+    book = await _book_ticker(rt, symbol)
+    return {
+        "symbol": symbol,
+        "priceChange": render.amount(change),
+        "priceChangePercent": format((change * 100 / open_).quantize(Decimal("0.001")), "f")
+        if open_
+        else "0.000",
+        "weightedAvgPrice": render.amount(quote / volume if volume else last),
+        "prevClosePrice": render.amount(open_),
+        "lastPrice": render.amount(last),
+        "lastQty": render.amount(Decimal(0)),
+        "bidPrice": book["bidPrice"],
+        "bidQty": book["bidQty"],
+        "askPrice": book["askPrice"],
+        "askQty": book["askQty"],
+        "openPrice": render.amount(open_),
+        "highPrice": render.amount(max((r.high for r in rows), default=last)),
+        "lowPrice": render.amount(min((r.low for r in rows), default=last)),
+        "volume": render.amount(volume),
+        "quoteVolume": render.amount(quote),
+        "openTime": render.millis(now - timedelta(hours=24)),
+        "closeTime": render.millis(now),
+        "firstId": -1,
+        "lastId": -1,
+        "count": sum(r.trade_count for r in rows),
+    }
+
+
+# -- trading endpoints ------------------------------------------------------------------------------------
+
+
+async def _order_in(rt: Runtime, call: Call, rules: MarketRules) -> OrderIn:
+    """Binance's new-order parameters as our ``OrderIn``; Binance's codes for what is missing or wrong."""
+    side = call.get("side")
+    if side is None:
+        raise mandatory("side")
+    if side not in ("BUY", "SELL"):
+        raise BinanceError(-1100, "Illegal characters found in parameter 'side'; legal range is 'BUY, SELL'.")
+    kind = call.get("type")
+    if kind is None:
+        raise mandatory("type")
+    if kind in ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"):
+        raise BinanceError(-2010, "Stop loss and take profit orders are not supported for this symbol.")
+    if kind not in ("LIMIT", "MARKET", "LIMIT_MAKER"):
+        raise BinanceError(-1116, "Invalid orderType.")
+    client_id = call.get("newClientOrderId")
+    if client_id is not None and not (
+        len(client_id) <= 36 and all(c.isalnum() or c in "._:/-" for c in client_id)
+    ):
+        raise illegal("newClientOrderId")
+    if kind == "MARKET":
+        if call.get("price") is not None:
+            raise BinanceError(-1106, "Parameter 'price' sent when not required.")
+        quantity = _decimal(call, "quantity")
+        quote = _decimal(call, "quoteOrderQty")
+        if (quantity is None) == (quote is None):
+            raise BinanceError(
+                -1102, "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty/null!"
+            )
+        if quantity is None:
+            assert quote is not None
+            quantity = await _quantity_for_quote(rt, rules, side, quote)
+        return _validated(rules.symbol, side, "MARKET", quantity, None, None, client_id)
+    quantity = _decimal(call, "quantity", required=True)
+    price = _decimal(call, "price", required=True)
+    assert quantity is not None and price is not None
+    if kind == "LIMIT_MAKER":
+        await _refuse_taker(rt, rules.symbol, side, price)
+        return _validated(rules.symbol, side, "LIMIT", quantity, price, "GTC", client_id)
+    tif = call.get("timeInForce")
+    if tif is None:
+        raise mandatory("timeInForce")
+    if tif not in ("GTC", "IOC", "FOK"):
+        raise BinanceError(-1115, "Invalid timeInForce.")
+    return _validated(rules.symbol, side, "LIMIT", quantity, price, tif, client_id)
+
+
+def _validated(
+    symbol: str,
+    side: str,
+    kind: str,
+    quantity: Decimal,
+    price: Decimal | None,
+    tif: str | None,
+    cid: str | None,
+) -> OrderIn:
+    try:
+        return OrderIn(
+            symbol=symbol,
+            side=side,
+            type=kind,
+            quantity=quantity,
+            price=price,
+            time_in_force=tif,
+            client_order_id=cid,
+            mode=MODE,
+        )
+    except ValidationError:
+        raise BinanceError(-1013, "Invalid quantity or price.") from None
+
+
+async def _best(rt: Runtime, symbol: str, side: str) -> Decimal | None:
+    levels = (await _depth(rt, symbol)).get("asks" if side == "BUY" else "bids") or []
+    return Decimal(str(levels[0][0])) if levels else None
+
+
+async def _quantity_for_quote(rt: Runtime, rules: MarketRules, side: str, quote: Decimal) -> Decimal:
+    """quoteOrderQty → a quantity at the best opposite price (else the last price), rounded down to the step:
+    the order then fills like one placed with that quantity."""
+    reference = await _best(rt, rules.symbol, side) or await _price(rt, rules.symbol)
+    if reference is None or reference <= 0:
+        raise BinanceError(-2010, f"No market price for {rules.symbol} yet.")
+    steps = (quote / reference / rules.step_size).to_integral_value(rounding=ROUND_FLOOR)
+    quantity = steps * rules.step_size
+    if quantity <= 0:
+        raise BinanceError(-1013, "Filter failure: NOTIONAL")
+    return quantity
+
+
+async def _refuse_taker(rt: Runtime, symbol: str, side: str, price: Decimal) -> None:
+    """LIMIT_MAKER: refused if it would cross the book as it is now (the paper book has no post-only flag;
+    the check is against the latest published depth)."""
+    best = await _best(rt, symbol, "BUY" if side == "BUY" else "SELL")
+    if best is not None and ((side == "BUY" and price >= best) or (side == "SELL" and price <= best)):
+        raise BinanceError(-2010, "Order would immediately match and take.")
+
+
+async def _fills(rt: Runtime, order_id: str) -> list[Fill]:
+    async with rt.read_sessions() as reader:
+        rows = await reader.execute(
+            select(Fill).where(col(Fill.order_id) == order_id).order_by(col(Fill.ts), col(Fill.id))
+        )
+        return list(rows.scalars())
+
+
+@router.post("/order/test", responses=error_responses(400, 401, 429))
+async def test_order(request: Request, rt: RuntimeDep) -> dict[str, Any]:
+    """Validates a new order (parameters, filters) without placing it."""
+    call = await signed_call(request, rt, 1, "trade")
+    rules = _market(rt, call)
+    assert rules is not None
+    body = await _order_in(rt, call, rules)
+    try:
+        if body.type == "LIMIT":
+            assert body.price is not None
+            rules.limit_order(body.price, body.quantity)
+        else:
+            rules.qty_to_lots(body.quantity)
+    except RuleViolation as exc:
+        raise from_domain(exc, placing=True) from None
+    return {}
+
+
+@router.post("/order")
+async def new_order(request: Request, rt: RuntimeDep) -> dict[str, Any]:
+    """A new order of the user's paper account, placed by ``OrderService.place`` like any other."""
+    call = await signed_call(request, rt, 1, "trade")
+    assert call.key is not None
+    rules = _market(rt, call)
+    assert rules is not None
+    body = await _order_in(rt, call, rules)
+    resp_type = call.get("newOrderRespType") or ("RESULT" if body.type == "LIMIT" else "FULL")
+    if resp_type not in ("ACK", "RESULT", "FULL"):
+        raise illegal("newOrderRespType")
+    rt.order_admission.enter()
+    try:
+        async with rt.sessions() as session, session.begin():
+            orders = order_service(rt, session)
+            try:
+                order, created = await orders.place(_owner(call), body)
+            except DomainError as exc:
+                raise from_domain(exc, placing=True) from None
+            if not created:
+                raise BinanceError(-2010, "Duplicate order sent.")
+            rows = orders.outbox_to_publish
+            binance_id = (await binance_ids(session, [order.id]))[order.id]
+    finally:
+        rt.order_admission.leave()
+    rt.relay.publish_committed(rows)
+    if resp_type == "ACK":
+        return {
+            "symbol": order.symbol,
+            "orderId": binance_id,
+            "orderListId": -1,
+            "clientOrderId": order.client_order_id,
+            "transactTime": render.millis(order.created_at),
+        }
+    order = await settled(rt, order.id, _PENDING, SETTLE_TIMEOUT_S)
+    out = render.order_result(order, binance_id)
+    if resp_type == "FULL":
+        out["fills"] = [render.order_fill(f) for f in await _fills(rt, order.id)]
+    return out
+
+
+async def _find(rt: Runtime, call: Call, missing: BinanceError) -> Order:
+    """The caller's order named by orderId or origClientOrderId (and symbol), else ``missing``."""
+    assert call.key is not None
+    rules = _market(rt, call)
+    assert rules is not None
+    binance_id = _int(call, "orderId")
+    client_id = call.get("origClientOrderId")
+    if binance_id is None and client_id is None:
+        raise BinanceError(
+            -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!"
+        )
+    async with rt.read_sessions() as reader:
+        if binance_id is not None:
+            order = await by_binance_id(reader, call.key.user_id, binance_id)
+        else:
+            assert client_id is not None
+            order = await by_client_id(reader, call.key.user_id, client_id)
+    if order is None or order.symbol != rules.symbol or order.mode != MODE:
+        raise missing
+    return order
+
+
+@router.get("/order")
+async def get_order(request: Request, rt: RuntimeDep) -> dict[str, Any]:
+    call = await signed_call(request, rt, 4, "read")
+    order = await _find(rt, call, NO_SUCH_ORDER)
+    async with rt.read_sessions() as reader:
+        ids = await binance_ids(reader, [order.id])
+    return render.order_query(order, ids[order.id])
+
+
+async def _cancel(rt: Runtime, call: Call, order: Order) -> dict[str, Any]:
+    assert call.key is not None
+    async with rt.sessions() as session, session.begin():
+        try:
+            await order_service(rt, session).cancel(_owner(call), order.id)
+        except DomainError as exc:  # already final: Binance's "unknown order"
+            raise UNKNOWN_ORDER from exc
+        binance_id = (await binance_ids(session, [order.id]))[order.id]
+    rt.relay.notify()
+    final = await settled(rt, order.id, _CANCELING, SETTLE_TIMEOUT_S)
+    out = render.order_result(final, binance_id)
+    del out["transactTime"], out["workingTime"]
+    out["origClientOrderId"] = final.client_order_id
+    out["transactTime"] = render.millis(final.updated_at)
+    return out
+
+
+@router.delete("/order")
+async def cancel_order(request: Request, rt: RuntimeDep) -> dict[str, Any]:
+    call = await signed_call(request, rt, 1, "trade")
+    order = await _find(rt, call, UNKNOWN_ORDER)
+    if order.status in FINAL:
+        raise UNKNOWN_ORDER
+    return await _cancel(rt, call, order)
+
+
+async def _orders(
+    rt: Runtime, call: Call, *, open_only: bool, rules: MarketRules | None, limit: int
+) -> list[Order]:
+    assert call.key is not None
+    stmt = select(Order).where(col(Order.user_id) == call.key.user_id, col(Order.mode) == MODE)
+    if rules is not None:
+        stmt = stmt.where(col(Order.symbol) == rules.symbol)
+    if open_only:
+        stmt = stmt.where(col(Order.status).in_(["PENDING", *OPEN]))
+    async with rt.read_sessions() as reader:
+        return list((await reader.execute(stmt.order_by(col(Order.id).desc()).limit(limit))).scalars())
+
+
+async def _render_orders(rt: Runtime, orders: list[Order]) -> list[dict[str, Any]]:
+    async with rt.read_sessions() as reader:
+        ids = await binance_ids(reader, [o.id for o in orders])
+    out = [render.order_query(o, ids[o.id]) for o in orders if o.id in ids]
+    return sorted(out, key=lambda o: o["orderId"])
+
+
+@router.get("/openOrders")
+async def open_orders(request: Request, rt: RuntimeDep) -> list[dict[str, Any]]:
+    call = await signed_call(request, rt, 6 if call_has_symbol(request) else 80, "read")
+    rules = _market(rt, call, required=False)
+    return await _render_orders(rt, await _orders(rt, call, open_only=True, rules=rules, limit=1000))
+
+
+@router.delete("/openOrders")
+async def cancel_open_orders(request: Request, rt: RuntimeDep) -> list[dict[str, Any]]:
+    call = await signed_call(request, rt, 1, "trade")
+    rules = _market(rt, call)
+    orders = await _orders(rt, call, open_only=True, rules=rules, limit=1000)
+    orders = [o for o in orders if o.status != "PENDING_CANCEL"]
+    if not orders:
+        raise UNKNOWN_ORDER
+    out = []
+    for order in orders:
+        try:
+            out.append(await _cancel(rt, call, order))
+        except BinanceError:  # filled meanwhile
+            continue
+    return out
+
+
+@router.get("/allOrders")
+async def all_orders(request: Request, rt: RuntimeDep) -> list[dict[str, Any]]:
+    call = await signed_call(request, rt, 20, "read")
+    rules = _market(rt, call)
+    limit = _int(call, "limit", default=500, low=1, high=1000) or 500
+    start, end, from_id = _int(call, "startTime"), _int(call, "endTime"), _int(call, "orderId")
+    rendered = await _render_orders(rt, await _orders(rt, call, open_only=False, rules=rules, limit=5000))
+    rendered = [
+        o
+        for o in rendered
+        if (from_id is None or o["orderId"] >= from_id)
+        and (start is None or o["time"] >= start)
+        and (end is None or o["time"] <= end)
+    ]
+    return rendered[:limit] if from_id is not None or start is not None else rendered[-limit:]
+
+
+@router.get("/myTrades")
+async def my_trades(request: Request, rt: RuntimeDep) -> list[dict[str, Any]]:
+    call = await signed_call(request, rt, 20, "read")
+    assert call.key is not None
+    rules = _market(rt, call)
+    assert rules is not None
+    limit = _int(call, "limit", default=500, low=1, high=1000) or 500
+    start, end, from_id = _int(call, "startTime"), _int(call, "endTime"), _int(call, "fromId")
+    order_filter = _int(call, "orderId")
+    stmt = select(Fill).where(
+        col(Fill.user_id) == call.key.user_id, col(Fill.mode) == MODE, col(Fill.symbol) == rules.symbol
+    )
+    if from_id is not None:
+        stmt = stmt.where(col(Fill.id) >= from_id)
+    if start is not None:
+        stmt = stmt.where(col(Fill.ts) >= datetime.fromtimestamp(start / 1000, UTC))
+    if end is not None:
+        stmt = stmt.where(col(Fill.ts) <= datetime.fromtimestamp(end / 1000, UTC))
+    newest_first = from_id is None and start is None
+    stmt = stmt.order_by(col(Fill.id).desc() if newest_first else col(Fill.id)).limit(
+        limit if order_filter is None else 5000
+    )
+    async with rt.read_sessions() as reader:
+        fills = list((await reader.execute(stmt)).scalars())
+        ids = await binance_ids(reader, {f.order_id for f in fills})
+    out = [render.my_trade(f, ids.get(f.order_id, -1)) for f in fills]
+    if order_filter is not None:
+        out = [t for t in out if t["orderId"] == order_filter][:limit]
+    return sorted(out, key=lambda t: t["id"])
+
+
+@router.get("/account")
+async def account(request: Request, rt: RuntimeDep) -> dict[str, Any]:
+    call = await signed_call(request, rt, 20, "read")
+    assert call.key is not None
+    user_id = call.key.user_id
+    async with rt.read_sessions() as reader:
+        if (
+            await reader.get(PaperAccount, user_id) is None
+        ):  # not funded yet: the deposit its first order makes
+            balances = [
+                {"asset": a, "free": render.amount(q), "locked": render.amount(Decimal(0))}
+                for a, q in sorted(rt.settings.paper_starting_balances.items())
+                if q > 0
+            ]
+        else:
+            views = await SqlLedger(reader, rt.clock).balances(user_id)
+            balances = [
+                {"asset": v.asset, "free": render.amount(v.free), "locked": render.amount(v.locked)}
+                for v in views
+            ]
+    maker, taker = rt.fees.maker_bps / 10000, rt.fees.taker_bps / 10000
+    can_trade = "trade" in call.key.scopes
+    return {
+        "makerCommission": int(rt.fees.maker_bps),
+        "takerCommission": int(rt.fees.taker_bps),
+        "buyerCommission": 0,
+        "sellerCommission": 0,
+        "commissionRates": {
+            "maker": render.amount(maker),
+            "taker": render.amount(taker),
+            "buyer": render.amount(Decimal(0)),
+            "seller": render.amount(Decimal(0)),
+        },
+        "canTrade": can_trade,
+        "canWithdraw": False,
+        "canDeposit": False,
+        "brokered": False,
+        "requireSelfTradePrevention": False,
+        "preventSor": False,
+        "updateTime": _now_ms(rt),
+        "accountType": "SPOT",
+        "balances": balances,
+        "permissions": ["SPOT"],
+        "uid": _uid(user_id),
+    }
+
+
+def _uid(user_id: str) -> int:
+    try:
+        return int(user_id[:12], 16)
+    except ValueError:
+        return 0
+
+
+@router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"], include_in_schema=False)
+async def unknown(rest: str) -> Response:
+    """Unknown endpoints under the prefix answer Binance's 404, not the web app's page."""
+    raise BinanceError(-1000, f"Unknown endpoint /api/v3/{rest}.", 404)
