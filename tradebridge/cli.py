@@ -12,6 +12,7 @@ from rich.console import Console
 from shared.logging import configure_logging
 from shared.secrets import ConfigError
 from shared.settings import Settings
+from tradebridge.cli_apikeys import apikeys_app
 
 app = typer.Typer(
     help="TradeBridge: one API for paper trading and the Binance spot testnet.",
@@ -23,6 +24,7 @@ admin_app = typer.Typer(help="Manage administrator accounts.", no_args_is_help=T
 keys_app = typer.Typer(help="Manage the encryption of stored exchange keys.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
 app.add_typer(keys_app, name="keys")
+app.add_typer(apikeys_app, name="apikeys")
 console = Console(stderr=True, soft_wrap=True)
 
 HostOpt = Annotated[str | None, typer.Option(help="Interface to bind (default: HOST or 127.0.0.1).")]

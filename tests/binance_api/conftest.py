@@ -72,7 +72,7 @@ async def serve(database_url: str, **overrides: Any) -> AsyncIterator[Served]:
     app = create_embedded_app(settings)
     cfg = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
     server = uvicorn.Server(cfg)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
     task = asyncio.create_task(server.serve())
     try:
         await eventually(lambda: server.started or task.done(), timeout=60, message="server start")

@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 from sqlalchemy import select
+from sqlmodel import col
 
 from shared.apikeys import KeyRefused, check_timestamp, signed_payload, verify_signature
 from shared.clock import ManualClock
@@ -70,7 +71,7 @@ async def test_keys_issue_list_revoke_stored_hashed_and_encrypted_and_audited(ap
 
     async with api.runtime.read_sessions() as s:
         row = (await s.execute(select(ApiKey).where(ApiKey.id == key["id"]))).scalar_one()
-        audit = [a.action for a in (await s.execute(select(AuditLog).order_by(AuditLog.id))).scalars()]
+        audit = [a.action for a in (await s.execute(select(AuditLog).order_by(col(AuditLog.id)))).scalars()]
     assert row.key_hash == hashlib.sha256(key["api_key"].encode()).hexdigest()
     assert key["secret"] not in row.secret_ciphertext and key["api_key"] not in row.secret_ciphertext
     assert row.secret_ciphertext.startswith("v1.")
@@ -89,6 +90,7 @@ async def test_keys_issue_list_revoke_stored_hashed_and_encrypted_and_audited(ap
 
 async def test_bad_key_requests_are_problems(api: Api) -> None:
     bearer = await api.user("bad@example.com")
+    body: dict[str, Any]
     for body in ({"scopes": ["admin"]}, {"scopes": []}, {"ip_allowlist": ["not-an-ip"]}):
         r = await api.client.post("/api/api-keys", json=body, headers=bearer)
         assert r.status_code == 422, (body, r.text)
