@@ -13,8 +13,11 @@ What makes it hard is not the happy path but the unclear ones, so the rules are:
   retries the DELETE) is verified by looking the order up before any state is decided.
 - Whatever can't be settled within a short budget is left PENDING/PENDING_CANCEL, settled in the background and
   reported through the sink the worker gave `start()`.
-- Resting orders are followed by polling open orders per (user, symbol), fast after activity and slower when idle;
-  fills are read from the exchange's own trades, so prices and fees are exact.
+- Resting orders are followed by each user's data stream (execution.testnet.user_stream) when a WebSocket base is
+  configured, and by polling open orders per (user, symbol): fast after activity and slower when idle while the
+  user's stream is down, slowly (reconciliation) while it is up. Both feed `_observe`, which keys fills by the
+  exchange's trade id, so a fill seen twice is applied once; prices and fees are the exchange's own.
+- An order that could not be sent within `send_timeout_*` of its acceptance is EXPIRED, never sent later.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from execution.testnet.user_stream import UserStreams
 from execution.venues.base import (
     EMPTY,
     ExternalOrder,
@@ -43,17 +47,23 @@ from execution.venues.base import (
 from shared.clock import Clock
 from shared.errors import Conflict, Throttled, Unavailable
 from shared.exchanges import (
+    BalanceDeltaEvent,
+    BalancesEvent,
     ErrorKind,
     ExchangeAdapter,
     ExchangeCallFailed,
     ExchangeOrder,
     ExchangeSession,
     ExchangeTrade,
+    OrderEvent,
+    Reachability,
     SessionOptions,
+    StreamOptions,
     VenueError,
     get_adapter,
 )
 from shared.orders import Status
+from shared.retry import Attempts, Backoff
 
 log = structlog.get_logger(__name__)
 
@@ -97,6 +107,14 @@ class TestnetVenueConfig:
     balance_ttl_s: float = 5.0
     keys_ttl_s: float = 30.0
     recover_on_start: bool = True
+    # The user data stream's WebSocket base (BINANCE_TESTNET_WS_URL); None: polling only.
+    ws_url: str | None = None
+    stream_timeout_s: float = 5.0
+    stream_backoff_s: float = 0.2
+    stream_max_backoff_s: float = 10.0
+    # An order not sent within this long of its acceptance is EXPIRED instead of being sent late.
+    send_timeout_market_s: float = 5.0
+    send_timeout_limit_s: float = 30.0
 
     @property
     def settle_s(self) -> float:
@@ -179,6 +197,9 @@ class TestnetVenue:
         self._poller: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._stopping = False
+        self.reachability = Reachability()  # when Binance testnet last answered (shown to users)
+        self._streams: UserStreams | None = None
+        self._streaming: set[str] = set()  # users whose data stream is subscribed
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -190,12 +211,18 @@ class TestnetVenue:
         for result in pending:
             await self._emit(result)
         self._poller = asyncio.create_task(self._poll_loop(), name="testnet-poller")
+        if self.config.ws_url:
+            self._streams = self._user_streams(self.config.ws_url)
+            self._spawn(self._subscribe_known_users(), "testnet-user-streams")
         if open_orders is not None and self.config.recover_on_start:
             self._spawn(self._recover_on_start(open_orders), "testnet-recover")
 
     async def stop(self) -> None:
         self._stopping = True
         self._wake.set()
+        streams, self._streams = self._streams, None
+        if streams is not None:
+            await streams.stop()
         tasks = [t for t in (self._poller, *self._tasks, *(s.task for s in self._placing.values())) if t]
         for t in tasks:
             t.cancel()
@@ -266,10 +293,13 @@ class TestnetVenue:
                     default_retry_after_s=self.config.default_retry_after_s,
                     default_ban_s=self.config.default_ban_s,
                     owner=user_id,
+                    reachability=self.reachability,
                 ),
             )
             uc = _UserClient(user_id, fp, session, now)
             self._clients[user_id] = uc
+            if self._streams is not None:
+                self._spawn(self._streams.ensure(user_id, fp), "testnet-user-stream")
             return uc
 
     @staticmethod
@@ -287,13 +317,19 @@ class TestnetVenue:
     async def _trades(uc: _UserClient, order: VenueOrder, venue_order_id: str) -> list[ExchangeTrade]:
         return await uc.session.order_trades(order.symbol, venue_order_id)
 
-    async def _pause(self, err: VenueError, attempt: int) -> None:
-        """Throttles and bans are waited out by the client's gate; anything else backs off."""
-        if err.kind not in (ErrorKind.RATE_LIMITED, ErrorKind.BANNED):
-            await asyncio.sleep(self._backoff(attempt))
+    @staticmethod
+    async def _pause(err: VenueError, attempts: Attempts) -> None:
+        """Throttles and bans are waited out by the client's gate (the failure still counts); anything else
+        backs off."""
+        if err.kind in (ErrorKind.RATE_LIMITED, ErrorKind.BANNED):
+            attempts.next_delay()
+        else:
+            await attempts.wait()
 
-    def _backoff(self, attempt: int) -> float:
-        return min(self.config.max_backoff_s, self.config.retry_backoff_s * 2.0 ** min(attempt, 10))
+    def _attempts(self) -> Attempts:
+        """Failures of one order's lifecycle: retry_backoff_s doubling up to max_backoff_s."""
+        cap = self.config.max_backoff_s
+        return Attempts(Backoff(base=min(self.config.retry_backoff_s, cap), factor=2.0, cap=cap))
 
     # ------------------------------------------------------------------ results
 
@@ -337,12 +373,17 @@ class TestnetVenue:
 
         `full` re-reports the current state and every trade (idempotent downstream), for redeliveries and restarts.
         """
+        if not full and (
+            snap.filled < t.filled or (t.status in FINAL_STATUSES and snap.status not in FINAL_STATUSES)
+        ):
+            return EMPTY  # older than what is known (a poll overtaken by the stream, or the reverse)
         t.venue_order_id = snap.venue_order_id
         fills: list[FillReport] = []
         if snap.filled > t.trade_qty:
             rows: Sequence[ExchangeTrade] = ()
-            if snap.fills and sum((f.quantity for f in snap.fills), ZERO) == snap.filled and not t.trade_ids:
-                rows = snap.fills  # the FULL new-order answer carries its own (taker) trades
+            inline = [f for f in snap.fills if f.trade_id not in t.trade_ids]
+            if inline and t.trade_qty + sum((f.quantity for f in inline), ZERO) == snap.filled:
+                rows = inline  # a FULL new-order answer or a stream report carries the trades it adds
             else:
                 try:
                     rows = await self._trades(uc, t.order, snap.venue_order_id)
@@ -454,7 +495,7 @@ class TestnetVenue:
         loop_now = self._now
         unclear_since: float | None = loop_now() if sent_maybe else None
         must_lookup = True  # even a first send: a redelivered command may find its order already there
-        attempt = 0
+        attempts = self._attempts()
         while True:
             uc = await self._client(order.user_id)
             if uc is None:
@@ -462,8 +503,7 @@ class TestnetVenue:
                     return self._final(
                         order, Status.REJECTED, "no Binance testnet API keys are stored for this user"
                     )
-                await asyncio.sleep(self._backoff(attempt))  # keys gone mid-flight: can't look, keep trying
-                attempt += 1
+                await attempts.wait()  # keys gone mid-flight: can't look, keep trying
                 continue
             if must_lookup:
                 try:
@@ -487,8 +527,7 @@ class TestnetVenue:
                         continue
                     if err.final:  # bad keys etc.: the exchange can't have taken an order from them either
                         return self._final(order, Status.REJECTED, err.reason)
-                    await asyncio.sleep(self._backoff(attempt))
-                    attempt += 1
+                    await attempts.wait()
                     continue
                 result = await self._observe(uc, self._track(order), snap, full=True)
                 if order.status == Status.PENDING_CANCEL and snap.status not in FINAL_STATUSES:
@@ -506,8 +545,7 @@ class TestnetVenue:
                     unclear_since = unclear_since or loop_now()
                     continue
                 if err.retryable:
-                    await self._pause(err, attempt)
-                    attempt += 1
+                    await self._pause(err, attempts)
                     continue  # refused before processing: resend the same id once the gate opens
                 if err.ambiguous:
                     must_lookup, unclear_since = True, loop_now()
@@ -578,7 +616,7 @@ class TestnetVenue:
         )
 
     async def _cancellation(self, order: VenueOrder, venue_id: str | None) -> VenueResult:
-        attempt = 0
+        attempts = self._attempts()
         while True:
             uc = await self._client(order.user_id)
             if uc is None:
@@ -591,8 +629,7 @@ class TestnetVenue:
             except ExchangeCallFailed as exc:
                 err = exc.error
                 if err.retryable:
-                    await self._pause(err, attempt)
-                    attempt += 1
+                    await self._pause(err, attempts)
                     continue
                 if not (err.ambiguous or err.kind in (ErrorKind.ORDER_NOT_FOUND, ErrorKind.CANCEL_REJECTED)):
                     prior = self._tracked.get(order.order_id)
@@ -615,26 +652,30 @@ class TestnetVenue:
                         if venue_id is None
                         else (await self._vanished(order))
                     )
-                await asyncio.sleep(self._backoff(attempt))
-                attempt += 1
+                await attempts.wait()
                 continue
             if snap.status in FINAL_STATUSES:
                 return await self._observe(uc, self._track(order), snap)
             venue_id = snap.venue_order_id  # still open: the cancel didn't happen; try again
-            await asyncio.sleep(self._backoff(attempt))
-            attempt += 1
+            await attempts.wait()
 
     # ------------------------------------------------------------------ tracking
 
+    def _fast(self, user_id: str) -> float:
+        """The poll interval after activity: fast while the user's stream is down, slow (reconciliation only)
+        while it pushes the changes."""
+        return self.config.poll_slow_s if user_id in self._streaming else self.config.poll_fast_s
+
     def _poke(self, key: tuple[str, str]) -> None:
-        """Activity on (user, symbol): poll it fast again."""
+        """Activity on (user, symbol): poll it fast again (unless the user's stream is up)."""
         now = self._now()
+        fast = self._fast(key[0])
         g = self._groups.get(key)
         if g is None:
-            self._groups[key] = _Group(self.config.poll_fast_s, now + self.config.poll_fast_s)
+            self._groups[key] = _Group(fast, now + fast)
         else:
-            g.interval = self.config.poll_fast_s
-            g.next_at = min(g.next_at, now + self.config.poll_fast_s)
+            g.interval = min(g.interval, fast)
+            g.next_at = min(g.next_at, now + fast)
         self._wake.set()
 
     async def _poll_loop(self) -> None:
@@ -651,9 +692,8 @@ class TestnetVenue:
                     active = False
                 g = self._groups.get(key)
                 if g is not None:
-                    g.interval = (
-                        self.config.poll_fast_s if active else min(self.config.poll_slow_s, g.interval * 2)
-                    )
+                    fast = self._fast(key[0])
+                    g.interval = fast if active else min(self.config.poll_slow_s, max(fast, g.interval * 2))
                     g.next_at = self._now() + g.interval
             self._wake.clear()
             nxt = min((g.next_at for g in self._groups.values()), default=self._now() + 1.0)
@@ -700,6 +740,85 @@ class TestnetVenue:
         await self._emit(result)
         return bool(result)
 
+    # ------------------------------------------------------------------ user data streams
+
+    def _user_streams(self, ws_url: str) -> UserStreams:
+        async def keys_for(user_id: str) -> tuple[str, str, str] | None:
+            keys = await self._keys(user_id)
+            return None if keys is None else (_fingerprint(keys), keys.api_key, keys.api_secret)
+
+        options = StreamOptions(
+            request_timeout_s=self.config.stream_timeout_s,
+            backoff_s=self.config.stream_backoff_s,
+            max_backoff_s=self.config.stream_max_backoff_s,
+            reachability=self.reachability,
+        )
+        return UserStreams(self._adapter, ws_url, self, keys_for, options)
+
+    async def _subscribe_known_users(self) -> None:
+        users: set[str] = {t.order.user_id for t in self._tracked.values()}
+        if self._users is not None:
+            try:
+                users |= set(await self._users())
+            except Exception:
+                log.exception("testnet users not readable; streams start with their first order")
+        for user_id in sorted(users):
+            if self._streams is not None:
+                await self._streams.ensure(user_id)
+
+    def streaming(self, user_id: str) -> bool:
+        """Whether `user_id`'s data stream is subscribed right now."""
+        return user_id in self._streaming
+
+    async def on_stream_up(self, user_id: str) -> None:
+        """Subscribed (again): slow polling for the user, and re-read every order of theirs being followed, so
+        whatever happened before the subscription or during a gap is applied now."""
+        self._streaming.add(user_id)
+        self._balances.pop(user_id, None)
+        for key in sorted({t.key for t in self._tracked.values() if t.key[0] == user_id}):
+            try:
+                await self._poll_group(key)
+            except ExchangeCallFailed:
+                self._poke(key)
+
+    def on_stream_down(self, user_id: str, reason: str) -> None:
+        """No pushes for the user until the next StreamUp: their orders are polled fast meanwhile."""
+        self._streaming.discard(user_id)
+        for key in {t.key for t in self._tracked.values() if t.key[0] == user_id}:
+            self._poke(key)
+
+    async def on_stream_order(self, user_id: str, event: OrderEvent) -> None:
+        """An executionReport: applied through `_observe`, as a poll's snapshot would be."""
+        snap = event.order
+        t = self._tracked.get(snap.client_order_id or "")
+        if t is None:
+            t = next(
+                (
+                    x
+                    for x in self._tracked.values()
+                    if x.venue_order_id == snap.venue_order_id and x.order.user_id == user_id
+                ),
+                None,
+            )
+        oid = t.order.order_id if t is not None else (snap.client_order_id or "")
+        settling = self._placing.get(oid)
+        if settling is not None:
+            # The placement still decides what the order is; apply the report once it has.
+            settling.task.add_done_callback(
+                lambda _t: self._spawn(self.on_stream_order(user_id, event), "testnet-stream-late")
+            )
+            return
+        if t is None or t.order.user_id != user_id:
+            return  # not ours to follow (already final, or external: reconciliation lists those)
+        uc = await self._client(user_id, refresh_keys=False)
+        if uc is None:
+            return
+        await self._emit(await self._observe(uc, t, snap))
+
+    async def on_stream_balances(self, user_id: str, event: BalancesEvent | BalanceDeltaEvent) -> None:
+        """The account's balances moved: the next read asks the exchange instead of the cache."""
+        self._balances.pop(user_id, None)
+
     # ------------------------------------------------------------------ restart reconciliation
 
     async def recover(self, open_orders: Sequence[VenueOrder], *, users: Iterable[str] = ()) -> VenueResult:
@@ -726,7 +845,7 @@ class TestnetVenue:
         return result
 
     async def _recover_known(self, order: VenueOrder) -> VenueResult:
-        attempt = 0
+        attempts = self._attempts()
         while True:
             uc = await self._client(order.user_id)
             if uc is None:
@@ -736,13 +855,12 @@ class TestnetVenue:
             except ExchangeCallFailed as exc:
                 if exc.error.kind is ErrorKind.ORDER_NOT_FOUND:
                     return await self._vanished(order)
-                if exc.error.final or attempt >= 3:
+                if exc.error.final or attempts.count >= 3:
                     t = self._track(order)
                     self._tracked[order.order_id] = t  # the poller keeps asking
                     self._poke(t.key)
                     return EMPTY
-                await asyncio.sleep(self._backoff(attempt))
-                attempt += 1
+                await attempts.wait()
                 continue
             t = self._track(order)
             t.status = order.status  # compare with what TradeBridge believes
@@ -808,7 +926,9 @@ class TestnetVenue:
                 ) from exc
             if err.final:
                 raise Conflict(f"Binance testnet refused the balance request: {err.reason}.") from exc
-            raise Unavailable("Binance testnet could not be reached; try again.") from exc
+            reached = self.reachability.last_reached_at
+            since = f" (last reached {reached.isoformat().replace('+00:00', 'Z')})" if reached else ""
+            raise Unavailable(f"Binance testnet could not be reached{since}; try again.") from exc
         rows: list[dict[str, Any]] = [
             {"asset": b.asset, "free": b.free, "locked": b.locked, "total": b.total}
             for b in found
@@ -843,6 +963,8 @@ def build_testnet_venue(
     **overrides: Any,
 ) -> TestnetVenue:
     """The venue for `Settings` (BINANCE_TESTNET_URL); `overrides` tune TestnetVenueConfig (tests: short timeouts)."""
+    ws_url = getattr(settings, "binance_testnet_ws_url", None)
+    overrides = {"ws_url": str(ws_url) if ws_url else None, **overrides}
     config = TestnetVenueConfig(base_url=str(settings.binance_testnet_url), **overrides)
     return TestnetVenue(config, keys_provider, clock, users_provider=users_provider)
 

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from typing import cast
 
 from shared.exchanges.base import (
+    BalanceDeltaEvent,
+    BalancesEvent,
     Disposition,
     ErrorKind,
     ExchangeAdapter,
@@ -23,14 +25,23 @@ from shared.exchanges.base import (
     ExchangeOrder,
     ExchangeSession,
     ExchangeTrade,
+    OrderEvent,
+    Reachability,
     SessionOptions,
+    StreamDown,
+    StreamOptions,
+    StreamUp,
     Ticker,
+    UserStream,
+    UserStreamEvent,
     VenueError,
 )
 
 AdapterFactory = Callable[[str | None], ExchangeAdapter]
 
 DEFAULT_TESTNET_URL = "https://testnet.binance.vision"  # binance-testnet's root when none is configured
+# binance-testnet's WebSocket base (its WebSocket API is at /ws-api/v3) when none is configured
+DEFAULT_TESTNET_WS_URL = "wss://ws-api.testnet.binance.vision"
 
 # name -> "module:function(base_url) -> adapter"
 _ADAPTERS: dict[str, str] = {
@@ -63,7 +74,10 @@ def get_adapter(name: str, *, base_url: str | None = None) -> ExchangeAdapter:
 
 __all__ = [
     "DEFAULT_TESTNET_URL",
+    "DEFAULT_TESTNET_WS_URL",
     "AdapterFactory",
+    "BalanceDeltaEvent",
+    "BalancesEvent",
     "Disposition",
     "ErrorKind",
     "ExchangeAdapter",
@@ -72,8 +86,15 @@ __all__ = [
     "ExchangeOrder",
     "ExchangeSession",
     "ExchangeTrade",
+    "OrderEvent",
+    "Reachability",
     "SessionOptions",
+    "StreamDown",
+    "StreamOptions",
+    "StreamUp",
     "Ticker",
+    "UserStream",
+    "UserStreamEvent",
     "VenueError",
     "adapter_names",
     "get_adapter",

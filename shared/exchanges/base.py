@@ -3,7 +3,10 @@ the session protocol. No ccxt here: code that only needs these types never pays 
 
 from __future__ import annotations
 
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
@@ -142,6 +145,46 @@ class Ticker:
     ask: Decimal | None
 
 
+# Failures that mean the exchange was not reached (or did not answer); any other answer means it was.
+UNREACHED: frozenset[ErrorKind] = frozenset(
+    {ErrorKind.TIMEOUT, ErrorKind.NETWORK, ErrorKind.UNAVAILABLE, ErrorKind.BAD_RESPONSE}
+)
+
+
+@dataclass(eq=False)
+class Reachability:
+    """When an exchange last answered and when it last could not be reached (wall clock, ms), so the user can
+    be told "unreachable since ..., last reached at ..." instead of seeing stale numbers."""
+
+    last_ok_ms: int | None = None
+    last_failure_ms: int | None = None
+    last_failure: str | None = None
+
+    def record(self, error: VenueError | None) -> None:
+        now = int(time.time() * 1000)
+        if error is None or error.kind not in UNREACHED:
+            self.last_ok_ms = now
+        else:
+            self.last_failure_ms, self.last_failure = now, error.reason
+
+    @property
+    def reachable(self) -> bool | None:
+        """True/False from the latest call; None before any call."""
+        if self.last_ok_ms is None and self.last_failure_ms is None:
+            return None
+        return (self.last_ok_ms or 0) >= (self.last_failure_ms or 0)
+
+    @property
+    def last_reached_at(self) -> datetime | None:
+        return None if self.last_ok_ms is None else datetime.fromtimestamp(self.last_ok_ms / 1000, tz=UTC)
+
+    @property
+    def checked_ms(self) -> int | None:
+        """When anything was last learnt (a success or a failure)."""
+        seen = [m for m in (self.last_ok_ms, self.last_failure_ms) if m is not None]
+        return max(seen) if seen else None
+
+
 @dataclass(frozen=True, slots=True)
 class SessionOptions:
     """Per-session tuning; the defaults suit a user-facing call."""
@@ -152,6 +195,75 @@ class SessionOptions:
     default_retry_after_s: float = 1.0  # a 429 without Retry-After closes the gate this long
     default_ban_s: float = 60.0  # a 418 without a ban end, likewise
     owner: str | None = None  # who the session is for (a user id), named in its log lines
+    reachability: Reachability | None = None  # told the outcome of every call
+
+
+# ---------------------------------------------------------------------------------------------- user stream
+
+
+@dataclass(frozen=True, slots=True)
+class OrderEvent:
+    """One order report pushed by the exchange (Binance: executionReport). `order` is the order as of this
+    event; when the event is a trade, `order.fills` holds that one trade."""
+
+    order: ExchangeOrder
+    execution_type: str  # the exchange's word: NEW, TRADE, CANCELED, EXPIRED, REJECTED, ...
+    event_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class BalancesEvent:
+    """Absolute free/locked of the assets that changed (Binance: outboundAccountPosition)."""
+
+    balances: tuple[ExchangeBalance, ...]
+    event_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceDeltaEvent:
+    """A deposit, withdrawal or transfer moved one asset by `delta` (Binance: balanceUpdate)."""
+
+    asset: str
+    delta: Decimal
+    event_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamUp:
+    """Subscribed. Anything that happened before (or during a gap since `StreamDown`) was NOT pushed: the
+    consumer re-reads what it follows over REST."""
+
+    reconnected: bool  # False for the first subscription of this stream
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDown:
+    """The subscription is gone (connection lost, terminated by the exchange, refused); retried after
+    `retry_in_s` unless `final` (keys refused: retrying can't help)."""
+
+    reason: str
+    retry_in_s: float
+    final: bool = False
+
+
+UserStreamEvent = OrderEvent | BalancesEvent | BalanceDeltaEvent | StreamUp | StreamDown
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOptions:
+    request_timeout_s: float = 5.0  # one WebSocket API request (the subscription)
+    backoff_s: float = 0.2  # first reconnect delay, doubling
+    max_backoff_s: float = 10.0
+    reachability: Reachability | None = None
+
+
+class UserStream(Protocol):
+    """A user's account updates, pushed by the exchange. `events()` runs until `close()`: it subscribes, and after
+    any drop or termination reconnects with backoff and subscribes again, reporting the gap as StreamDown/StreamUp."""
+
+    def events(self) -> AsyncIterator[UserStreamEvent]: ...
+
+    async def close(self) -> None: ...
 
 
 class ExchangeSession(Protocol):
@@ -218,9 +330,23 @@ class ExchangeAdapter(Protocol):
         """One signed call; raises ExchangeCallFailed when the exchange refuses or can't be reached."""
         ...
 
+    def user_stream(
+        self,
+        api_key: str,
+        api_secret: str,
+        *,
+        ws_url: str | None = None,
+        options: StreamOptions | None = None,
+    ) -> UserStream:
+        """The account's update stream through the exchange's WebSocket base `ws_url` (None: the default)."""
+        ...
+
 
 __all__ = [
+    "UNREACHED",
     "ZERO",
+    "BalanceDeltaEvent",
+    "BalancesEvent",
     "Disposition",
     "ErrorKind",
     "ExchangeAdapter",
@@ -229,7 +355,14 @@ __all__ = [
     "ExchangeOrder",
     "ExchangeSession",
     "ExchangeTrade",
+    "OrderEvent",
+    "Reachability",
     "SessionOptions",
+    "StreamDown",
+    "StreamOptions",
+    "StreamUp",
     "Ticker",
+    "UserStream",
+    "UserStreamEvent",
     "VenueError",
 ]

@@ -32,7 +32,7 @@ import ccxt.async_support as ccxt_async
 import structlog
 
 from shared.amounts import plain
-from shared.exchanges import DEFAULT_TESTNET_URL
+from shared.exchanges import DEFAULT_TESTNET_URL, DEFAULT_TESTNET_WS_URL
 from shared.exchanges.base import (
     ZERO,
     Disposition,
@@ -42,7 +42,9 @@ from shared.exchanges.base import (
     ExchangeOrder,
     ExchangeTrade,
     SessionOptions,
+    StreamOptions,
     Ticker,
+    UserStream,
     VenueError,
 )
 from shared.exchanges.errors import classify
@@ -318,13 +320,22 @@ class BinanceSession:
                 async with self._markets_lock:
                     if not self.client.markets:
                         await self.client.load_markets()
-            return await fn(*args, **kw)
+            result = await fn(*args, **kw)
         except asyncio.CancelledError:
             raise
-        except ExchangeCallFailed:
+        except ExchangeCallFailed as exc:
+            self._reached(exc.error)
             raise
         except Exception as exc:
-            raise await self._failed(exc) from exc
+            failed = await self._failed(exc)
+            self._reached(failed.error)
+            raise failed from exc
+        self._reached(None)
+        return result
+
+    def _reached(self, error: VenueError | None) -> None:
+        if self.options.reachability is not None and (error is None or error.exception):
+            self.options.reachability.record(error)  # (refusals made here, before sending, say nothing)
 
     async def _failed(self, exc: Exception) -> ExchangeCallFailed:
         headers = getattr(self.client, "last_response_headers", None)
@@ -557,6 +568,27 @@ class BinanceAdapter:
             await session.balances()
         finally:
             await session.close()
+
+    def user_stream(
+        self,
+        api_key: str,
+        api_secret: str,
+        *,
+        ws_url: str | None = None,
+        options: StreamOptions | None = None,
+    ) -> UserStream:
+        """The account's user data stream over the WebSocket API (python-binance; see binance_stream)."""
+        from shared.exchanges.binance_stream import BinanceUserStream
+
+        if self.base_url is None and ws_url is None:
+            raise ValueError("the binance (mainnet) adapter streams no account data")
+        return BinanceUserStream(
+            api_key,
+            api_secret,
+            ws_url=ws_url or DEFAULT_TESTNET_WS_URL,
+            label=self.label,
+            options=options or StreamOptions(),
+        )
 
 
 def testnet(base_url: str | None = None) -> BinanceAdapter:

@@ -71,3 +71,14 @@ def test_the_adapters_import_no_service() -> None:
         if any(_is(m, s) for s in SERVICES)
     )
     assert offenders == []
+
+
+def test_only_the_exchange_adapters_import_python_binance() -> None:
+    """python-binance (the `binance` package: the user data stream) stays behind the adapter too."""
+    offenders = sorted(
+        str(path.relative_to(ROOT))
+        for path in _python_files()
+        if not path.is_relative_to(ADAPTERS)
+        and any(_is(m, "binance") for m in imported_modules(path.read_text(encoding="utf-8")))
+    )
+    assert offenders == [], f"python-binance imported outside shared/exchanges/: {offenders}"
