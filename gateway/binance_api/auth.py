@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl
 from fastapi import Request
 
 from gateway.binance_api.errors import BinanceError, from_refusal
-from gateway.deps import client_address
+from gateway.binance_api.parts import Parts
 from shared.apikeys import (
     KeyRefused,
     ResolvedKey,
@@ -19,7 +19,6 @@ from shared.apikeys import (
     signed_payload,
     verify_signature,
 )
-from tradebridge.bootstrap import Runtime
 
 WEIGHT_STATE = "binance_used_weight"
 
@@ -59,9 +58,19 @@ async def _raw(request: Request) -> tuple[str, str]:
     return query, body
 
 
-async def _spend(request: Request, rt: Runtime, weight: int) -> None:
+def client_address(request: Request, rt: Parts) -> str:
+    """The caller's address, as ``gateway.deps.client_address`` reads it (X-Forwarded-For only behind
+    trusted proxies): request weight and IP allow-lists are per address."""
+    if rt.settings.trusted_proxies:
+        forwarded = request.headers.get("x-forwarded-for")
+        if forwarded:
+            return forwarded.split(",")[0].strip()
+    return request.client.host if request.client else "unknown"
+
+
+async def _spend(request: Request, rt: Parts, weight: int) -> None:
     """Count the request's weight against the per-address limit; past it 429 -1003 with Retry-After."""
-    address = await client_address(request, rt)
+    address = client_address(request, rt)
     allowed, used, retry_after = await rt.limiter.spend(
         rt.settings.binance_api_weight_limit, f"binance-weight:{address}", weight
     )
@@ -76,7 +85,7 @@ async def _spend(request: Request, rt: Runtime, weight: int) -> None:
         )
 
 
-async def public_call(request: Request, rt: Runtime, weight: int) -> Call:
+async def public_call(request: Request, rt: Parts, weight: int) -> Call:
     await _spend(request, rt, weight)
     query, body = await _raw(request)
     return Call(_params(query, body))
@@ -91,7 +100,7 @@ def _params(query: str, body: str) -> dict[str, str]:
     return params
 
 
-async def signed_call(request: Request, rt: Runtime, weight: int, scope: str) -> Call:
+async def signed_call(request: Request, rt: Parts, weight: int, scope: str) -> Call:
     """A SIGNED endpoint: the API key (X-MBX-APIKEY) is live and its owner active, the timestamp inside the
     recvWindow, the HMAC-SHA256 signature right, and the key has ``scope`` and allows the client's address.
     The key is read in a short read-only session, so no write transaction is open meanwhile."""
@@ -106,7 +115,7 @@ async def signed_call(request: Request, rt: Runtime, weight: int, scope: str) ->
         )
         payload, signature = signed_payload(query, body)
         verify_signature(key.secret, payload, signature)
-        key.allows(scope, await client_address(request, rt))
+        key.allows(scope, client_address(request, rt))
     except KeyRefused as exc:
         raise from_refusal(exc) from None
     params.pop("signature", None)

@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from gateway.binance_api.parts import Parts
 from shared.models import Order, OrderEvent
-from tradebridge.bootstrap import Runtime
 
 
 async def binance_ids(session: AsyncSession, order_ids: Iterable[str]) -> dict[str, int]:
@@ -52,7 +52,7 @@ async def by_client_id(session: AsyncSession, user_id: str, client_order_id: str
     ).scalar_one_or_none()
 
 
-async def settled(rt: Runtime, order_id: str, pending: frozenset[str], timeout_s: float) -> Order:
+async def settled(rt: Parts, order_id: str, pending: frozenset[str], timeout_s: float) -> Order:
     """The order once its status has left ``pending`` (the worker matched it), or as it is after
     ``timeout_s``: Binance answers a new order's RESULT/FULL and a cancel with the outcome, our API answers
     at acceptance, so the adapter waits for the one book's worker here (read-only sessions, short polls)."""

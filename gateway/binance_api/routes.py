@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from execution.paper.rules import MarketRules, RuleViolation
@@ -32,13 +33,13 @@ from gateway.binance_api.errors import (
     mandatory,
 )
 from gateway.binance_api.orders import binance_ids, by_binance_id, by_client_id, settled
-from gateway.deps import RuntimeDep, Trader
-from gateway.routes.orders import order_service
+from gateway.binance_api.parts import Parts, PartsDep
+from gateway.deps import Trader
+from gateway.services.orders import OrderService
 from shared.errors import DomainError
 from shared.models import CandleRow, Fill, Order, PaperAccount
 from shared.orders import FINAL, OPEN
 from shared.schemas.orders import OrderIn
-from tradebridge.bootstrap import Runtime
 
 log = structlog.get_logger(__name__)
 
@@ -115,7 +116,7 @@ def _int(
     return value
 
 
-def _market(rt: Runtime, call: Call, *, required: bool = True) -> MarketRules | None:
+def _market(rt: Parts, call: Call, *, required: bool = True) -> MarketRules | None:
     symbol = call.get("symbol")
     if symbol is None:
         if required:
@@ -129,7 +130,7 @@ def _market(rt: Runtime, call: Call, *, required: bool = True) -> MarketRules | 
     return rules
 
 
-def _markets(rt: Runtime, call: Call) -> list[MarketRules]:
+def _markets(rt: Parts, call: Call) -> list[MarketRules]:
     """``symbol=X`` or ``symbols=["X","Y"]`` (Binance's JSON array in a parameter) or every market."""
     one = _market(rt, call, required=False)
     if one is not None:
@@ -147,13 +148,28 @@ def _markets(rt: Runtime, call: Call) -> list[MarketRules]:
     return out
 
 
+def order_service(rt: Parts, session: AsyncSession) -> OrderService:
+    """The order service of our own API (``gateway.routes.orders``), on the adapter's session."""
+    return OrderService(
+        session=session,
+        clock=rt.clock,
+        markets=rt.markets,
+        fees=rt.fees,
+        market_data=rt.market_data,
+        limiter=rt.limiter,
+        order_rate_limit=rt.settings.order_rate_limit,
+        starting_balances=rt.settings.paper_starting_balances,
+        funded=rt.paper_funded,
+    )
+
+
 def _owner(call: Call) -> Trader:
     """The key's owner as the order service sees a trader, always in paper mode."""
     assert call.key is not None
     return Trader(call.key.user_id, MODE, "user")
 
 
-def _now_ms(rt: Runtime) -> int:
+def _now_ms(rt: Parts) -> int:
     return int(rt.clock.now().timestamp() * 1000)
 
 
@@ -161,19 +177,19 @@ def _now_ms(rt: Runtime) -> int:
 
 
 @router.get("/ping")
-async def ping(request: Request, rt: RuntimeDep) -> dict[str, Any]:
+async def ping(request: Request, rt: PartsDep) -> dict[str, Any]:
     await public_call(request, rt, 1)
     return {}
 
 
 @router.get("/time")
-async def server_time(request: Request, rt: RuntimeDep) -> dict[str, Any]:
+async def server_time(request: Request, rt: PartsDep) -> dict[str, Any]:
     await public_call(request, rt, 1)
     return {"serverTime": _now_ms(rt)}
 
 
 @router.get("/exchangeInfo")
-async def exchange_info(request: Request, rt: RuntimeDep) -> dict[str, Any]:
+async def exchange_info(request: Request, rt: PartsDep) -> dict[str, Any]:
     call = await public_call(request, rt, 20)
     limit = rt.settings.binance_api_weight_limit
     return {
@@ -198,7 +214,7 @@ def _amount_of(rule: str) -> int:
     return int(parse_rule(rule).amount)
 
 
-async def _depth(rt: Runtime, symbol: str) -> dict[str, Any]:
+async def _depth(rt: Parts, symbol: str) -> dict[str, Any]:
     return await rt.market_data.get("depth", symbol) or {"bids": [], "asks": []}
 
 
@@ -207,7 +223,7 @@ def _levels(levels: list[Any], limit: int) -> list[list[str]]:
 
 
 @router.get("/depth")
-async def depth(request: Request, rt: RuntimeDep) -> dict[str, Any]:
+async def depth(request: Request, rt: PartsDep) -> dict[str, Any]:
     call = await public_call(request, rt, 5)
     rules = _market(rt, call)
     assert rules is not None
@@ -226,7 +242,7 @@ def _trade_id(raw: Any, fallback: int) -> int:
 
 
 @router.get("/trades")
-async def trades(request: Request, rt: RuntimeDep) -> list[dict[str, Any]]:
+async def trades(request: Request, rt: PartsDep) -> list[dict[str, Any]]:
     call = await public_call(request, rt, 25)
     rules = _market(rt, call)
     assert rules is not None
@@ -251,7 +267,7 @@ async def trades(request: Request, rt: RuntimeDep) -> list[dict[str, Any]]:
 
 
 @router.get("/klines")
-async def klines(request: Request, rt: RuntimeDep) -> list[list[Any]]:
+async def klines(request: Request, rt: PartsDep) -> list[list[Any]]:
     call = await public_call(request, rt, 2)
     rules = _market(rt, call)
     assert rules is not None
@@ -291,13 +307,13 @@ async def klines(request: Request, rt: RuntimeDep) -> list[list[Any]]:
     ]
 
 
-async def _price(rt: Runtime, symbol: str) -> Decimal | None:
+async def _price(rt: Parts, symbol: str) -> Decimal | None:
     ticker = await rt.market_data.get("ticker", symbol)
     return Decimal(str(ticker["price"])) if ticker and ticker.get("price") else None
 
 
 @router.get("/ticker/price")
-async def ticker_price(request: Request, rt: RuntimeDep) -> Any:
+async def ticker_price(request: Request, rt: PartsDep) -> Any:
     call = await public_call(request, rt, 2 if call_has_symbol(request) else 4)
     out = []
     for rules in _markets(rt, call):
@@ -310,7 +326,7 @@ def call_has_symbol(request: Request) -> bool:
     return "symbol" in request.query_params
 
 
-async def _book_ticker(rt: Runtime, symbol: str) -> dict[str, str]:
+async def _book_ticker(rt: Parts, symbol: str) -> dict[str, str]:
     book = await _depth(rt, symbol)
     bids, asks = book.get("bids") or [], book.get("asks") or []
     best_bid = bids[0] if bids else (0, 0)
@@ -325,14 +341,14 @@ async def _book_ticker(rt: Runtime, symbol: str) -> dict[str, str]:
 
 
 @router.get("/ticker/bookTicker")
-async def book_ticker(request: Request, rt: RuntimeDep) -> Any:
+async def book_ticker(request: Request, rt: PartsDep) -> Any:
     call = await public_call(request, rt, 2 if call_has_symbol(request) else 4)
     out = [await _book_ticker(rt, r.symbol) for r in _markets(rt, call)]
     return out[0] if call.get("symbol") else out
 
 
 @router.get("/ticker/24hr")
-async def ticker_24hr(request: Request, rt: RuntimeDep) -> Any:
+async def ticker_24hr(request: Request, rt: PartsDep) -> Any:
     call = await public_call(request, rt, 2 if call_has_symbol(request) else 80)
     now = rt.clock.now()
     out = []
@@ -355,7 +371,7 @@ async def ticker_24hr(request: Request, rt: RuntimeDep) -> Any:
     return out[0] if call.get("symbol") else out
 
 
-async def _day(rt: Runtime, symbol: str, rows: list[CandleRow], now: datetime) -> dict[str, Any]:
+async def _day(rt: Parts, symbol: str, rows: list[CandleRow], now: datetime) -> dict[str, Any]:
     last = await _price(rt, symbol) or (rows[-1].close if rows else Decimal(0))
     open_ = rows[0].open if rows else last
     volume = sum((r.volume for r in rows), Decimal(0))
@@ -392,7 +408,7 @@ async def _day(rt: Runtime, symbol: str, rows: list[CandleRow], now: datetime) -
 # -- trading endpoints ------------------------------------------------------------------------------------
 
 
-async def _order_in(rt: Runtime, call: Call, rules: MarketRules) -> OrderIn:
+async def _order_in(rt: Parts, call: Call, rules: MarketRules) -> OrderIn:
     """Binance's new-order parameters as our ``OrderIn``; Binance's codes for what is missing or wrong."""
     side = call.get("side")
     if side is None:
@@ -462,12 +478,12 @@ def _validated(
         raise BinanceError(-1013, "Invalid quantity or price.") from None
 
 
-async def _best(rt: Runtime, symbol: str, side: str) -> Decimal | None:
+async def _best(rt: Parts, symbol: str, side: str) -> Decimal | None:
     levels = (await _depth(rt, symbol)).get("asks" if side == "BUY" else "bids") or []
     return Decimal(str(levels[0][0])) if levels else None
 
 
-async def _quantity_for_quote(rt: Runtime, rules: MarketRules, side: str, quote: Decimal) -> Decimal:
+async def _quantity_for_quote(rt: Parts, rules: MarketRules, side: str, quote: Decimal) -> Decimal:
     """quoteOrderQty → a quantity at the best opposite price (else the last price), rounded down to the step:
     the order then fills like one placed with that quantity."""
     reference = await _best(rt, rules.symbol, side) or await _price(rt, rules.symbol)
@@ -480,7 +496,7 @@ async def _quantity_for_quote(rt: Runtime, rules: MarketRules, side: str, quote:
     return quantity
 
 
-async def _refuse_taker(rt: Runtime, symbol: str, side: str, price: Decimal) -> None:
+async def _refuse_taker(rt: Parts, symbol: str, side: str, price: Decimal) -> None:
     """LIMIT_MAKER: refused if it would cross the book as it is now (the paper book has no post-only flag;
     the check is against the latest published depth)."""
     best = await _best(rt, symbol, "BUY" if side == "BUY" else "SELL")
@@ -488,7 +504,7 @@ async def _refuse_taker(rt: Runtime, symbol: str, side: str, price: Decimal) -> 
         raise BinanceError(-2010, "Order would immediately match and take.")
 
 
-async def _fills(rt: Runtime, order_id: str) -> list[Fill]:
+async def _fills(rt: Parts, order_id: str) -> list[Fill]:
     async with rt.read_sessions() as reader:
         rows = await reader.execute(
             select(Fill).where(col(Fill.order_id) == order_id).order_by(col(Fill.ts), col(Fill.id))
@@ -497,7 +513,7 @@ async def _fills(rt: Runtime, order_id: str) -> list[Fill]:
 
 
 @router.post("/order/test", responses=error_responses(400, 401, 429))
-async def test_order(request: Request, rt: RuntimeDep) -> dict[str, Any]:
+async def test_order(request: Request, rt: PartsDep) -> dict[str, Any]:
     """Validates a new order (parameters, filters) without placing it."""
     call = await signed_call(request, rt, 1, "trade")
     rules = _market(rt, call)
@@ -515,7 +531,7 @@ async def test_order(request: Request, rt: RuntimeDep) -> dict[str, Any]:
 
 
 @router.post("/order")
-async def new_order(request: Request, rt: RuntimeDep) -> dict[str, Any]:
+async def new_order(request: Request, rt: PartsDep) -> dict[str, Any]:
     """A new order of the user's paper account, placed by ``OrderService.place`` like any other."""
     call = await signed_call(request, rt, 1, "trade")
     assert call.key is not None
@@ -555,7 +571,7 @@ async def new_order(request: Request, rt: RuntimeDep) -> dict[str, Any]:
     return out
 
 
-async def _find(rt: Runtime, call: Call, missing: BinanceError) -> Order:
+async def _find(rt: Parts, call: Call, missing: BinanceError) -> Order:
     """The caller's order named by orderId or origClientOrderId (and symbol), else ``missing``."""
     assert call.key is not None
     rules = _market(rt, call)
@@ -578,7 +594,7 @@ async def _find(rt: Runtime, call: Call, missing: BinanceError) -> Order:
 
 
 @router.get("/order")
-async def get_order(request: Request, rt: RuntimeDep) -> dict[str, Any]:
+async def get_order(request: Request, rt: PartsDep) -> dict[str, Any]:
     call = await signed_call(request, rt, 4, "read")
     order = await _find(rt, call, NO_SUCH_ORDER)
     async with rt.read_sessions() as reader:
@@ -586,7 +602,7 @@ async def get_order(request: Request, rt: RuntimeDep) -> dict[str, Any]:
     return render.order_query(order, ids[order.id])
 
 
-async def _cancel(rt: Runtime, call: Call, order: Order) -> dict[str, Any]:
+async def _cancel(rt: Parts, call: Call, order: Order) -> dict[str, Any]:
     assert call.key is not None
     async with rt.sessions() as session, session.begin():
         try:
@@ -604,7 +620,7 @@ async def _cancel(rt: Runtime, call: Call, order: Order) -> dict[str, Any]:
 
 
 @router.delete("/order")
-async def cancel_order(request: Request, rt: RuntimeDep) -> dict[str, Any]:
+async def cancel_order(request: Request, rt: PartsDep) -> dict[str, Any]:
     call = await signed_call(request, rt, 1, "trade")
     order = await _find(rt, call, UNKNOWN_ORDER)
     if order.status in FINAL:
@@ -613,7 +629,7 @@ async def cancel_order(request: Request, rt: RuntimeDep) -> dict[str, Any]:
 
 
 async def _orders(
-    rt: Runtime, call: Call, *, open_only: bool, rules: MarketRules | None, limit: int
+    rt: Parts, call: Call, *, open_only: bool, rules: MarketRules | None, limit: int
 ) -> list[Order]:
     assert call.key is not None
     stmt = select(Order).where(col(Order.user_id) == call.key.user_id, col(Order.mode) == MODE)
@@ -625,7 +641,7 @@ async def _orders(
         return list((await reader.execute(stmt.order_by(col(Order.id).desc()).limit(limit))).scalars())
 
 
-async def _render_orders(rt: Runtime, orders: list[Order]) -> list[dict[str, Any]]:
+async def _render_orders(rt: Parts, orders: list[Order]) -> list[dict[str, Any]]:
     async with rt.read_sessions() as reader:
         ids = await binance_ids(reader, [o.id for o in orders])
     out = [render.order_query(o, ids[o.id]) for o in orders if o.id in ids]
@@ -633,14 +649,14 @@ async def _render_orders(rt: Runtime, orders: list[Order]) -> list[dict[str, Any
 
 
 @router.get("/openOrders")
-async def open_orders(request: Request, rt: RuntimeDep) -> list[dict[str, Any]]:
+async def open_orders(request: Request, rt: PartsDep) -> list[dict[str, Any]]:
     call = await signed_call(request, rt, 6 if call_has_symbol(request) else 80, "read")
     rules = _market(rt, call, required=False)
     return await _render_orders(rt, await _orders(rt, call, open_only=True, rules=rules, limit=1000))
 
 
 @router.delete("/openOrders")
-async def cancel_open_orders(request: Request, rt: RuntimeDep) -> list[dict[str, Any]]:
+async def cancel_open_orders(request: Request, rt: PartsDep) -> list[dict[str, Any]]:
     call = await signed_call(request, rt, 1, "trade")
     rules = _market(rt, call)
     orders = await _orders(rt, call, open_only=True, rules=rules, limit=1000)
@@ -657,7 +673,7 @@ async def cancel_open_orders(request: Request, rt: RuntimeDep) -> list[dict[str,
 
 
 @router.get("/allOrders")
-async def all_orders(request: Request, rt: RuntimeDep) -> list[dict[str, Any]]:
+async def all_orders(request: Request, rt: PartsDep) -> list[dict[str, Any]]:
     call = await signed_call(request, rt, 20, "read")
     rules = _market(rt, call)
     limit = _int(call, "limit", default=500, low=1, high=1000) or 500
@@ -674,7 +690,7 @@ async def all_orders(request: Request, rt: RuntimeDep) -> list[dict[str, Any]]:
 
 
 @router.get("/myTrades")
-async def my_trades(request: Request, rt: RuntimeDep) -> list[dict[str, Any]]:
+async def my_trades(request: Request, rt: PartsDep) -> list[dict[str, Any]]:
     call = await signed_call(request, rt, 20, "read")
     assert call.key is not None
     rules = _market(rt, call)
@@ -705,7 +721,7 @@ async def my_trades(request: Request, rt: RuntimeDep) -> list[dict[str, Any]]:
 
 
 @router.get("/account")
-async def account(request: Request, rt: RuntimeDep) -> dict[str, Any]:
+async def account(request: Request, rt: PartsDep) -> dict[str, Any]:
     call = await signed_call(request, rt, 20, "read")
     assert call.key is not None
     user_id = call.key.user_id

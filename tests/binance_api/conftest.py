@@ -21,14 +21,19 @@ from tests.support.eventually import eventually
 from tradebridge.embedded import create_embedded_app
 
 
+def parts(app: FastAPI) -> Any:
+    """The app's parts (sessions, clock, ...), wherever the composition root keeps them."""
+    return getattr(app.state, "parts", None) or app.state.runtime
+
+
 @dataclass
 class Served:
     app: FastAPI
     base: str  # http://127.0.0.1:PORT
 
     @property
-    def runtime(self) -> Any:
-        return self.app.state.runtime
+    def parts(self) -> Any:
+        return parts(self.app)
 
     async def user(self, email: str) -> dict[str, str]:
         """Register and log in: the bearer header of our own API."""

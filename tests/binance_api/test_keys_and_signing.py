@@ -20,6 +20,7 @@ from sqlmodel import col
 from shared.apikeys import KeyRefused, check_timestamp, signed_payload, verify_signature
 from shared.clock import ManualClock
 from shared.models import ApiKey, AuditLog
+from tests.binance_api.conftest import parts
 from tests.support.api import Api, make_settings, running_api
 
 PREFIX = "/binance/api/v3"
@@ -69,7 +70,7 @@ async def test_keys_issue_list_revoke_stored_hashed_and_encrypted_and_audited(ap
     assert "secret" not in listed[0] and "api_key" not in listed[0]
     assert listed[0]["api_key_hint"] == "****" + key["api_key"][-4:]
 
-    async with api.runtime.read_sessions() as s:
+    async with parts(api.app).read_sessions() as s:
         row = (await s.execute(select(ApiKey).where(ApiKey.id == key["id"]))).scalar_one()
         audit = [a.action for a in (await s.execute(select(AuditLog).order_by(col(AuditLog.id)))).scalars()]
     assert row.key_hash == hashlib.sha256(key["api_key"].encode()).hexdigest()
@@ -83,7 +84,7 @@ async def test_keys_issue_list_revoke_stored_hashed_and_encrypted_and_audited(ap
 
     assert (await api.client.delete(f"/api/api-keys/{key['id']}", headers=bearer)).status_code == 204
     assert (await api.client.get("/api/api-keys", headers=bearer)).json() == []
-    async with api.runtime.read_sessions() as s:
+    async with parts(api.app).read_sessions() as s:
         audit = [a.action for a in (await s.execute(select(AuditLog))).scalars()]
     assert "apikeys.revoke" in audit
 
