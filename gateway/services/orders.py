@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import Integer, String, TextualSelect, column, insert, select, text
+from sqlalchemy import TextClause, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from execution.paper.ledger import (
@@ -27,7 +27,7 @@ from execution.store.ledger import Movement, SqlLedger, balance_payload, pg_appl
 from gateway.services.accounts import has_testnet_keys
 from shared.clock import Clock
 from shared.contracts import order_event_payload, order_out
-from shared.db import Amount, upsert_insert
+from shared.db import upsert_insert
 from shared.errors import Conflict, InvalidInput, NotFound, Throttled
 from shared.ids import new_id
 from shared.marketdata import MarketData
@@ -49,7 +49,7 @@ from shared.streams import command_stream, order_command
 
 
 @functools.cache
-def _accept_paper_pg() -> TextualSelect:
+def _accept_paper_pg() -> TextClause:
     """PostgreSQL: a paper order accepted in ONE statement (data-modifying CTEs, applied together or not at all),
     fed with the rows the general path writes one by one (see ``OrderService.place``): insert the order unless
     (user, client_order_id) exists; if it was inserted, apply the RESERVE entry's ``Movement``
@@ -89,14 +89,7 @@ SELECT i.inserted, m.account_id, m.asset, m.free, m.locked,
                         ORDER BY id) FROM ob) AS outbox
   FROM (SELECT count(*) AS inserted FROM ins) AS i LEFT JOIN moved AS m ON true
 """  # noqa: S608
-    return text(sql).columns(
-        column("inserted", Integer),
-        column("account_id", String),
-        column("asset", String),
-        column("free", Amount),
-        column("locked", Amount),
-        column("outbox"),
-    )
+    return text(sql)
 
 
 @functools.cache
