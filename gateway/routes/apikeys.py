@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Response, status
 from pydantic import BaseModel, Field
 
-from gateway.deps import AuditorDep, CurrentUser, PartsDep, SessionDep
+from gateway.binance_api.parts import PartsDep
+from gateway.deps import AuditorDep, CurrentUser, SessionDep
 from gateway.problems import AUTHENTICATED, WITH_BODY, problem_responses
 from gateway.services.apikeys import ApiKeyService
 from shared.models import ApiKey
