@@ -4,6 +4,7 @@ import { api } from "../api.js";
 import { clear, el, toast } from "../dom.js";
 import { clearErrors, field, formError, showErrors } from "../forms.js";
 import * as fmt from "../fmt.js";
+import { apiKeysSection } from "./apikeys.js";
 
 export function mountAccount(main, ctx) {
   const { app } = ctx;
@@ -73,7 +74,8 @@ export function mountAccount(main, ctx) {
     el("section", { class: "panel", "aria-labelledby": "keys-h" },
       el("h2", { id: "keys-h" }, "Binance testnet keys"),
       el("p", { class: "muted small" }, "Needed for testnet mode. Create them on testnet.binance.vision."),
-      keysBox, form)));
+      keysBox, form),
+    apiKeysSection()));
   ctx.own(app.onMe(renderProfile));
   renderProfile();
   loadKeys();
