@@ -17,6 +17,7 @@ use. The ``.so`` files and the manifest are not committed.
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import subprocess
 import sys
@@ -64,6 +65,16 @@ def compiled_modules() -> list[str]:
     return names
 
 
+def _shared_imports() -> list[str]:
+    """The ``shared`` modules this package's sources import (``from shared.x import ...``), as file names: the
+    build tree needs them for mypy (they are plain dependencies, not compiled). Found, not listed, so a new
+    import does not break the build."""
+    found = set()
+    for f in HERE.glob("*.py"):
+        found.update(re.findall(r"^\s*(?:from|import) shared\.(\w+)", f.read_text(), flags=re.MULTILINE))
+    return sorted(f"{name}.py" for name in found)
+
+
 def build(modules: tuple[str, ...] = MODULES) -> list[Path]:
     """Compile ``modules`` and copy the extensions in; raises ``CalledProcessError`` if the build fails."""
     clean()
@@ -76,15 +87,13 @@ def build(modules: tuple[str, ...] = MODULES) -> list[Path]:
                 shutil.copy(f, pkg / f.name)
         shared = Path(tmp) / "shared"
         shared.mkdir()
-        for name in ("__init__.py", "errors.py", "amounts.py"):  # what the compiled modules import
+        for name in ("__init__.py", *_shared_imports()):  # what the package imports from shared/
             src = ROOT / "shared" / name
             (shared / name).write_text(src.read_text() if src.exists() else "")
         paths = [f"execution/paper/{m}.py" for m in modules]
         group = GROUP if len(modules) > 1 else f"execution.paper.{modules[0]}"
         (Path(tmp) / "setup.py").write_text(_SETUP.format(paths=paths, group=group))
-        subprocess.run(
-            [sys.executable, "setup.py"], cwd=tmp, check=True, stdout=subprocess.DEVNULL
-        )
+        subprocess.run([sys.executable, "setup.py"], cwd=tmp, check=True, stdout=subprocess.DEVNULL)
         sources = _accel.digest(pkg, modules)
         for f in list(pkg.glob("*.so")) + list(pkg.glob("*.pyd")):
             shutil.copy(f, HERE / f.name)
