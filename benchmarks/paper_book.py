@@ -5,10 +5,15 @@ orders, 15% marketable IOC orders) is run through
   1. ``execution.paper.book.OrderBook`` (integer hot path; compiled by mypyc if the extension is built),
   2. liquibook's ``DepthOrderBook`` through its SWIG binding, with a Python ``OrderListener`` counting
      fills (needed to cross-check traded quantity) and, for reference, without any listener,
-  3. ``PaperExchange`` with the in-memory ``Ledger`` (validation, reservations, settlement with fees,
-     releases), on the same stream turned into Decimal requests from 200 funded accounts, twice: with the
-     reports left unread (their events and journal entries are built lazily, on first read) and with
-     every field of every report and every posting read, as the execution worker does.
+  3. ``PaperExchange`` as production runs it (validation, reservations, settlement with fees, releases):
+     the paper venue's own exchange and ledger (``PaperVenue(...).exchange``, whose ledger holds the system
+     accounts), on the same stream turned into Decimal requests from 200 accounts, one in ten a system
+     account (a market maker: funded by ``ledger.load`` as the worker does, its orders reserved by the
+     exchange) and the rest users (their orders carry the reservation the gateway made,
+     ``required_reservation``, as the venue passes it on). Twice: with the reports left unread (their events
+     and journal entries are built lazily, on first read) and with every field of every report and every
+     posting read, as the execution worker does. For comparison, the same stream on an exchange whose
+     ``Ledger`` holds every account (all orders reserved by the exchange), reports unread.
 Each operation is timed with ``time.perf_counter_ns``; each engine runs ``--repeat`` times and the best run
 is shown (the machine is shared). Both books must trade the same total quantity.
 
@@ -47,8 +52,10 @@ from execution.paper.exchange import (  # noqa: E402
     Side,
     TimeInForce,
 )
-from execution.paper.ledger import FeeSchedule, Ledger  # noqa: E402
+from execution.paper.ledger import FeeSchedule, Ledger, Reservation, required_reservation  # noqa: E402
 from execution.paper.rules import build_rules  # noqa: E402
+from execution.venues.paper import PaperVenue  # noqa: E402
+from shared.clock import SystemClock  # noqa: E402
 
 ADD, CANCEL, TAKE = 0, 1, 2
 Op = tuple[int, int, bool, int, int]  # kind, order number, is_buy, price ticks, qty lots
@@ -166,34 +173,48 @@ def run_liquibook(stream: list[Op], listen: bool) -> tuple[list[int], int]:
     return lat, listener.traded
 
 
-def run_exchange(stream: list[Op], read: bool = False) -> tuple[list[int], int]:
+def run_exchange(stream: list[Op], read: bool = False, production: bool = True) -> tuple[list[int], int]:
+    """``production``: the paper venue's exchange and ledger, users' orders reserved upstream (see the module
+    docstring); else a ``Ledger`` holding every account, every order reserved by the exchange."""
     rules = build_rules(["BTCUSDT"])
     r = rules["BTCUSDT"]
-    ex = PaperExchange(rules, FeeSchedule(), Ledger(keep_journal=False))
-    accounts = [f"acct-{i}" for i in range(200)]
-    for a in accounts:
-        ex.deposit(a, "USDT", Decimal("1e12"))
-        ex.deposit(a, "BTC", Decimal("1e7"))
-    reqs: list[tuple[int, object]] = []
+    fees = FeeSchedule()
+    accounts = [f"system/mm-{i}" if i % 10 == 0 else f"user-{i}" for i in range(200)]
+    if production:
+        venue = PaperVenue(rules, fees, SystemClock())
+        ex = venue.exchange
+        venue.ledger.load(  # the market makers' balances, as the worker loads them from the database
+            {(a, asset): amount for a in accounts if a.startswith("system/")
+             for asset, amount in (("USDT", Decimal("1e12")), ("BTC", Decimal("1e7")))}
+        )
+    else:
+        ex = PaperExchange(rules, fees, Ledger(keep_journal=False))
+        for a in accounts:
+            ex.deposit(a, "USDT", Decimal("1e12"))
+            ex.deposit(a, "BTC", Decimal("1e7"))
+    reqs: list[tuple[int, object, Reservation | None]] = []
     for kind, num, is_buy, price, qty in stream:
         oid = f"o{num}"
         if kind == CANCEL:
-            reqs.append((CANCEL, oid))
+            reqs.append((CANCEL, oid, None))
             continue
         side = Side.BUY if is_buy else Side.SELL
+        account = accounts[num % len(accounts)]
+        quantity, limit = r.lots_to_qty(qty * 1000), r.ticks_to_price(price)
         req = OrderRequest(
-            oid, accounts[num % len(accounts)], "BTCUSDT", side, OrderType.LIMIT,
-            r.lots_to_qty(qty * 1000), r.ticks_to_price(price),
+            oid, account, "BTCUSDT", side, OrderType.LIMIT, quantity, limit,
             TimeInForce.GTC if kind == ADD else TimeInForce.IOC,
         )
-        reqs.append((kind, req))
+        upstream = production and not account.startswith("system/")
+        reservation = required_reservation(r, fees, is_buy, quantity, limit) if upstream else None
+        reqs.append((kind, req, reservation))
     lat = [0] * len(reqs)
     traded = 0
     clock = time.perf_counter_ns
     is_open = ex.is_open
     gc.collect()
     gc.freeze()  # the prepared requests are input, not exchange state: keep them out of the collector's way
-    for i, (kind, payload) in enumerate(reqs):
+    for i, (kind, payload, reservation) in enumerate(reqs):
         t0 = clock()
         if kind == CANCEL:
             # As the paper venue calls it: a cancel of an order that is no longer on the book (filled
@@ -203,7 +224,7 @@ def run_exchange(stream: list[Op], read: bool = False) -> tuple[list[int], int]:
                 continue
             rep = ex.cancel(payload)  # type: ignore[arg-type]
         else:
-            rep = ex.place(payload)  # type: ignore[arg-type]
+            rep = ex.place(payload, reservation)  # type: ignore[arg-type]
         if read:
             traded += len(rep.trades)
             for e in rep.journal:
@@ -262,15 +283,20 @@ def main() -> None:
     rows.append(best(runs))
     gc.enable()
     if not args.skip_exchange:
-        for read, name in ((False, "PaperExchange+ledger"), (True, "  + every report read")):
+        cases = (
+            (False, True, "PaperExchange, as the venue"),
+            (True, True, "  + every report read"),
+            (False, False, "PaperExchange, full Ledger"),
+        )
+        for read, production, name in cases:
             runs = []
             for _ in range(args.repeat):
-                lat, _ = run_exchange(stream, read)
+                lat, _ = run_exchange(stream, read, production)
                 runs.append(summarize(name, lat))
             rows.append(best(runs))
-    print(f"{'engine':<26}{'ops/s':>12}{'p50 us':>9}{'p99 us':>9}{'mean us':>9}")
+    print(f"{'engine':<30}{'ops/s':>12}{'p50 us':>9}{'p99 us':>9}{'mean us':>9}")
     for name, ops, p50, p99, mean in rows:
-        print(f"{name:<26}{ops:>12,.0f}{p50:>9.2f}{p99:>9.2f}{mean:>9.2f}")
+        print(f"{name:<30}{ops:>12,.0f}{p50:>9.2f}{p99:>9.2f}{mean:>9.2f}")
     print(f"traded qty: paper book={traded_paper} liquibook={traded_lb}")
     print(f"paper book / liquibook(listener) = {rows[0][1] / rows[1][1]:.2f}x; "
           f"/ liquibook(no listener) = {rows[0][1] / rows[2][1]:.2f}x")
