@@ -105,10 +105,12 @@ class UserStreams:
         r = self._running.pop(user_id, None)
         if r is None:
             return
-        r.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await r.task
-        await r.stream.close()
+        await r.stream.close()  # wakes and ends its reader
+        done, _ = await asyncio.wait({r.task}, timeout=2.0)
+        if not done:
+            r.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(r.task, timeout=2.0)
         self._target.on_stream_down(user_id, "stopped")
 
     async def _follow(self, user_id: str, stream: UserStream) -> None:

@@ -200,6 +200,7 @@ class TestnetVenue:
         self.reachability = Reachability()  # when Binance testnet last answered (shown to users)
         self._streams: UserStreams | None = None
         self._streaming: set[str] = set()  # users whose data stream is subscribed
+        self._transient: set[str] = set()  # orders last reported with an in-flight reason
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -402,6 +403,10 @@ class TestnetVenue:
             with contextlib.suppress(ExchangeCallFailed):
                 rows = await self._trades(uc, t.order, snap.venue_order_id)
                 fills = [self._fill(t, r) for r in rows]
+        if reason is None and snap.status in FINAL_STATUSES and t.order.order_id in self._transient:
+            reason = f"{snap.status.lower()} on Binance testnet (confirmed after the outcome was unclear)"
+        if snap.status in FINAL_STATUSES:
+            self._transient.discard(t.order.order_id)
         changed = snap.status != t.status or snap.filled != t.filled or full or reason is not None
         t.status, t.filled, t.cum_quote = snap.status, snap.filled, snap.cum_quote
         changes: tuple[OrderChange, ...] = ()
@@ -438,9 +443,32 @@ class TestnetVenue:
     def _final(order: VenueOrder, status: str, reason: str) -> VenueResult:
         return _status_only(order, status, reason)
 
-    @staticmethod
-    def _in_flight(order: VenueOrder, status: str, reason: str) -> VenueResult:
+    def _in_flight(self, order: VenueOrder, status: str, reason: str) -> VenueResult:
+        """A provisional state with its reason; the final change that follows replaces that reason."""
+        self._transient.add(order.order_id)
         return _status_only(order, status, reason, venue_order_id=order.venue_order_id)
+
+    def _send_deadline(self, order: VenueOrder) -> tuple[float, float]:
+        """(event-loop time after which the order is no longer sent, the configured limit). Counted from the
+        order's acceptance, which its id carries (shared.ids: 48-bit milliseconds first), else from now."""
+        limit = (
+            self.config.send_timeout_market_s
+            if order.type.upper() == "MARKET"
+            else self.config.send_timeout_limit_s
+        )
+        age = 0.0
+        if len(order.order_id) == 32:
+            with contextlib.suppress(ValueError):
+                age = max(0.0, self._clock.now().timestamp() - int(order.order_id[:12], 16) / 1000)
+        return self._now() + limit - age, limit
+
+    def _expired_unsent(self, order: VenueOrder, limit: float) -> VenueResult:
+        return self._final(
+            order,
+            Status.EXPIRED,
+            f"not sent: Binance testnet could not take it within {limit:g} s of acceptance, and a "
+            f"{order.type.upper()} order is never sent late",
+        )
 
     # ------------------------------------------------------------------ placing
 
@@ -494,6 +522,7 @@ class TestnetVenue:
         """Send once; after any unclear outcome, look up by client order id and resend only on a confirmed miss."""
         loop_now = self._now
         unclear_since: float | None = loop_now() if sent_maybe else None
+        deadline, limit = self._send_deadline(order)
         must_lookup = True  # even a first send: a redelivered command may find its order already there
         attempts = self._attempts()
         while True:
@@ -527,6 +556,8 @@ class TestnetVenue:
                         continue
                     if err.final:  # bad keys etc.: the exchange can't have taken an order from them either
                         return self._final(order, Status.REJECTED, err.reason)
+                    if unclear_since is None and not sent_maybe and loop_now() > deadline:
+                        return self._expired_unsent(order, limit)  # never sent, and too late to send now
                     await attempts.wait()
                     continue
                 result = await self._observe(uc, self._track(order), snap, full=True)
@@ -536,6 +567,8 @@ class TestnetVenue:
             # send
             if order.status == Status.PENDING_CANCEL:
                 return self._final(order, Status.CANCELED, "canceled before it reached the exchange")
+            if loop_now() > deadline:
+                return self._expired_unsent(order, limit)
             try:
                 placed = await self._send(uc, order)
             except ExchangeCallFailed as exc:

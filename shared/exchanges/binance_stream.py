@@ -147,6 +147,7 @@ class BinanceUserStream:
         self._closed = False
         self._wake = asyncio.Event()
         self._disposing: set[asyncio.Task[None]] = set()
+        self._queue: asyncio.Queue[Any] | None = None  # the live socket's queue, to wake its reader on close
 
     def _backoff(self, attempt: int) -> float:
         o = self._options
@@ -172,6 +173,7 @@ class BinanceUserStream:
                 sockets = BinanceSocketManager(client)
                 sock = sockets.user_socket()
                 await sock.__aenter__()  # userDataStream.subscribe.signature
+                self._queue = sock._queue
                 self._record(None)
                 attempt = 0
                 yield StreamUp(reconnected=subscribed_before)
@@ -198,6 +200,7 @@ class BinanceUserStream:
                 # Not recorded as unreachable: REST may still work (the REST calls say whether it does).
                 reason = f"{self._label} could not be reached ({type(exc).__name__})"
             finally:
+                self._queue = None
                 self._dispose(client)
             if self._closed:
                 return
@@ -241,8 +244,12 @@ class BinanceUserStream:
         task.add_done_callback(self._disposing.discard)
 
     async def close(self) -> None:
+        """Stop: the reader is woken through its socket's queue (cancelling python-binance's recv() can be
+        swallowed by its own timeout loop), then the client is closed."""
         self._closed = True
         self._wake.set()
+        if self._queue is not None:
+            self._queue.put_nowait({"e": "error", "type": "closed", "m": "stream closed"})
         if self._disposing:
             await asyncio.wait(list(self._disposing), timeout=2.0)
 

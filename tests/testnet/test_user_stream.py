@@ -95,3 +95,16 @@ async def test_orders_filled_during_a_gap_are_found_and_applied_once(h: Harness,
     h.double.state.set_price("BTCUSDT", "61000")
     await eventually(lambda: "FILLED" in h.statuses(third.order_id), timeout=1.5)
     assert set(fills_by_trade(h, third.order_id).values()) == {1}
+
+
+# ---------------------------------------------------------------------- honest states
+
+
+async def test_an_order_not_sent_within_its_time_is_expired_and_never_sent_later(h: Harness) -> None:
+    venue = await h.venue(send_timeout_market_s=0.5)
+    h.double.fail_next("POST", "/api/v3/order", 429, times=1000, retry_after=1)  # throttled: nothing is sent
+    o = order("MARKET", price=None, qty="0.01")
+    change = (await venue.place(o)).changes[0]
+    assert change.status == "EXPIRED"
+    assert change.reason is not None and "never sent late" in change.reason
+    assert h.exchange(o.order_id) == []
