@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
 from collections.abc import Sequence
@@ -36,10 +37,12 @@ from execution.venues.base import EMPTY, OrderChange, Venue, VenueOrder, VenueRe
 from execution.venues.paper import SYSTEM_PREFIX, PaperVenue
 from shared import liquidity
 from shared.bus.base import BusMessage, BusUnavailable
+from shared.bus.consumer import GroupConsumer
 from shared.db import unit_of_work, upsert_insert
 from shared.models import Balance, Fill, Order, ProcessedCommand
 from shared.orders import FINAL, Status
 from shared.outbox import publish_after_commit
+from shared.retry import Backoff, retry
 from shared.streams import (
     EXECUTION_GROUP,
     MARKET_DEPTH,
@@ -47,6 +50,7 @@ from shared.streams import (
     MARKET_TRADES,
     PAPER_COMMANDS,
     TESTNET_COMMANDS,
+    order_command,
     public_event,
 )
 from tradebridge.bootstrap import Runtime
@@ -58,6 +62,8 @@ PAPER_LEASE_KEY = 0x7450_4150  # "tPAP"
 MM_FUNDING_DEFAULT = Decimal("100000")
 # A stored ticker younger than this is fresh enough to quote around (the price feed's own staleness limit).
 FRESH_TICKER = timedelta(seconds=10)
+# Waiting for the bus at start: 0.1 s doubling to 5 s, until it answers.
+BUS_BACKOFF = Backoff(base=0.1, factor=2.0, cap=5.0)
 
 
 def consumer_name() -> str:
@@ -126,7 +132,13 @@ class ExecutionWorker:
 
     async def start(self) -> None:
         for stream in (PAPER_COMMANDS, TESTNET_COMMANDS):
-            await self._retry(lambda s=stream: self.rt.bus.ensure_group(s, EXECUTION_GROUP))
+            await retry(
+                functools.partial(self.rt.bus.ensure_group, stream, EXECUTION_GROUP),
+                what="creating the command group",
+                backoff=BUS_BACKOFF,
+                on=BusUnavailable,
+                expected=BusUnavailable,
+            )
         self._tasks.append(asyncio.create_task(self._paper_loop(), name="paper-loop"))
         if self.testnet is not None:
             self._tasks.append(asyncio.create_task(self._testnet_loop(), name="testnet-loop"))
@@ -154,16 +166,6 @@ class ExecutionWorker:
             with contextlib.suppress(Exception):
                 await self._lease_conn.close()
             self._lease_conn = None
-
-    async def _retry(self, fn: Any) -> Any:
-        delay = 0.1
-        while True:
-            try:
-                return await fn()
-            except BusUnavailable:
-                log.warning("bus unavailable; retrying", retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
     # -- paper ---------------------------------------------------------------------------------------------
 
@@ -201,30 +203,21 @@ class ExecutionWorker:
         self.ready.set()
         await self.restore_liquidity(wait_s=self.price_wait_s)
         bus = self.rt.bus
-        own_pending = True
-        last_claim = asyncio.get_running_loop().time()
-        last_lease_check = last_claim
-        last_sweep = last_claim
+        commands = GroupConsumer(
+            bus,
+            PAPER_COMMANDS,
+            EXECUTION_GROUP,
+            self.consumer,
+            count=self.batch,
+            block_ms=50,
+            claim_idle_ms=self.claim_idle_ms,
+            claim_every_s=5.0,
+        )
+        last_lease_check = last_sweep = asyncio.get_running_loop().time()
         while not self._stopping.is_set():
             try:
-                if own_pending:
-                    msgs = await bus.pending_own(
-                        PAPER_COMMANDS, EXECUTION_GROUP, self.consumer, count=self.batch
-                    )
-                    own_pending = bool(msgs)
-                else:
+                if not commands.draining:
                     now = asyncio.get_running_loop().time()
-                    if now - last_claim > 5:
-                        last_claim = now
-                        msgs = await bus.claim_stale(
-                            PAPER_COMMANDS,
-                            EXECUTION_GROUP,
-                            self.consumer,
-                            min_idle_ms=self.claim_idle_ms,
-                            count=self.batch,
-                        )
-                    else:
-                        msgs = []
                     if now - last_lease_check > 5:
                         last_lease_check = now
                         if not await self._lease_alive():
@@ -237,10 +230,7 @@ class ExecutionWorker:
                     if now - last_sweep > self.sweep_interval_s:
                         last_sweep = now
                         await self.sweep_paper()
-                    if not msgs:
-                        msgs = await bus.read_group(
-                            PAPER_COMMANDS, EXECUTION_GROUP, self.consumer, count=self.batch, block_ms=50
-                        )
+                msgs = await commands.next_batch()
                 if msgs:
                     if any(m.deliveries > self.max_deliveries for m in msgs):
                         await self._isolate(msgs)
@@ -254,11 +244,11 @@ class ExecutionWorker:
                 raise
             except BusUnavailable as exc:
                 log.warning("bus unavailable in paper loop", error=str(exc))
-                own_pending = True
+                commands.rewind()
                 await asyncio.sleep(0.5)
             except Exception:
                 log.exception("paper batch failed; rebuilding the books from the database")
-                own_pending = True
+                commands.rewind()
                 await asyncio.sleep(0.2)
                 with contextlib.suppress(Exception):
                     await self.recover_paper()
@@ -313,29 +303,11 @@ class ExecutionWorker:
             ).all()
         if not rows:
             return 0
-        msgs = [
-            BusMessage(
-                PAPER_COMMANDS,
-                "0-0",
-                {
-                    "command_id": f"{oid}:{'place' if st == Status.PENDING else 'cancel'}",
-                    "kind": "place" if st == Status.PENDING else "cancel",
-                    "order_id": oid,
-                    "mode": "paper",
-                },
-            )
-            for oid, st in rows
-        ]
         # A PENDING_CANCEL order may never have been placed: its place command comes first.
-        msgs = [
-            BusMessage(
-                PAPER_COMMANDS,
-                "0-0",
-                {**m.data, "command_id": f"{m.data['order_id']}:place", "kind": "place"},
-            )
-            for m in msgs
-            if m.data["kind"] == "cancel"
-        ] + msgs
+        commands = [order_command("place", oid, "paper") for oid, st in rows if st != Status.PENDING] + [
+            order_command("place" if st == Status.PENDING else "cancel", oid, "paper") for oid, st in rows
+        ]
+        msgs = [BusMessage(PAPER_COMMANDS, "0-0", c) for c in commands]
         await self.handle_paper(msgs)
         log.warning("swept paper orders whose commands had not arrived", count=len(rows))
         return len(rows)
@@ -619,24 +591,18 @@ class ExecutionWorker:
     # -- testnet -------------------------------------------------------------------------------------------
 
     async def _testnet_loop(self) -> None:
-        bus = self.rt.bus
-        own_pending = True
+        commands = GroupConsumer(
+            self.rt.bus,
+            TESTNET_COMMANDS,
+            EXECUTION_GROUP,
+            self.consumer,
+            count=50,
+            block_ms=200,
+            claim_idle_ms=self.claim_idle_ms,
+        )
         while not self._stopping.is_set():
             try:
-                if own_pending:
-                    msgs = await bus.pending_own(TESTNET_COMMANDS, EXECUTION_GROUP, self.consumer, count=50)
-                    own_pending = bool(msgs)
-                else:
-                    msgs = await bus.claim_stale(
-                        TESTNET_COMMANDS,
-                        EXECUTION_GROUP,
-                        self.consumer,
-                        min_idle_ms=self.claim_idle_ms,
-                        count=50,
-                    ) or await bus.read_group(
-                        TESTNET_COMMANDS, EXECUTION_GROUP, self.consumer, count=50, block_ms=200
-                    )
-                for m in msgs:
+                for m in await commands.next_batch():
                     await self._testnet_sem.acquire()
                     task = asyncio.create_task(self._testnet_one(m))
                     self._inflight.add(task)
@@ -644,7 +610,7 @@ class ExecutionWorker:
             except asyncio.CancelledError:
                 raise
             except BusUnavailable:
-                own_pending = True
+                commands.rewind()
                 await asyncio.sleep(0.5)
             except Exception:
                 log.exception("testnet loop failed")
