@@ -29,9 +29,12 @@ from events.metrics import WS_BUS_ERRORS, WS_DISCONNECTS, WS_MESSAGES_SENT, WS_R
 from shared.bus import Bus, BusMessage, InvalidStreamId, format_id, parse_id
 from shared.clock import Clock
 from shared.metrics import WS_CONNECTIONS
+from shared.retry import Backoff, retry
 from shared.streams import PRIVATE_EVENTS, PUBLIC_STREAMS, user_stream
 
 log = structlog.get_logger(__name__)
+# A failed bus read is retried after 0.05 s, doubling to 2 s, until the bus answers again.
+READ_BACKOFF = Backoff(base=0.05, factor=2.0, cap=2.0)
 
 _Id = tuple[int, int]
 
@@ -459,22 +462,19 @@ class EventsHub:
     # -- the reader -------------------------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        delay = 0.05
-        while True:
-            try:
-                batch = await self.bus.read(
-                    self._cursors, count=self.config.read_count, block_ms=self.config.read_block_ms
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the bus reconnects by itself; keep our position and retry
-                WS_BUS_ERRORS.inc()
-                log.warning("events hub: bus read failed; retrying", error=str(exc), retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                continue
-            delay = 0.05
-            self.dispatch(batch)
+        def read() -> Awaitable[list[BusMessage]]:
+            return self.bus.read(
+                self._cursors, count=self.config.read_count, block_ms=self.config.read_block_ms
+            )
+
+        def failed(exc: BaseException, attempt: int, delay: float) -> None:
+            WS_BUS_ERRORS.inc()
+            log.warning("events hub: bus read failed; retrying", error=str(exc), retry_in_s=delay)
+
+        while True:  # the bus reconnects by itself: on errors keep our position and read again
+            self.dispatch(
+                await retry(read, what="events hub: bus read", backoff=READ_BACKOFF, on_retry=failed)
+            )
 
     def dispatch(self, batch: list[BusMessage]) -> None:
         """Route one batch; never awaits, so a slow socket cannot hold up the others."""

@@ -31,6 +31,7 @@ from shared.clock import Clock
 from shared.db import unit_of_work
 from shared.metrics import OUTBOX_LAG
 from shared.models import OutboxMessage
+from shared.retry import Backoff, reraise_if_cancelled, retry
 from shared.streams import PRIVATE_EVENTS, private_event, user_stream
 
 log = structlog.get_logger(__name__)
@@ -111,14 +112,6 @@ async def write_outbox(session: AsyncSession, rows: list[dict[str, Any]]) -> Non
         eager.append(Committed(rid, r["stream"], r["payload"], r["mirror_to"]))
 
 
-def _reraise_if_cancelled(exc: Exception) -> None:
-    """A client library may turn the cancellation of a call in flight into its own error (redis-py does, on
-    shutdown): a loop that retries on errors must still stop when its task is being cancelled."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError from exc
-
-
 class OutboxRelay:
     def __init__(
         self,
@@ -175,27 +168,37 @@ class OutboxRelay:
         of round trips whatever its size, and one run per commit would make the relay the bottleneck. Idle,
         a wake-up publishes at once."""
         loop = asyncio.get_running_loop()
-        backoff = self.poll_interval
         last_run = float("-inf")
-        while not self._stopped:
-            try:
-                last_run = loop.time()
-                while await self.publish_pending() >= self.batch:
-                    pass
-                backoff = self.poll_interval
-            except BusUnavailable as exc:
-                _reraise_if_cancelled(exc)
-                backoff = min(max(backoff * 2, 0.1), 5.0)
-                log.warning("outbox relay: bus unavailable, will retry", error=str(exc), retry_in=backoff)
-            except Exception as exc:
-                _reraise_if_cancelled(exc)
-                backoff = min(max(backoff * 2, 0.1), 5.0)
-                log.exception("outbox relay failed, will retry", retry_in=backoff)
+
+        async def publish_all() -> None:
+            nonlocal last_run
+            last_run = loop.time()
+            while await self.publish_pending() >= self.batch:
+                pass
+
+        async def nap(seconds: float) -> None:
+            """Until woken or ``seconds`` passed (the poll, or a retry's backoff), lingering when busy."""
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+                await asyncio.wait_for(self._wake.wait(), timeout=seconds)
             if self.linger > 0 and loop.time() - last_run < self.busy_window and not self._stopped:
                 await asyncio.sleep(self.linger)
             self._wake.clear()
+
+        # A failure waits twice the last wait (the poll interval first), at least 0.1 s, at most 5 s.
+        backoff = Backoff(base=min(max(2 * self.poll_interval, 0.1), 5.0), factor=2.0, cap=5.0)
+        while not self._stopped:
+            try:
+                await retry(
+                    publish_all,
+                    what="outbox relay",
+                    backoff=backoff,
+                    expected=BusUnavailable,
+                    until=lambda: self._stopped,
+                    sleep=nap,
+                )
+            except Exception:  # only once stopped: the last failure was logged as it was retried
+                return
+            await nap(self.poll_interval)
 
     def publish_committed(self, rows: Sequence[Committed]) -> None:
         """Queue rows a committed unit of work wrote with ``publish_after_commit``: the relay's publisher task
@@ -219,7 +222,7 @@ class OutboxRelay:
                         [(r.stream, r.payload) for r in chunk], mirrors=[r.mirror_to for r in chunk]
                     )
                 except Exception as exc:
-                    _reraise_if_cancelled(exc)
+                    reraise_if_cancelled(exc)
                     log.warning("outbox: publishing after commit failed; a relay publishes later", error=str(exc))
                     break
                 self._published.extend(r.id for r in chunk)
@@ -233,20 +236,14 @@ class OutboxRelay:
 
     async def _clean_loop(self) -> None:
         """Delete published eager rows in batches: one statement per ``linger`` at most."""
-        backoff = self.linger
+        # A failure waits twice the last wait (the linger first), at least 0.1 s, at most 5 s; rows published
+        # meanwhile go in the same retried DELETE.
+        backoff = Backoff(base=min(max(2 * self.linger, 0.1), 5.0), factor=2.0, cap=5.0)
         while True:
             await self._clean.wait()
             await asyncio.sleep(self.linger)  # let more rows gather: one DELETE for many orders
             self._clean.clear()
-            try:
-                await self._delete_published()
-                backoff = self.linger
-            except Exception as exc:
-                _reraise_if_cancelled(exc)
-                backoff = min(max(backoff * 2, 0.1), 5.0)
-                log.exception("outbox: deleting published rows failed, will retry", retry_in=backoff)
-                await asyncio.sleep(backoff)
-                self._clean.set()
+            await retry(self._delete_published, what="outbox: deleting published rows", backoff=backoff)
 
     async def _delete_published(self) -> None:
         ids, self._published = self._published, []
