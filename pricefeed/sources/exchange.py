@@ -6,7 +6,6 @@ and retried after an exponential, jittered backoff; the first success resets the
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -18,6 +17,7 @@ from pricefeed.domain.backoff import Backoff
 from pricefeed.domain.ticks import Tick, normalize_symbol
 from shared.clock import Clock
 from shared.exchanges import DEFAULT_TESTNET_URL, ExchangeCallFailed, Ticker, get_adapter
+from shared.retry import retry
 
 from .base import Sleeper, real_sleep
 
@@ -89,24 +89,14 @@ class ExchangeTickerSource:
         client = self._factory()
         try:
             while True:
-                try:
-                    raw = await client.tickers(list(self.symbols))
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # a feed must survive anything and retry
-                    self.failures += 1
-                    self.total_failures += 1
-                    delay = self._backoff.delay(self.failures, self._rng)
-                    log.warning(
-                        "pricefeed %s: tickers failed (%s: %s), attempt %d, retrying in %.2fs",
-                        self.name,
-                        _failure_kind(exc),
-                        exc,
-                        self.failures,
-                        delay,
-                    )
-                    await self._sleep(delay)
-                    continue
+                raw = await retry(  # a feed must survive anything: every error is retried
+                    lambda: client.tickers(list(self.symbols)),
+                    what=f"pricefeed {self.name}: tickers",
+                    backoff=self._backoff,
+                    sleep=self._sleep,
+                    rng=self._rng,
+                    on_retry=self._failed,
+                )
                 if self.failures:
                     log.info("pricefeed %s: recovered after %d failures", self.name, self.failures)
                     self.failures = 0
@@ -119,6 +109,18 @@ class ExchangeTickerSource:
                 await client.close()
             except Exception:  # closing must not mask the reason we stopped
                 log.debug("pricefeed %s: error closing client", self.name, exc_info=True)
+
+    def _failed(self, exc: BaseException, attempt: int, delay: float) -> None:
+        self.failures = attempt
+        self.total_failures += 1
+        log.warning(
+            "pricefeed %s: tickers failed (%s: %s), attempt %d, retrying in %.2fs",
+            self.name,
+            _failure_kind(exc),
+            exc,
+            attempt,
+            delay,
+        )
 
     def _parse(self, raw: Mapping[str, Ticker], now: datetime) -> list[Tick]:
         out: list[Tick] = []
