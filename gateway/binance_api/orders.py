@@ -8,26 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from gateway.binance_api.parts import Parts
+from shared.binance_compat import binance_ids as binance_ids
 from shared.models import Order, OrderEvent
-
-
-async def binance_ids(session: AsyncSession, order_ids: Iterable[str]) -> dict[str, int]:
-    ids = list(order_ids)
-    if not ids:
-        return {}
-    rows = await session.execute(
-        select(col(OrderEvent.order_id), func.min(OrderEvent.id))
-        .where(col(OrderEvent.order_id).in_(ids))
-        .group_by(col(OrderEvent.order_id))
-    )
-    return {order_id: int(first) for order_id, first in rows.all() if first is not None}
 
 
 async def by_binance_id(session: AsyncSession, user_id: str, binance_id: int) -> Order | None:

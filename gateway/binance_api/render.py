@@ -3,31 +3,16 @@ of plain digits with eight decimals, as Binance shows them; times are epoch mill
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from execution.paper.rules import MarketRules
+from shared.binance_compat import STATUS
+from shared.binance_compat import amount as amount
+from shared.binance_compat import millis as millis
 from shared.models import Fill, Order
 
-EIGHT = Decimal("0.00000001")
 ORDER_TYPES = ["LIMIT", "LIMIT_MAKER", "MARKET"]
-# Our statuses as Binance names them: an order accepted but not yet at the paper book is already NEW there.
-STATUS = {"PENDING": "NEW"}
-
-
-def amount(value: Decimal | None) -> str:
-    """Plain digits, eight decimals (``0.00100000``); never exponent notation."""
-    if value is None:
-        value = Decimal(0)
-    exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent >= -8:  # more decimals than eight are shown, never rounded away
-        value = value.quantize(EIGHT)
-    return format(value, "f")
-
-
-def millis(ts: datetime | None) -> int:
-    return int(ts.timestamp() * 1000) if ts is not None else 0
 
 
 def status(order: Order) -> str:

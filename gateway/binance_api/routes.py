@@ -36,6 +36,7 @@ from gateway.binance_api.orders import binance_ids, by_binance_id, by_client_id,
 from gateway.binance_api.parts import Parts, PartsDep
 from gateway.deps import Trader
 from gateway.services.orders import OrderService
+from shared.binance_compat import depth_update_id
 from shared.errors import DomainError
 from shared.models import CandleRow, Fill, Order, PaperAccount
 from shared.orders import FINAL, OPEN
@@ -230,7 +231,7 @@ async def depth(request: Request, rt: PartsDep) -> dict[str, Any]:
     limit = _int(call, "limit", default=100, low=1, high=5000) or 100
     book = await _depth(rt, rules.symbol)
     return {
-        "lastUpdateId": _now_ms(rt),
+        "lastUpdateId": depth_update_id(book),  # the diff depth stream's U/u continue from it
         "bids": _levels(book.get("bids") or [], limit),
         "asks": _levels(book.get("asks") or [], limit),
     }
