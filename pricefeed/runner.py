@@ -22,6 +22,7 @@ from pricefeed.domain.staleness import PriceBook
 from pricefeed.domain.ticks import Tick
 from pricefeed.service import PriceFeedService
 from pricefeed.sources import build_source
+from pricefeed.testnet_market import start_testnet_market
 from shared.amounts import plain
 from shared.bus.base import BusUnavailable
 from shared.db import unit_of_work, upsert_insert
@@ -319,6 +320,7 @@ async def start_pricefeed(rt: Runtime, stack: AsyncExitStack) -> PriceFeedRunner
     rt.extras["pricefeed"] = runner
     await runner.start()
     stack.push_async_callback(runner.stop)
+    await start_testnet_market(rt, stack)  # the testnet venue's own market, beside the paper feed
     return runner
 
 

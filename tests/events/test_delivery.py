@@ -93,12 +93,13 @@ async def test_public_channels_subscribe_and_unsubscribe(events: Served) -> None
 
         t1 = await publish_public(events.bus, MARKET_TICKER, "TICKER", "BTCUSDT", data={"last": "101.5"})
         await publish_public(events.bus, MARKET_TICKER, "TICKER", "ETHUSDT")  # not subscribed
+        await publish_public(events.bus, MARKET_TICKER, "TICKER", "BTCUSDT", venue="testnet")  # another venue
         await publish_public(events.bus, MARKET_CANDLES, "CANDLE", "BTCUSDT", interval="5m")  # other interval
         c1 = await publish_public(events.bus, MARKET_CANDLES, "CANDLE", "BTCUSDT", interval="1m")
         await c.wait_for("CANDLE")
         await c.ping()
         assert [(m["id"], m["channel"], m["data"]) for m in c.of_type("TICKER")] == [
-            (t1, "ticker:BTCUSDT", {"last": "101.5"})
+            (t1, "ticker:BTCUSDT", {"last": "101.5", "venue": "paper"})  # entries without a venue are paper's
         ]
         assert [m["id"] for m in c.of_type("CANDLE")] == [c1]
         await other.ping()
