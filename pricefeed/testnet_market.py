@@ -124,14 +124,14 @@ class TestnetMarketFeed:
                 )
 
     async def stop(self) -> None:
+        """Bounded: a connection attempt to an unreachable stream host must not hold up shutdown."""
         for t in self._tasks:
             t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=2.0)
         self._tasks = []
         with contextlib.suppress(Exception):
-            await self.streams.close()
+            await asyncio.wait_for(self.streams.close(), 2.0)
 
     def _spawn(
         self,
