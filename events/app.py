@@ -1,11 +1,9 @@
-"""The events service as its own process (`tradebridge events`), and the hook that embeds it in the gateway.
+"""The events service: the parts it needs (`EventsParts`), the hub it starts, and the `/ws` route.
 
-Standalone: `create_events_app(settings)` builds the runtime, starts one hub, serves `/ws` and `/healthz`.
-Embedded (`tradebridge up` / the gateway): pass `events_hook` among the gateway's hooks and call
-`install_events(app)` to mount the same `/ws` route:
-
-    app = create_app(settings, migrate=True, hooks=[events_hook])
-    install_events(app)
+Standalone (`tradebridge events`): `create_events_app(parts)` serves `/ws` and `/healthz`; the composition root
+hands it an async context manager producing the parts (`tradebridge.app.create_events_app(settings)`).
+Embedded (`tradebridge up`, the gateway): the composition root starts the hub with `start_events` and mounts
+the same route with `install_events(app)` after `attach_hub`.
 
 Liveness of peers is uvicorn's WebSocket ping (`ws_ping_interval`/`ws_ping_timeout`, set in the CLI's server
 config): a peer that does not answer a ping in time is dropped, and the hub forgets it.
@@ -14,16 +12,31 @@ config): a peer that does not answer a ping in time is dropped, and the hub forg
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
 
+from events.binance_ws import BinanceWsParts, attach_binance_ws, install_binance_ws
 from events.hub import EventsHub, HubConfig
-from events.ws import HUB_KEY, router
+from events.ws import EventsState, router
+from shared.bus import Bus
 from shared.clock import Clock
+from shared.security.tokens import TokenService
 from shared.settings import Settings
-from tradebridge.bootstrap import Runtime, build_runtime
+
+
+@dataclass(frozen=True, slots=True)
+class EventsParts:
+    """All the events service uses: no relay, no exchange, and no database but the API key store's read-only
+    sessions of the Binance-compatible WebSocket (`binance`; its engine connects only to check a signature)."""
+
+    settings: Settings
+    clock: Clock
+    bus: Bus
+    tokens: TokenService
+    binance: BinanceWsParts | None = None
 
 
 def hub_config_for(settings: Settings, **overrides: Any) -> HubConfig:
@@ -36,43 +49,38 @@ def hub_config_for(settings: Settings, **overrides: Any) -> HubConfig:
     return HubConfig(**{**values, **overrides})
 
 
-def make_events_hook(config: HubConfig | None = None) -> Callable[[Runtime, AsyncExitStack], Any]:
-    """A gateway service hook that starts the hub in the runtime (and stops it on exit)."""
-
-    async def hook(rt: Runtime, stack: AsyncExitStack) -> None:
-        hub = EventsHub(rt.bus, rt.clock, config or hub_config_for(rt.settings))
-        await hub.start()
-        stack.push_async_callback(hub.stop)
-        rt.extras[HUB_KEY] = hub
-
-    return hook
+async def start_events(
+    parts: EventsParts, stack: AsyncExitStack, config: HubConfig | None = None
+) -> EventsHub:
+    """Start one hub tailing the bus; it stops when the stack closes."""
+    hub = EventsHub(parts.bus, parts.clock, config or hub_config_for(parts.settings))
+    await hub.start()
+    stack.push_async_callback(hub.stop)
+    return hub
 
 
-events_hook = make_events_hook()
+def attach_hub(app: FastAPI, parts: EventsParts, hub: EventsHub) -> None:
+    """What `/ws` reads on each connection: this process's hub and token service."""
+    app.state.events = EventsState(hub=hub, tokens=parts.tokens, bus=parts.bus, clock=parts.clock)
+    if parts.binance is not None:
+        attach_binance_ws(app, parts.binance, hub)
 
 
 def install_events(app: FastAPI) -> None:
-    """Mount `/ws` on an app whose lifespan runs `events_hook` (the runtime lives in `app.state.runtime`)."""
+    """Mount `/ws` and the Binance-compatible WebSocket paths on an app whose lifespan calls `attach_hub`."""
     app.include_router(router)
+    install_binance_ws(app)
 
 
 def create_events_app(
-    settings: Settings,
-    *,
-    clock: Clock | None = None,
-    hub_config: HubConfig | None = None,
-    runtime_overrides: dict[str, Any] | None = None,
+    parts: Callable[[], AbstractAsyncContextManager[EventsParts]], *, hub_config: HubConfig | None = None
 ) -> FastAPI:
     """The standalone events service; any number may run at once (each tails the bus itself)."""
-    hook = make_events_hook(hub_config)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with build_runtime(settings, clock=clock) as rt, AsyncExitStack() as stack:
-            for name, value in (runtime_overrides or {}).items():
-                setattr(rt, name, value)
-            app.state.runtime = rt
-            await hook(rt, stack)
+        async with parts() as p, AsyncExitStack() as stack:
+            attach_hub(app, p, await start_events(p, stack, hub_config))
             yield
 
     app = FastAPI(
@@ -81,8 +89,8 @@ def create_events_app(
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        hub: EventsHub | None = getattr(app.state, "runtime", None) and app.state.runtime.extras.get(HUB_KEY)
-        return {"status": "ok", "connections": hub.connection_count if hub else 0}
+        state: EventsState | None = getattr(app.state, "events", None)
+        return {"status": "ok", "connections": state.hub.connection_count if state else 0}
 
     install_events(app)
     return app

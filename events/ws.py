@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
 
 import structlog
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -23,12 +23,13 @@ from starlette.websockets import WebSocketState
 
 from events import protocol as p
 from events.hub import Connection, EventsHub, TooManyConnections
+from shared.bus import Bus
+from shared.clock import Clock
 from shared.errors import Unauthorized
 from shared.security.tokens import AccessClaims, TokenService
 
 log = structlog.get_logger(__name__)
 
-HUB_KEY = "events_hub"
 router = APIRouter()
 
 
@@ -43,9 +44,19 @@ def _token_of(ws: WebSocket) -> str | None:
     return p.token_from_subprotocols(ws.scope.get("subprotocols") or ())
 
 
+@dataclass(frozen=True, slots=True)
+class EventsState:
+    """What the route needs from its process, set on ``app.state.events`` by ``events.app.attach_hub``."""
+
+    hub: EventsHub
+    tokens: TokenService
+    bus: Bus
+    clock: Clock
+
+
 def _parts(ws: WebSocket) -> tuple[EventsHub, TokenService]:
-    rt: Any = ws.app.state.runtime
-    return rt.extras[HUB_KEY], rt.tokens
+    state: EventsState = ws.app.state.events
+    return state.hub, state.tokens
 
 
 @router.websocket("/ws")

@@ -44,6 +44,20 @@ def next_status(current: str, reported: str) -> str:
     return reported
 
 
+@dataclass(frozen=True, slots=True)
+class EnginePort:
+    """The engine's public port for other services (reconciliation's repairs, through the composition root):
+    a change made through it is persisted exactly as a venue update is."""
+
+    clock: Clock
+
+    async def apply_result(self, session: AsyncSession, result: VenueResult) -> Applied:
+        return await apply_result(session, self.clock, result)
+
+    async def load_orders(self, session: AsyncSession, ids: list[str]) -> dict[str, Order]:
+        return await load_orders(session, ids)
+
+
 async def load_orders(session: AsyncSession, ids: Iterable[str], *, lock: bool = True) -> dict[str, Order]:
     ids = sorted(set(ids))
     if not ids:

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from execution.engine import apply_result, load_orders
 from execution.paper.exchange import Side
 from execution.paper.ledger import EXTERNAL_ACCOUNT, deposit_entry, release_entry
+from execution.parts import ExecutionParts
 from execution.store.ledger import SqlLedger
 from execution.venues.base import EMPTY, OrderChange, Venue, VenueOrder, VenueResult
 from execution.venues.paper import SYSTEM_PREFIX, PaperVenue
@@ -53,7 +54,6 @@ from shared.streams import (
     order_command,
     public_event,
 )
-from tradebridge.bootstrap import Runtime
 
 log = structlog.get_logger(__name__)
 
@@ -92,7 +92,7 @@ def venue_order(o: Order) -> VenueOrder:
 class ExecutionWorker:
     def __init__(
         self,
-        rt: Runtime,
+        rt: ExecutionParts,
         paper: PaperVenue,
         testnet: Venue | None = None,
         *,
@@ -540,9 +540,6 @@ class ExecutionWorker:
                 await rt.bus.publish_many(
                     [(MARKET_TRADES, public_event("MARKET_TRADE", symbol, now, t)) for t in trades]
                 )
-            hook = rt.extras.get("on_paper_trades")
-            if hook is not None and result.public_trades:
-                await hook(result.public_trades)
         except Exception as exc:
             log.warning("market data publication failed", error=str(exc))
 

@@ -1,11 +1,11 @@
-"""The gateway application factory. `services` says which other services run inside this process
-(`tradebridge up` runs them all here; `tradebridge gateway` runs the API alone)."""
+"""The gateway application factory. It builds no adapter: `parts` (an async context manager factory, from the
+composition root `tradebridge.app.create_app`) produces the `GatewayParts` for the app's lifetime, with
+whatever other services this process runs (`tradebridge up` runs them all here)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import structlog
 from asgi_correlation_id import CorrelationIdMiddleware
@@ -14,63 +14,35 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from gateway import binance_api
 from gateway.apidocs import install_docs
+from gateway.deps import GatewayParts
 from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware, SecurityHeadersMiddleware
 from gateway.problems import install_openapi, install_problem_handlers
 from gateway.routes import admin, auth, markets, me, ops, orders, portfolio, reconciliation
 from gateway.services.accounts import ensure_admin
 from gateway.web import mount_web
-from reconciliation import reconciliation_hook
-from shared.clock import Clock
 from shared.settings import Settings
-from tradebridge.bootstrap import Runtime, build_runtime
 
 log = structlog.get_logger(__name__)
 
-# A service hook starts a background part of the system inside the runtime and stops it on exit.
-ServiceHook = Callable[[Runtime, AsyncExitStack], Any]
+PartsFactory = Callable[[FastAPI], AbstractAsyncContextManager[GatewayParts]]
+"""Produces the app's parts for its lifetime (given the app, to attach what other services expose)."""
 
 
-def create_app(
-    settings: Settings,
-    *,
-    clock: Clock | None = None,
-    hooks: Iterable[ServiceHook] = (),
-    migrate: bool = False,
-    runtime_overrides: dict[str, Any] | None = None,
-) -> FastAPI:
-    hooks = [*hooks, reconciliation_hook()]
-
+def create_app(settings: Settings, parts: PartsFactory) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if migrate:
-            from shared.migrate import upgrade
-
-            await upgrade(settings.database_url)
-        async with build_runtime(settings, clock=clock) as rt, AsyncExitStack() as stack:
-            for name, value in (runtime_overrides or {}).items():
-                setattr(rt, name, value)
-            app.state.runtime = rt
+        async with parts(app) as p:
+            app.state.parts = p
             if settings.admin_email and settings.admin_password:
                 await ensure_admin(
-                    rt.sessions,
-                    rt.clock,
+                    p.sessions,
+                    p.clock,
                     settings.admin_email,
                     settings.admin_password.get_secret_value(),
                     rounds=settings.bcrypt_rounds,
                 )
-            from execution.service import build_testnet, start_relay
-
-            await start_relay(rt, stack)
-            # Reads only (testnet balances); orders go through the execution worker.
-            reader = build_testnet(rt, recover_on_start=False)
-            rt.extras["testnet_reader"] = reader
-            stack.push_async_callback(reader.stop)
-            for hook in hooks:
-                result = hook(rt, stack)
-                if hasattr(result, "__await__"):
-                    await result
             log.info(
-                "gateway ready", database=settings.database_url.split("://")[0], bus=type(rt.bus).__name__
+                "gateway ready", database=settings.database_url.split("://")[0], bus=type(p.bus).__name__
             )
             yield
 

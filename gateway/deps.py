@@ -1,43 +1,94 @@
-"""Dependencies: the runtime, the request's transaction, the current user and per-request services."""
+"""Dependencies: the gateway's parts, the request's transaction, the current user and per-request services.
+
+`GatewayParts` is everything the API uses, declared here and filled in by the composition root
+(`tradebridge.bootstrap.gateway_parts`); routes take them as `Annotated` dependencies (`PartsDep`)."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Annotated, Any
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Protocol
 
 from asgi_correlation_id import correlation_id
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import bindparam, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from execution.paper.ledger import FeeSchedule
+from execution.paper.rules import MarketRules
 from gateway.services.accounts import AccountService
 from gateway.services.audit import Auditor
 from gateway.services.keys import KeyService
+from reconciliation import Reconciler
+from reconciliation.repair import RepairPort
+from shared.bus import Bus
+from shared.clock import Clock
+from shared.credentials import KeyVerifier
 from shared.errors import DomainError, Forbidden, Unauthorized
+from shared.marketdata import MarketData
 from shared.models import User
+from shared.outbox import OutboxRelay
+from shared.ratelimit import Admission, LoginThrottle, RateLimiter
+from shared.security.crypto import KeyRing
+from shared.security.tokens import TokenService
 from shared.settings import Settings
-from tradebridge.bootstrap import Runtime
 
 
-async def get_runtime(request: Request) -> Runtime:
+class TestnetBalances(Protocol):
+    """Reads a user's testnet balances from the exchange (the execution side's testnet venue, read-only)."""
+
+    async def balances(self, user_id: str) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayParts:
+    """Everything the API uses, built once per process by the composition root."""
+
+    settings: Settings
+    clock: Clock
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    read_sessions: async_sessionmaker[AsyncSession]  # never write through these
+    bus: Bus
+    tokens: TokenService
+    keyring: KeyRing
+    limiter: RateLimiter
+    login_throttle: LoginThrottle
+    key_verifier: KeyVerifier
+    markets: dict[str, MarketRules]
+    fees: FeeSchedule
+    market_data: MarketData
+    relay: OutboxRelay
+    order_admission: Admission  # load shedding of order placements (ORDER_MAX_INFLIGHT)
+    testnet_balances: TestnetBalances
+    reconciler: Reconciler
+    repairs: RepairPort  # the execution engine's port, for reconciliation repairs
+    # users whose paper account is known funded (committed): their orders skip the funding statement
+    paper_funded: set[str] = field(default_factory=set)
+
+    async def check_database(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+
+async def get_parts(request: Request) -> GatewayParts:
     # Dependencies are all `async def`: a plain `def` one would run in the thread pool on every request.
-    return request.app.state.runtime  # type: ignore[no-any-return]
+    return request.app.state.parts  # type: ignore[no-any-return]
 
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+PartsDep = Annotated[GatewayParts, Depends(get_parts)]
 
 
-async def get_settings(rt: RuntimeDep) -> Settings:
+async def get_settings(rt: PartsDep) -> Settings:
     return rt.settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-async def client_address(request: Request, rt: RuntimeDep) -> str:
+async def client_address(request: Request, rt: PartsDep) -> str:
     if rt.settings.trusted_proxies:
         forwarded = request.headers.get("x-forwarded-for")
         if forwarded:
@@ -48,14 +99,14 @@ async def client_address(request: Request, rt: RuntimeDep) -> str:
 ClientAddress = Annotated[str, Depends(client_address)]
 
 
-async def get_auditor(rt: RuntimeDep, address: ClientAddress) -> Auditor:
+async def get_auditor(rt: PartsDep, address: ClientAddress) -> Auditor:
     return Auditor(rt.clock, ip=address, request_id=correlation_id.get())
 
 
 AuditorDep = Annotated[Auditor, Depends(get_auditor)]
 
 
-async def get_session(request: Request, rt: RuntimeDep, auditor: AuditorDep) -> AsyncIterator[AsyncSession]:
+async def get_session(request: Request, rt: PartsDep, auditor: AuditorDep) -> AsyncIterator[AsyncSession]:
     """The request's unit of work: committed before the response is sent (scope="function"), or rolled back.
 
     GET requests read: on SQLite their transaction begins deferred, so a slow GET (one that waits on the
@@ -85,7 +136,7 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 _bearer = HTTPBearer(auto_error=False, description="Access token from /auth/login")
 
 
-def _token_subject(rt: Runtime, creds: HTTPAuthorizationCredentials | None) -> str:
+def _token_subject(rt: GatewayParts, creds: HTTPAuthorizationCredentials | None) -> str:
     """The user id of a valid bearer access token, else ``Unauthorized``."""
     if creds is None or creds.scheme.lower() != "bearer":
         raise Unauthorized("Send an access token: Authorization: Bearer <token>.")
@@ -93,7 +144,7 @@ def _token_subject(rt: Runtime, creds: HTTPAuthorizationCredentials | None) -> s
 
 
 async def current_user(
-    rt: RuntimeDep,
+    rt: PartsDep,
     session: SessionDep,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User:
@@ -107,7 +158,7 @@ CurrentUser = Annotated[User, Depends(current_user)]
 
 
 async def current_user_unlocked(
-    rt: RuntimeDep, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    rt: PartsDep, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> User:
     """``current_user`` read in a short read-only session of its own, so the request's transaction has run no
     statement yet (on SQLite its first takes the write lock): for a write route that does slow work first
@@ -138,7 +189,7 @@ def _trader_statement() -> Any:
 
 
 async def current_trader(
-    rt: RuntimeDep,
+    rt: PartsDep,
     session: SessionDep,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Trader:
@@ -162,7 +213,7 @@ async def current_admin(user: CurrentUser) -> User:
 CurrentAdmin = Annotated[User, Depends(current_admin)]
 
 
-async def get_account_service(rt: RuntimeDep, session: SessionDep, auditor: AuditorDep) -> AccountService:
+async def get_account_service(rt: PartsDep, session: SessionDep, auditor: AuditorDep) -> AccountService:
     return AccountService(
         session=session,
         read_sessions=rt.read_sessions,
@@ -178,10 +229,13 @@ async def get_account_service(rt: RuntimeDep, session: SessionDep, auditor: Audi
 Accounts = Annotated[AccountService, Depends(get_account_service)]
 
 
-async def get_key_service(rt: RuntimeDep, session: SessionDep, auditor: AuditorDep) -> KeyService:
+async def get_key_service(rt: PartsDep, session: SessionDep, auditor: AuditorDep) -> KeyService:
     return KeyService(
         session=session, keyring=rt.keyring, clock=rt.clock, auditor=auditor, verifier=rt.key_verifier
     )
 
 
 Keys = Annotated[KeyService, Depends(get_key_service)]
+
+# Deprecated spelling, kept while routes written against it move to `PartsDep` / `GatewayParts`.
+RuntimeDep = PartsDep

@@ -9,12 +9,14 @@ import contextlib
 import gc
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import structlog
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from pricefeed.domain.candles import Candle, CandleAggregator, Interval
 from pricefeed.domain.marking import MarkingEngine, PositionUpdate
@@ -22,10 +24,12 @@ from pricefeed.domain.staleness import PriceBook
 from pricefeed.domain.ticks import Tick
 from pricefeed.service import PriceFeedService
 from pricefeed.sources import build_source
-from pricefeed.testnet_market import start_testnet_market
 from shared.amounts import plain
+from shared.bus import Bus
 from shared.bus.base import BusUnavailable
+from shared.clock import Clock
 from shared.db import unit_of_work, upsert_insert
+from shared.marketdata import MarketData
 from shared.models import CandleRow, Position
 from shared.positions import PositionSnapshot
 from shared.settings import Settings
@@ -37,18 +41,30 @@ from shared.streams import (
     private_event,
     public_event,
 )
-from tradebridge.bootstrap import Runtime, run_service
 
 log = structlog.get_logger(__name__)
 
 STALE_AFTER = timedelta(seconds=10)
 
 
+@dataclass(frozen=True, slots=True)
+class PricefeedParts:
+    """All the price feed uses, filled in by the composition root."""
+
+    settings: Settings
+    clock: Clock
+    engine: AsyncEngine  # its dialect picks the candle upsert
+    sessions: async_sessionmaker[AsyncSession]
+    read_sessions: async_sessionmaker[AsyncSession]
+    bus: Bus
+    market_data: MarketData
+
+
 class BusSink:
     """Publishes the feed's outputs. Marks are superseded by the next one, so they go straight to the
     bus (no outbox, no per-user mirror); fill-driven updates were already committed by the worker."""
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: PricefeedParts) -> None:
         self.rt = rt
 
     async def publish_ticks(self, ticks: Sequence[Tick]) -> None:
@@ -132,7 +148,7 @@ class SqlCandleStore:
     `min_interval_s` per (symbol, interval), and always when it closes, so the database sees a few writes
     per second instead of one per tick per interval."""
 
-    def __init__(self, rt: Runtime, *, min_interval_s: float = 1.0) -> None:
+    def __init__(self, rt: PricefeedParts, *, min_interval_s: float = 1.0) -> None:
         self.rt = rt
         self.min_interval_s = min_interval_s
         self._last_write: dict[tuple[str, str, object], float] = {}
@@ -209,7 +225,7 @@ def snapshot_from(user_id: str, data: dict[str, Any]) -> PositionSnapshot:
 
 
 class PriceFeedRunner:
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: PricefeedParts) -> None:
         self.rt = rt
         s = rt.settings
         self.sink = BusSink(rt)
@@ -315,15 +331,9 @@ class PriceFeedRunner:
                     self._stale.discard(symbol)
 
 
-async def start_pricefeed(rt: Runtime, stack: AsyncExitStack) -> PriceFeedRunner:
-    runner = PriceFeedRunner(rt)
-    rt.extras["pricefeed"] = runner
+async def start_pricefeed(parts: PricefeedParts, stack: AsyncExitStack) -> PriceFeedRunner:
+    """Start the feed; it stops when the stack closes."""
+    runner = PriceFeedRunner(parts)
     await runner.start()
     stack.push_async_callback(runner.stop)
-    await start_testnet_market(rt, stack)  # the testnet venue's own market, beside the paper feed
     return runner
-
-
-async def run_forever(settings: Settings) -> None:
-    """`tradebridge pricefeed` until SIGTERM/SIGINT."""
-    await run_service(settings, start_pricefeed)

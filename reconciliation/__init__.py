@@ -1,8 +1,11 @@
-"""Admin reconciliation: paper ledger invariants and testnet-vs-exchange checks, stored reports, repairs."""
+"""Admin reconciliation: paper ledger invariants and testnet-vs-exchange checks, stored reports, repairs.
+
+A service of its own: the composition root (`tradebridge`) fills `ReconciliationParts` (the execution worker's
+paper book and the engine's repair port included) and hands the `Reconciler` to the gateway's routes."""
 
 from reconciliation.findings import KINDS, CheckOutcome, Finding
-from reconciliation.runner import Reconciler, ReconOptions, get_reconciler
-from reconciliation.scheduler import ReconciliationScheduler, reconciliation_hook
+from reconciliation.runner import Reconciler, ReconciliationParts, ReconOptions
+from reconciliation.scheduler import ReconciliationScheduler, start_reconciliation
 
 __all__ = [
     "KINDS",
@@ -10,7 +13,7 @@ __all__ = [
     "Finding",
     "ReconOptions",
     "Reconciler",
+    "ReconciliationParts",
     "ReconciliationScheduler",
-    "get_reconciler",
-    "reconciliation_hook",
+    "start_reconciliation",
 ]

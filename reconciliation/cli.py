@@ -8,44 +8,30 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from shared.settings import Settings
+from reconciliation.runner import Reconciler
+from reconciliation.store import get_report, mismatches
+from shared.db import unit_of_work
 
 
-async def reconcile(
-    settings: Settings,
-    console: Console,
-    *,
-    stuck_after_s: float = 60.0,
-    include_testnet: bool = True,
-    limit: int = 200,
-) -> int:
-    """Run a report (no in-process worker: the in-memory book checks are skipped with a note); print it.
+async def reconcile(reconciler: Reconciler, console: Console, *, limit: int = 200) -> int:
+    """Run a report (the paper book is the one the execution process publishes, if it runs); print it.
     Returns the number of mismatches (the command's exit status is 1 when there are any)."""
-    from reconciliation.runner import Reconciler, ReconOptions
-    from reconciliation.store import get_report, mismatches
-    from shared.db import unit_of_work
-    from tradebridge.bootstrap import build_runtime
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("reconciling", total=1)
 
-    async with build_runtime(settings) as rt:
-        rec = Reconciler(
-            rt, options=ReconOptions(stuck_after_s=stuck_after_s, include_testnet=include_testnet)
-        )
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(),
-            console=console,
-        ) as bar:
-            task = bar.add_task("reconciling", total=1)
+        def progress(step: str, done: int, total: int) -> None:
+            bar.update(task, description=step, completed=done, total=total)
 
-            def progress(step: str, done: int, total: int) -> None:
-                bar.update(task, description=step, completed=done, total=total)
-
-            report_id = await rec.run("cli", None, progress)
-        async with unit_of_work(rt.sessions) as session:
-            report = await get_report(session, report_id)
-            items = await mismatches(session, report_id)
+        report_id = await reconciler.run("cli", None, progress)
+    async with unit_of_work(reconciler.rt.sessions) as session:
+        report = await get_report(session, report_id)
+        items = await mismatches(session, report_id)
     render(console, report.id, report.status, report.summary, [_row(m) for m in items[:limit]], report.error)
     if len(items) > limit:
         console.print(f"... {len(items) - limit} more: GET /api/admin/reconciliation/{report_id}?format=csv")

@@ -1,21 +1,20 @@
 """Repairs, only on an admin's explicit request for mismatches of one report; each audited (who, when, what).
 
-Every repair goes through the same paths the worker uses (`execution.engine.apply_result`: status machine,
-order events, outbox events), so a repaired order looks to clients exactly like a venue update."""
+Every repair goes through the same paths the worker uses (the execution engine's port, `RepairPort`, injected
+by the composition root: status machine, order events, outbox events), so a repaired order looks to clients
+exactly like a venue update."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from execution.engine import apply_result, load_orders
 from execution.venues.base import ExternalOrder, FillReport, OrderChange, VenueResult
-from gateway.services.audit import Auditor
 from shared.amounts import average
 from shared.clock import Clock
 from shared.errors import Conflict, InvalidInput
@@ -24,6 +23,38 @@ from shared.models.reconciliation import ReconciliationMismatch, ReconciliationR
 from shared.orders import FINAL, Status
 from shared.outbox import add_outbox
 from shared.streams import command_stream
+
+
+class Applied(Protocol):
+    orders: list[Order]
+    fills: int
+    rejected_transitions: list[str]
+
+
+class RepairPort(Protocol):
+    """The execution engine's public port: apply a venue result (status machine, fills, ledger, events) and
+    load orders under their row locks, in the caller's transaction."""
+
+    @property
+    def clock(self) -> Clock: ...
+
+    async def apply_result(self, session: AsyncSession, result: VenueResult) -> Applied: ...
+
+    async def load_orders(self, session: AsyncSession, ids: list[str]) -> dict[str, Order]: ...
+
+
+class AuditRecorder(Protocol):
+    """Who repaired what (the gateway's auditor)."""
+
+    async def record(
+        self,
+        session: AsyncSession,
+        action: str,
+        *,
+        actor_id: str | None,
+        target: str | None = None,
+        **details: Any,
+    ) -> None: ...
 
 
 @dataclass
@@ -38,8 +69,8 @@ class Skip(Exception):
 
 async def repair_report(
     session: AsyncSession,
-    clock: Clock,
-    auditor: Auditor,
+    port: RepairPort,
+    auditor: AuditRecorder,
     admin: User,
     report: ReconciliationReport,
     *,
@@ -65,11 +96,11 @@ async def repair_report(
             out.skipped.append({"id": m.id, "reason": f"{m.kind} has no automatic repair: {m.action}"})
             continue
         try:
-            done = await _REPAIRS[m.repair](session, clock, m)
+            done = await _REPAIRS[m.repair](session, port, m)
         except Skip as exc:
             out.skipped.append({"id": m.id, "reason": str(exc)})
             continue
-        m.repaired_at, m.repaired_by = clock.now(), admin.id
+        m.repaired_at, m.repaired_by = port.clock.now(), admin.id
         session.add(m)
         await auditor.record(
             session,
@@ -88,18 +119,18 @@ async def repair_report(
     return out
 
 
-async def _order(session: AsyncSession, order_id: str | None) -> Order:
-    order = (await load_orders(session, [order_id])).get(order_id or "") if order_id else None
+async def _order(session: AsyncSession, port: RepairPort, order_id: str | None) -> Order:
+    order = (await port.load_orders(session, [order_id])).get(order_id or "") if order_id else None
     if order is None:
         raise Skip("the order no longer exists")
     return order
 
 
-async def _republish(session: AsyncSession, clock: Clock, m: ReconciliationMismatch) -> str:
-    order = await _order(session, m.order_id)
+async def _republish(session: AsyncSession, port: RepairPort, m: ReconciliationMismatch) -> str:
+    order = await _order(session, port, m.order_id)
     if order.status not in (Status.PENDING, Status.PENDING_CANCEL):
         raise Skip(f"the order is {order.status} now: no longer stuck")
-    now = clock.now()
+    now = port.clock.now()
     kind = "place" if order.status == Status.PENDING else "cancel"
     add_outbox(
         session,
@@ -121,15 +152,15 @@ def _avg(cum: Decimal, filled: Decimal) -> Decimal | None:
     return average(cum, filled)
 
 
-async def _apply(session: AsyncSession, clock: Clock, result: VenueResult) -> Any:
-    applied = await apply_result(session, clock, result)
+async def _apply(session: AsyncSession, port: RepairPort, result: VenueResult) -> Applied:
+    applied = await port.apply_result(session, result)
     if applied.rejected_transitions:
         raise Skip("; ".join(applied.rejected_transitions))
     return applied
 
 
-async def _sync_order(session: AsyncSession, clock: Clock, m: ReconciliationMismatch) -> str:
-    order = await _order(session, m.order_id)
+async def _sync_order(session: AsyncSession, port: RepairPort, m: ReconciliationMismatch) -> str:
+    order = await _order(session, port, m.order_id)
     ex = m.details.get("exchange") or {}
     filled, cum = Decimal(ex["filled"]), Decimal(ex["cum_quote"])
     if order.status == ex["status"] and order.filled_quantity == filled:
@@ -137,7 +168,7 @@ async def _sync_order(session: AsyncSession, clock: Clock, m: ReconciliationMism
     change = OrderChange(
         order.id, ex["status"], filled, cum, _avg(cum, filled), venue_order_id=ex["venue_order_id"]
     )
-    await _apply(session, clock, VenueResult(changes=(change,)))
+    await _apply(session, port, VenueResult(changes=(change,)))
     return f"{ex['status']} filled {ex['filled']}"
 
 
@@ -157,15 +188,13 @@ def _fill_report(t: dict[str, Any], order_id: str) -> FillReport:
     )
 
 
-async def _adopt_fill(session: AsyncSession, clock: Clock, m: ReconciliationMismatch) -> str:
-    order = await _order(session, m.order_id)
-    applied = await _apply(
-        session, clock, VenueResult(fills=(_fill_report(m.details["exchange"], order.id),))
-    )
+async def _adopt_fill(session: AsyncSession, port: RepairPort, m: ReconciliationMismatch) -> str:
+    order = await _order(session, port, m.order_id)
+    applied = await _apply(session, port, VenueResult(fills=(_fill_report(m.details["exchange"], order.id),)))
     return f"adopted {applied.fills} fill(s)"
 
 
-async def _adopt_order(session: AsyncSession, clock: Clock, m: ReconciliationMismatch) -> str:
+async def _adopt_order(session: AsyncSession, port: RepairPort, m: ReconciliationMismatch) -> str:
     ex = m.details["exchange"]
     filled, cum = Decimal(ex["filled"]), Decimal(ex["cum_quote"])
     ext = ExternalOrder(
@@ -184,16 +213,16 @@ async def _adopt_order(session: AsyncSession, clock: Clock, m: ReconciliationMis
         avg_price=_avg(cum, filled),
         created_at=datetime.fromtimestamp(int(ex["time_ms"]) / 1000, tz=UTC),
     )
-    applied = await _apply(session, clock, VenueResult(external_orders=(ext,)))
+    applied = await _apply(session, port, VenueResult(external_orders=(ext,)))
     order = applied.orders[0]
     fills = tuple(_fill_report(t, order.id) for t in m.details.get("trades", []))
     if fills:
-        await _apply(session, clock, VenueResult(fills=fills))
+        await _apply(session, port, VenueResult(fills=fills))
     return f"adopted as order {order.id} with {len(fills)} fill(s)"
 
 
-async def _close_missing(session: AsyncSession, clock: Clock, m: ReconciliationMismatch) -> str:
-    order = await _order(session, m.order_id)
+async def _close_missing(session: AsyncSession, port: RepairPort, m: ReconciliationMismatch) -> str:
+    order = await _order(session, port, m.order_id)
     if order.status in FINAL:
         raise Skip(f"the order is already {order.status}: nothing to close")
     change = OrderChange(
@@ -204,17 +233,17 @@ async def _close_missing(session: AsyncSession, clock: Clock, m: ReconciliationM
         order.avg_price,
         reason="not found on the exchange (reconciliation)",
     )
-    await _apply(session, clock, VenueResult(changes=(change,)))
+    await _apply(session, port, VenueResult(changes=(change,)))
     return "closed as CANCELED"
 
 
-async def _close_reset(session: AsyncSession, clock: Clock, m: ReconciliationMismatch) -> str:
+async def _close_reset(session: AsyncSession, port: RepairPort, m: ReconciliationMismatch) -> str:
     rows = await session.execute(
         select(Order.id).where(
             Order.user_id == m.user_id, Order.mode == "testnet", Order.status.not_in([str(s) for s in FINAL])
         )
     )
-    orders = await load_orders(session, list(rows.scalars()))
+    orders = await port.load_orders(session, list(rows.scalars()))
     changes = tuple(
         OrderChange(
             o.id,
@@ -227,7 +256,7 @@ async def _close_reset(session: AsyncSession, clock: Clock, m: ReconciliationMis
         for o in orders.values()
     )
     if changes:
-        await _apply(session, clock, VenueResult(changes=changes))
+        await _apply(session, port, VenueResult(changes=changes))
     return f"closed {len(changes)} open testnet order(s); older history acknowledged as reset"
 
 

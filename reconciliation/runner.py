@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 import shared.models.reconciliation  # noqa: F401  (registers the tables until shared.models imports them)
 from reconciliation.findings import KINDS, CheckOutcome, Finding, summarise
-from reconciliation.paper import memory_of, run_paper_checks
+from reconciliation.paper import PaperMemory, run_paper_checks
 from reconciliation.testnet import (
     ExchangeFactory,
     TestnetCheckConfig,
@@ -24,13 +24,15 @@ from reconciliation.testnet import (
     check_user_safely,
     exchange_sessions,
 )
+from shared.clock import Clock
 from shared.credentials import TESTNET_EXCHANGE, load_plain_keys
 from shared.db import READ_ONLY_OPTION, unit_of_work
 from shared.ids import new_id
 from shared.metrics import RECON_MISMATCHES
 from shared.models import ExchangeCredential
 from shared.models.reconciliation import ReconciliationMismatch, ReconciliationReport
-from tradebridge.bootstrap import Runtime
+from shared.security.crypto import KeyRing
+from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -45,19 +47,35 @@ class ReconOptions:
     include_testnet: bool = True
 
 
-class Reconciler:
-    """Runs reports for one runtime; `start` runs one in the background (the API's 202)."""
+PaperBook = Callable[[], Awaitable[PaperMemory | None]]
+"""The execution worker's open paper book (orders and locks), or None when it can't be seen."""
 
-    def __init__(
-        self,
-        rt: Runtime,
-        *,
-        exchange_factory: ExchangeFactory | None = None,
-        options: ReconOptions | None = None,
-    ) -> None:
-        self.rt = rt
-        self.exchange_factory = exchange_factory or exchange_sessions(rt.settings.binance_testnet_url)
-        self.options = options or ReconOptions()
+
+@dataclass(frozen=True, slots=True)
+class ReconciliationParts:
+    """All reconciliation uses, filled in by the composition root."""
+
+    settings: Settings
+    clock: Clock
+    engine: AsyncEngine  # one REPEATABLE READ snapshot per report
+    sessions: async_sessionmaker[AsyncSession]
+    read_sessions: async_sessionmaker[AsyncSession]
+    keyring: KeyRing  # testnet keys (shared.credentials)
+    symbols: list[str]
+    paper_book: PaperBook | None = None
+    exchange_factory: ExchangeFactory | None = None
+    options: ReconOptions = field(default_factory=lambda: ReconOptions())
+
+
+class Reconciler:
+    """Runs reports with the parts it was given; `start` runs one in the background (the API's 202)."""
+
+    def __init__(self, parts: ReconciliationParts) -> None:
+        self.rt = parts
+        self.exchange_factory = parts.exchange_factory or exchange_sessions(
+            parts.settings.binance_testnet_url
+        )
+        self.options = parts.options
         self._tasks: set[asyncio.Task[None]] = set()
 
     def add_report(self, session: AsyncSession, trigger: str, requested_by: str | None) -> str:
@@ -155,12 +173,12 @@ class Reconciler:
             outcomes = await run_paper_checks(
                 session,
                 now=rt.clock.now(),
-                memory=memory_of(rt.extras.get("worker")),
+                memory=await rt.paper_book() if rt.paper_book is not None else None,
                 stuck_after_s=opts.stuck_after_s,
             )
         balances: dict[str, dict[str, str]] = {}
         since = rt.clock.now() - timedelta(seconds=opts.lookback_s)
-        cfg = TestnetCheckConfig(since=since, symbols=list(rt.markets))
+        cfg = TestnetCheckConfig(since=since, symbols=list(rt.symbols))
         for i, user_id in enumerate(creds, start=1):
             if progress:
                 progress(f"testnet user {user_id}", i, total)
@@ -221,7 +239,7 @@ async def reset_acknowledged_at(session: AsyncSession, user_id: str) -> datetime
 
 
 @contextlib.asynccontextmanager
-async def snapshot_session(rt: Runtime) -> AsyncIterator[AsyncSession]:
+async def snapshot_session(rt: ReconciliationParts) -> AsyncIterator[AsyncSession]:
     """One consistent read snapshot (REPEATABLE READ on PostgreSQL; SQLite's transaction already is one)."""
     async with rt.engine.execution_options(**{READ_ONLY_OPTION: True}).connect() as conn:
         if not rt.settings.is_sqlite:
@@ -250,15 +268,3 @@ def mismatch_row(report_id: str, f: Finding) -> ReconciliationMismatch:
         repair=f.repair,
         details=f.details,
     )
-
-
-def get_reconciler(rt: Runtime) -> Reconciler:
-    """The runtime's reconciler (made on first use; the scheduler hook makes it at start-up)."""
-    rec = rt.extras.get("reconciler")
-    if rec is None:
-        rec = rt.extras["reconciler"] = Reconciler(
-            rt,
-            exchange_factory=rt.extras.get("recon_exchange_factory"),
-            options=rt.extras.get("recon_options"),
-        )
-    return rec  # type: ignore[no-any-return]

@@ -6,15 +6,13 @@ import asyncio
 import contextlib
 from contextlib import AsyncExitStack
 from datetime import timedelta
-from typing import Any
 
 import structlog
 from sqlalchemy import select, update
 
-from reconciliation.runner import get_reconciler
+from reconciliation.runner import Reconciler, ReconciliationParts
 from shared.db import unit_of_work
 from shared.models.reconciliation import ReconciliationReport
-from tradebridge.bootstrap import Runtime
 
 log = structlog.get_logger(__name__)
 
@@ -23,10 +21,11 @@ ABANDONED_AFTER = timedelta(hours=1)
 
 
 class ReconciliationScheduler:
-    def __init__(self, rt: Runtime, interval_s: float) -> None:
+    def __init__(self, reconciler: Reconciler, interval_s: float) -> None:
         if interval_s <= 0:
             raise ValueError("interval_s must be positive")
-        self.rt = rt
+        self.reconciler = reconciler
+        self.rt = reconciler.rt
         self.interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
         self.runs = 0
@@ -47,7 +46,7 @@ class ReconciliationScheduler:
             try:
                 if await self._someone_else_running():
                     continue
-                await get_reconciler(self.rt).run("schedule")
+                await self.reconciler.run("schedule")
                 self.runs += 1
             except asyncio.CancelledError:
                 raise
@@ -66,7 +65,7 @@ class ReconciliationScheduler:
         return found is not None
 
 
-async def fail_abandoned(rt: Runtime) -> None:
+async def fail_abandoned(rt: ReconciliationParts) -> None:
     """Reports left `running` by a process that died are marked failed (their task is gone)."""
     async with unit_of_work(rt.sessions) as session:
         await session.execute(
@@ -81,22 +80,21 @@ async def fail_abandoned(rt: Runtime) -> None:
         )
 
 
-def reconciliation_hook(interval_s: float | None = None) -> Any:
-    """A gateway service hook. `interval_s` None reads `settings.reconciliation_interval_s` (default 3600);
-    0 or less: no schedule (reports still run on demand). Stops the scheduler and in-flight reports on exit."""
-
-    async def hook(rt: Runtime, stack: AsyncExitStack) -> None:
-        interval = interval_s
-        if interval is None:
-            interval = float(getattr(rt.settings, "reconciliation_interval_s", DEFAULT_INTERVAL_S))
-        reconciler = get_reconciler(rt)
-        stack.push_async_callback(reconciler.aclose)
-        with contextlib.suppress(Exception):
-            await fail_abandoned(rt)
-        if interval > 0:
-            scheduler = ReconciliationScheduler(rt, interval)
-            rt.extras["reconciliation_scheduler"] = scheduler
-            scheduler.start()
-            stack.push_async_callback(scheduler.stop)
-
-    return hook
+async def start_reconciliation(
+    reconciler: Reconciler, stack: AsyncExitStack, interval_s: float | None = None
+) -> ReconciliationScheduler | None:
+    """Fail reports a dead process left running, then schedule one every `interval_s` (None: the setting
+    RECONCILIATION_INTERVAL_S, default 3600; 0 or less: on demand only). The scheduler and in-flight reports
+    stop when the stack closes."""
+    interval = interval_s
+    if interval is None:
+        interval = float(getattr(reconciler.rt.settings, "reconciliation_interval_s", DEFAULT_INTERVAL_S))
+    stack.push_async_callback(reconciler.aclose)
+    with contextlib.suppress(Exception):
+        await fail_abandoned(reconciler.rt)
+    if interval <= 0:
+        return None
+    scheduler = ReconciliationScheduler(reconciler, interval)
+    scheduler.start()
+    stack.push_async_callback(scheduler.stop)
+    return scheduler

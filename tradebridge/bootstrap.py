@@ -1,24 +1,34 @@
-"""The composition root: every service process (and `tradebridge up`) assembles its parts here, at start-up."""
+"""The composition root: the only place that builds adapters. Each process makes one `SharedParts`, which builds
+a part (engine, bus, tokens, relay, ...) the first time a service's parts ask for it, so a process holds only
+what its services use (the events service gets a bus and tokens, no database), and fills each service's own
+typed parts (`GatewayParts`, `ExecutionParts`, `EventsParts`, `PricefeedParts`, `ReconciliationParts`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
+from functools import cached_property
 from typing import Any
 
 import structlog
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from events.app import EventsParts
+from events.binance_ws import BinanceWsParts
+from execution.engine import EnginePort
 from execution.paper.ledger import FeeSchedule
 from execution.paper.rules import MarketRules, build_rules
+from execution.parts import ExecutionParts
+from gateway.deps import GatewayParts, TestnetBalances
+from pricefeed.runner import PricefeedParts
+from reconciliation import Reconciler, ReconciliationParts, ReconOptions
+from reconciliation.runner import PaperBook
+from reconciliation.testnet import ExchangeFactory
 from shared.bus import Bus, create_bus
 from shared.clock import Clock, SystemClock
-from shared.credentials import KeyVerifier
 from shared.db import create_engine, read_session_factory, session_factory
 from shared.exchanges.verify import ExchangeKeyVerifier
 from shared.marketdata import MarketData, create_market_data
@@ -33,112 +43,233 @@ from shared.streams import RETENTION
 log = structlog.get_logger(__name__)
 
 
-@dataclass
-class Runtime:
-    """Everything a service needs, built once per process and injected (never imported as a global)."""
+class SharedParts:
+    """The parts services share within one process, each built on first use and closed with `stack`.
 
-    settings: Settings
-    secrets: Secrets
-    clock: Clock
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-    read_sessions: async_sessionmaker[AsyncSession]  # never write through these
-    bus: Bus
-    tokens: TokenService
-    keyring: KeyRing
-    limiter: RateLimiter
-    login_throttle: LoginThrottle
-    key_verifier: KeyVerifier
-    markets: dict[str, MarketRules]
-    fees: FeeSchedule
-    market_data: MarketData
-    relay: OutboxRelay
-    order_admission: Admission  # load shedding of order placements (ORDER_MAX_INFLIGHT)
-    # users whose paper account is known funded (committed): their orders skip the funding statement
-    paper_funded: set[str] = field(default_factory=set)
-    extras: dict[str, Any] = field(default_factory=dict)
+    Services' parts are filled (so every part they use is built) before any service starts: what was built
+    first is closed last, after the services that use it stopped."""
 
-    async def check_database(self) -> None:
-        async with self.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+    def __init__(
+        self, settings: Settings, stack: AsyncExitStack, *, clock: Clock | None = None, bus: Bus | None = None
+    ) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self._stack = stack
+        if bus is not None:  # given (tests): owned by the caller
+            self.__dict__["bus"] = bus
+
+    @cached_property
+    def secrets(self) -> Secrets:
+        return resolve_secrets(self.settings)
+
+    @cached_property
+    def tokens(self) -> TokenService:
+        try:
+            return TokenService(
+                self.secrets.jwt_secret, access_ttl_s=self.settings.access_token_ttl_s, clock=self.clock
+            )
+        except ValueError as exc:  # the messages name the setting's problem, never its value
+            raise ConfigError(f"invalid secret configuration: {exc}") from exc
+
+    @cached_property
+    def keyring(self) -> KeyRing:
+        try:
+            return KeyRing.from_setting(self.secrets.key_encryption_keys)
+        except ValueError as exc:
+            raise ConfigError(f"invalid secret configuration: {exc}") from exc
+
+    @cached_property
+    def engine(self) -> AsyncEngine:
+        s = self.settings
+        engine = create_engine(
+            s.database_url,
+            pool_size=s.db_pool_size,
+            max_overflow=s.db_max_overflow,
+            pool_timeout_s=s.db_pool_timeout_s,
+        )
+        self._stack.push_async_callback(engine.dispose)
+        return engine
+
+    @cached_property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        return session_factory(self.engine)
+
+    @cached_property
+    def read_sessions(self) -> async_sessionmaker[AsyncSession]:
+        return read_session_factory(self.engine)
+
+    @cached_property
+    def bus(self) -> Bus:
+        s = self.settings
+        bus = create_bus(
+            s.redis_url, prefix=s.redis_prefix, maxlen=100_000, clock=self.clock, retention=RETENTION
+        )
+        self._stack.push_async_callback(bus.close)
+        return bus
+
+    @cached_property
+    def limiter(self) -> RateLimiter:
+        limiter = RateLimiter(self.settings.redis_url, prefix=self.settings.redis_prefix + "rl:")
+        self._stack.push_async_callback(limiter.aclose)
+        return limiter
+
+    @cached_property
+    def market_data(self) -> MarketData:
+        md = create_market_data(self.settings.redis_url, self.settings.redis_prefix)
+        self._stack.push_async_callback(md.aclose)
+        return md
+
+    @cached_property
+    def markets(self) -> dict[str, MarketRules]:
+        return build_rules(self.settings.symbols, self.settings.market_rules)
+
+    @cached_property
+    def fees(self) -> FeeSchedule:
+        return FeeSchedule()
+
+    @cached_property
+    def relay(self) -> OutboxRelay:
+        """The outbox relay of this process, running until the stack closes (before the bus and engine)."""
+        relay = OutboxRelay(
+            self.sessions,
+            self.bus,
+            self.clock,
+            is_postgres=not self.settings.is_sqlite,
+            poll_interval=self.settings.outbox_poll_interval_s,
+        )
+        task = asyncio.create_task(relay.run(), name="outbox-relay")
+
+        async def stop() -> None:
+            relay.stop()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+        self._stack.push_async_callback(stop)
+        return relay
 
 
-@asynccontextmanager
-async def build_runtime(settings: Settings, *, clock: Clock | None = None) -> AsyncIterator[Runtime]:
-    clock = clock or SystemClock()
-    secrets = resolve_secrets(settings)
-    try:
-        tokens = TokenService(secrets.jwt_secret, access_ttl_s=settings.access_token_ttl_s, clock=clock)
-        keyring = KeyRing.from_setting(secrets.key_encryption_keys)
-    except ValueError as exc:  # the messages name the setting's problem, never its value
-        raise ConfigError(f"invalid secret configuration: {exc}") from exc
-    engine = create_engine(
-        settings.database_url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_timeout_s=settings.db_pool_timeout_s,
+def execution_parts(
+    shared: SharedParts, testnet_overrides: Mapping[str, Any] | None = None
+) -> ExecutionParts:
+    return ExecutionParts(
+        settings=shared.settings,
+        clock=shared.clock,
+        engine=shared.engine,
+        sessions=shared.sessions,
+        read_sessions=shared.read_sessions,
+        bus=shared.bus,
+        relay=shared.relay,
+        market_data=shared.market_data,
+        markets=shared.markets,
+        fees=shared.fees,
+        keyring=shared.keyring,
+        testnet_overrides=dict(testnet_overrides or {}),
     )
-    bus = create_bus(
-        settings.redis_url, prefix=settings.redis_prefix, maxlen=100_000, clock=clock, retention=RETENTION
+
+
+def events_parts(shared: SharedParts) -> EventsParts:
+    return EventsParts(
+        settings=shared.settings,
+        clock=shared.clock,
+        bus=shared.bus,
+        tokens=shared.tokens,
+        binance=binance_ws_parts(shared),
     )
-    limiter = RateLimiter(settings.redis_url, prefix=settings.redis_prefix + "rl:")
-    sessions = session_factory(engine)
-    rt = Runtime(
-        settings=settings,
-        secrets=secrets,
-        clock=clock,
-        engine=engine,
-        sessions=sessions,
-        read_sessions=read_session_factory(engine),
-        bus=bus,
-        tokens=tokens,
-        keyring=keyring,
-        limiter=limiter,
-        order_admission=Admission(settings.order_max_inflight),
+
+
+def binance_ws_parts(shared: SharedParts) -> BinanceWsParts:
+    """The Binance-compatible WebSocket's key checks (read-only sessions) and depth books (market data)."""
+    return BinanceWsParts(
+        clock=shared.clock,
+        read_sessions=shared.read_sessions,
+        keyring=shared.keyring,
+        market_data=shared.market_data,
+    )
+
+
+def pricefeed_parts(shared: SharedParts) -> PricefeedParts:
+    return PricefeedParts(
+        settings=shared.settings,
+        clock=shared.clock,
+        engine=shared.engine,
+        sessions=shared.sessions,
+        read_sessions=shared.read_sessions,
+        bus=shared.bus,
+        market_data=shared.market_data,
+    )
+
+
+def reconciler(
+    shared: SharedParts,
+    paper_book: PaperBook | None,
+    *,
+    exchange_factory: ExchangeFactory | None = None,
+    options: ReconOptions | None = None,
+) -> Reconciler:
+    return Reconciler(
+        ReconciliationParts(
+            settings=shared.settings,
+            clock=shared.clock,
+            engine=shared.engine,
+            sessions=shared.sessions,
+            read_sessions=shared.read_sessions,
+            keyring=shared.keyring,
+            symbols=list(shared.markets),
+            paper_book=paper_book,
+            exchange_factory=exchange_factory,
+            options=options or ReconOptions(),
+        )
+    )
+
+
+def gateway_parts(shared: SharedParts, testnet_balances: TestnetBalances, recon: Reconciler) -> GatewayParts:
+    s = shared.settings
+    return GatewayParts(
+        settings=s,
+        clock=shared.clock,
+        engine=shared.engine,
+        sessions=shared.sessions,
+        read_sessions=shared.read_sessions,
+        bus=shared.bus,
+        tokens=shared.tokens,
+        keyring=shared.keyring,
+        limiter=shared.limiter,
         login_throttle=LoginThrottle(
-            limiter,
-            per_account=settings.login_limit_per_account,
-            per_address=settings.login_limit_per_address,
-            per_account_address=settings.login_limit_per_account_address,
+            shared.limiter,
+            per_account=s.login_limit_per_account,
+            per_address=s.login_limit_per_address,
+            per_account_address=s.login_limit_per_account_address,
         ),
-        key_verifier=ExchangeKeyVerifier("binance-testnet", settings.binance_testnet_url),
-        markets=build_rules(settings.symbols, settings.market_rules),
-        fees=FeeSchedule(),
-        market_data=create_market_data(settings.redis_url, settings.redis_prefix),
-        relay=OutboxRelay(
-            sessions,
-            bus,
-            clock,
-            is_postgres=not settings.is_sqlite,
-            poll_interval=settings.outbox_poll_interval_s,
-        ),
+        key_verifier=ExchangeKeyVerifier("binance-testnet", s.binance_testnet_url),
+        markets=shared.markets,
+        fees=shared.fees,
+        market_data=shared.market_data,
+        relay=shared.relay,
+        order_admission=Admission(s.order_max_inflight),
+        testnet_balances=testnet_balances,
+        reconciler=recon,
+        repairs=EnginePort(shared.clock),
     )
-    try:
-        yield rt
-    finally:
-        rt.relay.stop()
-        await rt.market_data.aclose()
-        await bus.close()
-        await limiter.aclose()
-        await engine.dispose()
+
+
+# Routes written against the former bag's name (the binance_api package) keep working while they move.
+Runtime = GatewayParts
 
 
 async def run_service(
-    settings: Settings, *hooks: Callable[[Runtime, AsyncExitStack], Awaitable[object]]
+    settings: Settings, *starts: Callable[[SharedParts, AsyncExitStack], Awaitable[object]]
 ) -> None:
-    """A service process: build the runtime, start its parts (each pushes its own clean-up onto the stack),
-    run until SIGTERM/SIGINT, then stop them in reverse order."""
+    """A service process: start its parts (each pushes its own clean-up onto the stack), run until
+    SIGTERM/SIGINT, then stop them in reverse order."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    async with build_runtime(settings) as rt, AsyncExitStack() as stack:
-        for hook in hooks:
-            await hook(rt, stack)
-        log.info(
-            "service running",
-            parts=[getattr(h, "__name__", str(h)) for h in hooks],
-            bus=type(rt.bus).__name__,
-        )
+    async with AsyncExitStack() as stack:
+        shared = SharedParts(settings, stack)
+        for start in starts:
+            await start(shared, stack)
+        log.info("service running", parts=[getattr(s, "__name__", str(s)) for s in starts])
         await stop.wait()

@@ -81,7 +81,7 @@ def up(host: HostOpt = None, port: PortOpt = None) -> None:
 def gateway(host: HostOpt = None, port: PortOpt = None) -> None:
     """Run the REST API (and web UI) alone; other services run as their own processes."""
     settings = _settings()
-    from gateway.app import create_app
+    from tradebridge.app import create_app
 
     _check_secrets(settings)
     _serve(create_app(settings), settings, host, port)
@@ -92,9 +92,9 @@ def execution() -> None:
     """Run an execution worker: consumes order commands, trades on the paper exchange or the testnet."""
     settings = _settings()
     _check_secrets(settings)
-    from execution.service import run_forever
+    from tradebridge.services import run_execution
 
-    _run(run_forever(settings))
+    _run(run_execution(settings))
 
 
 @app.command()
@@ -102,7 +102,7 @@ def events(host: HostOpt = None, port: PortOpt = None) -> None:
     """Run a WebSocket events service (any number may run at once behind a load balancer)."""
     settings = _settings()
     _check_secrets(settings)
-    from events.app import create_events_app
+    from tradebridge.app import create_events_app
 
     _serve(create_events_app(settings), settings, host, port)
 
@@ -112,9 +112,9 @@ def pricefeed() -> None:
     """Run the price feed: tickers, candles, marks and PnL updates."""
     settings = _settings()
     _check_secrets(settings)
-    from pricefeed.runner import run_forever
+    from tradebridge.services import run_pricefeed
 
-    _run(run_forever(settings))
+    _run(run_pricefeed(settings))
 
 
 @app.command()
@@ -154,9 +154,9 @@ def reconcile(
     Exits 1 when mismatches were found."""
     settings = _settings()
     _check_secrets(settings)
-    from reconciliation.cli import reconcile as run
+    from tradebridge.services import run_reconcile
 
-    found = asyncio.run(run(settings, console, stuck_after_s=stuck_after, include_testnet=testnet))
+    found = asyncio.run(run_reconcile(settings, console, stuck_after_s=stuck_after, include_testnet=testnet))
     raise typer.Exit(1 if found else 0)
 
 

@@ -6,9 +6,8 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.deps import RuntimeDep
+from gateway.deps import GatewayParts, PartsDep
 from shared.liquidity import liquidity_problems
-from tradebridge.bootstrap import Runtime
 
 router = APIRouter(tags=["operations"])
 
@@ -18,7 +17,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-async def _liquidity(rt: Runtime) -> str:
+async def _liquidity(rt: GatewayParts) -> str:
     """Market orders can fill: the market maker quotes both sides of every symbol (see shared.liquidity)."""
     try:
         problems = await liquidity_problems(rt.market_data, rt.markets, rt.clock.now())
@@ -37,7 +36,7 @@ async def _liquidity(rt: Runtime) -> str:
         },
     },
 )
-async def readyz(rt: RuntimeDep) -> JSONResponse:
+async def readyz(rt: PartsDep) -> JSONResponse:
     """Database and bus reachable; with the market maker on, also paper liquidity on every symbol (with
     PAPER_MARKET_MAKER=off there is none to wait for, so that check is left out)."""
     checks: dict[str, str] = {}

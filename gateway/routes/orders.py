@@ -10,19 +10,17 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Response, 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from execution.paper.quote import quote_levels
-from gateway.deps import CurrentTrader, RuntimeDep, SessionDep
+from gateway.deps import CurrentTrader, GatewayParts, PartsDep, SessionDep
 from gateway.problems import AUTHENTICATED, WITH_BODY, problem_responses
-from gateway.routes.markets import VenueDep
 from gateway.services.orders import OrderService, order_out, rules_for
 from shared.schemas.orders import OrderDetail, OrderIn, OrderOut, OrderPage, QuoteIn, QuoteOut
-from tradebridge.bootstrap import Runtime
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 
 OrderId = Annotated[str, Path(min_length=1, max_length=36, pattern=r"^[A-Za-z0-9._:/-]+$")]
 
 
-def order_service(rt: Runtime, session: AsyncSession) -> OrderService:
+def order_service(rt: GatewayParts, session: AsyncSession) -> OrderService:
     return OrderService(
         session=session,
         clock=rt.clock,
@@ -36,14 +34,14 @@ def order_service(rt: Runtime, session: AsyncSession) -> OrderService:
     )
 
 
-async def get_order_service(rt: RuntimeDep, session: SessionDep) -> OrderService:
+async def get_order_service(rt: PartsDep, session: SessionDep) -> OrderService:
     return order_service(rt, session)
 
 
 Orders = Annotated[OrderService, Depends(get_order_service)]
 
 
-async def admitted(rt: RuntimeDep) -> AsyncIterator[None]:
+async def admitted(rt: PartsDep) -> AsyncIterator[None]:
     """Load shedding before any other work (authentication, database): see ``shared.ratelimit.Admission``."""
     rt.order_admission.enter()
     try:
@@ -70,7 +68,7 @@ async def place_order(
     user: CurrentTrader,
     orders: Orders,
     response: Response,
-    rt: RuntimeDep,
+    rt: PartsDep,
     after: BackgroundTasks,
 ) -> OrderOut:
     order, created = await orders.place(user, body)
@@ -95,12 +93,11 @@ async def list_orders(
     return await orders.list(user, status=status_, symbol=symbol, mode=mode, limit=limit, cursor=cursor)
 
 
-@router.post("/quote", response_model=QuoteOut, responses=problem_responses(400, 401, 413, 422))
-async def quote(body: QuoteIn, rt: RuntimeDep, venue: VenueDep) -> QuoteOut:
-    """Walks the book of the venue the order would go to: `?venue=`, else the caller's mode, else paper."""
+@router.post("/quote", response_model=QuoteOut, responses=problem_responses(400, 413, 422))
+async def quote(body: QuoteIn, rt: PartsDep) -> QuoteOut:
     rules = rules_for(rt.markets, body.symbol)
     rules.qty_to_lots(body.quantity)
-    depth = await rt.market_data.get("depth", rules.symbol, venue=venue) or {}
+    depth = await rt.market_data.get("depth", rules.symbol) or {}
     levels = depth.get("asks" if body.side == "BUY" else "bids") or []
     q = quote_levels([(Decimal(str(p)), Decimal(str(s))) for p, s in levels], rules, body.side, body.quantity)
     return QuoteOut(
@@ -110,7 +107,6 @@ async def quote(body: QuoteIn, rt: RuntimeDep, venue: VenueDep) -> QuoteOut:
         fillable_quantity=q.fillable_quantity,
         avg_price=q.avg_price,
         worst_price=q.worst_price,
-        venue=venue,
     )
 
 
@@ -126,7 +122,7 @@ async def get_order(order_id: OrderId, user: CurrentTrader, orders: Orders) -> O
     responses=problem_responses(*AUTHENTICATED, 404, 409),
 )
 async def cancel_order(
-    order_id: OrderId, user: CurrentTrader, orders: Orders, rt: RuntimeDep, after: BackgroundTasks
+    order_id: OrderId, user: CurrentTrader, orders: Orders, rt: PartsDep, after: BackgroundTasks
 ) -> OrderOut:
     order = await orders.cancel(user, order_id)
     _after_response(after, rt.relay.notify)  # the relay publishes the cancel's rows

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from execution.store.ledger import SqlLedger
-from gateway.deps import CurrentUser, RuntimeDep, SessionDep
+from gateway.deps import CurrentUser, PartsDep, SessionDep
 from gateway.problems import AUTHENTICATED, problem_responses
 from gateway.routes.orders import Orders
 from gateway.services.orders import fill_out
@@ -29,11 +29,11 @@ ModeQuery = Annotated[Literal["paper", "testnet"] | None, Query()]
     responses=problem_responses(*AUTHENTICATED, 409, 429),
 )
 async def balances(
-    user: CurrentUser, rt: RuntimeDep, session: SessionDep, mode: ModeQuery = None
+    user: CurrentUser, rt: PartsDep, session: SessionDep, mode: ModeQuery = None
 ) -> list[BalanceOut]:
     mode = mode or user.mode  # type: ignore[assignment]
     if mode == "testnet":
-        rows = await rt.extras["testnet_reader"].balances(user.id)
+        rows = await rt.testnet_balances.balances(user.id)
         return [
             BalanceOut(asset=b["asset"], free=b["free"], locked=b["locked"], total=b["total"]) for b in rows
         ]
@@ -48,7 +48,7 @@ async def balances(
 
 @router.get("/positions", response_model=list[PositionOut], responses=problem_responses(*AUTHENTICATED))
 async def positions(
-    user: CurrentUser, session: SessionDep, rt: RuntimeDep, mode: ModeQuery = None
+    user: CurrentUser, session: SessionDep, rt: PartsDep, mode: ModeQuery = None
 ) -> list[PositionOut]:
     rows = (
         await session.execute(

@@ -8,10 +8,9 @@ from fastapi import APIRouter, BackgroundTasks, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from gateway.deps import AuditorDep, CurrentAdmin, RuntimeDep, SessionDep
+from gateway.deps import AuditorDep, CurrentAdmin, PartsDep, SessionDep
 from gateway.problems import AUTHENTICATED, WITH_BODY, problem_responses
 from reconciliation.repair import repair_report
-from reconciliation.runner import get_reconciler
 from reconciliation.store import (
     get_report,
     list_reports,
@@ -32,11 +31,11 @@ class RepairIn(BaseModel):
 
 @router.post("", status_code=202, responses=problem_responses(401, 403, 503))
 async def start(
-    admin: CurrentAdmin, rt: RuntimeDep, session: SessionDep, auditor: AuditorDep, after: BackgroundTasks
+    admin: CurrentAdmin, rt: PartsDep, session: SessionDep, auditor: AuditorDep, after: BackgroundTasks
 ) -> dict[str, str]:
     """The report row and its audit record commit with the request; the run starts after the response,
     which is after that commit (the session dependency ends when the endpoint returns)."""
-    reconciler = get_reconciler(rt)
+    reconciler = rt.reconciler
     report_id = reconciler.add_report(session, "api", admin.id)
     await auditor.record(session, "reconciliation.run", actor_id=admin.id, target=report_id)
     after.add_task(reconciler.start, report_id)
@@ -92,13 +91,13 @@ async def repair(
     report_id: str,
     body: RepairIn,
     admin: CurrentAdmin,
-    rt: RuntimeDep,
+    rt: PartsDep,
     session: SessionDep,
     auditor: AuditorDep,
 ) -> dict[str, Any]:
     report = await get_report(session, report_id)
     out = await repair_report(
-        session, rt.clock, auditor, admin, report, ids=body.mismatch_ids or None, kinds=body.kinds or None
+        session, rt.repairs, auditor, admin, report, ids=body.mismatch_ids or None, kinds=body.kinds or None
     )
     rt.relay.notify()
     return {"report_id": report_id, "repaired": out.repaired, "skipped": out.skipped}

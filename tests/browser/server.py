@@ -46,11 +46,11 @@ class RunningSystem:
 
     @property
     def runtime(self) -> Any:
-        return self.app.state.runtime
+        return self.app.state.parts
 
     def call(self, work: Callable[[Any], Coroutine[Any, Any, T]], timeout: float = 30) -> T:
         """`work(runtime)` on the server's event loop (the runtime's engine and bus belong to it)."""
-        return asyncio.run_coroutine_threadsafe(work(self.runtime), self.loop).result(timeout)
+        return asyncio.run_coroutine_threadsafe(work(self.parts), self.loop).result(timeout)
 
 
 def free_port() -> int:
@@ -119,22 +119,9 @@ def build_app(db_path: Path, binance_url: str) -> tuple[FastAPI, bool]:
 
 
 def _assembled_app(settings: Any) -> FastAPI:
-    from execution.service import start_execution
-    from gateway.app import create_app
+    from tradebridge.app import create_app
 
-    hooks: list[Any] = [start_execution, ticker_pump()]
-    install = None
-    try:
-        from events.app import events_hook, install_events
-
-        hooks.append(events_hook)
-        install = install_events
-    except ImportError:
-        pass
-    app = create_app(settings, migrate=True, hooks=hooks)
-    if install is not None:
-        install(app)
-    return app
+    return create_app(settings, migrate=True, services=("events", "execution"), hooks=[ticker_pump()])
 
 
 @contextlib.contextmanager

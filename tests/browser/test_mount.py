@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.app import create_app
 from gateway.web import CHART_MODULE
 from tests.support.api import make_settings, running_api
+from tradebridge.app import create_app
 
 
 @pytest.fixture

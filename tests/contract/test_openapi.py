@@ -82,7 +82,7 @@ async def test_statuses_are_declared_where_they_can_occur(sqlite_gateway: Api) -
 
 async def test_symbols_are_the_deployments_markets(sqlite_gateway: Api) -> None:
     doc = (await sqlite_gateway.client.get("/openapi.json")).json()
-    markets = sorted(sqlite_gateway.runtime.markets)
+    markets = sorted(sqlite_gateway.parts.markets)
     order_in = doc["components"]["schemas"]["OrderIn"]["properties"]["symbol"]
     assert order_in["enum"] == markets
     trades = next(p for p in doc["paths"]["/api/trades"]["get"]["parameters"] if p["name"] == "symbol")

@@ -20,13 +20,11 @@ from typing import Any
 import httpx
 import pytest
 
-from events.app import events_hook, install_events
-from execution.service import start_execution
-from gateway.app import create_app
 from tests.events.helpers import serve
 from tests.support.api import make_settings
 from tests.support.eventually import eventually, eventually_sync
 from tests.support.procs import free_port
+from tradebridge.app import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -173,8 +171,7 @@ async def test_example_client_trades_and_follows_updates(
     settings = make_settings(
         pg_url, redis_url=redis_url, redis_prefix=redis_prefix, paper_starting_balances_csv="USDT=10000,BTC=1"
     )
-    app = create_app(settings, hooks=[events_hook, start_execution])
-    install_events(app)
+    app = create_app(settings, services=("events", "execution"))
     async with serve(app) as served:
         base = served.url.replace("ws://", "http://").rsplit("/ws", 1)[0]
         async with httpx.AsyncClient(base_url=base, timeout=10) as http:

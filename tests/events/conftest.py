@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from events.app import create_events_app
 from shared.settings import Settings
 from tests.events.helpers import Served, events_settings, serve
+from tradebridge.app import create_events_app
 
 
 @pytest.fixture

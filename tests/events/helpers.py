@@ -43,7 +43,8 @@ class Served:
 
     @property
     def runtime(self) -> Any:
-        return self.app.state.runtime
+        """What `/ws` runs against in this app (`events.ws.EventsState`: hub, tokens, bus, clock)."""
+        return self.app.state.events
 
     @property
     def bus(self) -> Bus:
@@ -51,7 +52,7 @@ class Served:
 
     @property
     def hub(self) -> Any:
-        return self.runtime.extras["events_hub"]
+        return self.runtime.hub
 
     def token(self, user_id: str, ttl_s: int | None = None) -> str:
         if ttl_s is None:

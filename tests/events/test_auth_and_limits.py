@@ -10,10 +10,10 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
-from events.app import create_events_app
 from shared.settings import Settings
 from tests.events.helpers import Client, Served, client, events_settings, publish_private, serve
 from tests.support.eventually import eventually
+from tradebridge.app import create_events_app
 
 
 def _bearer(token: str) -> list[Subprotocol]:
@@ -178,14 +178,12 @@ async def test_oversized_auth_message_closes_1009(events: Served) -> None:
 
 async def test_limits_hold_in_the_embedded_gateway(tmp_path: Path) -> None:
     """`tradebridge up` mounts the same route on the gateway: the same limits, from the same settings."""
-    from events.app import events_hook, install_events
-    from gateway.app import create_app
+    from tradebridge.app import create_app
 
     settings = events_settings(
         tmp_path, None, "emb:", ws_max_connections_per_user=1, ws_max_message_bytes=2048
     )
-    app = create_app(settings, hooks=[events_hook])
-    install_events(app)
+    app = create_app(settings, services=("events",))
     async with serve(app) as gw, connect(gw.url, subprotocols=_bearer(gw.token("alice"))) as raw:
         one = Client(raw)
         await one.ping()

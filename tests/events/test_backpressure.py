@@ -11,12 +11,11 @@ from urllib.parse import urlparse
 
 from websockets.asyncio.client import connect
 
-from events.app import create_events_app, events_hook, install_events
 from events.hub import HubConfig
-from gateway.app import create_app
 from shared.streams import MARKET_TICKER
 from tests.events.helpers import client, events_settings, publish_private, publish_public, serve
 from tests.support.eventually import eventually
+from tradebridge.app import create_app, create_events_app
 
 
 async def test_slow_client_is_dropped_while_fast_client_keeps_receiving(
@@ -85,8 +84,7 @@ async def test_dead_peer_is_dropped_by_server_pings(tmp_path: Path, redis_url: s
 
 async def test_embedded_in_gateway_on_the_memory_bus(tmp_path: Path) -> None:
     settings = events_settings(tmp_path, None, "emb:")
-    app = create_app(settings, hooks=[events_hook])
-    install_events(app)
+    app = create_app(settings, services=("events",))
     async with serve(app) as gw:
         assert type(gw.bus).__name__ == "MemoryBus"
         token = gw.token("alice")

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from events.app import create_events_app
 from events.hub import HubConfig
 from shared.bus import create_bus, parse_id
 from shared.clock import SystemClock
 from shared.settings import Settings
 from shared.streams import RETENTION, user_stream
 from tests.events.helpers import Served, client, events_settings, publish_private, serve
+from tradebridge.app import create_events_app
 
 PRIVATE = ("ORDER_UPDATE", "TRADE", "POSITION_UPDATE", "BALANCE_UPDATE")
 
@@ -65,7 +65,7 @@ async def test_resume_past_retention_requires_resync(tmp_path: Path, redis_url: 
         redis_url, prefix=redis_prefix, maxlen=100_000, clock=SystemClock(), retention={**RETENTION, "events.user.*": 5}
     )
     try:
-        async with serve(create_events_app(settings, runtime_overrides={"bus": tiny})) as events:
+        async with serve(create_events_app(settings, bus=tiny)) as events:
             token = events.token("alice")
             first = await publish_private(events.bus, "alice", n=0)
             # Redis trims "MAXLEN ~" by whole nodes (100 entries), so publish enough to drop the first.

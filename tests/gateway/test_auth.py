@@ -52,7 +52,7 @@ def client_at(api: Api, address: str) -> httpx.AsyncClient:
 
 
 async def audit_actions(api: Api) -> list[AuditLog]:
-    async with api.runtime.sessions() as s:
+    async with api.parts.sessions() as s:
         return list((await s.execute(select(AuditLog).order_by(AuditLog.id))).scalars())
 
 
@@ -149,7 +149,7 @@ async def test_refresh_reuse_revokes_the_whole_family(api: Api) -> None:
     assert (
         await api.client.post("/auth/refresh", json={"refresh_token": other["refresh_token"]})
     ).status_code == 200
-    async with api.runtime.sessions() as s:
+    async with api.parts.sessions() as s:
         actions = [a.action for a in (await s.execute(select(AuditLog))).scalars()]
         revoked = (
             (await s.execute(select(RefreshToken).where(RefreshToken.revoked_at.is_not(None))))
@@ -168,7 +168,7 @@ async def test_token_attacks_are_401(api: Api) -> None:
     created = await api.register("mallory@example.com")
     good = (await api.login("mallory@example.com"))["access_token"]
     claims = jwt.decode(good, options={"verify_signature": False})
-    secret = api.runtime.settings.jwt_secret.get_secret_value()
+    secret = api.parts.settings.jwt_secret.get_secret_value()
     now = datetime.now(UTC)
 
     header, payload, sig = good.split(".")
@@ -229,7 +229,7 @@ async def test_failed_logins_and_mode_switches_are_audited(api: Api) -> None:
     r = await api.client.put("/api/me/mode", json={"mode": "PAPER"}, headers=auth)
     assert r.status_code == 200 and r.json()["mode"] == "paper"
     _problem(await api.client.put("/api/me/mode", json={"mode": "live"}, headers=auth), 422)
-    async with api.runtime.sessions() as s:
+    async with api.parts.sessions() as s:
         rows = (await s.execute(select(AuditLog).order_by(AuditLog.id))).scalars().all()
     actions = [r.action for r in rows]
     assert "auth.login" in actions and "auth.login_failed" in actions
@@ -268,7 +268,7 @@ async def test_failed_logins_answer_401_and_are_audited(api: Api) -> None:
         (None, "nobody@example.com", "203.0.113.7"),
     ]
     # The refusals left nothing else behind: no tokens, and the right password still works.
-    async with api.runtime.sessions() as s:
+    async with api.parts.sessions() as s:
         assert (await s.execute(select(RefreshToken))).scalars().all() == []
     await api.login("judy@example.com")
 
@@ -309,7 +309,7 @@ async def test_a_guesser_elsewhere_cannot_lock_the_owner_out(api: Api) -> None:
     """Failures count per account *and* address: the guessing address gets 429 with Retry-After, even with the
     right password; the owner, from another address, still logs in."""
     await api.register("mia@example.com")
-    limit = int(api.runtime.settings.login_limit_per_account_address.split("/")[0])
+    limit = int(api.parts.settings.login_limit_per_account_address.split("/")[0])
     async with client_at(api, "198.51.100.66") as attacker, client_at(api, "192.0.2.10") as owner:
         for _ in range(limit):
             _problem(

@@ -28,7 +28,7 @@ VICTIMS = [f"victim{i}@example.com" for i in range(4)]
 async def up(tmp_path: Path) -> AsyncIterator[Api]:
     settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'tradebridge.db'}")
     async with running_api(settings, app=create_embedded_app(settings)) as api:
-        await api.runtime.extras["worker"].ready.wait()
+        await api.system.worker.ready.wait()
         yield api
 
 
@@ -63,7 +63,7 @@ async def test_wrong_password_burst_does_not_stall_orders(up: Api) -> None:
     slowest = max(t for _, t in [*logins, *orders])
     assert slowest < 1.0, f"slowest answer took {slowest:.2f} s"
 
-    async with up.runtime.read_sessions() as s:
+    async with up.parts.read_sessions() as s:
         failed = (
             (await s.execute(select(AuditLog).where(AuditLog.action == "auth.login_failed"))).scalars().all()
         )

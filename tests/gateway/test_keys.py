@@ -49,7 +49,7 @@ async def test_keys_are_checked_encrypted_and_hinted(api: Api, binance_account, 
     me = (await api.client.get("/api/me", headers=auth)).json()
     assert me["has_testnet_keys"] is False and me["mode"] == "paper"
     assert (await api.client.delete("/api/keys/binance-testnet", headers=auth)).status_code == 404
-    async with api.runtime.sessions() as s:
+    async with api.parts.sessions() as s:
         actions = [a.action for a in (await s.execute(select(AuditLog))).scalars()]
     assert "keys.set" in actions and "keys.delete" in actions
 
@@ -85,7 +85,7 @@ async def test_ciphertext_copied_to_another_user_fails(api: Api, binance_account
         json={"api_key": binance_account.api_key, "api_secret": binance_account.api_secret},
         headers=alice,
     )
-    rt = api.runtime
+    rt = api.parts
     async with rt.sessions() as s, s.begin():
         row = (await s.execute(select(ExchangeCredential))).scalar_one()
         mallory = (await s.execute(select(User).where(User.email == "mallory-k@example.com"))).scalar_one()
@@ -113,8 +113,8 @@ async def test_rotation_reencrypts_every_row(api: Api, binance_account) -> None:
         json={"api_key": binance_account.api_key, "api_secret": binance_account.api_secret},
         headers=auth,
     )
-    rt = api.runtime
-    old_setting = rt.secrets.key_encryption_keys
+    rt = api.parts
+    old_setting = rt.settings.key_encryption_keys.get_secret_value()  # make_settings sets it
     new_key = generate_key()
     async with rt.sessions() as s, s.begin():
         rotated, total = await rotate_all(s, KeyRing.from_setting(f"{new_key},{old_setting}"))

@@ -105,7 +105,7 @@ async def test_acceptance_writes_the_same_records_on_either_database(gateway: Ap
     from shared.streams import PAPER_COMMANDS, PRIVATE_EVENTS
     from tests.support.eventually import eventually
 
-    rt = gateway.runtime
+    rt = gateway.parts
     auth = await gateway.user("records@example.com")
     r = await gateway.client.post("/api/orders", json=LIMIT_BUY, headers=auth)
     assert r.status_code == 202, r.text
@@ -186,7 +186,7 @@ async def test_an_accepted_order_wakes_the_relay_at_once(
             assert r.status_code == 202, r.text
 
             async def published(oid: str = r.json()["order_id"]) -> bool:
-                ids = [m.data["order_id"] for m in await api.runtime.bus.range_after(PAPER_COMMANDS, "0")]
+                ids = [m.data["order_id"] for m in await api.parts.bus.range_after(PAPER_COMMANDS, "0")]
                 return oid in ids
 
             await eventually(published, timeout=5)
@@ -196,7 +196,7 @@ async def test_placements_past_the_inflight_limit_are_refused_at_once(gateway: A
     """Load shedding: with every slot taken, a placement gets 503 + Retry-After before any other work
     (even before authentication) and nothing is stored or reserved; with a slot free it goes through."""
     auth = await gateway.user("busy@example.com")
-    gate = gateway.runtime.order_admission
+    gate = gateway.parts.order_admission
     taken = 0
     try:
         while gate.inflight < gate.limit:
@@ -256,7 +256,7 @@ async def test_concurrent_orders_never_overspend_on_either_database(unthrottled:
     b = _balances((await unthrottled.client.get("/api/balances", headers=auth)).json())
     assert b["USDT"] == (Decimal("1000") - 10 * Decimal("99.9999"), 10 * Decimal("99.9999"))
     accepted = {r.json()["order_id"] for r in results if r.status_code == 202}
-    async with unthrottled.runtime.sessions() as s:
+    async with unthrottled.parts.sessions() as s:
         orders = set((await s.execute(select(Order.id))).scalars())
         refs = set(
             (
@@ -293,7 +293,7 @@ async def test_postgresql_accepts_a_paper_order_in_one_statement(
         def before(conn: object, cursor: object, statement: str, *args: object) -> None:
             seen.append(" ".join(statement.split()))
 
-        engine = api.runtime.engine.sync_engine
+        engine = api.parts.engine.sync_engine
         event.listen(engine, "before_cursor_execute", before)
         try:
             ok = await api.client.post("/api/orders", json=LIMIT_BUY, headers=auth)

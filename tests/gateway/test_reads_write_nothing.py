@@ -40,7 +40,7 @@ async def api(settings: Settings) -> AsyncIterator[Api]:
 
 
 async def _written(api: Api) -> tuple[int, int]:
-    async with api.runtime.read_sessions() as s:
+    async with api.parts.read_sessions() as s:
         accounts = (await s.execute(select(func.count()).select_from(PaperAccount))).scalar_one()
         postings = (await s.execute(select(func.count()).select_from(LedgerPosting))).scalar_one()
     return accounts, postings
@@ -49,8 +49,8 @@ async def _written(api: Api) -> tuple[int, int]:
 async def test_first_balances_read_answers_while_a_writer_holds_the_lock(api: Api) -> None:
     auth = await api.user("reader@example.com")
     # Another writer holds the write lock: SQLite's single one, or PostgreSQL's on the paper accounts.
-    async with api.runtime.engine.connect() as writer:
-        if api.runtime.settings.is_sqlite:
+    async with api.parts.engine.connect() as writer:
+        if api.parts.settings.is_sqlite:
             await writer.exec_driver_sql("COMMIT")  # out of the dialect's implicit transaction first
             await writer.exec_driver_sql("BEGIN IMMEDIATE")
         else:

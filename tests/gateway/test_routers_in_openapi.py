@@ -11,8 +11,8 @@ from fastapi import APIRouter
 from fastapi.routing import APIRoute
 
 import gateway.routes
-from gateway.app import create_app
 from tests.support.api import make_settings
+from tradebridge.app import create_app
 
 
 def routers_under_gateway_routes() -> dict[str, APIRouter]:

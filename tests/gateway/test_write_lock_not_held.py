@@ -52,7 +52,7 @@ async def api(settings: Settings) -> AsyncIterator[Api]:
     """PostgreSQL with Redis through create_app, or `tradebridge up`'s embedded app on SQLite."""
     if settings.is_sqlite:
         async with running_api(settings, app=create_embedded_app(settings)) as api:
-            await api.runtime.extras["worker"].ready.wait()
+            await api.system.worker.ready.wait()
             yield api
     else:
         async with running_api(settings) as api:
@@ -60,7 +60,7 @@ async def api(settings: Settings) -> AsyncIterator[Api]:
 
 
 async def _list_users_audits(api: Api) -> list[AuditLog]:
-    async with api.runtime.read_sessions() as s:
+    async with api.parts.read_sessions() as s:
         rows = await s.execute(select(AuditLog).where(AuditLog.action == "admin.list_users"))
         return list(rows.scalars())
 
@@ -69,8 +69,8 @@ async def test_admin_lists_users_while_another_connection_writes(api: Api) -> No
     admin = await api.login(ADMIN)
     auth = {"Authorization": f"Bearer {admin['access_token']}"}
     await api.register("someone@example.com")
-    sqlite = api.runtime.settings.is_sqlite
-    async with api.runtime.engine.connect() as writer:
+    sqlite = api.parts.settings.is_sqlite
+    async with api.parts.engine.connect() as writer:
         # Another writer holds the lock the audit row needs: SQLite's single one, PostgreSQL's on audit_log.
         if sqlite:
             await writer.exec_driver_sql("COMMIT")  # out of the dialect's implicit transaction first
@@ -85,7 +85,7 @@ async def test_admin_lists_users_while_another_connection_writes(api: Api) -> No
         else:
             # Its read transaction ended before the audit row waits: nothing of it holds `users`.
             await eventually(lambda: _waits_on_a_lock(api), message="the audit insert never waited")
-            async with api.runtime.engine.connect() as probe:
+            async with api.parts.engine.connect() as probe:
                 held = await probe.execute(
                     text(
                         "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
@@ -103,7 +103,7 @@ async def test_admin_lists_users_while_another_connection_writes(api: Api) -> No
 
 async def _waits_on_a_lock(api: Api) -> bool:
     """A connection of its own each time: pg_stat_activity is a snapshot for the rest of a transaction."""
-    async with api.runtime.engine.connect() as probe:
+    async with api.parts.engine.connect() as probe:
         waiting = await probe.execute(
             text(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
@@ -132,7 +132,7 @@ async def test_admin_lists_users_while_orders_are_placed(api: Api) -> None:
 
 
 async def _no_open_transaction(api: Api) -> bool:
-    async with api.runtime.engine.connect() as probe:
+    async with api.parts.engine.connect() as probe:
         idle = await probe.execute(
             text(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
@@ -160,13 +160,13 @@ async def test_a_slow_key_check_does_not_stall_other_writes(
     await eventually(lambda: not binance_double.state.pending_faults(), message="the key check never came")
     r = await asyncio.wait_for(api.client.post("/api/orders", json=ORDER, headers=trader), timeout=1)
     assert r.status_code == 202, r.text
-    if not api.runtime.settings.is_sqlite:
+    if not api.parts.settings.is_sqlite:
         # Nor does the request keep a transaction open (reads done, locks kept) while the exchange answers.
         await eventually(lambda: _no_open_transaction(api), timeout=3, message="a transaction stayed open")
     assert not storing.done(), "the key check was not in flight"
     r = await asyncio.wait_for(storing, timeout=30)
     assert r.status_code in (200, 201), r.text
-    async with api.runtime.read_sessions() as s:
+    async with api.parts.read_sessions() as s:
         stored = (await s.execute(select(ExchangeCredential))).scalars().all()
     assert len(stored) == 1
 

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 
-from execution.service import start_execution
 from tests.support.api import Api, make_settings, running_api
 
 
@@ -15,8 +14,8 @@ async def system(pg_url: str, redis_url: str, redis_prefix: str) -> AsyncIterato
     settings = make_settings(
         pg_url, redis_url=redis_url, redis_prefix=redis_prefix, paper_starting_balances_csv="USDT=10000,BTC=1"
     )
-    async with running_api(settings, hooks=[start_execution]) as api:
-        await api.runtime.extras["worker"].ready.wait()
+    async with running_api(settings, services=("execution",)) as api:
+        await api.system.worker.ready.wait()
         yield api
 
 
@@ -26,6 +25,6 @@ async def embedded(tmp_path: Path) -> AsyncIterator[Api]:
     settings = make_settings(
         f"sqlite+aiosqlite:///{tmp_path / 'tb.db'}", paper_starting_balances_csv="USDT=10000,BTC=1"
     )
-    async with running_api(settings, hooks=[start_execution], migrate=True) as api:
-        await api.runtime.extras["worker"].ready.wait()
+    async with running_api(settings, services=("execution",), migrate=True) as api:
+        await api.system.worker.ready.wait()
         yield api

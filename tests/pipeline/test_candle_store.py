@@ -16,7 +16,7 @@ async def test_open_candle_writes_are_throttled_and_closes_always_land(tmp_path:
     clock = ManualClock(datetime(2026, 1, 1, 12, 0, 30, tzinfo=UTC))
     settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
     async with running_api(settings, clock=clock, migrate=True) as api:
-        store = SqlCandleStore(api.runtime)
+        store = SqlCandleStore(api.parts)
         start = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
         def candle(close: str, closed: bool = False) -> Candle:

@@ -35,7 +35,7 @@ async def up(request: pytest.FixtureRequest, tmp_path: Path, pg_url: str) -> Asy
         paper_market_maker_funding_csv="USDT=50000000,BTC=500,SOL=4321",
     )
     async with running_api(settings, app=create_embedded_app(settings)) as api:
-        await api.runtime.extras["worker"].ready.wait()
+        await api.system.worker.ready.wait()
         yield api
 
 
@@ -78,8 +78,8 @@ async def test_a_configured_market_trades_end_to_end(up: Api) -> None:
     assert Decimal(balances["SOL"]["total"]) == Decimal("0.5")
 
     # The market maker was funded with PAPER_MARKET_MAKER_FUNDING's SOL (not a built-in amount).
-    account = up.runtime.extras["worker"].paper.market_maker.config.account
-    async with up.runtime.read_sessions() as s:
+    account = up.system.worker.paper.market_maker.config.account
+    async with up.parts.read_sessions() as s:
         rows = (await s.execute(select(Balance).where(Balance.account_id == account))).scalars().all()
     sol = sum((b.free + b.locked for b in rows if b.asset == "SOL"), Decimal(0))
     assert sol == Decimal("4321") - Decimal("0.5")

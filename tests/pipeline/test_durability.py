@@ -48,7 +48,7 @@ async def test_redelivered_commands_execute_once(system: Api) -> None:
         return o["status"] == "FILLED"
 
     await eventually(filled)
-    rt = system.runtime
+    rt = system.parts
     # The relay publishes again (as after a crash between publish and delete): same commands, twice more.
     for _ in range(2):
         await rt.bus.publish(PAPER_COMMANDS, {"command_id": f"{buy_id}:place", "kind": "place", "order_id": buy_id, "mode": "paper"})
@@ -78,7 +78,7 @@ async def test_restart_rebuilds_books_in_priority_order(system: Api) -> None:
             "/api/orders", json={"symbol": "BTCUSDT", "side": "SELL", "type": "LIMIT", "quantity": "0.01", "price": "61000"}, headers=who
         )
         ids.append(r.json()["order_id"])
-    rt = system.runtime
+    rt = system.parts
 
     async def resting() -> bool:
         async with rt.sessions() as s:
@@ -87,10 +87,10 @@ async def test_restart_rebuilds_books_in_priority_order(system: Api) -> None:
 
     await eventually(resting)
     # Stop the worker and start a fresh one: its books come from the database.
-    old = rt.extras["worker"]
+    old = system.system.worker
     await old.stop()
-    fresh = build_worker(rt)
-    rt.extras["worker"] = fresh
+    fresh = build_worker(old.rt)  # the parts the composition root gave the worker
+    system.system.worker = fresh
     await fresh.start()
     try:
         await fresh.ready.wait()
@@ -122,7 +122,7 @@ async def test_a_poison_command_is_parked_and_does_not_block_the_book(system: Ap
 
     auth = await system.user("poison@example.com")
     me = (await system.client.get("/api/me", headers=auth)).json()
-    rt = system.runtime
+    rt = system.parts
     now = datetime.now(UTC)
     async with rt.sessions() as s, s.begin():
         s.add(OrderRow(id="poison0000000000000000000000000a", user_id=me["id"], client_order_id="poison",

@@ -18,14 +18,13 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from execution.service import start_execution
 from execution.venues.base import ExternalOrder, OrderChange, VenueResult
 from shared.migrate import upgrade
 from shared.settings import Settings
 from tests.support.api import Api, make_settings, running_api
 from tests.support.eventually import eventually
 
-EXTRAS = {"testnet_overrides": {"timeout_ms": 2000, "poll_fast_s": 0.2, "poll_slow_s": 0.5}}
+FAST = {"timeout_ms": 2000, "poll_fast_s": 0.2, "poll_slow_s": 0.5}
 
 
 @dataclass
@@ -33,7 +32,7 @@ class System:
     settings: Settings
 
     def run(self) -> Any:
-        return running_api(self.settings, hooks=[start_execution], runtime_overrides={"extras": dict(EXTRAS)})
+        return running_api(self.settings, services=("execution",), testnet_overrides=dict(FAST))
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -203,7 +202,7 @@ async def test_one_unrecordable_external_order_does_not_drop_the_result(
             external_orders=(ext("9001", time_in_force="GTD"), ext("9002")),
         )
         with capture_logs() as logs:
-            await api.runtime.extras["worker"].apply_from_venue(result)
+            await api.system.worker.apply_from_venue(result)
 
         items = await _orders(api, auth)
         assert {o["order_id"]: o["status"] for o in items if not o["external"]} == {known: "CANCELED"}

@@ -9,7 +9,6 @@ from decimal import Decimal
 
 import pytest
 
-from execution.service import start_execution
 from shared.streams import MARKET_TICKER, public_event
 from tests.support.api import Api, make_settings, running_api
 from tests.support.eventually import eventually
@@ -18,8 +17,8 @@ from tests.support.eventually import eventually
 @pytest.fixture
 async def mm_system(pg_url: str, redis_url: str, redis_prefix: str) -> AsyncIterator[Api]:
     settings = make_settings(pg_url, redis_url=redis_url, redis_prefix=redis_prefix, paper_market_maker="on")
-    async with running_api(settings, hooks=[start_execution]) as api:
-        await api.runtime.extras["worker"].ready.wait()
+    async with running_api(settings, services=("execution",)) as api:
+        await api.system.worker.ready.wait()
 
         # After its start the worker matches nothing until the market maker has quoted every symbol (or
         # its wait for prices ran out): a price for each, until /readyz says the books have liquidity.
@@ -34,7 +33,7 @@ async def mm_system(pg_url: str, redis_url: str, redis_prefix: str) -> AsyncIter
 
 async def _tick(api: Api, price: str, *, stale: bool = False, symbol: str = "BTCUSDT") -> None:
     data = {"symbol": symbol, "price": price, "stale": stale}
-    await api.runtime.bus.publish(MARKET_TICKER, public_event("TICKER", symbol, datetime.now(UTC), data))
+    await api.parts.bus.publish(MARKET_TICKER, public_event("TICKER", symbol, datetime.now(UTC), data))
 
 
 async def _depth(api: Api) -> dict:
@@ -100,7 +99,7 @@ async def test_market_data_endpoints_and_quote(mm_system: Api) -> None:
     # No price feed runs here (ticks go straight onto the bus), so no ticker is stored yet: a clear 404.
     r = await api.client.get("/api/markets/BTCUSDT/ticker")
     assert r.status_code == 404 and "No price" in r.json()["detail"]
-    await api.runtime.market_data.put(
+    await api.parts.market_data.put(
         "ticker", "BTCUSDT", {"symbol": "BTCUSDT", "price": "60000", "stale": False}
     )
     assert (await api.client.get("/api/markets/btcusdt/ticker")).json()["price"] == "60000"

@@ -156,7 +156,7 @@ async def test_market_buy_after_the_price_moved_and_without_liquidity(system: Ap
     r = await system.client.post("/api/orders", json={"symbol": "BTCUSDT", "side": "SELL", "type": "LIMIT", "quantity": "0.01", "price": "61000"}, headers=seller)
     high = r.json()["order_id"]
     await eventually(lambda: _is(system, seller, high, "NEW"))
-    worker = system.runtime.extras["worker"]
+    worker = system.system.worker
     # Hold the worker's book still while we queue: cancel the high ask and add a lower one, then buy.
     await system.client.delete(f"/api/orders/{high}", headers=seller)
     r = await system.client.post("/api/orders", json={"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.005"}, headers=buyer)

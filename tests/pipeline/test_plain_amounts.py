@@ -153,7 +153,7 @@ async def test_amounts_are_plain_and_derived_ones_sized(either: Api) -> None:
     await _get(api, "/api/markets/BTCUSDT/trades")
 
     # Every event: order updates, trades, positions, balances, depth and market trades.
-    rt = api.runtime
+    rt = api.parts
     seen: set[str] = set()
     for stream in (PRIVATE_EVENTS, MARKET_DEPTH, MARKET_TRADES):
         for m in await rt.bus.range_after(stream, "0"):

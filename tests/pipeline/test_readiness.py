@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from execution.service import start_execution
 from shared.settings import Settings
 from shared.streams import MARKET_TICKER, public_event
 from tests.support.api import Api, make_settings, running_api
@@ -39,7 +38,7 @@ def stack(
 
 async def tick(api: Api, symbol: str, price: str, *, stale: bool = False) -> None:
     data = {"symbol": symbol, "price": price, "stale": stale}
-    await api.runtime.bus.publish(MARKET_TICKER, public_event("TICKER", symbol, datetime.now(UTC), data))
+    await api.parts.bus.publish(MARKET_TICKER, public_event("TICKER", symbol, datetime.now(UTC), data))
 
 
 async def status(api: Api, auth: dict[str, str], oid: str) -> str:
@@ -48,8 +47,8 @@ async def status(api: Api, auth: dict[str, str], oid: str) -> str:
 
 async def test_not_ready_and_not_matching_until_the_market_maker_quotes(stack: Stack) -> None:
     settings, migrate = stack(paper_market_maker="on", paper_starting_balances_csv="USDT=10000,BTC=1")
-    async with running_api(settings, hooks=[start_execution], migrate=migrate) as api:
-        await api.runtime.extras["worker"].ready.wait()
+    async with running_api(settings, services=("execution",), migrate=migrate) as api:
+        await api.system.worker.ready.wait()
         r = await api.client.get("/readyz")
         assert r.status_code == 503 and "BTCUSDT" in r.json()["checks"]["liquidity"], r.text
         # Accepted before any price: the worker holds it instead of letting it expire on an empty book.
@@ -86,8 +85,8 @@ async def test_without_the_market_maker_there_is_no_liquidity_to_wait_for(stack:
     """PAPER_MARKET_MAKER=off: /readyz checks the database and the bus only, and the worker matches at once
     (no price ever arrives here)."""
     settings, migrate = stack(paper_market_maker="off", paper_starting_balances_csv="USDT=10000,BTC=1")
-    async with running_api(settings, hooks=[start_execution], migrate=migrate) as api:
-        await api.runtime.extras["worker"].ready.wait()
+    async with running_api(settings, services=("execution",), migrate=migrate) as api:
+        await api.system.worker.ready.wait()
         r = await api.client.get("/readyz")
         assert r.status_code == 200 and r.json()["checks"] == {"database": "ok", "bus": "ok"}, r.text
         seller, buyer = await api.user("s@example.com"), await api.user("b@example.com")

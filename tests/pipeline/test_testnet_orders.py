@@ -8,7 +8,6 @@ from decimal import Decimal
 
 import pytest
 
-from execution.service import start_execution
 from tests.support.api import Api, make_settings, running_api
 from tests.support.eventually import eventually
 
@@ -16,8 +15,8 @@ from tests.support.eventually import eventually
 @pytest.fixture
 async def testnet_system(pg_url: str, redis_url: str, redis_prefix: str, binance_double) -> AsyncIterator[Api]:  # type: ignore[no-untyped-def]
     settings = make_settings(pg_url, redis_url=redis_url, redis_prefix=redis_prefix, binance_testnet_url=binance_double.url)
-    extras = {"testnet_overrides": {"timeout_ms": 2000, "poll_fast_s": 0.2, "poll_slow_s": 0.5}}
-    async with running_api(settings, hooks=[start_execution], runtime_overrides={"extras": extras}) as api:
+    fast = {"timeout_ms": 2000, "poll_fast_s": 0.2, "poll_slow_s": 0.5}
+    async with running_api(settings, services=("execution",), testnet_overrides=fast) as api:
         yield api
 
 

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from execution.service import start_execution
 from shared.db import unit_of_work
 from shared.ids import new_id
 from shared.models import Balance, LedgerPosting, Order
@@ -58,8 +57,8 @@ async def recon(
     settings, migrate = recon_settings(
         request.param, tmp_path, pg_url, redis_url, redis_prefix, binance_testnet_url=binance_double.url
     )
-    async with running_api(settings, migrate=migrate, hooks=[start_execution]) as api:
-        await api.runtime.extras["worker"].ready.wait()
+    async with running_api(settings, migrate=migrate, services=("execution",)) as api:
+        await api.system.worker.ready.wait()
         yield api
 
 
@@ -95,7 +94,7 @@ def only(report: dict[str, Any], kind: str) -> dict[str, Any]:
 
 async def force_postings(api: Api, postings: list[tuple[str, str, str, Decimal]]) -> None:
     """Write journal postings and move the balances with them, bypassing every ledger check (a test's drift)."""
-    rt = api.runtime
+    rt = api.parts
     now = rt.clock.now()
     async with unit_of_work(rt.sessions) as s:
         for account, asset, bucket, amount in postings:
@@ -123,14 +122,14 @@ async def force_postings(api: Api, postings: list[tuple[str, str, str, Decimal]]
 
 
 async def set_balance(api: Api, account: str, asset: str, **values: Decimal) -> None:
-    async with unit_of_work(api.runtime.sessions) as s:
+    async with unit_of_work(api.parts.sessions) as s:
         await s.execute(
             update(Balance).where(Balance.account_id == account, Balance.asset == asset).values(**values)
         )
 
 
 async def insert_order(api: Api, user_id: str, **fields: Any) -> str:
-    now: datetime = api.runtime.clock.now()
+    now: datetime = api.parts.clock.now()
     values: dict[str, Any] = {
         "id": new_id(),
         "user_id": user_id,
@@ -147,13 +146,13 @@ async def insert_order(api: Api, user_id: str, **fields: Any) -> str:
         "updated_at": now,
     }
     values.update(fields)
-    async with unit_of_work(api.runtime.sessions) as s:
+    async with unit_of_work(api.parts.sessions) as s:
         s.add(Order(**values))
     return str(values["id"])
 
 
 async def get_order(api: Api, order_id: str) -> Order:
-    async with unit_of_work(api.runtime.sessions) as s:
+    async with unit_of_work(api.parts.sessions) as s:
         return (await s.execute(select(Order).where(Order.id == order_id))).scalar_one()
 
 

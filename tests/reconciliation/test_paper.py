@@ -98,10 +98,10 @@ async def test_clean_system_then_every_paper_drift_once(recon: Api) -> None:
         api, [(third_id, "USDT", "free", Decimal("-1")), (third_id, "USDT", "locked", Decimal("1"))]
     )
     # 4. one side of a user-vs-user trade lost
-    async with unit_of_work(api.runtime.sessions) as s:
+    async with unit_of_work(api.parts.sessions) as s:
         await s.execute(delete(Fill).where(Fill.order_id == t["sell"]))
     # 5. the in-memory book lost a resting order
-    api.runtime.extras["worker"].paper.exchange.cancel(t["rest"])
+    api.system.worker.paper.exchange.cancel(t["rest"])
 
     report = await run_report(api, admin)
     assert kinds(report) == {
@@ -177,7 +177,7 @@ async def test_stuck_order_is_repaired_by_republishing(recon: Api) -> None:
     await eventually(lambda: status_is(api, auth, first, "NEW"))
     user_id = (await api.client.get("/api/me", headers=auth)).json()["id"]
     # An order accepted (and reserved) whose command never reached the worker, five minutes ago.
-    old = api.runtime.clock.now() - timedelta(minutes=5)
+    old = api.parts.clock.now() - timedelta(minutes=5)
     oid = await insert_order(
         api,
         user_id,
@@ -190,8 +190,8 @@ async def test_stuck_order_is_repaired_by_republishing(recon: Api) -> None:
         reserved_price_cap=Decimal("50000"),
         quantity=Decimal("0.002"),
     )
-    async with unit_of_work(api.runtime.sessions) as s:
-        await SqlLedger(s, api.runtime.clock).apply([reserve_entry(user_id, "USDT", Decimal("100.1"), oid)])
+    async with unit_of_work(api.parts.sessions) as s:
+        await SqlLedger(s, api.parts.clock).apply([reserve_entry(user_id, "USDT", Decimal("100.1"), oid)])
 
     admin = await admin_auth(api)
     report = await run_report(api, admin)
@@ -212,7 +212,7 @@ async def test_stuck_order_is_repaired_by_republishing(recon: Api) -> None:
     assert again.json()["skipped"] == [{"id": m["id"], "reason": "already repaired"}]
     stored = (await api.client.get(f"/api/admin/reconciliation/{report['id']}", headers=admin)).json()
     assert stored["mismatches"][0]["repaired_by"] is not None and stored["mismatches"][0]["repaired_at"]
-    async with unit_of_work(api.runtime.sessions) as s:
+    async with unit_of_work(api.parts.sessions) as s:
         audits = list(
             (await s.execute(select(AuditLog).where(AuditLog.action == "reconciliation.repair"))).scalars()
         )

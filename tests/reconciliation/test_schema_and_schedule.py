@@ -10,7 +10,6 @@ from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
 import shared.models.reconciliation  # noqa: F401
-from execution.service import start_execution
 from reconciliation.store import list_reports
 from shared.db import create_engine, unit_of_work
 from shared.migrate import upgrade
@@ -49,10 +48,10 @@ async def test_scheduled_reports(
     settings, migrate = recon_settings(
         database, tmp_path, pg_url, redis_url, redis_prefix, reconciliation_interval_s=0.2
     )
-    async with running_api(settings, migrate=migrate, hooks=[start_execution]) as api:
+    async with running_api(settings, migrate=migrate, services=("execution",)) as api:
 
         async def two_scheduled() -> bool:
-            async with unit_of_work(api.runtime.sessions) as s:
+            async with unit_of_work(api.parts.sessions) as s:
                 reports = await list_reports(s)
             return sum(r.trigger == "schedule" and r.status == "done" for r in reports) >= 2
 

@@ -38,7 +38,7 @@ async def placed(
             "newClientOrderId": oid,
         },
     )
-    async with unit_of_work(api.runtime.sessions) as s:
+    async with unit_of_work(api.parts.sessions) as s:
         await s.execute(update(Order).where(Order.id == oid).values(venue_order_id=str(ex.order_id)))
     return oid, ex.order_id
 
@@ -100,7 +100,7 @@ async def test_testnet_drift_reported_once_and_repaired(recon: Api, binance_doub
     assert (await get_order(api, o1)).status == "CANCELED"
     assert (await get_order(api, o2)).status == "FILLED"
     assert (await get_order(api, ghost)).status == "CANCELED"
-    async with unit_of_work(api.runtime.sessions) as s:
+    async with unit_of_work(api.parts.sessions) as s:
         adopted = (
             await s.execute(select(Order).where(Order.venue_order_id == str(ext.order_id)))
         ).scalar_one()
@@ -112,7 +112,7 @@ async def test_testnet_drift_reported_once_and_repaired(recon: Api, binance_doub
     assert after["mismatch_count"] == 0, after["mismatches"]
 
     # Fills that disagree with the exchange: reported, not repaired automatically.
-    async with unit_of_work(api.runtime.sessions) as s:
+    async with unit_of_work(api.parts.sessions) as s:
         await s.execute(update(Fill).where(Fill.order_id == o2).values(fee=Decimal("0.5")))
         s.add(
             Fill(
@@ -128,7 +128,7 @@ async def test_testnet_drift_reported_once_and_repaired(recon: Api, binance_doub
                 fee=Decimal(0),
                 fee_asset="BTC",
                 liquidity="MAKER",
-                ts=api.runtime.clock.now(),
+                ts=api.parts.clock.now(),
             )
         )
     fees = await run_report(api, admin)
@@ -150,7 +150,7 @@ async def test_testnet_reset_is_one_finding(recon: Api, binance_double: BinanceD
     orders = [(await placed(api, double, user_id, key))[0] for _ in range(4)]
     first = orders[0]
     double.state.fill_order(double.state.orders(key)[0].order_id)
-    async with unit_of_work(api.runtime.sessions) as s:  # TradeBridge saw that fill
+    async with unit_of_work(api.parts.sessions) as s:  # TradeBridge saw that fill
         await s.execute(
             update(Order).where(Order.id == first).values(status="FILLED", filled_quantity=Decimal("0.01"))
         )

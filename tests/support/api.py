@@ -36,8 +36,14 @@ class Api:
     client: httpx.AsyncClient
 
     @property
-    def runtime(self) -> Any:
-        return self.app.state.runtime
+    def parts(self) -> Any:
+        """The gateway's parts (`gateway.deps.GatewayParts`)."""
+        return self.app.state.parts
+
+    @property
+    def system(self) -> Any:
+        """What else runs in the process (`tradebridge.app.System`: worker, hub, pricefeed, scheduler)."""
+        return self.app.state.system
 
     async def register(
         self, email: str, password: str = "correct horse battery", **extra: Any
@@ -67,7 +73,7 @@ async def running_api(
     migrate: bool = False,
     **kwargs: Any,
 ) -> AsyncIterator[Api]:
-    from gateway.app import create_app
+    from tradebridge.app import create_app
 
     app = app or create_app(settings, clock=clock, migrate=migrate, **kwargs)
     async with LifespanManager(app, startup_timeout=60) as manager:

@@ -1,0 +1,116 @@
+"""The applications as the composition root assembles them: the gateway with the services this process runs
+inside it (`tradebridge up` runs them all; `tradebridge gateway` none), and the standalone events service.
+Tests build apps here too, exactly as the CLI does."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+
+from events.app import attach_hub, install_events, start_events
+from events.app import create_events_app as events_app
+from events.hub import EventsHub, HubConfig
+from execution.service import build_testnet, start_execution
+from execution.worker import ExecutionWorker
+from gateway.app import create_app as gateway_app
+from gateway.deps import GatewayParts
+from pricefeed.runner import PriceFeedRunner, start_pricefeed
+from reconciliation import ReconciliationScheduler, ReconOptions, start_reconciliation
+from reconciliation.paper import PaperMemory, memory_of
+from reconciliation.testnet import ExchangeFactory
+from shared.bus import Bus
+from shared.clock import Clock
+from shared.settings import Settings
+from tradebridge import bootstrap as b
+
+SERVICES = ("events", "execution", "pricefeed")
+
+
+@dataclass
+class System:
+    """What runs in the app's process besides the API (tests and `up` look at it: `app.state.system`)."""
+
+    worker: ExecutionWorker | None = None
+    hub: EventsHub | None = None
+    pricefeed: PriceFeedRunner | None = None
+    scheduler: ReconciliationScheduler | None = None
+
+
+def create_app(
+    settings: Settings,
+    *,
+    services: Iterable[str] = (),
+    clock: Clock | None = None,
+    migrate: bool = False,
+    testnet_overrides: Mapping[str, Any] | None = None,
+    recon_exchange_factory: ExchangeFactory | None = None,
+    recon_options: ReconOptions | None = None,
+    hooks: Iterable[Callable[[b.SharedParts, AsyncExitStack], Awaitable[object]]] = (),
+) -> FastAPI:
+    """The gateway, with `services` (any of "events", "execution", "pricefeed") running in its process, and
+    `hooks`: further components the composition root starts with the process's shared parts (after them)."""
+    wanted = tuple(services)
+    unknown = set(wanted) - set(SERVICES)
+    if unknown:
+        raise ValueError(f"unknown services {sorted(unknown)}; known: {', '.join(SERVICES)}")
+
+    @asynccontextmanager
+    async def parts(app: FastAPI) -> AsyncIterator[GatewayParts]:
+        if migrate:
+            from shared.migrate import upgrade
+
+            await upgrade(settings.database_url)
+        async with AsyncExitStack() as stack:
+            shared = b.SharedParts(settings, stack, clock=clock)
+            system = app.state.system = System()
+            execution = b.execution_parts(shared, testnet_overrides)
+            events = b.events_parts(shared) if "events" in wanted else None
+            pricefeed = b.pricefeed_parts(shared) if "pricefeed" in wanted else None
+
+            async def paper_book() -> PaperMemory | None:
+                return memory_of(system.worker)
+
+            recon = b.reconciler(
+                shared, paper_book, exchange_factory=recon_exchange_factory, options=recon_options
+            )
+            # Reads only (testnet balances); orders go through the execution worker.
+            reader = build_testnet(execution, recover_on_start=False)
+            stack.push_async_callback(reader.stop)
+            gateway = b.gateway_parts(shared, reader, recon)
+            if events is not None:
+                system.hub = await start_events(events, stack)
+                attach_hub(app, events, system.hub)
+            if "execution" in wanted:
+                system.worker = await start_execution(execution, stack)
+            if pricefeed is not None:
+                system.pricefeed = await start_pricefeed(pricefeed, stack)
+            system.scheduler = await start_reconciliation(recon, stack)
+            for hook in hooks:
+                await hook(shared, stack)
+            yield gateway
+
+    app = gateway_app(settings, parts)
+    if "events" in wanted:
+        install_events(app)
+    return app
+
+
+def create_events_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    hub_config: HubConfig | None = None,
+    bus: Bus | None = None,
+) -> FastAPI:
+    """The standalone events service (`tradebridge events`): a bus and a token service, nothing else."""
+
+    @asynccontextmanager
+    async def parts() -> AsyncIterator[Any]:
+        async with AsyncExitStack() as stack:
+            yield b.events_parts(b.SharedParts(settings, stack, clock=clock, bus=bus))
+
+    return events_app(parts, hub_config=hub_config)
