@@ -11,6 +11,7 @@ import { createOrders } from "./trade/orders.js";
 import { createPositions } from "./trade/positions.js";
 import { createTicker } from "./trade/ticker.js";
 import { createTicket } from "./trade/ticket.js";
+import { marketChannels, venueOf } from "../state/venue.js";
 
 function panel(area, headingId, heading, ...content) {
   return el("section", { class: `panel area-${area}`, "aria-labelledby": headingId }, el("h2", { id: headingId }, heading), ...content);
@@ -25,12 +26,13 @@ export function mountTrade(main, ctx, symbol) {
     return;
   }
   const mode = () => app.me?.mode;
+  let venue = venueOf(mode()); // the market shown is the one the user's orders go to
 
-  const ticker = createTicker(market, { onSelect: (s) => app.navigate(`/trade/${s}`) });
-  const chart = createChart(market);
-  const ticket = createTicket(market, { onPlaced: (order) => orders.onOrder(order) });
-  const book = createBook(market, { onPick: (price) => ticket.setPrice(price) });
-  const trades = createMarketTrades(market);
+  const ticker = createTicker(market, { onSelect: (s) => app.navigate(`/trade/${s}`), venue });
+  const chart = createChart(market, { venue });
+  const ticket = createTicket(market, { onPlaced: (order) => orders.onOrder(order), venue: () => venue });
+  const book = createBook(market, { onPick: (price) => ticket.setPrice(price), venue });
+  const trades = createMarketTrades(market, { venue });
   const orders = createOrders({ mode });
   const positions = createPositions({ mode });
   const balances = createBalances({ mode });
@@ -51,9 +53,21 @@ export function mountTrade(main, ctx, symbol) {
     if (exc.status !== 401) toast(`Refresh failed: ${exc.message}`, "error");
   });
 
-  const channels = [`ticker:${symbol}`, `depth:${symbol}`, `trades:${symbol}`, `candles:${symbol}:${INTERVAL}`];
+  let channels = marketChannels(symbol, venue, INTERVAL);
   live.subscribe(channels);
   ctx.own(() => live.unsubscribe(channels));
+  // A mode switch moves the page to the other venue's market: its channels instead of the old ones, its
+  // snapshots reloaded; what still arrives from the old venue is dropped by the panels (data.venue).
+  const switchVenue = (next) => {
+    if (next === venue) return;
+    live.unsubscribe(channels);
+    venue = next;
+    channels = marketChannels(symbol, venue, INTERVAL);
+    live.subscribe(channels);
+    for (const view of [ticker, book, trades, chart]) view.setVenue(venue);
+    ticket.requote();
+    loadPublic();
+  };
   ctx.own(() => chart.dispose());
   ctx.own(live.on("TICKER", ticker.onTicker));
   ctx.own(live.on("DEPTH", book.onDepth));
@@ -66,6 +80,7 @@ export function mountTrade(main, ctx, symbol) {
   ctx.own(live.on("OPEN", () => { loadPublic(); loadPrivate(); }));
   ctx.own(app.onMe((me) => {
     if (!me) return;
+    switchVenue(venueOf(me.mode));
     orders.reset();
     positions.reset();
     balances.reset();

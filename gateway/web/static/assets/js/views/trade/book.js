@@ -1,16 +1,21 @@
-// The order book ladder (`GET /api/markets/{symbol}/depth`, `DEPTH` events). A price is a button: it puts
-// that price in the order ticket.
+// The order book ladder of the user's venue (`GET /api/markets/{symbol}/depth?venue=`, `DEPTH` events of
+// `depth:{symbol}` or `depth:{symbol}@testnet`), labelled with that venue. A price is a button: it puts that
+// price in the order ticket.
 
 import { publicApi } from "../../api.js";
 import { clear, el } from "../../dom.js";
 import * as fmt from "../../fmt.js";
 import { barPercent, largestQuantity, spread } from "../../state/market.js";
+import { isVenue, withVenue } from "../../state/venue.js";
+import { setVenueTag, venueTag } from "./venue-tag.js";
 
 export const BOOK_LEVELS = 10;
 
-export function createBook(market, { onPick }) {
+export function createBook(market, { onPick, venue: initialVenue }) {
   const { symbol } = market;
-  const node = el("div", { class: "book", id: "order-book", role: "table", "aria-label": `${symbol} order book` });
+  let venue = initialVenue;
+  const tag = venueTag("book-venue", venue);
+  const ladder = el("div", { class: "book", id: "order-book", role: "table", "aria-label": `${symbol} order book` });
   let depth = { symbol, bids: [], asks: [] };
 
   function level(side, [price, quantity], largest) {
@@ -28,7 +33,8 @@ export function createBook(market, { onPick }) {
     const bids = depth.bids.slice(0, BOOK_LEVELS);
     const largest = largestQuantity([...asks, ...bids]);
     const gap = spread(depth);
-    clear(node,
+    ladder.dataset.venue = venue;
+    clear(ladder,
       el("div", { class: "level level-head", role: "row" },
         el("span", { role: "columnheader" }, `Price (${market.quote_asset})`),
         el("span", { role: "columnheader" }, `Size (${market.base_asset})`)),
@@ -39,17 +45,25 @@ export function createBook(market, { onPick }) {
   }
 
   function onDepth(data) {
-    if (data.symbol !== symbol) return;
+    if (data.symbol !== symbol || !isVenue(data, venue)) return;
     depth = data;
     render();
   }
 
   async function load() {
     try {
-      onDepth(await publicApi("GET", `/api/markets/${symbol}/depth?limit=${BOOK_LEVELS}`));
+      onDepth(await publicApi("GET", withVenue(`/api/markets/${symbol}/depth?limit=${BOOK_LEVELS}`, venue)));
     } catch { /* keep the last book */ }
   }
 
+  /** Show another venue's book (a mode switch): empty until it arrives. */
+  function setVenue(next) {
+    venue = next;
+    setVenueTag(tag, venue);
+    depth = { symbol, bids: [], asks: [] };
+    render();
+  }
+
   render();
-  return { node, load, onDepth };
+  return { node: [tag, ladder], load, onDepth, setVenue };
 }

@@ -1,23 +1,30 @@
-// The 1-minute candle chart on TradingView's lightweight-charts (served from node_modules by the gateway):
-// history from `GET /api/markets/{symbol}/candles`, then `CANDLE` events of `candles:{symbol}:1m`.
+// The 1-minute candle chart on TradingView's lightweight-charts (served from node_modules by the gateway) of
+// the user's venue: history from `GET /api/markets/{symbol}/candles?venue=`, then `CANDLE` events of
+// `candles:{symbol}:1m` (paper) or `candles:{symbol}:1m@testnet`; a mode switch reloads the history.
 
 import { publicApi } from "../../api.js";
 import { el } from "../../dom.js";
 import * as dec from "../../decimal.js";
 import { chartPoint, chartSeries } from "../../state/candles.js";
+import { isVenue, withVenue } from "../../state/venue.js";
+import { setVenueTag, venueTag } from "./venue-tag.js";
 
 const LIBRARY = "/assets/vendor/lightweight-charts.mjs";
 export const INTERVAL = "1m";
 const HISTORY = 300;
 
-export function createChart(market) {
+export function createChart(market, { venue: initialVenue }) {
   const { symbol } = market;
+  let venue = initialVenue;
+  const tag = venueTag("chart-venue", venue);
   const box = el("div", { class: "chart", id: "chart", role: "img", "aria-label": `${symbol} 1 minute candle chart` });
   const note = el("p", { class: "muted small chart-note", id: "chart-note" });
   let chart = null;
   let series = null;
   let last = null;
   let disposed = false;
+  let loading = true; // until the current venue's history is drawn
+  let generation = 0; // history requests: only the latest one's answer is drawn
   const pending = []; // CANDLE events that came before the history
 
   function apply(point) {
@@ -27,8 +34,8 @@ export function createChart(market) {
   }
 
   function onCandle(candle) {
-    if (candle.symbol !== symbol || candle.interval !== INTERVAL) return;
-    if (series) apply(chartPoint(candle));
+    if (candle.symbol !== symbol || candle.interval !== INTERVAL || !isVenue(candle, venue)) return;
+    if (series && !loading) apply(chartPoint(candle));
     else pending.push(candle);
   }
 
@@ -52,17 +59,39 @@ export function createChart(market) {
       upColor: "#2ea043", downColor: "#da3633", wickUpColor: "#2ea043", wickDownColor: "#da3633", borderVisible: false,
       priceFormat: { type: "price", precision: dec.places(market.tick_size), minMove: Number(market.tick_size) },
     });
+    await loadHistory();
+  }
+
+  async function loadHistory() {
+    const mine = ++generation;
+    loading = true;
+    note.textContent = "";
     let history = [];
     try {
-      history = await publicApi("GET", `/api/markets/${symbol}/candles?interval=${INTERVAL}&limit=${HISTORY}`);
+      history = await publicApi("GET", withVenue(`/api/markets/${symbol}/candles?interval=${INTERVAL}&limit=${HISTORY}`, venue));
     } catch (exc) {
       note.textContent = `Candle history unavailable: ${exc.message}`;
     }
-    if (disposed) return;
-    const points = chartSeries([...history, ...pending.splice(0)]);
+    if (disposed || mine !== generation) return;
+    const points = chartSeries([...history.filter((c) => isVenue(c, venue)), ...pending.splice(0)]);
     series.setData(points);
     last = points[points.length - 1] || null;
+    loading = false;
+    box.dataset.venue = venue;
     box.dataset.ready = "true";
+  }
+
+  /** Draw another venue's candles (a mode switch): its history, then its events. */
+  function setVenue(next) {
+    if (next === venue) return;
+    venue = next;
+    setVenueTag(tag, venue);
+    pending.splice(0);
+    last = null;
+    if (series) {
+      series.setData([]);
+      loadHistory();
+    }
   }
 
   function dispose() {
@@ -72,5 +101,5 @@ export function createChart(market) {
     series = null;
   }
 
-  return { node: [box, note], load, onCandle, dispose };
+  return { node: [tag, box, note], load, onCandle, dispose, setVenue };
 }

@@ -1,16 +1,19 @@
-// Recent public trades of the market (`GET /api/markets/{symbol}/trades`, `MARKET_TRADE` events:
-// `{trade_id, symbol, price, quantity, side, ts}`, side being the taker's).
+// Recent public trades of the market on the user's venue (`GET /api/markets/{symbol}/trades?venue=`,
+// `MARKET_TRADE` events of `trades:{symbol}` or `trades:{symbol}@testnet`: `{trade_id, symbol, price,
+// quantity, side, ts, venue}`, side being the taker's).
 
 import { publicApi } from "../../api.js";
 import { clear, el } from "../../dom.js";
 import * as fmt from "../../fmt.js";
 import { pushTrade } from "../../state/market.js";
+import { isVenue, withVenue } from "../../state/venue.js";
 import { dataTable, emptyRow, num } from "../table.js";
 
 const SHOWN = 30;
 
-export function createMarketTrades(market) {
+export function createMarketTrades(market, { venue: initialVenue }) {
   const { symbol } = market;
+  let venue = initialVenue;
   const body = el("tbody", { id: "market-trades-body" });
   let trades = [];
 
@@ -22,19 +25,29 @@ export function createMarketTrades(market) {
   }
 
   function onTrade(trade) {
-    if (trade.symbol !== symbol) return;
+    if (trade.symbol !== symbol || !isVenue(trade, venue)) return;
     trades = pushTrade(trades, trade, SHOWN);
     render();
   }
 
   async function load() {
     try {
-      trades = await publicApi("GET", `/api/markets/${symbol}/trades?limit=${SHOWN}`);
+      const asked = venue;
+      const fetched = await publicApi("GET", withVenue(`/api/markets/${symbol}/trades?limit=${SHOWN}`, asked));
+      if (asked !== venue) return; // answered after a mode switch
+      trades = fetched.filter((t) => isVenue(t, venue));
       render();
     } catch { /* keep */ }
   }
 
+  /** Show another venue's trades (a mode switch). */
+  function setVenue(next) {
+    venue = next;
+    trades = [];
+    render();
+  }
+
   render();
   const node = dataTable("market-trades", "Recent market trades", [num("Price"), num("Quantity"), "Time"], body);
-  return { node, load, onTrade };
+  return { node, load, onTrade, setVenue };
 }

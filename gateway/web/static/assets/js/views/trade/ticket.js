@@ -8,8 +8,9 @@ import * as fmt from "../../fmt.js";
 import { clearErrors, field, formError, setFieldError, showErrors } from "../../forms.js";
 import * as dec from "../../decimal.js";
 import { allowedTimeInForce, notional, orderRequest } from "../../state/ticket.js";
+import { isVenue, withVenue } from "../../state/venue.js";
 
-export function createTicket(market, { onPlaced }) {
+export function createTicket(market, { onPlaced, venue = () => "paper" }) {
   const { symbol, base_asset: base, quote_asset: quoteAsset } = market;
   const sideSet = el("fieldset", { class: "field side-toggle", dataset: { field: "side" } },
     el("legend", {}, "Side"),
@@ -68,8 +69,9 @@ export function createTicket(market, { onPlaced }) {
       return;
     }
     try {
-      const q = await api("POST", "/api/orders/quote", { symbol, side: side(), quantity });
-      if (isLimit() || qtyIn.value.trim() !== quantity) return; // the ticket changed meanwhile
+      // The book of the venue the order would go to (the user's mode): a testnet order fills on the testnet's.
+      const q = await api("POST", withVenue("/api/orders/quote", venue()), { symbol, side: side(), quantity });
+      if (isLimit() || qtyIn.value.trim() !== quantity || !isVenue(q, venue())) return; // the ticket changed meanwhile
       estimate.textContent = q.avg_price === null
         ? "No liquidity on the book right now."
         : `≈ ${fmt.price(symbol, q.avg_price)} avg, ${fmt.qty(symbol, q.fillable_quantity)} fillable now, `
@@ -114,5 +116,7 @@ export function createTicket(market, { onPlaced }) {
       sync();
       priceIn.focus();
     },
+    /** Ask the quote again (the venue changed with the user's mode). */
+    requote: () => showEstimate(),
   };
 }
