@@ -29,6 +29,7 @@ counting per symbol from 1, so replaying the same commands reproduces them.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
@@ -53,6 +54,7 @@ from .ledger import (
     _LotsEntry,
     _SettleEntry,
     deposit_entry,
+    required_reservation,
 )
 from .rules import MarketRules, RuleViolation, build_rules, normalize_symbol
 
@@ -84,6 +86,10 @@ class Side(StrEnum):
 class OrderType(StrEnum):
     LIMIT = "LIMIT"
     MARKET = "MARKET"
+    STOP_LOSS = "STOP_LOSS"
+    STOP_LOSS_LIMIT = "STOP_LOSS_LIMIT"
+    TAKE_PROFIT = "TAKE_PROFIT"
+    TAKE_PROFIT_LIMIT = "TAKE_PROFIT_LIMIT"
 
 
 class TimeInForce(StrEnum):
@@ -105,11 +111,31 @@ FINAL_STATUSES: Final = frozenset(
     {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED}
 )
 _TIF_CODE: Final = {TimeInForce.GTC: bk.GTC, TimeInForce.IOC: bk.IOC, TimeInForce.FOK: bk.FOK}
+STOP_TYPES: Final = frozenset(
+    {OrderType.STOP_LOSS, OrderType.STOP_LOSS_LIMIT, OrderType.TAKE_PROFIT, OrderType.TAKE_PROFIT_LIMIT}
+)
+LIMIT_STOPS: Final = frozenset({OrderType.STOP_LOSS_LIMIT, OrderType.TAKE_PROFIT_LIMIT})
+TRIGGER_IMMEDIATELY: Final = "Order would trigger immediately."
+STOP_UNFUNDED: Final = "STOP_UNFUNDED_AT_TRIGGER"
+
+
+def triggers_rising(order_type: str, side: str) -> bool:
+    """Binance's trigger rule: STOP_LOSS buys and TAKE_PROFIT sells trigger when the last price rises to the
+    stop price (last >= stop); STOP_LOSS sells and TAKE_PROFIT buys when it falls to it (last <= stop)."""
+    return str(order_type).startswith("STOP_LOSS") == (str(side) == "BUY")
+
+
+def stop_reached(order_type: str, side: str, stop_price: Decimal, last_price: Decimal) -> bool:
+    """Whether a stop order of this type and side triggers at ``last_price`` (see ``triggers_rising``)."""
+    if triggers_rising(order_type, side):
+        return last_price >= stop_price
+    return last_price <= stop_price
 
 
 @dataclass(frozen=True, slots=True)
 class OrderRequest:
-    """A new order. ``price`` is required for LIMIT and ignored for MARKET (which is IOC unless FOK)."""
+    """A new order. ``price`` is required for LIMIT (and the ``*_LIMIT`` stops) and ignored for MARKET (which
+    is IOC unless FOK); ``stop_price`` is required for the four stop types and ignored otherwise."""
 
     order_id: str
     account: str
@@ -119,6 +145,7 @@ class OrderRequest:
     quantity: Decimal
     price: Decimal | None = None
     time_in_force: TimeInForce = TimeInForce.GTC
+    stop_price: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +164,8 @@ class OrderUpdate:
     average_price: Decimal | None
     cumulative_quote: Decimal
     reason: str | None = None
+    stop_price: Decimal | None = None
+    triggered: bool = False  # a stop order whose trigger fired (it is, or was, working: on the book or run)
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,6 +453,7 @@ class _Order:
         "recv_cell",
         "req",
         "status",
+        "triggered",
         "unit_lock",
     )
 
@@ -449,6 +479,7 @@ class _Order:
         self.lock_units = lock_units  # the same in the in-memory ledger's units of lock_asset (fast path)
         self.status = OrderStatus.NEW
         self.reason: str | None = None
+        self.triggered = False
         # integer path: this account's ledger cells of the locked asset and of the asset it receives (None
         # until first needed)
         self.lock_cell: Cell | None = None
@@ -479,6 +510,8 @@ class _Order:
             avg,
             EXACT.multiply(self.mkt.terms.unit_quote, Decimal(cum)),
             reason,
+            req.stop_price,
+            self.triggered,
         )
 
 
@@ -490,12 +523,18 @@ class _Market:
         "buy_lock_tl",
         "fee_cell",
         "last_report",
+        "last_ticks",
         "lots_of",
         "maker_fee_tl",
         "min_units",
         "quote_tl",
         "reserve_mult",
         "rules",
+        "stops",
+        "stops_down",
+        "stops_up",
+        "swing_hi",
+        "swing_lo",
         "taker_fee_tl",
         "terms",
         "ticks_of",
@@ -517,6 +556,16 @@ class _Market:
         )
         self.reserve_mult = reserve_mult  # 1 + the highest fee rate
         self.last_report: ExecutionReport | None = None  # its last trade is this market's last trade
+        self.last_ticks = 0  # the last trade's price in ticks (0: none yet): what stop orders trigger on
+        # stop orders waiting for their trigger, by id (with the reservation they run with), and two heaps of
+        # (trigger ticks, placement number, id): rising triggers (last >= stop) lowest first, falling ones
+        # (last <= stop) as (-ticks, ...) highest first; canceled entries are dropped when they surface
+        self.stops: dict[str, tuple[_Order, Reservation]] = {}
+        self.stops_up: list[tuple[int, int, str]] = []
+        self.stops_down: list[tuple[int, int, str]] = []
+        # the lowest and highest price traded at since the stops were last checked (0: none)
+        self.swing_lo = 0
+        self.swing_hi = 0
         self.fee_cell: Cell | None = None  # integer path: the fee account's quote-asset cell
         # integer path: the market's quanta in the in-memory ledger's units (``set_units``): base per lot;
         # quote, maker fee, taker fee and buy lock per tick x lot. A fill is then a few int products.
@@ -607,6 +656,9 @@ class PaperExchange:
         self._fast: Ledger | None = led if isinstance(led, Ledger) else None
         self._epoch = -1  # the ledger's ``epoch`` the integer amounts held here are expressed in
         self._scales: dict[str, int] = {}  # ... and its scales then, per asset
+        self._stop_seq = 0  # placement number of stop orders (ties between equal trigger prices)
+        self._triggering = False  # the trigger loop is running (a triggered order's trades don't restart it)
+        self._triggered: list[ExecutionReport] = []  # reports of triggered stops, until ``take_triggered``
         if self._fast is not None:
             self._resync()
 
@@ -683,13 +735,31 @@ class PaperExchange:
         fast = self._fast
         if fast is not None and fast.epoch != self._epoch:
             self._resync()
+        kind = request.type
+        if kind == OrderType.LIMIT:
+            return self._run(request, reservation, mkt, True, False)
+        if kind in STOP_TYPES:
+            return self._place_stop(request, reservation, mkt)
+        return self._run(request, reservation, mkt, False, False)
+
+    def _run(
+        self,
+        request: OrderRequest,
+        reservation: Reservation | None,
+        mkt: _Market,
+        is_limit: bool,
+        triggered: bool,
+    ) -> ExecutionReport:
+        """Validate, reserve (unless ``reservation``), match and settle ``request`` as a LIMIT (``is_limit``)
+        or MARKET order; a triggered stop order runs here with the reservation made when it was placed."""
+        oid = request.order_id
+        fast = self._fast
         rules = mkt.rules
         book = mkt.book
         is_buy = request.side == Side.BUY
         tif = _TIF_CODE.get(request.time_in_force, -1)
         if tif < 0:
             tif = _TIF_CODE[TimeInForce(request.time_in_force)]
-        is_limit = request.type == OrderType.LIMIT
         try:
             if is_limit:
                 cap = request.price
@@ -703,6 +773,7 @@ class PaperExchange:
                 if best is None:
                     rules.market_order(request.quantity, None)
                     o = _Order(request, mkt, is_buy, rules.qty_to_lots(request.quantity), _ZERO, "", 0)
+                    o.triggered = triggered
                     return self._finish_unplaced(o, OrderStatus.EXPIRED, "NO_LIQUIDITY")
                 lots = rules.market_order(request.quantity, rules.ticks_to_price(best))
                 limit = rules.band_limit_ticks(best, is_buy)
@@ -730,6 +801,7 @@ class PaperExchange:
             lock_units = mkt.base_lot
         account = request.account
         o = _Order(request, mkt, is_buy, lots, unit_lock, asset, lock_units)
+        o.triggered = triggered
         # the entries made, in order; None while the in-memory ledger needs none made (the report makes
         # them if read): it keeps no journal, so only ``reserved``/``released`` lots need remembering
         entries: list[JournalEntry] | None = None if fast is not None and not fast.keep_journal else []
@@ -789,6 +861,16 @@ class PaperExchange:
         report = _LazyReport(o, done, entries, reserved, released)
         if done is not None:
             mkt.last_report = report
+            mkt.last_ticks = fills[-1][1]
+            if mkt.stops:
+                for f in fills:  # every price traded at counts, not only the last: a sweep passes them all
+                    p = f[1]
+                    if p < mkt.swing_lo or not mkt.swing_lo:
+                        mkt.swing_lo = p
+                    if p > mkt.swing_hi:
+                        mkt.swing_hi = p
+                if not self._triggering:
+                    self._fire_stops(mkt)
         return report
 
     def _settle(
@@ -947,6 +1029,7 @@ class PaperExchange:
             None,
             _ZERO,
             reason,
+            request.stop_price,
         )
         return ExecutionReport(upd, (), (), ())
 
@@ -955,6 +1038,263 @@ class PaperExchange:
         o.reason = reason
         self._orders[o.req.order_id] = o
         return _LazyReport(o, None, [], 0, 0)
+
+    # -- stop orders -----------------------------------------------------------------------------------
+
+    def _stop_terms(self, request: OrderRequest, mkt: _Market) -> tuple[int, int, Reservation]:
+        """Validate a stop order (``RuleViolation``) and return (trigger ticks, lots, the reservation it needs):
+        a ``*_LIMIT`` stop locks as its limit order would, a stop market SELL its quantity, a stop market BUY
+        against the protection band above its stop price (the price it is meant to run at)."""
+        rules = mkt.rules
+        stop = request.stop_price
+        if stop is None:
+            raise RuleViolation("PRICE_FILTER", "stop_price", "a stop order needs a stop_price")
+        stop_ticks = rules.price_to_ticks(stop)
+        is_buy = request.side == Side.BUY
+        if request.type in LIMIT_STOPS:
+            price = request.price
+            if price is None:
+                raise RuleViolation("PRICE_FILTER", "price", f"a {request.type} order needs a price")
+            _limit, lots = mkt.limit_order(price, request.quantity)
+            need = required_reservation(rules, self.fees, is_buy, request.quantity, price)
+        else:
+            lots = rules.market_order(request.quantity, stop)
+            need = required_reservation(rules, self.fees, is_buy, request.quantity, None, stop)
+        return stop_ticks, lots, need
+
+    def _place_stop(
+        self, request: OrderRequest, reservation: Reservation | None, mkt: _Market
+    ) -> ExecutionReport:
+        """Accept a stop order: validated, its funds reserved now, kept off the book until the last trade
+        price reaches its stop price. One that would trigger at once is REJECTED, as Binance does (-2010)."""
+        oid = request.order_id
+        try:
+            stop_ticks, lots, need = self._stop_terms(request, mkt)
+        except RuleViolation as exc:
+            return self._reject(request, mkt, exc.detail)
+        rising = triggers_rising(request.type, request.side)
+        last = mkt.last_ticks
+        if last and (last >= stop_ticks if rising else last <= stop_ticks):
+            return self._reject(request, mkt, TRIGGER_IMMEDIATELY)
+        account = request.account
+        asset = need.asset
+        entries: list[JournalEntry] = []
+        self_reserve = reservation is None
+        if reservation is None:
+            free = self.ledger.free(account, asset)
+            if free < need.amount:
+                return self._shortfall(request, mkt, asset, need.amount, free)
+        elif reservation.asset != asset or reservation.amount != need.amount:
+            raise InvalidInput(
+                f"order {oid}: upstream reservation {reservation.amount} {reservation.asset} "
+                f"does not match the required {need.amount} {asset}"
+            )
+        else:
+            need = reservation
+        is_buy = request.side == Side.BUY
+        if is_buy:
+            unit_lock = EXACT.divide(need.amount, Decimal(lots))
+            lock_units = self._lock_units(asset, unit_lock)
+        else:
+            unit_lock = mkt.rules.step_size
+            lock_units = mkt.base_lot
+        if self_reserve:
+            entry = _LotsEntry("RESERVE", oid, account, asset, unit_lock, lots)
+            self.ledger.apply(entry)
+            entries.append(entry)
+        o = _Order(request, mkt, is_buy, lots, unit_lock, asset, lock_units)
+        self._orders[oid] = o
+        self._open.setdefault(account, {})[oid] = o
+        self._push_stop(mkt, o, need, stop_ticks, rising)
+        return ExecutionReport(o.snapshot(), (), (), tuple(entries))
+
+    def _push_stop(
+        self, mkt: _Market, o: _Order, reservation: Reservation, stop_ticks: int, rising: bool
+    ) -> None:
+        oid = o.req.order_id
+        self._stop_seq += 1
+        mkt.stops[oid] = (o, reservation)
+        if rising:
+            heapq.heappush(mkt.stops_up, (stop_ticks, self._stop_seq, oid))
+        else:
+            heapq.heappush(mkt.stops_down, (-stop_ticks, self._stop_seq, oid))
+
+    def _fire_stops(self, mkt: _Market) -> None:
+        """Trigger every waiting stop a trade price has reached since the last check (every fill of a sweep
+        counts, as each is the last price for a moment), one at a time and in a fixed order (the nearest
+        trigger price first; between the two directions, and at equal prices, the earlier placed first),
+        re-reading the prices after each: a triggered order's own trades may reach further stops."""
+        self._triggering = True
+        try:
+            stops = mkt.stops
+            up = mkt.stops_up
+            down = mkt.stops_down
+            while stops:
+                while up and up[0][2] not in stops:
+                    heapq.heappop(up)
+                while down and down[0][2] not in stops:
+                    heapq.heappop(down)
+                hi = mkt.swing_hi
+                lo = mkt.swing_lo
+                up_due = bool(up) and up[0][0] <= hi
+                down_due = bool(down) and -down[0][0] >= lo
+                if up_due and (not down_due or up[0][1] < down[0][1]):
+                    oid = heapq.heappop(up)[2]
+                elif down_due:
+                    oid = heapq.heappop(down)[2]
+                else:
+                    break
+                o, reservation = stops.pop(oid)
+                self._activate(mkt, o, reservation)
+        finally:
+            self._triggering = False
+            mkt.swing_lo = mkt.swing_hi = 0
+
+    def _activate(self, mkt: _Market, stop: _Order, reservation: Reservation) -> None:
+        """A stop's trigger fired: it runs now as the LIMIT or MARKET order it stands for (same id, same
+        reservation). A stop market order that cannot run ends EXPIRED with its whole lock released: no
+        liquidity, or (a BUY) the best ask above the price its reservation covers (``STOP_UNFUNDED``, as
+        Binance expires a triggered order the account cannot fund)."""
+        req = stop.req
+        oid = req.order_id
+        del self._orders[oid]
+        del self._open[stop.account][oid]
+        is_limit = req.type in LIMIT_STOPS
+        reason: str | None = None
+        if not is_limit:
+            best = mkt.book.best_ask() if stop.is_buy else mkt.book.best_bid()
+            if best is None:
+                reason = "NO_LIQUIDITY"
+            elif (
+                stop.is_buy
+                and reservation.price_cap is not None
+                and best > int(reservation.price_cap // mkt.rules.tick_size)
+            ):
+                reason = STOP_UNFUNDED
+        report: ExecutionReport | None = None
+        if reason is None:
+            report = self._run(req, reservation, mkt, is_limit, True)
+            status = report.order.status
+            if status == OrderStatus.REJECTED:  # the exchange never took the lock over: release it here
+                reason = report.order.reason or "REJECTED"
+                report = None
+        if report is None:
+            assert reason is not None
+            stop.triggered = True
+            stop.status = (
+                OrderStatus.REJECTED if reason not in (STOP_UNFUNDED, "NO_LIQUIDITY") else OrderStatus.EXPIRED
+            )
+            stop.reason = reason
+            self._orders[oid] = stop
+            fast = self._fast
+            entries: list[JournalEntry] | None = None if fast is not None and not fast.keep_journal else []
+            released = self._release(stop, stop.lots, entries)
+            report = _LazyReport(stop, None, entries, 0, released)
+        self._triggered.append(report)
+
+    def take_triggered(self) -> list[ExecutionReport]:
+        """The reports of the stop orders triggered since the last call, in the order they ran (each is the
+        order's own progression under its id; its trades and maker updates included)."""
+        out = self._triggered
+        if out:
+            self._triggered = []
+        return out
+
+    def restore_stop(self, request: OrderRequest, reservation: Reservation) -> OrderUpdate:
+        """Re-insert a stop order still waiting for its trigger after a restart (its lock is held already)."""
+        mkt = self._market(request.symbol)
+        if request.type not in STOP_TYPES:
+            raise InvalidInput("only stop orders wait for a trigger")
+        fast = self._fast
+        if fast is not None and fast.epoch != self._epoch:
+            self._resync()
+        stop_ticks, lots, _need = self._stop_terms(request, mkt)
+        is_buy = request.side == Side.BUY
+        if is_buy:
+            unit_lock = EXACT.divide(reservation.amount, Decimal(lots))
+            lock_units = self._lock_units(reservation.asset, unit_lock)
+        else:
+            unit_lock = mkt.rules.step_size
+            lock_units = mkt.base_lot
+        o = _Order(request, mkt, is_buy, lots, unit_lock, reservation.asset, lock_units)
+        self._orders[request.order_id] = o
+        self._open.setdefault(o.account, {})[request.order_id] = o
+        self._push_stop(mkt, o, reservation, stop_ticks, triggers_rising(request.type, request.side))
+        return o.snapshot()
+
+    def set_last_price(self, symbol: str, price: Decimal) -> None:
+        """The last trade price as it was before a restart (stops compare against it; nothing triggers)."""
+        mkt = self._market(symbol)
+        mkt.last_ticks = int(price // mkt.rules.tick_size)
+
+    def last_price(self, symbol: str) -> Decimal | None:
+        mkt = self._market(symbol)
+        return mkt.rules.ticks_to_price(mkt.last_ticks) if mkt.last_ticks else None
+
+    def pending_stops(self, symbol: str) -> list[OrderUpdate]:
+        """Stop orders waiting for their trigger, in the order they would trigger in each direction."""
+        mkt = self._market(symbol)
+        ids = [oid for _t, _n, oid in sorted(mkt.stops_up)] + [oid for _t, _n, oid in sorted(mkt.stops_down)]
+        return [mkt.stops[oid][0].snapshot() for oid in ids if oid in mkt.stops]
+
+    # -- cancel-replace --------------------------------------------------------------------------------
+
+    def replace(
+        self,
+        order_id: str,
+        request: OrderRequest,
+        reservation: Reservation | None = None,
+        account: str | None = None,
+    ) -> tuple[ExecutionReport | None, ExecutionReport]:
+        """Cancel ``order_id`` and place ``request`` as one step: either both happen (the cancel's report,
+        then the new order's) or neither (None, the new order REJECTED with the reason; the old order is
+        untouched). The new order is checked first, against the rules, the trigger and (reserving itself)
+        the funds the old order's lock frees. Unknown order -> ``NotFound``; already final -> ``Conflict``."""
+        o = self._orders.get(order_id)
+        if o is None or (account is not None and o.account != account):
+            raise NotFound(f"order {order_id} not found")
+        if o.status in FINAL_STATUSES:
+            raise Conflict(f"order {order_id} is already {o.status}")
+        if request.order_id in self._orders:
+            raise Conflict(f"order {request.order_id} already exists")
+        mkt = o.mkt
+        fast = self._fast
+        if fast is not None and fast.epoch != self._epoch:
+            self._resync()
+        if request.account != o.account or self._market(request.symbol) is not mkt:
+            return None, self._reject(request, mkt, "a replacement keeps the account and symbol")
+        rules = mkt.rules
+        is_buy = request.side == Side.BUY
+        try:
+            if request.type in STOP_TYPES:
+                stop_ticks, _lots, need = self._stop_terms(request, mkt)
+                last = mkt.last_ticks
+                rising = triggers_rising(request.type, request.side)
+                if last and (last >= stop_ticks if rising else last <= stop_ticks):
+                    return None, self._reject(request, mkt, TRIGGER_IMMEDIATELY)
+            elif request.type == OrderType.LIMIT:
+                if request.price is None:
+                    raise RuleViolation("PRICE_FILTER", "price", "a LIMIT order needs a price")
+                mkt.limit_order(request.price, request.quantity)
+                need = required_reservation(rules, self.fees, is_buy, request.quantity, request.price)
+            else:
+                best = mkt.book.best_ask() if is_buy else mkt.book.best_bid()
+                ref = rules.ticks_to_price(best) if best is not None else None
+                rules.market_order(request.quantity, ref)
+                need = (
+                    required_reservation(rules, self.fees, is_buy, request.quantity, None, ref)
+                    if ref is not None
+                    else Reservation(rules.base_asset, _ZERO, None)
+                )
+        except RuleViolation as exc:
+            return None, self._reject(request, mkt, exc.detail)
+        if reservation is None:
+            freed = self.locked_for(order_id) if o.lock_asset == need.asset else _ZERO
+            free = self.ledger.free(request.account, need.asset)
+            if free + freed < need.amount:
+                return None, self._shortfall(request, mkt, need.asset, need.amount, free + freed)
+        canceled = self.cancel(order_id, account)
+        return canceled, self.place(request, reservation)
 
     def cancel(self, order_id: str, account: str | None = None) -> ExecutionReport:
         o = self._orders.get(order_id)
@@ -965,7 +1305,12 @@ class PaperExchange:
         fast = self._fast
         if fast is not None and fast.epoch != self._epoch:
             self._resync()
-        remaining = o.mkt.book.cancel(order_id)
+        stops = o.mkt.stops
+        if order_id in stops and not o.triggered:
+            del stops[order_id]  # waiting for its trigger, not on the book: all of it is still locked
+            remaining = o.lots
+        else:
+            remaining = o.mkt.book.cancel(order_id)
         del self._open[o.account][order_id]
         o.status = OrderStatus.CANCELED
         entries: list[JournalEntry] | None = None if fast is not None and not fast.keep_journal else []
@@ -983,8 +1328,8 @@ class PaperExchange:
         assumed to be held already: ``reservation`` is the original one, of which the remainder is locked."""
         mkt = self._market(request.symbol)
         rules = mkt.rules
-        if request.type != OrderType.LIMIT or request.price is None:
-            raise InvalidInput("only LIMIT orders rest on the book")
+        if (request.type != OrderType.LIMIT and request.type not in LIMIT_STOPS) or request.price is None:
+            raise InvalidInput("only LIMIT orders (and triggered *_LIMIT stops) rest on the book")
         fast = self._fast
         if fast is not None and fast.epoch != self._epoch:
             self._resync()
@@ -997,6 +1342,7 @@ class PaperExchange:
         o.filled = lots - rem
         o.cum = int(cumulative_quote / mkt.terms.unit_quote)
         o.status = OrderStatus.PARTIALLY_FILLED if o.filled else OrderStatus.NEW
+        o.triggered = request.type in LIMIT_STOPS
         mkt.book.rest(request.order_id, request.account, is_buy, limit, rem, o)
         self._orders[request.order_id] = o
         self._open.setdefault(o.account, {})[request.order_id] = o
