@@ -90,8 +90,9 @@ def ticker_pump(interval_s: float = 0.5):  # type: ignore[no-untyped-def]
     return hook
 
 
-def build_app(db_path: Path, binance_url: str) -> tuple[FastAPI, bool]:
-    """`tradebridge up`'s own app (`create_embedded_app`) when the tree has it all; else its parts by hand."""
+def build_app(db_path: Path, binance_url: str, **overrides: Any) -> tuple[FastAPI, bool]:
+    """`tradebridge up`'s own app (`create_embedded_app`) when the tree has it all; else its parts by hand.
+    `overrides`: further settings (e.g. the double's `binance_testnet_ws_url`)."""
     from gateway.web import mount_web
 
     settings = make_settings(
@@ -104,6 +105,7 @@ def build_app(db_path: Path, binance_url: str) -> tuple[FastAPI, bool]:
         login_limit_per_account="100/minute",
         login_limit_per_account_address="100/minute",
         login_limit_per_address="1000/minute",
+        **overrides,
     )
     try:
         from tradebridge.embedded import create_embedded_app
@@ -125,8 +127,8 @@ def _assembled_app(settings: Any) -> FastAPI:
 
 
 @contextlib.contextmanager
-def running_system(db_path: Path, binance_url: str) -> Iterator[RunningSystem]:
-    app, has_ws = build_app(db_path, binance_url)
+def running_system(db_path: Path, binance_url: str, **overrides: Any) -> Iterator[RunningSystem]:
+    app, has_ws = build_app(db_path, binance_url, **overrides)
     port = free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio", lifespan="on"
