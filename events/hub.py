@@ -508,7 +508,7 @@ class EventsHub:
         conns = self._by_channel.get(channel)
         if not conns:
             return
-        text = p.event_message(msg_type, msg.id, msg.data.get("ts"), msg.data.get("data"), channel=channel)
+        text = p.event_message(msg_type, msg.id, msg.data.get("ts"), p.public_data(msg.data), channel=channel)
         for conn in list(conns):
             conn.enqueue(text)
 

@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import orjson
 
-from shared.streams import PUBLIC_CHANNELS
+from shared.streams import MARKET_VENUES, PAPER_VENUE, PUBLIC_CHANNELS
 
 CLOSE_UNAUTHORIZED: Final = 4401
 CLOSE_SLOW_CONSUMER: Final = 4008
@@ -54,13 +54,26 @@ class ChannelError:
 
 
 def normalize_channel(raw: object, symbols: frozenset[str] | None) -> str | ChannelError:
-    """Canonical channel name ("ticker:BTCUSDT", "candles:BTCUSDT:1m") or the reason it is refused.
+    """Canonical channel name ("ticker:BTCUSDT", "candles:BTCUSDT:1m", "depth:BTCUSDT@testnet") or the reason
+    it is refused.
 
-    Symbols are upper-cased and "BTC/USDT" is accepted (as on REST); with `symbols`, only those are known.
+    Symbols are upper-cased and "BTC/USDT" is accepted (as on REST); with `symbols`, only those are known. A
+    channel names its venue with "@venue" (paper when absent; "@paper" is canonically dropped).
     """
     if not isinstance(raw, str) or not raw or len(raw) > 64:
         return ChannelError(str(raw)[:64], "channel must be a non-empty string")
-    parts = raw.split(":")
+    body, at, venue = raw.partition("@")
+    venue = venue.lower()
+    if at and venue not in MARKET_VENUES:
+        return ChannelError(raw, f"unknown venue {venue!r}; one of {', '.join(MARKET_VENUES)}")
+    channel = _channel(raw, body, symbols)
+    if isinstance(channel, ChannelError) or not at or venue == PAPER_VENUE:
+        return channel
+    return f"{channel}@{venue}"
+
+
+def _channel(raw: str, body: str, symbols: frozenset[str] | None) -> str | ChannelError:
+    parts = body.split(":")
     kind = parts[0].lower()
     if kind not in PUBLIC_CHANNELS:
         return ChannelError(raw, f"unknown channel kind {parts[0]!r}")
@@ -82,15 +95,25 @@ def public_channel_of(stream: str, payload: Mapping[str, Any]) -> tuple[str, str
     """(channel, message type) a public stream entry belongs to; None if the entry is malformed."""
     found = STREAM_KINDS.get(stream)
     symbol = payload.get("symbol")
-    if found is None or not isinstance(symbol, str):
+    venue = payload.get("venue", PAPER_VENUE)
+    if found is None or not isinstance(symbol, str) or venue not in MARKET_VENUES:
         return None
+    suffix = "" if venue == PAPER_VENUE else f"@{venue}"
     kind, msg_type = found
     if kind == "candles":
         interval = payload.get("interval")
         if not isinstance(interval, str):
             return None
-        return f"candles:{symbol}:{interval}", msg_type
-    return f"{kind}:{symbol}", msg_type
+        return f"candles:{symbol}:{interval}{suffix}", msg_type
+    return f"{kind}:{symbol}{suffix}", msg_type
+
+
+def public_data(payload: Mapping[str, Any]) -> Any:
+    """A public entry's `data` as clients get it: naming its venue (entries written before venues are paper's)."""
+    data = payload.get("data")
+    if isinstance(data, dict) and "venue" not in data:
+        return {**data, "venue": payload.get("venue", PAPER_VENUE)}
+    return data
 
 
 def encode(message: Mapping[str, Any]) -> str:

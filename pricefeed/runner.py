@@ -24,6 +24,7 @@ from pricefeed.domain.staleness import PriceBook
 from pricefeed.domain.ticks import Tick
 from pricefeed.service import PriceFeedService
 from pricefeed.sources import build_source
+from pricefeed.testnet_market import start_testnet_market
 from shared.amounts import plain
 from shared.bus import Bus
 from shared.bus.base import BusUnavailable
@@ -336,4 +337,5 @@ async def start_pricefeed(parts: PricefeedParts, stack: AsyncExitStack) -> Price
     runner = PriceFeedRunner(parts)
     await runner.start()
     stack.push_async_callback(runner.stop)
+    await start_testnet_market(parts, stack)  # the testnet venue's own market, beside the paper feed
     return runner

@@ -2,6 +2,9 @@
 
 The price feed writes tickers, the execution worker writes depth and trades; the gateway reads them for
 the market endpoints, quotes and the reference price of market buys. Redis when configured, memory otherwise.
+
+Each venue has its own keys: "paper" (the default, under the keys it always had) and "testnet" (the testnet's
+own market, written by pricefeed.testnet_market), so a quote never prices one venue with the other's book.
 """
 
 from __future__ import annotations
@@ -14,38 +17,44 @@ from redis.exceptions import RedisError
 from shared.bus.base import encode_payload
 from shared.errors import Unavailable
 
+PAPER = "paper"
+
 
 class MarketData(Protocol):
-    async def put(self, kind: str, symbol: str, value: dict[str, Any]) -> None: ...
+    async def put(self, kind: str, symbol: str, value: dict[str, Any], *, venue: str = PAPER) -> None: ...
 
-    async def get(self, kind: str, symbol: str) -> dict[str, Any] | None: ...
+    async def get(self, kind: str, symbol: str, *, venue: str = PAPER) -> dict[str, Any] | None: ...
 
-    async def push_trades(self, symbol: str, trades: list[dict[str, Any]], *, keep: int = 200) -> None: ...
+    async def push_trades(
+        self, symbol: str, trades: list[dict[str, Any]], *, keep: int = 200, venue: str = PAPER
+    ) -> None: ...
 
-    async def recent_trades(self, symbol: str, limit: int) -> list[dict[str, Any]]: ...
+    async def recent_trades(self, symbol: str, limit: int, *, venue: str = PAPER) -> list[dict[str, Any]]: ...
 
     async def aclose(self) -> None: ...
 
 
 class MemoryMarketData:
     def __init__(self) -> None:
-        self._values: dict[tuple[str, str], bytes] = {}
-        self._trades: dict[str, list[bytes]] = {}
+        self._values: dict[tuple[str, str, str], bytes] = {}
+        self._trades: dict[tuple[str, str], list[bytes]] = {}
 
-    async def put(self, kind: str, symbol: str, value: dict[str, Any]) -> None:
-        self._values[(kind, symbol)] = encode_payload(value)
+    async def put(self, kind: str, symbol: str, value: dict[str, Any], *, venue: str = PAPER) -> None:
+        self._values[(venue, kind, symbol)] = encode_payload(value)
 
-    async def get(self, kind: str, symbol: str) -> dict[str, Any] | None:
-        raw = self._values.get((kind, symbol))
+    async def get(self, kind: str, symbol: str, *, venue: str = PAPER) -> dict[str, Any] | None:
+        raw = self._values.get((venue, kind, symbol))
         return orjson.loads(raw) if raw is not None else None
 
-    async def push_trades(self, symbol: str, trades: list[dict[str, Any]], *, keep: int = 200) -> None:
-        buf = self._trades.setdefault(symbol, [])
+    async def push_trades(
+        self, symbol: str, trades: list[dict[str, Any]], *, keep: int = 200, venue: str = PAPER
+    ) -> None:
+        buf = self._trades.setdefault((venue, symbol), [])
         buf[:0] = [encode_payload(t) for t in reversed(trades)]
         del buf[keep:]
 
-    async def recent_trades(self, symbol: str, limit: int) -> list[dict[str, Any]]:
-        return [orjson.loads(t) for t in self._trades.get(symbol, [])[:limit]]
+    async def recent_trades(self, symbol: str, limit: int, *, venue: str = PAPER) -> list[dict[str, Any]]:
+        return [orjson.loads(t) for t in self._trades.get((venue, symbol), [])[:limit]]
 
     async def aclose(self) -> None:
         return None
@@ -62,28 +71,36 @@ class RedisMarketData:
         self._redis = aioredis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self._prefix = prefix + "md:"
 
-    async def put(self, kind: str, symbol: str, value: dict[str, Any]) -> None:
-        await self._redis.set(f"{self._prefix}{kind}:{symbol}", encode_payload(value))
+    def _key(self, venue: str, kind: str, symbol: str) -> str:
+        # paper keeps the keys it had before venues existed (a rolling upgrade reads them unchanged)
+        return (
+            f"{self._prefix}{kind}:{symbol}" if venue == PAPER else f"{self._prefix}{venue}:{kind}:{symbol}"
+        )
 
-    async def get(self, kind: str, symbol: str) -> dict[str, Any] | None:
+    async def put(self, kind: str, symbol: str, value: dict[str, Any], *, venue: str = PAPER) -> None:
+        await self._redis.set(self._key(venue, kind, symbol), encode_payload(value))
+
+    async def get(self, kind: str, symbol: str, *, venue: str = PAPER) -> dict[str, Any] | None:
         try:
-            raw = await self._redis.get(f"{self._prefix}{kind}:{symbol}")
+            raw = await self._redis.get(self._key(venue, kind, symbol))
         except RedisError as exc:
             raise _unavailable(exc) from exc
         return orjson.loads(raw) if raw is not None else None
 
-    async def push_trades(self, symbol: str, trades: list[dict[str, Any]], *, keep: int = 200) -> None:
+    async def push_trades(
+        self, symbol: str, trades: list[dict[str, Any]], *, keep: int = 200, venue: str = PAPER
+    ) -> None:
         if not trades:
             return
-        key = f"{self._prefix}trades:{symbol}"
+        key = self._key(venue, "trades", symbol)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.lpush(key, *[encode_payload(t) for t in trades])
             pipe.ltrim(key, 0, keep - 1)
             await pipe.execute()
 
-    async def recent_trades(self, symbol: str, limit: int) -> list[dict[str, Any]]:
+    async def recent_trades(self, symbol: str, limit: int, *, venue: str = PAPER) -> list[dict[str, Any]]:
         try:
-            raw = await self._redis.lrange(f"{self._prefix}trades:{symbol}", 0, limit - 1)
+            raw = await self._redis.lrange(self._key(venue, "trades", symbol), 0, limit - 1)
         except RedisError as exc:
             raise _unavailable(exc) from exc
         return [orjson.loads(r) for r in raw]

@@ -34,11 +34,10 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr | None = None
     key_encryption_keys: SecretStr | None = None
     binance_testnet_url: str = "https://testnet.binance.vision"
-    # WebSocket base of the testnet: its WebSocket API (user data stream) is at <base>/ws-api/v3. Empty: no
-    # stream, testnet orders are followed by polling only.
+    # WebSocket base of the testnet: its WebSocket API (user data stream) is at <base>/ws-api/v3, its market
+    # streams at <base>/ws (the public testnet's own stream host when <base> is its ws-api host). Empty: no
+    # stream, testnet orders are followed and its market polled over REST only.
     binance_testnet_ws_url: str = "wss://ws-api.testnet.binance.vision"
-    # WebSocket base of the testnet (market streams at <this>/ws/<stream>; a local double in tests).
-    binance_testnet_ws_url: str = "wss://stream.testnet.binance.vision"
     pricefeed_source: str = "synthetic"
     symbols_csv: str = Field(default="BTCUSDT,ETHUSDT,BNBUSDT", validation_alias="SYMBOLS")
     # Rules of the SYMBOLS beyond the built-in three (or overrides of theirs): JSON, see shared.markets.

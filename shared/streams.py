@@ -26,6 +26,12 @@ MARKET_CANDLES: Final = "market.candles"
 PUBLIC_STREAMS: Final = (MARKET_TICKER, MARKET_DEPTH, MARKET_TRADES, MARKET_CANDLES)
 
 PRIVATE_TYPES: Final = frozenset({"ORDER_UPDATE", "TRADE", "POSITION_UPDATE", "BALANCE_UPDATE"})
+# Market venues. Public market events carry "venue" next to "symbol" (absent = paper, as before venues); a
+# client names a venue's channel with a suffix: "ticker:BTCUSDT@testnet" ("ticker:BTCUSDT" is paper's).
+PAPER_VENUE: Final = "paper"
+TESTNET_VENUE: Final = "testnet"
+MARKET_VENUES: Final = (PAPER_VENUE, TESTNET_VENUE)
+
 # Public channel kind (client's "ticker:BTCUSDT") -> (stream, message type)
 PUBLIC_CHANNELS: Final = {
     "ticker": (MARKET_TICKER, "TICKER"),

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from execution.paper.quote import quote_levels
 from gateway.deps import CurrentTrader, GatewayParts, PartsDep, SessionDep
 from gateway.problems import AUTHENTICATED, WITH_BODY, problem_responses
+from gateway.routes.markets import VenueDep
 from gateway.services.orders import OrderService, order_out, rules_for
 from shared.schemas.orders import OrderDetail, OrderIn, OrderOut, OrderPage, QuoteIn, QuoteOut
 
@@ -93,11 +94,12 @@ async def list_orders(
     return await orders.list(user, status=status_, symbol=symbol, mode=mode, limit=limit, cursor=cursor)
 
 
-@router.post("/quote", response_model=QuoteOut, responses=problem_responses(400, 413, 422))
-async def quote(body: QuoteIn, rt: PartsDep) -> QuoteOut:
+@router.post("/quote", response_model=QuoteOut, responses=problem_responses(400, 401, 413, 422))
+async def quote(body: QuoteIn, rt: PartsDep, venue: VenueDep) -> QuoteOut:
+    """Walks the book of the venue the order would go to: `?venue=`, else the caller's mode, else paper."""
     rules = rules_for(rt.markets, body.symbol)
     rules.qty_to_lots(body.quantity)
-    depth = await rt.market_data.get("depth", rules.symbol) or {}
+    depth = await rt.market_data.get("depth", rules.symbol, venue=venue) or {}
     levels = depth.get("asks" if body.side == "BUY" else "bids") or []
     q = quote_levels([(Decimal(str(p)), Decimal(str(s))) for p, s in levels], rules, body.side, body.quantity)
     return QuoteOut(
@@ -107,6 +109,7 @@ async def quote(body: QuoteIn, rt: PartsDep) -> QuoteOut:
         fillable_quantity=q.fillable_quantity,
         avg_price=q.avg_price,
         worst_price=q.worst_price,
+        venue=venue,
     )
 
 

@@ -180,6 +180,7 @@ class QuoteOut(BaseModel):
     fillable_quantity: PlainDecimal
     avg_price: PlainDecimal | None
     worst_price: PlainDecimal | None
+    venue: str = "paper"  # whose book the quote walked
 
 
 class BalanceOut(BaseModel):
@@ -214,5 +215,6 @@ class CandleOut(BaseModel):
     low: PlainDecimal
     close: PlainDecimal
     volume: PlainDecimal
-    trade_count: int
+    trade_count: int | None  # None where the venue's candle stream doesn't say (the testnet's)
     closed: bool
+    venue: str = "paper"

@@ -63,6 +63,17 @@ async def test_ccxt_trades_the_one_paper_book(tb: Served) -> None:
                 SYMBOL, "limit", "buy", 0.001, book["asks"][0][0] * 1.01, {"postOnly": True}
             )
 
+        # order/test validates without placing; allOrders lists every order; DELETE openOrders cancels them all
+        assert await ex.create_order(SYMBOL, "limit", "buy", 0.001, 20000, {"test": True}) is not None
+        extra = await ex.create_order(SYMBOL, "limit", "sell", 0.001, 200000)
+        assert extra["status"] == "open"
+        everything = {o["id"]: o["status"] for o in await ex.fetch_orders(SYMBOL)}
+        assert everything[bought["id"]] == "closed" and everything[canceled["id"]] == "canceled"
+        assert len(everything) == 9  # eight placed above and this one; the test order was not placed
+        swept = await ex.cancel_all_orders(SYMBOL)
+        assert {o["id"] for o in swept} == {maker["id"], extra["id"]}
+        assert await ex.fetch_open_orders(SYMBOL) == []
+
         trades = await ex.fetch_my_trades(SYMBOL)
         assert {t["order"] for t in trades} >= {bought["id"], spent["id"], sold["id"], crossing["id"]}
         balance = await ex.fetch_balance()
@@ -73,7 +84,7 @@ async def test_ccxt_trades_the_one_paper_book(tb: Served) -> None:
             by_client = {o["client_order_id"]: o for o in ours}
             assert by_client[bought["clientOrderId"]]["status"] == "FILLED"
             assert by_client[canceled["clientOrderId"]]["status"] == "CANCELED"
-            assert by_client[maker["clientOrderId"]]["status"] == "NEW"
+            assert by_client[maker["clientOrderId"]]["status"] == "CANCELED"
             usdt = next(b for b in (await api.get("/api/balances")).json() if b["asset"] == "USDT")
             assert float(usdt["free"]) == balance["USDT"]["free"]
 
@@ -120,6 +131,11 @@ async def test_ccxt_error_mapping(tmp_path: Path) -> None:
                 await ex.create_order(SYMBOL, "limit", "buy", 1, 20000)
             with pytest.raises(ccxt.InvalidOrder):  # Filter failure: LOT_SIZE (above the maximum quantity)
                 await ex.create_order(SYMBOL, "limit", "buy", 10000, 20000)
+            with pytest.raises(ccxt.InvalidOrder):  # -2010 Duplicate order sent.
+                for _ in range(2):
+                    await ex.create_order(SYMBOL, "limit", "buy", 0.001, 20000, {"clientOrderId": "dup-1"})
+            with pytest.raises(ccxt.InvalidOrder):  # -2010: no stop orders (yet)
+                await ex.create_order(SYMBOL, "STOP_LOSS_LIMIT", "buy", 0.001, 20000, {"stopPrice": 20001})
             with pytest.raises(ccxt.OrderNotFound):  # -2011
                 await ex.cancel_order("999999999", SYMBOL)
             with pytest.raises(ccxt.OrderNotFound):  # -2013

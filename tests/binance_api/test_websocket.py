@@ -221,3 +221,23 @@ async def test_diff_depth_continues_rest_depth(tb_sqlite: Served) -> None:
         assert last == after["lastUpdateId"] and applied >= 1
         assert sorted(bids.items(), reverse=True) == [(D(p), D(q)) for p, q in after["bids"]]
         assert sorted(asks.items()) == [(D(p), D(q)) for p, q in after["asks"]]
+
+
+async def test_ccxt_pro_watchers(tb_sqlite: Served) -> None:
+    key = await tb_sqlite.api_key(await tb_sqlite.user("pro@example.com"))
+    exchange = ccxt_pro(tb_sqlite, key)
+    try:
+        await exchange.load_markets()
+        book = await asyncio.wait_for(exchange.watch_order_book("BTC/USDT"), 20)
+        assert book["bids"] and book["asks"] and book["bids"][0][0] < book["asks"][0][0]
+        ticker = await asyncio.wait_for(exchange.watch_ticker("BTC/USDT"), 20)
+        assert ticker["last"] > 0
+        watching = asyncio.ensure_future(exchange.watch_orders("BTC/USDT"))
+        await subscribed(tb_sqlite, 3)
+        order = await exchange.create_order("BTC/USDT", "market", "buy", 0.001)
+        orders = await asyncio.wait_for(watching, 20)
+        while orders[-1]["status"] != "closed":
+            orders = await asyncio.wait_for(exchange.watch_orders("BTC/USDT"), 20)
+        assert (orders[-1]["id"], orders[-1]["filled"]) == (order["id"], 0.001)
+    finally:
+        await exchange.close()
