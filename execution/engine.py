@@ -229,7 +229,8 @@ async def _update_positions(
 def _apply_change(order: Order, change: OrderChange, now: object, applied: Applied) -> bool:
     status = next_status(order.status, change.status)
     same = status == order.status and change.filled_quantity == order.filled_quantity
-    if same and change.reason == order.reason:
+    fired = change.triggered and order.triggered_at is None  # a stop's trigger: NEW (waiting) -> NEW (working)
+    if same and change.reason == order.reason and not fired:
         return False
     if change.filled_quantity < order.filled_quantity:
         applied.rejected_transitions.append(
@@ -255,6 +256,8 @@ def _apply_change(order: Order, change: OrderChange, now: object, applied: Appli
         order.venue_order_id = change.venue_order_id
     if change.venue_seq is not None:
         order.venue_seq = change.venue_seq
+    if fired:
+        order.triggered_at = now  # type: ignore[assignment]
     order.version += 1
     order.updated_at = now  # type: ignore[assignment]
     return True

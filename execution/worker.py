@@ -37,6 +37,7 @@ from execution.store.ledger import SqlLedger
 from execution.venues.base import EMPTY, OrderChange, Venue, VenueOrder, VenueResult
 from execution.venues.paper import SYSTEM_PREFIX, PaperVenue
 from shared import liquidity
+from shared.amounts import plain
 from shared.bus.base import BusMessage, BusUnavailable
 from shared.bus.consumer import GroupConsumer
 from shared.db import unit_of_work, upsert_insert
@@ -86,6 +87,9 @@ def venue_order(o: Order) -> VenueOrder:
         reserved_amount=o.reserved_amount,
         reserved_price_cap=o.reserved_price_cap,
         venue_order_id=o.venue_order_id,
+        stop_price=o.stop_price,
+        triggered=o.triggered_at is not None,
+        replaces=o.replaces,
     )
 
 
@@ -352,6 +356,15 @@ class ExecutionWorker:
                     (int(t.rsplit("-", 1)[1]) for t in ids if t.rsplit("-", 1)[-1].isdigit()), default=0
                 )
                 self.paper.exchange.book(symbol).next_trade_id = last + 1
+                # stop orders compare new ones with the last trade price (one that would trigger is refused)
+                last_price = await session.scalar(
+                    select(Fill.price)
+                    .where(Fill.mode == "paper", Fill.symbol == symbol)
+                    .order_by(Fill.id.desc())
+                    .limit(1)
+                )
+                if last_price is not None:
+                    self.paper.exchange.set_last_price(symbol, last_price)
             if self.paper.market_maker is not None:
                 await self._reset_market_maker(session)
         log.info("paper books rebuilt", resting=len(rows))
@@ -478,7 +491,11 @@ class ExecutionWorker:
                 ).scalars()
             )
             orders = await load_orders(session, {str(c["order_id"]) for c in cmds})
+            replaced = {o.replaces for o in orders.values() if o.replaces} - orders.keys()
+            if replaced:
+                orders.update(await load_orders(session, replaced))
             status = {oid: o.status for oid, o in orders.items()}
+            spent: dict[tuple[str, str], Decimal] = {}  # what this batch's replacements locked, per balance
             for cmd in cmds:
                 cid = str(cmd["command_id"])
                 if cid not in fresh:
@@ -488,7 +505,11 @@ class ExecutionWorker:
                 if order is None:
                     log.error("command for an unknown order", command_id=cid)
                     continue
-                r = self._paper_command(str(cmd["kind"]), order, status[order.id])
+                kind = str(cmd["kind"])
+                if order.replaces is not None and kind != "cancel":
+                    r = await self._paper_replace(session, order, orders, status, spent)
+                else:
+                    r = self._paper_command(kind, order, status[order.id])
                 for c in r.changes:
                     status[c.order_id] = (
                         c.status if c.order_id in status else status.get(c.order_id, c.status)
@@ -497,6 +518,50 @@ class ExecutionWorker:
             await apply_result(session, rt.clock, result, orders=orders)
         rt.relay.after_commit(session)
         await self._publish_market(result)
+
+    async def _paper_replace(
+        self,
+        session: Any,
+        new: Order,
+        orders: dict[str, Order],
+        status: dict[str, str],
+        spent: dict[tuple[str, str], Decimal],
+    ) -> VenueResult:
+        """Cancel-replace on paper, atomically: the old order canceled and the new one placed, the lock moving
+        from one to the other in the same journal, or (the old order no longer open, the new one refused or
+        not affordable with what the old frees) only the new order REJECTED. Nothing was locked for the new
+        order at acceptance, so a refusal releases nothing."""
+        current = status.get(new.id)
+        if current == Status.PENDING_CANCEL and new.venue_seq is None:  # canceled before it ran
+            return VenueResult(changes=(OrderChange(new.id, Status.CANCELED, Decimal(0), Decimal(0), None),))
+        if current != Status.PENDING:
+            return EMPTY
+        old = orders.get(str(new.replaces))
+        if (
+            old is None
+            or status.get(old.id) not in (Status.NEW, Status.PARTIALLY_FILLED)
+            or not self.paper.in_book(old.id)
+        ):
+            reason = f"REPLACE_TARGET_NOT_OPEN: order {new.replaces} is no longer open"
+            return VenueResult(
+                changes=(OrderChange(new.id, Status.REJECTED, Decimal(0), Decimal(0), None, reason=reason),)
+            )
+        asset, amount = str(new.reserved_asset), new.reserved_amount or Decimal(0)
+        key = (new.user_id, asset)
+        free = await session.scalar(
+            select(Balance.free).where(Balance.account_id == new.user_id, Balance.asset == asset)
+        )
+        free = (free or Decimal(0)) - spent.get(key, Decimal(0))
+        freed = self.paper.locked_for(old.id) if old.reserved_asset == asset else Decimal(0)
+        if free + freed < amount:
+            reason = f"insufficient {asset} balance: needs {plain(amount)}, available {plain(free + freed)}"
+            return VenueResult(
+                changes=(OrderChange(new.id, Status.REJECTED, Decimal(0), Decimal(0), None, reason=reason),)
+            )
+        result = self.paper.replace_now(venue_order(old), venue_order(new))
+        if any(e.kind == "RESERVE" and e.ref == new.id for e in result.journal):
+            spent[key] = spent.get(key, Decimal(0)) + amount - freed
+        return result
 
     def _paper_command(self, kind: str, order: Order, current: str) -> VenueResult:
         vo = venue_order(order)
@@ -515,6 +580,12 @@ class ExecutionWorker:
                 return EMPTY
             if self.paper.in_book(order.id):
                 return self.paper.cancel_now(vo)
+            if order.replaces is not None and order.venue_seq is None:
+                # a replacement canceled before its replace ran: nothing was locked for it yet
+                if current in (Status.PENDING, Status.PENDING_CANCEL):
+                    change = OrderChange(order.id, Status.CANCELED, Decimal(0), Decimal(0), None)
+                    return VenueResult(changes=(change,))
+                return EMPTY
             if current in (Status.PENDING, Status.PENDING_CANCEL) and order.venue_seq is None:
                 return self.paper.cancel_unplaced(vo)
             return EMPTY

@@ -33,6 +33,9 @@ class VenueOrder:
     reserved_amount: Decimal | None = None
     reserved_price_cap: Decimal | None = None
     venue_order_id: str | None = None
+    stop_price: Decimal | None = None  # the four stop types (STOP_LOSS, ..._LIMIT, TAKE_PROFIT, ..._LIMIT)
+    triggered: bool = False  # a stop order whose trigger fired (it works as its LIMIT/MARKET order)
+    replaces: str | None = None  # cancel-replace: the order this one replaces (its order_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,7 @@ class OrderChange:
     reason: str | None = None
     venue_order_id: str | None = None
     venue_seq: int | None = None
+    triggered: bool = False  # a stop order's trigger fired (reported with the first change after it)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 
 from execution.paper.exchange import (
+    STOP_TYPES,
     ExecutionReport,
     OrderRequest,
     OrderStatus,
@@ -19,7 +20,14 @@ from execution.paper.exchange import (
     Side,
     TimeInForce,
 )
-from execution.paper.ledger import FeeSchedule, JournalEntry, Ledger, Reservation, release_entry
+from execution.paper.ledger import (
+    FeeSchedule,
+    JournalEntry,
+    Ledger,
+    Reservation,
+    release_entry,
+    reserve_entry,
+)
 from execution.paper.market_maker import MarketMaker, MarketMakerConfig
 from execution.paper.rules import MarketRules
 from execution.venues.base import EMPTY, FillReport, OrderChange, VenueOrder, VenueResult
@@ -84,14 +92,53 @@ class PaperVenue:
         report = self.exchange.place(req, reservation)
         result = self._result(report)
         done = report.order
-        if done.status in FINAL and done.filled_quantity == 0 and not any(
-            e.kind == "RELEASE" and e.ref == order.order_id for e in report.journal
+        if (
+            done.status in FINAL
+            and done.filled_quantity == 0
+            and not any(e.kind == "RELEASE" and e.ref == order.order_id for e in report.journal)
         ):
             # Ended before touching the book (no liquidity, refused): the exchange never held the lock the
             # gateway made, so release all of it here.
-            release = release_entry(order.user_id, order.reserved_asset, order.reserved_amount, order.order_id)
+            release = release_entry(
+                order.user_id, order.reserved_asset, order.reserved_amount, order.order_id
+            )
             result = result + VenueResult(journal=(release,))
+        return result + self.triggered()
+
+    def triggered(self) -> VenueResult:
+        """What the stop orders triggered by the last command did (their trades, fills, maker updates and
+        entries), in the order they ran; the worker persists it with that command's result."""
+        result = EMPTY
+        for report in self.exchange.take_triggered():
+            result = result + self._result(report)
         return result
+
+    def locked_for(self, order_id: str) -> Decimal:
+        """What an open order still holds locked here (0 once final or unknown)."""
+        return self.exchange.locked_for(order_id)
+
+    def replace_now(self, old: VenueOrder, new: VenueOrder) -> VenueResult:
+        """Cancel-replace as one step: the old order canceled (its remainder released) and the new one placed
+        with its own reservation, locked here in the same journal right after that release (the caller checked
+        that the free balance plus what the old order frees covers it); or, if the exchange refuses the new
+        order, nothing but the new order REJECTED (the old order stays as it was)."""
+        assert new.reserved_asset is not None and new.reserved_amount is not None
+        reservation = Reservation(new.reserved_asset, new.reserved_amount, new.reserved_price_cap)
+        canceled, placed = self.exchange.replace(old.order_id, _request(new), reservation, old.user_id)
+        if canceled is None:
+            return self._result(placed)
+        result = self._result(canceled)
+        lock = reserve_entry(new.user_id, new.reserved_asset, new.reserved_amount, new.order_id)
+        result = result + VenueResult(journal=(lock,)) + self._result(placed)
+        done = placed.order
+        if (
+            done.status in FINAL
+            and done.filled_quantity == 0
+            and not any(e.kind == "RELEASE" and e.ref == new.order_id for e in placed.journal)
+        ):
+            release = release_entry(new.user_id, new.reserved_asset, new.reserved_amount, new.order_id)
+            result = result + VenueResult(journal=(release,))
+        return result + self.triggered()
 
     async def cancel(self, order: VenueOrder) -> VenueResult:
         return self.cancel_now(order)
@@ -99,7 +146,7 @@ class PaperVenue:
     def cancel_now(self, order: VenueOrder) -> VenueResult:
         if not self.in_book(order.order_id):
             return EMPTY
-        return self._result(self.exchange.cancel(order.order_id))
+        return self._result(self.exchange.cancel(order.order_id)) + self.triggered()
 
     def cancel_unplaced(self, order: VenueOrder) -> VenueResult:
         """An order canceled before it reached the book: release its whole reservation."""
@@ -112,15 +159,15 @@ class PaperVenue:
         return VenueResult(changes=(change,), journal=journal)
 
     def restore(self, orders: Iterable[tuple[VenueOrder, Decimal, Decimal]]) -> None:
-        """Re-insert resting orders (order, remaining, cumulative quote) in their original priority order."""
+        """Re-insert resting orders (order, remaining, cumulative quote) in their original priority order, and
+        stop orders still waiting for their trigger."""
         for order, remaining, cum_quote in orders:
             assert order.reserved_asset is not None and order.reserved_amount is not None
-            self.exchange.restore_resting(
-                _request(order),
-                remaining,
-                Reservation(order.reserved_asset, order.reserved_amount, order.reserved_price_cap),
-                cum_quote,
-            )
+            reservation = Reservation(order.reserved_asset, order.reserved_amount, order.reserved_price_cap)
+            if order.type in STOP_TYPES and not order.triggered:
+                self.exchange.restore_stop(_request(order), reservation)
+            else:
+                self.exchange.restore_resting(_request(order), remaining, reservation, cum_quote)
 
     def requote(self, symbol: str, reference_price: Decimal | None) -> VenueResult:
         if self.market_maker is None:
@@ -128,7 +175,7 @@ class PaperVenue:
         result = EMPTY
         for report in self.market_maker.requote(self.exchange, symbol, reference_price):
             result = result + self._result(report)
-        return result
+        return result + self.triggered()
 
     def depth(self, symbol: str, limit: int = 50) -> dict[str, object]:
         d = self.exchange.depth(symbol, limit)
@@ -213,6 +260,7 @@ def _request(order: VenueOrder) -> OrderRequest:
         order.quantity,
         order.price,
         TimeInForce(order.time_in_force),
+        order.stop_price,
     )
 
 
@@ -225,6 +273,7 @@ def _change(u: OrderUpdate, seq: int | None) -> OrderChange:
         avg_price=u.average_price,
         reason=u.reason,
         venue_seq=seq,
+        triggered=u.triggered,
     )
 
 

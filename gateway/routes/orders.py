@@ -14,7 +14,7 @@ from gateway.deps import CurrentTrader, GatewayParts, PartsDep, SessionDep
 from gateway.problems import AUTHENTICATED, WITH_BODY, problem_responses
 from gateway.routes.markets import VenueDep
 from gateway.services.orders import OrderService, order_out, rules_for
-from shared.schemas.orders import OrderDetail, OrderIn, OrderOut, OrderPage, QuoteIn, QuoteOut
+from shared.schemas.orders import OrderDetail, OrderIn, OrderOut, OrderPage, QuoteIn, QuoteOut, ReplaceIn
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 
@@ -129,6 +129,30 @@ async def cancel_order(
 ) -> OrderOut:
     order = await orders.cancel(user, order_id)
     _after_response(after, rt.relay.notify)  # the relay publishes the cancel's rows
+    return order_out(order)
+
+
+@router.post(
+    "/{order_id}/replace",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=OrderOut,
+    dependencies=[Depends(admitted, scope="function")],
+    responses=problem_responses(*WITH_BODY, 401, 404, 409),
+)
+async def replace_order(
+    order_id: OrderId,
+    body: ReplaceIn,
+    user: CurrentTrader,
+    orders: Orders,
+    rt: PartsDep,
+    after: BackgroundTasks,
+) -> OrderOut:
+    """Cancel-replace (amend): the open order canceled and a new one (new id, `replaces` = this one) placed
+    with the given quantity, price or stop price as one operation; exactly one of them is live afterwards.
+    Paper: atomic (if the new order is refused, e.g. it would trigger at once, the old one stays). Testnet:
+    Binance's cancelReplace with STOP_ON_FAILURE. The answer is the new order (PENDING)."""
+    order = await orders.replace(user, order_id, body)
+    _after_response(after, rt.relay.notify)  # the relay publishes the replace's rows
     return order_out(order)
 
 

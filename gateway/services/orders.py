@@ -14,6 +14,7 @@ import orjson
 from sqlalchemy import TextClause, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from execution.paper.errors import InsufficientBalance
 from execution.paper.ledger import (
     FeeSchedule,
     JournalEntry,
@@ -32,7 +33,7 @@ from shared.errors import Conflict, InvalidInput, NotFound, Throttled
 from shared.ids import new_id
 from shared.marketdata import MarketData
 from shared.metrics import ORDERS_ACCEPTED
-from shared.models import Fill, Order, OrderEvent, PaperAccount
+from shared.models import Balance, Fill, Order, OrderEvent, PaperAccount
 from shared.orders import FINAL, OPEN, Status
 from shared.outbox import (
     Committed,
@@ -44,7 +45,16 @@ from shared.outbox import (
     write_outbox,
 )
 from shared.ratelimit import RateLimiter
-from shared.schemas.orders import FillOut, OrderDetail, OrderEventOut, OrderIn, OrderPage
+from shared.schemas.orders import (
+    PRICED_TYPES,
+    STOP_TYPES,
+    FillOut,
+    OrderDetail,
+    OrderEventOut,
+    OrderIn,
+    OrderPage,
+    ReplaceIn,
+)
 from shared.streams import command_stream, order_command
 
 
@@ -150,9 +160,31 @@ def request_hash(body: OrderIn, symbol: str, mode: str, tif: str) -> str:
             format(body.price.normalize(), "f") if body.price is not None else "",
             tif,
             mode,
+            *([format(body.stop_price.normalize(), "f")] if body.stop_price is not None else []),
         ]
     )
     return hashlib.sha256(canon.encode()).hexdigest()
+
+
+def check_order_rules(
+    rules: MarketRules, order_type: str, quantity: Decimal, price: Decimal | None, stop_price: Decimal | None
+) -> None:
+    """The market's filters for an order of this type (``RuleViolation``, a 422 naming the field): a priced
+    order's price and notional, a stop's trigger price on the tick, a stop market order's notional at its stop
+    price (the price it is meant to run at, as Binance judges it), a market order's quantity step."""
+    if stop_price is not None:
+        try:
+            rules.price_to_ticks(stop_price)
+        except RuleViolation as exc:
+            message = exc.errors[0]["message"] if exc.errors else exc.detail
+            raise RuleViolation(exc.rule, "stop_price", str(message)) from None
+    if order_type in PRICED_TYPES:
+        assert price is not None
+        rules.limit_order(price, quantity)
+    elif stop_price is not None:
+        rules.market_order(quantity, stop_price)
+    else:
+        rules.qty_to_lots(quantity)
 
 
 def rules_for(markets: dict[str, MarketRules], symbol: str) -> MarketRules:
@@ -220,13 +252,9 @@ class OrderService:
         price) still gets its existing order."""
         rules = self.rules_for(body.symbol)
         mode = body.mode or user.mode
-        tif = body.time_in_force or ("GTC" if body.type == "LIMIT" else "IOC")
+        tif = body.time_in_force or ("GTC" if body.type in PRICED_TYPES else "IOC")
         digest = request_hash(body, rules.symbol, mode, tif)
-        if body.type == "LIMIT":
-            assert body.price is not None
-            rules.limit_order(body.price, body.quantity)
-        else:
-            rules.qty_to_lots(body.quantity)
+        check_order_rules(rules, body.type, body.quantity, body.price, body.stop_price)
         now = self.clock.now()
         order_id = new_id()
         row: dict[str, Any] = {
@@ -241,6 +269,7 @@ class OrderService:
             "time_in_force": tif,
             "quantity": body.quantity,
             "price": body.price,
+            "stop_price": body.stop_price,
             "status": Status.PENDING,
             "created_at": now,
             "updated_at": now,
@@ -370,9 +399,13 @@ class OrderService:
         return result.scalar_one_or_none()
 
     async def _reservation(self, row: dict[str, Any], rules: MarketRules) -> Reservation:
-        """What a paper order locks (pure arithmetic, plus the reference price of a market buy)."""
+        """What a paper order locks (pure arithmetic, plus the reference price of a market buy). A stop order
+        locks at acceptance what it will run with: a stop market order as a market order at its stop price."""
         is_buy = row["side"] == "BUY"
         reference = None
+        if row["type"] in STOP_TYPES:
+            price = row["price"] if row["type"] in PRICED_TYPES else None
+            return required_reservation(rules, self.fees, is_buy, row["quantity"], price, row["stop_price"])
         if row["type"] == "MARKET" and is_buy:
             reference = await self.reference_price(rules.symbol)
             if reference is None:
@@ -447,6 +480,102 @@ class OrderService:
             command_stream(order.mode),
             order_command("cancel", order.id, order.mode),
             now=now,
+        )
+        self._event(order, now)
+        await self.session.flush()
+        return order
+
+    async def replace(self, user: Owner, order_id: str, body: ReplaceIn) -> Order:
+        """Cancel-replace: a new order (a new id, ``replaces`` = the old one) with the old one's symbol, side,
+        type, time in force and mode, and the given quantity (default: the old remainder), price and stop
+        price; one command does both, so exactly one of the two is live afterwards.
+
+        Paper: nothing is locked here. The worker, the books' one writer, checks that the free balance plus
+        what the old order's remainder frees covers the new reservation, then cancels, moves the lock and
+        places in one transaction; if the new order cannot be placed the old one stays untouched and the new
+        one is REJECTED. Affordability is checked here too (against the old order's remainder as stored), so
+        an amend that cannot be afforded is a 400 at once. Testnet: Binance's cancelReplace (STOP_ON_FAILURE).
+        """
+        old = await self.get_owned(user, order_id, for_update=True)
+        if old.status not in (Status.NEW, Status.PARTIALLY_FILLED) or old.external:
+            raise Conflict(f"Only an open order placed here can be replaced; this one is {old.status}.")
+        pending = await self.session.scalar(
+            select(Order.id).where(Order.replaces == old.id, Order.status == Status.PENDING)
+        )
+        if pending is not None:
+            raise Conflict(f"Order {old.id} is already being replaced by {pending}.")
+        rules = self.rules_for(old.symbol)
+        if body.price is not None and old.type not in PRICED_TYPES:
+            raise InvalidInput(
+                f"a {old.type} order has no price", errors=[{"field": "price", "message": "not allowed"}]
+            )
+        if body.stop_price is not None and old.type not in STOP_TYPES:
+            raise InvalidInput(
+                f"a {old.type} order has no stop price",
+                errors=[{"field": "stop_price", "message": "not allowed"}],
+            )
+        quantity = body.quantity if body.quantity is not None else old.quantity - old.filled_quantity
+        price = body.price if body.price is not None else old.price
+        stop_price = body.stop_price if body.stop_price is not None else old.stop_price
+        check_order_rules(rules, old.type, quantity, price, stop_price)
+        now = self.clock.now()
+        new_order_id = new_id()
+        client_id = body.client_order_id or new_order_id
+        canon = "|".join(
+            ["replace", old.id, format(quantity.normalize(), "f"), str(price or ""), str(stop_price or "")]
+        )
+        row: dict[str, Any] = {
+            **_order_defaults(),
+            "id": new_order_id,
+            "user_id": user.id,
+            "client_order_id": client_id,
+            "request_hash": hashlib.sha256(canon.encode()).hexdigest(),
+            "mode": old.mode,
+            "symbol": old.symbol,
+            "side": old.side,
+            "type": old.type,
+            "time_in_force": old.time_in_force,
+            "quantity": quantity,
+            "price": price,
+            "stop_price": stop_price,
+            "replaces": old.id,
+            "status": Status.PENDING,
+            "created_at": now,
+            "updated_at": now,
+        }
+        if old.mode == "paper":
+            is_buy = old.side == "BUY"
+            if old.type == "MARKET":  # never open for long; kept for completeness
+                raise Conflict("A MARKET order cannot be replaced.")
+            need = required_reservation(
+                rules,
+                self.fees,
+                is_buy,
+                quantity,
+                price if old.type in PRICED_TYPES else None,
+                stop_price,
+            )
+            freed = Decimal(0)
+            if old.reserved_asset == need.asset and old.reserved_amount and old.quantity:
+                freed = old.reserved_amount * (old.quantity - old.filled_quantity) / old.quantity
+            balance = await self.session.get(Balance, (user.id, need.asset))
+            free = balance.free if balance is not None else Decimal(0)
+            if free + freed < need.amount:
+                raise InsufficientBalance(user.id, need.asset, need.amount, free + freed)
+            row["reserved_asset"] = need.asset
+            row["reserved_amount"] = need.amount
+            row["reserved_price_cap"] = need.price_cap
+        if not await self._insert(row):
+            raise Conflict(
+                "client_order_id was already used for a different order",
+                errors=[{"field": "client_order_id", "message": "already used"}],
+            )
+        order = Order(**row)
+        self.session.add(
+            OrderEvent(order_id=order.id, status=order.status, filled_quantity=Decimal(0), ts=now)
+        )
+        add_outbox(
+            self.session, command_stream(order.mode), order_command("replace", order.id, order.mode), now=now
         )
         self._event(order, now)
         await self.session.flush()

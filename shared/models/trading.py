@@ -28,7 +28,7 @@ class Order(SQLModel, table=True):
     mode: str = Field(max_length=16)
     symbol: str = Field(max_length=20)
     side: str = Field(max_length=4)
-    type: str = Field(max_length=32)  # MARKET|LIMIT; an external order keeps the exchange's type
+    type: str = Field(max_length=32)  # MARKET|LIMIT|the four stop types; an external order keeps the exchange's
     time_in_force: str = Field(max_length=3)
     quantity: Decimal = Field(sa_type=Amount)
     price: Decimal | None = Field(default=None, sa_type=Amount)
@@ -44,6 +44,10 @@ class Order(SQLModel, table=True):
     venue_order_id: str | None = Field(default=None, max_length=64)
     venue_seq: int | None = Field(default=None, sa_type=BigInteger)  # book priority when resting (paper)
     external: bool = Field(default=False)  # found on the exchange, not placed through TradeBridge
+    # Stop orders: the trigger price, and when the trigger fired (None while the order waits for it).
+    stop_price: Decimal | None = Field(default=None, sa_type=Amount)
+    triggered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    replaces: str | None = Field(default=None, max_length=36)  # cancel-replace: the order this one replaced
     version: int = Field(default=0)
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)

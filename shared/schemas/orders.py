@@ -22,7 +22,11 @@ from pydantic import (
 from shared.amounts import plain
 
 Side = Literal["BUY", "SELL"]
-OrderType = Literal["MARKET", "LIMIT"]
+OrderType = Literal["MARKET", "LIMIT", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"]
+STOP_TYPES = frozenset({"STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"})
+# Types that take a limit price (a *_LIMIT stop becomes a LIMIT order when triggered) and those that run at the
+# market (STOP_LOSS and TAKE_PROFIT become MARKET orders), as on Binance.
+PRICED_TYPES = frozenset({"LIMIT", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"})
 # What an answer may carry: our own MARKET/LIMIT, or an exchange's own type (LIMIT_MAKER, STOP_LOSS_LIMIT, ...)
 # for an external order found on the exchange (recorded as it is there; never one we accept as input).
 ExchangeOrderType = Annotated[
@@ -30,7 +34,8 @@ ExchangeOrderType = Annotated[
     Field(
         pattern=r"^[A-Z][A-Z0-9_]{0,31}$",
         max_length=32,
-        description="MARKET or LIMIT; an external order (external=true) carries the exchange's own type, "
+        description="MARKET, LIMIT or a stop type (STOP_LOSS, STOP_LOSS_LIMIT, TAKE_PROFIT, TAKE_PROFIT_LIMIT); "
+        "an external order (external=true) carries the exchange's own type, "
         "e.g. LIMIT_MAKER or STOP_LOSS_LIMIT",
         examples=["LIMIT", "MARKET", "LIMIT_MAKER"],
     ),
@@ -88,6 +93,12 @@ class OrderIn(BaseModel):
     type: OrderType
     quantity: PositiveDecimal
     price: PositiveDecimal | None = None
+    stop_price: PositiveDecimal | None = Field(
+        default=None,
+        description="The trigger of a stop order (Binance's rules, on the last trade price): STOP_LOSS and "
+        "STOP_LOSS_LIMIT sells trigger at last <= stop_price, buys at last >= stop_price; TAKE_PROFIT and "
+        "TAKE_PROFIT_LIMIT the other way round. One that would trigger at once is refused.",
+    )
     time_in_force: TimeInForce | None = None
     client_order_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._:/-]{1,36}$")
     mode: Mode | None = None
@@ -101,12 +112,35 @@ class OrderIn(BaseModel):
 
     @model_validator(mode="after")
     def _price_matches_type(self) -> OrderIn:
-        if self.type == "LIMIT" and self.price is None:
-            raise ValueError("price is required for LIMIT orders")
-        if self.type == "MARKET" and self.price is not None:
-            raise ValueError("price must not be given for MARKET orders")
-        if self.type == "MARKET" and self.time_in_force == "GTC":
-            raise ValueError("MARKET orders cannot rest: time_in_force must be IOC or FOK")
+        priced = self.type in PRICED_TYPES
+        if priced and self.price is None:
+            raise ValueError(f"price is required for {self.type} orders")
+        if not priced and self.price is not None:
+            raise ValueError(f"price must not be given for {self.type} orders")
+        if not priced and self.time_in_force == "GTC":
+            raise ValueError(f"{self.type} orders cannot rest: time_in_force must be IOC or FOK")
+        if self.type in STOP_TYPES and self.stop_price is None:
+            raise ValueError(f"stop_price is required for {self.type} orders")
+        if self.type not in STOP_TYPES and self.stop_price is not None:
+            raise ValueError(f"stop_price must not be given for {self.type} orders")
+        return self
+
+
+class ReplaceIn(BaseModel):
+    """Cancel-replace: the open order's remainder canceled and a new order placed with these changes (the rest
+    as the old order had it) as one operation. Give at least one field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    quantity: PositiveDecimal | None = None
+    price: PositiveDecimal | None = None
+    stop_price: PositiveDecimal | None = None
+    client_order_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._:/-]{1,36}$")
+
+    @model_validator(mode="after")
+    def _something(self) -> ReplaceIn:
+        if self.quantity is None and self.price is None and self.stop_price is None:
+            raise ValueError("give quantity, price or stop_price")
         return self
 
 
@@ -156,6 +190,10 @@ class OrderOut(BaseModel):
     avg_price: PlainDecimal | None
     reason: str | None
     external: bool = False
+    stop_price: PlainDecimal | None = None  # stop orders: the trigger price
+    # stop orders: when the trigger fired (Binance's workingTime); None while the order waits, off the book
+    triggered_at: datetime | None = None
+    replaces: str | None = None  # placed by cancel-replace: the order it replaced
     # Grows with every change of the order: a client merging REST snapshots and ORDER_UPDATE events keeps the
     # highest (the events service and the REST answer may reach it in either order).
     version: int = 0
