@@ -53,6 +53,9 @@ async def market_venue(
 
 
 VenueDep = Annotated[str, Depends(market_venue)]
+# OpenAPI for the routes taking VenueDep: the bearer token is optional there (it only picks the default venue),
+# which an empty requirement next to HTTPBearer says; FastAPI alone would declare the token required.
+OPTIONAL_AUTH: dict[str, Any] = {"security": [{}]}
 
 
 def _market(rt: PartsDep, symbol: str) -> MarketRules:
@@ -69,7 +72,7 @@ async def markets(rt: PartsDep) -> list[dict[str, str]]:
     return [r.public() for r in rt.markets.values()]
 
 
-@router.get("/{symbol}/ticker", responses=problem_responses(401, 404, 422))
+@router.get("/{symbol}/ticker", responses=problem_responses(401, 404, 422), openapi_extra=OPTIONAL_AUTH)
 async def ticker(symbol: str, rt: PartsDep, venue: VenueDep) -> dict[str, Any]:
     rules = _market(rt, symbol)
     value = await rt.market_data.get("ticker", rules.symbol, venue=venue)
@@ -78,7 +81,7 @@ async def ticker(symbol: str, rt: PartsDep, venue: VenueDep) -> dict[str, Any]:
     return {**value, "venue": venue}
 
 
-@router.get("/{symbol}/depth", responses=problem_responses(401, 404, 422))
+@router.get("/{symbol}/depth", responses=problem_responses(401, 404, 422), openapi_extra=OPTIONAL_AUTH)
 async def depth(
     symbol: str, rt: PartsDep, venue: VenueDep, limit: Annotated[int, Query(ge=1, le=100)] = 20
 ) -> dict[str, Any]:
@@ -96,7 +99,7 @@ async def depth(
     }
 
 
-@router.get("/{symbol}/trades", responses=problem_responses(401, 404, 422))
+@router.get("/{symbol}/trades", responses=problem_responses(401, 404, 422), openapi_extra=OPTIONAL_AUTH)
 async def trades(
     symbol: str, rt: PartsDep, venue: VenueDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
 ) -> list[dict[str, Any]]:
@@ -107,7 +110,10 @@ async def trades(
 
 
 @router.get(
-    "/{symbol}/candles", response_model=list[CandleOut], responses=problem_responses(401, 404, *COMMON)
+    "/{symbol}/candles",
+    response_model=list[CandleOut],
+    responses=problem_responses(401, 404, *COMMON),
+    openapi_extra=OPTIONAL_AUTH,
 )
 async def candles(
     symbol: str,

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from execution.paper.quote import quote_levels
 from gateway.deps import CurrentTrader, GatewayParts, PartsDep, SessionDep
 from gateway.problems import AUTHENTICATED, WITH_BODY, problem_responses
-from gateway.routes.markets import VenueDep
+from gateway.routes.markets import OPTIONAL_AUTH, VenueDep
 from gateway.services.orders import OrderService, order_out, rules_for
 from shared.schemas.orders import OrderDetail, OrderIn, OrderOut, OrderPage, QuoteIn, QuoteOut, ReplaceIn
 
@@ -94,7 +94,12 @@ async def list_orders(
     return await orders.list(user, status=status_, symbol=symbol, mode=mode, limit=limit, cursor=cursor)
 
 
-@router.post("/quote", response_model=QuoteOut, responses=problem_responses(400, 401, 413, 422))
+@router.post(
+    "/quote",
+    response_model=QuoteOut,
+    responses=problem_responses(400, 401, 413, 422),
+    openapi_extra=OPTIONAL_AUTH,
+)
 async def quote(body: QuoteIn, rt: PartsDep, venue: VenueDep) -> QuoteOut:
     """Walks the book of the venue the order would go to: `?venue=`, else the caller's mode, else paper."""
     rules = rules_for(rt.markets, body.symbol)

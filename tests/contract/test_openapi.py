@@ -80,6 +80,32 @@ async def test_statuses_are_declared_where_they_can_occur(sqlite_gateway: Api) -
     assert list(metrics) == ["text/plain"]
 
 
+async def test_an_optional_token_is_declared_optional_and_venues_in_the_shapes(sqlite_gateway: Api) -> None:
+    """Market data and the quote answer anonymous callers (paper) and use a token only to pick the venue: the
+    document says so (an empty security requirement), or clients and Schemathesis take the token as required.
+    Their answers name the venue, and a candle's trade_count may be null (the testnet's)."""
+    doc = (await sqlite_gateway.client.get("/openapi.json")).json()
+    optional = [
+        ("get", "/api/markets/{symbol}/ticker"),
+        ("get", "/api/markets/{symbol}/depth"),
+        ("get", "/api/markets/{symbol}/trades"),
+        ("get", "/api/markets/{symbol}/candles"),
+        ("post", "/api/orders/quote"),
+    ]
+    for method, path in optional:
+        assert {} in doc["paths"][path][method]["security"], (method, path)
+        venue = next(p for p in doc["paths"][path][method]["parameters"] if p["name"] == "venue")
+        assert venue["required"] is False
+    assert {} not in doc["paths"]["/api/orders"]["post"]["security"]
+    schemas = doc["components"]["schemas"]
+    assert "venue" in schemas["QuoteOut"]["properties"] and "venue" in schemas["CandleOut"]["properties"]
+    assert {"type": "null"} in schemas["CandleOut"]["properties"]["trade_count"]["anyOf"]
+    anonymous = await sqlite_gateway.client.post(
+        "/api/orders/quote", json={"symbol": "BTCUSDT", "side": "BUY", "quantity": "0.1"}
+    )
+    assert (anonymous.status_code, anonymous.json()["venue"]) == (200, "paper")
+
+
 async def test_symbols_are_the_deployments_markets(sqlite_gateway: Api) -> None:
     doc = (await sqlite_gateway.client.get("/openapi.json")).json()
     markets = sorted(sqlite_gateway.parts.markets)
