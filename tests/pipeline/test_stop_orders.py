@@ -165,3 +165,12 @@ async def test_cancel_replace_keeps_exactly_one_live_order(api: Api) -> None:
     open_ = (await api.client.get("/api/orders?status=open", headers=user)).json()["items"]
     assert [o["order_id"] for o in open_] == [moved["order_id"]]
     assert (await balance(api, user, "BTC"))[1] == Decimal("0.01")
+
+
+async def test_testnet_refuses_stop_orders_until_it_sends_them(api: Api) -> None:
+    """Not silently sent without their stop price: refused with 409 and nothing stored."""
+    user = await api.user("testnet-stop@example.com")
+    body = {"side": "SELL", "type": "STOP_LOSS", "quantity": "0.01", "stop_price": "50000", "mode": "testnet"}
+    r = await api.client.post("/api/orders", json={"symbol": "BTCUSDT", **body}, headers=user)
+    assert r.status_code == 409 and "not available on the testnet yet" in r.json()["detail"], r.text
+    assert (await api.client.get("/api/orders", headers=user)).json()["items"] == []
