@@ -236,6 +236,3 @@ async def get_key_service(rt: PartsDep, session: SessionDep, auditor: AuditorDep
 
 
 Keys = Annotated[KeyService, Depends(get_key_service)]
-
-# Deprecated spelling, kept while routes written against it move to `PartsDep` / `GatewayParts`.
-RuntimeDep = PartsDep
