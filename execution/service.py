@@ -59,7 +59,11 @@ async def start_execution(parts: ExecutionParts, stack: AsyncExitStack) -> Execu
     await worker.start()
     stack.push_async_callback(worker.stop)
     if isinstance(worker.testnet, TestnetVenue):
-        await worker.testnet.start(worker.apply_from_venue, lambda: _open_testnet_orders(parts))
+        await worker.testnet.start(
+            worker.apply_from_venue,
+            lambda: _open_testnet_orders(parts),
+            status_store=parts.market_data,  # users' stream state, for every gateway (shared.venue_status)
+        )
         stack.push_async_callback(worker.testnet.stop)
     return worker
 

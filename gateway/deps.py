@@ -27,6 +27,7 @@ from shared.bus import Bus
 from shared.clock import Clock
 from shared.credentials import KeyVerifier
 from shared.errors import DomainError, Forbidden, Unauthorized
+from shared.exchanges import Reachability
 from shared.marketdata import MarketData
 from shared.models import User
 from shared.outbox import OutboxRelay
@@ -39,7 +40,12 @@ from shared.settings import Settings
 class TestnetBalances(Protocol):
     """Reads a user's testnet balances from the exchange (the execution side's testnet venue, read-only)."""
 
+    reachability: Reachability  # when this reader last reached the exchange (GET /api/venue-status)
+
     async def balances(self, user_id: str) -> list[dict[str, Any]]: ...
+
+    @property
+    def streams_configured(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,6 +74,10 @@ class UserStreams:
         self._lock = asyncio.Lock()
         self._stopped = False
 
+    def users(self) -> list[str]:
+        """The users with a stream kept (subscribed or reconnecting)."""
+        return sorted(self._running)
+
     def running(self, user_id: str) -> bool:
         r = self._running.get(user_id)
         return r is not None and not r.task.done()

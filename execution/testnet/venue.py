@@ -37,6 +37,8 @@ import structlog
 from execution.testnet.user_stream import UserStreams
 from execution.venues.base import (
     EMPTY,
+    BalanceLine,
+    BalanceReport,
     ExternalOrder,
     FillReport,
     OrderChange,
@@ -44,6 +46,7 @@ from execution.venues.base import (
     VenueOrder,
     VenueResult,
 )
+from shared import venue_status
 from shared.clock import Clock
 from shared.errors import Conflict, Throttled, Unavailable
 from shared.exchanges import (
@@ -62,6 +65,7 @@ from shared.exchanges import (
     VenueError,
     get_adapter,
 )
+from shared.marketdata import MarketData
 from shared.orders import Status
 from shared.retry import Attempts, Backoff
 
@@ -201,11 +205,21 @@ class TestnetVenue:
         self._streams: UserStreams | None = None
         self._streaming: set[str] = set()  # users whose data stream is subscribed
         self._transient: set[str] = set()  # orders last reported with an in-flight reason
+        # where users' stream state is published (gateways read it)
+        self._status_store: MarketData | None = None
+        self._status_changed = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self, sink: ResultSink, open_orders: OpenOrders | None = None) -> None:
-        """Begin tracking; with `recover_on_start`, reconcile what TradeBridge believes open in the background."""
+    async def start(
+        self,
+        sink: ResultSink,
+        open_orders: OpenOrders | None = None,
+        *,
+        status_store: MarketData | None = None,
+    ) -> None:
+        """Begin tracking; with `recover_on_start`, reconcile what TradeBridge believes open in the background;
+        with `status_store`, keep each streamed user's marker there (shared.venue_status) for the gateways."""
         self._sink = sink
         self._stopping = False
         pending, self._undelivered = self._undelivered, []
@@ -215,6 +229,9 @@ class TestnetVenue:
         if self.config.ws_url:
             self._streams = self._user_streams(self.config.ws_url)
             self._spawn(self._subscribe_known_users(), "testnet-user-streams")
+            if status_store is not None:
+                self._status_store = status_store
+                self._spawn(self._publish_status(), "testnet-venue-status")
         if open_orders is not None and self.config.recover_on_start:
             self._spawn(self._recover_on_start(open_orders), "testnet-recover")
 
@@ -803,10 +820,38 @@ class TestnetVenue:
         """Whether `user_id`'s data stream is subscribed right now."""
         return user_id in self._streaming
 
+    @property
+    def streams_configured(self) -> bool:
+        """Whether users' orders are pushed over a data stream at all (else they are only polled)."""
+        return bool(self.config.ws_url)
+
+    async def _publish_status(self) -> None:
+        """Each streamed user's marker, at once when their stream goes up or down, else every heartbeat."""
+        while not self._stopping:
+            store, streams = self._status_store, self._streams
+            if store is not None and streams is not None:
+                r, now = self.reachability, self._clock.now()
+                for user_id in streams.users():
+                    value = venue_status.marker(
+                        streaming=user_id in self._streaming,
+                        last_ok_ms=r.last_ok_ms,
+                        last_failure_ms=r.last_failure_ms,
+                        now=now,
+                    )
+                    try:
+                        await store.put(venue_status.KIND, venue_status.marker_key(user_id), value)
+                    except Exception as exc:  # the store (Redis) is down: the next beat tries again
+                        log.warning("testnet venue status not published", error=str(exc))
+                        break
+            self._status_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._status_changed.wait(), venue_status.HEARTBEAT_S)
+
     async def on_stream_up(self, user_id: str) -> None:
         """Subscribed (again): slow polling for the user, and re-read every order of theirs being followed, so
         whatever happened before the subscription or during a gap is applied now."""
         self._streaming.add(user_id)
+        self._status_changed.set()
         self._balances.pop(user_id, None)
         for key in sorted({t.key for t in self._tracked.values() if t.key[0] == user_id}):
             try:
@@ -817,6 +862,7 @@ class TestnetVenue:
     def on_stream_down(self, user_id: str, reason: str) -> None:
         """No pushes for the user until the next StreamUp: their orders are polled fast meanwhile."""
         self._streaming.discard(user_id)
+        self._status_changed.set()
         for key in {t.key for t in self._tracked.values() if t.key[0] == user_id}:
             self._poke(key)
 
@@ -849,8 +895,20 @@ class TestnetVenue:
         await self._emit(await self._observe(uc, t, snap))
 
     async def on_stream_balances(self, user_id: str, event: BalancesEvent | BalanceDeltaEvent) -> None:
-        """The account's balances moved: the next read asks the exchange instead of the cache."""
+        """The account's balances moved: the next read asks the exchange instead of the cache, and the user is
+        told (a BALANCE_UPDATE in testnet mode): the assets pushed, or after a bare delta (a deposit or
+        transfer) all of them, read again."""
         self._balances.pop(user_id, None)
+        if isinstance(event, BalancesEvent):
+            lines = tuple(BalanceLine(b.asset, b.free, b.locked) for b in event.balances)
+        else:
+            try:
+                rows = await self.balances(user_id)
+            except (Conflict, Throttled, Unavailable):
+                return  # the next read shows them
+            lines = tuple(BalanceLine(r["asset"], r["free"], r["locked"]) for r in rows)
+        if lines:
+            await self._emit(VenueResult(balances=(BalanceReport(user_id, "testnet", lines),)))
 
     # ------------------------------------------------------------------ restart reconciliation
 

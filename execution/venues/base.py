@@ -89,6 +89,27 @@ class ExternalOrder:
 
 
 @dataclass(frozen=True, slots=True)
+class BalanceLine:
+    asset: str
+    free: Decimal
+    locked: Decimal
+
+    @property
+    def total(self) -> Decimal:
+        return self.free + self.locked
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceReport:
+    """A user's balances as an exchange venue pushed them (the assets that moved), for a BALANCE_UPDATE event.
+    Paper balances are not reported this way: they move through journal entries."""
+
+    user_id: str
+    mode: str
+    balances: tuple[BalanceLine, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class VenueResult:
     changes: tuple[OrderChange, ...] = ()
     fills: tuple[FillReport, ...] = ()
@@ -96,6 +117,7 @@ class VenueResult:
     public_trades: tuple[dict[str, object], ...] = field(default=())
     touched_symbols: frozenset[str] = frozenset()
     external_orders: tuple[ExternalOrder, ...] = ()
+    balances: tuple[BalanceReport, ...] = ()
 
     def __add__(self, other: VenueResult) -> VenueResult:
         return VenueResult(
@@ -105,10 +127,18 @@ class VenueResult:
             self.public_trades + other.public_trades,
             self.touched_symbols | other.touched_symbols,
             self.external_orders + other.external_orders,
+            self.balances + other.balances,
         )
 
     def __bool__(self) -> bool:
-        return bool(self.changes or self.fills or self.journal or self.external_orders or self.public_trades)
+        return bool(
+            self.changes
+            or self.fills
+            or self.journal
+            or self.external_orders
+            or self.public_trades
+            or self.balances
+        )
 
 
 EMPTY = VenueResult()

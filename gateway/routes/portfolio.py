@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -13,9 +15,12 @@ from gateway.deps import CurrentUser, PartsDep, SessionDep
 from gateway.problems import AUTHENTICATED, problem_responses
 from gateway.routes.orders import Orders
 from gateway.services.orders import fill_out
+from shared import venue_status
 from shared.contracts import position_payload
+from shared.errors import Throttled, Unavailable
 from shared.models import Fill, PaperAccount, Position
 from shared.schemas.orders import BalanceOut, PositionOut, TradeOut
+from shared.schemas.venue import VenueStatusOut
 
 router = APIRouter(prefix="/api", tags=["portfolio"])
 
@@ -44,6 +49,37 @@ async def balances(
         return [BalanceOut(asset=a, free=q, locked=Decimal(0), total=q) for a, q in starting]
     views = await SqlLedger(session, rt.clock).balances(user.id)
     return [BalanceOut(asset=v.asset, free=v.free, locked=v.locked, total=v.total) for v in views]
+
+
+@router.get(
+    "/venue-status",
+    response_model=VenueStatusOut,
+    # testnet: no keys stored (409); an unreachable exchange is a state here (200, reachable false), not a 503
+    responses=problem_responses(*AUTHENTICATED, 409),
+)
+async def venue_status_(user: CurrentUser, rt: PartsDep, mode: ModeQuery = None) -> VenueStatusOut:
+    """Whether the user's venue can be reached and when it last was: the web page shows this instead of stale
+    numbers. Reachability is what this gateway's testnet reader (the one `GET /api/balances` uses) and the
+    execution worker (its marker in the market data store) last saw; asking refreshes the reader's view (the
+    balances read, cached for a few seconds)."""
+    mode = mode or user.mode  # type: ignore[assignment]
+    if mode != "testnet":
+        return VenueStatusOut(mode="paper", reachable=True, last_reached_at=None, stream=None)
+    reader = rt.testnet_balances
+    with contextlib.suppress(Unavailable, Throttled):  # the state is what we report; no keys stays a 409
+        await reader.balances(user.id)
+    worker = venue_status.fresh(
+        await rt.market_data.get(venue_status.KIND, venue_status.marker_key(user.id)), rt.clock.now()
+    )
+    seen = worker or {}
+    ok = venue_status.latest(reader.reachability.last_ok_ms, seen.get("last_ok_ms"))
+    failed = venue_status.latest(reader.reachability.last_failure_ms, seen.get("last_failure_ms"))
+    return VenueStatusOut(
+        mode="testnet",
+        reachable=None if ok is None and failed is None else (ok or 0) >= (failed or 0),
+        last_reached_at=None if ok is None else datetime.fromtimestamp(ok / 1000, tz=UTC),
+        stream=venue_status.stream_state(worker, streams_configured=reader.streams_configured),
+    )
 
 
 @router.get("/positions", response_model=list[PositionOut], responses=problem_responses(*AUTHENTICATED))
