@@ -156,6 +156,15 @@ async def apply_result(
             outbox.append(
                 private_row("BALANCE_UPDATE", user_id, {"mode": "paper", "balances": balance_payload(vs)}, now=now)  # type: ignore[arg-type]
             )
+    for report in result.balances:  # an exchange's pushed balances, shaped as the paper ledger's
+        outbox.append(
+            private_row(
+                "BALANCE_UPDATE",
+                report.user_id,
+                {"mode": report.mode, "balances": balance_payload(report.balances)},  # type: ignore[arg-type]
+                now=now,
+            )
+        )
     await session.flush()
     if events:
         await session.execute(insert(OrderEvent.__table__), events)  # type: ignore[attr-defined]
@@ -246,12 +255,17 @@ def _apply_change(order: Order, change: OrderChange, now: object, applied: Appli
             applied.rejected_transitions.append(f"{order.id}: {exc}")
             log.error("illegal order transition rejected", order_id=order.id, error=str(exc))
             return False
+    was_final = order.status in FINAL
     order.status = status
     order.filled_quantity = change.filled_quantity
     order.cumulative_quote = change.cumulative_quote
     order.avg_price = change.avg_price
     if change.reason is not None:
         order.reason = change.reason[:256]
+    elif status in FINAL and not was_final and not order.external:
+        # A reason given on the way ("in flight", a cancel pending or refused) no longer holds once the order
+        # is final and the venue gives none; an external order keeps the note saying where it came from.
+        order.reason = None
     if change.venue_order_id is not None:
         order.venue_order_id = change.venue_order_id
     if change.venue_seq is not None:
