@@ -15,8 +15,8 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlmodel import col, select
 
 from pricefeed.domain.candles import Candle, CandleAggregator, Interval
 from pricefeed.domain.marking import MarkingEngine, PositionUpdate
@@ -190,8 +190,8 @@ class SqlCandleStore:
             rows = (
                 await session.execute(
                     select(CandleRow)
-                    .where(CandleRow.symbol == symbol, CandleRow.interval == str(interval))
-                    .order_by(CandleRow.start.desc())
+                    .where(col(CandleRow.symbol) == symbol, col(CandleRow.interval) == str(interval))
+                    .order_by(col(CandleRow.start).desc())
                     .limit(limit)
                 )
             ).scalars()

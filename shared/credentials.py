@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
 from shared.models import ExchangeCredential
 from shared.security.crypto import KeyRing, mask_secret
@@ -39,7 +39,7 @@ async def load_plain_keys(
     row = (
         await session.execute(
             select(ExchangeCredential).where(
-                ExchangeCredential.user_id == user_id, ExchangeCredential.exchange == exchange
+                col(ExchangeCredential.user_id) == user_id, col(ExchangeCredential.exchange) == exchange
             )
         )
     ).scalar_one_or_none()
