@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
 from execution.venues.base import ExternalOrder, FillReport, OrderChange, VenueResult
 from shared.amounts import average
@@ -81,8 +81,10 @@ async def repair_report(
         raise Conflict(f"report {report.id} is {report.status}; only a finished report can be repaired")
     if not ids and not kinds:
         raise InvalidInput("name the mismatch ids or kinds to repair")
-    stmt = select(ReconciliationMismatch).where(ReconciliationMismatch.report_id == report.id)
-    rows = list((await session.execute(stmt.order_by(ReconciliationMismatch.id).with_for_update())).scalars())  # type: ignore[arg-type]
+    stmt = select(ReconciliationMismatch).where(col(ReconciliationMismatch.report_id) == report.id)
+    rows = list(
+        (await session.execute(stmt.order_by(col(ReconciliationMismatch.id)).with_for_update())).scalars()
+    )
     chosen = [m for m in rows if (ids and m.id in ids) or (kinds and m.kind in kinds)]
     out = RepairOutcome()
     unknown = set(ids or ()) - {m.id for m in rows}
@@ -240,7 +242,9 @@ async def _close_missing(session: AsyncSession, port: RepairPort, m: Reconciliat
 async def _close_reset(session: AsyncSession, port: RepairPort, m: ReconciliationMismatch) -> str:
     rows = await session.execute(
         select(Order.id).where(
-            Order.user_id == m.user_id, Order.mode == "testnet", Order.status.not_in([str(s) for s in FINAL])
+            col(Order.user_id) == m.user_id,
+            col(Order.mode) == "testnet",
+            col(Order.status).not_in([str(s) for s in FINAL]),
         )
     )
     orders = await port.load_orders(session, list(rows.scalars()))

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlmodel import col, select
 
 import shared.models.reconciliation  # noqa: F401  (registers the tables until shared.models imports them)
 from reconciliation.findings import KINDS, CheckOutcome, Finding, summarise
@@ -183,7 +185,9 @@ class Reconciler:
             if progress:
                 progress(f"testnet user {user_id}", i, total)
             outcomes.append(
-                await check_user_safely(lambda u=user_id: self._check_testnet_user(u, cfg, balances), user_id)
+                await check_user_safely(
+                    functools.partial(self._check_testnet_user, user_id, cfg, balances), user_id
+                )
             )
         if not opts.include_testnet:
             outcomes.append(CheckOutcome("testnet", skipped=True, notes=["testnet checks not requested"]))
@@ -218,8 +222,8 @@ class Reconciler:
         async with self.rt.read_sessions() as session:
             rows = await session.execute(
                 select(ExchangeCredential.user_id)
-                .where(ExchangeCredential.exchange == TESTNET_EXCHANGE)
-                .order_by(ExchangeCredential.user_id)
+                .where(col(ExchangeCredential.exchange) == TESTNET_EXCHANGE)
+                .order_by(col(ExchangeCredential.user_id))
             )
             return list(rows.scalars())
 
@@ -228,11 +232,11 @@ async def reset_acknowledged_at(session: AsyncSession, user_id: str) -> datetime
     """When an admin last acknowledged (repaired) a testnet reset of this user: older history is gone for good."""
     result: datetime | None = await session.scalar(
         select(func.max(ReconciliationReport.started_at))
-        .join(ReconciliationMismatch, ReconciliationMismatch.report_id == ReconciliationReport.id)  # type: ignore[arg-type]
+        .join(ReconciliationMismatch, col(ReconciliationMismatch.report_id) == ReconciliationReport.id)
         .where(
-            ReconciliationMismatch.kind == "testnet_reset",
-            ReconciliationMismatch.user_id == user_id,
-            ReconciliationMismatch.repaired_at.is_not(None),  # type: ignore[union-attr]
+            col(ReconciliationMismatch.kind) == "testnet_reset",
+            col(ReconciliationMismatch.user_id) == user_id,
+            col(ReconciliationMismatch.repaired_at).is_not(None),
         )
     )
     return result

@@ -8,7 +8,8 @@ from contextlib import AsyncExitStack
 from datetime import timedelta
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import update
+from sqlmodel import col, select
 
 from reconciliation.runner import Reconciler, ReconciliationParts
 from shared.db import unit_of_work
@@ -59,7 +60,10 @@ class ReconciliationScheduler:
         async with unit_of_work(self.rt.sessions) as session:
             found = await session.scalar(
                 select(ReconciliationReport.id)
-                .where(ReconciliationReport.status == "running", ReconciliationReport.started_at >= since)
+                .where(
+                    col(ReconciliationReport.status) == "running",
+                    col(ReconciliationReport.started_at) >= since,
+                )
                 .limit(1)
             )
         return found is not None
@@ -71,8 +75,8 @@ async def fail_abandoned(rt: ReconciliationParts) -> None:
         await session.execute(
             update(ReconciliationReport)
             .where(
-                ReconciliationReport.status == "running",  # type: ignore[arg-type]
-                ReconciliationReport.started_at < rt.clock.now() - ABANDONED_AFTER,
+                col(ReconciliationReport.status) == "running",
+                col(ReconciliationReport.started_at) < rt.clock.now() - ABANDONED_AFTER,
             )
             .values(
                 status="failed", error="abandoned: the process running it stopped", finished_at=rt.clock.now()

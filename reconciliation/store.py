@@ -7,8 +7,8 @@ import html
 import io
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
 from shared.errors import NotFound
 from shared.models.reconciliation import ReconciliationMismatch, ReconciliationReport
@@ -73,8 +73,8 @@ async def get_report(session: AsyncSession, report_id: str) -> ReconciliationRep
 async def mismatches(session: AsyncSession, report_id: str) -> list[ReconciliationMismatch]:
     rows = await session.execute(
         select(ReconciliationMismatch)
-        .where(ReconciliationMismatch.report_id == report_id)
-        .order_by(ReconciliationMismatch.id)  # type: ignore[arg-type]
+        .where(col(ReconciliationMismatch.report_id) == report_id)
+        .order_by(col(ReconciliationMismatch.id))
     )
     return list(rows.scalars())
 

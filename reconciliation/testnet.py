@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
 from reconciliation.findings import CheckOutcome, Finding, fmt
 from shared.credentials import PlainKeys
@@ -119,7 +119,9 @@ async def check_user(
     known = [
         o
         for o in (
-            await session.execute(select(Order).where(Order.user_id == user_id, Order.mode == "testnet"))
+            await session.execute(
+                select(Order).where(col(Order.user_id) == user_id, col(Order.mode) == "testnet")
+            )
         ).scalars()
         if o.created_at >= since
         or (
@@ -130,7 +132,9 @@ async def check_user(
     local_fills = [
         f
         for f in (
-            await session.execute(select(Fill).where(Fill.user_id == user_id, Fill.mode == "testnet"))
+            await session.execute(
+                select(Fill).where(col(Fill.user_id) == user_id, col(Fill.mode) == "testnet")
+            )
         ).scalars()
         if f.ts >= since
     ]
@@ -154,7 +158,7 @@ async def check_user(
     if len(at_venue) >= cfg.reset_min_orders and len(vanished) >= cfg.reset_missing_ratio * len(at_venue):
         max_ex_id = max((int(e.venue_order_id) for e in ex_orders), default=0)
         min_known = min(
-            (int(o.venue_order_id) for o in vanished if (o.venue_order_id or "").isdigit()), default=0
+            (int(vid) for vid in (o.venue_order_id or "" for o in vanished) if vid.isdigit()), default=0
         )
         if not ex_trades or max_ex_id < min_known:
             out.checked += 1
@@ -237,8 +241,8 @@ async def check_user(
             )
 
     trades_by_order: dict[str, list[ExchangeTrade]] = {}
-    for t in ex_trades:
-        trades_by_order.setdefault(t.venue_order_id, []).append(t)
+    for trade in ex_trades:
+        trades_by_order.setdefault(trade.venue_order_id, []).append(trade)
     for e in ex_orders:
         if e.venue_order_id in matched:
             continue
