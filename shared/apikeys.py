@@ -7,6 +7,7 @@ returns a secret; ``ResolvedKey``'s repr hides it."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -14,9 +15,10 @@ import secrets
 import string
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import unquote_plus
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -175,20 +177,25 @@ async def revoke_key(session: AsyncSession, clock: Clock, user_id: str, key_id: 
     return row
 
 
+@functools.cache
+def _live_key_statement() -> Select[Any]:
+    """The look-up of a live key and its active owner, built once (on first use): building a select and its
+    cache key costs more than running it, on every signed request."""
+    u = User.__table__  # type: ignore[attr-defined]
+    k = ApiKey.__table__  # type: ignore[attr-defined]
+    return (
+        select(k.c.id, k.c.user_id, k.c.scopes, k.c.ip_allowlist, k.c.secret_ciphertext, u.c.mode)
+        .join(u, u.c.id == k.c.user_id)
+        .where(k.c.key_hash == bindparam("key_hash"), k.c.revoked_at.is_(None), u.c.is_active.is_(True))
+    )
+
+
 async def resolve_key(session: AsyncSession, keyring: KeyRing, api_key: str | None) -> ResolvedKey:
     """The live key and its active owner for an ``X-MBX-APIKEY`` header, else ``KeyRefused``: -2014 for a
     missing or malformed key, -2015 for an unknown, revoked or deactivated one (as Binance answers)."""
     if not api_key or len(api_key) != KEY_LENGTH or not api_key.isalnum():
         raise _refuse(INVALID_KEY)
-    u = User.__table__  # type: ignore[attr-defined]
-    k = ApiKey.__table__  # type: ignore[attr-defined]
-    row = (
-        await session.execute(
-            select(k.c.id, k.c.user_id, k.c.scopes, k.c.ip_allowlist, k.c.secret_ciphertext, u.c.mode)
-            .join(u, u.c.id == k.c.user_id)
-            .where(k.c.key_hash == key_hash(api_key), k.c.revoked_at.is_(None), u.c.is_active.is_(True))
-        )
-    ).first()
+    row = (await session.execute(_live_key_statement(), {"key_hash": key_hash(api_key)})).first()
     if row is None:
         raise _refuse(REJECTED_KEY)
     return ResolvedKey(

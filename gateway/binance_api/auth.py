@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.binance_api.errors import BinanceError, from_refusal
 from gateway.binance_api.parts import Parts
@@ -100,16 +101,22 @@ def _params(query: str, body: str) -> dict[str, str]:
     return params
 
 
-async def signed_call(request: Request, rt: Parts, weight: int, scope: str) -> Call:
+async def signed_call(
+    request: Request, rt: Parts, weight: int, scope: str, reader: AsyncSession | None = None
+) -> Call:
     """A SIGNED endpoint: the API key (X-MBX-APIKEY) is live and its owner active, the timestamp inside the
     recvWindow, the HMAC-SHA256 signature right, and the key has ``scope`` and allows the client's address.
-    The key is read in a short read-only session, so no write transaction is open meanwhile."""
+    The key is read in ``reader``, the read-only session the endpoint then reads its data in (one read
+    transaction per call), else in a short one of its own (writes: no write transaction is open meanwhile)."""
     await _spend(request, rt, weight)
     query, body = await _raw(request)
     params = _params(query, body)
     try:
-        async with rt.read_sessions() as reader:
+        if reader is not None:
             key = await resolve_key(reader, rt.keyring, request.headers.get("x-mbx-apikey"))
+        else:
+            async with rt.read_sessions() as own:
+                key = await resolve_key(own, rt.keyring, request.headers.get("x-mbx-apikey"))
         check_timestamp(
             params.get("timestamp"), params.get("recvWindow"), int(rt.clock.now().timestamp() * 1000)
         )

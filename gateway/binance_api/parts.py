@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from execution.paper.ledger import FeeSchedule
 from execution.paper.rules import MarketRules
+from shared.bus import Bus
 from shared.clock import Clock
 from shared.marketdata import MarketData
 from shared.ratelimit import Admission, RateLimiter
@@ -36,6 +37,8 @@ class Parts(Protocol):
     def fees(self) -> FeeSchedule: ...
     @property
     def market_data(self) -> MarketData: ...
+    @property
+    def bus(self) -> Bus: ...
     @property
     def relay(self) -> Any: ...
     @property

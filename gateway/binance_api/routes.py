@@ -3,6 +3,7 @@ market data of the one paper book (see docs/binance-api.md). Errors here are Bin
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
@@ -32,8 +33,17 @@ from gateway.binance_api.errors import (
     illegal,
     mandatory,
 )
-from gateway.binance_api.orders import binance_ids, by_binance_id, by_client_id, settled
+from gateway.binance_api.orders import (
+    binance_id_of,
+    binance_ids,
+    by_binance_id,
+    by_client_id,
+    by_order_id,
+    order_from_update,
+    with_binance_ids,
+)
 from gateway.binance_api.parts import Parts, PartsDep
+from gateway.binance_api.watch import OrderWatch
 from gateway.deps import Trader
 from gateway.services.orders import OrderService
 from shared.binance_compat import depth_update_id
@@ -505,12 +515,20 @@ async def _refuse_taker(rt: Parts, symbol: str, side: str, price: Decimal) -> No
         raise BinanceError(-2010, "Order would immediately match and take.")
 
 
-async def _fills(rt: Parts, order_id: str) -> list[Fill]:
-    async with rt.read_sessions() as reader:
-        rows = await reader.execute(
-            select(Fill).where(col(Fill.order_id) == order_id).order_by(col(Fill.ts), col(Fill.id))
-        )
-        return list(rows.scalars())
+async def _fills(reader: AsyncSession, order_id: str) -> list[Fill]:
+    rows = await reader.execute(
+        select(Fill).where(col(Fill.order_id) == order_id).order_by(col(Fill.ts), col(Fill.id))
+    )
+    return list(rows.scalars())
+
+
+def _watch(request: Request, rt: Parts) -> OrderWatch:
+    """The app's watch of order updates on its bus (made on first use: nothing is built at import)."""
+    state = request.app.state
+    watch: OrderWatch | None = getattr(state, "binance_order_watch", None)
+    if watch is None or watch.bus is not rt.bus:
+        watch = state.binance_order_watch = OrderWatch(rt.bus)
+    return watch
 
 
 @router.post("/order/test", responses=error_responses(400, 401, 429))
@@ -542,38 +560,51 @@ async def new_order(request: Request, rt: PartsDep) -> dict[str, Any]:
     resp_type = call.get("newOrderRespType") or ("RESULT" if body.type == "LIMIT" else "FULL")
     if resp_type not in ("ACK", "RESULT", "FULL"):
         raise illegal("newOrderRespType")
-    rt.order_admission.enter()
-    try:
-        async with rt.sessions() as session, session.begin():
-            orders = order_service(rt, session)
-            try:
-                order, created = await orders.place(_owner(call), body)
-            except DomainError as exc:
-                raise from_domain(exc, placing=True) from None
-            if not created:
-                raise BinanceError(-2010, "Duplicate order sent.")
-            rows = orders.outbox_to_publish
-            binance_id = (await binance_ids(session, [order.id]))[order.id]
-    finally:
-        rt.order_admission.leave()
-    rt.relay.publish_committed(rows)
-    if resp_type == "ACK":
-        return {
-            "symbol": order.symbol,
-            "orderId": binance_id,
-            "orderListId": -1,
-            "clientOrderId": order.client_order_id,
-            "transactTime": render.millis(order.created_at),
-        }
-    order = await settled(rt, order.id, _PENDING, SETTLE_TIMEOUT_S)
-    out = render.order_result(order, binance_id)
+    async with contextlib.AsyncExitStack() as stack:
+        # RESULT/FULL: watch the bus from before the write, so the worker's update cannot pass unseen
+        watch = None if resp_type == "ACK" else await stack.enter_async_context(_watch(request, rt).hold())
+        rt.order_admission.enter()
+        try:
+            async with rt.sessions() as session, session.begin():
+                orders = order_service(rt, session)
+                try:
+                    order, created = await orders.place(_owner(call), body)
+                except DomainError as exc:
+                    raise from_domain(exc, placing=True) from None
+                if not created:
+                    raise BinanceError(-2010, "Duplicate order sent.")
+                rows = orders.outbox_to_publish
+                order_id = order.id
+                binance_id = await binance_id_of(session, order_id)
+        finally:
+            rt.order_admission.leave()
+        rt.relay.publish_committed(rows)
+        if watch is None:
+            return {
+                "symbol": order.symbol,
+                "orderId": binance_id,
+                "orderListId": -1,
+                "clientOrderId": order.client_order_id,
+                "transactTime": render.millis(order.created_at),
+            }
+        settled = order_from_update(
+            call.key.user_id, await watch.wait(watch.expect(order_id, _PENDING), SETTLE_TIMEOUT_S)
+        )
+    fills: list[Fill] = []
+    if settled is None or (resp_type == "FULL" and settled.filled_quantity > 0):
+        # no update (timeout, bus down), or fills to show: read the order and its fills together
+        async with rt.read_sessions() as reader:
+            settled, _ = await by_order_id(reader, order_id)
+            fills = await _fills(reader, order_id) if resp_type == "FULL" else []
+    out = render.order_result(settled, binance_id)
     if resp_type == "FULL":
-        out["fills"] = [render.order_fill(f) for f in await _fills(rt, order.id)]
+        out["fills"] = [render.order_fill(f) for f in fills]
     return out
 
 
-async def _find(rt: Parts, call: Call, missing: BinanceError) -> Order:
-    """The caller's order named by orderId or origClientOrderId (and symbol), else ``missing``."""
+async def _find(reader: AsyncSession, rt: Parts, call: Call, missing: BinanceError) -> tuple[Order, int]:
+    """The caller's order named by orderId or origClientOrderId (and symbol) with its orderId, one query in
+    the call's read session, else ``missing``."""
     assert call.key is not None
     rules = _market(rt, call)
     assert rules is not None
@@ -583,36 +614,45 @@ async def _find(rt: Parts, call: Call, missing: BinanceError) -> Order:
         raise BinanceError(
             -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!"
         )
-    async with rt.read_sessions() as reader:
-        if binance_id is not None:
-            order = await by_binance_id(reader, call.key.user_id, binance_id)
-        else:
-            assert client_id is not None
-            order = await by_client_id(reader, call.key.user_id, client_id)
-    if order is None or order.symbol != rules.symbol or order.mode != MODE:
+    found: tuple[Order, int] | None
+    if binance_id is not None:
+        order = await by_binance_id(reader, call.key.user_id, binance_id)
+        found = (order, binance_id) if order is not None else None
+    else:
+        assert client_id is not None
+        found = await by_client_id(reader, call.key.user_id, client_id)
+    if found is None or found[0].symbol != rules.symbol or found[0].mode != MODE:
         raise missing
-    return order
+    return found
 
 
 @router.get("/order")
 async def get_order(request: Request, rt: PartsDep) -> dict[str, Any]:
-    call = await signed_call(request, rt, 4, "read")
-    order = await _find(rt, call, NO_SUCH_ORDER)
     async with rt.read_sessions() as reader:
-        ids = await binance_ids(reader, [order.id])
-    return render.order_query(order, ids[order.id])
+        call = await signed_call(request, rt, 4, "read", reader)
+        order, binance_id = await _find(reader, rt, call, NO_SUCH_ORDER)
+    return render.order_query(order, binance_id)
 
 
-async def _cancel(rt: Parts, call: Call, order: Order) -> dict[str, Any]:
+async def _cancel(request: Request, rt: Parts, call: Call, order: Order, binance_id: int) -> dict[str, Any]:
+    """Cancel, then answer once the book has canceled it (the worker's update on the bus; at most
+    SETTLE_TIMEOUT_S, then as it is)."""
     assert call.key is not None
-    async with rt.sessions() as session, session.begin():
-        try:
-            await order_service(rt, session).cancel(_owner(call), order.id)
-        except DomainError as exc:  # already final: Binance's "unknown order"
-            raise UNKNOWN_ORDER from exc
-        binance_id = (await binance_ids(session, [order.id]))[order.id]
-    rt.relay.notify()
-    final = await settled(rt, order.id, _CANCELING, SETTLE_TIMEOUT_S)
+    watch = _watch(request, rt)
+    async with watch.hold():
+        async with rt.sessions() as session, session.begin():
+            try:
+                canceling = await order_service(rt, session).cancel(_owner(call), order.id)
+            except DomainError as exc:  # already final: Binance's "unknown order"
+                raise UNKNOWN_ORDER from exc
+            version = canceling.version
+        rt.relay.notify()
+        final = order_from_update(
+            call.key.user_id, await watch.wait(watch.expect(order.id, _CANCELING, version), SETTLE_TIMEOUT_S)
+        )
+    if final is None:  # no update (timeout, bus down): the order as it is
+        async with rt.read_sessions() as reader:
+            final, _ = await by_order_id(reader, order.id)
     out = render.order_result(final, binance_id)
     del out["transactTime"], out["workingTime"]
     out["origClientOrderId"] = final.client_order_id
@@ -622,52 +662,54 @@ async def _cancel(rt: Parts, call: Call, order: Order) -> dict[str, Any]:
 
 @router.delete("/order")
 async def cancel_order(request: Request, rt: PartsDep) -> dict[str, Any]:
-    call = await signed_call(request, rt, 1, "trade")
-    order = await _find(rt, call, UNKNOWN_ORDER)
+    async with rt.read_sessions() as reader:
+        call = await signed_call(request, rt, 1, "trade", reader)
+        order, binance_id = await _find(reader, rt, call, UNKNOWN_ORDER)
     if order.status in FINAL:
         raise UNKNOWN_ORDER
-    return await _cancel(rt, call, order)
+    return await _cancel(request, rt, call, order, binance_id)
 
 
 async def _orders(
-    rt: Parts, call: Call, *, open_only: bool, rules: MarketRules | None, limit: int
-) -> list[Order]:
+    reader: AsyncSession, call: Call, *, open_only: bool, rules: MarketRules | None, limit: int
+) -> list[tuple[Order, int]]:
+    """The caller's paper orders (newest first) with their orderIds, in one query."""
     assert call.key is not None
-    stmt = select(Order).where(col(Order.user_id) == call.key.user_id, col(Order.mode) == MODE)
+    stmt = with_binance_ids().where(col(Order.user_id) == call.key.user_id, col(Order.mode) == MODE)
     if rules is not None:
         stmt = stmt.where(col(Order.symbol) == rules.symbol)
     if open_only:
         stmt = stmt.where(col(Order.status).in_(["PENDING", *OPEN]))
-    async with rt.read_sessions() as reader:
-        return list((await reader.execute(stmt.order_by(col(Order.id).desc()).limit(limit))).scalars())
+    rows = await reader.execute(stmt.order_by(col(Order.id).desc()).limit(limit))
+    return [(order, int(binance_id)) for order, binance_id in rows.all() if binance_id is not None]
 
 
-async def _render_orders(rt: Parts, orders: list[Order]) -> list[dict[str, Any]]:
-    async with rt.read_sessions() as reader:
-        ids = await binance_ids(reader, [o.id for o in orders])
-    out = [render.order_query(o, ids[o.id]) for o in orders if o.id in ids]
-    return sorted(out, key=lambda o: o["orderId"])
+def _render_orders(orders: list[tuple[Order, int]]) -> list[dict[str, Any]]:
+    return sorted((render.order_query(o, i) for o, i in orders), key=lambda o: o["orderId"])
 
 
 @router.get("/openOrders")
 async def open_orders(request: Request, rt: PartsDep) -> list[dict[str, Any]]:
-    call = await signed_call(request, rt, 6 if call_has_symbol(request) else 80, "read")
-    rules = _market(rt, call, required=False)
-    return await _render_orders(rt, await _orders(rt, call, open_only=True, rules=rules, limit=1000))
+    async with rt.read_sessions() as reader:
+        call = await signed_call(request, rt, 6 if call_has_symbol(request) else 80, "read", reader)
+        rules = _market(rt, call, required=False)
+        orders = await _orders(reader, call, open_only=True, rules=rules, limit=1000)
+    return _render_orders(orders)
 
 
 @router.delete("/openOrders")
 async def cancel_open_orders(request: Request, rt: PartsDep) -> list[dict[str, Any]]:
-    call = await signed_call(request, rt, 1, "trade")
-    rules = _market(rt, call)
-    orders = await _orders(rt, call, open_only=True, rules=rules, limit=1000)
-    orders = [o for o in orders if o.status != "PENDING_CANCEL"]
+    async with rt.read_sessions() as reader:
+        call = await signed_call(request, rt, 1, "trade", reader)
+        rules = _market(rt, call)
+        orders = await _orders(reader, call, open_only=True, rules=rules, limit=1000)
+    orders = [(o, i) for o, i in orders if o.status != "PENDING_CANCEL"]
     if not orders:
         raise UNKNOWN_ORDER
     out = []
-    for order in orders:
+    for order, binance_id in orders:
         try:
-            out.append(await _cancel(rt, call, order))
+            out.append(await _cancel(request, rt, call, order, binance_id))
         except BinanceError:  # filled meanwhile
             continue
     return out
@@ -675,11 +717,13 @@ async def cancel_open_orders(request: Request, rt: PartsDep) -> list[dict[str, A
 
 @router.get("/allOrders")
 async def all_orders(request: Request, rt: PartsDep) -> list[dict[str, Any]]:
-    call = await signed_call(request, rt, 20, "read")
-    rules = _market(rt, call)
-    limit = _int(call, "limit", default=500, low=1, high=1000) or 500
-    start, end, from_id = _int(call, "startTime"), _int(call, "endTime"), _int(call, "orderId")
-    rendered = await _render_orders(rt, await _orders(rt, call, open_only=False, rules=rules, limit=5000))
+    async with rt.read_sessions() as reader:
+        call = await signed_call(request, rt, 20, "read", reader)
+        rules = _market(rt, call)
+        limit = _int(call, "limit", default=500, low=1, high=1000) or 500
+        start, end, from_id = _int(call, "startTime"), _int(call, "endTime"), _int(call, "orderId")
+        orders = await _orders(reader, call, open_only=False, rules=rules, limit=5000)
+    rendered = _render_orders(orders)
     rendered = [
         o
         for o in rendered
@@ -692,7 +736,11 @@ async def all_orders(request: Request, rt: PartsDep) -> list[dict[str, Any]]:
 
 @router.get("/myTrades")
 async def my_trades(request: Request, rt: PartsDep) -> list[dict[str, Any]]:
-    call = await signed_call(request, rt, 20, "read")
+    async with rt.read_sessions() as reader:
+        return await _my_trades(reader, await signed_call(request, rt, 20, "read", reader), rt)
+
+
+async def _my_trades(reader: AsyncSession, call: Call, rt: Parts) -> list[dict[str, Any]]:
     assert call.key is not None
     rules = _market(rt, call)
     assert rules is not None
@@ -712,9 +760,8 @@ async def my_trades(request: Request, rt: PartsDep) -> list[dict[str, Any]]:
     stmt = stmt.order_by(col(Fill.id).desc() if newest_first else col(Fill.id)).limit(
         limit if order_filter is None else 5000
     )
-    async with rt.read_sessions() as reader:
-        fills = list((await reader.execute(stmt)).scalars())
-        ids = await binance_ids(reader, {f.order_id for f in fills})
+    fills = list((await reader.execute(stmt)).scalars())
+    ids = await binance_ids(reader, {f.order_id for f in fills})
     out = [render.my_trade(f, ids.get(f.order_id, -1)) for f in fills]
     if order_filter is not None:
         out = [t for t in out if t["orderId"] == order_filter][:limit]
@@ -723,10 +770,10 @@ async def my_trades(request: Request, rt: PartsDep) -> list[dict[str, Any]]:
 
 @router.get("/account")
 async def account(request: Request, rt: PartsDep) -> dict[str, Any]:
-    call = await signed_call(request, rt, 20, "read")
-    assert call.key is not None
-    user_id = call.key.user_id
     async with rt.read_sessions() as reader:
+        call = await signed_call(request, rt, 20, "read", reader)
+        assert call.key is not None
+        user_id = call.key.user_id
         if (
             await reader.get(PaperAccount, user_id) is None
         ):  # not funded yet: the deposit its first order makes
