@@ -29,6 +29,7 @@ import structlog
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from execution.book_snapshot import BookPublisher
 from execution.engine import apply_result, load_orders
 from execution.paper.exchange import Side
 from execution.paper.ledger import EXTERNAL_ACCOUNT, deposit_entry, release_entry
@@ -131,6 +132,7 @@ class ExecutionWorker:
         self._inflight: set[asyncio.Task[None]] = set()
         self.has_paper_lease = False
         self.ready = asyncio.Event()  # the books are rebuilt (the market maker's quotes may still be coming)
+        self._book = BookPublisher(rt.market_data, rt.clock, self.consumer)  # for reconciliation
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -244,6 +246,8 @@ class ExecutionWorker:
                 if self._latest_prices:
                     await self._requote()
                 await self._heartbeat()
+                if self.has_paper_lease:
+                    await self._book.tick(self.paper.exchange, changed=bool(msgs))
             except asyncio.CancelledError:
                 raise
             except BusUnavailable as exc:

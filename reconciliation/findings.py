@@ -43,6 +43,11 @@ KINDS: Final[dict[str, Kind]] = {
         Kind(
             "book_quantity_mismatch", "restart the execution worker: it rebuilds the books from the database"
         ),
+        Kind("book_lock_mismatch", "restart the execution worker: it rebuilds the books from the database"),
+        Kind(
+            "book_unavailable",
+            "check that an execution worker runs and holds the paper lease (it publishes its book every second)",
+        ),
         Kind("order_stuck", "republish the order's command to the execution worker", "republish"),
         # testnet
         Kind("order_status_drift", "adopt the exchange's status and filled quantity", "sync_order"),

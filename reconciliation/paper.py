@@ -7,6 +7,7 @@ PostgreSQL so the worker writing meanwhile can't produce phantom mismatches betw
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,8 +18,11 @@ from typing import Protocol
 from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from execution.paper.ledger import EXACT, EXTERNAL_ACCOUNT
 from reconciliation.findings import CheckOutcome, Finding, fmt
+from shared import paper_book
+from shared.clock import Clock
+from shared.ledger import EXACT, EXTERNAL_ACCOUNT
+from shared.marketdata import MarketData
 from shared.models import Balance, Fill, LedgerPosting, Order
 from shared.orders import Status
 
@@ -33,40 +37,72 @@ class BookOrder:
     order_id: str
     account: str
     remaining_quantity: Decimal
+    locked: Decimal | None = None  # what it still locks, when the book says
 
 
 class PaperMemory(Protocol):
-    """The running worker's in-memory paper exchange, seen read-only (see `memory_of`)."""
+    """The worker's open paper book, seen read-only as of `taken_at` (rows changed later are not compared)."""
+
+    taken_at: datetime | None
 
     def open_locks(self) -> dict[tuple[str, str], Decimal]: ...
 
     def open_book_orders(self) -> list[BookOrder]: ...
 
 
-class ExchangeMemory:
-    """`PaperMemory` over a `PaperExchange` (the worker's `paper.exchange`)."""
+@dataclass(frozen=True, slots=True)
+class BookUnavailable:
+    """No usable book: reported as a `book_unavailable` finding with the reason, never skipped silently."""
 
-    def __init__(self, exchange: object) -> None:
-        self.exchange = exchange
+    reason: str
+
+
+class SnapshotMemory:
+    """`PaperMemory` over the snapshot the worker holding the paper lease publishes (shared.paper_book)."""
+
+    def __init__(self, snapshot: paper_book.BookSnapshot) -> None:
+        self.snapshot = snapshot
+        self.taken_at: datetime | None = snapshot.taken_at
 
     def open_locks(self) -> dict[tuple[str, str], Decimal]:
-        return dict(self.exchange.open_locks())  # type: ignore[attr-defined]
+        out: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+        for e in self.snapshot.orders:
+            out[(e.account, e.lock_asset)] += e.locked
+        return dict(out)
 
     def open_book_orders(self) -> list[BookOrder]:
-        ex = self.exchange
-        accounts = {acc for acc, _ in ex.open_locks()}  # type: ignore[attr-defined]
-        out: list[BookOrder] = []
-        for acc in sorted(accounts):
-            for u in ex.open_orders(acc):  # type: ignore[attr-defined]
-                out.append(BookOrder(u.order_id, u.account, u.remaining_quantity))
-        return out
+        return [
+            BookOrder(e.order_id, e.account, e.remaining_quantity, e.locked) for e in self.snapshot.orders
+        ]
 
 
-def memory_of(worker: object | None) -> PaperMemory | None:
-    """The in-process worker's book, or None when the worker runs elsewhere (checks are then skipped)."""
-    paper = getattr(worker, "paper", None)
-    exchange = getattr(paper, "exchange", None)
-    return ExchangeMemory(exchange) if exchange is not None else None
+async def published_book(
+    store: MarketData,
+    clock: Clock,
+    *,
+    wait_s: float = 3.0,
+    max_age: timedelta = paper_book.MAX_AGE,
+) -> SnapshotMemory | BookUnavailable:
+    """The worker's published book: one taken after this call if it comes within `wait_s` (so a report sees
+    what happened before it was asked for), else the latest if younger than `max_age`, else unavailable."""
+    asked = clock.now()
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while True:
+        snap = await paper_book.latest(store)
+        if isinstance(snap, str):
+            return BookUnavailable(snap)
+        age = clock.now() - snap.taken_at
+        if age > max_age:
+            return BookUnavailable(
+                f"the paper book published by {snap.writer} is {int(age.total_seconds())}s old "
+                f"(bound {int(max_age.total_seconds())}s): no execution worker holds the paper lease"
+            )
+        if snap.taken_at >= asked or asyncio.get_running_loop().time() >= deadline:
+            return SnapshotMemory(snap)
+        await asyncio.sleep(0.1)
+
+
+BookView = PaperMemory | BookUnavailable | None
 
 
 def remaining_reservation(order: Order) -> Decimal:
@@ -196,7 +232,7 @@ async def check_ledger(session: AsyncSession) -> list[CheckOutcome]:
     return [totals, per_account, negatives]
 
 
-async def check_locks(session: AsyncSession, memory: PaperMemory | None) -> CheckOutcome:
+async def check_locks(session: AsyncSession, memory: BookView) -> CheckOutcome:
     out = CheckOutcome("locked_vs_open_orders")
     expected: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
     contributors: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -208,9 +244,10 @@ async def check_locks(session: AsyncSession, memory: PaperMemory | None) -> Chec
             key = (o.user_id, o.reserved_asset)
             expected[key] += remaining_reservation(o)
             contributors[key].append(o.id)
-    system_locks = memory.open_locks() if memory is not None else None
+    book = memory if memory is not None and not isinstance(memory, BookUnavailable) else None
+    system_locks = book.open_locks() if book is not None else None
     if system_locks is None:
-        out.notes.append("system accounts (market maker) skipped: their orders live in a worker elsewhere")
+        out.notes.append("system accounts (market maker) skipped: no paper book to take their orders from")
     else:
         for key, amount in system_locks.items():
             if key[0].startswith(SYSTEM_PREFIX):
@@ -222,8 +259,10 @@ async def check_locks(session: AsyncSession, memory: PaperMemory | None) -> Chec
         seen.add(key)
         if b.account_id == EXTERNAL_ACCOUNT:
             continue
-        if b.account_id.startswith(SYSTEM_PREFIX) and system_locks is None:
-            continue
+        if b.account_id.startswith(SYSTEM_PREFIX) and (
+            system_locks is None or changed_since(b.updated_at, book)
+        ):
+            continue  # no book, or the market maker moved after the snapshot: compared next time
         out.checked += 1
         want = expected.get(key, ZERO)
         if b.locked != want:
@@ -381,11 +420,24 @@ async def check_positions(session: AsyncSession) -> CheckOutcome:
     return out
 
 
-async def check_books(session: AsyncSession, memory: PaperMemory | None) -> CheckOutcome:
+def changed_since(updated_at: datetime, book: PaperMemory | None) -> bool:
+    """The row changed after the book was taken: the snapshot and the database read are not atomic."""
+    taken_at = book.taken_at if book is not None else None
+    return taken_at is not None and updated_at > taken_at
+
+
+async def check_books(session: AsyncSession, memory: BookView) -> CheckOutcome:
+    """The worker's open book (its published snapshot) against the database's resting paper orders: each order
+    in both, with the same remaining quantity and lock. Rows changed after the snapshot are left out."""
     out = CheckOutcome("books_vs_database")
     if memory is None:
         out.skipped = True
-        out.notes.append("the execution worker runs in another process: in-memory books not compared")
+        out.notes.append("no paper book given: in-memory books not compared")
+        return out
+    if isinstance(memory, BookUnavailable):
+        out.checked += 1
+        out.notes.append(f"paper book unavailable: {memory.reason}")
+        out.add(Finding("book_unavailable", "paper", "memory", None, memory.reason))
         return out
     db = {
         o.id: o
@@ -400,9 +452,20 @@ async def check_books(session: AsyncSession, memory: PaperMemory | None) -> Chec
         ).scalars()
     }
     mem = {b.order_id: b for b in memory.open_book_orders() if not b.account.startswith(SYSTEM_PREFIX)}
+    others = sorted(set(mem) - set(db))
+    closed = (
+        {o.id: o for o in (await session.execute(select(Order).where(Order.id.in_(others)))).scalars()}  # type: ignore[attr-defined]
+        if others
+        else {}
+    )
+    later = 0
     for oid in sorted(set(db) | set(mem)):
-        out.checked += 1
         o, b = db.get(oid), mem.get(oid)
+        row = o if o is not None else closed.get(oid)
+        if row is not None and changed_since(row.updated_at, memory):
+            later += 1
+            continue
+        out.checked += 1
         if o is not None and b is None:
             out.add(
                 Finding(
@@ -422,7 +485,7 @@ async def check_books(session: AsyncSession, memory: PaperMemory | None) -> Chec
                     "book_extra_order",
                     "paper",
                     "memory",
-                    "not open",
+                    row.status if row is not None else "not open",
                     f"resting {fmt(b.remaining_quantity)}",
                     user_id=b.account,
                     order_id=oid,
@@ -441,6 +504,24 @@ async def check_books(session: AsyncSession, memory: PaperMemory | None) -> Chec
                     order_id=oid,
                 )
             )
+        elif (
+            o is not None and b is not None and b.locked is not None and remaining_reservation(o) != b.locked
+        ):
+            out.add(
+                Finding(
+                    "book_lock_mismatch",
+                    "paper",
+                    "memory",
+                    fmt(remaining_reservation(o)),
+                    fmt(b.locked),
+                    user_id=o.user_id,
+                    asset=o.reserved_asset,
+                    symbol=o.symbol,
+                    order_id=oid,
+                )
+            )
+    if later:
+        out.notes.append(f"{later} order(s) changed after the book snapshot: compared next time")
     return out
 
 
@@ -470,7 +551,7 @@ async def check_stuck(session: AsyncSession, now: datetime, threshold_s: float) 
 
 
 async def run_paper_checks(
-    session: AsyncSession, *, now: datetime, memory: PaperMemory | None, stuck_after_s: float
+    session: AsyncSession, *, now: datetime, memory: BookView, stuck_after_s: float
 ) -> list[CheckOutcome]:
     outcomes: list[CheckOutcome] = []
     outcomes += await check_ledger(session)

@@ -18,7 +18,7 @@ from sqlmodel import col, select
 
 import shared.models.reconciliation  # noqa: F401  (registers the tables until shared.models imports them)
 from reconciliation.findings import KINDS, CheckOutcome, Finding, summarise
-from reconciliation.paper import PaperMemory, run_paper_checks
+from reconciliation.paper import BookView, run_paper_checks
 from reconciliation.testnet import (
     ExchangeFactory,
     TestnetCheckConfig,
@@ -49,8 +49,8 @@ class ReconOptions:
     include_testnet: bool = True
 
 
-PaperBook = Callable[[], Awaitable[PaperMemory | None]]
-"""The execution worker's open paper book (orders and locks), or None when it can't be seen."""
+PaperBook = Callable[[], Awaitable[BookView]]
+"""The execution worker's open paper book (orders and locks) as it published it, or why it is unavailable."""
 
 
 @dataclass(frozen=True, slots=True)

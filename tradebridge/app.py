@@ -20,7 +20,6 @@ from gateway.app import create_app as gateway_app
 from gateway.deps import GatewayParts
 from pricefeed.runner import PriceFeedRunner, start_pricefeed
 from reconciliation import ReconciliationScheduler, ReconOptions, start_reconciliation
-from reconciliation.paper import PaperMemory, memory_of
 from reconciliation.testnet import ExchangeFactory
 from shared.bus import Bus
 from shared.clock import Clock
@@ -71,11 +70,8 @@ def create_app(
             events = b.events_parts(shared) if "events" in wanted else None
             pricefeed = b.pricefeed_parts(shared) if "pricefeed" in wanted else None
 
-            async def paper_book() -> PaperMemory | None:
-                return memory_of(system.worker)
-
             recon = b.reconciler(
-                shared, paper_book, exchange_factory=recon_exchange_factory, options=recon_options
+                shared, b.paper_book(shared), exchange_factory=recon_exchange_factory, options=recon_options
             )
             # Reads only (testnet balances); orders go through the execution worker.
             reader = build_testnet(execution, recover_on_start=False)

@@ -25,6 +25,7 @@ from execution.parts import ExecutionParts
 from gateway.deps import GatewayParts, TestnetBalances
 from pricefeed.runner import PricefeedParts
 from reconciliation import Reconciler, ReconciliationParts, ReconOptions
+from reconciliation.paper import BookView, published_book
 from reconciliation.runner import PaperBook
 from reconciliation.testnet import ExchangeFactory
 from shared.bus import Bus, create_bus
@@ -198,6 +199,16 @@ def pricefeed_parts(shared: SharedParts) -> PricefeedParts:
         bus=shared.bus,
         market_data=shared.market_data,
     )
+
+
+def paper_book(shared: SharedParts) -> PaperBook:
+    """Every layout reads the book the same way: the snapshot the worker holding the paper lease publishes
+    to the shared market data store (Redis when distributed, memory in `up`)."""
+
+    async def read() -> BookView:
+        return await published_book(shared.market_data, shared.clock)
+
+    return read
 
 
 def reconciler(

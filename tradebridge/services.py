@@ -41,7 +41,7 @@ async def run_reconcile(
         shared = b.SharedParts(settings, stack)
         rec = b.reconciler(
             shared,
-            None,  # the worker runs in another process: its in-memory books are not compared
+            b.paper_book(shared),  # as the worker holding the paper lease publishes it
             options=ReconOptions(stuck_after_s=stuck_after_s, include_testnet=include_testnet),
         )
         return await reconcile(rec, console)
