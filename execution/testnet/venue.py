@@ -143,6 +143,7 @@ class _Tracked:
     trade_ids: set[str] = field(default_factory=set)
     trade_qty: Decimal = ZERO
     cancel_requested: bool = False
+    triggered: bool = False  # a stop order's trigger was seen firing (reported once)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -424,8 +425,10 @@ class TestnetVenue:
             reason = f"{snap.status.lower()} on Binance testnet (confirmed after the outcome was unclear)"
         if snap.status in FINAL_STATUSES:
             self._transient.discard(t.order.order_id)
-        changed = snap.status != t.status or snap.filled != t.filled or full or reason is not None
+        fired = snap.triggered and not t.triggered  # a stop's trigger: NEW (waiting) -> NEW (working)
+        changed = snap.status != t.status or snap.filled != t.filled or full or reason is not None or fired
         t.status, t.filled, t.cum_quote = snap.status, snap.filled, snap.cum_quote
+        t.triggered = t.triggered or snap.triggered
         changes: tuple[OrderChange, ...] = ()
         if changed:
             changes = (
@@ -437,6 +440,7 @@ class TestnetVenue:
                     avg_price=snap.avg_price,
                     reason=reason,
                     venue_order_id=snap.venue_order_id,
+                    triggered=t.triggered,
                 ),
             )
         if fills:
@@ -619,6 +623,7 @@ class TestnetVenue:
             order.price,
             client_order_id=order.order_id,
             time_in_force=order.time_in_force,
+            stop_price=order.stop_price,
         )
 
     async def _vanished(self, order: VenueOrder) -> VenueResult:
@@ -627,6 +632,86 @@ class TestnetVenue:
         if order.status == Status.PENDING_CANCEL:
             return self._final(order, Status.CANCELED, "no longer on Binance testnet")
         return self._final(order, Status.EXPIRED, "no longer known to Binance testnet (testnet reset?)")
+
+    # ------------------------------------------------------------------ cancel-replace
+
+    async def replace(self, old: VenueOrder, new: VenueOrder) -> VenueResult:
+        """Binance's cancelReplace (STOP_ON_FAILURE), sent once with `new`'s id as its client order id: both
+        done -> `old` CANCELED and `new` live; the cancel refused -> `new` REJECTED with the reason and `old`
+        as it was (never placed beside it); the cancel done but the placement refused -> `old` CANCELED and
+        `new` REJECTED, as Binance leaves it. An unclear outcome is looked up, never resent blindly."""
+        attempts = self._attempts()
+        looked = False
+        while True:
+            uc = await self._client(new.user_id)
+            if uc is None:
+                return self._final(
+                    new, Status.REJECTED, "no Binance testnet API keys are stored for this user"
+                )
+            if not looked:  # a redelivered command may find the replacement already there
+                try:
+                    return await self._adopt_replacement(uc, old, new, await self._lookup(uc, new, None))
+                except ExchangeCallFailed as exc:
+                    if exc.error.kind is not ErrorKind.ORDER_NOT_FOUND:
+                        if exc.error.final:
+                            return self._final(new, Status.REJECTED, exc.error.reason)
+                        await attempts.wait()
+                        continue
+                looked = True
+            try:
+                outcome = await uc.session.cancel_replace(
+                    new.symbol,
+                    new.type,
+                    new.side,
+                    new.quantity,
+                    new.price,
+                    cancel_client_order_id=old.order_id,
+                    client_order_id=new.order_id,
+                    time_in_force=new.time_in_force,
+                    stop_price=new.stop_price,
+                )
+            except ExchangeCallFailed as exc:
+                err = exc.error
+                if err.retryable:
+                    await self._pause(err, attempts)
+                    continue  # refused before processing: the same request again once the gate opens
+                if err.ambiguous:
+                    await asyncio.sleep(self.config.settle_s)  # let a request still travelling land
+                    looked = False
+                    try:
+                        snap = await self._lookup(uc, new, None)
+                    except ExchangeCallFailed as again:
+                        if again.error.kind is not ErrorKind.ORDER_NOT_FOUND:
+                            await attempts.wait()
+                            continue
+                        return self._final(
+                            new,
+                            Status.REJECTED,
+                            f"cancel-replace not done ({err.reason}); the old order stands",
+                        )
+                    return await self._adopt_replacement(uc, old, new, snap)
+                return self._final(new, Status.REJECTED, f"cancel-replace refused: {err.reason}")
+            result = EMPTY
+            if outcome.canceled is not None:
+                result = result + await self._observe(uc, self._track(old), outcome.canceled)
+            if outcome.placed is not None:
+                return result + await self._observe(uc, self._track(new), outcome.placed)
+            if outcome.cancel_error is not None:
+                reason = (
+                    f"cancel-replace refused: the old order could not be canceled: {outcome.cancel_error}"
+                )
+            else:
+                reason = f"cancel-replace: the old order was canceled but the new one refused: {outcome.place_error}"
+            return result + self._final(new, Status.REJECTED, reason)
+
+    async def _adopt_replacement(
+        self, uc: _UserClient, old: VenueOrder, new: VenueOrder, snap: ExchangeOrder
+    ) -> VenueResult:
+        """The replacement is on the exchange (an earlier send did it): report it and the old order as they are."""
+        result = await self._observe(uc, self._track(new), snap, full=True)
+        with contextlib.suppress(ExchangeCallFailed):
+            result = result + await self._observe(uc, self._track(old), await self._lookup(uc, old, None))
+        return result
 
     # ------------------------------------------------------------------ cancelling
 

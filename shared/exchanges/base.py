@@ -118,10 +118,23 @@ class ExchangeOrder:
     time_ms: int | None
     transact_ms: int | None = None
     fills: tuple[ExchangeTrade, ...] = ()  # trades a FULL new-order answer carries inline
+    stop_price: Decimal | None = None  # the stop types' trigger price
+    triggered: bool = False  # a stop order whose trigger fired (Binance: isWorking / a workingTime set)
 
     @property
     def avg_price(self) -> Decimal | None:
         return average(self.cum_quote, self.filled) if self.filled > 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceOutcome:
+    """What one cancel-replace did: each side's order, or why it failed (None: not attempted/not failed).
+    With STOP_ON_FAILURE a failed cancel means the new order was never placed."""
+
+    canceled: ExchangeOrder | None
+    cancel_error: str | None
+    placed: ExchangeOrder | None
+    place_error: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +296,22 @@ class ExchangeSession(Protocol):
         *,
         client_order_id: str,
         time_in_force: str | None = None,
+        stop_price: Decimal | None = None,
     ) -> ExchangeOrder: ...
+
+    async def cancel_replace(
+        self,
+        symbol: str,
+        type: str,
+        side: str,
+        quantity: Decimal,
+        price: Decimal | None,
+        *,
+        cancel_client_order_id: str,
+        client_order_id: str,
+        time_in_force: str | None = None,
+        stop_price: Decimal | None = None,
+    ) -> ReplaceOutcome: ...
 
     async def fetch_order(
         self, symbol: str, *, venue_order_id: str | None = None, client_order_id: str | None = None
@@ -357,6 +385,7 @@ __all__ = [
     "ExchangeTrade",
     "OrderEvent",
     "Reachability",
+    "ReplaceOutcome",
     "SessionOptions",
     "StreamDown",
     "StreamOptions",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -41,6 +42,7 @@ from shared.exchanges.base import (
     ExchangeCallFailed,
     ExchangeOrder,
     ExchangeTrade,
+    ReplaceOutcome,
     SessionOptions,
     StreamOptions,
     Ticker,
@@ -113,6 +115,21 @@ def _ms(value: Any) -> int | None:
     return int(value) if value not in (None, "", 0) else None
 
 
+# Binance's stop types: each waits (open, not on the book) until the last price crosses its stopPrice.
+STOP_TYPES: frozenset[str] = frozenset({"STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"})
+LIMIT_PRICED: frozenset[str] = frozenset({"LIMIT", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"})
+
+
+def stop_triggered(order_type: str, working_time: Any, is_working: Any) -> bool:
+    """Whether a stop order's trigger fired: Binance sets workingTime (-1 while it waits) when it starts
+    working; where no workingTime is given, isWorking says it."""
+    if order_type.upper() not in STOP_TYPES:
+        return False
+    if working_time not in (None, ""):
+        return int(working_time) >= 0
+    return bool(is_working)
+
+
 def parse_order(info: Mapping[str, Any]) -> ExchangeOrder:
     """A raw Binance order: a new-order (ACK/RESULT/FULL), query, cancel, openOrders or allOrders row."""
     filled = _dec(info.get("executedQty"))
@@ -155,6 +172,8 @@ def parse_order(info: Mapping[str, Any]) -> ExchangeOrder:
         time_ms=_ms(info.get("time")) or transact_ms,
         transact_ms=transact_ms,
         fills=fills,
+        stop_price=_opt_dec(info.get("stopPrice")),
+        triggered=stop_triggered(str(info.get("type", "")), info.get("workingTime"), info.get("isWorking")),
     )
 
 
@@ -385,35 +404,109 @@ class BinanceSession:
         *,
         client_order_id: str,
         time_in_force: str | None = None,
+        stop_price: Decimal | None = None,
     ) -> ExchangeOrder:
         """Send one order, once (no retry here: an unclear outcome is the caller's to look up). Amounts off
-        the symbol's step or tick are refused before anything is sent."""
+        the symbol's step or tick are refused before anything is sent. The stop types go as Binance's own
+        (their stopPrice in the request), so the exchange holds the trigger."""
 
         async def send() -> Any:
             sym = self._market(symbol)
-            qty = plain(quantity)  # str() would send "1E-7" for a normalized small amount
-            if not _on_grid(self.client.amount_to_precision, sym, qty, quantity):
-                raise self._fail(
-                    ErrorKind.FILTER_FAILURE,
-                    "quantity is not a multiple of the symbol's step size (LOT_SIZE)",
-                )
-            params: dict[str, Any] = {"newClientOrderId": client_order_id}
-            px: str | None = None
             otype = type.upper()
-            if otype == "LIMIT":
-                if price is None:
-                    raise self._fail(ErrorKind.INVALID_ORDER, "a limit order needs a price")
-                px = plain(price)
-                if not _on_grid(self.client.price_to_precision, sym, px, price):
-                    raise self._fail(
-                        ErrorKind.FILTER_FAILURE,
-                        "price is not a multiple of the symbol's tick size (PRICE_FILTER)",
-                    )
-                params["timeInForce"] = (time_in_force or "GTC").upper()
-            return await self.client.create_order(sym, otype.lower(), side.lower(), qty, px, params)
+            qty, px, params = self._order_fields(sym, otype, quantity, price, time_in_force, stop_price)
+            params["newClientOrderId"] = client_order_id
+            ccxt_type = otype if otype in STOP_TYPES else otype.lower()  # ccxt's own names for the plain ones
+            return await self.client.create_order(sym, ccxt_type, side.lower(), qty, px, params)
 
         raw = await self._call(send)
         return parse_order(raw["info"])
+
+    def _order_fields(
+        self,
+        sym: str,
+        otype: str,
+        quantity: Decimal,
+        price: Decimal | None,
+        time_in_force: str | None,
+        stop_price: Decimal | None,
+    ) -> tuple[str, str | None, dict[str, Any]]:
+        """(quantity, price, params) of a new order, checked against the symbol's step and tick first."""
+        qty = plain(quantity)  # str() would send "1E-7" for a normalized small amount
+        if not _on_grid(self.client.amount_to_precision, sym, qty, quantity):
+            raise self._fail(
+                ErrorKind.FILTER_FAILURE,
+                "quantity is not a multiple of the symbol's step size (LOT_SIZE)",
+            )
+        params: dict[str, Any] = {}
+        px: str | None = None
+        if otype in LIMIT_PRICED:
+            if price is None:
+                raise self._fail(ErrorKind.INVALID_ORDER, f"a {otype} order needs a price")
+            px = plain(price)
+            if not _on_grid(self.client.price_to_precision, sym, px, price):
+                raise self._fail(
+                    ErrorKind.FILTER_FAILURE,
+                    "price is not a multiple of the symbol's tick size (PRICE_FILTER)",
+                )
+            params["timeInForce"] = (time_in_force or "GTC").upper()
+        if otype in STOP_TYPES:
+            if stop_price is None:
+                raise self._fail(ErrorKind.INVALID_ORDER, f"a {otype} order needs a stop price")
+            stop = plain(stop_price)
+            if not _on_grid(self.client.price_to_precision, sym, stop, stop_price):
+                raise self._fail(
+                    ErrorKind.FILTER_FAILURE,
+                    "stop price is not a multiple of the symbol's tick size (PRICE_FILTER)",
+                )
+            params["stopPrice"] = stop
+        return qty, px, params
+
+    async def cancel_replace(
+        self,
+        symbol: str,
+        type: str,
+        side: str,
+        quantity: Decimal,
+        price: Decimal | None,
+        *,
+        cancel_client_order_id: str,
+        client_order_id: str,
+        time_in_force: str | None = None,
+        stop_price: Decimal | None = None,
+    ) -> ReplaceOutcome:
+        """One POST /api/v3/order/cancelReplace with STOP_ON_FAILURE: the open order (by its client order id)
+        canceled and the new one placed under `client_order_id`, or, if the cancel fails, nothing placed.
+        Binance's partial and total failures (-2021, -2022) come back as an outcome, each side with its
+        reason; anything else (unreachable, throttled, bad parameters) raises as every call does. Sent once.
+        ccxt's edit_order would drop our newClientOrderId, so its raw endpoint is called."""
+
+        async def send() -> Any:
+            sym = self._market(symbol)
+            otype = type.upper()
+            qty, px, params = self._order_fields(sym, otype, quantity, price, time_in_force, stop_price)
+            request: dict[str, Any] = {
+                "symbol": symbol.replace("/", "").upper(),
+                "side": side.upper(),
+                "type": otype,
+                "quantity": qty,
+                "cancelReplaceMode": "STOP_ON_FAILURE",
+                "cancelOrigClientOrderId": cancel_client_order_id,
+                "newClientOrderId": client_order_id,
+                "newOrderRespType": "RESULT",
+                **params,
+            }
+            if px is not None:
+                request["price"] = px
+            try:
+                return await self.client.privatePostOrderCancelReplace(request)
+            except ccxt.ExchangeError as exc:
+                answer = _cancel_replace_failure(exc)
+                if answer is None:
+                    raise
+                return answer
+
+        raw = await self._call(send)
+        return _replace_outcome(raw)
 
     async def fetch_order(
         self, symbol: str, *, venue_order_id: str | None = None, client_order_id: str | None = None
@@ -523,6 +616,38 @@ class BinanceSession:
     async def close(self) -> None:
         self._closed = True
         await self.client.close()
+
+
+def _cancel_replace_failure(exc: Exception) -> dict[str, Any] | None:
+    """The `data` of Binance's -2021/-2022 answer, which ccxt raises with the body in its message."""
+    text = str(exc)
+    start = text.find("{")
+    if start < 0:
+        return None
+    try:
+        body = json.loads(text[start:])
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or body.get("code") not in (-2021, -2022):
+        return None
+    data = body.get("data")
+    return data if isinstance(data, dict) else None
+
+
+def _replace_outcome(raw: Mapping[str, Any]) -> ReplaceOutcome:
+    """Both sides of a cancelReplace answer (success or -2021/-2022 data) as records or reasons."""
+
+    def side(key: str) -> tuple[ExchangeOrder | None, str | None]:
+        value = raw.get(key)
+        if not isinstance(value, dict):
+            return None, None
+        if "code" in value and "orderId" not in value:
+            return None, f"{value.get('msg') or 'failed'} (Binance code {value.get('code')})"
+        return parse_order(value), None
+
+    canceled, cancel_error = side("cancelResponse")
+    placed, place_error = side("newOrderResponse")
+    return ReplaceOutcome(canceled, cancel_error, placed, place_error)
 
 
 def _on_grid(to_precision: Callable[[str, str], str], symbol: str, text: str, value: Decimal) -> bool:

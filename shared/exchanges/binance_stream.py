@@ -39,7 +39,7 @@ from shared.exchanges.base import (
     UserStreamEvent,
     VenueError,
 )
-from shared.exchanges.binance import _dec, _ms, _opt_dec, map_status
+from shared.exchanges.binance import _dec, _ms, _opt_dec, map_status, stop_triggered
 
 log = structlog.get_logger(__name__)
 
@@ -104,6 +104,8 @@ def parse_execution_report(e: Mapping[str, Any]) -> OrderEvent:
         time_ms=_ms(e.get("O")) or transact_ms,
         transact_ms=transact_ms,
         fills=(trade,) if trade is not None else (),
+        stop_price=_opt_dec(e.get("P")),
+        triggered=stop_triggered(str(e.get("o", "")), e.get("W"), e.get("w")),
     )
     return OrderEvent(order=order, execution_type=str(e.get("x", "")), event_ms=_ms(e.get("E")))
 

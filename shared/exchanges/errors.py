@@ -152,6 +152,13 @@ def classify(
             f"rejected by {venue}: insufficient balance for this order",
             exception=name,
         )
+    if isinstance(exc, ccxt.OrderImmediatelyFillable):  # ccxt keeps only Binance's msg, not its body
+        return VenueError(
+            kind,
+            disposition,
+            f"rejected by {venue}: the stop price would trigger immediately (Order would trigger immediately.)",
+            exception=name,
+        )
     if isinstance(exc, ccxt.InvalidNonce):
         return VenueError(
             kind, disposition, "request timestamp outside the exchange's window", exception=name
