@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from execution.book_snapshot import BookPublisher
 from execution.engine import apply_result, load_orders
 from execution.paper.exchange import Side
-from execution.paper.ledger import EXTERNAL_ACCOUNT, deposit_entry, release_entry
+from execution.paper.ledger import deposit_entry, release_entry
 from execution.parts import ExecutionParts
 from execution.store.ledger import SqlLedger
 from execution.venues.base import EMPTY, OrderChange, Venue, VenueOrder, VenueResult
@@ -42,6 +42,7 @@ from shared.amounts import plain
 from shared.bus.base import BusMessage, BusUnavailable
 from shared.bus.consumer import GroupConsumer
 from shared.db import unit_of_work, upsert_insert
+from shared.ledger import EXTERNAL_ACCOUNT
 from shared.models import Balance, Fill, Order, ProcessedCommand
 from shared.orders import FINAL, Status
 from shared.outbox import publish_after_commit

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { addFill, closedOrders, mergeOrder, mergeSnapshot, openOrders } from "../static/assets/js/state/orders.js";
+import { addFill, closedOrders, mergeOrder, mergeSnapshot, openOrders, stopState } from "../static/assets/js/state/orders.js";
 
 function order(id, fields = {}) {
   return {
@@ -58,4 +58,11 @@ test("open and closed lists are per mode, newest first", () => {
   assert.deepEqual(closedOrders(orders, "paper").map((o) => o.order_id), ["c2", "c1"]);
   assert.deepEqual(closedOrders(orders, "paper", 1).map((o) => o.order_id), ["c2"]);
   assert.deepEqual(openOrders(orders, "testnet").map((o) => o.order_id), ["testnet"]);
+});
+
+test("a stop order waits for its trigger until triggered_at is set; other orders have no trigger state", () => {
+  assert.equal(stopState(order("s", { type: "STOP_LOSS_LIMIT", stop_price: "49500", triggered_at: null })), "waiting");
+  assert.equal(stopState(order("s", { type: "STOP_LOSS_LIMIT", stop_price: "49500", triggered_at: "2024-05-01T10:01:00Z" })), "triggered");
+  assert.equal(stopState(order("l", { stop_price: null })), null);
+  assert.equal(stopState(order("old")), null); // an answer from before stop orders has no stop_price at all
 });

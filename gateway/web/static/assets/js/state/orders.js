@@ -49,3 +49,9 @@ export function openOrders(orders, mode) {
 export function closedOrders(orders, mode, limit = HISTORY_SHOWN) {
   return [...orders.values()].filter((o) => o.mode === mode && !isOpen(o)).sort(newest("updated_at")).slice(0, limit);
 }
+
+/** A stop order's trigger state: "waiting" (off the book until the last price crosses its stop), "triggered", or null for other orders. */
+export function stopState(order) {
+  if (order.stop_price === null || order.stop_price === undefined) return null;
+  return order.triggered_at ? "triggered" : "waiting";
+}

@@ -1,5 +1,7 @@
-// The order ticket: side, type, quantity, limit price, time in force; `POST /api/orders`. A market order
-// shows the server's quote (`POST /api/orders/quote`) for its quantity; a limit order its exact notional.
+// The order ticket: side, type, quantity, limit price, stop price, time in force; `POST /api/orders`. A market
+// order shows the server's quote (`POST /api/orders/quote`) for its quantity; a priced order its exact notional.
+// Stop orders (STOP_LOSS, TAKE_PROFIT and their *_LIMIT forms) add a stop price; only the *_LIMIT ones a limit
+// price and a resting time in force.
 // The API's problem+json field errors land under their fields.
 
 import { api } from "../../api.js";
@@ -7,7 +9,7 @@ import { debounce, el, toast } from "../../dom.js";
 import * as fmt from "../../fmt.js";
 import { clearErrors, field, formError, setFieldError, showErrors } from "../../forms.js";
 import * as dec from "../../decimal.js";
-import { allowedTimeInForce, notional, orderRequest } from "../../state/ticket.js";
+import { allowedTimeInForce, isPriced, isStop, notional, orderRequest } from "../../state/ticket.js";
 import { isVenue, withVenue } from "../../state/venue.js";
 
 export function createTicket(market, { onPlaced, venue = () => "paper" }) {
@@ -17,19 +19,26 @@ export function createTicket(market, { onPlaced, venue = () => "paper" }) {
     el("label", { class: "side side-buy" }, el("input", { type: "radio", name: "side", value: "BUY", checked: true, id: "ticket-side-buy" }), "Buy"),
     el("label", { class: "side side-sell" }, el("input", { type: "radio", name: "side", value: "SELL", id: "ticket-side-sell" }), "Sell"),
     el("div", { class: "field-error", id: "ticket-side-error", role: "alert" }));
-  const typeSel = el("select", {}, el("option", { value: "MARKET" }, "Market"), el("option", { value: "LIMIT", selected: true }, "Limit"));
+  const typeSel = el("select", {}, el("option", { value: "MARKET" }, "Market"), el("option", { value: "LIMIT", selected: true }, "Limit"),
+    el("option", { value: "STOP_LOSS" }, "Stop loss (market)"),
+    el("option", { value: "STOP_LOSS_LIMIT" }, "Stop loss limit"),
+    el("option", { value: "TAKE_PROFIT" }, "Take profit (market)"),
+    el("option", { value: "TAKE_PROFIT_LIMIT" }, "Take profit limit"));
   const tifSel = el("select", {},
     el("option", { value: "GTC" }, "GTC — good till cancelled"),
     el("option", { value: "IOC" }, "IOC — immediate or cancel"),
     el("option", { value: "FOK" }, "FOK — fill or kill"));
   const qtyIn = el("input", { type: "text", inputMode: "decimal", autocomplete: "off", placeholder: market.step_size, required: true });
   const priceIn = el("input", { type: "text", inputMode: "decimal", autocomplete: "off", placeholder: market.tick_size });
+  const stopIn = el("input", { type: "text", inputMode: "decimal", autocomplete: "off", placeholder: market.tick_size });
   const estimate = el("p", { class: "muted small", id: "ticket-quote", "aria-live": "polite" });
   const submit = el("button", { type: "submit", class: "btn btn-buy", id: "ticket-submit" }, `Buy ${base}`);
   const form = el("form", { id: "ticket", class: "stack", novalidate: true },
     sideSet,
     field({ form: "ticket", name: "type", label: "Order type", control: typeSel }),
     field({ form: "ticket", name: "quantity", label: `Quantity (${base})`, control: qtyIn, hint: `step ${market.step_size}` }),
+    field({ form: "ticket", name: "stop_price", label: `Stop price (${quoteAsset})`, control: stopIn,
+      hint: "triggers on the last trade price" }),
     field({ form: "ticket", name: "price", label: `Limit price (${quoteAsset})`, control: priceIn, hint: `tick ${market.tick_size}` }),
     field({ form: "ticket", name: "time_in_force", label: "Time in force", control: tifSel }),
     estimate,
@@ -38,12 +47,19 @@ export function createTicket(market, { onPlaced, venue = () => "paper" }) {
     el("p", { class: "muted small" }, `Min notional ${market.min_notional} ${quoteAsset}`));
 
   const side = () => form.querySelector("input[name=side]:checked").value;
-  const isLimit = () => typeSel.value === "LIMIT";
+  const isLimit = () => isPriced(typeSel.value);
+  // The user's own time in force: a type that cannot rest shows IOC instead of GTC, and a priced type chosen
+  // afterwards gets the user's choice back (GTC by default), not the forced IOC.
+  let chosenTif = tifSel.value;
+  tifSel.addEventListener("change", () => { chosenTif = tifSel.value; });
 
   function sync() {
     priceIn.disabled = !isLimit();
     form.querySelector('[data-field="price"]').classList.toggle("is-disabled", !isLimit());
-    tifSel.value = allowedTimeInForce(typeSel.value, tifSel.value);
+    // A stop price only for stop types: hidden (out of the tab order) otherwise.
+    form.querySelector('[data-field="stop_price"]').hidden = !isStop(typeSel.value);
+    stopIn.disabled = !isStop(typeSel.value);
+    tifSel.value = allowedTimeInForce(typeSel.value, chosenTif);
     tifSel.querySelector('option[value="GTC"]').disabled = !isLimit();
     submit.textContent = `${side() === "BUY" ? "Buy" : "Sell"} ${base}`;
     submit.className = `btn ${side() === "BUY" ? "btn-buy" : "btn-sell"}`;
@@ -87,7 +103,8 @@ export function createTicket(market, { onPlaced, venue = () => "paper" }) {
     event.preventDefault();
     clearErrors(form);
     const { body, errors } = orderRequest({
-      symbol, side: side(), type: typeSel.value, quantity: qtyIn.value, price: priceIn.value, timeInForce: tifSel.value,
+      symbol, side: side(), type: typeSel.value, quantity: qtyIn.value, price: priceIn.value, stopPrice: stopIn.value,
+      timeInForce: tifSel.value,
     });
     for (const [name, message] of Object.entries(errors)) setFieldError(form, name, message);
     if (Object.keys(errors).length) {
