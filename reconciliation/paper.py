@@ -1,737 +1,568 @@
-"""The execution worker: consumes order commands, routes them by mode to the paper or testnet venue,
-persists what happened (orders, fills, ledger, outbox events) and acknowledges only after commit.
+"""Paper checks: the ledger's invariants, reservations against open orders, fills against each other and
+the journal, orders and positions against their fills, the in-memory books against the database, stuck orders.
 
-Guarantees:
-- at-least-once delivery + idempotent handling (`processed_commands`, fills unique per order and trade)
-  = every accepted order is executed exactly once;
-- the paper books have one writer: this worker's single paper task, and only while it holds the paper
-  lease (a PostgreSQL advisory lock; SQLite's embedded system has one process anyway);
-- on start, and after any failed batch, the paper books are rebuilt from the open orders in the database,
-  so memory never drifts from what was committed;
-- recovery does not change outcomes: after a rebuild the market maker quotes again at a fresh price before
-  any recovered or new command is matched (on start it waits up to `price_wait_s` for a price), and the
-  worker publishes per-symbol liquidity markers (shared.liquidity) that `/readyz` of every gateway reads.
-"""
+Sums are taken in Python over the rows (not SQL SUM): amounts are TEXT on SQLite, and exactness matters
+more than speed here. Reads happen in one session; the runner gives it a REPEATABLE READ snapshot on
+PostgreSQL so the worker writing meanwhile can't produce phantom mismatches between two queries."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
-import os
-import socket
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
-from typing import Any
+from decimal import Decimal, Inexact, localcontext
+from typing import Protocol
 
-import structlog
-from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import inspect, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from execution.book_snapshot import BookPublisher
-from execution.engine import apply_result, load_orders
-from execution.paper.exchange import Side
-from execution.paper.ledger import deposit_entry, release_entry
-from execution.parts import ExecutionParts
-from execution.store.ledger import SqlLedger
-from execution.venues.base import EMPTY, OrderChange, Venue, VenueOrder, VenueResult
-from execution.venues.paper import SYSTEM_PREFIX, PaperVenue
-from shared import liquidity
-from shared.amounts import plain
-from shared.bus.base import BusMessage, BusUnavailable
-from shared.bus.consumer import GroupConsumer
-from shared.db import unit_of_work, upsert_insert
-from shared.ledger import EXTERNAL_ACCOUNT
-from shared.models import Balance, Fill, Order, ProcessedCommand
-from shared.orders import FINAL, Status
-from shared.outbox import publish_after_commit
-from shared.retry import Backoff, retry
-from shared.streams import (
-    EXECUTION_GROUP,
-    MARKET_DEPTH,
-    MARKET_TICKER,
-    MARKET_TRADES,
-    PAPER_COMMANDS,
-    TESTNET_COMMANDS,
-    order_command,
-    public_event,
-)
+from reconciliation.findings import CheckOutcome, Finding, fmt
+from shared import paper_book
+from shared.clock import Clock
+from shared.ledger import EXACT, EXTERNAL_ACCOUNT
+from shared.marketdata import MarketData
+from shared.models import Balance, Fill, LedgerPosting, Order
+from shared.orders import Status
 
-log = structlog.get_logger(__name__)
-
-PAPER_LEASE_KEY = 0x7450_4150  # "tPAP"
-# What the market maker is funded with when an asset is not in PAPER_MARKET_MAKER_FUNDING.
-MM_FUNDING_DEFAULT = Decimal("100000")
-# A stored ticker younger than this is fresh enough to quote around (the price feed's own staleness limit).
-FRESH_TICKER = timedelta(seconds=10)
-# Waiting for the bus at start: 0.1 s doubling to 5 s, until it answers.
-BUS_BACKOFF = Backoff(base=0.1, factor=2.0, cap=5.0)
+ZERO = Decimal(0)
+SYSTEM_PREFIX = "system/"
+RESERVING = (Status.PENDING, Status.NEW, Status.PARTIALLY_FILLED, Status.PENDING_CANCEL)
+RESTING = (Status.NEW, Status.PARTIALLY_FILLED, Status.PENDING_CANCEL)
 
 
-def consumer_name() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
+@dataclass(frozen=True, slots=True)
+class BookOrder:
+    order_id: str
+    account: str
+    remaining_quantity: Decimal
+    locked: Decimal | None = None  # what it still locks, when the book says
 
 
-def venue_order(o: Order) -> VenueOrder:
-    return VenueOrder(
-        order_id=o.id,
-        user_id=o.user_id,
-        symbol=o.symbol,
-        side=o.side,
-        type=o.type,
-        time_in_force=o.time_in_force,
-        quantity=o.quantity,
-        price=o.price,
-        status=o.status,
-        filled_quantity=o.filled_quantity,
-        reserved_asset=o.reserved_asset,
-        reserved_amount=o.reserved_amount,
-        reserved_price_cap=o.reserved_price_cap,
-        venue_order_id=o.venue_order_id,
-        stop_price=o.stop_price,
-        triggered=o.triggered_at is not None,
-        replaces=o.replaces,
-    )
+class PaperMemory(Protocol):
+    """The worker's open paper book, seen read-only as of `taken_at` (rows changed later are not compared)."""
+
+    taken_at: datetime | None
+
+    def open_locks(self) -> dict[tuple[str, str], Decimal]: ...
+
+    def open_book_orders(self) -> list[BookOrder]: ...
 
 
-class ExecutionWorker:
-    def __init__(
-        self,
-        rt: ExecutionParts,
-        paper: PaperVenue,
-        testnet: Venue | None = None,
-        *,
-        consumer: str | None = None,
-        batch: int = 200,
-        claim_idle_ms: int = 30_000,
-        testnet_concurrency: int = 32,
-        sweep_interval_s: float = 2.0,
-        max_deliveries: int = 5,
-        sweep_after_s: float = 5.0,
-        price_wait_s: float = 30.0,
-    ) -> None:
-        self.price_wait_s = price_wait_s
-        self.sweep_interval_s = sweep_interval_s
-        self.max_deliveries = max_deliveries
-        self.sweep_after_s = sweep_after_s
-        self.rt = rt
-        self.paper = paper
-        self.testnet = testnet
-        self.consumer = consumer or consumer_name()
-        self.batch = batch
-        self.claim_idle_ms = claim_idle_ms
-        self._tasks: list[asyncio.Task[None]] = []
-        self._stopping = asyncio.Event()
-        self._latest_prices: dict[str, Decimal | None] = {}  # to re-quote at; None: the price went stale
-        self._prices: dict[str, Decimal | None] = {}  # the last price seen per symbol (kept across rebuilds)
-        self._quoted: dict[str, bool] = {}  # the liquidity state last published per symbol
-        self._next_heartbeat = 0.0
-        self._price_event = asyncio.Event()
-        self._testnet_sem = asyncio.Semaphore(testnet_concurrency)
-        self._lease_conn: AsyncConnection | None = None
-        self._inflight: set[asyncio.Task[None]] = set()
-        self.has_paper_lease = False
-        self.ready = asyncio.Event()  # the books are rebuilt (the market maker's quotes may still be coming)
-        self._book = BookPublisher(rt.market_data, rt.clock, self.consumer)  # for reconciliation
+@dataclass(frozen=True, slots=True)
+class BookUnavailable:
+    """No usable book: reported as a `book_unavailable` finding with the reason, never skipped silently."""
 
-    # -- lifecycle ---------------------------------------------------------------------------------------
+    reason: str
 
-    async def start(self) -> None:
-        for stream in (PAPER_COMMANDS, TESTNET_COMMANDS):
-            await retry(
-                functools.partial(self.rt.bus.ensure_group, stream, EXECUTION_GROUP),
-                what="creating the command group",
-                backoff=BUS_BACKOFF,
-                on=BusUnavailable,
-                expected=BusUnavailable,
-            )
-        self._tasks.append(asyncio.create_task(self._paper_loop(), name="paper-loop"))
-        if self.testnet is not None:
-            self._tasks.append(asyncio.create_task(self._testnet_loop(), name="testnet-loop"))
-        if self.paper.market_maker is not None:
-            self._tasks.append(asyncio.create_task(self._ticker_loop(), name="ticker-loop"))
 
-    async def stop(self) -> None:
-        self._stopping.set()
-        self._price_event.set()
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        self._tasks.clear()
-        if self.has_paper_lease and self.paper.market_maker is not None:
-            # Its quotes leave with this process: gateways stop reporting ready at once, not after expiry.
-            with contextlib.suppress(Exception):
-                now = self.rt.clock.now()
-                for symbol in self.rt.markets:
-                    await self.rt.market_data.put(
-                        liquidity.KIND, symbol, liquidity.marker(symbol, 0, 0, now, self.consumer)
-                    )
-        if self._lease_conn is not None:
-            with contextlib.suppress(Exception):
-                await self._lease_conn.close()
-            self._lease_conn = None
+class SnapshotMemory:
+    """`PaperMemory` over the snapshot the worker holding the paper lease publishes (shared.paper_book)."""
 
-    # -- paper ---------------------------------------------------------------------------------------------
+    def __init__(self, snapshot: paper_book.BookSnapshot) -> None:
+        self.snapshot = snapshot
+        self.taken_at: datetime | None = snapshot.taken_at
 
-    async def _acquire_paper_lease(self) -> None:
-        if self.rt.settings.is_sqlite:
-            self.has_paper_lease = True
-            return
-        while not self._stopping.is_set():
-            conn = await self.rt.engine.connect()
-            got = (
-                await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": PAPER_LEASE_KEY})
-            ).scalar()
-            await conn.commit()
-            if got:
-                self._lease_conn = conn
-                self.has_paper_lease = True
-                log.info("paper lease acquired", consumer=self.consumer)
-                return
-            await conn.close()
-            await asyncio.sleep(1.0)
+    def open_locks(self) -> dict[tuple[str, str], Decimal]:
+        out: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+        for e in self.snapshot.orders:
+            out[(e.account, e.lock_asset)] += e.locked
+        return dict(out)
 
-    async def _lease_alive(self) -> bool:
-        if self._lease_conn is None:
-            return self.rt.settings.is_sqlite
-        try:
-            await self._lease_conn.execute(text("SELECT 1"))
-            await self._lease_conn.commit()
-            return True
-        except Exception:
-            return False
-
-    async def _paper_loop(self) -> None:
-        await self._acquire_paper_lease()
-        await self.recover_paper()
-        self.ready.set()
-        await self.restore_liquidity(wait_s=self.price_wait_s)
-        bus = self.rt.bus
-        commands = GroupConsumer(
-            bus,
-            PAPER_COMMANDS,
-            EXECUTION_GROUP,
-            self.consumer,
-            count=self.batch,
-            block_ms=50,
-            claim_idle_ms=self.claim_idle_ms,
-            claim_every_s=5.0,
-        )
-        last_lease_check = last_sweep = asyncio.get_running_loop().time()
-        while not self._stopping.is_set():
-            try:
-                if not commands.draining:
-                    now = asyncio.get_running_loop().time()
-                    if now - last_lease_check > 5:
-                        last_lease_check = now
-                        if not await self._lease_alive():
-                            log.error("paper lease lost; rebuilding after re-acquiring it")
-                            self.has_paper_lease = False
-                            self._lease_conn = None
-                            await self._acquire_paper_lease()
-                            await self.recover_paper()
-                            await self.restore_liquidity(wait_s=self.price_wait_s)
-                    if now - last_sweep > self.sweep_interval_s:
-                        last_sweep = now
-                        await self.sweep_paper()
-                msgs = await commands.next_batch()
-                if msgs:
-                    if any(m.deliveries > self.max_deliveries for m in msgs):
-                        await self._isolate(msgs)
-                    else:
-                        await self.handle_paper(msgs)
-                    await bus.ack(PAPER_COMMANDS, EXECUTION_GROUP, [m.id for m in msgs])
-                if self._latest_prices:
-                    await self._requote()
-                await self._heartbeat()
-                if self.has_paper_lease:
-                    await self._book.tick(self.paper.exchange, changed=bool(msgs))
-            except asyncio.CancelledError:
-                raise
-            except BusUnavailable as exc:
-                log.warning("bus unavailable in paper loop", error=str(exc))
-                commands.rewind()
-                await asyncio.sleep(0.5)
-            except Exception:
-                log.exception("paper batch failed; rebuilding the books from the database")
-                commands.rewind()
-                await asyncio.sleep(0.2)
-                with contextlib.suppress(Exception):
-                    await self.recover_paper()
-                    await self.restore_liquidity()
-
-    async def _isolate(self, msgs: Sequence[BusMessage]) -> None:
-        """A batch keeps failing: run its commands one at a time so one poison command cannot block the
-        book forever. A command that still fails alone is parked: its order is marked REJECTED (its lock
-        stays for the reconciliation report to flag) and the error is logged for an operator."""
-        for m in msgs:
-            try:
-                await self.handle_paper([m])
-            except Exception:
-                log.exception("parking a paper command that fails on its own", command=dict(m.data))
-                await self.recover_paper()
-                await self.restore_liquidity()
-                await self._park(m)
-
-    async def _park(self, m: BusMessage) -> None:
-        now = self.rt.clock.now()
-        async with unit_of_work(self.rt.sessions) as session:
-            session.add(ProcessedCommand(command_id=str(m.data.get("command_id")), processed_at=now))
-            order = await session.get(Order, str(m.data.get("order_id")), with_for_update=True)
-            if order is not None and order.status == Status.PENDING:
-                change = OrderChange(
-                    order.id,
-                    Status.REJECTED,
-                    order.filled_quantity,
-                    order.cumulative_quote,
-                    order.avg_price,
-                    reason="internal error: the order could not be executed",
-                )
-                await apply_result(
-                    session, self.rt.clock, VenueResult(changes=(change,)), orders={order.id: order}
-                )
-        self.rt.relay.notify()
-
-    async def sweep_paper(self) -> int:
-        """Handle paper orders whose command never arrived (lost with a Redis that restarted empty, say).
-        The database is the source of truth and the bus the fast path: handling is idempotent by command id,
-        so an order handled here and again from the stream still executes once."""
-        cutoff = self.rt.clock.now() - timedelta(seconds=self.sweep_after_s)
-        async with self.rt.sessions() as session:
-            rows = (
-                await session.execute(
-                    select(Order.id, Order.status)
-                    .where(Order.mode == "paper", Order.status.in_([Status.PENDING, Status.PENDING_CANCEL]))
-                    .where(Order.updated_at < cutoff)
-                    .order_by(Order.id)
-                    .limit(self.batch)
-                )
-            ).all()
-        if not rows:
-            return 0
-        # A PENDING_CANCEL order may never have been placed: its place command comes first.
-        commands = [order_command("place", oid, "paper") for oid, st in rows if st != Status.PENDING] + [
-            order_command("place" if st == Status.PENDING else "cancel", oid, "paper") for oid, st in rows
+    def open_book_orders(self) -> list[BookOrder]:
+        return [
+            BookOrder(e.order_id, e.account, e.remaining_quantity, e.locked) for e in self.snapshot.orders
         ]
-        msgs = [BusMessage(PAPER_COMMANDS, "0-0", c) for c in commands]
-        await self.handle_paper(msgs)
-        log.warning("swept paper orders whose commands had not arrived", count=len(rows))
-        return len(rows)
 
-    async def recover_paper(self) -> None:
-        """Rebuild the books from the open paper orders, in their book priority; reset the market maker
-        (its quotes are gone until `restore_liquidity`)."""
-        rt = self.rt
-        self.paper.reset(rt.markets, rt.fees)
-        async with unit_of_work(rt.sessions) as session:
-            rows = (
-                (
-                    await session.execute(
-                        select(Order)
-                        .where(
-                            Order.mode == "paper",
-                            Order.status.in_([Status.NEW, Status.PARTIALLY_FILLED, Status.PENDING_CANCEL]),
-                        )
-                        .where(Order.venue_seq.is_not(None))
-                        .order_by(Order.venue_seq)
+
+async def published_book(
+    store: MarketData,
+    clock: Clock,
+    *,
+    wait_s: float = 3.0,
+    max_age: timedelta = paper_book.MAX_AGE,
+) -> SnapshotMemory | BookUnavailable:
+    """The worker's published book: one taken after this call if it comes within `wait_s` (so a report sees
+    what happened before it was asked for), else the latest if younger than `max_age`, else unavailable."""
+    asked = clock.now()
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while True:
+        snap = await paper_book.latest(store)
+        if isinstance(snap, str):
+            return BookUnavailable(snap)
+        age = clock.now() - snap.taken_at
+        if age > max_age:
+            return BookUnavailable(
+                f"the paper book published by {snap.writer} is {int(age.total_seconds())}s old "
+                f"(bound {int(max_age.total_seconds())}s): no execution worker holds the paper lease"
+            )
+        if snap.taken_at >= asked or asyncio.get_running_loop().time() >= deadline:
+            return SnapshotMemory(snap)
+        await asyncio.sleep(0.1)
+
+
+BookView = PaperMemory | BookUnavailable | None
+
+
+def remaining_reservation(order: Order) -> Decimal:
+    """What an open paper order still locks: reservations are linear in quantity (see
+    `execution.paper.ledger`), so reserved_amount x remaining / quantity, exact as `locked_for` computes it."""
+    if not order.reserved_amount or not order.quantity:
+        return ZERO
+    remaining = order.quantity - order.filled_quantity
+    if remaining == order.quantity:
+        return order.reserved_amount
+    try:
+        return EXACT.divide(EXACT.multiply(order.reserved_amount, remaining), order.quantity)
+    except Inexact:  # not a whole number of lots; keep 40 digits rather than fail the check
+        with localcontext() as ctx:
+            ctx.prec = 40
+            return order.reserved_amount * remaining / order.quantity
+
+
+async def check_ledger(session: AsyncSession) -> list[CheckOutcome]:
+    balances = list((await session.execute(select(Balance))).scalars())
+    journal: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
+    asset_sum: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    rows = await session.execute(
+        select(LedgerPosting.account_id, LedgerPosting.asset, LedgerPosting.bucket, LedgerPosting.amount)
+    )
+    for account, asset, bucket, amount in rows:
+        journal[(account, asset)][0 if bucket == "free" else 1] += amount
+        asset_sum[asset] += amount
+
+    totals = CheckOutcome("ledger_totals")
+    per_account = CheckOutcome("balance_vs_journal")
+    negatives = CheckOutcome("no_negative_balance")
+    held: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    external: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    journal_held: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    seen: set[tuple[str, str]] = set()
+    for b in balances:
+        key = (b.account_id, b.asset)
+        seen.add(key)
+        if b.account_id == EXTERNAL_ACCOUNT:
+            external[b.asset] += b.free + b.locked
+        else:
+            held[b.asset] += b.free + b.locked
+            negatives.checked += 1
+            if b.free < 0 or b.locked < 0:
+                negatives.add(
+                    Finding(
+                        "negative_balance",
+                        "paper",
+                        "ledger",
+                        f"{fmt(b.free)}/{fmt(b.locked)}",
+                        ">= 0",
+                        user_id=b.account_id,
+                        asset=b.asset,
+                        details={"free": fmt(b.free), "locked": fmt(b.locked)},
                     )
                 )
-                .scalars()
-                .all()
+        per_account.checked += 1
+        j = journal.get(key, [ZERO, ZERO])
+        if (b.free, b.locked) != (j[0], j[1]):
+            per_account.add(
+                Finding(
+                    "balance_journal_mismatch",
+                    "paper",
+                    "journal",
+                    f"{fmt(b.free)}/{fmt(b.locked)}",
+                    f"{fmt(j[0])}/{fmt(j[1])}",
+                    user_id=b.account_id,
+                    asset=b.asset,
+                    details={
+                        "free": fmt(b.free),
+                        "locked": fmt(b.locked),
+                        "journal_free": fmt(j[0]),
+                        "journal_locked": fmt(j[1]),
+                    },
+                )
             )
-            self.paper.restore(
-                (venue_order(o), o.quantity - o.filled_quantity, o.cumulative_quote) for o in rows
-            )
-            max_seq = await session.scalar(select(func.max(Order.venue_seq)).where(Order.mode == "paper"))
-            self.paper.next_seq = int(max_seq or 0)
-            # Trade ids ("SYMBOL-n") continue where the last run stopped: every paper trade has a user side.
-            for symbol in rt.markets:
-                ids = (
-                    await session.execute(
-                        select(Fill.trade_id)
-                        .where(Fill.mode == "paper", Fill.symbol == symbol)
-                        .order_by(Fill.id.desc())
-                        .limit(200)
+    for key, (jf, jl) in journal.items():
+        if key[0] != EXTERNAL_ACCOUNT:
+            journal_held[key[1]] += jf + jl
+        if key not in seen:
+            per_account.checked += 1
+            if jf or jl:
+                per_account.add(
+                    Finding(
+                        "balance_journal_mismatch",
+                        "paper",
+                        "journal",
+                        None,
+                        f"{fmt(jf)}/{fmt(jl)}",
+                        user_id=key[0],
+                        asset=key[1],
+                        details={"balance_row": "missing"},
                     )
-                ).scalars()
-                last = max(
-                    (int(t.rsplit("-", 1)[1]) for t in ids if t.rsplit("-", 1)[-1].isdigit()), default=0
                 )
-                self.paper.exchange.book(symbol).next_trade_id = last + 1
-                # stop orders compare new ones with the last trade price (one that would trigger is refused)
-                last_price = await session.scalar(
-                    select(Fill.price)
-                    .where(Fill.mode == "paper", Fill.symbol == symbol)
-                    .order_by(Fill.id.desc())
-                    .limit(1)
+    for asset in sorted(set(held) | set(external) | set(journal_held) | set(asset_sum)):
+        totals.checked += 1
+        deposits = -external.get(asset, ZERO)
+        jsum = journal_held.get(asset, ZERO)
+        if not (held.get(asset, ZERO) == deposits == jsum):
+            totals.add(
+                Finding(
+                    "ledger_total_mismatch",
+                    "paper",
+                    "ledger",
+                    fmt(held.get(asset, ZERO)),
+                    f"deposits={fmt(deposits)} journal={fmt(jsum)}",
+                    asset=asset,
+                    details={
+                        "balances": fmt(held.get(asset, ZERO)),
+                        "net_deposits": fmt(deposits),
+                        "journal": fmt(jsum),
+                    },
                 )
-                if last_price is not None:
-                    self.paper.exchange.set_last_price(symbol, last_price)
-            if self.paper.market_maker is not None:
-                await self._reset_market_maker(session)
-        log.info("paper books rebuilt", resting=len(rows))
-        await self._publish_liquidity(force=True)
-
-    async def restore_liquidity(self, *, wait_s: float = 0.0) -> None:
-        """Quote the market maker's ladder again before matching anything after a rebuild, so a market order
-        recovered or placed across a restart fills as it would have without one.
-
-        The price is the last one this worker saw, else the price feed's stored ticker when fresh, else the
-        next one on the ticker stream, awaited up to `wait_s` (a restart has none in memory). A symbol with
-        no fresh price by then is left unquoted with a warning: matching resumes rather than holding every
-        order while the feed is down (as when its price goes stale, which pulls the quotes anyway)."""
-        if self.paper.market_maker is None or not self.has_paper_lease:
-            return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait_s
-        while True:
-            missing = [s for s in self.rt.markets if s not in self._prices]
-            for symbol in missing:
-                price = await self._stored_price(symbol)
-                if price is not None:
-                    self._prices.setdefault(symbol, price)
-            missing = [s for s in self.rt.markets if s not in self._prices]
-            left = deadline - loop.time()
-            if not missing or left <= 0 or self._stopping.is_set():
-                break
-            await self._heartbeat()  # "no quotes" rather than "no worker" while waiting
-            self._price_event.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._price_event.wait(), timeout=min(left, 0.5))
-        if missing:
-            log.warning("no fresh price; resuming without market-maker quotes", symbols=missing)
-        self._latest_prices = {**self._prices, **self._latest_prices}
-        await self._requote()
-        await self._publish_liquidity(force=True)
-
-    async def _stored_price(self, symbol: str) -> Decimal | None:
-        """The price feed's latest ticker for `symbol` if it is fresh (not stale, recent), else None."""
-        try:
-            ticker = await self.rt.market_data.get("ticker", symbol)
-            if not ticker or ticker.get("stale") or not ticker.get("price") or not ticker.get("ts"):
-                return None
-            age = self.rt.clock.now() - datetime.fromisoformat(str(ticker["ts"]))
-            return Decimal(str(ticker["price"])) if age <= FRESH_TICKER else None
-        except Exception as exc:
-            log.warning("could not read the stored ticker", symbol=symbol, error=str(exc))
-            return None
-
-    async def _publish_liquidity(self, *, force: bool = False) -> None:
-        """Record per symbol whether the market maker quotes both sides (for `/readyz` everywhere): on a
-        change, and every heartbeat so a marker whose worker died ages out."""
-        mm = self.paper.market_maker
-        if mm is None or not self.has_paper_lease:
-            return
-        levels = {s: self._quoted_levels(mm.config.account, s) for s in self.rt.markets}
-        state = {s: bids > 0 and asks > 0 for s, (bids, asks) in levels.items()}
-        if not force and state == self._quoted:
-            return
-        self._quoted = state
-        self._next_heartbeat = asyncio.get_running_loop().time() + liquidity.HEARTBEAT_S
-        now = self.rt.clock.now()
-        try:
-            for symbol, (bids, asks) in levels.items():
-                await self.rt.market_data.put(
-                    liquidity.KIND, symbol, liquidity.marker(symbol, bids, asks, now, self.consumer)
-                )
-        except Exception as exc:
-            log.warning("liquidity marker publication failed", error=str(exc))
-
-    def _quoted_levels(self, account: str, symbol: str) -> tuple[int, int]:
-        """How many market-maker orders rest on the (bid, ask) side: what readiness means by liquidity."""
-        resting = self.paper.exchange.open_orders(account, symbol)
-        bids = sum(1 for o in resting if o.side is Side.BUY)
-        return (bids, len(resting) - bids)
-
-    async def _heartbeat(self) -> None:
-        if self.paper.market_maker is None:
-            return
-        if asyncio.get_running_loop().time() >= self._next_heartbeat:
-            await self._publish_liquidity(force=True)
-
-    async def _reset_market_maker(self, session: Any) -> None:
-        """The market maker's resting orders lived only in memory: release their locks, fund it once, load it."""
-        mm = self.paper.market_maker
-        assert mm is not None
-        account = mm.config.account
-        ledger = SqlLedger(session, self.rt.clock)
-        rows = (await session.execute(select(Balance).where(Balance.account_id == account))).scalars().all()
-        entries = [release_entry(account, b.asset, b.locked, "mm-restart") for b in rows if b.locked > 0]
-        have = {b.asset for b in rows}
-        assets = {r.base_asset for r in self.rt.markets.values()} | {
-            r.quote_asset for r in self.rt.markets.values()
-        }
-        for asset in sorted(assets - have):
-            amount = self.rt.settings.paper_market_maker_funding.get(asset, MM_FUNDING_DEFAULT)
-            entries.append(deposit_entry(account, asset, amount, f"mm-funding-{asset}"))
-        if entries:
-            await ledger.apply(entries)
-        views = await ledger.balances(account)
-        self.paper.ledger.load({(account, v.asset): v.free for v in views})
-
-    async def handle_paper(self, msgs: Sequence[BusMessage]) -> None:
-        rt = self.rt
-        cmds = [m.data for m in msgs if m.data.get("command_id")]
-        if not cmds:
-            return
-        result = EMPTY
-        async with unit_of_work(rt.sessions) as session:
-            publish_after_commit(session)  # this batch's events go out right after its commit
-            now = rt.clock.now()
-            # Marking the commands processed first tells, in the same round trip, which are new: a redelivered
-            # one conflicts with its earlier mark. The marks commit (or roll back) with what the batch did.
-            ids = list(dict.fromkeys(str(c["command_id"]) for c in cmds))
-            table = ProcessedCommand.__table__  # type: ignore[attr-defined]
-            mark = (
-                upsert_insert(session.bind.dialect.name)(table)  # type: ignore[union-attr]
-                .on_conflict_do_nothing(index_elements=["command_id"])
-                .returning(table.c.command_id)
             )
-            fresh = set(
-                (
-                    await session.execute(mark, [{"command_id": cid, "processed_at": now} for cid in ids])
-                ).scalars()
+        if asset_sum.get(asset, ZERO) != 0:
+            totals.add(
+                Finding(
+                    "journal_unbalanced",
+                    "paper",
+                    "journal",
+                    fmt(asset_sum[asset]),
+                    "0",
+                    asset=asset,
+                )
             )
-            orders = await load_orders(session, {str(c["order_id"]) for c in cmds})
-            replaced = {o.replaces for o in orders.values() if o.replaces} - orders.keys()
-            if replaced:
-                orders.update(await load_orders(session, replaced))
-            status = {oid: o.status for oid, o in orders.items()}
-            spent: dict[tuple[str, str], Decimal] = {}  # what this batch's replacements locked, per balance
-            for cmd in cmds:
-                cid = str(cmd["command_id"])
-                if cid not in fresh:
-                    continue
-                fresh.discard(cid)  # a command twice in one batch runs once
-                order = orders.get(str(cmd["order_id"]))
-                if order is None:
-                    log.error("command for an unknown order", command_id=cid)
-                    continue
-                kind = str(cmd["kind"])
-                if order.replaces is not None and kind != "cancel":
-                    r = await self._paper_replace(session, order, orders, status, spent)
-                else:
-                    r = self._paper_command(kind, order, status[order.id])
-                for c in r.changes:
-                    status[c.order_id] = (
-                        c.status if c.order_id in status else status.get(c.order_id, c.status)
-                    )
-                result = result + r
-            await apply_result(session, rt.clock, result, orders=orders)
-        rt.relay.after_commit(session)
-        await self._publish_market(result)
+    return [totals, per_account, negatives]
 
-    async def _paper_replace(
-        self,
-        session: Any,
-        new: Order,
-        orders: dict[str, Order],
-        status: dict[str, str],
-        spent: dict[tuple[str, str], Decimal],
-    ) -> VenueResult:
-        """Cancel-replace on paper, atomically: the old order canceled and the new one placed, the lock moving
-        from one to the other in the same journal, or (the old order no longer open, the new one refused or
-        not affordable with what the old frees) only the new order REJECTED. Nothing was locked for the new
-        order at acceptance, so a refusal releases nothing."""
-        current = status.get(new.id)
-        if current == Status.PENDING_CANCEL and new.venue_seq is None:  # canceled before it ran
-            return VenueResult(changes=(OrderChange(new.id, Status.CANCELED, Decimal(0), Decimal(0), None),))
-        if current != Status.PENDING:
-            return EMPTY
-        old = orders.get(str(new.replaces))
-        if (
-            old is None
-            or status.get(old.id) not in (Status.NEW, Status.PARTIALLY_FILLED)
-            or not self.paper.in_book(old.id)
+
+async def check_locks(session: AsyncSession, memory: BookView) -> CheckOutcome:
+    out = CheckOutcome("locked_vs_open_orders")
+    expected: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+    contributors: dict[tuple[str, str], list[str]] = defaultdict(list)
+    orders = await session.execute(
+        select(Order).where(Order.mode == "paper", Order.status.in_([str(s) for s in RESERVING]))
+    )
+    for o in orders.scalars():
+        if o.reserved_asset and o.reserved_amount:
+            key = (o.user_id, o.reserved_asset)
+            expected[key] += remaining_reservation(o)
+            contributors[key].append(o.id)
+    book = memory if memory is not None and not isinstance(memory, BookUnavailable) else None
+    system_locks = book.open_locks() if book is not None else None
+    if system_locks is None:
+        out.notes.append("system accounts (market maker) skipped: no paper book to take their orders from")
+    else:
+        for key, amount in system_locks.items():
+            if key[0].startswith(SYSTEM_PREFIX):
+                expected[key] += amount
+    balances = list((await session.execute(select(Balance))).scalars())
+    seen: set[tuple[str, str]] = set()
+    for b in balances:
+        key = (b.account_id, b.asset)
+        seen.add(key)
+        if b.account_id == EXTERNAL_ACCOUNT:
+            continue
+        if b.account_id.startswith(SYSTEM_PREFIX) and (
+            system_locks is None or changed_since(b.updated_at, book)
         ):
-            reason = f"REPLACE_TARGET_NOT_OPEN: order {new.replaces} is no longer open"
-            return VenueResult(
-                changes=(OrderChange(new.id, Status.REJECTED, Decimal(0), Decimal(0), None, reason=reason),)
-            )
-        asset, amount = str(new.reserved_asset), new.reserved_amount or Decimal(0)
-        key = (new.user_id, asset)
-        free = await session.scalar(
-            select(Balance.free).where(Balance.account_id == new.user_id, Balance.asset == asset)
-        )
-        free = (free or Decimal(0)) - spent.get(key, Decimal(0))
-        freed = self.paper.locked_for(old.id) if old.reserved_asset == asset else Decimal(0)
-        if free + freed < amount:
-            reason = f"insufficient {asset} balance: needs {plain(amount)}, available {plain(free + freed)}"
-            return VenueResult(
-                changes=(OrderChange(new.id, Status.REJECTED, Decimal(0), Decimal(0), None, reason=reason),)
-            )
-        result = self.paper.replace_now(venue_order(old), venue_order(new))
-        if any(e.kind == "RESERVE" and e.ref == new.id for e in result.journal):
-            spent[key] = spent.get(key, Decimal(0)) + amount - freed
-        return result
-
-    def _paper_command(self, kind: str, order: Order, current: str) -> VenueResult:
-        vo = venue_order(order)
-        if kind == "place":
-            if current == Status.PENDING:
-                return self.paper.place_now(vo)
-            if (
-                current == Status.PENDING_CANCEL
-                and not self.paper.in_book(order.id)
-                and order.venue_seq is None
-            ):
-                return self.paper.cancel_unplaced(vo)
-            return EMPTY
-        if kind == "cancel":
-            if current in FINAL:
-                return EMPTY
-            if self.paper.in_book(order.id):
-                return self.paper.cancel_now(vo)
-            if order.replaces is not None and order.venue_seq is None:
-                # a replacement canceled before its replace ran: nothing was locked for it yet
-                if current in (Status.PENDING, Status.PENDING_CANCEL):
-                    change = OrderChange(order.id, Status.CANCELED, Decimal(0), Decimal(0), None)
-                    return VenueResult(changes=(change,))
-                return EMPTY
-            if current in (Status.PENDING, Status.PENDING_CANCEL) and order.venue_seq is None:
-                return self.paper.cancel_unplaced(vo)
-            return EMPTY
-        log.error("unknown command kind", kind=kind, order_id=order.id)
-        return EMPTY
-
-    async def _publish_market(self, result: VenueResult) -> None:
-        """Public market data is lossy by nature: published directly, never through the outbox."""
-        if not result.touched_symbols and not result.public_trades:
-            return
-        rt = self.rt
-        now = rt.clock.now()
-        try:
-            for symbol in result.touched_symbols:
-                depth = self.paper.depth(symbol)
-                await rt.market_data.put("depth", symbol, depth)
-                await rt.bus.publish(MARKET_DEPTH, public_event("DEPTH", symbol, now, depth))
-            by_symbol: dict[str, list[dict[str, Any]]] = {}
-            for t in result.public_trades:
-                by_symbol.setdefault(str(t["symbol"]), []).append(dict(t))
-            for symbol, trades in by_symbol.items():
-                await rt.market_data.push_trades(symbol, trades)
-                await rt.bus.publish_many(
-                    [(MARKET_TRADES, public_event("MARKET_TRADE", symbol, now, t)) for t in trades]
+            continue  # no book, or the market maker moved after the snapshot: compared next time
+        out.checked += 1
+        want = expected.get(key, ZERO)
+        if b.locked != want:
+            out.add(
+                Finding(
+                    "locked_mismatch",
+                    "paper",
+                    "orders",
+                    fmt(b.locked),
+                    fmt(want),
+                    user_id=b.account_id,
+                    asset=b.asset,
+                    details={"open_orders": contributors.get(key, [])[:50]},
                 )
-        except Exception as exc:
-            log.warning("market data publication failed", error=str(exc))
-
-    # -- market maker --------------------------------------------------------------------------------------
-
-    async def _ticker_loop(self) -> None:
-        last = "$"
-        while not self._stopping.is_set():
-            try:
-                msgs = await self.rt.bus.read({MARKET_TICKER: last}, count=500, block_ms=1000)
-            except BusUnavailable:
-                await asyncio.sleep(1.0)
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("ticker loop failed")
-                await asyncio.sleep(1.0)
-                continue
-            for m in msgs:
-                last = m.id
-                symbol = m.data.get("symbol")
-                price = (m.data.get("data") or {}).get("price")
-                stale = (m.data.get("data") or {}).get("stale")
-                if symbol in self.rt.markets and price:
-                    # A stale price is never quoted around: the market maker pulls its quotes until fresh.
-                    value = None if stale else Decimal(str(price))
-                    self._latest_prices[str(symbol)] = self._prices[str(symbol)] = value
-                    self._price_event.set()
-
-    async def _requote(self) -> None:
-        prices, self._latest_prices = self._latest_prices, {}
-        if not self.has_paper_lease:
-            return
-        result = EMPTY
-        for symbol, price in prices.items():
-            result = result + self.paper.requote(symbol, price)
-        if not result:
-            return
-        async with unit_of_work(self.rt.sessions) as session:
-            await apply_result(session, self.rt.clock, result)
-        self.rt.relay.notify()
-        await self._publish_market(result)
-        await self._publish_liquidity()
-
-    # -- testnet -------------------------------------------------------------------------------------------
-
-    async def _testnet_loop(self) -> None:
-        commands = GroupConsumer(
-            self.rt.bus,
-            TESTNET_COMMANDS,
-            EXECUTION_GROUP,
-            self.consumer,
-            count=50,
-            block_ms=200,
-            claim_idle_ms=self.claim_idle_ms,
-        )
-        while not self._stopping.is_set():
-            try:
-                for m in await commands.next_batch():
-                    await self._testnet_sem.acquire()
-                    task = asyncio.create_task(self._testnet_one(m))
-                    self._inflight.add(task)
-                    task.add_done_callback(self._inflight.discard)
-            except asyncio.CancelledError:
-                raise
-            except BusUnavailable:
-                commands.rewind()
-                await asyncio.sleep(0.5)
-            except Exception:
-                log.exception("testnet loop failed")
-                await asyncio.sleep(0.5)
-
-    async def _testnet_one(self, msg: BusMessage) -> None:
-        try:
-            await self.handle_testnet(msg)
-            await self.rt.bus.ack(TESTNET_COMMANDS, EXECUTION_GROUP, [msg.id])
-        except Exception:
-            log.exception("testnet command failed; it stays pending", command=dict(msg.data))
-        finally:
-            self._testnet_sem.release()
-
-    async def handle_testnet(self, msg: BusMessage) -> None:
-        assert self.testnet is not None
-        rt = self.rt
-        cid = str(msg.data["command_id"])
-        kind = str(msg.data["kind"])
-        async with unit_of_work(rt.sessions) as session:
-            if await session.get(ProcessedCommand, cid) is not None:
-                return
-            order = (await load_orders(session, [str(msg.data["order_id"])], lock=False)).get(
-                str(msg.data["order_id"])
             )
-            if order is None:
-                return
-            vo = venue_order(order)
-        result = EMPTY
-        if kind == "place" and vo.status == Status.PENDING:
-            result = await self.testnet.place(vo)
-        elif kind == "place" and vo.status == Status.PENDING_CANCEL and vo.venue_order_id is None:
-            result = await self.testnet.place(vo)
-            result = result + await self.testnet.cancel(vo)
-        elif kind == "cancel" and vo.status not in FINAL:
-            result = await self.testnet.cancel(vo)
-        async with unit_of_work(rt.sessions) as session:
-            session.add(ProcessedCommand(command_id=cid, processed_at=rt.clock.now()))
-            await apply_result(session, rt.clock, result)
-        rt.relay.notify()
-
-    async def apply_from_venue(self, result: VenueResult) -> None:
-        """The sink given to venues for what happens later (tracking, late discoveries)."""
-        if not result:
-            return
-        async with unit_of_work(self.rt.sessions) as session:
-            await apply_result(session, self.rt.clock, result)
-        self.rt.relay.notify()
+    for key, want in expected.items():
+        if key not in seen and want:
+            out.checked += 1
+            out.add(
+                Finding("locked_mismatch", "paper", "orders", None, fmt(want), user_id=key[0], asset=key[1])
+            )
+    return out
 
 
-__all__ = ["EXTERNAL_ACCOUNT", "SYSTEM_PREFIX", "ExecutionWorker", "venue_order"]
+async def check_fills(session: AsyncSession) -> list[CheckOutcome]:
+    pairs = CheckOutcome("paper_fills_two_sided")
+    settled = CheckOutcome("fills_settled")
+    by_trade: dict[tuple[str, str, Decimal, Decimal], list[Fill]] = defaultdict(list)
+    for f in (await session.execute(select(Fill).where(Fill.mode == "paper"))).scalars():
+        # Keyed by price and quantity too: trade ids count per symbol and may repeat across worker restarts.
+        by_trade[(f.symbol, f.trade_id, f.price, f.quantity)].append(f)
+    settle: dict[str, set[str]] = defaultdict(set)
+    rows = await session.execute(
+        select(LedgerPosting.ref, LedgerPosting.account_id)
+        .where(LedgerPosting.entry_kind == "SETTLE")
+        .distinct()
+    )
+    for ref, account in rows:
+        settle[ref].add(account)
+    for (symbol, trade_id, _, _), fills in sorted(by_trade.items(), key=lambda kv: kv[0][:2]):
+        pairs.checked += 1
+        sides = {f.liquidity for f in fills}
+        accounts = settle.get(trade_id, set())
+        for f in fills:
+            settled.checked += 1
+            if f.user_id not in accounts:
+                settled.add(
+                    Finding(
+                        "fill_unsettled",
+                        "paper",
+                        "journal",
+                        "fill",
+                        "no SETTLE posting",
+                        user_id=f.user_id,
+                        symbol=symbol,
+                        order_id=f.order_id,
+                        trade_id=trade_id,
+                    )
+                )
+        if sides == {"MAKER", "TAKER"}:
+            continue
+        if any(a.startswith(SYSTEM_PREFIX) and a != "system/fees" for a in accounts):
+            continue  # the counterparty is the market maker: its side is in the journal only
+        f = fills[0]
+        pairs.add(
+            Finding(
+                "fill_unpaired",
+                "paper",
+                "fills",
+                f.liquidity,
+                "MAKER" if f.liquidity == "TAKER" else "TAKER",
+                user_id=f.user_id,
+                symbol=symbol,
+                order_id=f.order_id,
+                trade_id=trade_id,
+                details={"present": sorted(sides), "count": len(fills)},
+            )
+        )
+    return [pairs, settled]
+
+
+async def check_filled_quantities(session: AsyncSession) -> CheckOutcome:
+    out = CheckOutcome("filled_quantity_vs_fills")
+    sums: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    for oid, qty in await session.execute(select(Fill.order_id, Fill.quantity).where(Fill.mode == "paper")):
+        sums[oid] += qty
+    for o in (await session.execute(select(Order).where(Order.mode == "paper"))).scalars():
+        out.checked += 1
+        have = sums.get(o.id, ZERO)
+        if o.filled_quantity != have:
+            out.add(
+                Finding(
+                    "filled_quantity_mismatch",
+                    "paper",
+                    "fills",
+                    fmt(o.filled_quantity),
+                    fmt(have),
+                    user_id=o.user_id,
+                    symbol=o.symbol,
+                    order_id=o.id,
+                )
+            )
+    return out
+
+
+async def check_positions(session: AsyncSession) -> CheckOutcome:
+    out = CheckOutcome("positions_vs_fills")
+    conn = await session.connection()
+    has_table = await conn.run_sync(lambda c: inspect(c).has_table("positions"))
+    if not has_table:
+        out.skipped = True
+        out.notes.append("no positions table: skipped")
+        return out
+    from shared.models.market import Position
+    from shared.positions import Fill as PositionFill
+    from shared.positions import PositionBook
+    from shared.symbols import split_symbol
+
+    book = PositionBook()
+    fills = await session.execute(select(Fill).order_by(Fill.ts, Fill.id))
+    for f in fills.scalars():
+        book.apply_fill(
+            f.user_id,
+            f.mode,
+            PositionFill(
+                symbol=f.symbol,
+                side=f.side,
+                quantity=f.quantity,
+                price=f.price,  # type: ignore[arg-type]
+                fee=f.fee,
+                fee_asset=f.fee_asset,
+                quote_asset=split_symbol(f.symbol)[1],
+                ts=f.ts,
+            ),
+        )
+    folded = {(s.user_id, s.mode, s.symbol): s for s in book.positions()}
+    rows = {(p.user_id, p.mode, p.symbol): p for p in (await session.execute(select(Position))).scalars()}
+    for key in sorted(set(folded) | set(rows)):
+        out.checked += 1
+        row, snap = rows.get(key), folded.get(key)
+        have = (row.quantity, row.avg_entry_price) if row is not None else (ZERO, ZERO)
+        want = (snap.quantity, snap.avg_entry_price) if snap is not None else (ZERO, ZERO)
+        if have != want:
+            out.add(
+                Finding(
+                    "position_mismatch",
+                    key[1],
+                    "fills",
+                    f"{fmt(have[0])}@{fmt(have[1])}",
+                    f"{fmt(want[0])}@{fmt(want[1])}",
+                    user_id=key[0],
+                    symbol=key[2],
+                )
+            )
+    return out
+
+
+def changed_since(updated_at: datetime, book: PaperMemory | None) -> bool:
+    """The row changed after the book was taken: the snapshot and the database read are not atomic."""
+    taken_at = book.taken_at if book is not None else None
+    return taken_at is not None and updated_at > taken_at
+
+
+async def check_books(session: AsyncSession, memory: BookView) -> CheckOutcome:
+    """The worker's open book (its published snapshot) against the database's resting paper orders: each order
+    in both, with the same remaining quantity and lock. Rows changed after the snapshot are left out."""
+    out = CheckOutcome("books_vs_database")
+    if memory is None:
+        out.skipped = True
+        out.notes.append("no paper book given: in-memory books not compared")
+        return out
+    if isinstance(memory, BookUnavailable):
+        out.checked += 1
+        out.notes.append(f"paper book unavailable: {memory.reason}")
+        out.add(Finding("book_unavailable", "paper", "memory", None, memory.reason))
+        return out
+    db = {
+        o.id: o
+        for o in (
+            await session.execute(
+                select(Order).where(
+                    Order.mode == "paper",
+                    Order.status.in_([str(s) for s in RESTING]),
+                    Order.venue_seq.is_not(None),
+                )
+            )
+        ).scalars()
+    }
+    mem = {b.order_id: b for b in memory.open_book_orders() if not b.account.startswith(SYSTEM_PREFIX)}
+    others = sorted(set(mem) - set(db))
+    closed = (
+        {o.id: o for o in (await session.execute(select(Order).where(Order.id.in_(others)))).scalars()}  # type: ignore[attr-defined]
+        if others
+        else {}
+    )
+    later = 0
+    for oid in sorted(set(db) | set(mem)):
+        o, b = db.get(oid), mem.get(oid)
+        row = o if o is not None else closed.get(oid)
+        if row is not None and changed_since(row.updated_at, memory):
+            later += 1
+            continue
+        out.checked += 1
+        if o is not None and b is None:
+            out.add(
+                Finding(
+                    "book_missing_order",
+                    "paper",
+                    "memory",
+                    o.status,
+                    "absent",
+                    user_id=o.user_id,
+                    symbol=o.symbol,
+                    order_id=oid,
+                )
+            )
+        elif o is None and b is not None:
+            out.add(
+                Finding(
+                    "book_extra_order",
+                    "paper",
+                    "memory",
+                    row.status if row is not None else "not open",
+                    f"resting {fmt(b.remaining_quantity)}",
+                    user_id=b.account,
+                    order_id=oid,
+                )
+            )
+        elif o is not None and b is not None and o.quantity - o.filled_quantity != b.remaining_quantity:
+            out.add(
+                Finding(
+                    "book_quantity_mismatch",
+                    "paper",
+                    "memory",
+                    fmt(o.quantity - o.filled_quantity),
+                    fmt(b.remaining_quantity),
+                    user_id=o.user_id,
+                    symbol=o.symbol,
+                    order_id=oid,
+                )
+            )
+        elif (
+            o is not None and b is not None and b.locked is not None and remaining_reservation(o) != b.locked
+        ):
+            out.add(
+                Finding(
+                    "book_lock_mismatch",
+                    "paper",
+                    "memory",
+                    fmt(remaining_reservation(o)),
+                    fmt(b.locked),
+                    user_id=o.user_id,
+                    asset=o.reserved_asset,
+                    symbol=o.symbol,
+                    order_id=oid,
+                )
+            )
+    if later:
+        out.notes.append(f"{later} order(s) changed after the book snapshot: compared next time")
+    return out
+
+
+async def check_stuck(session: AsyncSession, now: datetime, threshold_s: float) -> CheckOutcome:
+    """Any mode: an order PENDING (never reached its venue) or PENDING_CANCEL for longer than the threshold."""
+    out = CheckOutcome("no_stuck_orders")
+    cutoff = now - timedelta(seconds=threshold_s)
+    pending = [str(Status.PENDING), str(Status.PENDING_CANCEL)]
+    for o in (await session.execute(select(Order).where(Order.status.in_(pending)))).scalars():
+        out.checked += 1
+        if o.updated_at < cutoff:
+            age = int((now - o.updated_at).total_seconds())
+            out.add(
+                Finding(
+                    "order_stuck",
+                    o.mode,
+                    "clock",
+                    o.status,
+                    f"older than {int(threshold_s)}s ({age}s)",
+                    user_id=o.user_id,
+                    symbol=o.symbol,
+                    order_id=o.id,
+                    details={"status": o.status, "age_s": age, "mode": o.mode},
+                )
+            )
+    return out
+
+
+async def run_paper_checks(
+    session: AsyncSession, *, now: datetime, memory: BookView, stuck_after_s: float
+) -> list[CheckOutcome]:
+    outcomes: list[CheckOutcome] = []
+    outcomes += await check_ledger(session)
+    outcomes.append(await check_locks(session, memory))
+    outcomes += await check_fills(session)
+    outcomes.append(await check_filled_quantities(session))
+    outcomes.append(await check_positions(session))
+    outcomes.append(await check_books(session, memory))
+    outcomes.append(await check_stuck(session, now, stuck_after_s))
+    return outcomes
+
+
+def flatten(outcomes: Iterable[CheckOutcome]) -> list[Finding]:
+    return [f for o in outcomes for f in o.findings]
