@@ -38,10 +38,10 @@ from typing import Final
 
 from shared.amounts import average
 from shared.errors import Conflict, InvalidInput, NotFound
+from shared.ledger import EXACT
 
 from . import book as bk
 from .ledger import (
-    EXACT,
     FEE_ACCOUNT,
     Cell,
     FeeSchedule,

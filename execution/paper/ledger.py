@@ -42,25 +42,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from decimal import (
-    ROUND_FLOOR,
-    Context,
-    Decimal,
-    DivisionByZero,
-    Inexact,
-    InvalidOperation,
-    Overflow,
-)
+from decimal import ROUND_FLOOR, Decimal
 from typing import Final, Protocol
 
 from shared.errors import InvalidInput
+from shared.ledger import EXACT, EXTERNAL_ACCOUNT
 
 from .errors import InsufficientBalance, LedgerError
 from .rules import MarketRules
 
 __all__ = [
-    "EXACT",
-    "EXTERNAL_ACCOUNT",
     "FEE_ACCOUNT",
     "FREE",
     "LOCKED",
@@ -82,13 +73,9 @@ __all__ = [
     "settle_entry",
 ]
 
-EXTERNAL_ACCOUNT: Final = "external/deposits"
 FEE_ACCOUNT: Final = "system/fees"
 FREE: Final = "free"
 LOCKED: Final = "locked"
-
-EXACT: Final = Context(prec=60, traps=[InvalidOperation, Inexact, Overflow, DivisionByZero])
-"""Arithmetic context for money: an inexact result raises instead of rounding silently."""
 
 MAX_SCALE: Final = 18
 """Finest unit the ``Ledger`` holds, 10**-18: the database's NUMERIC(38,18) stores nothing finer."""

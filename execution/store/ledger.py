@@ -16,10 +16,11 @@ import orjson
 from sqlalchemy import TextClause, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from execution.paper.ledger import EXTERNAL_ACCOUNT, FREE, InsufficientBalance, JournalEntry, LedgerError
+from execution.paper.ledger import FREE, InsufficientBalance, JournalEntry, LedgerError
 from shared.amounts import plain
 from shared.clock import Clock
 from shared.db import upsert_insert
+from shared.ledger import EXTERNAL_ACCOUNT
 from shared.models import Balance, LedgerPosting
 
 ZERO = Decimal(0)

@@ -12,7 +12,6 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from execution.paper.ledger import (
-    EXTERNAL_ACCOUNT,
     InsufficientBalance,
     LedgerError,
     deposit_entry,
@@ -22,6 +21,7 @@ from execution.paper.ledger import (
 from execution.store.ledger import SqlLedger
 from shared.clock import SystemClock
 from shared.db import create_engine, session_factory
+from shared.ledger import EXTERNAL_ACCOUNT
 from shared.models import LedgerPosting
 
 

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from execution.paper.exchange import OrderRequest, OrderStatus, OrderType, PaperExchange, Side, TimeInForce
 from execution.paper.ledger import (
-    EXTERNAL_ACCOUNT,
     Balance,
     FeeSchedule,
     JournalRecorder,
@@ -22,6 +21,7 @@ from execution.paper.ledger import (
     reserve_entry,
 )
 from execution.paper.rules import MarketRules
+from shared.ledger import EXTERNAL_ACCOUNT
 from tests.paper.test_fast_path import FEES, RULES, GenericLedger, command, funded, run
 
 
