@@ -713,7 +713,9 @@ class ExecutionWorker:
                 return
             vo = venue_order(order)
         result = EMPTY
-        if kind == "place" and vo.status == Status.PENDING:
+        if vo.replaces is not None and kind != "cancel" and vo.status == Status.PENDING:
+            result = await self._testnet_replace(vo)
+        elif kind == "place" and vo.status == Status.PENDING:
             result = await self.testnet.place(vo)
         elif kind == "place" and vo.status == Status.PENDING_CANCEL and vo.venue_order_id is None:
             result = await self.testnet.place(vo)
@@ -724,6 +726,21 @@ class ExecutionWorker:
             session.add(ProcessedCommand(command_id=cid, processed_at=rt.clock.now()))
             await apply_result(session, rt.clock, result)
         rt.relay.notify()
+
+    async def _testnet_replace(self, new: VenueOrder) -> VenueResult:
+        """Cancel-replace on the testnet: one cancelReplace call, so Binance keeps exactly one of the two live;
+        a replacement of an order no longer open here is refused without asking the exchange."""
+        assert self.testnet is not None
+        async with unit_of_work(self.rt.sessions) as session:
+            old = (await load_orders(session, [str(new.replaces)], lock=False)).get(str(new.replaces))
+        if old is None or old.status not in (Status.NEW, Status.PARTIALLY_FILLED):
+            reason = f"REPLACE_TARGET_NOT_OPEN: order {new.replaces} is no longer open"
+            return VenueResult(
+                changes=(
+                    OrderChange(new.order_id, Status.REJECTED, Decimal(0), Decimal(0), None, reason=reason),
+                )
+            )
+        return await self.testnet.replace(venue_order(old), new)
 
     async def apply_from_venue(self, result: VenueResult) -> None:
         """The sink given to venues for what happens later (tracking, late discoveries)."""

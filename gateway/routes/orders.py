@@ -155,7 +155,7 @@ async def replace_order(
     """Cancel-replace (amend): the open order canceled and a new one (new id, `replaces` = this one) placed
     with the given quantity, price or stop price as one operation; exactly one of them is live afterwards.
     Paper: atomic (if the new order is refused, e.g. it would trigger at once, the old one stays). Testnet:
-    not yet (409). The answer is the new order (PENDING)."""
+    Binance's cancelReplace with STOP_ON_FAILURE. The answer is the new order (PENDING)."""
     order = await orders.replace(user, order_id, body)
     _after_response(after, rt.relay.notify)  # the relay publishes the replace's rows
     return order_out(order)

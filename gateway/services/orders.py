@@ -166,11 +166,6 @@ def request_hash(body: OrderIn, symbol: str, mode: str, tif: str) -> str:
     return hashlib.sha256(canon.encode()).hexdigest()
 
 
-# Stop orders and cancel-replace run on paper; the testnet venue does not send them yet, so they are refused
-# up front rather than sent without their stop price or left PENDING.
-TESTNET_NOT_YET = "{} are not available on the testnet yet; use paper mode."
-
-
 def check_order_rules(
     rules: MarketRules, order_type: str, quantity: Decimal, price: Decimal | None, stop_price: Decimal | None
 ) -> None:
@@ -281,8 +276,6 @@ class OrderService:
         }
         try:
             await self.limiter.hit(self.order_rate_limit, f"orders:{user.id}")
-            if mode == "testnet" and body.type in STOP_TYPES:
-                raise Conflict(TESTNET_NOT_YET.format(f"{body.type} orders"))
             if mode == "testnet" and not await has_testnet_keys(self.session, user.id):
                 raise Conflict("Save Binance testnet API keys before placing testnet orders.")
             reservation = await self._reservation(row, rules) if mode == "paper" else None
@@ -501,11 +494,10 @@ class OrderService:
         what the old order's remainder frees covers the new reservation, then cancels, moves the lock and
         places in one transaction; if the new order cannot be placed the old one stays untouched and the new
         one is REJECTED. Affordability is checked here too (against the old order's remainder as stored), so
-        an amend that cannot be afforded is a 422 at once. Testnet: not yet (409, ``TESTNET_NOT_YET``).
+        an amend that cannot be afforded is a 422 at once. Testnet: the worker sends one Binance cancelReplace
+        (STOP_ON_FAILURE) with the new order's id as its client order id.
         """
         old = await self.get_owned(user, order_id, for_update=True)
-        if old.mode == "testnet":
-            raise Conflict(TESTNET_NOT_YET.format("Cancel-replace"))
         if old.status not in (Status.NEW, Status.PARTIALLY_FILLED) or old.external:
             raise Conflict(f"Only an open order placed here can be replaced; this one is {old.status}.")
         pending = await self.session.scalar(

@@ -167,10 +167,88 @@ async def test_cancel_replace_keeps_exactly_one_live_order(api: Api) -> None:
     assert (await balance(api, user, "BTC"))[1] == Decimal("0.01")
 
 
-async def test_testnet_refuses_stop_orders_until_it_sends_them(api: Api) -> None:
-    """Not silently sent without their stop price: refused with 409 and nothing stored."""
-    user = await api.user("testnet-stop@example.com")
-    body = {"side": "SELL", "type": "STOP_LOSS", "quantity": "0.01", "stop_price": "50000", "mode": "testnet"}
-    r = await api.client.post("/api/orders", json={"symbol": "BTCUSDT", **body}, headers=user)
-    assert r.status_code == 409 and "not available on the testnet yet" in r.json()["detail"], r.text
-    assert (await api.client.get("/api/orders", headers=user)).json()["items"] == []
+@pytest.fixture
+async def testnet_api(db: tuple[str, dict[str, str], bool], binance_double, binance_account):  # type: ignore[no-untyped-def]
+    """The app with a testnet-mode user whose keys are on the Binance double."""
+    url, bus, migrate = db
+    settings = make_settings(url, binance_testnet_url=binance_double.url, **bus)
+    fast = {"timeout_ms": 2000, "poll_fast_s": 0.2, "poll_slow_s": 0.5}
+    async with running_api(settings, services=("execution",), migrate=migrate, testnet_overrides=fast) as a:
+        user = await a.user("testnet-stop@example.com")
+        keys = {"api_key": binance_account.api_key, "api_secret": binance_account.api_secret}
+        assert (await a.client.put("/api/keys/binance-testnet", json=keys, headers=user)).status_code == 200
+        assert (await a.client.put("/api/me/mode", json={"mode": "testnet"}, headers=user)).status_code == 200
+        yield a, user
+
+
+async def test_testnet_stop_loss_limit_triggers_on_the_exchange_at_its_stop_price(  # type: ignore[no-untyped-def]
+    testnet_api, binance_double, binance_account
+) -> None:
+    """Sent as Binance's own STOP_LOSS_LIMIT (the exchange holds the trigger): NEW and waiting under our id,
+    untouched by a price above the stop, then triggered and filled when the last price reaches it."""
+    api, user = testnet_api
+    body = {
+        "side": "SELL",
+        "type": "STOP_LOSS_LIMIT",
+        "quantity": "0.01",
+        "price": "58900",
+        "stop_price": "59000",
+    }
+    stop = await place(api, user, **body)
+    waiting = await settled(api, user, stop["order_id"], "NEW")
+    assert (
+        waiting["mode"] == "testnet" and waiting["triggered_at"] is None and waiting["stop_price"] == "59000"
+    )
+    [ex] = binance_double.state.orders(binance_account.api_key, client_order_id=stop["order_id"])
+    assert (ex.type, ex.stop_price, ex.price, ex.is_working) == ("STOP_LOSS_LIMIT", 59000, 58900, False)
+
+    binance_double.state.set_price("BTCUSDT", "59001")
+    binance_double.state.set_price("BTCUSDT", "59000")
+    done = await settled(api, user, stop["order_id"], "FILLED")
+    assert done["triggered_at"] is not None and Decimal(done["filled_quantity"]) == Decimal("0.01")
+    assert {Decimal(f["price"]) for f in done["fills"]} == {Decimal("59000")}
+    assert len(binance_double.state.orders(binance_account.api_key, client_order_id=stop["order_id"])) == 1
+
+
+async def test_testnet_cancel_replace_keeps_exactly_one_live_order(  # type: ignore[no-untyped-def]
+    testnet_api, binance_double, binance_account
+) -> None:
+    """One cancelReplace on the exchange: the old order CANCELED, the new one (our id as its client order id)
+    live with the new stop; and a replacement of an order the exchange no longer has open is REJECTED
+    without anything placed."""
+    api, user = testnet_api
+    body = {
+        "side": "SELL",
+        "type": "STOP_LOSS_LIMIT",
+        "quantity": "0.01",
+        "price": "58900",
+        "stop_price": "59000",
+    }
+    old = await place(api, user, **body)
+    await settled(api, user, old["order_id"], "NEW")
+    r = await api.client.post(
+        f"/api/orders/{old['order_id']}/replace", json={"stop_price": "58000", "price": "57900"}, headers=user
+    )
+    assert r.status_code == 202, r.text
+    moved = await settled(api, user, r.json()["order_id"], "NEW")
+    assert moved["replaces"] == old["order_id"] and moved["stop_price"] == "58000"
+    await settled(api, user, old["order_id"], "CANCELED")
+    live = [o for o in binance_double.state.orders(binance_account.api_key) if o.is_open]
+    assert [(o.client_order_id, o.stop_price, o.price) for o in live] == [(moved["order_id"], 58000, 57900)]
+    assert len(binance_double.state.requests(path="/api/v3/order/cancelReplace")) == 1
+    open_ = (await api.client.get("/api/orders?status=open", headers=user)).json()["items"]
+    assert [o["order_id"] for o in open_] == [moved["order_id"]]
+
+    # canceled on the exchange behind our back: the replace is refused there and nothing new is placed
+    [ex] = live
+    binance_double.state.expire_order(ex.order_id, "CANCELED")
+    r = await api.client.post(
+        f"/api/orders/{moved['order_id']}/replace", json={"price": "57800"}, headers=user
+    )
+    if r.status_code == 202:  # (the worker may already have seen the cancel, then it is a 409)
+        bad = await settled(api, user, r.json()["order_id"], "REJECTED")
+        assert "could not be canceled" in bad["reason"] or "no longer open" in bad["reason"], bad
+        assert binance_double.state.orders(binance_account.api_key, client_order_id=bad["order_id"]) == []
+    else:
+        assert r.status_code == 409, r.text
+    assert [o for o in binance_double.state.orders(binance_account.api_key) if o.is_open] == []
