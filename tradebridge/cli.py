@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -13,6 +13,9 @@ from shared.logging import configure_logging
 from shared.secrets import ConfigError
 from shared.settings import Settings
 from tradebridge.cli_apikeys import apikeys_app
+
+if TYPE_CHECKING:
+    from shared.secrets import Secrets
 
 app = typer.Typer(
     help="TradeBridge: one API for paper trading and the Binance spot testnet.",
@@ -239,7 +242,7 @@ def _run(coro: Any) -> None:
     uvloop.run(coro)
 
 
-def _check_secrets(settings: Settings):  # type: ignore[no-untyped-def]
+def _check_secrets(settings: Settings) -> Secrets:
     from shared.secrets import resolve_secrets
 
     try:

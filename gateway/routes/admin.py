@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
+from sqlmodel import col, select
 
 from gateway.deps import AuditorDep, CurrentAdmin, SessionDep
 from gateway.problems import AUTHENTICATED, problem_responses
@@ -23,14 +23,14 @@ async def list_users(
     offset: int = Query(default=0, ge=0),
 ) -> list[AdminUserOut]:
     users = (
-        await session.execute(select(User).order_by(User.created_at).limit(limit).offset(offset))
+        await session.execute(select(User).order_by(col(User.created_at)).limit(limit).offset(offset))
     ).scalars()
     out = [
         AdminUserOut(
             id=u.id,
             email=u.email,
             role=u.role,
-            mode=u.mode,  # type: ignore[arg-type]
+            mode=u.mode,
             has_testnet_keys=await has_testnet_keys(session, u.id),
             created_at=u.created_at,
             is_active=u.is_active,

@@ -33,7 +33,7 @@ async def register(body: RegisterIn, accounts: Accounts, keys: Keys) -> UserOut:
     user = await accounts.register(body.email, body.password)
     if verified is not None:
         await keys.store(user, verified)
-    return UserOut(id=user.id, email=user.email, role=user.role, mode=user.mode)  # type: ignore[arg-type]
+    return UserOut(id=user.id, email=user.email, role=user.role, mode=user.mode)
 
 
 @router.post("/login", response_model=TokenPair, responses=problem_responses(*WITH_BODY, 401, 429))

@@ -20,7 +20,7 @@ async def _me(session: AsyncSession, user: User) -> MeOut:
         id=user.id,
         email=user.email,
         role=user.role,
-        mode=user.mode,  # type: ignore[arg-type]
+        mode=user.mode,
         has_testnet_keys=await has_testnet_keys(session, user.id),
     )
 

@@ -12,9 +12,10 @@ from datetime import timedelta
 from typing import NoReturn
 
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col, select
 
 from gateway.services.audit import Auditor
 from shared.clock import Clock
@@ -60,7 +61,7 @@ class AccountService:
         validate_password(password)
         async with self.read_sessions() as reader:
             taken = (
-                await reader.execute(select(User).where(User.email == normalize_email(email)))
+                await reader.execute(select(User).where(col(User.email) == normalize_email(email)))
             ).scalar_one_or_none()
         if taken is not None:
             raise Conflict("An account with this email already exists.")
@@ -89,7 +90,7 @@ class AccountService:
         return user
 
     async def find_by_email(self, email: str) -> User | None:
-        result = await self.session.execute(select(User).where(User.email == normalize_email(email)))
+        result = await self.session.execute(select(User).where(col(User.email) == normalize_email(email)))
         return result.scalar_one_or_none()
 
     async def login(self, email: str, password: str, address: str) -> TokenPair:
@@ -99,7 +100,7 @@ class AccountService:
         # Looked up and verified before the request's transaction writes anything: on SQLite its first
         # statement takes the single write lock, which must not be held through bcrypt.
         async with self.read_sessions() as reader:
-            user = (await reader.execute(select(User).where(User.email == email))).scalar_one_or_none()
+            user = (await reader.execute(select(User).where(col(User.email) == email))).scalar_one_or_none()
         if user is None:
             await dummy_verify_async()
             ok = False
@@ -121,7 +122,7 @@ class AccountService:
         now = self.clock.now()
         row = (
             await self.session.execute(
-                select(RefreshToken).where(RefreshToken.token_hash == hash_refresh_token(token))
+                select(RefreshToken).where(col(RefreshToken.token_hash) == hash_refresh_token(token))
             )
         ).scalar_one_or_none()
         if row is None:
@@ -134,9 +135,9 @@ class AccountService:
         won = await self.session.execute(
             update(RefreshToken)
             .where(
-                RefreshToken.id == row.id,
-                RefreshToken.rotated_at.is_(None),
-                RefreshToken.revoked_at.is_(None),
+                col(RefreshToken.id) == row.id,
+                col(RefreshToken.rotated_at).is_(None),
+                col(RefreshToken.revoked_at).is_(None),
             )
             .values(rotated_at=now)
         )
@@ -152,7 +153,7 @@ class AccountService:
         transaction, which commits although the answer is 401 (nothing else was written before)."""
         await self.session.execute(
             update(RefreshToken)
-            .where(RefreshToken.family_id == row.family_id, RefreshToken.revoked_at.is_(None))
+            .where(col(RefreshToken.family_id) == row.family_id, col(RefreshToken.revoked_at).is_(None))
             .values(revoked_at=self.clock.now())
         )
         await self.auditor.record(
@@ -164,14 +165,14 @@ class AccountService:
     async def logout(self, token: str) -> None:
         row = (
             await self.session.execute(
-                select(RefreshToken).where(RefreshToken.token_hash == hash_refresh_token(token))
+                select(RefreshToken).where(col(RefreshToken.token_hash) == hash_refresh_token(token))
             )
         ).scalar_one_or_none()
         if row is None:
             return
         await self.session.execute(
             update(RefreshToken)
-            .where(RefreshToken.family_id == row.family_id, RefreshToken.revoked_at.is_(None))
+            .where(col(RefreshToken.family_id) == row.family_id, col(RefreshToken.revoked_at).is_(None))
             .values(revoked_at=self.clock.now())
         )
         await self.auditor.record(self.session, "auth.logout", actor_id=row.user_id)
@@ -212,7 +213,9 @@ async def has_testnet_keys(session: AsyncSession, user_id: str) -> bool:
     count = await session.scalar(
         select(func.count())
         .select_from(ExchangeCredential)
-        .where(ExchangeCredential.user_id == user_id, ExchangeCredential.exchange == TESTNET_EXCHANGE)
+        .where(
+            col(ExchangeCredential.user_id) == user_id, col(ExchangeCredential.exchange) == TESTNET_EXCHANGE
+        )
     )
     return bool(count)
 
@@ -223,7 +226,7 @@ async def ensure_admin(
     """Create the admin, or promote an existing account; idempotent (run at every start-up)."""
     email = normalize_email(email)
     async with unit_of_work(sessions) as session:
-        user = (await session.execute(select(User).where(User.email == email))).scalar_one_or_none()
+        user = (await session.execute(select(User).where(col(User.email) == email))).scalar_one_or_none()
         now = clock.now()
         if user is None:
             user = User(

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
 from gateway.services.audit import Auditor
 from shared.clock import Clock
@@ -76,15 +77,15 @@ class KeyService:
     async def list(self, user: User) -> list[ExchangeCredential]:
         result = await self.session.execute(
             select(ExchangeCredential)
-            .where(ExchangeCredential.user_id == user.id)
-            .order_by(ExchangeCredential.exchange)
+            .where(col(ExchangeCredential.user_id) == user.id)
+            .order_by(col(ExchangeCredential.exchange))
         )
         return list(result.scalars())
 
     async def delete(self, user: User, exchange: str = TESTNET_EXCHANGE) -> None:
         result = await self.session.execute(
             delete(ExchangeCredential).where(
-                ExchangeCredential.user_id == user.id, ExchangeCredential.exchange == exchange
+                col(ExchangeCredential.user_id) == user.id, col(ExchangeCredential.exchange) == exchange
             )
         )
         if not result.rowcount:  # type: ignore[attr-defined]
@@ -99,7 +100,7 @@ class KeyService:
     async def _get(self, user_id: str, exchange: str) -> ExchangeCredential | None:
         result = await self.session.execute(
             select(ExchangeCredential).where(
-                ExchangeCredential.user_id == user_id, ExchangeCredential.exchange == exchange
+                col(ExchangeCredential.user_id) == user_id, col(ExchangeCredential.exchange) == exchange
             )
         )
         return result.scalar_one_or_none()

@@ -10,6 +10,7 @@ the API's problem+json 404 and routes added after `mount_web` under those prefix
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Final
 
@@ -89,7 +90,13 @@ async def _chart_module(request: Request) -> Response:
 class _Assets(StaticFiles):
     """Static files with explicit JavaScript types (`nosniff` is on, and `.mjs` is unknown to mimetypes)."""
 
-    def file_response(self, full_path, stat_result, scope, status_code=200):  # type: ignore[no-untyped-def]
+    def file_response(
+        self,
+        full_path: str | os.PathLike[str],
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
         response = super().file_response(full_path, stat_result, scope, status_code)
         if str(full_path).endswith((".js", ".mjs")):
             response.headers["content-type"] = "text/javascript; charset=utf-8"
