@@ -13,6 +13,8 @@ import { createTicker } from "./trade/ticker.js";
 import { createTicket } from "./trade/ticket.js";
 import { marketChannels, venueOf } from "../state/venue.js";
 
+const VENUE_CHECK_MS = 5000;
+
 function panel(area, headingId, heading, ...content) {
   return el("section", { class: `panel area-${area}`, "aria-labelledby": headingId }, el("h2", { id: headingId }, heading), ...content);
 }
@@ -88,6 +90,13 @@ export function mountTrade(main, ctx, symbol) {
   }));
   ctx.poll(loadPublic);
   ctx.poll(loadPrivate);
+  // Binance can become unreachable while our socket stays live (and nothing is pushed then): in testnet mode
+  // the balances are read again every few seconds regardless, so the page shows the unreachable banner instead
+  // of the last numbers, and drops it once Binance answers again.
+  const venueCheck = setInterval(() => {
+    if (live.isLive && mode() === "testnet" && !document.hidden) balances.load().catch(() => {});
+  }, VENUE_CHECK_MS);
+  ctx.own(() => clearInterval(venueCheck));
 
   loadPublic();
   loadPrivate();
