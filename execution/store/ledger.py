@@ -15,6 +15,7 @@ from decimal import Decimal
 import orjson
 from sqlalchemy import TextClause, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from execution.paper.ledger import FREE, InsufficientBalance, JournalEntry, LedgerError
 from shared.amounts import plain
@@ -195,7 +196,7 @@ class SqlLedger:
     async def balances(self, account_id: str) -> list[BalanceView]:
         result = await self.session.execute(
             select(Balance)
-            .where(Balance.account_id == account_id)
+            .where(col(Balance.account_id) == account_id)
             .order_by(Balance.asset)
             .execution_options(
                 populate_existing=True

@@ -3,7 +3,7 @@ fields only, not on how the composition root assembles them."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Protocol, cast
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -51,7 +51,7 @@ async def get_parts(request: Request) -> Parts:
     """The process's parts. (The composition root is moving them from ``app.state.runtime`` to
     ``app.state.parts``; either serves.)"""
     state = request.app.state
-    return getattr(state, "parts", None) or state.runtime  # type: ignore[no-any-return]
+    return cast(Parts, getattr(state, "parts", None) or state.runtime)
 
 
 PartsDep = Annotated[Parts, Depends(get_parts)]
