@@ -588,6 +588,13 @@ class TestnetVenue:
             # send
             if order.status == Status.PENDING_CANCEL:
                 return self._final(order, Status.CANCELED, "canceled before it reached the exchange")
+            if order.replaces is not None:
+                # a replacement is only ever sent by `replace`, as one cancelReplace with the old order
+                return self._final(
+                    order,
+                    Status.REJECTED,
+                    "cancel-replace not done (the exchange does not have it); the old order stands",
+                )
             if loop_now() > deadline:
                 return self._expired_unsent(order, limit)
             try:

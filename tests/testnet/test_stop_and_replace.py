@@ -126,3 +126,17 @@ async def test_a_redelivered_replace_adopts_the_replacement_instead_of_sending_a
     assert one_change(again, new.order_id).status == "NEW"
     assert one_change(again, old.order_id).status == "CANCELED"
     assert live(h, h.account) == [new.order_id] and len(h.exchange(new.order_id)) == 1
+
+
+async def test_recovering_a_pending_replacement_never_places_it_beside_the_old_order(h: Harness) -> None:
+    """A restart finds the replacement PENDING and the exchange without it: it is REJECTED, not sent on its
+    own (that would leave two live orders); the old order stands."""
+    venue = await h.venue()
+    old = order(price="50000")
+    placed = one_change(await venue.place(old), old.order_id)
+    old = replace(old, status="NEW", venue_order_id=placed.venue_order_id)
+    new = replace(order(price="49000"), replaces=old.order_id)
+    result = await (await h.venue()).recover([old, new])
+    change = one_change(result, new.order_id)
+    assert change.status == "REJECTED" and "old order stands" in (change.reason or "")
+    assert h.exchange(new.order_id) == [] and live(h, h.account) == [old.order_id]
