@@ -67,6 +67,12 @@ def test_stop_limit_sell_from_the_ticket_then_amend_its_price(page: Any, system:
     expect(amend).to_have_attribute("aria-expanded", "true")
     price = page.get_by_label("New limit price")
     expect(price).to_be_focused()
+    page.keyboard.press("Escape")  # closes the form, the focus back on its button
+    expect(price).to_have_count(0)
+    expect(amend).to_be_focused()
+    expect(amend).to_have_attribute("aria-expanded", "false")
+    page.keyboard.press("Enter")
+    expect(price).to_be_focused()
     expect(price).to_have_value("49900.00")
     expect(page.get_by_label("New stop price")).to_have_value("50000.00")
     price.fill("49800.00")
@@ -80,6 +86,7 @@ def test_stop_limit_sell_from_the_ticket_then_amend_its_price(page: Any, system:
     expect(rows).to_have_attribute("data-trigger", "waiting")
     expect(rows).to_contain_text("49800.00")
     expect(rows.locator("td.stop-price")).to_have_text("50000.00")
+    expect(rows.get_by_role("button", name=re.compile("^Amend SELL"))).to_be_focused()  # on the replacement
 
     def one_live_replacement() -> dict[str, Any]:
         live = open_orders(system, email)

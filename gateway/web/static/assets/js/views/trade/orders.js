@@ -159,10 +159,13 @@ export function createOrders({ mode }) {
     for (const id of amending.keys()) {
       if (!orders.has(id) || !isOpen(orders.get(id))) amending.delete(id);
     }
-    // Re-rendering moves an amend form: the field being typed in keeps the focus.
-    const active = [...amending.values()].some((f) => f.contains(document.activeElement)) ? document.activeElement : null;
+    // Re-rendering rebuilds the rows: the focus stays where it was (a field of an amend form, which is the same
+    // node again, or an order's button, found again by its label) instead of falling back to the page.
+    const active = openBody.contains(document.activeElement) ? document.activeElement : null;
+    const label = active?.tagName === "BUTTON" ? active.getAttribute("aria-label") : null;
     clear(openBody, open.length ? open.flatMap(openRows) : emptyRow(9, "No open orders"));
     if (active?.isConnected) active.focus();
+    else if (label) openBody.querySelector(`button[aria-label="${CSS.escape(label)}"]`)?.focus();
     const closed = closedOrders(orders, mode());
     clear(historyBody, closed.length ? closed.flatMap(historyRows) : emptyRow(9, "No past orders"));
   }
