@@ -65,12 +65,14 @@ async def report(http: httpx.AsyncClient, admin: dict[str, str]) -> dict[str, An
     assert r.status_code == 202, r.text
     rid = r.json()["report_id"]
 
-    async def done() -> dict[str, Any] | None:
+    async def done() -> dict[str, Any]:
         body: dict[str, Any] = (await http.get(f"/api/admin/reconciliation/{rid}", headers=admin)).json()
         assert body["status"] != "failed", body["error"]
-        return body if body["status"] == "done" else None
+        assert body["status"] == "done", body["status"]
+        return body
 
-    return await eventually(done, timeout=30)  # type: ignore[no-any-return]
+    found = await eventually(done, timeout=30)
+    return found
 
 
 def books(rep: dict[str, Any]) -> dict[str, Any]:
@@ -108,7 +110,9 @@ async def test_book_check_with_the_worker_in_another_process(
             # An order open in the database that the worker's book does not hold.
             past = SystemClock().now() - timedelta(minutes=1)
             async with db(pg_url) as s:
-                row = (await s.execute(select(Order).where(Order.id == buy))).scalar_one()
+                row = (await s.execute(select(Order).where(Order.id == buy))).scalar_one()  # type: ignore[arg-type]
+                locked = row.reserved_amount
+                assert locked is not None
                 ghost = new_id()
                 s.add(
                     Order(
@@ -142,14 +146,14 @@ async def test_book_check_with_the_worker_in_another_process(
                 await s.execute(
                     update(Order)
                     .where(Order.id == buy)  # type: ignore[arg-type]
-                    .values(reserved_amount=Order.reserved_amount + 1, updated_at=past)
+                    .values(reserved_amount=Order.reserved_amount + 1, updated_at=past)  # type: ignore[operator]
                 )
             rep = await report(http, admin)
             locks = [m for m in rep["mismatches"] if m["kind"] == "book_lock_mismatch"]
             assert len(locks) == 1 and locks[0]["order_id"] == buy, rep["mismatches"]
             assert (locks[0]["tradebridge_value"], locks[0]["reference_value"]) == (
-                str(row.reserved_amount + 1),
-                str(row.reserved_amount),
+                str(locked + 1),
+                str(locked),
             )
             assert set(rep["summary"]["by_kind"]) == {"book_lock_mismatch", "locked_mismatch"}, rep[
                 "mismatches"
@@ -158,9 +162,10 @@ async def test_book_check_with_the_worker_in_another_process(
             # No worker: its snapshot ages out and the report says why.
             worker.stop()
 
-            async def unavailable() -> dict[str, Any] | None:
+            async def unavailable() -> dict[str, Any]:
                 r = await report(http, admin)
-                return r if "book_unavailable" in r["summary"]["by_kind"] else None
+                assert "book_unavailable" in r["summary"]["by_kind"], r["summary"]
+                return r
 
             rep = await eventually(unavailable, timeout=40, interval=1)
             (u,) = [m for m in rep["mismatches"] if m["kind"] == "book_unavailable"]
