@@ -93,4 +93,13 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         429: "Request weight or order rate exceeded (Retry-After)",
         503: "Overloaded",
     }
-    return {s: {"model": BinanceErrorOut, "description": described.get(s, "Error")} for s in statuses}
+    seconds = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 1}}
+    headers: dict[int, dict[str, Any]] = {
+        429: {"Retry-After": {**seconds, "required": True}},
+    }
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        out[status] = {"model": BinanceErrorOut, "description": described.get(status, "Error")}
+        if status in headers:
+            out[status]["headers"] = headers[status]
+    return out

@@ -233,7 +233,25 @@ def _levels(levels: list[Any], limit: int) -> list[list[str]]:
     return [[render.amount(Decimal(str(p))), render.amount(Decimal(str(q)))] for p, q in levels[:limit]]
 
 
-@router.get("/depth")
+def _query(*params: tuple[str, dict[str, Any], bool]) -> dict[str, Any]:
+    """OpenAPI ``parameters`` of a route that reads its query itself (Binance's raw parameters, not FastAPI's):
+    so the document says which are required and what they take."""
+    return {
+        "parameters": [
+            {"name": name, "in": "query", "required": required, "schema": schema}
+            for name, schema, required in params
+        ]
+    }
+
+
+_SYMBOL = ("symbol", {"type": "string"}, True)
+
+
+def _limit(high: int) -> tuple[str, dict[str, Any], bool]:
+    return ("limit", {"type": "integer", "minimum": 1, "maximum": high}, False)
+
+
+@router.get("/depth", openapi_extra=_query(_SYMBOL, _limit(5000)))
 async def depth(request: Request, rt: PartsDep) -> dict[str, Any]:
     call = await public_call(request, rt, 5)
     rules = _market(rt, call)
@@ -252,7 +270,7 @@ def _trade_id(raw: Any, fallback: int) -> int:
     return int(digits) if digits else fallback
 
 
-@router.get("/trades")
+@router.get("/trades", openapi_extra=_query(_SYMBOL, _limit(1000)))
 async def trades(request: Request, rt: PartsDep) -> list[dict[str, Any]]:
     call = await public_call(request, rt, 25)
     rules = _market(rt, call)
@@ -277,7 +295,12 @@ async def trades(request: Request, rt: PartsDep) -> list[dict[str, Any]]:
     return sorted(out, key=lambda t: (t["time"], t["id"]))
 
 
-@router.get("/klines")
+@router.get(
+    "/klines",
+    openapi_extra=_query(
+        _SYMBOL, ("interval", {"type": "string", "enum": list(INTERVALS)}, True), _limit(1000)
+    ),
+)
 async def klines(request: Request, rt: PartsDep) -> list[list[Any]]:
     call = await public_call(request, rt, 2)
     rules = _market(rt, call)
@@ -822,7 +845,26 @@ def _uid(user_id: str) -> int:
         return 0
 
 
-@router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"], include_in_schema=False)
-async def unknown(rest: str) -> Response:
-    """Unknown endpoints under the prefix answer Binance's 404, not the web app's page."""
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+@router.api_route("/{rest:path}", methods=list(_METHODS), include_in_schema=False)
+async def unknown(request: Request, rest: str) -> Response:
+    """Unknown endpoints under the prefix answer Binance's 404, not the web app's page; a known endpoint with
+    a method it lacks answers 405 naming its methods (Allow), in Binance's shape like every error here."""
+    path = request.url.path
+    methods = {
+        m
+        for route in router.routes
+        if isinstance(route, APIRoute) and route.include_in_schema and route.path_regex.match(path)
+        for m in route.methods or ()
+    }
+    if methods:
+        allow = ", ".join(m for m in _METHODS if m in methods)
+        raise BinanceError(
+            -1000,
+            f"Method {request.method} not allowed for /api/v3/{rest}; use {allow}.",
+            405,
+            {"Allow": allow},
+        )
     raise BinanceError(-1000, f"Unknown endpoint /api/v3/{rest}.", 404)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Response, status
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
 
 from gateway.binance_api.parts import PartsDep
 from gateway.deps import AuditorDep, CurrentUser, SessionDep
@@ -21,10 +24,54 @@ Scope = Literal["read", "trade"]
 _ALL_SCOPES: tuple[Scope, ...] = ("read", "trade")
 
 
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_HEX = "[0-9a-fA-F]{1,4}"
+_IPV6 = "|".join(
+    (
+        f"(?:{_HEX}:){{7}}{_HEX}",
+        f"(?:{_HEX}:){{1,7}}:",
+        *(f"(?:{_HEX}:){{1,{7 - n}}}(?::{_HEX}){{1,{n}}}" for n in range(1, 7)),
+        f":(?:(?::{_HEX}){{1,7}}|:)",
+    )
+)
+_IPV4_NETWORK = rf"^{_OCTET}(?:\.{_OCTET}){{3}}/(?:3[0-2]|[12]?\d)$"
+_IPV6_NETWORK = rf"^(?:{_IPV6})/(?:12[0-8]|1[01]\d|[1-9]?\d)$"
+
+
+def _address_or_network(value: str) -> str:
+    """What the document promises, no more: an IPv4 or IPv6 address, or one in CIDR notation."""
+    if "/" in value:
+        if re.match(_IPV4_NETWORK, value) or re.match(_IPV6_NETWORK, value):
+            return value
+    elif "%" not in value:  # no IPv6 zone: not the `ipv6` format, and no network
+        with contextlib.suppress(ValueError):
+            ipaddress.ip_address(value)
+            return value
+    raise ValueError("not an IP address or network")
+
+
+# Declared with formats and patterns a client (and Schemathesis) can generate from, and validated to match them.
+AllowedAddress = Annotated[
+    str,
+    AfterValidator(_address_or_network),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "ipv4"},
+                {"type": "string", "format": "ipv6"},
+                {"type": "string", "pattern": _IPV4_NETWORK},
+                {"type": "string", "pattern": _IPV6_NETWORK},
+            ],
+            "description": "An IP address, or a network in CIDR notation (203.0.113.7, 10.0.0.0/8, 2001:db8::/32).",
+        }
+    ),
+]
+
+
 class ApiKeyIn(BaseModel):
     label: str = Field(default="", max_length=64)
     scopes: list[Scope] = Field(default_factory=lambda: list(_ALL_SCOPES), min_length=1)
-    ip_allowlist: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=20)
+    ip_allowlist: list[AllowedAddress] = Field(default_factory=list, max_length=20)
 
 
 class ApiKeyOut(BaseModel):
