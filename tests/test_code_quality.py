@@ -1,4 +1,5 @@
-"""ruff on the whole tree and mypy --strict on the domain packages, as part of the suite."""
+"""ruff and mypy as part of the suite (so CI runs them): `ruff check` on the whole tree, `ruff format --check`
+on the formatted packages, mypy (pyproject's [tool.mypy]) over every service and --strict on the domain."""
 
 from __future__ import annotations
 
@@ -21,13 +22,56 @@ STRICT = [
 
 
 def test_ruff_is_clean() -> None:
-    out = subprocess.run([sys.executable, "-m", "ruff", "check", "."], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "."], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+# Formatted with `ruff format`; the rest (execution, pricefeed, shared, tests, benchmarks) join once the
+# lead formats them.
+FORMATTED = ["gateway", "events", "reconciliation", "tradebridge", "migrations"]
+
+# Files still with mypy errors while they are being reworked (issue #15 item 6); the list only shrinks.
+MYPY_PENDING = {
+    "execution/engine.py",
+    "execution/service.py",
+    "execution/worker.py",
+    "gateway/binance_api/routes.py",
+    "gateway/routes/portfolio.py",
+    "gateway/services/orders.py",
+    "reconciliation/paper.py",
+}
+
+
+def test_formatted_packages_stay_formatted() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", *FORMATTED],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_code_base_is_mypy_clean() -> None:
+    """Every service under pyproject's [tool.mypy] (files, the strict overrides, unused ignores reported)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    errors = [line for line in out.stdout.splitlines() if ": error:" in line]
+    unexpected = [line for line in errors if line.split(":", 1)[0] not in MYPY_PENDING]
+    assert not unexpected, "\n".join(unexpected)
+    assert errors or out.returncode == 0, out.stdout + out.stderr
 
 
 def test_domain_packages_are_mypy_strict_clean() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--follow-imports=silent", *STRICT],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stdout + out.stderr
