@@ -37,7 +37,6 @@ MYPY_PENDING = {
     "execution/engine.py",
     "execution/service.py",
     "execution/worker.py",
-    "gateway/binance_api/routes.py",
     "gateway/routes/portfolio.py",
     "gateway/services/orders.py",
     "reconciliation/paper.py",
