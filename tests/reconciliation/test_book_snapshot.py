@@ -12,6 +12,7 @@ from sqlalchemy import update
 from reconciliation.paper import SnapshotMemory, check_books, published_book
 from shared.db import unit_of_work
 from shared.models import Order
+from tests.reconciliation.conftest import admin_auth, run_report
 from tests.reconciliation.test_paper import order, status_is
 from tests.support.api import Api
 from tests.support.eventually import eventually
@@ -43,3 +44,18 @@ async def test_rows_changed_after_the_snapshot_wait_for_the_next_one(recon: Api)
         "1 order(s) changed after the book snapshot: compared next time"
     ]
     assert await drift(timedelta(seconds=-1)) == ["book_quantity_mismatch"]
+
+
+async def test_a_waiting_stop_order_is_in_the_published_book(recon: Api) -> None:
+    """A stop order waiting for its trigger rests in the database (NEW) and in the book's stop list, not on the
+    order book: the snapshot carries it, so a clean system reports clean."""
+    api = recon
+    user = await api.user("stopper@example.com")
+    body = {"side": "SELL", "type": "STOP_LOSS_LIMIT", "quantity": "0.001", "price": "29000"}
+    oid = await order(api, user, stop_price="30000", **body)
+    await eventually(lambda: status_is(api, user, oid, "NEW"))
+    admin = await admin_auth(api)
+    report = await run_report(api, admin)
+    assert report["mismatch_count"] == 0, report["mismatches"]
+    books = next(c for c in report["summary"]["checks"] if c["name"] == "books_vs_database")
+    assert books["checked"] == 1, books
