@@ -1,4 +1,7 @@
-"""shared/exchanges is the only code (outside tests/) that imports ccxt, and it imports no service."""
+"""shared/exchanges is the only product code that imports ccxt, and it imports no service.
+
+tests/ and benchmarks/ are exempt: there ccxt and python-binance play the bots that drive our APIs.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 ADAPTERS = ROOT / "shared" / "exchanges"
-SKIP = {".venv", "tests", "node_modules", ".git", "build", "dist", "test-output"}
+SKIP = {".venv", "tests", "benchmarks", "node_modules", ".git", "build", "dist", "test-output"}
 SERVICES = ("gateway", "execution", "events", "pricefeed", "tradebridge")
 
 
