@@ -7,7 +7,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlmodel import col, select
 
 from execution.paper.market_maker import MarketMakerConfig
 from execution.parts import ExecutionParts
@@ -35,7 +35,7 @@ def build_testnet(parts: ExecutionParts, **overrides: Any) -> TestnetVenue:
     async def users() -> list[str]:
         async with parts.read_sessions() as session:
             rows = await session.execute(
-                select(ExchangeCredential.user_id).where(ExchangeCredential.exchange == TESTNET_EXCHANGE)
+                select(ExchangeCredential.user_id).where(col(ExchangeCredential.exchange) == TESTNET_EXCHANGE)
             )
             return [str(u) for u in rows.scalars()]
 
@@ -72,7 +72,7 @@ async def _open_testnet_orders(parts: ExecutionParts) -> list[VenueOrder]:
     async with unit_of_work(parts.sessions) as session:
         rows = (
             await session.execute(
-                select(Order).where(Order.mode == "testnet", Order.status.not_in(list(FINAL)))
+                select(Order).where(col(Order.mode) == "testnet", col(Order.status).not_in(list(FINAL)))
             )
         ).scalars()
         return [venue_order(o) for o in rows]
