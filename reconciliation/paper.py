@@ -15,8 +15,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal, Inexact, localcontext
 from typing import Protocol
 
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
 from reconciliation.findings import CheckOutcome, Finding, fmt
 from shared import paper_book
@@ -126,7 +127,12 @@ async def check_ledger(session: AsyncSession) -> list[CheckOutcome]:
     journal: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
     asset_sum: dict[str, Decimal] = defaultdict(lambda: ZERO)
     rows = await session.execute(
-        select(LedgerPosting.account_id, LedgerPosting.asset, LedgerPosting.bucket, LedgerPosting.amount)
+        select(
+            col(LedgerPosting.account_id),
+            col(LedgerPosting.asset),
+            col(LedgerPosting.bucket),
+            col(LedgerPosting.amount),
+        )
     )
     for account, asset, bucket, amount in rows:
         journal[(account, asset)][0 if bucket == "free" else 1] += amount
@@ -237,7 +243,7 @@ async def check_locks(session: AsyncSession, memory: BookView) -> CheckOutcome:
     expected: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
     contributors: dict[tuple[str, str], list[str]] = defaultdict(list)
     orders = await session.execute(
-        select(Order).where(Order.mode == "paper", Order.status.in_([str(s) for s in RESERVING]))
+        select(Order).where(col(Order.mode) == "paper", col(Order.status).in_([str(s) for s in RESERVING]))
     )
     for o in orders.scalars():
         if o.reserved_asset and o.reserved_amount:
@@ -291,13 +297,13 @@ async def check_fills(session: AsyncSession) -> list[CheckOutcome]:
     pairs = CheckOutcome("paper_fills_two_sided")
     settled = CheckOutcome("fills_settled")
     by_trade: dict[tuple[str, str, Decimal, Decimal], list[Fill]] = defaultdict(list)
-    for f in (await session.execute(select(Fill).where(Fill.mode == "paper"))).scalars():
+    for f in (await session.execute(select(Fill).where(col(Fill.mode) == "paper"))).scalars():
         # Keyed by price and quantity too: trade ids count per symbol and may repeat across worker restarts.
         by_trade[(f.symbol, f.trade_id, f.price, f.quantity)].append(f)
     settle: dict[str, set[str]] = defaultdict(set)
     rows = await session.execute(
         select(LedgerPosting.ref, LedgerPosting.account_id)
-        .where(LedgerPosting.entry_kind == "SETTLE")
+        .where(col(LedgerPosting.entry_kind) == "SETTLE")
         .distinct()
     )
     for ref, account in rows:
@@ -347,7 +353,9 @@ async def check_fills(session: AsyncSession) -> list[CheckOutcome]:
 async def check_filled_quantities(session: AsyncSession) -> CheckOutcome:
     out = CheckOutcome("filled_quantity_vs_fills")
     sums: dict[str, Decimal] = defaultdict(lambda: ZERO)
-    for oid, qty in await session.execute(select(Fill.order_id, Fill.quantity).where(Fill.mode == "paper")):
+    for oid, qty in await session.execute(
+        select(col(Fill.order_id), col(Fill.quantity)).where(col(Fill.mode) == "paper")
+    ):
         sums[oid] += qty
     for o in (await session.execute(select(Order).where(Order.mode == "paper"))).scalars():
         out.checked += 1
@@ -379,19 +387,20 @@ async def check_positions(session: AsyncSession) -> CheckOutcome:
     from shared.models.market import Position
     from shared.positions import Fill as PositionFill
     from shared.positions import PositionBook
+    from shared.positions import Side as PositionSide
     from shared.symbols import split_symbol
 
     book = PositionBook()
-    fills = await session.execute(select(Fill).order_by(Fill.ts, Fill.id))
+    fills = await session.execute(select(Fill).order_by(col(Fill.ts), col(Fill.id)))
     for f in fills.scalars():
         book.apply_fill(
             f.user_id,
             f.mode,
             PositionFill(
                 symbol=f.symbol,
-                side=f.side,
+                side=PositionSide(f.side.upper()),
                 quantity=f.quantity,
-                price=f.price,  # type: ignore[arg-type]
+                price=f.price,
                 fee=f.fee,
                 fee_asset=f.fee_asset,
                 quote_asset=split_symbol(f.symbol)[1],
@@ -444,9 +453,9 @@ async def check_books(session: AsyncSession, memory: BookView) -> CheckOutcome:
         for o in (
             await session.execute(
                 select(Order).where(
-                    Order.mode == "paper",
-                    Order.status.in_([str(s) for s in RESTING]),
-                    Order.venue_seq.is_not(None),
+                    col(Order.mode) == "paper",
+                    col(Order.status).in_([str(s) for s in RESTING]),
+                    col(Order.venue_seq).is_not(None),
                 )
             )
         ).scalars()
@@ -530,7 +539,7 @@ async def check_stuck(session: AsyncSession, now: datetime, threshold_s: float) 
     out = CheckOutcome("no_stuck_orders")
     cutoff = now - timedelta(seconds=threshold_s)
     pending = [str(Status.PENDING), str(Status.PENDING_CANCEL)]
-    for o in (await session.execute(select(Order).where(Order.status.in_(pending)))).scalars():
+    for o in (await session.execute(select(Order).where(col(Order.status).in_(pending)))).scalars():
         out.checked += 1
         if o.updated_at < cutoff:
             age = int((now - o.updated_at).total_seconds())

@@ -38,7 +38,6 @@ MYPY_PENDING = {
     "execution/worker.py",
     "gateway/routes/portfolio.py",
     "gateway/services/orders.py",
-    "reconciliation/paper.py",
 }
 
 
