@@ -62,7 +62,11 @@ async def run(double: BinanceDouble, mode: str, fills: int) -> list[float]:
         double.state.set_price("BTCUSDT", str(price))
         if mode == "stream":
             await venue.balances("u1")  # builds the user's session, which subscribes their stream
-            while not venue.streaming("u1"):
+            deadline = asyncio.get_running_loop().time() + 30
+            # the venue exposes the stream's state, not an event for it: poll it, bounded
+            while not venue.streaming("u1"):  # noqa: ASYNC110
+                if asyncio.get_running_loop().time() > deadline:
+                    raise SystemExit("the user stream did not come up within 30 s")
                 await asyncio.sleep(0.01)
         for _ in range(fills):
             oid = new_id()

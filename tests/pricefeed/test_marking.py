@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 
 from pricefeed.domain.marking import MarkingEngine, PositionUpdate, _update_of
-from shared.positions import Fill, Position, Side
 from shared.clock import ManualClock
+from shared.positions import Fill, Position, Side
 
 D = Decimal
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from pricefeed.domain.candles import Candle, InMemoryCandleStore, Interval
 from pricefeed.domain.marking import PositionUpdate
-from shared.positions import Fill, Side
 from pricefeed.domain.ticks import Tick
 from pricefeed.service import PriceFeedService
 from pricefeed.sources import ReplaySource
 from shared.clock import ManualClock
+from shared.positions import Fill, Side
 from tests.support.eventually import eventually
 
 
