@@ -64,7 +64,7 @@ async def run(double: BinanceDouble, mode: str, fills: int) -> list[float]:
             await venue.balances("u1")  # builds the user's session, which subscribes their stream
             deadline = asyncio.get_running_loop().time() + 30
             # the venue exposes the stream's state, not an event for it: poll it, bounded
-            while not venue.streaming("u1"):  # noqa: ASYNC110
+            while not venue.streaming("u1"):
                 if asyncio.get_running_loop().time() > deadline:
                     raise SystemExit("the user stream did not come up within 30 s")
                 await asyncio.sleep(0.01)
