@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
+from sqlmodel import col, select
 
 from execution.store.ledger import SqlLedger
 from gateway.deps import CurrentUser, PartsDep, SessionDep
@@ -89,8 +89,8 @@ async def positions(
     rows = (
         await session.execute(
             select(Position)
-            .where(Position.user_id == user.id, Position.mode == (mode or user.mode))
-            .order_by(Position.symbol)
+            .where(col(Position.user_id) == user.id, col(Position.mode) == (mode or user.mode))
+            .order_by(col(Position.symbol))
         )
     ).scalars()
     out = []
@@ -112,8 +112,10 @@ async def trades(
     symbol: Annotated[str | None, Query(max_length=20)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[TradeOut]:
-    stmt = select(Fill).where(Fill.user_id == user.id, Fill.mode == (mode or user.mode))
+    stmt = select(Fill).where(col(Fill.user_id) == user.id, col(Fill.mode) == (mode or user.mode))
     if symbol:
-        stmt = stmt.where(Fill.symbol == orders.rules_for(symbol).symbol)
-    rows = (await session.execute(stmt.order_by(Fill.ts.desc(), Fill.id.desc()).limit(limit))).scalars()
+        stmt = stmt.where(col(Fill.symbol) == orders.rules_for(symbol).symbol)
+    rows = (
+        await session.execute(stmt.order_by(col(Fill.ts).desc(), col(Fill.id).desc()).limit(limit))
+    ).scalars()
     return [TradeOut(**fill_out(f).model_dump()) for f in rows]
