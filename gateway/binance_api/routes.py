@@ -127,6 +127,15 @@ def _int(
     return value
 
 
+# The last millisecond a datetime can hold (9999-12-31T23:59:59.999Z): a later startTime/endTime is a 400.
+_MAX_MS = 253_402_300_799_999
+
+
+def _time(call: Call, name: str) -> int | None:
+    """A millisecond timestamp parameter, within what a datetime holds."""
+    return _int(call, name, high=_MAX_MS)
+
+
 def _market(rt: Parts, call: Call, *, required: bool = True) -> MarketRules | None:
     symbol = call.get("symbol")
     if symbol is None:
@@ -298,7 +307,11 @@ async def trades(request: Request, rt: PartsDep) -> list[dict[str, Any]]:
 @router.get(
     "/klines",
     openapi_extra=_query(
-        _SYMBOL, ("interval", {"type": "string", "enum": list(INTERVALS)}, True), _limit(1000)
+        _SYMBOL,
+        ("interval", {"type": "string", "enum": list(INTERVALS)}, True),
+        _limit(1000),
+        ("startTime", {"type": "integer", "minimum": 0, "maximum": _MAX_MS}, False),
+        ("endTime", {"type": "integer", "minimum": 0, "maximum": _MAX_MS}, False),
     ),
 )
 async def klines(request: Request, rt: PartsDep) -> list[list[Any]]:
@@ -311,7 +324,7 @@ async def klines(request: Request, rt: PartsDep) -> list[list[Any]]:
     if interval not in INTERVALS:
         raise BinanceError(-1120, "Invalid interval.")
     limit = _int(call, "limit", default=500, low=1, high=1000) or 500
-    start, end = _int(call, "startTime"), _int(call, "endTime")
+    start, end = _time(call, "startTime"), _time(call, "endTime")
     stmt = select(CandleRow).where(col(CandleRow.symbol) == rules.symbol, col(CandleRow.interval) == interval)
     if start is not None:
         stmt = stmt.where(col(CandleRow.start) >= datetime.fromtimestamp(start / 1000, UTC))
@@ -744,7 +757,7 @@ async def all_orders(request: Request, rt: PartsDep) -> list[dict[str, Any]]:
         call = await signed_call(request, rt, 20, "read", reader)
         rules = _market(rt, call)
         limit = _int(call, "limit", default=500, low=1, high=1000) or 500
-        start, end, from_id = _int(call, "startTime"), _int(call, "endTime"), _int(call, "orderId")
+        start, end, from_id = _time(call, "startTime"), _time(call, "endTime"), _int(call, "orderId")
         orders = await _orders(reader, call, open_only=False, rules=rules, limit=5000)
     rendered = _render_orders(orders)
     rendered = [
@@ -768,7 +781,7 @@ async def _my_trades(reader: AsyncSession, call: Call, rt: Parts) -> list[dict[s
     rules = _market(rt, call)
     assert rules is not None
     limit = _int(call, "limit", default=500, low=1, high=1000) or 500
-    start, end, from_id = _int(call, "startTime"), _int(call, "endTime"), _int(call, "fromId")
+    start, end, from_id = _time(call, "startTime"), _time(call, "endTime"), _int(call, "fromId")
     order_filter = _int(call, "orderId")
     stmt = select(Fill).where(
         col(Fill.user_id) == call.key.user_id, col(Fill.mode) == MODE, col(Fill.symbol) == rules.symbol

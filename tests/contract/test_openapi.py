@@ -103,6 +103,20 @@ async def test_binance_market_data_declares_its_required_parameters(sqlite_gatew
         assert (await sqlite_gateway.client.get(f"/binance/api/v3/{path}", params=query)).status_code == 200
 
 
+async def test_binance_times_past_what_a_datetime_holds_are_400_not_500(sqlite_gateway: Api) -> None:
+    """`startTime=99999999999999999999` on /klines (and /allOrders, /myTrades) made datetime.fromtimestamp
+    raise: a 500 for client input. The document bounds it and the route answers Binance's -1130."""
+    doc = (await sqlite_gateway.client.get("/openapi.json")).json()
+    params = {p["name"]: p for p in doc["paths"]["/binance/api/v3/klines"]["get"]["parameters"]}
+    highest = params["startTime"]["schema"]["maximum"]
+    query = {"symbol": "BTCUSDT", "interval": "1m"}
+    for name in ("startTime", "endTime"):
+        r = await sqlite_gateway.client.get("/binance/api/v3/klines", params={**query, name: "9" * 20})
+        assert (r.status_code, r.json()["code"]) == (400, -1130), r.text
+        r = await sqlite_gateway.client.get("/binance/api/v3/klines", params={**query, name: highest})
+        assert r.status_code == 200, r.text
+
+
 async def test_binance_undeclared_methods_are_405_with_allow(sqlite_gateway: Api) -> None:
     """Found by Schemathesis: DELETE /binance/api/v3/ping was the unknown-endpoint 404 and PATCH a problem+json
     405; an undeclared method of a Binance endpoint is a Binance 405 naming the endpoint's methods."""
