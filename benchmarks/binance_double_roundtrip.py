@@ -19,13 +19,21 @@ N = 300
 async def main() -> None:
     with BinanceDouble() as double:
         acc = double.state.create_account({"USDT": "100000000"})
-        client = make_binance_client(acc.api_key, acc.api_secret, base_url=double.url, enable_rate_limit=False)
+        client = make_binance_client(
+            acc.api_key, acc.api_secret, base_url=double.url, enable_rate_limit=False
+        )
         try:
             await client.load_markets()
             for label, op in (
-                ("create_order LIMIT (resting)", lambda i: client.create_order("BTC/USDT", "limit", "buy", 0.001, 50000)),
+                (
+                    "create_order LIMIT (resting)",
+                    lambda i: client.create_order("BTC/USDT", "limit", "buy", 0.001, 50000),
+                ),
                 ("fetch_order", lambda i: client.fetch_order(str(i + 1), "BTC/USDT")),
-                ("create_order MARKET (filled)", lambda i: client.create_order("BTC/USDT", "market", "buy", 0.001)),
+                (
+                    "create_order MARKET (filled)",
+                    lambda i: client.create_order("BTC/USDT", "market", "buy", 0.001),
+                ),
             ):
                 lat = []
                 start = time.perf_counter()

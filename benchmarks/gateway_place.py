@@ -95,9 +95,11 @@ async def _run(args: argparse.Namespace, db: ScratchDatabase, prefix: str) -> No
         if prof:
             prof.disable()
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        print(f"{args.orders} orders from {args.users} users: {wall / args.orders * 1e3:.2f} ms wall/order, "
-              f"{cpu / args.orders * 1e3:.2f} ms CPU/order in this process (client + gateway + relay), "
-              f"{args.orders / wall:,.0f} orders/s one at a time")
+        print(
+            f"{args.orders} orders from {args.users} users: {wall / args.orders * 1e3:.2f} ms wall/order, "
+            f"{cpu / args.orders * 1e3:.2f} ms CPU/order in this process (client + gateway + relay), "
+            f"{args.orders / wall:,.0f} orders/s one at a time"
+        )
         total = sum(stmts.values())
         print(f"PostgreSQL statements per order (incl. BEGIN/COMMIT, relay): {total / args.orders:.1f}")
         for stmt, n in stmts.most_common(12):

@@ -184,8 +184,12 @@ def run_exchange(stream: list[Op], read: bool = False, production: bool = True) 
         venue = PaperVenue(rules, fees, SystemClock())
         ex = venue.exchange
         venue.ledger.load(  # the market makers' balances, as the worker loads them from the database
-            {(a, asset): amount for a in accounts if a.startswith("system/")
-             for asset, amount in (("USDT", Decimal("1e12")), ("BTC", Decimal("1e7")))}
+            {
+                (a, asset): amount
+                for a in accounts
+                if a.startswith("system/")
+                for asset, amount in (("USDT", Decimal("1e12")), ("BTC", Decimal("1e7")))
+            }
         )
     else:
         ex = PaperExchange(rules, fees, Ledger(keep_journal=False))
@@ -202,7 +206,13 @@ def run_exchange(stream: list[Op], read: bool = False, production: bool = True) 
         account = accounts[num % len(accounts)]
         quantity, limit = r.lots_to_qty(qty * 1000), r.ticks_to_price(price)
         req = OrderRequest(
-            oid, account, "BTCUSDT", side, OrderType.LIMIT, quantity, limit,
+            oid,
+            account,
+            "BTCUSDT",
+            side,
+            OrderType.LIMIT,
+            quantity,
+            limit,
             TimeInForce.GTC if kind == ADD else TimeInForce.IOC,
         )
         upstream = production and not account.startswith("system/")
@@ -260,8 +270,10 @@ def main() -> None:
 
     compiled = compiled_modules()
     variant = f"mypyc-compiled ({', '.join(compiled)})" if compiled else "pure Python"
-    print(f"ops={args.ops} seed={args.seed} repeat={args.repeat} python={sys.version.split()[0]} "
-          f"paper modules: {variant}")
+    print(
+        f"ops={args.ops} seed={args.seed} repeat={args.repeat} python={sys.version.split()[0]} "
+        f"paper modules: {variant}"
+    )
     rows = []
     gc.collect()
     gc.disable()
@@ -298,8 +310,10 @@ def main() -> None:
     for name, ops, p50, p99, mean in rows:
         print(f"{name:<30}{ops:>12,.0f}{p50:>9.2f}{p99:>9.2f}{mean:>9.2f}")
     print(f"traded qty: paper book={traded_paper} liquibook={traded_lb}")
-    print(f"paper book / liquibook(listener) = {rows[0][1] / rows[1][1]:.2f}x; "
-          f"/ liquibook(no listener) = {rows[0][1] / rows[2][1]:.2f}x")
+    print(
+        f"paper book / liquibook(listener) = {rows[0][1] / rows[1][1]:.2f}x; "
+        f"/ liquibook(no listener) = {rows[0][1] / rows[2][1]:.2f}x"
+    )
     assert traded_paper == traded_lb, "engines disagree on traded quantity"
     if compiled and not args.pure:
         print("\n-- the same, pure Python (compiled extensions ignored) --", flush=True)

@@ -84,20 +84,30 @@ def main() -> None:
     parser.add_argument("--positions", type=int, default=10_000)
     parser.add_argument("--ticks", type=int, default=500)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--gc-freeze", action="store_true",
-                        help="gc.freeze() after loading positions, as a long-running service may")
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="gc.freeze() after loading positions, as a long-running service may",
+    )
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    print(f"{args.positions} open positions, {args.ticks} ticks per scenario, gc.freeze={args.gc_freeze}, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; target p99 <= 20 ms")
+    print(
+        f"{args.positions} open positions, {args.ticks} ticks per scenario, gc.freeze={args.gc_freeze}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; target p99 <= 20 ms"
+    )
 
     for name, symbols in (("one-symbol", ["BTCUSDT"]), ("three-symbols", list(START))):
         clock, eng = build(args.positions, symbols, rng)
         prices = {s: START[s] for s in symbols}
         settle(args.gc_freeze)
 
-        def step(i: int, clock: ManualClock = clock, eng: MarkingEngine = eng,
-                 symbols: list[str] = symbols, prices: dict[str, Decimal] = prices) -> int:
+        def step(
+            i: int,
+            clock: ManualClock = clock,
+            eng: MarkingEngine = eng,
+            symbols: list[str] = symbols,
+            prices: dict[str, Decimal] = prices,
+        ) -> int:
             symbol = symbols[i % len(symbols)]
             prices[symbol] += Decimal(rng.randint(-100, 100)) / 100
             clock.advance(0.25)
@@ -132,8 +142,10 @@ def main() -> None:
             stalls.append((time.perf_counter() - t0) * 1000)
             if chunk is None:
                 break
-    print(f"{'loop stall':<14} one-symbol flush in 2,000-update chunks: per-chunk p50={pct(stalls, 50):.2f} "
-          f"p99={pct(stalls, 99):.2f} max={max(stalls):.2f} ms")
+    print(
+        f"{'loop stall':<14} one-symbol flush in 2,000-update chunks: per-chunk p50={pct(stalls, 50):.2f} "
+        f"p99={pct(stalls, 99):.2f} max={max(stalls):.2f} ms"
+    )
 
 
 if __name__ == "__main__":

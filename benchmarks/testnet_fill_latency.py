@@ -71,7 +71,9 @@ async def run(double: BinanceDouble, mode: str, fills: int) -> list[float]:
         for _ in range(fills):
             oid = new_id()
             limit = price + 10
-            order = VenueOrder(oid, "u1", "BTCUSDT", "SELL", "LIMIT", "GTC", Decimal("0.001"), limit, "PENDING")
+            order = VenueOrder(
+                oid, "u1", "BTCUSDT", "SELL", "LIMIT", "GTC", Decimal("0.001"), limit, "PENDING"
+            )
             waiters[oid] = asyncio.Event()
             placed = await venue.place(order)
             assert placed.changes and placed.changes[0].status == "NEW", placed

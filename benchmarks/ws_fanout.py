@@ -164,7 +164,9 @@ class _LightClient(asyncio.Protocol):
             self.subscribed.set_exception(ConnectionError("lost"))
 
 
-async def _clients(port: int, users: list[str], tokens: list[str], seconds: float, out: Any, ready: Any) -> None:
+async def _clients(
+    port: int, users: list[str], tokens: list[str], seconds: float, out: Any, ready: Any
+) -> None:
     loop = asyncio.get_running_loop()
     sink: dict[str, Any] = {"lat": [], "plat": []}
     clients: list[_LightClient] = []
@@ -190,10 +192,20 @@ async def _clients(port: int, users: list[str], tokens: list[str], seconds: floa
     for c in clients:
         if c.transport is not None:
             c.transport.close()
-    out.put({"cpu": time.process_time(), "lat": sink["lat"], "plat": sink["plat"], "received": len(sink["lat"]) + len(sink["plat"]), "dropped": dropped})
+    out.put(
+        {
+            "cpu": time.process_time(),
+            "lat": sink["lat"],
+            "plat": sink["plat"],
+            "received": len(sink["lat"]) + len(sink["plat"]),
+            "dropped": dropped,
+        }
+    )
 
 
-async def _publish(redis_url: str, prefix: str, seconds: float, private_users: list[str], rate_hz: float) -> int:
+async def _publish(
+    redis_url: str, prefix: str, seconds: float, private_users: list[str], rate_hz: float
+) -> int:
     from shared.bus import create_bus
     from shared.clock import SystemClock
     from shared.streams import (
@@ -213,7 +225,8 @@ async def _publish(redis_url: str, prefix: str, seconds: float, private_users: l
         while time.monotonic() - t0 < seconds:
             now = datetime.now(UTC)
             await bus.publish(
-                MARKET_TICKER, public_event("TICKER", SYMBOL, now, {"last": "65000.10", "pub": time.time(), "n": n})
+                MARKET_TICKER,
+                public_event("TICKER", SYMBOL, now, {"last": "65000.10", "pub": time.time(), "n": n}),
             )
             # Private order events: a few users per tick, so 1 in 10 clients gets its own updates too.
             for _ in range(max(1, len(private_users) // 10)):
@@ -253,12 +266,21 @@ def _pct(values: list[float], q: float) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, default=1000)
-    ap.add_argument("--client-procs", type=int, default=4, help="client processes (fewer make the clients part of the latency)")
+    ap.add_argument(
+        "--client-procs",
+        type=int,
+        default=4,
+        help="client processes (fewer make the clients part of the latency)",
+    )
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--rate", type=float, default=10.0, help="ticker updates per second")
-    ap.add_argument("--private-users", type=int, default=100, help="clients that also get private order events")
+    ap.add_argument(
+        "--private-users", type=int, default=100, help="clients that also get private order events"
+    )
     ap.add_argument("--deflate", action="store_true", help="enable permessage-deflate on the server")
-    ap.add_argument("--ws", default="auto", help="uvicorn WebSocket implementation (auto, websockets, websockets-sansio)")
+    ap.add_argument(
+        "--ws", default="auto", help="uvicorn WebSocket implementation (auto, websockets, websockets-sansio)"
+    )
     args = ap.parse_args()
 
     import psutil
@@ -270,7 +292,9 @@ def main() -> None:
     prefix = f"wsbench-{uuid.uuid4().hex[:8]}:"
     port = _free_port()
     ctx = mp.get_context("spawn")
-    server = ctx.Process(target=run_server, args=(redis_url, prefix, port, args.deflate, args.ws), daemon=True)
+    server = ctx.Process(
+        target=run_server, args=(redis_url, prefix, port, args.deflate, args.ws), daemon=True
+    )
     server.start()
     try:
         for _ in range(200):
@@ -290,7 +314,9 @@ def main() -> None:
         procs = []
         for i in range(args.client_procs):
             chunk = slice(i * per, (i + 1) * per)
-            p = ctx.Process(target=run_clients, args=(port, users[chunk], tokens[chunk], args.seconds, out, ready))
+            p = ctx.Process(
+                target=run_clients, args=(port, users[chunk], tokens[chunk], args.seconds, out, ready)
+            )
             p.start()
             procs.append(p)
         t_conn = time.monotonic()
@@ -299,7 +325,9 @@ def main() -> None:
         rss_after = proc.memory_info().rss
         cpu0 = proc.cpu_times()
 
-        published = asyncio.run(_publish(redis_url, prefix, args.seconds, users[: args.private_users], args.rate))
+        published = asyncio.run(
+            _publish(redis_url, prefix, args.seconds, users[: args.private_users], args.rate)
+        )
         cpu1 = proc.cpu_times()
         results = [out.get(timeout=120) for _ in procs]
         for p in procs:
@@ -316,15 +344,23 @@ def main() -> None:
     expected_ticker = published * connected
     cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
     print(f"clients: {connected} connected of {args.clients} in {t_conn:.1f}s, {dropped} dropped")
-    print(f"ticker updates published: {published} at {args.rate}/s over {args.seconds}s; "
-          f"ticker messages received {len(lat)} of {expected_ticker} expected")
+    print(
+        f"ticker updates published: {published} at {args.rate}/s over {args.seconds}s; "
+        f"ticker messages received {len(lat)} of {expected_ticker} expected"
+    )
     print(f"private order events received: {len(plat)}")
-    print(f"TICKER latency  p50 {_pct(lat, 0.5) * 1000:.1f} ms  p99 {_pct(lat, 0.99) * 1000:.1f} ms  "
-          f"max {max(lat, default=float('nan')) * 1000:.1f} ms  mean {statistics.fmean(lat) * 1000 if lat else float('nan'):.1f} ms")
+    print(
+        f"TICKER latency  p50 {_pct(lat, 0.5) * 1000:.1f} ms  p99 {_pct(lat, 0.99) * 1000:.1f} ms  "
+        f"max {max(lat, default=float('nan')) * 1000:.1f} ms  mean {statistics.fmean(lat) * 1000 if lat else float('nan'):.1f} ms"
+    )
     print(f"PRIVATE latency p50 {_pct(plat, 0.5) * 1000:.1f} ms  p99 {_pct(plat, 0.99) * 1000:.1f} ms")
-    print(f"server RSS {rss_before / 2**20:.1f} MiB -> {rss_after / 2**20:.1f} MiB: "
-          f"{(rss_after - rss_before) / max(1, connected) / 1024:.1f} KiB per connection")
-    print(f"server CPU while publishing: {cpu:.1f} s over {args.seconds:.0f} s ({100 * cpu / args.seconds:.0f}% of one core)")
+    print(
+        f"server RSS {rss_before / 2**20:.1f} MiB -> {rss_after / 2**20:.1f} MiB: "
+        f"{(rss_after - rss_before) / max(1, connected) / 1024:.1f} KiB per connection"
+    )
+    print(
+        f"server CPU while publishing: {cpu:.1f} s over {args.seconds:.0f} s ({100 * cpu / args.seconds:.0f}% of one core)"
+    )
     print(f"client processes CPU: {[round(r['cpu'], 1) for r in results]} s")
     print(f"permessage-deflate: {'on' if args.deflate else 'off'}; total messages {received}")
 

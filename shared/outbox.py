@@ -106,7 +106,8 @@ async def write_outbox(session: AsyncSession, rows: list[dict[str, Any]]) -> Non
         await session.execute(insert(table), rows)
         return
     result = await session.execute(
-        insert(table).returning(table.c.id, sort_by_parameter_order=True), [{**r, "eager": True} for r in rows]
+        insert(table).returning(table.c.id, sort_by_parameter_order=True),
+        [{**r, "eager": True} for r in rows],
     )
     for r, rid in zip(rows, result.scalars().all(), strict=True):
         eager.append(Committed(rid, r["stream"], r["payload"], r["mirror_to"]))
@@ -159,7 +160,9 @@ class OutboxRelay:
             for task in helpers:
                 task.cancel()
             await asyncio.wait(helpers, timeout=2)
-            with contextlib.suppress(Exception):  # best effort: a relay republishes what is left after the grace
+            with contextlib.suppress(
+                Exception
+            ):  # best effort: a relay republishes what is left after the grace
                 await self._delete_published()
 
     async def _relay_loop(self) -> None:
@@ -223,7 +226,9 @@ class OutboxRelay:
                     )
                 except Exception as exc:
                     reraise_if_cancelled(exc)
-                    log.warning("outbox: publishing after commit failed; a relay publishes later", error=str(exc))
+                    log.warning(
+                        "outbox: publishing after commit failed; a relay publishes later", error=str(exc)
+                    )
                     break
                 self._published.extend(r.id for r in chunk)
                 self._clean.set()

@@ -118,8 +118,17 @@ class Position:
     """Mutable state of one position; owned by a `PositionBook`, exposed as `PositionSnapshot`s."""
 
     __slots__ = (
-        "avg_entry_price", "cost", "fees_paid", "key", "last_emit", "mode", "quantity",
-        "realized_pnl", "symbol", "unconverted_fees", "user_id",
+        "avg_entry_price",
+        "cost",
+        "fees_paid",
+        "key",
+        "last_emit",
+        "mode",
+        "quantity",
+        "realized_pnl",
+        "symbol",
+        "unconverted_fees",
+        "user_id",
     )
 
     def __init__(self, user_id: str, mode: str, symbol: str) -> None:
@@ -156,8 +165,15 @@ class Position:
 
     def snapshot(self) -> PositionSnapshot:
         return PositionSnapshot(
-            self.user_id, self.mode, self.symbol, self.quantity, self.avg_entry_price, self.cost,
-            self.realized_pnl, self.fees_paid, tuple(sorted(self.unconverted_fees.items())),
+            self.user_id,
+            self.mode,
+            self.symbol,
+            self.quantity,
+            self.avg_entry_price,
+            self.cost,
+            self.realized_pnl,
+            self.fees_paid,
+            tuple(sorted(self.unconverted_fees.items())),
         )
 
     def apply(self, fill: Fill) -> FillEffect:

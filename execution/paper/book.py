@@ -103,7 +103,14 @@ class OrderBook:
     # -- commands ---------------------------------------------------------------------------------------
 
     def submit(
-        self, order_id: str, account: str, is_buy: bool, price: int, qty: int, tif: int, tag: object = None,
+        self,
+        order_id: str,
+        account: str,
+        is_buy: bool,
+        price: int,
+        qty: int,
+        tif: int,
+        tag: object = None,
         unique: bool = False,
     ) -> tuple[list[Fill], int, int]:
         """Match an incoming limit order, then rest (GTC) or expire (IOC/FOK/STP) what is left.

@@ -20,9 +20,7 @@ class RuleViolation(InvalidInput):
     """An order parameter broke a market rule; ``rule`` is the filter name, ``field`` the request field."""
 
     def __init__(self, rule: str, field: str, detail: str) -> None:
-        super().__init__(
-            f"{rule}: {detail}", errors=[{"field": field, "rule": rule, "message": detail}]
-        )
+        super().__init__(f"{rule}: {detail}", errors=[{"field": field, "rule": rule, "message": detail}])
         self.rule = rule
         self.field = field
 

@@ -61,7 +61,9 @@ class MarketMaker:
     def fund(self, exchange: PaperExchange, asset: str, amount: Decimal) -> JournalEntry:
         return exchange.deposit(self.config.account, asset, amount, ref=f"market-maker-funding-{asset}")
 
-    def desired(self, exchange: PaperExchange, symbol: str, reference_price: Decimal) -> list[tuple[Side, Decimal, Decimal]]:
+    def desired(
+        self, exchange: PaperExchange, symbol: str, reference_price: Decimal
+    ) -> list[tuple[Side, Decimal, Decimal]]:
         """The ladder (side, price, quantity), innermost levels first, alternating bid/ask."""
         cfg = self.config
         rules = exchange.market_rules(symbol)
@@ -126,8 +128,14 @@ class MarketMaker:
             places.append(
                 PlaceCommand(
                     OrderRequest(
-                        f"mm-{rules.symbol}-{self._seq}", cfg.account, rules.symbol, side, OrderType.LIMIT,
-                        qty, price, TimeInForce.GTC,
+                        f"mm-{rules.symbol}-{self._seq}",
+                        cfg.account,
+                        rules.symbol,
+                        side,
+                        OrderType.LIMIT,
+                        qty,
+                        price,
+                        TimeInForce.GTC,
                     )
                 )
             )

@@ -38,9 +38,7 @@ def quote_book(book: OrderBook, rules: MarketRules, side: Side, quantity: Decima
     if got == 0:
         return Quote(rules.symbol, side, quantity, Decimal(0), None, None)
     avg = average(Decimal(cum) * rules.tick_size, Decimal(got))  # at the documented precision
-    return Quote(
-        rules.symbol, side, quantity, rules.lots_to_qty(got), avg, rules.ticks_to_price(worst)
-    )
+    return Quote(rules.symbol, side, quantity, rules.lots_to_qty(got), avg, rules.ticks_to_price(worst))
 
 
 def quote_levels(
@@ -51,5 +49,7 @@ def quote_levels(
     book = OrderBook()
     is_buy = side is Side.BUY
     for i, (price, qty) in enumerate(levels):
-        book.rest(f"level-{i}", "depth", not is_buy, rules.price_to_ticks(price), rules.qty_to_lots(qty), None)
+        book.rest(
+            f"level-{i}", "depth", not is_buy, rules.price_to_ticks(price), rules.qty_to_lots(qty), None
+        )
     return quote_book(book, rules, side, quantity)

@@ -93,8 +93,16 @@ class _Building:
 
     def freeze(self, symbol: str, interval: Interval, closed: bool) -> Candle:
         return Candle(
-            symbol, interval, self.start, self.open, self.high, self.low, self.close,
-            self.volume, self.trade_count, closed,
+            symbol,
+            interval,
+            self.start,
+            self.open,
+            self.high,
+            self.low,
+            self.close,
+            self.volume,
+            self.trade_count,
+            closed,
         )
 
 

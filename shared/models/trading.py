@@ -28,7 +28,9 @@ class Order(SQLModel, table=True):
     mode: str = Field(max_length=16)
     symbol: str = Field(max_length=20)
     side: str = Field(max_length=4)
-    type: str = Field(max_length=32)  # MARKET|LIMIT|the four stop types; an external order keeps the exchange's
+    type: str = Field(
+        max_length=32
+    )  # MARKET|LIMIT|the four stop types; an external order keeps the exchange's
     time_in_force: str = Field(max_length=3)
     quantity: Decimal = Field(sa_type=Amount)
     price: Decimal | None = Field(default=None, sa_type=Amount)

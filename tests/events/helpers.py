@@ -57,7 +57,11 @@ class Served:
     def token(self, user_id: str, ttl_s: int | None = None) -> str:
         if ttl_s is None:
             return self.runtime.tokens.issue_access(user_id, "user").token  # type: ignore[no-any-return]
-        return TokenService(JWT_SECRET, access_ttl_s=ttl_s, clock=self.runtime.clock).issue_access(user_id, "user").token
+        return (
+            TokenService(JWT_SECRET, access_ttl_s=ttl_s, clock=self.runtime.clock)
+            .issue_access(user_id, "user")
+            .token
+        )
 
 
 @asynccontextmanager

@@ -30,7 +30,9 @@ async def test_slow_client_is_dropped_while_fast_client_keeps_receiving(
         port = urlparse(events.url).port
         sock.connect(("127.0.0.1", port))
         sock.setblocking(False)
-        async with connect(f"{events.url}?token={events.token('slow')}", sock=sock, max_queue=1, compression=None) as slow:
+        async with connect(
+            f"{events.url}?token={events.token('slow')}", sock=sock, max_queue=1, compression=None
+        ) as slow:
             await slow.send('{"op": "subscribe", "channels": ["ticker:BTCUSDT"]}')
             await slow.recv()  # SUBSCRIBED; from here on it reads nothing
             async with client(events.url, events.token("fast")) as fast:
@@ -40,7 +42,11 @@ async def test_slow_client_is_dropped_while_fast_client_keeps_receiving(
                 ids: list[str] = []
                 started = time.monotonic()
                 for i in range(300):
-                    ids.append(await publish_public(events.bus, MARKET_TICKER, "TICKER", "BTCUSDT", data={"i": i, "pad": blob}))
+                    ids.append(
+                        await publish_public(
+                            events.bus, MARKET_TICKER, "TICKER", "BTCUSDT", data={"i": i, "pad": blob}
+                        )
+                    )
                 got = await fast.wait_for("TICKER", 300, timeout=15)
                 elapsed = time.monotonic() - started
                 assert [m["id"] for m in got] == ids
@@ -62,7 +68,9 @@ async def test_slow_client_is_dropped_while_fast_client_keeps_receiving(
             assert code in (4008, 1006), code
 
 
-async def test_dead_peer_is_dropped_by_server_pings(tmp_path: Path, redis_url: str, redis_prefix: str) -> None:
+async def test_dead_peer_is_dropped_by_server_pings(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
     """A peer that completes the upgrade then never answers pings is disconnected and forgotten."""
     settings = events_settings(tmp_path, redis_url, redis_prefix)
     async with serve(create_events_app(settings), ws_ping_interval=0.2, ws_ping_timeout=0.2) as events:

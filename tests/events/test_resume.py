@@ -59,10 +59,16 @@ async def test_resume_on_another_instance(settings: Settings, tmp_path: Path) ->
             assert private_ids(on_b) == [*missed, live]
 
 
-async def test_resume_past_retention_requires_resync(tmp_path: Path, redis_url: str, redis_prefix: str) -> None:
+async def test_resume_past_retention_requires_resync(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
     settings = events_settings(tmp_path, redis_url, redis_prefix)
     tiny = create_bus(
-        redis_url, prefix=redis_prefix, maxlen=100_000, clock=SystemClock(), retention={**RETENTION, "events.user.*": 5}
+        redis_url,
+        prefix=redis_prefix,
+        maxlen=100_000,
+        clock=SystemClock(),
+        retention={**RETENTION, "events.user.*": 5},
     )
     try:
         async with serve(create_events_app(settings, bus=tiny)) as events:

@@ -14,7 +14,9 @@ from tests.support.api import Api, make_settings, running_api
 
 @pytest.fixture
 async def api(pg_url: str, redis_url: str, redis_prefix: str, binance_double) -> Api:  # type: ignore[override]
-    settings = make_settings(pg_url, redis_url=redis_url, redis_prefix=redis_prefix, binance_testnet_url=binance_double.url)
+    settings = make_settings(
+        pg_url, redis_url=redis_url, redis_prefix=redis_prefix, binance_testnet_url=binance_double.url
+    )
     async with running_api(settings) as api:
         yield api
 
@@ -28,12 +30,17 @@ async def test_keys_are_checked_encrypted_and_hinted(api: Api, binance_account, 
     )
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["exchange"] == "binance-testnet" and body["api_key_hint"] == "****" + binance_account.api_key[-4:]
+    assert (
+        body["exchange"] == "binance-testnet"
+        and body["api_key_hint"] == "****" + binance_account.api_key[-4:]
+    )
     assert binance_account.api_key not in r.text and binance_account.api_secret not in r.text
     listed = (await api.client.get("/api/keys", headers=auth)).json()
     assert [k["api_key_hint"] for k in listed] == [body["api_key_hint"]]
     assert (await api.client.get("/api/me", headers=auth)).json()["has_testnet_keys"] is True
-    assert (await api.client.put("/api/me/mode", json={"mode": "testnet"}, headers=auth)).json()["mode"] == "testnet"
+    assert (await api.client.put("/api/me/mode", json={"mode": "testnet"}, headers=auth)).json()[
+        "mode"
+    ] == "testnet"
 
     # Search the database's raw bytes: no plaintext key or secret anywhere.
     conn = await asyncpg.connect(pg_url.replace("postgresql+asyncpg", "postgresql"))
@@ -57,10 +64,14 @@ async def test_keys_are_checked_encrypted_and_hinted(api: Api, binance_account, 
 async def test_wrong_keys_are_refused_clearly(api: Api, binance_account) -> None:
     auth = await api.user("wrong@example.com")
     r = await api.client.put(
-        "/api/keys/binance-testnet", json={"api_key": binance_account.api_key, "api_secret": "x" * 64}, headers=auth
+        "/api/keys/binance-testnet",
+        json={"api_key": binance_account.api_key, "api_secret": "x" * 64},
+        headers=auth,
     )
     assert r.status_code == 422 and "rejected" in r.json()["detail"]
-    r = await api.client.put("/api/keys/binance-testnet", json={"api_key": "k" * 64, "api_secret": "s" * 64}, headers=auth)
+    r = await api.client.put(
+        "/api/keys/binance-testnet", json={"api_key": "k" * 64, "api_secret": "s" * 64}, headers=auth
+    )
     assert r.status_code == 422
     assert (await api.client.get("/api/keys", headers=auth)).json() == []
 
@@ -68,12 +79,22 @@ async def test_wrong_keys_are_refused_clearly(api: Api, binance_account) -> None
 async def test_register_with_keys(api: Api, binance_account) -> None:
     r = await api.client.post(
         "/auth/register",
-        json={"email": "withkeys@example.com", "password": "correct horse battery",
-              "binance_api_key": binance_account.api_key, "binance_api_secret": binance_account.api_secret},
+        json={
+            "email": "withkeys@example.com",
+            "password": "correct horse battery",
+            "binance_api_key": binance_account.api_key,
+            "binance_api_secret": binance_account.api_secret,
+        },
     )
     assert r.status_code == 201, r.text
-    tokens = (await api.client.post("/auth/login", json={"email": "withkeys@example.com", "password": "correct horse battery"})).json()
-    me = (await api.client.get("/api/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})).json()
+    tokens = (
+        await api.client.post(
+            "/auth/login", json={"email": "withkeys@example.com", "password": "correct horse battery"}
+        )
+    ).json()
+    me = (
+        await api.client.get("/api/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    ).json()
     assert me["has_testnet_keys"] is True
 
 
@@ -89,7 +110,9 @@ async def test_ciphertext_copied_to_another_user_fails(api: Api, binance_account
     async with rt.sessions() as s, s.begin():
         row = (await s.execute(select(ExchangeCredential))).scalar_one()
         mallory = (await s.execute(select(User).where(User.email == "mallory-k@example.com"))).scalar_one()
-        await s.execute(update(ExchangeCredential).where(ExchangeCredential.id == row.id).values(user_id=mallory.id))
+        await s.execute(
+            update(ExchangeCredential).where(ExchangeCredential.id == row.id).values(user_id=mallory.id)
+        )
     async with rt.sessions() as s:
         with pytest.raises(DecryptionError):
             await load_plain_keys(s, rt.keyring, mallory.id)
@@ -98,8 +121,11 @@ async def test_ciphertext_copied_to_another_user_fails(api: Api, binance_account
 async def test_users_cannot_touch_each_others_keys(api: Api, binance_account) -> None:
     alice = await api.user("alice-o@example.com")
     bob = await api.user("bob-o@example.com")
-    await api.client.put("/api/keys/binance-testnet",
-                         json={"api_key": binance_account.api_key, "api_secret": binance_account.api_secret}, headers=alice)
+    await api.client.put(
+        "/api/keys/binance-testnet",
+        json={"api_key": binance_account.api_key, "api_secret": binance_account.api_secret},
+        headers=alice,
+    )
     assert (await api.client.get("/api/keys", headers=bob)).json() == []
     assert (await api.client.delete("/api/keys/binance-testnet", headers=bob)).status_code == 404
     assert len((await api.client.get("/api/keys", headers=alice)).json()) == 1

@@ -76,8 +76,23 @@ def test_paper_suite_passes_as_pure_python_too() -> None:
         pytest.skip("already pure")
     env = {**os.environ, _accel.PURE_ENV: "1"}
     out = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-p", "no:randomly",
-         "tests/paper", "--deselect", "tests/paper/test_accel.py"],
-        cwd=ROOT, env=env, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-x",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+            "tests/paper",
+            "--deselect",
+            "tests/paper/test_accel.py",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]

@@ -116,8 +116,9 @@ def test_duplicate_ids_and_bad_input() -> None:
 
 def test_restore_in_priority_order_rebuilds_identical_behaviour() -> None:
     b = OrderBook()
-    for i, (side, price, qty) in enumerate([(True, 99, 3), (True, 100, 2), (False, 103, 4), (True, 100, 7),
-                                             (False, 102, 1), (False, 102, 6)]):
+    for i, (side, price, qty) in enumerate(
+        [(True, 99, 3), (True, 100, 2), (False, 103, 4), (True, 100, 7), (False, 102, 1), (False, 102, 6)]
+    ):
         b.submit(f"o{i}", f"acct{i}", side, price, qty, GTC)
     snapshot = list(b.resting_orders())
     assert [o.order_id for o in snapshot] == ["o1", "o3", "o0", "o4", "o5", "o2"]

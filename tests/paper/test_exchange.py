@@ -18,8 +18,15 @@ from shared.errors import Conflict, InvalidInput, NotFound
 BUY, SELL = Side.BUY, Side.SELL
 
 
-def lim(oid: str, acct: str, side: Side, qty: str, price: str, tif: TimeInForce = TimeInForce.GTC,
-        symbol: str = "BTCUSDT") -> OrderRequest:
+def lim(
+    oid: str,
+    acct: str,
+    side: Side,
+    qty: str,
+    price: str,
+    tif: TimeInForce = TimeInForce.GTC,
+    symbol: str = "BTCUSDT",
+) -> OrderRequest:
     return OrderRequest(oid, acct, symbol, side, OrderType.LIMIT, D(qty), D(price), tif)
 
 
@@ -64,7 +71,10 @@ def test_limit_fill_settles_both_sides_with_fees_in_quote(ex: PaperExchange) -> 
     # cancel releases exactly the remainder 0.3
     c = ex.cancel("s", "A")
     assert c.order.status == OrderStatus.CANCELED and c.order.filled_quantity == D("0.2")
-    assert [(p.bucket, p.amount) for p in c.journal[0].postings] == [("locked", D("-0.3")), ("free", D("0.3"))]
+    assert [(p.bucket, p.amount) for p in c.journal[0].postings] == [
+        ("locked", D("-0.3")),
+        ("free", D("0.3")),
+    ]
     assert bal(ex, "A", "BTC") == Balance(D("0.8"), D("0"))
     assert ex.ledger.total("BTC") == D("1") and ex.ledger.total("USDT") == D("1000")
 
@@ -124,7 +134,11 @@ def test_ioc_fok_and_stp_statuses(ex: PaperExchange) -> None:
     assert (r.order.status, r.order.reason, r.trades) == (OrderStatus.EXPIRED, "FOK_NOT_FILLABLE", ())
     assert bal(ex, "B", "USDT") == Balance(D("1000"), D("0"))
     r = ex.place(lim("i", "B", BUY, "0.2", "100", TimeInForce.IOC))
-    assert (r.order.status, r.order.reason, r.order.filled_quantity) == (OrderStatus.EXPIRED, "IOC_REMAINDER", D("0.1"))
+    assert (r.order.status, r.order.reason, r.order.filled_quantity) == (
+        OrderStatus.EXPIRED,
+        "IOC_REMAINDER",
+        D("0.1"),
+    )
     ex.place(lim("s2", "A", SELL, "0.1", "100"))
     r = ex.place(lim("self", "A", BUY, "0.1", "100"))
     assert (r.order.status, r.order.reason, r.trades) == (OrderStatus.EXPIRED, "SELF_TRADE_PREVENTION", ())
@@ -197,9 +211,15 @@ def test_forget_drops_only_final_orders() -> None:
     ex = PaperExchange()
     ex.deposit("a", "BTC", D("1"))
     ex.deposit("b", "USDT", D("100000"))
-    ex.place(OrderRequest("s1", "a", "BTCUSDT", Side.SELL, OrderType.LIMIT, D("0.01"), D("60000"), TimeInForce.GTC))
-    ex.place(OrderRequest("s2", "a", "BTCUSDT", Side.SELL, OrderType.LIMIT, D("0.01"), D("61000"), TimeInForce.GTC))
-    ex.place(OrderRequest("b1", "b", "BTCUSDT", Side.BUY, OrderType.LIMIT, D("0.01"), D("60000"), TimeInForce.GTC))
+    ex.place(
+        OrderRequest("s1", "a", "BTCUSDT", Side.SELL, OrderType.LIMIT, D("0.01"), D("60000"), TimeInForce.GTC)
+    )
+    ex.place(
+        OrderRequest("s2", "a", "BTCUSDT", Side.SELL, OrderType.LIMIT, D("0.01"), D("61000"), TimeInForce.GTC)
+    )
+    ex.place(
+        OrderRequest("b1", "b", "BTCUSDT", Side.BUY, OrderType.LIMIT, D("0.01"), D("60000"), TimeInForce.GTC)
+    )
     assert ex.forget("s1") and ex.forget("b1")
     assert not ex.forget("s2") and ex.is_open("s2")
     assert not ex.is_open("s1")

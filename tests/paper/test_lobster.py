@@ -57,7 +57,9 @@ def ticks(raw: int) -> int:
 
 def row_levels(row: list[int]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     asks = [(ticks(row[i]), row[i + 1]) for i in range(0, 40, 4) if abs(row[i]) != EMPTY and row[i + 1]]
-    bids = [(ticks(row[i + 2]), row[i + 3]) for i in range(0, 40, 4) if abs(row[i + 2]) != EMPTY and row[i + 3]]
+    bids = [
+        (ticks(row[i + 2]), row[i + 3]) for i in range(0, 40, 4) if abs(row[i + 2]) != EMPTY and row[i + 3]
+    ]
     return bids, asks
 
 
@@ -102,7 +104,17 @@ def test_lobster_replay() -> None:
     for p, q in asks0:
         book.rest(f"seed-S-{p}", f"seed-S-{p}", False, p, q)
 
-    counts = {"adopted": 0, "1": 0, "2": 0, "3": 0, "4": 0, "5": 0, "7": 0, "seed-hits": 0, "compared-levels": 0}
+    counts = {
+        "adopted": 0,
+        "1": 0,
+        "2": 0,
+        "3": 0,
+        "4": 0,
+        "5": 0,
+        "7": 0,
+        "seed-hits": 0,
+        "compared-levels": 0,
+    }
     for i, (msg, row) in enumerate(zip(msgs, rows, strict=True)):
         _, typ, oid, size_s, price_s, direction = msg
         size, p = int(size_s), ticks(int(price_s))
@@ -125,7 +137,9 @@ def test_lobster_replay() -> None:
             counts["seed-hits"] += not known
             fills, rem, _ = book.submit(f"x{i}", "aggressor", not is_buy, p, size, IOC)
             got = [(m.order_id, fp, q) for m, fp, q, _ in fills]
-            assert got == [(target, p, size)], f"event {i + 1}: expected {target} to fill {size}@{p}, got {got}"
+            assert got == [(target, p, size)], (
+                f"event {i + 1}: expected {target} to fill {size}@{p}, got {got}"
+            )
             assert rem == 0
         bids, asks = book.depth(100)
         rb, ra = row_levels(row)

@@ -82,9 +82,11 @@ def test_turned_off_pulls_all_quotes() -> None:
     plan = off.plan(ex, "BTCUSDT", D("50000"))
     assert len(plan) == 10 and all(isinstance(c, CancelCommand) for c in plan)
     off.requote(ex, "BTCUSDT", D("50000"))
-    assert ex.depth("BTCUSDT") .bids == () and ex.ledger.balance(CFG.account, "USDT").locked == 0
+    assert ex.depth("BTCUSDT").bids == () and ex.ledger.balance(CFG.account, "USDT").locked == 0
 
 
-@pytest.mark.parametrize(("value", "on"), [(None, True), ("on", True), ("OFF", False), ("false", False), ("0", False)])
+@pytest.mark.parametrize(
+    ("value", "on"), [(None, True), ("on", True), ("OFF", False), ("false", False), ("0", False)]
+)
 def test_env_switch(value: str | None, on: bool) -> None:
     assert market_maker_enabled(value) is on

@@ -73,15 +73,19 @@ class ExchangeMachine(RuleBasedStateMachine):
         assert all(t.maker_account != t.taker_account for t in report.trades), "self trade"
 
     @rule(
-        acct=st.sampled_from(ACCOUNTS), buy=st.booleans(), price=st.integers(190, 210),
-        lots=st.integers(1, 60), tif=st.sampled_from(list(TimeInForce)),
+        acct=st.sampled_from(ACCOUNTS),
+        buy=st.booleans(),
+        price=st.integers(190, 210),
+        lots=st.integers(1, 60),
+        tif=st.sampled_from(list(TimeInForce)),
     )
     def limit(self, acct: str, buy: bool, price: int, lots: int, tif: TimeInForce) -> None:
         self.n += 1
         oid = f"o{self.n}"
         p = D(price) / 2
-        req = OrderRequest(oid, acct, "XUSD", Side.BUY if buy else Side.SELL, OrderType.LIMIT,
-                           D(lots) / 10, p, tif)
+        req = OrderRequest(
+            oid, acct, "XUSD", Side.BUY if buy else Side.SELL, OrderType.LIMIT, D(lots) / 10, p, tif
+        )
         rep = self._do(("place", req))
         o = rep.order
         if o.status is OrderStatus.REJECTED:
@@ -143,7 +147,9 @@ class ExchangeMachine(RuleBasedStateMachine):
         for bids in (True, False):
             for lvl in book.side_levels(bids):
                 seqs = [o.seq for o in book.level_orders(bids, lvl.price)]
-                assert seqs == sorted(seqs) and lvl.qty == sum(o.remaining for o in book.level_orders(bids, lvl.price))
+                assert seqs == sorted(seqs) and lvl.qty == sum(
+                    o.remaining for o in book.level_orders(bids, lvl.price)
+                )
 
     def teardown(self) -> None:
         replay = new_exchange()

@@ -28,11 +28,20 @@ def test_defaults() -> None:
 
 
 def test_overrides_and_new_symbols() -> None:
-    r = build_rules(["btc/usdt", "SOLUSDT"], {"BTCUSDT": {"tick_size": "0.1"}, "SOLUSDT": {
-        "tick_size": "0.01", "step_size": "0.01", "min_notional": "5"}})
+    r = build_rules(
+        ["btc/usdt", "SOLUSDT"],
+        {
+            "BTCUSDT": {"tick_size": "0.1"},
+            "SOLUSDT": {"tick_size": "0.01", "step_size": "0.01", "min_notional": "5"},
+        },
+    )
     assert r["BTCUSDT"].tick_size == D("0.1")
     assert DEFAULT_RULES["BTCUSDT"].tick_size == D("0.01")  # defaults untouched
-    assert (r["SOLUSDT"].base_asset, r["SOLUSDT"].quote_asset, r["SOLUSDT"].min_qty) == ("SOL", "USDT", D("0.01"))
+    assert (r["SOLUSDT"].base_asset, r["SOLUSDT"].quote_asset, r["SOLUSDT"].min_qty) == (
+        "SOL",
+        "USDT",
+        D("0.01"),
+    )
     with pytest.raises(ValueError):
         build_rules(["XYZUSDT"])
 

@@ -20,7 +20,9 @@ async def test_open_candle_writes_are_throttled_and_closes_always_land(tmp_path:
         start = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
         def candle(close: str, closed: bool = False) -> Candle:
-            return Candle("BTCUSDT", Interval.M1, start, D("100"), D("105"), D("99"), D(close), D("2"), 3, closed)
+            return Candle(
+                "BTCUSDT", Interval.M1, start, D("100"), D("105"), D("99"), D(close), D("2"), 3, closed
+            )
 
         async def stored() -> list[dict]:
             return (await api.client.get("/api/markets/BTCUSDT/candles?interval=1m")).json()

@@ -67,7 +67,9 @@ async def cluster(pg_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
         async with httpx.AsyncClient(base_url=c.base, timeout=10) as http:
             for i in range(USERS):
                 email = f"trader{i}@example.com"
-                assert (await http.post("/auth/register", json={"email": email, "password": "password-123"})).status_code == 201
+                assert (
+                    await http.post("/auth/register", json={"email": email, "password": "password-123"})
+                ).status_code == 201
                 r = await http.post("/auth/login", json={"email": email, "password": "password-123"})
                 c.tokens.append(r.json()["access_token"])
         yield c
@@ -85,14 +87,25 @@ def order_bodies(n: int, seed: int = 7) -> list[dict[str, str]]:
         side = rng.choice(("BUY", "SELL"))
         price = Decimal(60000) + Decimal(rng.randint(-20, 20))
         out.append(
-            {"symbol": "BTCUSDT", "side": side, "type": "LIMIT", "quantity": str(Decimal(rng.randint(1, 20)) / 1000),
-             "price": str(price), "time_in_force": rng.choice(("GTC", "GTC", "GTC", "IOC"))}
+            {
+                "symbol": "BTCUSDT",
+                "side": side,
+                "type": "LIMIT",
+                "quantity": str(Decimal(rng.randint(1, 20)) / 1000),
+                "price": str(price),
+                "time_in_force": rng.choice(("GTC", "GTC", "GTC", "IOC")),
+            }
         )
     return out
 
 
-async def submit(c: Cluster, bodies: list[dict[str, str]], *, on_progress: Callable[[int], object] | None = None,
-                 concurrency: int = 24) -> None:
+async def submit(
+    c: Cluster,
+    bodies: list[dict[str, str]],
+    *,
+    on_progress: Callable[[int], object] | None = None,
+    concurrency: int = 24,
+) -> None:
     counter = itertools.count()
     queue: asyncio.Queue[tuple[int, dict[str, str]]] = asyncio.Queue()
     for i, b in enumerate(bodies):
@@ -106,7 +119,9 @@ async def submit(c: Cluster, bodies: list[dict[str, str]], *, on_progress: Calla
             body = {**body, "client_order_id": f"crash-{i}"}
             for _attempt in range(300):
                 try:
-                    r = await http.post("/api/orders", json=body, headers={"Authorization": f"Bearer {token}"})
+                    r = await http.post(
+                        "/api/orders", json=body, headers={"Authorization": f"Bearer {token}"}
+                    )
                 except httpx.HTTPError:
                     c.retries += 1
                     await asyncio.sleep(0.1)
@@ -129,7 +144,9 @@ async def submit(c: Cluster, bodies: list[dict[str, str]], *, on_progress: Calla
                 if asyncio.iscoroutine(result):
                     await result
 
-    async with httpx.AsyncClient(base_url=c.base, timeout=10, limits=httpx.Limits(max_connections=concurrency)) as http:
+    async with httpx.AsyncClient(
+        base_url=c.base, timeout=10, limits=httpx.Limits(max_connections=concurrency)
+    ) as http:
         await asyncio.gather(*(one(http) for _ in range(concurrency)))
 
 
@@ -137,10 +154,13 @@ async def check_invariants(c: Cluster, *, timeout: float = 120) -> None:
     engine = create_engine(c.pg_url)
     sessions = session_factory(engine)
     try:
+
         async def settled() -> bool:
             async with sessions() as s:
                 pending = (
-                    await s.execute(select(Order.id).where(Order.status.in_(["PENDING", "PENDING_CANCEL"])).limit(1))
+                    await s.execute(
+                        select(Order.id).where(Order.status.in_(["PENDING", "PENDING_CANCEL"])).limit(1)
+                    )
                 ).first()
                 return pending is None
 
@@ -162,11 +182,15 @@ async def check_invariants(c: Cluster, *, timeout: float = 120) -> None:
     for f in fills:
         per_trade.setdefault(f.trade_id, []).append(f.side)
         per_order[f.order_id] = per_order.get(f.order_id, Decimal(0)) + f.quantity
-    assert all(sorted(sides) == ["BUY", "SELL"] for sides in per_trade.values()), "a fill is duplicated or one-sided"
+    assert all(sorted(sides) == ["BUY", "SELL"] for sides in per_trade.values()), (
+        "a fill is duplicated or one-sided"
+    )
     for oid, o in orders.items():
         assert per_order.get(oid, Decimal(0)) == o.filled_quantity, oid
     # Ledger: conserved; every lock is exactly what the open orders still reserve.
-    funded = len({o.user_id for o in orders.values()} | {b.account_id for b in balances if "/" not in b.account_id})
+    funded = len(
+        {o.user_id for o in orders.values()} | {b.account_id for b in balances if "/" not in b.account_id}
+    )
     assert totals == {a: v * funded for a, v in START.items()}, totals
     expected_locked: dict[tuple[str, str], Decimal] = {}
     for o in orders.values():

@@ -23,7 +23,9 @@ async def test_concurrent_orders_never_overspend(system: Api) -> None:
     body = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "0.01", "price": "1000"}
     # each locks 0.01 x 1000 x 1.001 = 10.01 USDT; 10000 USDT covers 999 of them... make it tight:
     body["price"] = "99900"  # 0.01 x 99900 x 1.001 = 999.999 -> 10 orders fit into 10000
-    results = await asyncio.gather(*(system.client.post("/api/orders", json=body, headers=auth) for _ in range(50)))
+    results = await asyncio.gather(
+        *(system.client.post("/api/orders", json=body, headers=auth) for _ in range(50))
+    )
     codes = sorted(r.status_code for r in results)
     assert codes.count(202) == 10 and codes.count(422) == 40, codes
     b = balances((await system.client.get("/api/balances", headers=auth)).json())
@@ -35,11 +37,15 @@ async def test_redelivered_commands_execute_once(system: Api) -> None:
     seller = await system.user("s1@example.com")
     buyer = await system.user("b1@example.com")
     r = await system.client.post(
-        "/api/orders", json={"symbol": "BTCUSDT", "side": "SELL", "type": "LIMIT", "quantity": "0.01", "price": "60000"}, headers=seller
+        "/api/orders",
+        json={"symbol": "BTCUSDT", "side": "SELL", "type": "LIMIT", "quantity": "0.01", "price": "60000"},
+        headers=seller,
     )
     sell_id = r.json()["order_id"]
     r = await system.client.post(
-        "/api/orders", json={"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "0.01", "price": "60000"}, headers=buyer
+        "/api/orders",
+        json={"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "0.01", "price": "60000"},
+        headers=buyer,
     )
     buy_id = r.json()["order_id"]
 
@@ -51,9 +57,17 @@ async def test_redelivered_commands_execute_once(system: Api) -> None:
     rt = system.parts
     # The relay publishes again (as after a crash between publish and delete): same commands, twice more.
     for _ in range(2):
-        await rt.bus.publish(PAPER_COMMANDS, {"command_id": f"{buy_id}:place", "kind": "place", "order_id": buy_id, "mode": "paper"})
-        await rt.bus.publish(PAPER_COMMANDS, {"command_id": f"{sell_id}:place", "kind": "place", "order_id": sell_id, "mode": "paper"})
-    marker = await rt.bus.publish(PAPER_COMMANDS, {"command_id": "probe", "kind": "noop", "order_id": "none", "mode": "paper"})
+        await rt.bus.publish(
+            PAPER_COMMANDS,
+            {"command_id": f"{buy_id}:place", "kind": "place", "order_id": buy_id, "mode": "paper"},
+        )
+        await rt.bus.publish(
+            PAPER_COMMANDS,
+            {"command_id": f"{sell_id}:place", "kind": "place", "order_id": sell_id, "mode": "paper"},
+        )
+    marker = await rt.bus.publish(
+        PAPER_COMMANDS, {"command_id": "probe", "kind": "noop", "order_id": "none", "mode": "paper"}
+    )
 
     async def probe_done() -> bool:
         async with rt.sessions() as s:
@@ -75,7 +89,9 @@ async def test_restart_rebuilds_books_in_priority_order(system: Api) -> None:
     ids = []
     for who in (a, b):
         r = await system.client.post(
-            "/api/orders", json={"symbol": "BTCUSDT", "side": "SELL", "type": "LIMIT", "quantity": "0.01", "price": "61000"}, headers=who
+            "/api/orders",
+            json={"symbol": "BTCUSDT", "side": "SELL", "type": "LIMIT", "quantity": "0.01", "price": "61000"},
+            headers=who,
         )
         ids.append(r.json()["order_id"])
     rt = system.parts
@@ -96,7 +112,9 @@ async def test_restart_rebuilds_books_in_priority_order(system: Api) -> None:
         await fresh.ready.wait()
         assert fresh.paper.in_book(ids[0]) and fresh.paper.in_book(ids[1])
         r = await system.client.post(
-            "/api/orders", json={"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "0.01", "price": "61000"}, headers=c
+            "/api/orders",
+            json={"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "0.01", "price": "61000"},
+            headers=c,
         )
         assert r.status_code == 202
 
@@ -125,16 +143,43 @@ async def test_a_poison_command_is_parked_and_does_not_block_the_book(system: Ap
     rt = system.parts
     now = datetime.now(UTC)
     async with rt.sessions() as s, s.begin():
-        s.add(OrderRow(id="poison0000000000000000000000000a", user_id=me["id"], client_order_id="poison",
-                       request_hash="x", mode="paper", symbol="BTCUSDT", side="BUY", type="LIMIT",
-                       time_in_force="GTC", quantity=Decimal("0.01"), price=Decimal("50000"), status="PENDING",
-                       reserved_asset="USDT", reserved_amount=Decimal("1"), reserved_price_cap=Decimal("50000"),
-                       created_at=now, updated_at=now))
-        add_outbox(s, PAPER_COMMANDS, {"command_id": "poison0000000000000000000000000a:place", "kind": "place",
-                                       "order_id": "poison0000000000000000000000000a", "mode": "paper"}, now=now)
+        s.add(
+            OrderRow(
+                id="poison0000000000000000000000000a",
+                user_id=me["id"],
+                client_order_id="poison",
+                request_hash="x",
+                mode="paper",
+                symbol="BTCUSDT",
+                side="BUY",
+                type="LIMIT",
+                time_in_force="GTC",
+                quantity=Decimal("0.01"),
+                price=Decimal("50000"),
+                status="PENDING",
+                reserved_asset="USDT",
+                reserved_amount=Decimal("1"),
+                reserved_price_cap=Decimal("50000"),
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        add_outbox(
+            s,
+            PAPER_COMMANDS,
+            {
+                "command_id": "poison0000000000000000000000000a:place",
+                "kind": "place",
+                "order_id": "poison0000000000000000000000000a",
+                "mode": "paper",
+            },
+            now=now,
+        )
     rt.relay.notify()
     r = await system.client.post(
-        "/api/orders", json={"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "0.01", "price": "50000"}, headers=auth
+        "/api/orders",
+        json={"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "0.01", "price": "50000"},
+        headers=auth,
     )
     good = r.json()["order_id"]
 

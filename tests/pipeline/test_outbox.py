@@ -41,7 +41,10 @@ async def env(
         await dead.close()  # a closed bus refuses like an unreachable Redis
     try:
         yield {
-            "sessions": session_factory(engine), "bus": bus, "dead": dead, "clock": clock,
+            "sessions": session_factory(engine),
+            "bus": bus,
+            "dead": dead,
+            "clock": clock,
             "pg": request.param == "postgresql",
         }
     finally:
@@ -68,7 +71,12 @@ async def _count(env: dict[str, Any]) -> int:
 
 def _relay(env: dict[str, Any], bus: Any = None) -> OutboxRelay:
     return OutboxRelay(
-        env["sessions"], bus or env["bus"], env["clock"], is_postgres=env["pg"], poll_interval=3600, eager_grace_s=2
+        env["sessions"],
+        bus or env["bus"],
+        env["clock"],
+        is_postgres=env["pg"],
+        poll_interval=3600,
+        eager_grace_s=2,
     )
 
 
@@ -100,7 +108,9 @@ def _is_empty(env: dict[str, Any]) -> Any:
     return probe
 
 
-async def test_rows_left_by_a_failed_writer_go_out_with_the_relay_after_the_grace(env: dict[str, Any]) -> None:
+async def test_rows_left_by_a_failed_writer_go_out_with_the_relay_after_the_grace(
+    env: dict[str, Any],
+) -> None:
     session = await _write(env, 2, eager=True)
     failing = _relay(env, env["dead"])
     task = asyncio.create_task(failing.run())

@@ -150,19 +150,35 @@ async def test_market_buy_after_the_price_moved_and_without_liquidity(system: Ap
     seller = await system.user("mover-s@example.com")
     buyer = await system.user("mover-b@example.com")
     # No liquidity and no price: refused up front.
-    r = await system.client.post("/api/orders", json={"symbol": "ETHUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01"}, headers=buyer)
+    r = await system.client.post(
+        "/api/orders",
+        json={"symbol": "ETHUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01"},
+        headers=buyer,
+    )
     assert r.status_code == 409
     # An ask at 61000 sets the reference; it is then replaced by a cheaper one before the buy executes.
-    r = await system.client.post("/api/orders", json={"symbol": "BTCUSDT", "side": "SELL", "type": "LIMIT", "quantity": "0.01", "price": "61000"}, headers=seller)
+    r = await system.client.post(
+        "/api/orders",
+        json={"symbol": "BTCUSDT", "side": "SELL", "type": "LIMIT", "quantity": "0.01", "price": "61000"},
+        headers=seller,
+    )
     high = r.json()["order_id"]
     await eventually(lambda: _is(system, seller, high, "NEW"))
     worker = system.system.worker
     # Hold the worker's book still while we queue: cancel the high ask and add a lower one, then buy.
     await system.client.delete(f"/api/orders/{high}", headers=seller)
-    r = await system.client.post("/api/orders", json={"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.005"}, headers=buyer)
+    r = await system.client.post(
+        "/api/orders",
+        json={"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.005"},
+        headers=buyer,
+    )
     assert r.status_code == 202
     buy = r.json()["order_id"]
-    r = await system.client.post("/api/orders", json={"symbol": "BTCUSDT", "side": "SELL", "type": "LIMIT", "quantity": "0.01", "price": "60000"}, headers=seller)
+    r = await system.client.post(
+        "/api/orders",
+        json={"symbol": "BTCUSDT", "side": "SELL", "type": "LIMIT", "quantity": "0.01", "price": "60000"},
+        headers=seller,
+    )
     final = await eventually(lambda: _final(system, buyer, buy))
     b = balances((await system.client.get("/api/balances", headers=buyer)).json())
     assert b["USDT"][1] == 0, "the whole reservation was consumed or released"

@@ -13,12 +13,31 @@ from shared.clock import ManualClock
 RULES = build_rules()
 
 
-def _order(oid: str, user: str, side: str, type_: str, qty: str, price: str | None, reference: str | None = None) -> VenueOrder:
-    res = required_reservation(RULES["BTCUSDT"], FeeSchedule(), side == "BUY", D(qty), D(price) if price else None,
-                               D(reference) if reference else None)
-    return VenueOrder(oid, user, "BTCUSDT", side, type_, "GTC" if type_ == "LIMIT" else "IOC", D(qty),
-                      D(price) if price else None, "PENDING", reserved_asset=res.asset, reserved_amount=res.amount,
-                      reserved_price_cap=res.price_cap)
+def _order(
+    oid: str, user: str, side: str, type_: str, qty: str, price: str | None, reference: str | None = None
+) -> VenueOrder:
+    res = required_reservation(
+        RULES["BTCUSDT"],
+        FeeSchedule(),
+        side == "BUY",
+        D(qty),
+        D(price) if price else None,
+        D(reference) if reference else None,
+    )
+    return VenueOrder(
+        oid,
+        user,
+        "BTCUSDT",
+        side,
+        type_,
+        "GTC" if type_ == "LIMIT" else "IOC",
+        D(qty),
+        D(price) if price else None,
+        "PENDING",
+        reserved_asset=res.asset,
+        reserved_amount=res.amount,
+        reserved_price_cap=res.price_cap,
+    )
 
 
 def _net(result, account: str, asset: str) -> tuple[D, D]:  # type: ignore[no-untyped-def]
@@ -36,7 +55,9 @@ def _net(result, account: str, asset: str) -> tuple[D, D]:  # type: ignore[no-un
 def test_market_buy_reserved_at_a_higher_price_fills_lower_and_refunds() -> None:
     venue = PaperVenue(RULES, FeeSchedule(), ManualClock())
     venue.place_now(_order("s", "seller", "SELL", "LIMIT", "0.01", "60000"))
-    buy = _order("b", "buyer", "BUY", "MARKET", "0.01", None, reference="61000")  # the ask was 61000 at acceptance
+    buy = _order(
+        "b", "buyer", "BUY", "MARKET", "0.01", None, reference="61000"
+    )  # the ask was 61000 at acceptance
     result = venue.place_now(buy)
     assert [c.status for c in result.changes if c.order_id == "b"] == ["FILLED"]
     free, locked = _net(result, "buyer", "USDT")

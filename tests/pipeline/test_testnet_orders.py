@@ -13,8 +13,12 @@ from tests.support.eventually import eventually
 
 
 @pytest.fixture
-async def testnet_system(pg_url: str, redis_url: str, redis_prefix: str, binance_double) -> AsyncIterator[Api]:  # type: ignore[no-untyped-def]
-    settings = make_settings(pg_url, redis_url=redis_url, redis_prefix=redis_prefix, binance_testnet_url=binance_double.url)
+async def testnet_system(
+    pg_url: str, redis_url: str, redis_prefix: str, binance_double
+) -> AsyncIterator[Api]:  # type: ignore[no-untyped-def]
+    settings = make_settings(
+        pg_url, redis_url=redis_url, redis_prefix=redis_prefix, binance_testnet_url=binance_double.url
+    )
     fast = {"timeout_ms": 2000, "poll_fast_s": 0.2, "poll_slow_s": 0.5}
     async with running_api(settings, services=("execution",), testnet_overrides=fast) as api:
         yield api
@@ -36,7 +40,11 @@ async def test_testnet_orders_through_the_api(testnet_system: Api, binance_doubl
     assert r.status_code == 200
     assert (await api.client.put("/api/me/mode", json={"mode": "testnet"}, headers=auth)).status_code == 200
 
-    r = await api.client.post("/api/orders", json={"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.001"}, headers=auth)
+    r = await api.client.post(
+        "/api/orders",
+        json={"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.001"},
+        headers=auth,
+    )
     assert r.status_code == 202 and r.json()["mode"] == "testnet"
     market = r.json()["order_id"]
     filled = await eventually(lambda: _status(api, auth, market, "FILLED"), timeout=20)
@@ -44,19 +52,23 @@ async def test_testnet_orders_through_the_api(testnet_system: Api, binance_doubl
     assert len(exchange_orders) == 1
     assert len(filled["fills"]) >= 1 and Decimal(filled["filled_quantity"]) == Decimal("0.001")
     trades = binance_double.state.trades(binance_account.api_key, order_id=exchange_orders[0].order_id)
-    assert sorted((Decimal(f["price"]), Decimal(f["quantity"]), Decimal(f["fee"])) for f in filled["fills"]) == sorted(
-        (t.price, t.qty, t.commission) for t in trades
-    )
+    assert sorted(
+        (Decimal(f["price"]), Decimal(f["quantity"]), Decimal(f["fee"])) for f in filled["fills"]
+    ) == sorted((t.price, t.qty, t.commission) for t in trades)
 
     # A resting limit order, canceled through the API.
     r = await api.client.post(
-        "/api/orders", json={"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "0.01", "price": "1000"}, headers=auth
+        "/api/orders",
+        json={"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "0.01", "price": "1000"},
+        headers=auth,
     )
     resting = r.json()["order_id"]
     await eventually(lambda: _status(api, auth, resting, "NEW"), timeout=20)
     assert (await api.client.delete(f"/api/orders/{resting}", headers=auth)).status_code == 202
     await eventually(lambda: _status(api, auth, resting, "CANCELED"), timeout=20)
-    assert [o.status for o in binance_double.state.orders(binance_account.api_key, client_order_id=resting)] == ["CANCELED"]
+    assert [
+        o.status for o in binance_double.state.orders(binance_account.api_key, client_order_id=resting)
+    ] == ["CANCELED"]
 
     # Balances in testnet mode come from the exchange.
     balances = {b["asset"]: b for b in (await api.client.get("/api/balances", headers=auth)).json()}
@@ -64,7 +76,9 @@ async def test_testnet_orders_through_the_api(testnet_system: Api, binance_doubl
 
     # A rejection by the exchange ends REJECTED with a human reason, and nothing is placed twice.
     r = await api.client.post(
-        "/api/orders", json={"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "10", "price": "60000"}, headers=auth
+        "/api/orders",
+        json={"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "10", "price": "60000"},
+        headers=auth,
     )
     rejected = await eventually(lambda: _status(api, auth, r.json()["order_id"], "REJECTED"), timeout=20)
     assert "balance" in (rejected["reason"] or "").lower()

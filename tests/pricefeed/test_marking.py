@@ -111,7 +111,10 @@ def test_restored_positions_are_marked_on_the_next_tick() -> None:
     other = MarkingEngine(clock)
     other.load(eng.book.positions())
     other.on_tick("BTCUSDT", D("150"), clock.now())
-    assert sorted((u.user_id, u.unrealized_pnl) for u in other.flush()) == [("alice", D(50)), ("bob", D(-100))]
+    assert sorted((u.user_id, u.unrealized_pnl) for u in other.flush()) == [
+        ("alice", D(50)),
+        ("bob", D(-100)),
+    ]
 
 
 def test_fast_constructor_builds_an_equal_frozen_update() -> None:

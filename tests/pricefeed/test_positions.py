@@ -128,7 +128,9 @@ def test_book_keys_positions_by_user_mode_symbol_and_restores_snapshots() -> Non
     book.apply_fill("u1", "testnet", buy("2", "100"))
     book.apply_fill("u2", "paper", Fill("BTC/USDT", Side.SELL, D("1"), D("100")))
     assert [(s.user_id, s.mode, s.quantity) for s in book.positions()] == [
-        ("u1", "paper", D(1)), ("u1", "testnet", D(2)), ("u2", "paper", D(-1)),
+        ("u1", "paper", D(1)),
+        ("u1", "testnet", D(2)),
+        ("u2", "paper", D(-1)),
     ]
     snap = book.positions("u1", "testnet")[0]
     other = PositionBook()
@@ -141,8 +143,13 @@ def test_book_keys_positions_by_user_mode_symbol_and_restores_snapshots() -> Non
 prices = st.decimals(min_value=D("0.01"), max_value=D("100000"), places=2)
 qtys = st.decimals(min_value=D("0.00000001"), max_value=D("50"), places=8)
 fee_kinds = st.sampled_from(["none", "quote", "base", "bnb-priced", "bnb-unpriced"])
-fill_specs = st.tuples(st.sampled_from([Side.BUY, Side.SELL]), qtys, prices, fee_kinds,
-                       st.decimals(min_value=D("0"), max_value=D("0.002"), places=6))
+fill_specs = st.tuples(
+    st.sampled_from([Side.BUY, Side.SELL]),
+    qtys,
+    prices,
+    fee_kinds,
+    st.decimals(min_value=D("0"), max_value=D("0.002"), places=6),
+)
 
 
 @settings(max_examples=300, deadline=None)

@@ -35,7 +35,9 @@ class RecordingSink:
 
 async def test_replay_drives_prices_candles_and_coalesced_position_updates(tmp_path: Path) -> None:
     path = tmp_path / "p.csv"
-    path.write_text("".join(f"2024-05-01T00:0{i}:00Z,BTCUSDT,{100 + i}\n" for i in range(5)), encoding="utf-8")
+    path.write_text(
+        "".join(f"2024-05-01T00:0{i}:00Z,BTCUSDT,{100 + i}\n" for i in range(5)), encoding="utf-8"
+    )
     clock = ManualClock()
     sink = RecordingSink()
     store = InMemoryCandleStore()

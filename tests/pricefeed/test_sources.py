@@ -130,8 +130,14 @@ async def test_replay_yields_rows_in_time_order_as_fast_as_possible(tmp_path: Pa
 async def test_replay_speed_factor_scales_the_gaps_and_retime_stamps_the_clock(tmp_path: Path) -> None:
     clock = ManualClock()
     sleeper = FakeSleeper(clock)
-    src = build_source(f"replay:{write_csv(tmp_path)}", symbols=SYMBOLS, clock=clock,
-                       replay_speed=2.0, replay_retime=True, sleep=sleeper)
+    src = build_source(
+        f"replay:{write_csv(tmp_path)}",
+        symbols=SYMBOLS,
+        clock=clock,
+        replay_speed=2.0,
+        replay_retime=True,
+        sleep=sleeper,
+    )
     ticks = await take(src, 99)
     assert sleeper.calls == [0.5, 0.5, 1.5]
     assert [t.ts for t in ticks] == [clock.now() - timedelta(seconds=s) for s in (2.5, 2.0, 1.5, 0)]
@@ -165,9 +171,16 @@ async def test_exchange_source_backs_off_exponentially_and_recovers(
     sleeper = FakeSleeper(clock)
     for status in (503, 500, 502, 504, 503):
         binance_double.fail_next("GET", TICKERS, status)
-    src = ExchangeTickerSource("binance-testnet", SYMBOLS, clock, double_sessions(binance_double),
-                               poll_interval=1.0, backoff=Backoff(base=0.5, factor=2, cap=4), sleep=sleeper,
-                               rng=random.Random(3))
+    src = ExchangeTickerSource(
+        "binance-testnet",
+        SYMBOLS,
+        clock,
+        double_sessions(binance_double),
+        poll_interval=1.0,
+        backoff=Backoff(base=0.5, factor=2, cap=4),
+        sleep=sleeper,
+        rng=random.Random(3),
+    )
     with caplog.at_level(logging.INFO, logger="pricefeed.sources.exchange"):
         ticks = await take(src, 6)
     retry_waits = sleeper.calls[:5]
@@ -177,7 +190,8 @@ async def test_exchange_source_backs_off_exponentially_and_recovers(
     assert sleeper.calls[5:] == [1.0]  # back to the normal poll after recovery
     assert src.failures == 0 and src.total_failures == 5
     assert [(t.symbol, t.price, t.source) for t in ticks[:3]] == [
-        ("BTCUSDT", D("60000"), "binance-testnet"), ("ETHUSDT", D("3000"), "binance-testnet"),
+        ("BTCUSDT", D("60000"), "binance-testnet"),
+        ("ETHUSDT", D("3000"), "binance-testnet"),
         ("BNBUSDT", D("600"), "binance-testnet"),
     ]
     assert ticks[0].ts == ticks[2].ts and ticks[3].ts == ticks[0].ts + timedelta(seconds=1)
@@ -193,8 +207,15 @@ async def test_backoff_is_capped_under_a_long_outage(binance_double: BinanceDoub
     clock = ManualClock()
     sleeper = FakeSleeper(clock)
     binance_double.fail_next("GET", TICKERS, 503, times=40)
-    src = ExchangeTickerSource("binance", ["BTCUSDT"], clock, double_sessions(binance_double),
-                               backoff=Backoff(base=1, cap=30), sleep=sleeper, rng=random.Random(0))
+    src = ExchangeTickerSource(
+        "binance",
+        ["BTCUSDT"],
+        clock,
+        double_sessions(binance_double),
+        backoff=Backoff(base=1, cap=30),
+        sleep=sleeper,
+        rng=random.Random(0),
+    )
     (tick,) = await take(src, 1)
     assert len(sleeper.calls) == 40 and max(sleeper.calls) <= 30 and min(sleeper.calls[10:]) >= 15
     assert tick.price == 60000
@@ -221,8 +242,13 @@ async def test_build_source_specs(tmp_path: Path, binance_double: BinanceDouble)
     clock = ManualClock()
     assert isinstance(build_source("synthetic", symbols=SYMBOLS, clock=clock), SyntheticSource)
     binance_double.state.set_price("BTCUSDT", "61000")
-    src = build_source("binance-testnet", symbols=["BTCUSDT"], clock=clock, binance_testnet_url=binance_double.url,
-                       sleep=FakeSleeper(clock))
+    src = build_source(
+        "binance-testnet",
+        symbols=["BTCUSDT"],
+        clock=clock,
+        binance_testnet_url=binance_double.url,
+        sleep=FakeSleeper(clock),
+    )
     assert isinstance(src, ExchangeTickerSource) and src.name == "binance-testnet"
     assert [t.price for t in await take(src, 1)] == [D(61000)]
     mainnet = build_source("binance", symbols=["BTCUSDT"], clock=clock)  # built without any I/O
@@ -233,7 +259,9 @@ async def test_build_source_specs(tmp_path: Path, binance_double: BinanceDouble)
             build_source(bad, symbols=SYMBOLS, clock=clock)
 
 
-async def test_testnet_factory_takes_a_url_with_or_without_the_rest_prefix(binance_double: BinanceDouble) -> None:
+async def test_testnet_factory_takes_a_url_with_or_without_the_rest_prefix(
+    binance_double: BinanceDouble,
+) -> None:
     for root in (binance_double.url, binance_double.url + "/", binance_double.url + "/api/"):
         session = binance_client_factory(testnet=True, testnet_url=root)()
         try:

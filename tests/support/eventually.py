@@ -52,7 +52,11 @@ async def eventually(
 
 
 def eventually_sync(
-    probe: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.02, message: str = "condition not met"
+    probe: Callable[[], T],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    message: str = "condition not met",
 ) -> T:
     deadline = time.monotonic() + timeout
     last_error: BaseException | None = None

@@ -379,7 +379,9 @@ async def test_restart_reconciles_resting_inflight_and_external_orders(h: Harnes
 
     # A placement that reached the exchange just before the crash (TradeBridge still says PENDING).
     crashed = order(price="58000")
-    raw = get_adapter("binance-testnet", base_url=h.double.url).session(h.account.api_key, h.account.api_secret)
+    raw = get_adapter("binance-testnet", base_url=h.double.url).session(
+        h.account.api_key, h.account.api_secret
+    )
     try:
         await raw.create_order(
             "BTCUSDT", "LIMIT", "BUY", D("0.01"), D("58000"), client_order_id=crashed.order_id
