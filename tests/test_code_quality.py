@@ -36,7 +36,6 @@ FORMATTED = ["gateway", "events", "reconciliation", "tradebridge", "migrations"]
 MYPY_PENDING = {
     "execution/engine.py",
     "execution/worker.py",
-    "gateway/services/orders.py",
 }
 
 

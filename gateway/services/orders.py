@@ -11,8 +11,9 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import TextClause, insert, select, text
+from sqlalchemy import TextClause, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
 from execution.paper.errors import InsufficientBalance
 from execution.paper.ledger import (
@@ -140,7 +141,7 @@ def fill_out(f: Fill) -> FillOut:
         trade_id=f.trade_id,
         order_id=f.order_id,
         symbol=f.symbol,
-        side=f.side,  # type: ignore[arg-type]
+        side=f.side,
         price=f.price,
         quantity=f.quantity,
         fee=f.fee,
@@ -394,7 +395,7 @@ class OrderService:
 
     async def _by_client_id(self, user_id: str, client_order_id: str) -> Order | None:
         result = await self.session.execute(
-            select(Order).where(Order.user_id == user_id, Order.client_order_id == client_order_id)
+            select(Order).where(col(Order.user_id) == user_id, col(Order.client_order_id) == client_order_id)
         )
         return result.scalar_one_or_none()
 
@@ -453,7 +454,7 @@ class OrderService:
         add_outbox_row(self.session, self._event_row(order, now))
 
     async def get_owned(self, user: Owner, order_id: str, *, for_update: bool = False) -> Order:
-        stmt = select(Order).where(Order.id == order_id, Order.user_id == user.id)
+        stmt = select(Order).where(col(Order.id) == order_id, col(Order.user_id) == user.id)
         if for_update:
             stmt = stmt.with_for_update()
         order = (await self.session.execute(stmt)).scalar_one_or_none()
@@ -501,7 +502,7 @@ class OrderService:
         if old.status not in (Status.NEW, Status.PARTIALLY_FILLED) or old.external:
             raise Conflict(f"Only an open order placed here can be replaced; this one is {old.status}.")
         pending = await self.session.scalar(
-            select(Order.id).where(Order.replaces == old.id, Order.status == Status.PENDING)
+            select(col(Order.id)).where(col(Order.replaces) == old.id, col(Order.status) == Status.PENDING)
         )
         if pending is not None:
             raise Conflict(f"Order {old.id} is already being replaced by {pending}.")
@@ -586,12 +587,12 @@ class OrderService:
         order = await self.get_owned(user, order_id)
         fills = (
             await self.session.execute(
-                select(Fill).where(Fill.order_id == order.id).order_by(Fill.ts, Fill.id)
+                select(Fill).where(col(Fill.order_id) == order.id).order_by(col(Fill.ts), col(Fill.id))
             )
         ).scalars()
         history = (
             await self.session.execute(
-                select(OrderEvent).where(OrderEvent.order_id == order.id).order_by(OrderEvent.id)
+                select(OrderEvent).where(col(OrderEvent.order_id) == order.id).order_by(col(OrderEvent.id))
             )
         ).scalars()
         return OrderDetail(
@@ -613,18 +614,20 @@ class OrderService:
         limit: int,
         cursor: str | None,
     ) -> OrderPage:
-        stmt = select(Order).where(Order.user_id == user.id)
+        stmt = select(Order).where(col(Order.user_id) == user.id)
         if status == "open":
-            stmt = stmt.where(Order.status.in_([Status.PENDING, *OPEN]))
+            stmt = stmt.where(col(Order.status).in_([Status.PENDING, *OPEN]))
         elif status == "closed":
-            stmt = stmt.where(Order.status.in_(list(FINAL)))
+            stmt = stmt.where(col(Order.status).in_(list(FINAL)))
         if symbol:
-            stmt = stmt.where(Order.symbol == self.rules_for(symbol).symbol)
+            stmt = stmt.where(col(Order.symbol) == self.rules_for(symbol).symbol)
         if mode:
-            stmt = stmt.where(Order.mode == mode)
+            stmt = stmt.where(col(Order.mode) == mode)
         if cursor:
-            stmt = stmt.where(Order.id < decode_cursor(cursor))
-        rows = list((await self.session.execute(stmt.order_by(Order.id.desc()).limit(limit + 1))).scalars())
+            stmt = stmt.where(col(Order.id) < decode_cursor(cursor))
+        rows = list(
+            (await self.session.execute(stmt.order_by(col(Order.id).desc()).limit(limit + 1))).scalars()
+        )
         more = len(rows) > limit
         rows = rows[:limit]
         return OrderPage(
