@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import cast
 
 import structlog
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import insert, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
-from execution.store.ledger import SqlLedger, balance_payload
+from execution.store.ledger import BalanceView, SqlLedger, balance_payload
 from execution.venues.base import OrderChange, VenueResult
 from shared.amounts import plain
 from shared.clock import Clock
@@ -23,6 +27,7 @@ from shared.orders import FINAL, IllegalTransition, Status, check_transition
 from shared.outbox import add_outbox_row, private_row, write_outbox
 from shared.positions import Fill as PositionFill
 from shared.positions import PositionBook, PositionSnapshot
+from shared.positions import Side as PositionSide
 from shared.symbols import split_symbol
 
 log = structlog.get_logger(__name__)
@@ -62,7 +67,7 @@ async def load_orders(session: AsyncSession, ids: Iterable[str], *, lock: bool =
     ids = sorted(set(ids))
     if not ids:
         return {}
-    stmt = select(Order).where(Order.id.in_(ids)).order_by(Order.id)
+    stmt = select(Order).where(col(Order.id).in_(ids)).order_by(col(Order.id))
     if lock:
         stmt = stmt.with_for_update()
     return {
@@ -148,13 +153,15 @@ async def apply_result(
 
     if result.journal:
         views = await SqlLedger(session, clock).apply(list(result.journal))
-        by_user: dict[str, list[object]] = {}
+        by_user: dict[str, list[BalanceView]] = {}
         for v in views:
             if "/" not in v.account_id:  # user accounts; system accounts have a "system/" or "external/" id
                 by_user.setdefault(v.account_id, []).append(v)
         for user_id, vs in by_user.items():
             outbox.append(
-                private_row("BALANCE_UPDATE", user_id, {"mode": "paper", "balances": balance_payload(vs)}, now=now)  # type: ignore[arg-type]
+                private_row(
+                    "BALANCE_UPDATE", user_id, {"mode": "paper", "balances": balance_payload(vs)}, now=now
+                )
             )
     for report in result.balances:  # an exchange's pushed balances, shaped as the paper ledger's
         outbox.append(
@@ -168,12 +175,12 @@ async def apply_result(
     await session.flush()
     if events:
         await session.execute(insert(OrderEvent.__table__), events)  # type: ignore[attr-defined]
-    await write_outbox(session, outbox)  # type: ignore[arg-type]
+    await write_outbox(session, outbox)
     return applied
 
 
 async def _update_positions(
-    session: AsyncSession, fills: list[dict[str, object]], now: object, outbox: list[dict[str, object]]
+    session: AsyncSession, fills: list[dict[str, object]], now: datetime, outbox: list[dict[str, object]]
 ) -> None:
     """Fold new fills into their positions (weighted-average cost: shared.positions, the pure fold the price
     feed re-marks) in the same transaction, and tell the owner."""
@@ -191,17 +198,17 @@ async def _update_positions(
         ).scalars()
     }
     book = PositionBook()
-    for key, row in rows.items():
+    for key, held in rows.items():
         book.restore(
             PositionSnapshot(
                 key[0],
                 key[1],
                 key[2],
-                row.quantity,
-                row.avg_entry_price,
-                row.cost_basis,
-                row.realized_pnl,
-                row.fees_paid,
+                held.quantity,
+                held.avg_entry_price,
+                held.cost_basis,
+                held.realized_pnl,
+                held.fees_paid,
             )
         )
     for f in fills:
@@ -211,10 +218,10 @@ async def _update_positions(
             str(f["mode"]),
             PositionFill(
                 symbol=str(f["symbol"]),
-                side=str(f["side"]),
-                quantity=f["quantity"],
-                price=f["price"],  # type: ignore[arg-type]
-                fee=f["fee"],
+                side=PositionSide(str(f["side"]).upper()),
+                quantity=cast(Decimal, f["quantity"]),
+                price=cast(Decimal, f["price"]),
+                fee=cast(Decimal, f["fee"]),
                 fee_asset=str(f["fee_asset"]),
                 quote_asset=quote,
                 ts=f["ts"],  # type: ignore[arg-type]
@@ -224,21 +231,25 @@ async def _update_positions(
         snap = next(s for s in book.positions(key[0], key[1]) if s.symbol == key[2])
         row = rows.get(key)
         if row is None:
-            row = Position(user_id=key[0], mode=key[1], symbol=key[2], updated_at=now)  # type: ignore[arg-type]
+            row = Position(user_id=key[0], mode=key[1], symbol=key[2], updated_at=now)
         row.quantity, row.avg_entry_price, row.cost_basis = (
             snap.quantity,
             snap.avg_entry_price,
             snap.cost_basis,
         )
-        row.realized_pnl, row.fees_paid, row.updated_at = snap.realized_pnl, snap.fees_paid, now  # type: ignore[assignment]
+        row.realized_pnl, row.fees_paid, row.updated_at = snap.realized_pnl, snap.fees_paid, now
         session.add(row)
-        outbox.append(private_row("POSITION_UPDATE", key[0], position_payload(row, None, source="fill"), now=now))
+        outbox.append(
+            private_row("POSITION_UPDATE", key[0], position_payload(row, None, source="fill"), now=now)
+        )
 
 
-def _apply_change(order: Order, change: OrderChange, now: object, applied: Applied) -> bool:
+def _apply_change(order: Order, change: OrderChange, now: datetime, applied: Applied) -> bool:
     status = next_status(order.status, change.status)
     same = status == order.status and change.filled_quantity == order.filled_quantity
-    fired = change.triggered and order.triggered_at is None  # a stop's trigger: NEW (waiting) -> NEW (working)
+    fired = (
+        change.triggered and order.triggered_at is None
+    )  # a stop's trigger: NEW (waiting) -> NEW (working)
     if same and change.reason == order.reason and not fired:
         return False
     if change.filled_quantity < order.filled_quantity:
@@ -271,9 +282,9 @@ def _apply_change(order: Order, change: OrderChange, now: object, applied: Appli
     if change.venue_seq is not None:
         order.venue_seq = change.venue_seq
     if fired:
-        order.triggered_at = now  # type: ignore[assignment]
+        order.triggered_at = now
     order.version += 1
-    order.updated_at = now  # type: ignore[assignment]
+    order.updated_at = now
     return True
 
 
@@ -306,7 +317,7 @@ def _trade_payload(row: dict[str, object]) -> dict[str, object]:
     }
 
 
-async def _record_external_isolated(session: AsyncSession, ext: object, now: object) -> Order | None:
+async def _record_external_isolated(session: AsyncSession, ext: object, now: datetime) -> Order | None:
     """Record one external order in its own savepoint: one the database or the event schema refuses is logged
     and skipped, never allowed to drop the rest of the result with it (a whole start-up recovery)."""
     try:
@@ -323,16 +334,16 @@ async def _record_external_isolated(session: AsyncSession, ext: object, now: obj
         return None
 
 
-async def _record_external(session: AsyncSession, ext: object, now: object) -> Order:
+async def _record_external(session: AsyncSession, ext: object, now: datetime) -> Order:
     from execution.venues.base import ExternalOrder
 
     assert isinstance(ext, ExternalOrder)
     existing = (
         await session.execute(
             select(Order).where(
-                Order.user_id == ext.user_id,
-                Order.venue_order_id == ext.venue_order_id,
-                Order.mode == "testnet",
+                col(Order.user_id) == ext.user_id,
+                col(Order.venue_order_id) == ext.venue_order_id,
+                col(Order.mode) == "testnet",
             )
         )
     ).scalar_one_or_none()
@@ -358,7 +369,7 @@ async def _record_external(session: AsyncSession, ext: object, now: object) -> O
         venue_order_id=ext.venue_order_id,
         external=True,
         created_at=ext.created_at,
-        updated_at=now,  # type: ignore[arg-type]
+        updated_at=now,
     )
     session.add(order)
     await session.flush()
@@ -370,7 +381,7 @@ async def _record_external(session: AsyncSession, ext: object, now: object) -> O
             reason=order.reason,
             ts=now,
         )
-    )  # type: ignore[arg-type]
+    )
     add_outbox_row(session, private_row("ORDER_UPDATE", order.user_id, order_event_payload(order), now=now))
     return order
 

@@ -34,7 +34,6 @@ FORMATTED = ["gateway", "events", "reconciliation", "tradebridge", "migrations"]
 
 # Files still with mypy errors while they are being reworked (issue #15 item 6); the list only shrinks.
 MYPY_PENDING = {
-    "execution/engine.py",
     "execution/worker.py",
 }
 
