@@ -26,8 +26,9 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select, text
+from sqlalchemy import func, text
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel import col, select
 
 from execution.book_snapshot import BookPublisher
 from execution.engine import apply_result, load_orders
@@ -303,10 +304,13 @@ class ExecutionWorker:
         async with self.rt.sessions() as session:
             rows = (
                 await session.execute(
-                    select(Order.id, Order.status)
-                    .where(Order.mode == "paper", Order.status.in_([Status.PENDING, Status.PENDING_CANCEL]))
-                    .where(Order.updated_at < cutoff)
-                    .order_by(Order.id)
+                    select(col(Order.id), col(Order.status))
+                    .where(
+                        col(Order.mode) == "paper",
+                        col(Order.status).in_([Status.PENDING, Status.PENDING_CANCEL]),
+                    )
+                    .where(col(Order.updated_at) < cutoff)
+                    .order_by(col(Order.id))
                     .limit(self.batch)
                 )
             ).all()
@@ -332,11 +336,13 @@ class ExecutionWorker:
                     await session.execute(
                         select(Order)
                         .where(
-                            Order.mode == "paper",
-                            Order.status.in_([Status.NEW, Status.PARTIALLY_FILLED, Status.PENDING_CANCEL]),
+                            col(Order.mode) == "paper",
+                            col(Order.status).in_(
+                                [Status.NEW, Status.PARTIALLY_FILLED, Status.PENDING_CANCEL]
+                            ),
                         )
-                        .where(Order.venue_seq.is_not(None))
-                        .order_by(Order.venue_seq)
+                        .where(col(Order.venue_seq).is_not(None))
+                        .order_by(col(Order.venue_seq))
                     )
                 )
                 .scalars()
@@ -345,15 +351,17 @@ class ExecutionWorker:
             self.paper.restore(
                 (venue_order(o), o.quantity - o.filled_quantity, o.cumulative_quote) for o in rows
             )
-            max_seq = await session.scalar(select(func.max(Order.venue_seq)).where(Order.mode == "paper"))
+            max_seq = await session.scalar(
+                select(func.max(col(Order.venue_seq))).where(col(Order.mode) == "paper")
+            )
             self.paper.next_seq = int(max_seq or 0)
             # Trade ids ("SYMBOL-n") continue where the last run stopped: every paper trade has a user side.
             for symbol in rt.markets:
                 ids = (
                     await session.execute(
-                        select(Fill.trade_id)
-                        .where(Fill.mode == "paper", Fill.symbol == symbol)
-                        .order_by(Fill.id.desc())
+                        select(col(Fill.trade_id))
+                        .where(col(Fill.mode) == "paper", col(Fill.symbol) == symbol)
+                        .order_by(col(Fill.id).desc())
                         .limit(200)
                     )
                 ).scalars()
@@ -363,9 +371,9 @@ class ExecutionWorker:
                 self.paper.exchange.book(symbol).next_trade_id = last + 1
                 # stop orders compare new ones with the last trade price (one that would trigger is refused)
                 last_price = await session.scalar(
-                    select(Fill.price)
-                    .where(Fill.mode == "paper", Fill.symbol == symbol)
-                    .order_by(Fill.id.desc())
+                    select(col(Fill.price))
+                    .where(col(Fill.mode) == "paper", col(Fill.symbol) == symbol)
+                    .order_by(col(Fill.id).desc())
                     .limit(1)
                 )
                 if last_price is not None:
@@ -458,7 +466,9 @@ class ExecutionWorker:
         assert mm is not None
         account = mm.config.account
         ledger = SqlLedger(session, self.rt.clock)
-        rows = (await session.execute(select(Balance).where(Balance.account_id == account))).scalars().all()
+        rows = (
+            (await session.execute(select(Balance).where(col(Balance.account_id) == account))).scalars().all()
+        )
         entries = [release_entry(account, b.asset, b.locked, "mm-restart") for b in rows if b.locked > 0]
         have = {b.asset for b in rows}
         assets = {r.base_asset for r in self.rt.markets.values()} | {
@@ -554,7 +564,9 @@ class ExecutionWorker:
         asset, amount = str(new.reserved_asset), new.reserved_amount or Decimal(0)
         key = (new.user_id, asset)
         free = await session.scalar(
-            select(Balance.free).where(Balance.account_id == new.user_id, Balance.asset == asset)
+            select(col(Balance.free)).where(
+                col(Balance.account_id) == new.user_id, col(Balance.asset) == asset
+            )
         )
         free = (free or Decimal(0)) - spent.get(key, Decimal(0))
         freed = self.paper.locked_for(old.id) if old.reserved_asset == asset else Decimal(0)
