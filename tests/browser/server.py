@@ -6,7 +6,7 @@ Parts still being integrated are used when present and stood in for when not: no
 in the tree: gateway + worker by hand, a ticker pump publishing TICKERs, and the UI's REST polling fallback if
 `/ws` is missing.
 
-`RunningSystem.call` runs a coroutine on the server's own event loop (to seed data through its runtime).
+`RunningSystem.call` runs a coroutine on the server's own event loop (to seed data through its parts).
 """
 
 from __future__ import annotations
@@ -45,11 +45,11 @@ class RunningSystem:
     loop: asyncio.AbstractEventLoop
 
     @property
-    def runtime(self) -> Any:
+    def parts(self) -> Any:
         return self.app.state.parts
 
     def call(self, work: Callable[[Any], Coroutine[Any, Any, T]], timeout: float = 30) -> T:
-        """`work(runtime)` on the server's event loop (the runtime's engine and bus belong to it)."""
+        """`work(parts)` on the server's event loop (the parts' engine and bus belong to it)."""
         return asyncio.run_coroutine_threadsafe(work(self.parts), self.loop).result(timeout)
 
 

@@ -98,7 +98,7 @@ async def test_market_data_endpoints_and_quote(mm_system: Api) -> None:
     assert {m["symbol"] for m in markets} == {"BTCUSDT", "ETHUSDT", "BNBUSDT"}
     # No price feed runs here (ticks go straight onto the bus), so no ticker is stored yet: a clear 404.
     r = await api.client.get("/api/markets/BTCUSDT/ticker")
-    assert r.status_code == 404 and "No price" in r.json()["detail"]
+    assert r.status_code == 404 and "No paper price" in r.json()["detail"]
     await api.parts.market_data.put(
         "ticker", "BTCUSDT", {"symbol": "BTCUSDT", "price": "60000", "stale": False}
     )
