@@ -240,13 +240,15 @@ async def test_delayed_messages_keep_their_order(
     await call(api, "userDataStream.subscribe.signature", signed(binance_account))
     binance_double.delay_ws(300)
     started = time.monotonic()
-    await api.send(json.dumps({"id": 1, "method": "ping"}))
+    # The change is queued on the double's loop (call_soon_threadsafe) before the ping is even sent, so its
+    # two events come first and the ping's answer last; sending the ping first raced with the change.
     binance_double.state.set_balance(binance_account.api_key, "USDT", "5")
+    await api.send(json.dumps({"id": 1, "method": "ping"}))
     first, second, third = await take(api, 3)
     assert time.monotonic() - started >= 0.3
-    assert (first["id"], second["event"]["e"], third["event"]["e"]) == (
-        1,
+    assert (first["event"]["e"], second["event"]["e"], third["id"]) == (
         "balanceUpdate",
         "outboundAccountPosition",
+        1,
     )
     binance_double.delay_ws(0)
