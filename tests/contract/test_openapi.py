@@ -14,7 +14,7 @@ import pytest
 
 from gateway.middleware import SECURITY_HEADERS
 from shared.schemas.orders import DECIMAL_INPUT_PATTERN, PLAIN_DECIMAL_PATTERN
-from tests.support.api import Api, make_settings, running_api
+from tests.support.api import Api, make_settings, running_api, running_api_on
 
 pytestmark = pytest.mark.asyncio
 
@@ -26,13 +26,9 @@ BINANCE = "/binance/"  # the Binance-compatible API: Binance's error shape, not 
 async def gateway(
     request: pytest.FixtureRequest, pg_url: str, tmp_path: Path, redis_url: str, redis_prefix: str
 ) -> AsyncIterator[Api]:
-    if request.param == "postgresql":
-        settings = make_settings(pg_url, redis_url=redis_url, redis_prefix=redis_prefix)
-        migrate = False
-    else:
-        settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'tb.db'}")
-        migrate = True
-    async with running_api(settings, migrate=migrate) as api:
+    async with running_api_on(
+        request.param, pg_url=pg_url, sqlite_dir=tmp_path, redis_url=redis_url, redis_prefix=redis_prefix
+    ) as api:
         yield api
 
 

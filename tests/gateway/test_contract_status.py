@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.api import Api, make_settings, running_api
+from tests.support.api import Api, running_api_on
 
 pytestmark = pytest.mark.asyncio
 
@@ -18,13 +18,9 @@ PW = "correct horse battery"
 async def gateway(
     request: pytest.FixtureRequest, pg_url: str, tmp_path: Path, redis_url: str, redis_prefix: str
 ) -> AsyncIterator[Api]:
-    if request.param == "postgresql":
-        settings = make_settings(pg_url, redis_url=redis_url, redis_prefix=redis_prefix)
-        migrate = False
-    else:
-        settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'tb.db'}")
-        migrate = True
-    async with running_api(settings, migrate=migrate) as api:
+    async with running_api_on(
+        request.param, pg_url=pg_url, sqlite_dir=tmp_path, redis_url=redis_url, redis_prefix=redis_prefix
+    ) as api:
         yield api
 
 

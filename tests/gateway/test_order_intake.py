@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.api import Api, make_settings, running_api
+from tests.support.api import Api, make_settings, running_api, running_api_on
 
 LIMIT_BUY = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "0.001", "price": "50000"}
 
@@ -17,23 +17,15 @@ LIMIT_BUY = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "0
 async def gateway(
     request: pytest.FixtureRequest, pg_url: str, tmp_path: Path, redis_url: str, redis_prefix: str
 ) -> AsyncIterator[Api]:
-    if request.param == "postgresql":
-        settings = make_settings(
-            pg_url,
-            redis_url=redis_url,
-            redis_prefix=redis_prefix,
-            order_rate_limit="3/minute",
-            paper_starting_balances_csv="USDT=1000,BTC=1",
-        )
-        migrate = False
-    else:
-        settings = make_settings(
-            f"sqlite+aiosqlite:///{tmp_path / 'tb.db'}",
-            order_rate_limit="3/minute",
-            paper_starting_balances_csv="USDT=1000,BTC=1",
-        )
-        migrate = True
-    async with running_api(settings, migrate=migrate) as api:
+    async with running_api_on(
+        request.param,
+        pg_url=pg_url,
+        sqlite_dir=tmp_path,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        order_rate_limit="3/minute",
+        paper_starting_balances_csv="USDT=1000,BTC=1",
+    ) as api:
         yield api
 
 

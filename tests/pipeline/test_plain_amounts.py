@@ -16,7 +16,7 @@ import pytest
 
 from shared.amounts import DERIVED_PLACES
 from shared.streams import MARKET_DEPTH, MARKET_TRADES, PRIVATE_EVENTS
-from tests.support.api import Api, make_settings, running_api
+from tests.support.api import Api, running_api_on
 from tests.support.eventually import eventually
 
 EXPONENT = re.compile(r"[0-9]E[+-]?[0-9]")
@@ -174,17 +174,14 @@ async def testnet_gateway(
     redis_prefix: str,
     binance_double: Any,
 ) -> AsyncIterator[Api]:
-    if request.param == "postgresql":
-        settings = make_settings(
-            pg_url, redis_url=redis_url, redis_prefix=redis_prefix, binance_testnet_url=binance_double.url
-        )
-        migrate = False
-    else:
-        settings = make_settings(
-            f"sqlite+aiosqlite:///{tmp_path / 'tb.db'}", binance_testnet_url=binance_double.url
-        )
-        migrate = True
-    async with running_api(settings, migrate=migrate) as api:
+    async with running_api_on(
+        request.param,
+        pg_url=pg_url,
+        sqlite_dir=tmp_path,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        binance_testnet_url=binance_double.url,
+    ) as api:
         yield api
 
 

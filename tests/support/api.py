@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -80,3 +81,26 @@ async def running_api(
         transport = httpx.ASGITransport(app=manager.app, client=("203.0.113.7", 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield Api(app, client)
+
+
+@asynccontextmanager
+async def running_api_on(
+    database: str,
+    *,
+    pg_url: str,
+    sqlite_dir: Path,
+    redis_url: str,
+    redis_prefix: str,
+    **overrides: Any,
+) -> AsyncIterator[Api]:
+    """`running_api` on "postgresql" (the test's database and Redis prefix, migrated by its template) or on
+    "sqlite" (a file of the test's own with the in-process bus, migrated at start): one fixture body for the
+    tests that run on both databases."""
+    if database == "postgresql":
+        settings = make_settings(pg_url, redis_url=redis_url, redis_prefix=redis_prefix, **overrides)
+        migrate = False
+    else:
+        settings = make_settings(f"sqlite+aiosqlite:///{sqlite_dir / 'tb.db'}", **overrides)
+        migrate = True
+    async with running_api(settings, migrate=migrate) as api:
+        yield api
