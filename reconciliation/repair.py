@@ -22,7 +22,7 @@ from shared.models import Order, User
 from shared.models.reconciliation import ReconciliationMismatch, ReconciliationReport
 from shared.orders import FINAL, Status
 from shared.outbox import add_outbox
-from shared.streams import command_stream
+from shared.streams import command_stream, order_command
 
 
 class Applied(Protocol):
@@ -137,12 +137,7 @@ async def _republish(session: AsyncSession, port: RepairPort, m: ReconciliationM
     add_outbox(
         session,
         command_stream(order.mode),
-        {
-            "command_id": f"{order.id}:{kind}:recon-{m.id}",
-            "kind": kind,
-            "order_id": order.id,
-            "mode": order.mode,
-        },
+        order_command(kind, order.id, order.mode, tag=f"recon-{m.id}"),
         now=now,
     )
     order.updated_at = now  # re-published now: stuck again only if this one is not handled either

@@ -53,9 +53,11 @@ def command_stream(mode: str) -> str:
     return PAPER_COMMANDS if mode == "paper" else TESTNET_COMMANDS
 
 
-def order_command(kind: str, order_id: str, mode: str) -> dict[str, str]:
-    """A command on ``command_stream(mode)``; its id makes a redelivery recognisable to the worker."""
-    return {"command_id": f"{order_id}:{kind}", "kind": kind, "order_id": order_id, "mode": mode}
+def order_command(kind: str, order_id: str, mode: str, *, tag: str | None = None) -> dict[str, str]:
+    """A command on ``command_stream(mode)``; its id makes a redelivery recognisable to the worker. A ``tag``
+    (a reconciliation repair's ``recon-<id>``) makes a deliberate re-send a new command, not a redelivery."""
+    command_id = f"{order_id}:{kind}:{tag}" if tag else f"{order_id}:{kind}"
+    return {"command_id": command_id, "kind": kind, "order_id": order_id, "mode": mode}
 
 
 def user_stream(user_id: str) -> str:

@@ -11,7 +11,8 @@ from sqlalchemy import delete, select
 from execution.paper.ledger import reserve_entry
 from execution.store.ledger import SqlLedger
 from shared.db import unit_of_work
-from shared.models import AuditLog, Fill
+from shared.models import AuditLog, Fill, ProcessedCommand
+from shared.streams import order_command
 from tests.reconciliation.conftest import (
     admin_auth,
     force_postings,
@@ -205,6 +206,11 @@ async def test_stuck_order_is_repaired_by_republishing(recon: Api) -> None:
     assert r.status_code == 200, r.text
     assert r.json()["repaired"] == [m["id"]] and r.json()["skipped"] == []
     await eventually(lambda: status_is(api, auth, oid, "NEW"))
+    # The re-sent command is a new command (its tag), built like every other command by shared.streams.
+    async with unit_of_work(api.parts.sessions) as s:
+        processed = set((await s.execute(select(ProcessedCommand.command_id))).scalars())
+    command = order_command("place", oid, "paper", tag=f"recon-{m['id']}")
+    assert command["command_id"] == f"{oid}:place:recon-{m['id']}" and command["command_id"] in processed
 
     again = await api.client.post(
         f"/api/admin/reconciliation/{report['id']}/repair", json={"mismatch_ids": [m["id"]]}, headers=admin
