@@ -77,6 +77,14 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=20, ge=0, le=500)
     db_pool_timeout_s: float = Field(default=5.0, gt=0)
     reconciliation_interval_s: float = Field(default=3600, ge=0)  # 0 turns the schedule off
+    # Equity snapshots (the account's value over time): one per paper account every interval and one after
+    # each fill; snapshots older than the retention are deleted, so the table stays bounded.
+    equity_snapshot_interval_s: float = Field(default=300, gt=0)
+    equity_snapshot_retention_days: int = Field(default=30, ge=1)
+    # How long the execution worker keeps a command's processed mark (its idempotency record) before its
+    # schedule deletes it: far longer than any redelivery (pending entries are claimed after 30 s, the relay
+    # republishes after 2 s), and past it the order's own status still stops a second execution.
+    processed_commands_retention_s: float = Field(default=24 * 3600, ge=1)
     # The outbox relay is woken by every commit that wrote outbox rows; this poll is only its fallback.
     outbox_poll_interval_s: float = Field(default=0.25, gt=0)
     # uvicorn's access log (off: a line per request costs throughput); query strings are redacted either way.
