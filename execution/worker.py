@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import func, text
+from sqlalchemy import delete, func, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
@@ -133,6 +133,7 @@ class ExecutionWorker:
         self._lease_conn: AsyncConnection | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self.has_paper_lease = False
+        self.pruned_runs = 0  # runs of the processed-marks pruning (tests wait for one)
         self.ready = asyncio.Event()  # the books are rebuilt (the market maker's quotes may still be coming)
         self._book = BookPublisher(rt.market_data, rt.clock, self.consumer)  # for reconciliation
 
@@ -148,6 +149,7 @@ class ExecutionWorker:
                 expected=BusUnavailable,
             )
         self._tasks.append(asyncio.create_task(self._paper_loop(), name="paper-loop"))
+        self._tasks.append(asyncio.create_task(self._prune_loop(), name="prune-processed-commands"))
         if self.testnet is not None:
             self._tasks.append(asyncio.create_task(self._testnet_loop(), name="testnet-loop"))
         if self.paper.market_maker is not None:
@@ -295,6 +297,34 @@ class ExecutionWorker:
                     session, self.rt.clock, VenueResult(changes=(change,)), orders={order.id: order}
                 )
         self.rt.relay.notify()
+
+    async def _prune_loop(self) -> None:
+        """Delete processed marks older than the retention, every eighth of it (at most every 10 minutes):
+        without this `processed_commands` grows by a row per command for ever."""
+        retention = self.rt.settings.processed_commands_retention_s
+        interval = min(max(retention / 8, 0.5), 600.0)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=interval)
+            if self._stopping.is_set():
+                return
+            try:
+                await self.prune_processed(retention)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("pruning processed command marks failed; retrying at the next run")
+
+    async def prune_processed(self, retention_s: float) -> int:
+        """Delete the marks of commands processed more than `retention_s` ago. A mark only has to outlive
+        the command's redeliveries (claimed after `claim_idle_ms`, republished by the outbox relay within
+        seconds); a command arriving later still finds its order past PENDING and does nothing."""
+        cutoff = self.rt.clock.now() - timedelta(seconds=retention_s)
+        table = ProcessedCommand.__table__  # type: ignore[attr-defined]
+        async with unit_of_work(self.rt.sessions) as session:
+            result = await session.execute(delete(table).where(table.c.processed_at < cutoff))
+        self.pruned_runs += 1
+        return int(getattr(result, "rowcount", 0) or 0)
 
     async def sweep_paper(self) -> int:
         """Handle paper orders whose command never arrived (lost with a Redis that restarted empty, say).

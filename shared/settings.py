@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, PositiveInt, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.markets import MarketFields, canonical_symbol, check_markets, parse_market_rules
@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     # schedule deletes it: far longer than any redelivery (pending entries are claimed after 30 s, the relay
     # republishes after 2 s), and past it the order's own status still stops a second execution.
     processed_commands_retention_s: float = Field(default=24 * 3600, ge=1)
+    # Per-stream caps (approximate MAXLEN, entries) over shared.streams.RETENTION's, as JSON by name or
+    # "prefix*": '{"orders.commands.*": 100000, "market.*": 5000}'.
+    stream_retention: dict[str, PositiveInt] = Field(default_factory=dict)
     # The outbox relay is woken by every commit that wrote outbox rows; this poll is only its fallback.
     outbox_poll_interval_s: float = Field(default=0.25, gt=0)
     # uvicorn's access log (off: a line per request costs throughput); query strings are redacted either way.

@@ -103,7 +103,11 @@ class SharedParts:
     def bus(self) -> Bus:
         s = self.settings
         bus = create_bus(
-            s.redis_url, prefix=s.redis_prefix, maxlen=100_000, clock=self.clock, retention=RETENTION
+            s.redis_url,
+            prefix=s.redis_prefix,
+            maxlen=100_000,
+            clock=self.clock,
+            retention={**RETENTION, **s.stream_retention},
         )
         self._stack.push_async_callback(bus.close)
         return bus
