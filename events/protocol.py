@@ -26,6 +26,7 @@ from typing import Any, Final
 
 import orjson
 
+from shared.candles import CANDLE_INTERVAL_MS
 from shared.streams import MARKET_VENUES, PAPER_VENUE, PUBLIC_CHANNELS
 
 CLOSE_UNAUTHORIZED: Final = 4401
@@ -37,7 +38,7 @@ CLOSE_MESSAGE_TOO_BIG: Final = 1009
 
 BEARER_SUBPROTOCOL: Final = "bearer"
 
-CANDLE_INTERVALS: Final = frozenset({"1m", "5m", "1h"})
+CANDLE_INTERVALS: Final = frozenset(CANDLE_INTERVAL_MS)
 MAX_CHANNELS_PER_CONNECTION: Final = 200
 _SYMBOL_RE: Final = re.compile(r"^[A-Z0-9]{2,20}$")
 
@@ -84,7 +85,9 @@ def _channel(raw: str, body: str, symbols: frozenset[str] | None) -> str | Chann
         return ChannelError(raw, f"unknown symbol {parts[1]!r}")
     if kind == "candles":
         if len(parts) != 3 or parts[2] not in CANDLE_INTERVALS:
-            return ChannelError(raw, "candles need an interval: candles:SYMBOL:1m|5m|1h")
+            return ChannelError(
+                raw, f"candles need an interval: candles:SYMBOL:{'|'.join(CANDLE_INTERVAL_MS)}"
+            )
         return f"candles:{symbol}:{parts[2]}"
     if len(parts) != 2:
         return ChannelError(raw, "malformed channel")

@@ -46,6 +46,7 @@ from shared.streams import (
 log = structlog.get_logger(__name__)
 
 STALE_AFTER = timedelta(seconds=10)
+HISTORY_CANDLES = 500  # backfilled at start per symbol and interval (the chart's first screen and some more)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,26 +156,23 @@ class SqlCandleStore:
         self._last_write: dict[tuple[str, str, object], float] = {}
 
     async def upsert(self, candle: Candle) -> None:
-        key = (candle.symbol, str(candle.interval), candle.start)
+        await self.upsert_many([candle])
+
+    async def upsert_many(self, candles: Sequence[Candle]) -> None:
+        """One transaction for what a tick changed (a candle per interval), throttled per candle."""
         now = self.rt.clock.monotonic()
-        if not candle.closed and now - self._last_write.get(key, float("-inf")) < self.min_interval_s:
+        due = []
+        for candle in candles:
+            key = (candle.symbol, str(candle.interval), candle.start)
+            if not candle.closed and now - self._last_write.get(key, float("-inf")) < self.min_interval_s:
+                continue
+            self._last_write[key] = now
+            if candle.closed:
+                self._last_write.pop(key, None)
+            due.append(_row(candle))
+        if not due:
             return
-        self._last_write[key] = now
-        if candle.closed:
-            self._last_write.pop(key, None)
-        values = {
-            "symbol": candle.symbol,
-            "interval": str(candle.interval),
-            "start": candle.start,
-            "open": candle.open,
-            "high": candle.high,
-            "low": candle.low,
-            "close": candle.close,
-            "volume": candle.volume,
-            "trade_count": candle.trade_count,
-            "closed": candle.closed,
-        }
-        stmt = upsert_insert(self.rt.engine.dialect.name)(CandleRow).values(values)
+        stmt = upsert_insert(self.rt.engine.dialect.name)(CandleRow)
         stmt = stmt.on_conflict_do_update(
             index_elements=["symbol", "interval", "start"],
             set_={
@@ -183,7 +181,16 @@ class SqlCandleStore:
             },
         )
         async with unit_of_work(self.rt.sessions) as session:
-            await session.execute(stmt)
+            await session.execute(stmt, due)
+
+    async def insert_missing(self, candles: Sequence[Candle]) -> None:
+        if not candles:
+            return
+        stmt = upsert_insert(self.rt.engine.dialect.name)(CandleRow).on_conflict_do_nothing(
+            index_elements=["symbol", "interval", "start"]
+        )
+        async with unit_of_work(self.rt.sessions) as session:
+            await session.execute(stmt, [_row(c) for c in candles])
 
     async def recent(self, symbol: str, interval: Interval, limit: int) -> list[Candle]:
         async with self.rt.read_sessions() as session:
@@ -210,6 +217,21 @@ class SqlCandleStore:
                 )
                 for r in reversed(list(rows))
             ]
+
+
+def _row(candle: Candle) -> dict[str, Any]:
+    return {
+        "symbol": candle.symbol,
+        "interval": str(candle.interval),
+        "start": candle.start,
+        "open": candle.open,
+        "high": candle.high,
+        "low": candle.low,
+        "close": candle.close,
+        "volume": candle.volume,
+        "trade_count": candle.trade_count,
+        "closed": candle.closed,
+    }
 
 
 def snapshot_from(user_id: str, data: dict[str, Any]) -> PositionSnapshot:
@@ -257,7 +279,7 @@ class PriceFeedRunner:
         gc.collect()
         gc.freeze()
         self._tasks = [
-            asyncio.create_task(self.service.run(), name="pricefeed"),
+            asyncio.create_task(self.service.run(history=HISTORY_CANDLES), name="pricefeed"),
             asyncio.create_task(self._follow(), name="pricefeed-follow"),
             asyncio.create_task(self._watch_staleness(), name="pricefeed-stale"),
         ]

@@ -14,10 +14,11 @@ from decimal import Decimal
 from typing import Protocol
 
 from pricefeed.domain.candles import Candle, CandleAggregator, CandleStore
+from pricefeed.domain.history import history_end
 from pricefeed.domain.marking import MarkingEngine, PositionUpdate
 from pricefeed.domain.staleness import PriceBook
 from pricefeed.domain.ticks import Tick
-from pricefeed.sources.base import PriceSource, Sleeper, real_sleep
+from pricefeed.sources.base import HistorySource, PriceSource, Sleeper, real_sleep
 from shared.clock import Clock
 from shared.positions import Fill
 
@@ -61,8 +62,32 @@ class PriceFeedService:
         # buckets all ended long ago by the wall clock) is not closed out under its own feet.
         self._market_time: datetime | None = None
 
-    async def run(self) -> None:
-        """Consume the source and flush marks until cancelled (a finished replay keeps marking)."""
+    async def backfill(self, count: int) -> int:
+        """History before the first tick, from a source that has it (`HistorySource`): stored where the store
+        has nothing for the bucket yet, and the still-running buckets carried on by the aggregator, so a fresh
+        system's chart is full and its current candles are not restarted by the first live tick. Returns the
+        number of candles the source gave."""
+        if count <= 0 or self.candle_store is None or not isinstance(self.source, HistorySource):
+            return 0
+        now = self.clock.now()
+        candles = await self.source.candle_history(history_end(now), count)
+        await self.candle_store.insert_missing(candles)
+        for symbol, interval in {(c.symbol, c.interval) for c in candles}:
+            for stored in await self.candle_store.recent(symbol, interval, 1):
+                if stored.start == interval.bucket_start(now):
+                    self.candles.resume(stored)
+        return len(candles)
+
+    async def run(self, *, history: int = 0) -> None:
+        """Backfill `history` candles per interval, then consume the source and flush marks until cancelled
+        (a finished replay keeps marking)."""
+        try:
+            given = await self.backfill(history)
+        except Exception:
+            log.exception("pricefeed: backfill failed; starting without history")
+        else:
+            if given:
+                log.info("pricefeed: %d candles of history from %s", given, self.source.name)
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._consume(), name="pricefeed-consume")
             tg.create_task(self._flush_forever(), name="pricefeed-flush")
@@ -119,6 +144,5 @@ class PriceFeedService:
         if not candles:
             return
         if self.candle_store is not None:
-            for candle in candles:
-                await self.candle_store.upsert(candle)
+            await self.candle_store.upsert_many(candles)
         await self.sink.publish_candles(candles)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 
 from shared.amounts import plain
+from shared.candles import CANDLE_INTERVAL_MS
 from shared.clock import Clock
 from shared.marketdata import MarketData
 from shared.streams import (
@@ -40,7 +41,8 @@ from shared.streams import (
 
 if TYPE_CHECKING:
     from shared.bus import Bus
-    from shared.exchanges.binance_market import BinanceMarketStreams, Book, Kline, PublicTrade
+    from shared.exchanges.base import Kline
+    from shared.exchanges.binance_market import BinanceMarketStreams, Book, PublicTrade
     from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -48,9 +50,7 @@ log = structlog.get_logger(__name__)
 VENUE = TESTNET_VENUE
 SOURCE = "binance-testnet"
 INTERVALS: dict[str, timedelta] = {
-    "1m": timedelta(minutes=1),
-    "5m": timedelta(minutes=5),
-    "1h": timedelta(hours=1),
+    name: timedelta(milliseconds=ms) for name, ms in CANDLE_INTERVAL_MS.items()
 }
 KEEP_CANDLES = 500
 

@@ -5,6 +5,7 @@ request carries an access token, else paper. Every answer names its venue."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -109,6 +110,14 @@ async def trades(
     ]
 
 
+CandleInterval = Literal["1m", "5m", "15m", "1h", "4h", "1d"]
+_TIME_DOC = "ISO 8601 (UTC when no offset is given) or Unix time in seconds or milliseconds"
+
+
+def _utc(ts: datetime | None) -> datetime | None:
+    return None if ts is None else ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
 @router.get(
     "/{symbol}/candles",
     response_model=list[CandleOut],
@@ -120,19 +129,46 @@ async def candles(
     rt: PartsDep,
     session: SessionDep,
     venue: VenueDep,
-    interval: Annotated[Literal["1m", "5m", "1h"], Query()] = "1m",
+    interval: Annotated[CandleInterval, Query()] = "1m",
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    start_time: Annotated[
+        datetime | None,
+        Query(
+            description=f"Candles starting at or after this time, the oldest `limit` of them; {_TIME_DOC}."
+        ),
+    ] = None,
+    end_time: Annotated[
+        datetime | None,
+        Query(
+            description="Candles starting before this time (exclusive), the newest `limit` of them unless "
+            "start_time is given. To page back through a long range, pass the oldest candle's `start` of "
+            f"the previous answer; {_TIME_DOC}."
+        ),
+    ] = None,
 ) -> list[CandleOut]:
+    """Candles oldest first: the most recent `limit`, or a page of a range (`start_time`/`end_time`, as
+    Binance's klines page)."""
     rules = _market(rt, symbol)
+    since, until = _utc(start_time), _utc(end_time)
+    if since is not None and until is not None and since >= until:
+        raise InvalidInput("start_time must be before end_time.")
     if venue != PAPER_VENUE:  # the venue's own candles, kept by its feed (pricefeed.testnet_market)
         stored = await rt.market_data.get("candles", f"{rules.symbol}:{interval}", venue=venue) or {}
-        return [CandleOut.model_validate(c) for c in (stored.get("candles") or [])[-limit:]]
-    rows = (
-        await session.execute(
-            select(CandleRow)
-            .where(col(CandleRow.symbol) == rules.symbol, col(CandleRow.interval) == interval)
-            .order_by(col(CandleRow.start).desc())
-            .limit(limit)
+        kept = [CandleOut.model_validate(c) for c in (stored.get("candles") or [])]
+        kept = [c for c in kept if (since is None or c.start >= since) and (until is None or c.start < until)]
+        return kept[:limit] if since is not None else kept[-limit:]
+    query = select(CandleRow).where(
+        col(CandleRow.symbol) == rules.symbol, col(CandleRow.interval) == interval
+    )
+    if since is not None:
+        query = query.where(col(CandleRow.start) >= since)
+    if until is not None:
+        query = query.where(col(CandleRow.start) < until)
+    if since is not None:
+        rows = list((await session.execute(query.order_by(col(CandleRow.start)).limit(limit))).scalars())
+    else:
+        rows = list(
+            (await session.execute(query.order_by(col(CandleRow.start).desc()).limit(limit))).scalars()
         )
-    ).scalars()
-    return [CandleOut.model_validate(r, from_attributes=True) for r in reversed(list(rows))]
+        rows.reverse()
+    return [CandleOut.model_validate(r, from_attributes=True) for r in rows]

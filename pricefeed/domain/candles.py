@@ -12,6 +12,7 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -27,7 +28,10 @@ _ZERO = Decimal(0)
 class Interval(StrEnum):
     M1 = "1m"
     M5 = "5m"
+    M15 = "15m"
     H1 = "1h"
+    H4 = "4h"
+    D1 = "1d"
 
     @property
     def length(self) -> timedelta:
@@ -44,10 +48,14 @@ class Interval(StrEnum):
 _LENGTHS: dict[Interval, timedelta] = {
     Interval.M1: timedelta(minutes=1),
     Interval.M5: timedelta(minutes=5),
+    Interval.M15: timedelta(minutes=15),
     Interval.H1: timedelta(hours=1),
+    Interval.H4: timedelta(hours=4),
+    Interval.D1: timedelta(days=1),
 }
 
-ALL_INTERVALS: tuple[Interval, ...] = (Interval.M1, Interval.M5, Interval.H1)
+# Shortest first; each length divides the next, so every bucket nests in the next interval's (backfill relies on it).
+ALL_INTERVALS: tuple[Interval, ...] = tuple(Interval)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +135,19 @@ class CandleAggregator:
             raise ValueError("trade quantity must be positive")
         return self._apply(symbol, price, qty, ts)
 
+    def resume(self, candle: Candle) -> None:
+        """Carry on an open candle made before this aggregator existed (backfilled history, or the one a
+        previous run left): ticks in its bucket extend it instead of starting the bucket over from one price."""
+        if candle.closed or candle.interval not in self._intervals:
+            return
+        key = (normalize_symbol(candle.symbol), candle.interval)
+        building = self._current.get(key)
+        if building is not None and building.start >= candle.start:
+            return  # live data already moved on
+        building = self._current[key] = _Building(candle.start, candle.open)
+        building.high, building.low, building.close = candle.high, candle.low, candle.close
+        building.volume, building.trade_count = candle.volume, candle.trade_count
+
     def current(self, symbol: str, interval: Interval) -> Candle | None:
         building = self._current.get((normalize_symbol(symbol), interval))
         return None if building is None else building.freeze(normalize_symbol(symbol), interval, False)
@@ -165,10 +186,44 @@ class CandleAggregator:
         return out
 
 
+def aggregate(parts: Sequence[Candle], interval: Interval, *, complete_by: datetime) -> list[Candle]:
+    """Candles of `interval` rolled up from shorter (or equal) ones, oldest first: open of the first, close of the
+    last, extremes and sums over the bucket. A bucket ending after `complete_by` is left open (`closed=False`)."""
+    out: list[Candle] = []
+    building: _Building | None = None
+    symbol = ""
+    for part in sorted(parts, key=lambda c: c.start):
+        if part.interval.length > interval.length:
+            raise ValueError(f"cannot split {part.interval} candles into {interval}")
+        start = interval.bucket_start(part.start)
+        if building is None or start != building.start:
+            if building is not None:
+                out.append(building.freeze(symbol, interval, building.start + interval.length <= complete_by))
+            building = _Building(start, part.open)
+            symbol = part.symbol
+        building.high = max(building.high, part.high)
+        building.low = min(building.low, part.low)
+        building.close = part.close
+        building.volume += part.volume
+        building.trade_count += part.trade_count
+    if building is not None:
+        out.append(building.freeze(symbol, interval, building.start + interval.length <= complete_by))
+    return out
+
+
 class CandleStore(Protocol):
     """Persistence for candles; the SQL implementation upserts on (symbol, interval, start)."""
 
     async def upsert(self, candle: Candle) -> None: ...
+
+    async def upsert_many(self, candles: Sequence[Candle]) -> None:
+        """`upsert` for each, in one write where the store can."""
+        ...
+
+    async def insert_missing(self, candles: Sequence[Candle]) -> None:
+        """Store the candles whose (symbol, interval, start) is not stored yet: backfill never overwrites what
+        the feed recorded."""
+        ...
 
     async def recent(self, symbol: str, interval: Interval, limit: int) -> list[Candle]:
         """Up to `limit` most recent candles, oldest first (the order charts draw them)."""
@@ -183,6 +238,14 @@ class InMemoryCandleStore:
 
     async def upsert(self, candle: Candle) -> None:
         self._rows.setdefault((candle.symbol, candle.interval), {})[candle.start] = candle
+
+    async def upsert_many(self, candles: Sequence[Candle]) -> None:
+        for candle in candles:
+            await self.upsert(candle)
+
+    async def insert_missing(self, candles: Sequence[Candle]) -> None:
+        for candle in candles:
+            self._rows.setdefault((candle.symbol, candle.interval), {}).setdefault(candle.start, candle)
 
     async def recent(self, symbol: str, interval: Interval, limit: int) -> list[Candle]:
         if limit <= 0:

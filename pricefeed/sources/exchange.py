@@ -9,14 +9,15 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Protocol
 
 from pricefeed.domain.backoff import Backoff
+from pricefeed.domain.candles import ALL_INTERVALS, Candle, Interval
 from pricefeed.domain.ticks import Tick, normalize_symbol
 from shared.clock import Clock
-from shared.exchanges import DEFAULT_TESTNET_URL, ExchangeCallFailed, Ticker, get_adapter
+from shared.exchanges import DEFAULT_TESTNET_URL, ExchangeCallFailed, Kline, Ticker, get_adapter
 from shared.retry import retry
 
 from .base import Sleeper, real_sleep
@@ -28,6 +29,8 @@ class TickerClient(Protocol):
     """The slice of an exchange session this source uses (shared.exchanges.ExchangeSession fits)."""
 
     async def tickers(self, symbols: list[str]) -> Mapping[str, Ticker]: ...
+
+    async def klines(self, symbol: str, interval: str, limit: int) -> list[Kline]: ...
 
     async def close(self) -> None: ...
 
@@ -110,6 +113,30 @@ class ExchangeTickerSource:
             except Exception:  # closing must not mask the reason we stopped
                 log.debug("pricefeed %s: error closing client", self.name, exc_info=True)
 
+    async def candle_history(self, end: datetime, count: int) -> list[Candle]:
+        """The exchange's own klines of every interval (its aggregation, so the intervals agree), the most
+        recent `count` (Binance sends at most 1,000 a call). A failed call is logged and leaves that interval
+        without history: the feed starts regardless."""
+        client = self._factory()
+        out: list[Candle] = []
+        try:
+            for symbol in self.symbols:
+                for interval in ALL_INTERVALS:
+                    try:
+                        klines = await client.klines(symbol, str(interval), min(count, 1000))
+                    except Exception as exc:
+                        log.warning(
+                            "pricefeed %s: no %s history for %s (%s)", self.name, interval, symbol, exc
+                        )
+                        continue
+                    out.extend(_candle(k, interval, end) for k in klines)
+        finally:
+            try:
+                await client.close()
+            except Exception:
+                log.debug("pricefeed %s: error closing client", self.name, exc_info=True)
+        return out
+
     def _failed(self, exc: BaseException, attempt: int, delay: float) -> None:
         self.failures = attempt
         self.total_failures += 1
@@ -132,6 +159,22 @@ class ExchangeTickerSource:
                 continue
             out.append(Tick(symbol, price, now, self.name))
         return out
+
+
+def _candle(k: Kline, interval: Interval, end: datetime) -> Candle:
+    start = datetime.fromtimestamp(k.open_ms / 1000, UTC)
+    return Candle(
+        normalize_symbol(k.symbol),
+        interval,
+        start,
+        k.open,
+        k.high,
+        k.low,
+        k.close,
+        k.volume,
+        0,  # Binance's kline has a trade count, but it counts the exchange's trades, not ours
+        closed=start + interval.length <= end,
+    )
 
 
 def _price_of(ticker: Ticker) -> Decimal | None:

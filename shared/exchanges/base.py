@@ -158,6 +158,20 @@ class Ticker:
     ask: Decimal | None
 
 
+@dataclass(frozen=True, slots=True)
+class Kline:
+    """One candle as the exchange aggregates it: the bucket opening at `open_ms` (epoch ms) of `interval`."""
+
+    symbol: str
+    interval: str
+    open_ms: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+
+
 # Failures that mean the exchange was not reached (or did not answer); any other answer means it was.
 UNREACHED: frozenset[ErrorKind] = frozenset(
     {ErrorKind.TIMEOUT, ErrorKind.NETWORK, ErrorKind.UNAVAILABLE, ErrorKind.BAD_RESPONSE}
@@ -336,6 +350,10 @@ class ExchangeSession(Protocol):
     async def balances(self) -> list[ExchangeBalance]: ...
 
     async def tickers(self, symbols: list[str]) -> dict[str, Ticker]: ...
+
+    async def klines(self, symbol: str, interval: str, limit: int) -> list[Kline]:
+        """The most recent `limit` candles of `interval`, oldest first (the last one still running)."""
+        ...
 
     async def close(self) -> None: ...
 

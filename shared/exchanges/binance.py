@@ -42,6 +42,7 @@ from shared.exchanges.base import (
     ExchangeCallFailed,
     ExchangeOrder,
     ExchangeTrade,
+    Kline,
     ReplaceOutcome,
     SessionOptions,
     StreamOptions,
@@ -613,9 +614,36 @@ class BinanceSession:
         result: dict[str, Ticker] = await self._call(fetch)
         return result
 
+    async def klines(self, symbol: str, interval: str, limit: int) -> list[Kline]:
+        """Binance's own klines over REST (`GET /api/v3/klines`), read from its decimal strings (ccxt's
+        fetch_ohlcv would hand floats)."""
+        rows = await self._call(
+            self.client.public_get_klines,
+            {"symbol": symbol, "interval": interval, "limit": limit},
+            markets=False,
+        )
+        return parse_klines(symbol, interval, rows)
+
     async def close(self) -> None:
         self._closed = True
         await self.client.close()
+
+
+def parse_klines(symbol: str, interval: str, rows: Any) -> list[Kline]:
+    """Binance's kline rows `[open time, open, high, low, close, volume, ...]` (amounts as strings)."""
+    return [
+        Kline(
+            symbol,
+            interval,
+            int(r[0]),
+            Decimal(r[1]),
+            Decimal(r[2]),
+            Decimal(r[3]),
+            Decimal(r[4]),
+            Decimal(r[5]),
+        )
+        for r in rows
+    ]
 
 
 def _cancel_replace_failure(exc: Exception) -> dict[str, Any] | None:

@@ -24,8 +24,8 @@ from urllib.parse import urlsplit
 import ccxt.pro as ccxt_pro
 
 from shared.exchanges import DEFAULT_TESTNET_URL
-from shared.exchanges.base import Disposition, ErrorKind, ExchangeCallFailed, Ticker, VenueError
-from shared.exchanges.binance import SPOT_URL_PATHS, _opt_dec, normalise_base_url
+from shared.exchanges.base import Disposition, ErrorKind, ExchangeCallFailed, Kline, Ticker, VenueError
+from shared.exchanges.binance import SPOT_URL_PATHS, _opt_dec, normalise_base_url, parse_klines
 from shared.exchanges.errors import classify
 
 DEFAULT_TESTNET_WS_URL = "wss://ws-api.testnet.binance.vision"  # BINANCE_TESTNET_WS_URL's default
@@ -56,18 +56,6 @@ class PublicTrade:
     quantity: Decimal
     side: str
     time_ms: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Kline:
-    symbol: str
-    interval: str
-    open_ms: int
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: Decimal
 
 
 def _float_dec(value: Any) -> Decimal:
@@ -197,19 +185,7 @@ class BinanceMarketStreams:
         rows = await self._call(
             self.client.public_get_klines, {"symbol": symbol, "interval": interval, "limit": limit}
         )
-        return [
-            Kline(
-                symbol,
-                interval,
-                int(r[0]),
-                Decimal(r[1]),
-                Decimal(r[2]),
-                Decimal(r[3]),
-                Decimal(r[4]),
-                Decimal(r[5]),
-            )
-            for r in rows
-        ]
+        return parse_klines(symbol, interval, rows)
 
     async def close(self) -> None:
         await self.client.close()

@@ -1,0 +1,132 @@
+"""GET /api/markets/{symbol}/candles: every interval the price feed stores, and paging through a long range with
+start_time/end_time (the answer stays a list, oldest first); bad input is a 422 problem+json. On PostgreSQL and
+SQLite, through the app create_app builds, with the candles the feed's backfill stores."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from pricefeed.domain.candles import ALL_INTERVALS, Candle, Interval
+from pricefeed.domain.history import history_end
+from pricefeed.runner import SqlCandleStore
+from pricefeed.sources import SyntheticSource
+from shared.amounts import plain
+from shared.clock import ManualClock
+from tests.support.api import Api, running_api_on
+
+pytestmark = pytest.mark.asyncio
+
+NOW = datetime(2026, 12, 3, 11, 7, 31, tzinfo=UTC)
+COUNT = 40
+URL = "/api/markets/BTCUSDT/candles"
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+async def stored(
+    request: pytest.FixtureRequest, pg_url: str, tmp_path: Path, redis_url: str, redis_prefix: str
+) -> AsyncIterator[tuple[Api, list[Candle]]]:
+    async with running_api_on(
+        request.param, pg_url=pg_url, sqlite_dir=tmp_path, redis_url=redis_url, redis_prefix=redis_prefix
+    ) as api:
+        history = SyntheticSource(["BTCUSDT"], ManualClock(NOW)).history(history_end(NOW), COUNT)
+        await SqlCandleStore(api.parts).insert_missing(history)
+        yield api, history
+
+
+def starts(body: list[dict]) -> list[datetime]:
+    return [datetime.fromisoformat(c["start"]) for c in body]
+
+
+async def test_every_interval_is_served_as_stored(stored: tuple[Api, list[Candle]]) -> None:
+    api, history = stored
+    for iv in ALL_INTERVALS:
+        mine = [c for c in history if c.interval == iv]
+        r = await api.client.get(URL, params={"interval": str(iv), "limit": 1000})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert starts(body) == [c.start for c in mine]
+        assert {c["interval"] for c in body} == {str(iv)}
+        last = body[-1]
+        assert (last["open"], last["close"], last["volume"], last["closed"]) == (
+            plain(mine[-1].open),
+            plain(mine[-1].close),
+            plain(mine[-1].volume),
+            mine[-1].closed,
+        )
+    # Without paging parameters: the most recent `limit`, oldest first (the contract as it was).
+    r = await api.client.get(URL, params={"interval": "4h", "limit": 5})
+    assert starts(r.json()) == [c.start for c in history if c.interval == Interval.H4][-5:]
+
+
+async def test_paging_back_with_end_time_walks_the_whole_range_once(stored: tuple[Api, list[Candle]]) -> None:
+    api, history = stored
+    minutes = [c.start for c in history if c.interval == Interval.M1]
+    seen: list[datetime] = []
+    page = (await api.client.get(URL, params={"interval": "1m", "limit": 15})).json()
+    while page:
+        assert len(page) <= 15
+        seen = starts(page) + seen
+        oldest = page[0]["start"]
+        page = (await api.client.get(URL, params={"interval": "1m", "limit": 15, "end_time": oldest})).json()
+    assert seen == minutes  # every candle once, no overlap between pages, none missing
+
+
+async def test_start_time_pages_forward_and_times_may_be_unix_ms(stored: tuple[Api, list[Candle]]) -> None:
+    api, history = stored
+    hours = [c.start for c in history if c.interval == Interval.H1]
+    since = hours[10]
+    r = await api.client.get(URL, params={"interval": "1h", "limit": 5, "start_time": since.isoformat()})
+    assert starts(r.json()) == hours[10:15]
+    ms = int(since.timestamp() * 1000)
+    until = int(hours[13].timestamp() * 1000)
+    r = await api.client.get(URL, params={"interval": "1h", "start_time": ms, "end_time": until})
+    assert starts(r.json()) == hours[10:13]
+    naive = since.replace(tzinfo=None).isoformat()  # no offset: UTC
+    r = await api.client.get(URL, params={"interval": "1h", "limit": 1, "start_time": naive})
+    assert starts(r.json()) == [since]
+    r = await api.client.get(
+        URL, params={"interval": "1h", "end_time": (hours[0] - timedelta(days=1)).isoformat()}
+    )
+    assert r.status_code == 200 and r.json() == []
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"interval": "2m"}, "interval"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 1001}, "limit"),
+        ({"start_time": "yesterday"}, "start_time"),
+        ({"end_time": "2026-13-01T00:00:00Z"}, "end_time"),
+        ({"start_time": "2026-12-03T10:00:00Z", "end_time": "2026-12-03T10:00:00Z"}, None),
+        ({"start_time": "2026-12-03T11:00:00Z", "end_time": "2026-12-03T10:00:00+00:00"}, None),
+    ],
+)
+async def test_bad_input_is_a_422_problem(
+    stored: tuple[Api, list[Candle]], params: dict[str, object], field: str | None
+) -> None:
+    api, _ = stored
+    r = await api.client.get(URL, params=params)
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body = r.json()
+    assert body["status"] == 422 and body["detail"]
+    if field is not None:
+        assert any(field in str(e.get("loc", e)) for e in body.get("errors", [])), body
+    else:
+        assert "start_time must be before end_time" in body["detail"]
+
+
+async def test_openapi_declares_the_intervals_and_paging(stored: tuple[Api, list[Candle]]) -> None:
+    api, _ = stored
+    spec = (await api.client.get("/openapi.json")).json()
+    op = spec["paths"]["/api/markets/{symbol}/candles"]["get"]
+    params = {p["name"]: p for p in op["parameters"]}
+    assert {"interval", "limit", "start_time", "end_time"} <= set(params)
+    text = str(params["interval"]["schema"])
+    assert all(f"'{iv}'" in text for iv in ("1m", "5m", "15m", "1h", "4h", "1d"))
+    assert "422" in op["responses"]
