@@ -617,6 +617,10 @@ class TestnetVenue:
                     )
                     continue
                 return self._final(order, Status.REJECTED, err.reason)
+            # Sent and answered: whatever it waited for (an unreachable exchange, a send that never landed), its
+            # outcome is known now, so its final state needs no "confirmed after unclear" note; the engine drops
+            # the in-flight reason it showed meanwhile.
+            self._transient.discard(order.order_id)
             return await self._observe(uc, self._track(order), placed)
 
     @staticmethod

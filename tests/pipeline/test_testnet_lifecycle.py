@@ -1,0 +1,138 @@
+"""Testnet orders through an outage and a user's testnet life before their first order (issues #17, item 3):
+the app as create_app builds it (gateway, events service and execution worker in one process) served on a real
+port, the user's own WebSocket, the Binance double reached through ccxt and python-binance unmodified. On SQLite
+with the in-process bus and on PostgreSQL with Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.settings import Settings
+from tests.binance_double import Account, BinanceDouble
+from tests.events.helpers import Client, Served, client, serve
+from tests.support.api import make_settings
+from tests.support.eventually import eventually
+from tradebridge.app import create_app
+
+# Placement settles inline for at most 0.5 s (then the order shows its in-flight reason and the placement goes
+# on in the background); a market order may still be sent up to 60 s after its acceptance.
+OVERRIDES: dict[str, Any] = {
+    "timeout_ms": 1000,
+    "poll_fast_s": 0.2,
+    "poll_slow_s": 0.5,
+    "balance_ttl_s": 0.2,
+    "place_budget_s": 0.5,
+    "retry_backoff_s": 0.1,
+    "max_backoff_s": 0.5,
+    "stream_max_backoff_s": 0.5,
+    "send_timeout_market_s": 60.0,
+}
+
+
+@dataclass
+class System:
+    served: Served
+    http: httpx.AsyncClient
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path, binance_double: BinanceDouble) -> Settings:
+    urls = {"binance_testnet_url": binance_double.url, "binance_testnet_ws_url": binance_double.ws_url}
+    if request.param == "sqlite":
+        return make_settings(f"sqlite+aiosqlite:///{tmp_path / 'tb.db'}", **urls)
+    return make_settings(
+        request.getfixturevalue("pg_url"),
+        redis_url=request.getfixturevalue("redis_url"),
+        redis_prefix=request.getfixturevalue("redis_prefix"),
+        **urls,
+    )
+
+
+@pytest.fixture
+def overrides() -> dict[str, Any]:
+    """The testnet venue's settings (a test parametrizes `overrides` to change them)."""
+    return OVERRIDES
+
+
+@pytest.fixture
+async def system(settings: Settings, overrides: dict[str, Any]) -> AsyncIterator[System]:
+    app = create_app(
+        settings, migrate=settings.is_sqlite, services=("events", "execution"), testnet_overrides=overrides
+    )
+    async with serve(app) as served:
+        base = served.url.replace("ws://", "http://").removesuffix("/ws")
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            yield System(served, http)
+
+
+async def _testnet_user(http: httpx.AsyncClient, account: Account) -> tuple[dict[str, str], str]:
+    """A user in testnet mode with their keys stored and no order placed yet; returns (auth, access token)."""
+    creds = {"email": "live@example.com", "password": "correct horse battery"}
+    assert (await http.post("/auth/register", json=creds)).status_code == 201
+    token = str((await http.post("/auth/login", json=creds)).json()["access_token"])
+    auth = {"Authorization": f"Bearer {token}"}
+    keys = {"api_key": account.api_key, "api_secret": account.api_secret}
+    assert (await http.put("/api/keys/binance-testnet", json=keys, headers=auth)).status_code == 200
+    assert (await http.put("/api/me/mode", json={"mode": "testnet"}, headers=auth)).status_code == 200
+    return auth, token
+
+
+async def _order(http: httpx.AsyncClient, auth: dict[str, str], oid: str) -> dict[str, Any]:
+    r = await http.get(f"/api/orders/{oid}", headers=auth)
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def _updates(ws: Client, oid: str) -> list[dict[str, Any]]:
+    return [m["data"] for m in ws.of_type("ORDER_UPDATE") if m["data"]["order_id"] == oid]
+
+
+def _port(double: BinanceDouble) -> int:
+    return int(double.url.rsplit(":", 1)[1])
+
+
+async def test_an_order_queued_while_the_testnet_is_down_ends_filled_without_its_in_flight_reason(
+    system: System, binance_double: BinanceDouble, binance_account: Account
+) -> None:
+    http = system.http
+    auth, token = await _testnet_user(http, binance_account)
+    async with client(system.served.url, token) as ws:
+        await ws.ping()
+        binance_double.stop()  # unreachable: connections refused
+        body = {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.001"}
+        r = await http.post("/api/orders", json=body, headers=auth)
+        assert r.status_code == 202, r.text
+        oid = str(r.json()["order_id"])
+
+        async def in_flight() -> dict[str, Any] | None:
+            o = await _order(http, auth, oid)
+            return o if (o["reason"] or "").startswith("in flight") else None
+
+        queued = await eventually(in_flight, timeout=15)
+        assert queued["status"] == "PENDING"
+        await eventually(
+            lambda: any((u["reason"] or "").startswith("in flight") for u in _updates(ws, oid)), timeout=10
+        )
+
+        back = BinanceDouble(binance_double.state, port=_port(binance_double)).start()  # the same exchange
+        try:
+
+            async def filled() -> dict[str, Any] | None:
+                o = await _order(http, auth, oid)
+                return o if o["status"] == "FILLED" else None
+
+            done = await eventually(filled, timeout=30)
+            assert done["reason"] is None, done
+            final = await eventually(
+                lambda: [u for u in _updates(ws, oid) if u["status"] == "FILLED"], timeout=10
+            )
+            assert final[-1]["reason"] is None, final[-1]
+            assert len(binance_double.state.orders(binance_account.api_key, client_order_id=oid)) == 1
+        finally:
+            back.stop()
