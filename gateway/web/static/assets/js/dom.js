@@ -36,7 +36,7 @@ let toastSeq = 0;
 export function toast(message, kind = "info") {
   const box = document.getElementById("toasts");
   if (!box) return;
-  const item = el("div", { class: `toast toast-${kind}`, role: kind === "error" ? "alert" : "status", id: `toast-${++toastSeq}` }, message);
+  const item = el("div", { class: `toast toast-${kind}`, role: kind === "error" ? "alert" : "status", id: `toast-${++toastSeq}`, title: message }, message);
   box.append(item);
   setTimeout(() => item.remove(), 5000);
 }
