@@ -5,7 +5,8 @@ import { clear, el, toast } from "../dom.js";
 import * as fmt from "../fmt.js";
 import { createBalances } from "./trade/balances.js";
 import { createBook } from "./trade/book.js";
-import { createChart, INTERVAL } from "./trade/chart.js";
+import { createChart } from "./trade/chart.js";
+import { createDepth } from "./trade/depth.js";
 import { createMarketTrades } from "./trade/market-trades.js";
 import { createOrders } from "./trade/orders.js";
 import { createPositions } from "./trade/positions.js";
@@ -31,8 +32,15 @@ export function mountTrade(main, ctx, symbol) {
   let venue = venueOf(mode()); // the market shown is the one the user's orders go to
 
   const ticker = createTicker(market, { onSelect: (s) => app.navigate(`/trade/${s}`), venue });
-  const chart = createChart(market, { venue });
-  const ticket = createTicket(market, { onPlaced: (order) => orders.onOrder(order), venue: () => venue });
+  // Another interval: its candle channel instead of the old one (the chart reloads its own history).
+  const onInterval = () => {
+    live.unsubscribe(channels);
+    channels = marketChannels(symbol, venue, chart.interval());
+    live.subscribe(channels);
+  };
+  const chart = createChart(market, { venue, mode, onInterval });
+  const depth = createDepth(market, { venue });
+  const ticket = createTicket(market, { onPlaced: (order) => { orders.onOrder(order); chart.onOrder(order); }, venue: () => venue });
   const book = createBook(market, { onPick: (price) => ticket.setPrice(price), venue });
   const trades = createMarketTrades(market, { venue });
   const orders = createOrders({ mode });
@@ -41,8 +49,8 @@ export function mountTrade(main, ctx, symbol) {
 
   clear(main, el("div", { class: "trade-grid", dataset: { symbol } },
     el("section", { class: "panel area-ticker", "aria-labelledby": "ticker-h" }, ticker.node),
-    panel("chart", "chart-h", "Chart (1m)", chart.node),
-    panel("book", "book-h", "Order book", book.node),
+    panel("chart", "chart-h", "Chart", chart.node),
+    panel("book", "book-h", "Order book", book.node, depth.node),
     panel("ticket", "ticket-h", "Place order", ticket.node),
     panel("trades", "trades-h", "Market trades", trades.node),
     panel("open", "open-h", "Open orders", orders.openNode),
@@ -50,12 +58,12 @@ export function mountTrade(main, ctx, symbol) {
     panel("balances", "balances-h", "Balances", balances.node),
     panel("history", "history-h", "Order history", orders.historyNode)));
 
-  const loadPublic = () => Promise.all([ticker.load(), book.load(), trades.load()]);
-  const loadPrivate = () => Promise.all([orders.load(), positions.load(), balances.load()]).catch((exc) => {
+  const loadPublic = () => Promise.all([ticker.load(), book.load(), depth.load(), trades.load()]);
+  const loadPrivate = () => Promise.all([orders.load(), positions.load(), balances.load(), chart.loadPrivate()]).catch((exc) => {
     if (exc.status !== 401) toast(`Refresh failed: ${exc.message}`, "error");
   });
 
-  let channels = marketChannels(symbol, venue, INTERVAL);
+  let channels = marketChannels(symbol, venue, chart.interval());
   live.subscribe(channels);
   ctx.own(() => live.unsubscribe(channels));
   // A mode switch moves the page to the other venue's market: its channels instead of the old ones, its
@@ -64,19 +72,23 @@ export function mountTrade(main, ctx, symbol) {
     if (next === venue) return;
     live.unsubscribe(channels);
     venue = next;
-    channels = marketChannels(symbol, venue, INTERVAL);
+    channels = marketChannels(symbol, venue, chart.interval());
     live.subscribe(channels);
-    for (const view of [ticker, book, trades, chart]) view.setVenue(venue);
+    for (const view of [ticker, book, depth, trades, chart]) view.setVenue(venue);
     ticket.requote();
     loadPublic();
   };
   ctx.own(() => chart.dispose());
+  ctx.own(() => depth.dispose());
   ctx.own(live.on("TICKER", ticker.onTicker));
   ctx.own(live.on("DEPTH", book.onDepth));
+  ctx.own(live.on("DEPTH", depth.onDepth));
   ctx.own(live.on("MARKET_TRADE", trades.onTrade));
   ctx.own(live.on("CANDLE", chart.onCandle));
   ctx.own(live.on("ORDER_UPDATE", orders.onOrder));
+  ctx.own(live.on("ORDER_UPDATE", chart.onOrder));
   ctx.own(live.on("TRADE", orders.onFill));
+  ctx.own(live.on("TRADE", chart.onFill));
   ctx.own(live.on("POSITION_UPDATE", positions.onUpdate));
   ctx.own(live.on("BALANCE_UPDATE", balances.onUpdate));
   ctx.own(live.on("OPEN", () => { loadPublic(); loadPrivate(); }));
