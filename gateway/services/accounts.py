@@ -112,6 +112,14 @@ class AccountService:
                 self.session, "auth.login_failed", actor_id=user.id if user else None, email=email
             )
             raise Unauthorized(BAD_LOGIN, commit=True)
+        # The login's first write; conditional, so an account locked since the read above is still refused.
+        stamped = await self.session.execute(
+            update(User)
+            .where(col(User.id) == user.id, col(User.is_active).is_(True))
+            .values(last_login_at=self.clock.now())
+        )
+        if stamped.rowcount != 1:  # type: ignore[attr-defined]
+            raise Unauthorized(BAD_LOGIN)
         await self.throttle.succeeded(email, address)
         LOGINS.labels("success").inc()
         pair = await self._issue(user, family_id=new_id())

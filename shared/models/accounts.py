@@ -19,9 +19,11 @@ class User(SQLModel, table=True):
     password_hash: str = Field(max_length=128)
     role: str = Field(default="user", max_length=16)
     mode: str = Field(default="paper", max_length=16)
-    is_active: bool = Field(default=True)
+    is_active: bool = Field(default=True)  # false: locked by an admin (every authentication refuses it)
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
+    locked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # when an admin locked it
+    last_login_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # last password login
 
 
 class RefreshToken(SQLModel, table=True):

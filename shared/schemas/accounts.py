@@ -76,11 +76,6 @@ class MeOut(UserOut):
     has_testnet_keys: bool
 
 
-class AdminUserOut(MeOut):
-    created_at: datetime
-    is_active: bool
-
-
 class TokenPair(BaseModel):
     access_token: str
     refresh_token: str
