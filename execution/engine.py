@@ -187,6 +187,30 @@ async def _update_positions(
     if not fills:
         return
     keys = sorted({(str(f["user_id"]), str(f["mode"]), str(f["symbol"])) for f in fills})
+    # A new position's row is made here first (if missing), then locked: two transactions folding fills into
+    # the same new position take turns on that row; both inserting it, the second failed on the key and
+    # rolled back everything it applied (found by benchmarks/chaos.py: a testnet fill lost that way).
+    zero = Decimal(0)
+    await session.execute(
+        upsert_insert(session.bind.dialect.name)(Position)  # type: ignore[union-attr]
+        .values(
+            [
+                {
+                    "user_id": u,
+                    "mode": m,
+                    "symbol": sym,
+                    "quantity": zero,
+                    "avg_entry_price": zero,
+                    "cost_basis": zero,
+                    "realized_pnl": zero,
+                    "fees_paid": zero,
+                    "updated_at": now,
+                }
+                for u, m, sym in keys
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=["user_id", "mode", "symbol"])
+    )
     rows = {
         (p.user_id, p.mode, p.symbol): p
         for p in (
