@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 from collections.abc import AsyncIterator, Sequence
@@ -97,7 +98,8 @@ class SyntheticSource:
             await self._sleep(self._interval)
 
     async def candle_history(self, end: datetime, count: int) -> list[Candle]:
-        return self.history(end, count)
+        """`history` off the event loop: thousands of candles take a noticeable fraction of a second."""
+        return await asyncio.to_thread(self.history, end, count)
 
     def history(self, end: datetime, count: int) -> list[Candle]:
         """The walk's past: candles of every interval (at least `count` each) ending at `end` at the price the
