@@ -130,3 +130,42 @@ async def test_openapi_declares_the_intervals_and_paging(stored: tuple[Api, list
     text = str(params["interval"]["schema"])
     assert all(f"'{iv}'" in text for iv in ("1m", "5m", "15m", "1h", "4h", "1d"))
     assert "422" in op["responses"]
+
+
+async def test_the_testnet_venues_candles_page_the_same_way(stored: tuple[Api, list[Candle]]) -> None:
+    """The testnet's candles are kept by its feed in the market data store (pricefeed.testnet_market), not the
+    table: the same parameters select from them."""
+    api, history = stored
+    fifteen = [c for c in history if c.interval == Interval.M15][-30:]
+    rows = [
+        {
+            "symbol": "BTCUSDT",
+            "interval": "15m",
+            "start": c.start.isoformat(),
+            "open": plain(c.open),
+            "high": plain(c.high),
+            "low": plain(c.low),
+            "close": plain(c.close),
+            "volume": plain(c.volume),
+            "trade_count": None,
+            "closed": c.closed,
+            "venue": "testnet",
+        }
+        for c in fifteen
+    ]
+    await api.parts.market_data.put(
+        "candles", "BTCUSDT:15m", {"symbol": "BTCUSDT", "interval": "15m", "candles": rows}, venue="testnet"
+    )
+    params = {"interval": "15m", "venue": "testnet", "limit": 10}
+    page = (await api.client.get(URL, params=params)).json()
+    assert starts(page) == [c.start for c in fifteen[-10:]] and {c["venue"] for c in page} == {"testnet"}
+    older = (await api.client.get(URL, params={**params, "end_time": page[0]["start"]})).json()
+    assert starts(older) == [c.start for c in fifteen[-20:-10]]
+    since = (
+        await api.client.get(URL, params={**params, "limit": 3, "start_time": fifteen[5].start.isoformat()})
+    ).json()
+    assert starts(since) == [c.start for c in fifteen[5:8]]
+    r = await api.client.get(
+        URL, params={**params, "start_time": page[1]["start"], "end_time": page[0]["start"]}
+    )
+    assert r.status_code == 422
