@@ -484,6 +484,13 @@ class TestnetVenue:
         return self._now() + limit - age, limit
 
     def _expired_unsent(self, order: VenueOrder, limit: float) -> VenueResult:
+        if order.replaces is not None:
+            return self._final(
+                order,
+                Status.EXPIRED,
+                f"cancel-replace not sent: Binance testnet could not take it within {limit:g} s of the "
+                "request, and it is never sent late; the old order stands",
+            )
         return self._final(
             order,
             Status.EXPIRED,
@@ -650,9 +657,12 @@ class TestnetVenue:
         """Binance's cancelReplace (STOP_ON_FAILURE), sent once with `new`'s id as its client order id: both
         done -> `old` CANCELED and `new` live; the cancel refused -> `new` REJECTED with the reason and `old`
         as it was (never placed beside it); the cancel done but the placement refused -> `old` CANCELED and
-        `new` REJECTED, as Binance leaves it. An unclear outcome is looked up, never resent blindly."""
+        `new` REJECTED, as Binance leaves it. An unclear outcome is looked up, never resent blindly; one not sent
+        within the placement deadline of `new` (counted from the request) is `new` EXPIRED, `old` as it was."""
         attempts = self._attempts()
+        deadline, limit = self._send_deadline(new)
         looked = False
+        sent_maybe = False  # a cancelReplace went out and its outcome is not known yet
         while True:
             uc = await self._client(new.user_id)
             if uc is None:
@@ -666,9 +676,13 @@ class TestnetVenue:
                     if exc.error.kind is not ErrorKind.ORDER_NOT_FOUND:
                         if exc.error.final:
                             return self._final(new, Status.REJECTED, exc.error.reason)
+                        if not sent_maybe and self._now() > deadline:
+                            return self._expired_unsent(new, limit)  # never sent, and too late to send now
                         await attempts.wait()
                         continue
-                looked = True
+                looked, sent_maybe = True, False  # the exchange has no replacement: none of ours landed
+            if self._now() > deadline:
+                return self._expired_unsent(new, limit)
             try:
                 outcome = await uc.session.cancel_replace(
                     new.symbol,
@@ -688,7 +702,7 @@ class TestnetVenue:
                     continue  # refused before processing: the same request again once the gate opens
                 if err.ambiguous:
                     await asyncio.sleep(self.config.settle_s)  # let a request still travelling land
-                    looked = False
+                    looked, sent_maybe = False, True
                     try:
                         snap = await self._lookup(uc, new, None)
                     except ExchangeCallFailed as again:

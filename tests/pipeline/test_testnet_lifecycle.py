@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +137,55 @@ async def test_an_order_queued_while_the_testnet_is_down_ends_filled_without_its
             assert len(binance_double.state.orders(binance_account.api_key, client_order_id=oid)) == 1
         finally:
             back.stop()
+
+
+@pytest.mark.parametrize("overrides", [{**OVERRIDES, "send_timeout_limit_s": 3.0}])
+async def test_a_cancel_replace_not_sent_within_its_deadline_expires_and_the_old_order_stands(
+    system: System, binance_double: BinanceDouble, binance_account: Account
+) -> None:
+    http = system.http
+    auth, _ = await _testnet_user(http, binance_account)
+    # A market order first (60 s to be sent), so the user's exchange session is warm (markets loaded) before the
+    # resting order, which has 3 s.
+    market = {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.001"}
+    r = await http.post("/api/orders", json=market, headers=auth)
+    await eventually(lambda: _status_is(http, auth, str(r.json()["order_id"]), "FILLED"), timeout=15)
+    body = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "0.01", "price": "1000"}
+    r = await http.post("/api/orders", json=body, headers=auth)
+    assert r.status_code == 202, r.text
+    old = str(r.json()["order_id"])
+    await eventually(lambda: _status_is(http, auth, old, "NEW"), timeout=15)
+
+    # The exchange refuses every cancelReplace before processing it (429, Retry-After 1 s) for a long while.
+    path = "/api/v3/order/cancelReplace"
+    binance_double.fail_next("POST", path, 429, times=100, retry_after=1)
+    r = await http.post(f"/api/orders/{old}/replace", json={"price": "1100"}, headers=auth)
+    assert r.status_code == 202, r.text
+    new = str(r.json()["order_id"])
+
+    expired = await eventually(lambda: _status_is(http, auth, new, "EXPIRED"), timeout=15)
+    assert "not sent" in expired["reason"] and "old order stands" in expired["reason"], expired
+    tried = binance_double.state.requests("POST", path)
+    assert tried and all(t.fault == "status_429" for t in tried)  # never processed by the exchange
+    assert (await _order(http, auth, old))["status"] == "NEW"
+    [on_exchange] = binance_double.state.orders(binance_account.api_key, client_order_id=old)
+    assert (on_exchange.status, on_exchange.price) == ("NEW", Decimal("1000"))
+    assert binance_double.state.orders(binance_account.api_key, client_order_id=new) == []
+
+    # Expired means never sent later: once the exchange would take it, nothing sends it.
+    binance_double.state.clear_faults()
+    await _order(http, auth, old)  # a round trip through the app
+    assert len(binance_double.state.requests("POST", path)) == len(tried)
+    r = await http.post(f"/api/orders/{old}/replace", json={"price": "1200"}, headers=auth)
+    assert r.status_code == 202, r.text  # the old order may be amended again
+    again = str(r.json()["order_id"])
+    await eventually(lambda: _status_is(http, auth, again, "NEW"), timeout=15)
+    assert (await _order(http, auth, old))["status"] == "CANCELED"
+    assert len(binance_double.state.requests("POST", path)) == len(tried) + 1
+
+
+async def _status_is(
+    http: httpx.AsyncClient, auth: dict[str, str], oid: str, status: str
+) -> dict[str, Any] | None:
+    o = await _order(http, auth, oid)
+    return o if o["status"] == status else None
