@@ -30,7 +30,7 @@ from shared.errors import DomainError, Forbidden, Unauthorized
 from shared.exchanges import Reachability
 from shared.marketdata import MarketData
 from shared.models import User
-from shared.outbox import OutboxRelay
+from shared.outbox import OutboxRelay, publish_after_commit
 from shared.ratelimit import Admission, LoginThrottle, RateLimiter
 from shared.security.crypto import KeyRing
 from shared.security.tokens import TokenService
@@ -120,17 +120,25 @@ async def get_session(request: Request, rt: PartsDep, auditor: AuditorDep) -> As
     with "database is locked" while anyone else writes): an audit row a read records is written once its
     transaction has ended, in a short one of its own (see ``gateway.services.audit``).
 
+    A write's outbox rows are published right after its commit (``shared.outbox.publish_after_commit``).
+
     A ``DomainError`` raised with ``commit=True`` still commits (then renders as usual): a refusal whose record
     must persist is written in this one transaction, never in a second one that would wait on this one's lock."""
-    factory = rt.read_sessions if request.method in ("GET", "HEAD") else rt.sessions
+    reads = request.method in ("GET", "HEAD")
+    factory = rt.read_sessions if reads else rt.sessions
     kept: DomainError | None = None
     async with factory() as session, session.begin():
+        if not reads:
+            publish_after_commit(session)
         try:
             yield session
         except DomainError as exc:
             if not exc.commit:
                 raise
             kept = exc  # leaving the block normally commits
+    if not reads:
+        # At once, before anything else commits: the bus sees each user's requests in the order they committed.
+        rt.relay.after_commit(session)
     await auditor.write_after_read(rt.sessions)
     if kept is not None:
         raise kept

@@ -53,9 +53,16 @@ def add_outbox(
 
 
 def add_outbox_row(session: AsyncSession, row: Mapping[str, Any]) -> None:
-    """Add one row (``outbox_row``/``private_row``) to the session's unit of work."""
-    session.info[_FOR_RELAY] = True
-    session.add(OutboxMessage(**row))
+    """Add one row (``outbox_row``/``private_row``) to the session's unit of work. In a unit of work that
+    publishes after commit the row is eager like its others: one way out per unit of work keeps their order
+    (a relay-published cancel could otherwise reach the worker after an order its user placed later)."""
+    if _EAGER in session.info:
+        message = OutboxMessage(**row, eager=True)
+        session.info.setdefault(_EAGER_ORM, []).append(message)
+    else:
+        session.info[_FOR_RELAY] = True
+        message = OutboxMessage(**row)
+    session.add(message)
 
 
 def outbox_row(
@@ -73,6 +80,7 @@ def private_row(event_type: str, user_id: str, data: dict[str, Any], *, now: Any
 
 
 _EAGER = "outbox.publish_after_commit"
+_EAGER_ORM = "outbox.publish_after_commit.orm"
 _FOR_RELAY = "outbox.for_relay"
 
 
@@ -87,9 +95,20 @@ class Committed:
 
 
 def publish_after_commit(session: AsyncSession) -> list[Committed]:
-    """Opt this unit of work in: rows it writes with ``write_outbox`` are marked eager and collected in the
-    returned list, which the caller hands to ``OutboxRelay.publish_committed`` once the commit succeeded."""
+    """Opt this unit of work in: rows it writes from now on (``write_outbox``, ``add_outbox``) are marked
+    eager; once the commit succeeded, ``OutboxRelay.after_commit(session)`` queues them for publishing. The
+    returned list holds the ``write_outbox`` rows written so far."""
     rows: list[Committed] = session.info.setdefault(_EAGER, [])
+    return rows
+
+
+def committed_rows(session: AsyncSession) -> list[Committed]:
+    """The eager rows of a committed unit of work, in id order (the order a relay would publish them)."""
+    rows: list[Committed] = list(session.info.get(_EAGER, ()))
+    for m in session.info.get(_EAGER_ORM, ()):
+        assert m.id is not None, "an eager outbox row was never flushed"
+        rows.append(Committed(m.id, m.stream, m.payload, m.mirror_to))
+    rows.sort(key=lambda r: r.id)
     return rows
 
 
@@ -234,8 +253,9 @@ class OutboxRelay:
                 self._clean.set()
 
     def after_commit(self, session: AsyncSession) -> None:
-        """After ``session`` committed: queue its eager rows, and wake the relay if it wrote others."""
-        self.publish_committed(session.info.get(_EAGER, ()))
+        """After ``session`` committed: queue its eager rows, and wake the relay if it wrote others. Called
+        right after the commit, before anything else can commit: the queue keeps the commits' order."""
+        self.publish_committed(committed_rows(session))
         if session.info.get(_FOR_RELAY):
             self.notify()
 

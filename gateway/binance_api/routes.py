@@ -50,6 +50,7 @@ from shared.binance_compat import depth_update_id
 from shared.errors import DomainError
 from shared.models import CandleRow, Fill, Order, PaperAccount
 from shared.orders import FINAL, OPEN
+from shared.outbox import publish_after_commit
 from shared.schemas.orders import OrderIn
 
 log = structlog.get_logger(__name__)
@@ -609,12 +610,11 @@ async def new_order(request: Request, rt: PartsDep) -> dict[str, Any]:
                     raise from_domain(exc, placing=True) from None
                 if not created:
                     raise BinanceError(-2010, "Duplicate order sent.")
-                rows = orders.outbox_to_publish
                 order_id = order.id
                 binance_id = await binance_id_of(session, order_id)
+            rt.relay.after_commit(session)
         finally:
             rt.order_admission.leave()
-        rt.relay.publish_committed(rows)
         if watch is None:
             return {
                 "symbol": order.symbol,
@@ -677,12 +677,13 @@ async def _cancel(request: Request, rt: Parts, call: Call, order: Order, binance
     watch = _watch(request, rt)
     async with watch.hold():
         async with rt.sessions() as session, session.begin():
+            publish_after_commit(session)
             try:
                 canceling = await order_service(rt, session).cancel(_owner(call), order.id)
             except DomainError as exc:  # already final: Binance's "unknown order"
                 raise UNKNOWN_ORDER from exc
             version = canceling.version
-        rt.relay.notify()
+        rt.relay.after_commit(session)
         final = order_from_update(
             call.key.user_id, await watch.wait(watch.expect(order.id, _CANCELING, version), SETTLE_TIMEOUT_S)
         )

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from execution.paper.quote import quote_levels
@@ -69,15 +69,10 @@ async def place_order(
     user: CurrentTrader,
     orders: Orders,
     response: Response,
-    rt: PartsDep,
-    after: BackgroundTasks,
 ) -> OrderOut:
     order, created = await orders.place(user, body)
     if not created:
         response.status_code = status.HTTP_200_OK
-    else:
-        rows = orders.outbox_to_publish
-        _after_response(after, lambda: rt.relay.publish_committed(rows))  # its own rows, one bus call
     return order_out(order)
 
 
@@ -129,12 +124,8 @@ async def get_order(order_id: OrderId, user: CurrentTrader, orders: Orders) -> O
     response_model=OrderOut,
     responses=problem_responses(*AUTHENTICATED, 404, 409),
 )
-async def cancel_order(
-    order_id: OrderId, user: CurrentTrader, orders: Orders, rt: PartsDep, after: BackgroundTasks
-) -> OrderOut:
-    order = await orders.cancel(user, order_id)
-    _after_response(after, rt.relay.notify)  # the relay publishes the cancel's rows
-    return order_out(order)
+async def cancel_order(order_id: OrderId, user: CurrentTrader, orders: Orders) -> OrderOut:
+    return order_out(await orders.cancel(user, order_id))
 
 
 @router.post(
@@ -149,26 +140,9 @@ async def replace_order(
     body: ReplaceIn,
     user: CurrentTrader,
     orders: Orders,
-    rt: PartsDep,
-    after: BackgroundTasks,
 ) -> OrderOut:
     """Cancel-replace (amend): the open order canceled and a new one (new id, `replaces` = this one) placed
     with the given quantity, price or stop price as one operation; exactly one of them is live afterwards.
     Paper: atomic (if the new order is refused, e.g. it would trigger at once, the old one stays). Testnet:
     Binance's cancelReplace with STOP_ON_FAILURE. The answer is the new order (PENDING)."""
-    order = await orders.replace(user, order_id, body)
-    _after_response(after, rt.relay.notify)  # the relay publishes the replace's rows
-    return order_out(order)
-
-
-def _after_response(after: BackgroundTasks, action: Callable[[], None]) -> None:
-    """Run ``action`` once the response is sent, which is after the request's commit (the session dependency
-    ends when the endpoint returns): publishing earlier could let the worker see a command before its order.
-    Through FastAPI's ``BackgroundTasks`` (FastAPI does not carry over a ``background`` set on the injected
-    ``Response``), wrapped in a coroutine: a plain function would run in a worker thread, where the relay's
-    ``asyncio.Event`` does not wake the event loop."""
-
-    async def run() -> None:
-        action()
-
-    after.add_task(run)
+    return order_out(await orders.replace(user, order_id, body))

@@ -99,5 +99,4 @@ async def repair(
     out = await repair_report(
         session, rt.repairs, auditor, admin, report, ids=body.mismatch_ids or None, kinds=body.kinds or None
     )
-    rt.relay.notify()
     return {"report_id": report_id, "repaired": out.repaired, "skipped": out.skipped}

@@ -248,8 +248,8 @@ class OrderService:
         case makes few: the order row goes in with ``INSERT ... ON CONFLICT DO NOTHING`` (a replay is found by
         the conflict, not by a look-up first); on PostgreSQL a paper order's reservation, postings, status row
         and outbox rows go in the same statement (``_accept_paper_pg``), elsewhere as a ledger entry and
-        multi-row inserts: the same rows, made once here, whichever way they are written. The outbox rows are the request's to publish after its commit
-        (``outbox_to_publish``). A replay that a check before the insert would refuse (rate limit, no reference
+        multi-row inserts: the same rows, made once here, whichever way they are written. The outbox rows are published once the unit of work commits
+        (``shared.outbox.publish_after_commit``). A replay that a check before the insert would refuse (rate limit, no reference
         price) still gets its existing order."""
         rules = self.rules_for(body.symbol)
         mode = body.mode or user.mode
@@ -374,11 +374,6 @@ class OrderService:
         )
         rows.append(self._event_row(order, now))
         return rows
-
-    @property
-    def outbox_to_publish(self) -> list[Committed]:
-        """The outbox rows this request wrote for itself to publish once committed (see ``shared.outbox``)."""
-        return publish_after_commit(self.session)
 
     async def _insert(self, row: dict[str, Any]) -> bool:
         """Insert the order unless (user, client_order_id) exists; True when inserted."""
