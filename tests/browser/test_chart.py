@@ -13,6 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.conftest import SCREENSHOTS
 from tests.browser.server import RunningSystem
 from tests.browser.test_web import PASSWORD, new_email, register_in_ui, wait_for_liquidity
 
@@ -202,3 +203,6 @@ def test_chart_and_depth_at_360_px_have_no_overlap(page: Any, system: RunningSys
     ladder = page.locator("#order-book").bounding_box()
     assert not _overlap(depth, ladder) and depth["x"] + depth["width"] <= 360
     assert all(chart.evaluate(CANDLE_COLUMNS))
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)  # the chart and the book at phone width, for a look
+    page.locator(".area-chart").screenshot(path=str(SCREENSHOTS / "chart-360.png"))
+    page.locator(".area-book").screenshot(path=str(SCREENSHOTS / "book-depth-360.png"))

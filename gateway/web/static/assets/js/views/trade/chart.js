@@ -133,7 +133,7 @@ export function createChart(market, { venue: initialVenue, mode, onInterval }) {
     chart = lib.createChart(box, {
       autoSize: true,
       grid: { vertLines: { color: "#1f2630" }, horzLines: { color: "#1f2630" } },
-      rightPriceScale: { borderColor: "#30363d", scaleMargins: { top: 0.08, bottom: 0.25 } },
+      rightPriceScale: { borderColor: "#30363d", scaleMargins: { top: 0.08, bottom: 0.25 }, entireTextOnly: true },
       ...sizedOptions(),
     });
     candles = chart.addSeries(lib.CandlestickSeries, {
