@@ -263,6 +263,7 @@ export function createChart(market, { venue: initialVenue, mode, onInterval }) {
     chart = null;
     candles = null;
     volume = null;
+    markers = null; // a fills request answering after the page left must not draw on the removed chart
   }
 
   return {
