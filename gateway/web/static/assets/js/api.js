@@ -67,7 +67,7 @@ async function parse(response) {
   return response.text();
 }
 
-async function raw(method, path, body, token) {
+async function raw(method, path, body, token, { withHeaders = false } = {}) {
   const headers = { Accept: "application/json, application/problem+json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (token) headers.Authorization = `Bearer ${token}`;
@@ -90,7 +90,7 @@ async function raw(method, path, body, token) {
     error.retryAfter = response.headers.get("Retry-After");
     throw error;
   }
-  return data;
+  return withHeaders ? { data, headers: response.headers } : data;
 }
 
 /** Rotate the token pair once, however many callers ask at the same time. */
@@ -109,14 +109,14 @@ export function refresh() {
 }
 
 /** An authenticated request; a 401 triggers one refresh and one retry. */
-export async function api(method, path, body) {
+export async function api(method, path, body, options = {}) {
   if (!accessToken && hasRefreshToken()) await refresh();
   try {
-    return await raw(method, path, body, accessToken);
+    return await raw(method, path, body, accessToken, options);
   } catch (exc) {
     if (exc.status === 401 && hasRefreshToken()) {
       await refresh();
-      return raw(method, path, body, accessToken);
+      return raw(method, path, body, accessToken, options);
     }
     if (exc.status === 401) dropTokens();
     throw exc;
@@ -124,6 +124,12 @@ export async function api(method, path, body) {
 }
 
 export const publicApi = (method, path, body) => raw(method, path, body, null);
+
+/** One page of a paged admin list: the items and the total the server counts (X-Total-Count). */
+export async function apiPage(path) {
+  const { data, headers } = await api("GET", path, undefined, { withHeaders: true });
+  return { items: data, total: Number(headers.get("X-Total-Count") ?? data.length) };
+}
 
 export async function login(email, password) {
   setTokens(await raw("POST", "/auth/login", { email, password }));
