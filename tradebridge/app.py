@@ -18,6 +18,7 @@ from execution.service import build_testnet, start_execution
 from execution.worker import ExecutionWorker
 from gateway.app import create_app as gateway_app
 from gateway.deps import GatewayParts
+from pricefeed.equity import EquitySnapshots, start_equity_snapshots
 from pricefeed.runner import PriceFeedRunner, start_pricefeed
 from reconciliation import ReconciliationScheduler, ReconOptions, start_reconciliation
 from reconciliation.testnet import ExchangeFactory
@@ -26,7 +27,7 @@ from shared.clock import Clock
 from shared.settings import Settings
 from tradebridge import bootstrap as b
 
-SERVICES = ("events", "execution", "pricefeed")
+SERVICES = ("events", "execution", "pricefeed", "equity")
 
 
 @dataclass
@@ -37,6 +38,7 @@ class System:
     hub: EventsHub | None = None
     pricefeed: PriceFeedRunner | None = None
     scheduler: ReconciliationScheduler | None = None
+    equity: EquitySnapshots | None = None
 
 
 def create_app(
@@ -50,8 +52,9 @@ def create_app(
     recon_options: ReconOptions | None = None,
     hooks: Iterable[Callable[[b.SharedParts, AsyncExitStack], Awaitable[object]]] = (),
 ) -> FastAPI:
-    """The gateway, with `services` (any of "events", "execution", "pricefeed") running in its process, and
-    `hooks`: further components the composition root starts with the process's shared parts (after them)."""
+    """The gateway, with `services` (any of "events", "execution", "pricefeed", "equity") running in its
+    process, and `hooks`: further components the composition root starts with the process's shared parts (after
+    them)."""
     wanted = tuple(services)
     unknown = set(wanted) - set(SERVICES)
     if unknown:
@@ -84,6 +87,8 @@ def create_app(
                 system.worker = await start_execution(execution, stack)
             if pricefeed is not None:
                 system.pricefeed = await start_pricefeed(pricefeed, stack)
+            if "equity" in wanted:
+                system.equity = await start_equity_snapshots(b.equity_parts(shared), stack)
             system.scheduler = await start_reconciliation(recon, stack)
             for hook in hooks:
                 await hook(shared, stack)

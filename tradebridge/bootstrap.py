@@ -10,6 +10,7 @@ import contextlib
 import signal
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
+from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
@@ -23,6 +24,7 @@ from execution.paper.ledger import FeeSchedule
 from execution.paper.rules import MarketRules, build_rules
 from execution.parts import ExecutionParts
 from gateway.deps import GatewayParts, TestnetBalances
+from pricefeed.equity import EquityParts
 from pricefeed.runner import PricefeedParts
 from reconciliation import Reconciler, ReconciliationParts, ReconOptions
 from reconciliation.paper import BookView, published_book
@@ -202,6 +204,21 @@ def pricefeed_parts(shared: SharedParts) -> PricefeedParts:
         read_sessions=shared.read_sessions,
         bus=shared.bus,
         market_data=shared.market_data,
+    )
+
+
+def equity_parts(shared: SharedParts) -> EquityParts:
+    """The equity snapshots: the database, the bus (fills), the paper tickers, each market's assets."""
+    s = shared.settings
+    return EquityParts(
+        clock=shared.clock,
+        sessions=shared.sessions,
+        bus=shared.bus,
+        market_data=shared.market_data,
+        markets={m.symbol: (m.base_asset, m.quote_asset) for m in shared.markets.values()},
+        dialect=shared.engine.dialect.name,
+        interval_s=s.equity_snapshot_interval_s,
+        retention=timedelta(days=s.equity_snapshot_retention_days),
     )
 
 

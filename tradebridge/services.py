@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack
 from rich.console import Console
 
 from execution.service import start_execution
+from pricefeed.equity import start_equity_snapshots
 from pricefeed.runner import start_pricefeed
 from reconciliation.cli import reconcile
 from reconciliation.runner import ReconOptions
@@ -23,14 +24,18 @@ async def _pricefeed(shared: b.SharedParts, stack: AsyncExitStack) -> None:
     await start_pricefeed(b.pricefeed_parts(shared), stack)
 
 
+async def _equity(shared: b.SharedParts, stack: AsyncExitStack) -> None:
+    await start_equity_snapshots(b.equity_parts(shared), stack)
+
+
 async def run_execution(settings: Settings) -> None:
     """One execution worker (with its outbox relay) until SIGTERM/SIGINT."""
     await b.run_service(settings, _execution)
 
 
 async def run_pricefeed(settings: Settings) -> None:
-    """The price feed until SIGTERM/SIGINT."""
-    await b.run_service(settings, _pricefeed)
+    """The price feed (with the equity snapshots) until SIGTERM/SIGINT."""
+    await b.run_service(settings, _pricefeed, _equity)
 
 
 async def run_reconcile(

@@ -1,25 +1,39 @@
-"""Balances, positions and trades per mode (default: the user's current mode)."""
+"""Balances, positions and trades per mode (default: the user's current mode); the account's pictures (equity
+curve, realized PnL per day), its filtered, paged order and trade history with CSV, and the order ticket's
+figures."""
 
 from __future__ import annotations
 
 import contextlib
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel
 from sqlmodel import col, select
 
 from execution.store.ledger import SqlLedger
 from gateway.deps import CurrentUser, PartsDep, SessionDep
 from gateway.problems import AUTHENTICATED, problem_responses
 from gateway.routes.orders import Orders
-from gateway.services.orders import fill_out
+from gateway.services.orders import OrderService, fill_out
+from gateway.services.portfolio import (
+    HistoryFilter,
+    daily_pnl,
+    equity_curve,
+    order_history,
+    statuses_of,
+    to_csv,
+    trade_history,
+)
 from shared import venue_status
 from shared.contracts import position_payload
-from shared.errors import Throttled, Unavailable
+from shared.errors import InvalidInput, Throttled, Unavailable
 from shared.models import Fill, PaperAccount, Position
-from shared.schemas.orders import BalanceOut, PositionOut, TradeOut
+from shared.schemas.orders import BalanceOut, OrderOut, PositionOut, TradeOut
+from shared.schemas.portfolio import DayPnlOut, EquityOut, OrderHistoryPage, TicketOut, TradeHistoryPage
 from shared.schemas.venue import VenueStatusOut
 
 router = APIRouter(prefix="/api", tags=["portfolio"])
@@ -36,7 +50,13 @@ ModeQuery = Annotated[Literal["paper", "testnet"] | None, Query()]
 async def balances(
     user: CurrentUser, rt: PartsDep, session: SessionDep, mode: ModeQuery = None
 ) -> list[BalanceOut]:
-    mode = mode or user.mode  # type: ignore[assignment]
+    return await account_balances(user, rt, session, mode or user.mode)
+
+
+async def account_balances(
+    user: CurrentUser, rt: PartsDep, session: SessionDep, mode: str
+) -> list[BalanceOut]:
+    """One mode's balances: testnet from the exchange, paper from the ledger."""
     if mode == "testnet":
         rows = await rt.testnet_balances.balances(user.id)
         return [
@@ -119,3 +139,196 @@ async def trades(
         await session.execute(stmt.order_by(col(Fill.ts).desc(), col(Fill.id).desc()).limit(limit))
     ).scalars()
     return [TradeOut(**fill_out(f).model_dump()) for f in rows]
+
+
+# -- the account's pictures and history (issue #19) ----------------------------------------------------------
+
+SinceQuery = Annotated[datetime | None, Query(description="from this instant (inclusive), ISO 8601")]
+UntilQuery = Annotated[datetime | None, Query(description="before this instant (exclusive), ISO 8601")]
+SideQuery = Annotated[Literal["BUY", "SELL", "buy", "sell"] | None, Query()]
+FormatQuery = Annotated[
+    Literal["json", "csv"], Query(description="csv: the same rows as the JSON page, as text/csv")
+]
+CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The page: JSON, or with `format=csv` the same rows as CSV (the next page's cursor in "
+        "the `X-Next-Cursor` header).",
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+    }
+}
+
+
+def _aware(ts: datetime | None) -> datetime | None:
+    """A time without an offset is UTC (what every time we send carries)."""
+    return ts.replace(tzinfo=UTC) if ts is not None and ts.tzinfo is None else ts
+
+
+class HistoryQuery:
+    """The history routes' common query: the mode, what to show (symbol, side, times), the page and the format."""
+
+    def __init__(
+        self,
+        mode: ModeQuery = None,
+        symbol: Annotated[str | None, Query(max_length=20)] = None,
+        side: SideQuery = None,
+        since: SinceQuery = None,
+        until: UntilQuery = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        cursor: Annotated[str | None, Query(max_length=64)] = None,
+        format: FormatQuery = "json",
+    ) -> None:
+        self.mode, self.symbol, self.side = mode, symbol, side
+        self.since, self.until = _aware(since), _aware(until)
+        self.limit, self.cursor, self.format = limit, cursor, format
+
+    def filter(
+        self, user: CurrentUser, orders: OrderService, statuses: frozenset[str] | None = None
+    ) -> HistoryFilter:
+        return HistoryFilter(
+            user_id=user.id,
+            mode=self.mode or user.mode,
+            symbol=orders.rules_for(self.symbol).symbol if self.symbol else None,
+            side=self.side.upper() if self.side else None,
+            statuses=statuses,
+            since=self.since,
+            until=self.until,
+        )
+
+    def answer(self, page: OrderHistoryPage | TradeHistoryPage, model: type[BaseModel], name: str) -> Any:
+        """The page as JSON, or its rows as CSV (the next cursor in a header)."""
+        if self.format != "csv":
+            return page
+        headers = {"Content-Disposition": f'attachment; filename="{name}.csv"'}
+        if page.next_cursor:
+            headers["X-Next-Cursor"] = page.next_cursor
+        return PlainTextResponse(
+            to_csv(page.items, model), media_type="text/csv; charset=utf-8", headers=headers
+        )
+
+
+History = Annotated[HistoryQuery, Depends()]
+
+
+@router.get(
+    "/history/orders",
+    response_model=OrderHistoryPage,
+    responses={**CSV_RESPONSE, **problem_responses(*AUTHENTICATED)},
+)
+async def order_history_(
+    user: CurrentUser,
+    session: SessionDep,
+    orders: Orders,
+    q: History,
+    status: Annotated[
+        list[str],
+        Query(
+            max_length=12,
+            description="open, closed or an order status (NEW, FILLED, CANCELED, ...); repeat or comma-separate",
+        ),
+    ] = [],  # noqa: B006 (FastAPI copies the default)
+) -> Any:
+    """The user's orders of one mode, newest first, filtered by symbol, side, status and creation time; paged
+    with `next_cursor`. `format=csv` answers the same rows as CSV."""
+    page = await order_history(
+        session, q.filter(user, orders, statuses_of(status)), limit=q.limit, cursor=q.cursor
+    )
+    return q.answer(page, OrderOut, "orders")
+
+
+@router.get(
+    "/history/trades",
+    response_model=TradeHistoryPage,
+    responses={**CSV_RESPONSE, **problem_responses(*AUTHENTICATED)},
+)
+async def trade_history_(user: CurrentUser, session: SessionDep, orders: Orders, q: History) -> Any:
+    """The user's fills of one mode, newest first, filtered by symbol, side and time; paged with
+    `next_cursor`. `format=csv` answers the same rows as CSV."""
+    page = await trade_history(session, q.filter(user, orders), limit=q.limit, cursor=q.cursor)
+    return q.answer(page, TradeOut, "trades")
+
+
+@router.get("/equity", response_model=EquityOut, responses=problem_responses(*AUTHENTICATED))
+async def equity(
+    user: CurrentUser,
+    session: SessionDep,
+    mode: ModeQuery = None,
+    since: SinceQuery = None,
+    until: UntilQuery = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+) -> EquityOut:
+    """The account's value in its quote asset over time: the snapshots the service takes every
+    EQUITY_SNAPSHOT_INTERVAL_S and right after each fill (paper accounts; testnet balances live on the
+    exchange and are not snapshotted), the latest `limit` in the range, oldest first."""
+    until_ = _aware(until)
+    since_ = _aware(since)
+    HistoryFilter(user.id, mode or user.mode, since=since_, until=until_)  # the range's check
+    return await equity_curve(session, user.id, mode or user.mode, since=since_, until=until_, limit=limit)
+
+
+@router.get("/pnl/daily", response_model=list[DayPnlOut], responses=problem_responses(*AUTHENTICATED))
+async def pnl_daily(
+    user: CurrentUser,
+    session: SessionDep,
+    mode: ModeQuery = None,
+    since: Annotated[date | None, Query(description="first UTC day (inclusive)")] = None,
+    until: Annotated[date | None, Query(description="last UTC day (inclusive)")] = None,
+) -> list[DayPnlOut]:
+    """Realized PnL per UTC day (fees deducted), from the user's fills through the positions' own fold: the
+    days add up to the positions' realized PnL. Days without fills are left out."""
+    if since is not None and until is not None and since > until:
+        raise InvalidInput(
+            "the date range is empty: 'since' must not be after 'until'",
+            errors=[{"field": "until", "message": "must not be before since"}],
+        )
+    return await daily_pnl(session, user.id, mode or user.mode, since=since, until=until)
+
+
+@router.get(
+    "/ticket",
+    response_model=TicketOut,
+    # testnet: the balance comes from the exchange (no keys 409, throttled 429, unreachable 503)
+    responses=problem_responses(*AUTHENTICATED, 409, 429),
+)
+async def ticket(
+    user: CurrentUser,
+    session: SessionDep,
+    rt: PartsDep,
+    orders: Orders,
+    symbol: Annotated[str, Query(max_length=20)],
+    side: Annotated[Literal["BUY", "SELL", "buy", "sell"], Query()],
+    mode: ModeQuery = None,
+) -> TicketOut:
+    """What the order ticket shows before sending, from where each lives: the side's free balance (paper:
+    the ledger; testnet: the exchange), the market's rules, the venue's fee rates (paper: its fee schedule;
+    testnet: null, Binance charges its own) and the best prices of the venue's book (a market buy's estimate)."""
+    rules = orders.rules_for(symbol)
+    side_ = side.upper()
+    mode_ = mode or user.mode
+    asset = rules.quote_asset if side_ == "BUY" else rules.base_asset
+    balances_ = await account_balances(user, rt, session, mode_)
+    available = next((b.free for b in balances_ if b.asset == asset), Decimal(0))
+    depth = await rt.market_data.get("depth", rules.symbol, venue=mode_) or {}
+
+    def best(levels: Any) -> Decimal | None:
+        return Decimal(str(levels[0][0])) if levels else None
+
+    paper = mode_ == "paper"
+    return TicketOut(
+        symbol=rules.symbol,
+        side=side_,
+        mode=mode_,
+        base_asset=rules.base_asset,
+        quote_asset=rules.quote_asset,
+        available_asset=asset,
+        available=available,
+        tick_size=rules.tick_size,
+        step_size=rules.step_size,
+        min_qty=rules.min_qty,
+        min_notional=rules.min_notional,
+        market_protection_pct=rules.market_protection_pct,
+        maker_fee_rate=rt.fees.maker_rate if paper else None,
+        taker_fee_rate=rt.fees.taker_rate if paper else None,
+        reserve_fee_rate=rt.fees.reserve_rate if paper else None,
+        best_bid=best(depth.get("bids")),
+        best_ask=best(depth.get("asks")),
+    )

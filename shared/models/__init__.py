@@ -3,6 +3,7 @@
 from shared.models.accounts import AuditLog, ExchangeCredential, RefreshToken, User
 from shared.models.apikeys import ApiKey
 from shared.models.market import CandleRow, Position
+from shared.models.portfolio import EquitySnapshot
 from shared.models.reconciliation import ReconciliationMismatch, ReconciliationReport
 from shared.models.trading import (
     Balance,
@@ -20,6 +21,7 @@ __all__ = [
     "AuditLog",
     "Balance",
     "CandleRow",
+    "EquitySnapshot",
     "ExchangeCredential",
     "Fill",
     "LedgerPosting",

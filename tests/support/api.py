@@ -91,16 +91,17 @@ async def running_api_on(
     sqlite_dir: Path,
     redis_url: str,
     redis_prefix: str,
+    services: tuple[str, ...] = (),
     **overrides: Any,
 ) -> AsyncIterator[Api]:
     """`running_api` on "postgresql" (the test's database and Redis prefix, migrated by its template) or on
     "sqlite" (a file of the test's own with the in-process bus, migrated at start): one fixture body for the
-    tests that run on both databases."""
+    tests that run on both databases. `services`: what else runs in the app's process (as `create_app`)."""
     if database == "postgresql":
         settings = make_settings(pg_url, redis_url=redis_url, redis_prefix=redis_prefix, **overrides)
         migrate = False
     else:
         settings = make_settings(f"sqlite+aiosqlite:///{sqlite_dir / 'tb.db'}", **overrides)
         migrate = True
-    async with running_api(settings, migrate=migrate) as api:
+    async with running_api(settings, migrate=migrate, services=services) as api:
         yield api
