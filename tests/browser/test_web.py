@@ -153,8 +153,10 @@ def test_live_socket_keeps_the_token_out_of_its_url_and_the_ticket_shows_the_exa
     page.get_by_label("Order type").select_option("LIMIT")
     page.get_by_label("Quantity (BTC)").fill("0.00001")
     page.get_by_label("Limit price (USDT)").fill("100500.00")
-    # 0.00001 x 100500.00 = 1.005, rounded half up on the decimal string
-    expect(page.locator("#ticket-quote")).to_have_text("Total 1.01 USDT")
+    # 0.00001 x 100500.00 = 1.005, rounded half up on the decimal string; the fee (0.1%) and the total with it
+    expect(page.locator("#ticket-cost")).to_have_text("1.01 USDT")
+    expect(page.locator("#ticket-fee")).to_have_text("0.001005 USDT (0.1%)")
+    expect(page.locator("#ticket-total")).to_have_text("1.01 USDT")
 
 
 def seed_unjournaled_balance(system: RunningSystem) -> str:

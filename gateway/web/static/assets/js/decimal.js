@@ -117,3 +117,20 @@ export function trim(a) {
 export function places(increment) {
   return must(trim(increment)).scale;
 }
+
+/**
+ * a ÷ b rounded down to a multiple of `step` ("10", "3", "0.01" -> "3.33"; "-1", "3", "1" -> "-1"): how many
+ * whole steps fit, exactly, for sizes that must sit on a market's step grid.
+ */
+export function divToStep(a, b, step) {
+  const x = must(a);
+  const y = must(b);
+  const s = must(step);
+  if (y.units === 0n || s.units <= 0n) throw new RangeError("division by zero or a non-positive step");
+  // a / b / step = (x.units · 10^(y.scale + s.scale)) / (y.units · s.units · 10^x.scale)
+  const num = x.units * 10n ** BigInt(y.scale + s.scale);
+  const den = y.units * s.units * 10n ** BigInt(x.scale);
+  let q = num / den; // truncates toward zero
+  if (num % den !== 0n && (num < 0n) !== (den < 0n)) q -= 1n; // floor
+  return show(q * s.units, s.scale);
+}

@@ -69,3 +69,96 @@ export function notional(quantity, price) {
 export function allowedTimeInForce(type, timeInForce) {
   return !isPriced(type) && timeInForce === "GTC" ? "IOC" : timeInForce;
 }
+
+// -- the ticket's figures before sending (`GET /api/ticket`: the side's free balance, the market's rules, the
+// venue's fee rates, the book's best prices) ---------------------------------------------------------------
+
+const positive = (value) => (dec.isPositive(String(value ?? "").trim()) ? String(value).trim() : null);
+
+/**
+ * The price an order is costed at: its limit price; a market stop's stop price (where it is meant to run);
+ * a market order's best opposite price on the book. null when the ticket or the book has none yet.
+ */
+export function costPrice({ type, side, price, stopPrice }, info) {
+  if (isPriced(type)) return positive(price);
+  if (isStop(type)) return positive(stopPrice);
+  return positive(side === "BUY" ? info?.best_ask : info?.best_bid);
+}
+
+/** The highest price a market order may walk to from `reference` (the paper exchange's protection band), on the tick grid. */
+export function bandCap(reference, info) {
+  const ticks = dec.divToStep(reference, info.tick_size, "1");
+  const capTicks = dec.divToStep(dec.mul(dec.cmp(ticks, "1") < 0 ? "1" : ticks, dec.add("100", info.market_protection_pct)), "100", "1");
+  return dec.trim(dec.mul(capTicks, info.tick_size));
+}
+
+/** The price per unit a buy locks at acceptance: its limit price, else the band above its reference (market: best ask; stop: stop price). */
+export function lockPrice(order, info) {
+  const reference = costPrice(order, info);
+  if (reference === null || isPriced(order.type)) return reference;
+  return bandCap(reference, info);
+}
+
+/** The fee rate to expect: a market order takes (taker); a resting one may make or take, so the higher. null: the venue charges its own. */
+export function feeRate(type, info) {
+  const { maker_fee_rate: maker, taker_fee_rate: taker } = info || {};
+  if (taker === null || taker === undefined) return null;
+  if (!isPriced(type)) return taker;
+  return dec.cmp(maker, taker) > 0 ? maker : taker;
+}
+
+/**
+ * `{price, cost, fee, rate, total}` for the ticket as typed (plain decimal strings; fee and rate null when the venue
+ * does not tell), or null until quantity and price are known. A buy's total is cost + fee; a sell's is what it brings in.
+ */
+export function costEstimate(order, info) {
+  const quantity = positive(order.quantity);
+  const price = costPrice(order, info);
+  if (quantity === null || price === null) return null;
+  const cost = dec.mul(quantity, price);
+  const rate = feeRate(order.type, info);
+  const fee = rate === null ? null : dec.mul(cost, rate);
+  const total = fee === null ? cost : order.side === "BUY" ? dec.add(cost, fee) : dec.sub(cost, fee);
+  return { price, cost, fee, rate, total };
+}
+
+/**
+ * `{quantity}` for `percent` (25, 50, 75, 100) of the side's available balance, on the step grid (rounded down),
+ * affordable with the fee a buy locks; or `{error}` in plain words when it cannot make a valid order (no price
+ * yet, below the minimum quantity or the minimum order value).
+ */
+export function sizeForPercent(percent, order, info) {
+  if (!info) return { error: "Your balance is not loaded yet." };
+  const share = dec.mul(info.available, String(percent));
+  let quantity;
+  if (order.side === "BUY") {
+    const price = lockPrice(order, info);
+    if (price === null) return { error: noPrice(order.type) };
+    const perUnit = dec.mul(price, dec.add("1", info.reserve_fee_rate ?? "0"));
+    quantity = dec.divToStep(share, dec.mul("100", perUnit), info.step_size);
+  } else {
+    quantity = dec.divToStep(share, "100", info.step_size);
+  }
+  const asset = info.available_asset;
+  if (dec.isZero(quantity) || dec.cmp(quantity, info.min_qty) < 0) {
+    return { error: `${percent}% of your ${dec.trim(info.available)} ${asset} is less than the smallest order (${dec.trim(info.min_qty)} ${info.base_asset}).` };
+  }
+  const price = costPrice(order, info);
+  if (price !== null && dec.cmp(dec.mul(quantity, price), info.min_notional) < 0) {
+    return { error: `${percent}% of your balance makes an order worth ${dec.trim(dec.mul(quantity, price))} ${info.quote_asset}, under the minimum of ${dec.trim(info.min_notional)} ${info.quote_asset}.` };
+  }
+  return { quantity };
+}
+
+function noPrice(type) {
+  if (isPriced(type)) return "Enter a limit price first.";
+  if (isStop(type)) return "Enter a stop price first.";
+  return "No price on the book yet; try again in a moment or use a limit order.";
+}
+
+/** The request for the ticket's figures of one side in one mode. */
+export function ticketPath(symbol, side, mode) {
+  const q = new URLSearchParams({ symbol, side });
+  if (mode) q.set("mode", mode);
+  return `/api/ticket?${q}`;
+}

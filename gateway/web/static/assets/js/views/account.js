@@ -1,10 +1,12 @@
-// Account: profile, trading mode, and the write-only Binance testnet keys form (only the hint ever comes back).
+// Account: profile, trading mode, the write-only Binance testnet keys form (only the hint ever comes back), and
+// the account's pictures and history (views/portfolio.js).
 
 import { api } from "../api.js";
 import { clear, el, toast } from "../dom.js";
 import { clearErrors, field, formError, showErrors } from "../forms.js";
 import * as fmt from "../fmt.js";
 import { apiKeysSection } from "./apikeys.js";
+import { createPortfolio } from "./portfolio.js";
 
 export function mountAccount(main, ctx) {
   const { app } = ctx;
@@ -68,7 +70,9 @@ export function mountAccount(main, ctx) {
     }
   }
 
+  const portfolio = createPortfolio(ctx);
   clear(main, el("div", { class: "account-grid" },
+    ...portfolio.nodes,
     el("section", { class: "panel", "aria-labelledby": "profile-h" }, el("h1", { id: "profile-h" }, "Account"), profile,
       el("p", { class: "muted small" }, "Switch between paper and testnet with the mode switch in the header.")),
     el("section", { class: "panel", "aria-labelledby": "keys-h" },
@@ -79,4 +83,5 @@ export function mountAccount(main, ctx) {
   ctx.own(app.onMe(renderProfile));
   renderProfile();
   loadKeys();
+  portfolio.load();
 }

@@ -91,6 +91,8 @@ export function mountTrade(main, ctx, symbol) {
   ctx.own(live.on("TRADE", chart.onFill));
   ctx.own(live.on("POSITION_UPDATE", positions.onUpdate));
   ctx.own(live.on("BALANCE_UPDATE", balances.onUpdate));
+  ctx.own(live.on("BALANCE_UPDATE", ticket.refresh)); // the ticket's available balance
+  ctx.own(live.on("DEPTH", ticket.onDepth)); // a market order's cost at the best price
   ctx.own(live.on("OPEN", () => { loadPublic(); loadPrivate(); }));
   ctx.own(app.onMe((me) => {
     if (!me) return;

@@ -1,15 +1,20 @@
 // The order ticket: side, type, quantity, limit price, stop price, time in force; `POST /api/orders`. A market
-// order shows the server's quote (`POST /api/orders/quote`) for its quantity; a priced order its exact notional.
+// order shows the server's quote (`POST /api/orders/quote`) for its quantity; every order its exact cost.
 // Stop orders (STOP_LOSS, TAKE_PROFIT and their *_LIMIT forms) add a stop price; only the *_LIMIT ones a limit
 // price and a resting time in force.
 // The API's problem+json field errors land under their fields.
+// Before sending, the ticket shows what the side can spend (`GET /api/ticket`: the free balance, the market's
+// rules, the venue's fee rates and best prices), the order's cost, fee and total, and offers 25/50/75/100% of
+// the balance as sizes on the step grid that meet the minimums (state/ticket.js).
 
 import { api } from "../../api.js";
-import { debounce, el, toast } from "../../dom.js";
+import { clear, debounce, el, toast } from "../../dom.js";
 import * as fmt from "../../fmt.js";
 import { clearErrors, field, formError, setFieldError, showErrors } from "../../forms.js";
 import * as dec from "../../decimal.js";
-import { allowedTimeInForce, isPriced, isStop, notional, orderRequest } from "../../state/ticket.js";
+import {
+  allowedTimeInForce, costEstimate, isPriced, isStop, orderRequest, sizeForPercent, ticketPath,
+} from "../../state/ticket.js";
 import { isVenue, withVenue } from "../../state/venue.js";
 
 export function createTicket(market, { onPlaced, venue = () => "paper" }) {
@@ -32,16 +37,26 @@ export function createTicket(market, { onPlaced, venue = () => "paper" }) {
   const priceIn = el("input", { type: "text", inputMode: "decimal", autocomplete: "off", placeholder: market.tick_size });
   const stopIn = el("input", { type: "text", inputMode: "decimal", autocomplete: "off", placeholder: market.tick_size });
   const estimate = el("p", { class: "muted small", id: "ticket-quote", "aria-live": "polite" });
+  const available = el("p", { class: "ticket-available small", id: "ticket-available", "aria-live": "polite" }, "Available: …");
+  const percents = el("div", { class: "pct-buttons", role: "group", "aria-label": "Size as a share of the available balance" },
+    [25, 50, 75, 100].map((pct) => el("button", {
+      type: "button", class: "btn btn-small btn-ghost", dataset: { pct: String(pct) }, id: `ticket-pct-${pct}`,
+      "aria-label": `${pct}% of the available balance`, onclick: () => applyPercent(pct),
+    }, `${pct}%`)));
+  const costs = el("dl", { class: "kv ticket-costs small", id: "ticket-costs", "aria-live": "polite" });
   const submit = el("button", { type: "submit", class: "btn btn-buy", id: "ticket-submit" }, `Buy ${base}`);
   const form = el("form", { id: "ticket", class: "stack", novalidate: true },
     sideSet,
+    available,
     field({ form: "ticket", name: "type", label: "Order type", control: typeSel }),
     field({ form: "ticket", name: "quantity", label: `Quantity (${base})`, control: qtyIn, hint: `step ${market.step_size}` }),
+    percents,
     field({ form: "ticket", name: "stop_price", label: `Stop price (${quoteAsset})`, control: stopIn,
       hint: "triggers on the last trade price" }),
     field({ form: "ticket", name: "price", label: `Limit price (${quoteAsset})`, control: priceIn, hint: `tick ${market.tick_size}` }),
     field({ form: "ticket", name: "time_in_force", label: "Time in force", control: tifSel }),
     estimate,
+    costs,
     formError(),
     submit,
     el("p", { class: "muted small" }, `Min notional ${market.min_notional} ${quoteAsset}`));
@@ -66,10 +81,61 @@ export function createTicket(market, { onPlaced, venue = () => "paper" }) {
     showEstimate();
   }
 
+  // The side's figures (`GET /api/ticket`), asked again when the side, the venue or the balances change.
+  let info = null;
+  let infoSeq = 0;
+  async function loadInfo() {
+    const seq = ++infoSeq;
+    const wanted = side();
+    try {
+      const next = await api("GET", ticketPath(symbol, wanted, venue()));
+      if (seq !== infoSeq) return; // a newer request is on its way
+      info = next;
+      available.textContent = `Available: ${fmt.assetAmount(info.available)} ${info.available_asset}`;
+    } catch (exc) {
+      if (seq !== infoSeq) return;
+      info = null;
+      available.textContent = exc.status === 409 ? exc.message : `Available: unknown (${exc.message})`;
+    }
+    showCosts();
+  }
+
+  const current = () => ({ type: typeSel.value, side: side(), quantity: qtyIn.value, price: priceIn.value, stopPrice: stopIn.value });
+
+  // Cost, fee and total of the order as typed, at the venue's real fee rate (the higher of maker and taker
+  // for an order that may rest; the taker rate for one that runs at the market).
+  function showCosts() {
+    const figures = info && info.side === side() ? costEstimate(current(), info) : null;
+    if (!figures) {
+      clear(costs);
+      return;
+    }
+    const q = info.quote_asset;
+    const money = (v) => `${fmt.quote(symbol, v)} ${q}`;
+    const approx = isLimit() ? "" : "≈ ";
+    clear(costs,
+      el("dt", {}, "Cost"), el("dd", { id: "ticket-cost" }, `${approx}${money(figures.cost)}`),
+      el("dt", {}, "Fee"), el("dd", { id: "ticket-fee" }, figures.fee === null
+        ? "charged by the exchange"
+        : `${approx}${fmt.assetAmount(figures.fee)} ${q} (${fmt.assetAmount(dec.mul(figures.rate, "100"))}%)`),
+      el("dt", {}, side() === "BUY" ? "Total" : "You receive"), el("dd", { id: "ticket-total" }, `${approx}${money(figures.total)}`));
+  }
+
+  function applyPercent(pct) {
+    clearErrors(form);
+    const result = sizeForPercent(pct, current(), info && info.side === side() ? info : null);
+    if (result.error) {
+      setFieldError(form, "quantity", result.error);
+      return;
+    }
+    qtyIn.value = result.quantity;
+    showEstimate();
+  }
+
   function showEstimate() {
-    if (isLimit()) {
-      const total = notional(qtyIn.value, priceIn.value);
-      estimate.textContent = total === null ? "" : `Total ${fmt.quote(symbol, total)} ${quoteAsset}`;
+    showCosts();
+    if (isLimit()) { // a priced order's cost, fee and total are in the figures below (showCosts)
+      estimate.textContent = "";
       return;
     }
     requestQuote();
@@ -95,7 +161,11 @@ export function createTicket(market, { onPlaced, venue = () => "paper" }) {
     } catch { /* the quote is a hint only */ }
   }, 300);
 
-  form.addEventListener("change", sync);
+  form.addEventListener("change", (event) => {
+    if (event.target.name === "side") loadInfo();
+    sync();
+  });
+  stopIn.addEventListener("input", showCosts);
   qtyIn.addEventListener("input", showEstimate);
   priceIn.addEventListener("input", showEstimate);
 
@@ -115,6 +185,7 @@ export function createTicket(market, { onPlaced, venue = () => "paper" }) {
     try {
       const order = await api("POST", "/api/orders", body);
       onPlaced(order);
+      loadInfo();
       toast(`Order accepted: ${order.side} ${fmt.qty(symbol, order.quantity)} ${base} (${order.status})`, "success");
     } catch (exc) {
       showErrors(form, exc);
@@ -123,6 +194,7 @@ export function createTicket(market, { onPlaced, venue = () => "paper" }) {
     }
   });
   queueMicrotask(sync);
+  queueMicrotask(loadInfo);
 
   return {
     node: form,
@@ -133,7 +205,15 @@ export function createTicket(market, { onPlaced, venue = () => "paper" }) {
       sync();
       priceIn.focus();
     },
-    /** Ask the quote again (the venue changed with the user's mode). */
-    requote: () => showEstimate(),
+    /** Ask the quote and the side's figures again (the venue changed with the user's mode). */
+    requote: () => { showEstimate(); loadInfo(); },
+    /** The balances moved (`BALANCE_UPDATE`): the available amount with them. */
+    refresh: () => loadInfo(),
+    /** The venue's book moved (`DEPTH`): a market order's cost follows its best prices. */
+    onDepth(data) {
+      if (!info || data.symbol !== symbol || !isVenue(data, venue())) return;
+      info = { ...info, best_bid: data.bids?.[0]?.[0] ?? null, best_ask: data.asks?.[0]?.[0] ?? null };
+      if (!isLimit()) showCosts();
+    },
   };
 }
