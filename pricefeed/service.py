@@ -24,6 +24,7 @@ from shared.positions import Fill
 
 log = logging.getLogger(__name__)
 
+BACKFILL_TIMEOUT_S = 20.0  # an exchange that does not answer must not hold the live prices back for long
 PUBLISH_CHUNK = 2_000  # position updates per publish call; the loop gets a turn between chunks
 
 
@@ -48,6 +49,7 @@ class PriceFeedService:
         candle_store: CandleStore | None = None,
         flush_interval: float = 0.25,
         sleep: Sleeper = real_sleep,
+        backfill_timeout_s: float = BACKFILL_TIMEOUT_S,
     ) -> None:
         self.source = source
         self.clock = clock
@@ -57,6 +59,7 @@ class PriceFeedService:
         self.engine = engine or MarkingEngine(clock)
         self.candle_store = candle_store
         self.flush_interval = flush_interval
+        self.backfill_timeout_s = backfill_timeout_s
         self._sleep = sleep
         # Latest tick time seen: candles close on market time, so a replay of old data (whose
         # buckets all ended long ago by the wall clock) is not closed out under its own feet.
@@ -82,7 +85,10 @@ class PriceFeedService:
         """Backfill `history` candles per interval, then consume the source and flush marks until cancelled
         (a finished replay keeps marking)."""
         try:
-            given = await self.backfill(history)
+            given = await asyncio.wait_for(self.backfill(history), self.backfill_timeout_s)
+        except TimeoutError:
+            log.warning("pricefeed: no history within %.1f s; starting without it", self.backfill_timeout_s)
+            given = 0
         except Exception:
             log.exception("pricefeed: backfill failed; starting without history")
         else:

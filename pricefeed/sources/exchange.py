@@ -18,6 +18,7 @@ from pricefeed.domain.candles import ALL_INTERVALS, Candle, Interval
 from pricefeed.domain.ticks import Tick, normalize_symbol
 from shared.clock import Clock
 from shared.exchanges import DEFAULT_TESTNET_URL, ExchangeCallFailed, Kline, Ticker, get_adapter
+from shared.exchanges.base import UNREACHED
 from shared.retry import retry
 
 from .base import Sleeper, real_sleep
@@ -115,8 +116,8 @@ class ExchangeTickerSource:
 
     async def candle_history(self, end: datetime, count: int) -> list[Candle]:
         """The exchange's own klines of every interval (its aggregation, so the intervals agree), the most
-        recent `count` (Binance sends at most 1,000 a call). A failed call is logged and leaves that interval
-        without history: the feed starts regardless."""
+        recent `count` (Binance sends at most 1,000 a call). A refused call is logged and leaves that interval
+        without history; an exchange not reached ends the history there. The feed starts regardless."""
         client = self._factory()
         out: list[Candle] = []
         try:
@@ -128,6 +129,8 @@ class ExchangeTickerSource:
                         log.warning(
                             "pricefeed %s: no %s history for %s (%s)", self.name, interval, symbol, exc
                         )
+                        if isinstance(exc, ExchangeCallFailed) and exc.error.kind in UNREACHED:
+                            return out  # the exchange is not there: asking 17 more times only delays the feed
                         continue
                     out.extend(_candle(k, interval, end) for k in klines)
         finally:

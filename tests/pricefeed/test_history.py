@@ -4,6 +4,8 @@ that stores it without overwriting and lets the live feed carry on the running b
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -28,6 +30,7 @@ from shared.clock import ManualClock
 from tests.binance_double import BinanceDouble
 from tests.binance_double.plugin import binance_double
 from tests.pricefeed.test_sources import double_sessions
+from tests.support.eventually import eventually
 
 __all__ = ["binance_double"]  # the fixture
 
@@ -194,10 +197,51 @@ async def test_exchange_history_is_the_exchanges_klines(binance_double: BinanceD
             assert all(c.closed for c in got[:-1])
 
 
-async def test_exchange_history_failure_leaves_the_feed_without_history(
+async def test_exchange_history_stops_at_an_unreachable_exchange_and_skips_a_refused_interval(
     binance_double: BinanceDouble,
 ) -> None:
-    binance_double.fail_next("GET", "/api/v3/klines", 503, times=len(ALL_INTERVALS))
     clock = ManualClock(NOW)
-    source = ExchangeTickerSource("binance-testnet", ["BTCUSDT"], clock, double_sessions(binance_double))
-    assert await source.candle_history(history_end(NOW), 5) == []
+    # NOPEUSDT is not listed: each of its calls is refused (-1121), and BTCUSDT's history comes regardless.
+    source = ExchangeTickerSource(
+        "binance-testnet", ["NOPEUSDT", "BTCUSDT"], clock, double_sessions(binance_double)
+    )
+
+    async def series() -> set[tuple[str, Interval]]:
+        return {(c.symbol, c.interval) for c in await source.candle_history(history_end(NOW), 5)}
+
+    everything = {("BTCUSDT", iv) for iv in ALL_INTERVALS}
+    assert await series() == everything
+    binance_double.fail_next("GET", "/api/v3/klines", 503, times=2)
+    assert await series() == set()  # unavailable: no further calls...
+    assert await series() == set()  # ...so the second fault is still there for the next try
+    assert await series() == everything
+
+
+class Recorder(NullSink):
+    def __init__(self) -> None:
+        self.ticks: list[Tick] = []
+
+    async def publish_ticks(self, ticks: list[Tick]) -> None:  # type: ignore[override]
+        self.ticks.extend(ticks)
+
+
+async def test_an_exchange_slow_to_send_history_does_not_hold_the_live_prices_back(
+    binance_double: BinanceDouble,
+) -> None:
+    # Each klines call answers, but only after 1.5 s (within the client's 2 s timeout): 9 s for the six.
+    binance_double.delay_next("GET", "/api/v3/klines", 1.5, times=50)
+    clock = ManualClock(NOW)
+    sink = Recorder()
+    source = ExchangeTickerSource(
+        "binance-testnet", ["BTCUSDT"], clock, double_sessions(binance_double), poll_interval=0.05
+    )
+    service = PriceFeedService(
+        source, clock, sink, candle_store=InMemoryCandleStore(), backfill_timeout_s=0.3
+    )
+    task = asyncio.create_task(service.run(history=5))
+    try:
+        await eventually(lambda: len(sink.ticks) > 0, timeout=5)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
