@@ -16,6 +16,7 @@ Semantics both adapters guarantee (and `tests/bus` checks against both):
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from shared.amounts import plain
 from shared.errors import InvalidInput, Unavailable
 
 __all__ = [
+    "MIRROR_ONCE_S",
     "Bus",
     "BusMessage",
     "BusUnavailable",
@@ -36,11 +38,17 @@ __all__ = [
     "decode_payload",
     "encode_payload",
     "format_id",
+    "once_digest",
     "parse_id",
 ]
 
 PAYLOAD_FIELD = b"d"
 """The single stream-entry field holding the JSON payload."""
+
+MIRROR_ONCE_S = 600.0
+"""How long a mirrored publish (a private event) is remembered: the same payload published again within it (its
+outbox row published by its writer and by a relay, or again after a crash before the row was deleted) is not
+appended again, so no client sees an event twice. A duplicate later than this gets through."""
 
 _ID_RE = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
 _MAX_U64 = 2**64 - 1
@@ -129,6 +137,15 @@ def encode_payload(data: Mapping[str, Any]) -> bytes:
         return orjson.dumps(dict(data), default=_json_default)
     except orjson.JSONEncodeError as exc:
         raise TypeError(str(exc)) from exc
+
+
+def once_digest(stream: str, mirror_to: str, payload: bytes) -> str:
+    """The identity of a mirrored entry for `MIRROR_ONCE_S`: its streams and its payload with sorted keys (a
+    row published from memory and the same row read back from a JSONB column differ only in key order)."""
+    canonical = orjson.dumps(orjson.loads(payload), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha1(
+        b"\0".join((stream.encode(), mirror_to.encode(), canonical)), usedforsecurity=False
+    ).hexdigest()
 
 
 def decode_payload(raw: bytes | None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from bisect import bisect_right
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -20,6 +21,7 @@ from typing import Any
 from sortedcontainers import SortedDict
 
 from shared.bus.base import (
+    MIRROR_ONCE_S,
     BusMessage,
     BusUnavailable,
     Retention,
@@ -29,6 +31,7 @@ from shared.bus.base import (
     decode_payload,
     encode_payload,
     format_id,
+    once_digest,
     parse_id,
 )
 from shared.clock import Clock, SystemClock, to_ms
@@ -89,10 +92,14 @@ class MemoryBus:
         maxlen: int | None = 10_000,
         retention: Mapping[str, int | None] | None = None,
         clock: Clock | None = None,
+        mirror_once_s: float = MIRROR_ONCE_S,
     ) -> None:
         self._retention = Retention(maxlen, retention)
         self._clock: Clock = clock or SystemClock()
         self._streams: dict[str, _Stream] = {}
+        # Mirrored entries published lately: digest -> (id, expiry in clock ms), oldest first (MIRROR_ONCE_S).
+        self._once: OrderedDict[str, tuple[str, int]] = OrderedDict()
+        self._once_ms = int(mirror_once_s * 1000)
         self._closed = False
 
     # -- publishing -----------------------------------------------------------------------------------------
@@ -103,11 +110,22 @@ class MemoryBus:
 
     def _publish_encoded(self, stream: str, payload: bytes, mirror_to: str | None) -> str:
         names = [stream] if mirror_to is None else [stream, check_mirror(stream, mirror_to)]
+        digest = None
+        if mirror_to is not None:  # a private event is appended once (see MIRROR_ONCE_S)
+            now = to_ms(self._clock.now())
+            while self._once and next(iter(self._once.values()))[1] <= now:
+                self._once.popitem(last=False)
+            digest = once_digest(stream, mirror_to, payload)
+            prior = self._once.get(digest)
+            if prior is not None:
+                return prior[0]
         targets = [(name, self._stream(name)) for name in names]
         # The id must be fresh in both streams, so it is derived from the larger of their last ids.
         new_id = self._next_id(max(s.last for _, s in targets))
         for name, s in targets:
             self._append(name, s, new_id, payload)
+        if digest is not None:
+            self._once[digest] = (format_id(new_id), to_ms(self._clock.now()) + self._once_ms)
         return format_id(new_id)
 
     async def publish_many(

@@ -7,8 +7,9 @@ killed connection never leaves the adapter permanently broken. A consumer group 
 restarted without persistence) is recreated from "0" on the next group read.
 
 Delivery is at least once: a command retried after a dropped connection may have been applied already
-(a publish may be duplicated; a group read may leave entries pending that `pending_own`/`claim_stale`
-then deliver). Handlers are idempotent, as the design requires.
+(a plain publish may be duplicated; a group read may leave entries pending that `pending_own`/`claim_stale`
+then deliver). Handlers are idempotent, as the design requires. A mirrored publish (a private event) is the
+exception: the same payload published again within `mirror_once_s` is not appended again (`MIRROR_ONCE_S`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from redis.exceptions import ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.bus.base import (
+    MIRROR_ONCE_S,
     PAYLOAD_FIELD,
     BusMessage,
     BusUnavailable,
@@ -37,6 +39,7 @@ from shared.bus.base import (
     check_mirror,
     decode_payload,
     encode_payload,
+    once_digest,
     parse_id,
 )
 
@@ -78,20 +81,34 @@ local function mirrored(k1, k2, payload, max1, max2)
   end
   return id
 end
+-- A mirrored entry (a private event) is appended once: `kd` remembers its id for `ttl` ms, and the same
+-- payload published again meanwhile (an outbox row published by its writer and again by a relay, or again
+-- after a crash before its row was deleted) answers that id instead of appending a copy users would see twice.
+local function once(k1, k2, kd, payload, max1, max2, ttl)
+  local prior = redis.call('GET', kd)
+  if prior then return prior end
+  local id = mirrored(k1, k2, payload, max1, max2)
+  redis.call('SET', kd, id, 'PX', ttl)
+  return id
+end
 """
-_PUBLISH_MIRROR = _PUBLISH_LIB + "return mirrored(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])\n"
-# A batch in one call (one round trip, applied atomically, in order): entry i has KEYS[2i-1] (stream) and
-# KEYS[2i] (its mirror, or the stream again when ARGV[4i] is '0'), payload ARGV[4i-3], maxlens ARGV[4i-2..4i-1].
+_PUBLISH_MIRROR = (
+    _PUBLISH_LIB + "return once(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])\n"
+)
+# A batch in one call (one round trip, applied atomically, in order): entry i has KEYS[3i-2] (stream),
+# KEYS[3i-1] (its mirror, or the stream again when ARGV[4i] is '0') and KEYS[3i] (its once-key, or the stream
+# again), payload ARGV[4i-3], maxlens ARGV[4i-2..4i-1]; the last ARGV is the once-keys' lifetime in ms.
 _PUBLISH_BATCH = (
     _PUBLISH_LIB
     + """
 local ids = {}
-for i = 1, #KEYS / 2 do
-  local a = 4 * (i - 1)
+local ttl = ARGV[#ARGV]
+for i = 1, #KEYS / 3 do
+  local a, k = 4 * (i - 1), 3 * (i - 1)
   if ARGV[a + 4] == '1' then
-    ids[i] = mirrored(KEYS[2 * i - 1], KEYS[2 * i], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
+    ids[i] = once(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ttl)
   else
-    ids[i] = xadd(redis.call, KEYS[2 * i - 1], ARGV[a + 2], '*', ARGV[a + 1])
+    ids[i] = xadd(redis.call, KEYS[k + 1], ARGV[a + 2], '*', ARGV[a + 1])
   end
 end
 return ids
@@ -172,6 +189,7 @@ class RedisStreamsBus:
         retries: int = 1,
         client_name: str | None = "tradebridge-bus",
         max_claim_scans: int = 100,
+        mirror_once_s: float = MIRROR_ONCE_S,
     ) -> None:
         if socket_timeout <= 0.1:
             raise ValueError("socket_timeout must be > 0.1 s")
@@ -183,6 +201,7 @@ class RedisStreamsBus:
         self._retries = retries
         self._client_name = client_name
         self._max_claim_scans = max_claim_scans
+        self._once_ms = str(int(mirror_once_s * 1000))
         self._chunk_ms = max(50, int(socket_timeout * 800))  # stay below the socket timeout
         self._client: aioredis.Redis | None = None
         self._scripts: dict[str, AsyncScript] = {}
@@ -203,8 +222,12 @@ class RedisStreamsBus:
             else:
                 check_mirror(stream, mirror_to)
                 raw = await self._script(r, "mirror", _PUBLISH_MIRROR)(
-                    keys=[self._key(stream), self._key(mirror_to)],
-                    args=[payload, self._maxlen_arg(stream), self._maxlen_arg(mirror_to)],
+                    keys=[
+                        self._key(stream),
+                        self._key(mirror_to),
+                        self._once_key(stream, mirror_to, payload),
+                    ],
+                    args=[payload, self._maxlen_arg(stream), self._maxlen_arg(mirror_to), self._once_ms],
                 )
         return _s(raw)
 
@@ -230,13 +253,18 @@ class RedisStreamsBus:
         keys: list[str] = []
         args: list[bytes | str] = []
         for (stream, payload), m in zip(encoded, mirrors, strict=True):
-            keys += [self._key(stream), self._key(m if m is not None else stream)]
+            keys += [
+                self._key(stream),
+                self._key(m if m is not None else stream),
+                self._once_key(stream, m, payload) if m is not None else self._key(stream),
+            ]
             args += [
                 payload,
                 self._maxlen_arg(stream),
                 self._maxlen_arg(m) if m is not None else "",
                 "0" if m is None else "1",
             ]
+        args.append(self._once_ms)
         async with self._call() as r:
             raw = await self._script(r, "batch", _PUBLISH_BATCH)(keys=keys, args=args)
         return [_s(i) for i in raw]
@@ -397,6 +425,9 @@ class RedisStreamsBus:
 
     def _key(self, stream: str) -> str:
         return self._prefix + stream
+
+    def _once_key(self, stream: str, mirror: str, payload: bytes) -> str:
+        return self._prefix + "once:" + once_digest(stream, mirror, payload)
 
     def _connection(self) -> aioredis.Redis:
         if self._closed:
