@@ -16,9 +16,10 @@ from typing import Any, Final
 
 from fastapi import FastAPI
 from starlette.datastructures import URLPath
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from starlette.routing import BaseRoute, Match, Mount, NoMatchFound, Route
+from starlette.routing import BaseRoute, Match, Mount, NoMatchFound, Route, request_response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
@@ -106,8 +107,20 @@ class _Assets(StaticFiles):
 
 def mount_web(app: FastAPI) -> None:
     """Serve the web app on `app`. Call it after the API routers (its catch-all only claims free paths)."""
-    app.router.routes.append(Route("/assets/vendor/lightweight-charts.mjs", _chart_module, methods=["GET"]))
+    # Compressed for browsers that accept it: the first load's JavaScript and CSS is about a third as large on
+    # the wire (the chart library alone goes from ~200 KB to ~65 KB). The API's responses are left as they are.
     app.router.routes.append(
-        Mount("/assets", app=_Assets(directory=STATIC_DIR / "assets"), name="web-assets")
+        Route(
+            "/assets/vendor/lightweight-charts.mjs",
+            GZipMiddleware(request_response(_chart_module), minimum_size=1024),
+            methods=["GET"],
+        )
+    )
+    app.router.routes.append(
+        Mount(
+            "/assets",
+            app=GZipMiddleware(_Assets(directory=STATIC_DIR / "assets"), minimum_size=1024),
+            name="web-assets",
+        )
     )
     app.router.routes.append(_ClientRoutes(STATIC_DIR / "index.html"))
