@@ -28,11 +28,11 @@ export function createChart(market, { venue: initialVenue, mode, onInterval }) {
   let venue = initialVenue;
   let interval = DEFAULT_INTERVAL;
   const tag = venueTag("chart-venue", venue);
-  const box = el("div", { class: "chart", id: "chart", role: "img" });
+  const box = el("div", { class: "chart", id: "chart", role: "img", "aria-label": `${symbol} candle chart` }); // label() names the interval
   const note = el("p", { class: "muted small chart-note", id: "chart-note" });
   const buttons = INTERVALS.map((i) => el("button", {
     type: "button", class: "btn btn-small btn-ghost interval", dataset: { interval: i.id },
-    "aria-pressed": i.id === interval ? "true" : "false", "aria-label": `${i.label} candles`,
+    "aria-pressed": i.id === interval ? "true" : "false", "aria-label": `${i.id}, ${i.label} candles`, // the visible text first (WCAG 2.5.3)
     onclick: () => setInterval_(i.id),
   }, i.id));
   const picker = el("div", { class: "interval-picker", role: "group", "aria-label": "Candle interval" }, buttons);
