@@ -10,7 +10,8 @@ export const opt = (label) => ({ label, opt: true });
 
 export function dataTable(id, caption, headers, body) {
   const th = (h) => el("th", { scope: "col", class: [h.num ? "num" : "", h.opt ? "opt" : ""].join(" ").trim() }, h.label ?? h);
-  return el("div", { class: "table-wrap" },
+  // The wrapper scrolls sideways on a narrow screen: focusable and named, so it scrolls by keyboard too.
+  return el("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": caption },
     el("table", { id, class: "data" },
       el("caption", { class: "sr-only" }, caption),
       el("thead", {}, el("tr", {}, headers.map(th))),
