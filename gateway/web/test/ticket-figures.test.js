@@ -91,3 +91,24 @@ test("the ticket's figures are asked per symbol, side and mode", () => {
   assert.equal(ticketPath("BTCUSDT", "SELL", "testnet"), "/api/ticket?symbol=BTCUSDT&side=SELL&mode=testnet");
   assert.equal(ticketPath("BTCUSDT", "BUY"), "/api/ticket?symbol=BTCUSDT&side=BUY");
 });
+
+test("before sending, sizes the server would refuse are said in plain words", async () => {
+  const { preflight } = await import("../static/assets/js/state/ticket.js");
+  const limit = { type: "LIMIT", side: "BUY", price: "50000" };
+  assert.deepEqual(preflight({ ...limit, quantity: "0.1" }, BUY), {});
+  assert.deepEqual(preflight({ ...limit, quantity: "0.00001" }, BUY),
+    { quantity: "This order is worth 0.5 USDT; the smallest order is 5 USDT." });
+  assert.deepEqual(preflight({ ...limit, quantity: "0.2" }, BUY),
+    { quantity: "Not enough USDT: this order needs up to 10010 USDT with its fee; you have 10000 available." });
+  // a paper market buy locks up to the band above the best ask: 0.19 x 52500 x 1.001 > 10000
+  assert.match(preflight({ type: "MARKET", side: "BUY", quantity: "0.19029" }, BUY).quantity, /^Not enough USDT/);
+  assert.deepEqual(preflight({ type: "MARKET", side: "BUY", quantity: "0.19028" }, BUY), {});
+  // the testnet locks nothing here: its own price, no band, no fee made up
+  const testnet = { ...BUY, mode: "testnet", maker_fee_rate: null, taker_fee_rate: null, reserve_fee_rate: null };
+  assert.deepEqual(preflight({ type: "MARKET", side: "BUY", quantity: "0.2" }, testnet), {});
+  assert.deepEqual(sizeForPercent(100, { type: "MARKET", side: "BUY" }, testnet), { quantity: "0.20000" });
+  assert.deepEqual(preflight({ type: "MARKET", side: "SELL", quantity: "0.2" }, SELL),
+    { quantity: "Not enough BTC: you have 0.12345 available." });
+  assert.deepEqual(preflight({ ...limit, quantity: "" }, BUY), {});
+  assert.deepEqual(preflight({ ...limit, quantity: "1" }, null), {});
+});

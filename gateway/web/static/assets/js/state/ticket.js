@@ -92,10 +92,13 @@ export function bandCap(reference, info) {
   return dec.trim(dec.mul(capTicks, info.tick_size));
 }
 
-/** The price per unit a buy locks at acceptance: its limit price, else the band above its reference (market: best ask; stop: stop price). */
+/**
+ * The price per unit a buy needs funds for: its limit price, else, on the paper exchange (which locks at
+ * acceptance), the band above its reference (market: best ask; stop: stop price); the testnet's own price elsewhere.
+ */
 export function lockPrice(order, info) {
   const reference = costPrice(order, info);
-  if (reference === null || isPriced(order.type)) return reference;
+  if (reference === null || isPriced(order.type) || info.mode !== "paper") return reference;
   return bandCap(reference, info);
 }
 
@@ -161,4 +164,34 @@ export function ticketPath(symbol, side, mode) {
   const q = new URLSearchParams({ symbol, side });
   if (mode) q.set("mode", mode);
   return `/api/ticket?${q}`;
+}
+
+/**
+ * Field errors, in plain words, for an order the server would refuse for its size: under the minimum quantity or
+ * order value, or more than the side's free balance can lock (a buy: price x quantity plus the fee it locks; a
+ * market buy at the protection band). `{}` when it looks fine or the figures are not known yet; the server checks
+ * again either way.
+ */
+export function preflight(order, info) {
+  const quantity = positive(order.quantity);
+  if (!info || quantity === null) return {};
+  const quote = info.quote_asset;
+  if (dec.cmp(quantity, info.min_qty) < 0) {
+    return { quantity: `The smallest order is ${dec.trim(info.min_qty)} ${info.base_asset}.` };
+  }
+  const price = costPrice(order, info);
+  if (price !== null && dec.cmp(dec.mul(quantity, price), info.min_notional) < 0) {
+    return { quantity: `This order is worth ${dec.trim(dec.mul(quantity, price))} ${quote}; the smallest order is ${dec.trim(info.min_notional)} ${quote}.` };
+  }
+  if (order.side === "SELL") {
+    return dec.cmp(quantity, info.available) > 0
+      ? { quantity: `Not enough ${info.available_asset}: you have ${dec.trim(info.available)} available.` }
+      : {};
+  }
+  const lock = lockPrice(order, info);
+  if (lock === null) return {};
+  const needed = dec.mul(dec.mul(quantity, lock), dec.add("1", info.reserve_fee_rate ?? "0"));
+  return dec.cmp(needed, info.available) > 0
+    ? { quantity: `Not enough ${quote}: this order needs up to ${dec.trim(dec.round(needed, 8))} ${quote} with its fee; you have ${dec.trim(info.available)} available.` }
+    : {};
 }

@@ -13,7 +13,7 @@ import * as fmt from "../../fmt.js";
 import { clearErrors, field, formError, setFieldError, showErrors } from "../../forms.js";
 import * as dec from "../../decimal.js";
 import {
-  allowedTimeInForce, costEstimate, isPriced, isStop, orderRequest, sizeForPercent, ticketPath,
+  allowedTimeInForce, costEstimate, isPriced, isStop, orderRequest, preflight, sizeForPercent, ticketPath,
 } from "../../state/ticket.js";
 import { isVenue, withVenue } from "../../state/venue.js";
 
@@ -176,6 +176,8 @@ export function createTicket(market, { onPlaced, venue = () => "paper" }) {
       symbol, side: side(), type: typeSel.value, quantity: qtyIn.value, price: priceIn.value, stopPrice: stopIn.value,
       timeInForce: tifSel.value,
     });
+    // Sizes the server would refuse are said here, in words, before sending (the server checks again).
+    if (!Object.keys(errors).length && info && info.side === side()) Object.assign(errors, preflight(current(), info));
     for (const [name, message] of Object.entries(errors)) setFieldError(form, name, message);
     if (Object.keys(errors).length) {
       form.querySelector("[aria-invalid=true]")?.focus();
