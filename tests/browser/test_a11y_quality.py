@@ -173,8 +173,9 @@ def _assert_apart(boxes: dict[str, dict[str, float]]) -> None:
 
 @pytest.mark.parametrize("viewport", [NARROW])
 def test_no_page_scrolls_sideways_at_360_px_and_panels_do_not_overlap(
-    page: Any, system: RunningSystem, trader: str
+    page: Any, system: RunningSystem, trader: str, axe_source: str
 ) -> None:
+    """Each page at 360 px: no sideways scroll, axe as clean as on a wide screen (columns hide, panels stack)."""
     page.goto("/login")
     expect(page.get_by_role("button", name="Log in")).to_be_visible()
     assert _horizontal_overflow(page) <= 0, "login"
@@ -208,11 +209,13 @@ def test_no_page_scrolls_sideways_at_360_px_and_panels_do_not_overlap(
         page, {"type": "#ticket-type", "quantity": "#ticket-quantity", "submit": "#ticket-submit"}
     )
     _assert_apart(ticket_fields)
+    assert_accessible(page, axe_source, "trade at 360 px")
     shot(page, "phone_360_trade")
 
     page.get_by_role("link", name="Account").click()
     expect(page.locator("#apikeys-list .key-hint").first).to_be_visible()
     assert _horizontal_overflow(page) <= 0, "account"
+    assert_accessible(page, axe_source, "account at 360 px")
     shot(page, "phone_360_account")
 
     page.get_by_role("button", name="Log out").click()
@@ -224,6 +227,7 @@ def test_no_page_scrolls_sideways_at_360_px_and_panels_do_not_overlap(
     _assert_apart(
         _boxes(page, {"users": "#users-panel", "reconciliation": "#recon-panel", "audit": "#audit-panel"})
     )
+    assert_accessible(page, axe_source, "admin at 360 px")
     shot(page, "phone_360_admin")
 
 
