@@ -106,6 +106,12 @@ def test_ticket_shows_balance_cost_and_valid_percent_sizes(page: Any, system: Ru
         expect(page.locator("#ticket-fee")).to_have_text(f"{plain_fee} USDT (0.1%)")
         expect(page.locator("#ticket-total")).to_have_text(f"{(cost + fee).quantize(Decimal('0.01'))} USDT")
 
+    # a size the balance cannot cover is said in plain words before anything is sent
+    page.get_by_label("Quantity (BTC)").fill("1")
+    page.get_by_role("button", name="Buy BTC").click()
+    expect(page.locator("#ticket-quantity-error")).to_contain_text("Not enough USDT: this order needs up to")
+    expect(page.locator("#ticket-quantity-error")).to_contain_text("you have 10000 available")
+
     # the 25% size is accepted as it is, and the toast saying so covers neither the ticket nor the book
     page.locator("#ticket-pct-25").click()
     page.get_by_role("button", name="Buy BTC").click()
