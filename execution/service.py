@@ -3,6 +3,8 @@ process or inside `tradebridge up`; the composition root (`tradebridge`) decides
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -11,6 +13,7 @@ from sqlmodel import col, select
 
 from execution.paper.market_maker import MarketMakerConfig
 from execution.parts import ExecutionParts
+from execution.testnet.key_changes import follow_key_changes, key_changes_start
 from execution.testnet.venue import TestnetVenue, build_testnet_venue
 from execution.venues.base import VenueOrder
 from execution.venues.paper import PaperVenue
@@ -59,13 +62,24 @@ async def start_execution(parts: ExecutionParts, stack: AsyncExitStack) -> Execu
     await worker.start()
     stack.push_async_callback(worker.stop)
     if isinstance(worker.testnet, TestnetVenue):
+        after = await key_changes_start(parts.bus)  # before the venue reads the users with keys
         await worker.testnet.start(
             worker.apply_from_venue,
             lambda: _open_testnet_orders(parts),
             status_store=parts.market_data,  # users' stream state, for every gateway (shared.venue_status)
         )
         stack.push_async_callback(worker.testnet.stop)
+        following = asyncio.create_task(
+            follow_key_changes(parts.bus, worker.testnet, after), name="testnet-key-changes"
+        )
+        stack.push_async_callback(_cancel, following)
     return worker
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _open_testnet_orders(parts: ExecutionParts) -> list[VenueOrder]:

@@ -18,6 +18,9 @@ TESTNET_COMMANDS: Final = "orders.commands.testnet"
 EXECUTION_GROUP: Final = "execution"
 PRIVATE_EVENTS: Final = "events.private"
 USER_STREAM_PREFIX: Final = "events.user."
+# Stored, rotated or deleted exchange keys ({"user_id"}), announced by the gateway after the commit (outbox):
+# every execution process tails it, so a user's data stream starts (or stops) with their keys, not their orders.
+TESTNET_KEYS: Final = "testnet.keys"
 
 MARKET_TICKER: Final = "market.ticker"
 MARKET_DEPTH: Final = "market.depth"
@@ -46,6 +49,7 @@ RETENTION: Final[dict[str, int | None]] = {
     PRIVATE_EVENTS: 200_000,
     USER_STREAM_PREFIX + "*": 10_000,
     "market.*": 20_000,
+    TESTNET_KEYS: 10_000,
 }
 
 

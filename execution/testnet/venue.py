@@ -926,6 +926,14 @@ class TestnetVenue:
             if self._streams is not None:
                 await self._streams.ensure(user_id)
 
+    async def keys_changed(self, user_id: str) -> None:
+        """The user stored, rotated or deleted their keys: their session is rebuilt (or closed) and their data
+        stream subscribed with the new keys (or stopped) now, before any order of theirs."""
+        self._balances.pop(user_id, None)
+        await self._client(user_id)  # re-reads the keys: a new session, or none
+        if self._streams is not None:
+            await self._streams.ensure(user_id)
+
     def streaming(self, user_id: str) -> bool:
         """Whether `user_id`'s data stream is subscribed right now."""
         return user_id in self._streaming

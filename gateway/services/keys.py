@@ -5,6 +5,7 @@ The credential store itself (decryption, rotation) is `shared.credentials`: exec
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,8 +17,10 @@ from shared.credentials import TESTNET_EXCHANGE, KeyVerifier, PlainKeys
 from shared.errors import NotFound
 from shared.ids import new_id
 from shared.models import ExchangeCredential, User
+from shared.outbox import add_outbox
 from shared.security.crypto import KeyRing, mask_secret
 from shared.security.crypto import key_aad as aad
+from shared.streams import TESTNET_KEYS
 
 
 @dataclass(frozen=True, slots=True, repr=False)  # repr=False: keep PlainKeys' masked one
@@ -72,6 +75,7 @@ class KeyService:
             created=created,
             hint=row.api_key_hint,
         )
+        self._announce(user.id, exchange, now)
         return row
 
     async def list(self, user: User) -> list[ExchangeCredential]:
@@ -96,6 +100,13 @@ class KeyService:
             self.session.add(user)
         await self.session.flush()
         await self.auditor.record(self.session, "keys.delete", actor_id=user.id, target=exchange)
+        self._announce(user.id, exchange, self.clock.now())
+
+    def _announce(self, user_id: str, exchange: str, now: datetime) -> None:
+        """Tell the execution processes (after the commit, through the outbox) that the user's keys changed, so
+        their data stream starts, switches or stops now rather than with their next order."""
+        if exchange == TESTNET_EXCHANGE:
+            add_outbox(self.session, TESTNET_KEYS, {"user_id": user_id}, now=now)
 
     async def _get(self, user_id: str, exchange: str) -> ExchangeCredential | None:
         result = await self.session.execute(

@@ -189,3 +189,38 @@ async def _status_is(
 ) -> dict[str, Any] | None:
     o = await _order(http, auth, oid)
     return o if o["status"] == status else None
+
+
+async def test_stored_keys_start_the_users_data_stream_before_any_order(
+    system: System, binance_double: BinanceDouble, binance_account: Account
+) -> None:
+    http = system.http
+    auth, token = await _testnet_user(http, binance_account)  # keys stored, no TradeBridge order
+
+    def subscribed() -> list[str]:
+        return [k for conn in binance_double.ws_subscriptions()["api"] for k in conn]
+
+    await eventually(lambda: subscribed() == [binance_account.api_key], timeout=15)
+    async with client(system.served.url, token) as ws:
+        await ws.ping()
+        binance_double.state.set_balance(binance_account.api_key, "ETH", "12.5")  # a deposit at the exchange
+
+        def eth() -> list[dict[str, Any]]:
+            return [
+                b
+                for m in ws.of_type("BALANCE_UPDATE")
+                if m["data"]["mode"] == "testnet"
+                for b in m["data"]["balances"]
+                if b["asset"] == "ETH"
+            ]
+
+        pushed = await eventually(eth, timeout=10)
+        assert pushed[-1] == {"asset": "ETH", "free": "12.5", "locked": "0", "total": "12.5"}
+
+    # Rotated keys: the stream follows the new account; deleted keys: no stream.
+    other = binance_double.state.create_account({"USDT": "100"})
+    keys = {"api_key": other.api_key, "api_secret": other.api_secret}
+    assert (await http.put("/api/keys/binance-testnet", json=keys, headers=auth)).status_code == 200
+    await eventually(lambda: subscribed() == [other.api_key], timeout=15)
+    assert (await http.delete("/api/keys/binance-testnet", headers=auth)).status_code == 204
+    await eventually(lambda: subscribed() == [], timeout=15)
