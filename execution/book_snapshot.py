@@ -1,6 +1,7 @@
-"""Publishing the paper book for reconciliation: the worker holding the paper lease puts a snapshot of its
-open orders (remaining quantity, price, what each still locks) into the market data store every second, and
-after a batch (coalesced), so a reconciliation in any process reads the book the same way (shared.paper_book)."""
+"""Publishing the paper book for reconciliation: the worker holding a partition's paper lease puts a snapshot of
+its open orders (remaining quantity, price, what each still locks) into the market data store every second, and
+after a batch (coalesced), under its partition's key, so a reconciliation in any process reads the books the same
+way, merging the partitions (shared.paper_book)."""
 
 from __future__ import annotations
 
@@ -42,10 +43,13 @@ def snapshot_of(exchange: PaperExchange, version: int, clock: Clock, writer: str
 class BookPublisher:
     """Coalesces publications: at most one per `COALESCE_S` after batches, at least one per `PUBLISH_EVERY_S`."""
 
-    def __init__(self, store: MarketData, clock: Clock, writer: str) -> None:
+    def __init__(
+        self, store: MarketData, clock: Clock, writer: str, *, partition: int = 0, partitions: int = 1
+    ) -> None:
         self.store = store
         self.clock = clock
         self.writer = writer
+        self.key = paper_book.key(partition, partitions)
         self.version = 0
         self._last = float("-inf")
 
@@ -57,6 +61,7 @@ class BookPublisher:
         self._last = now
         self.version += 1
         try:
-            await paper_book.publish(self.store, snapshot_of(exchange, self.version, self.clock, self.writer))
+            snapshot = snapshot_of(exchange, self.version, self.clock, self.writer)
+            await paper_book.publish(self.store, snapshot, key=self.key)
         except Exception as exc:  # the store is down: reconciliation will see the snapshot age out
             log.warning("paper book publication failed", error=str(exc))

@@ -28,6 +28,7 @@ from shared.outbox import add_outbox_row, private_row, write_outbox
 from shared.positions import Fill as PositionFill
 from shared.positions import PositionBook, PositionSnapshot
 from shared.positions import Side as PositionSide
+from shared.streams import CommandRouting
 from shared.symbols import split_symbol
 
 log = structlog.get_logger(__name__)
@@ -55,6 +56,7 @@ class EnginePort:
     a change made through it is persisted exactly as a venue update is."""
 
     clock: Clock
+    routing: CommandRouting  # where a republished command goes
 
     async def apply_result(self, session: AsyncSession, result: VenueResult) -> Applied:
         return await apply_result(session, self.clock, result)

@@ -1,8 +1,13 @@
-"""Assembling the execution worker from the parts its process was given (`ExecutionParts`), as its own
-process or inside `tradebridge up`; the composition root (`tradebridge`) decides which and fills the parts."""
+"""Assembling the execution workers from the parts their process was given (`ExecutionParts`), as their own
+process or inside `tradebridge up`; the composition root (`tradebridge`) decides which and fills the parts.
+
+One worker per paper partition (EXECUTION_PARTITIONS, default one): each matches its partition's symbols while
+it holds the partition's lease and stands by otherwise, so whichever process is alive covers every partition.
+The first also consumes the testnet commands and follows testnet orders (one stream for every process)."""
 
 from __future__ import annotations
 
+import dataclasses
 import asyncio
 import contextlib
 from contextlib import AsyncExitStack
@@ -46,21 +51,42 @@ def build_testnet(parts: ExecutionParts, **overrides: Any) -> TestnetVenue:
     return build_testnet_venue(parts.settings, keys, parts.clock, users_provider=users, **overrides)
 
 
-def build_worker(parts: ExecutionParts) -> ExecutionWorker:
+def partition_parts(parts: ExecutionParts, partition: int) -> ExecutionParts:
+    """The parts of one partition's worker: only its symbols' markets (its books, market maker, sweep)."""
+    symbols = parts.settings.command_routing.symbols_of(partition)
+    return dataclasses.replace(parts, markets={m: r for m, r in parts.markets.items() if m in symbols})
+
+
+def market_maker_account(partition: int) -> str:
+    """Each partition's market maker is an account of its own: its locks are released when its books are
+    rebuilt (by whichever process takes the partition), which must not touch another partition's quotes."""
+    base = MarketMakerConfig().account
+    return base if partition == 0 else f"{base}-{partition}"
+
+
+def build_worker(parts: ExecutionParts, partition: int = 0, *, testnet: bool = True) -> ExecutionWorker:
+    mine = partition_parts(parts, partition)
     paper = PaperVenue(
-        parts.markets,
-        parts.fees,
-        parts.clock,
-        market_maker=MarketMakerConfig() if parts.settings.market_maker_enabled else None,
+        mine.markets,
+        mine.fees,
+        mine.clock,
+        market_maker=(
+            MarketMakerConfig(account=market_maker_account(partition))
+            if parts.settings.market_maker_enabled
+            else None
+        ),
     )
-    return ExecutionWorker(parts, paper, build_testnet(parts))
+    return ExecutionWorker(mine, paper, build_testnet(parts) if testnet else None, partition=partition)
 
 
-async def start_execution(parts: ExecutionParts, stack: AsyncExitStack) -> ExecutionWorker:
-    """Start the worker (and its testnet tracking); both stop when the stack closes."""
-    worker = build_worker(parts)
-    await worker.start()
-    stack.push_async_callback(worker.stop)
+async def start_execution(parts: ExecutionParts, stack: AsyncExitStack) -> list[ExecutionWorker]:
+    """Start a worker per partition (the first with the testnet venue and its tracking); all stop when the
+    stack closes."""
+    workers = [build_worker(parts, k, testnet=k == 0) for k in range(parts.settings.execution_partitions)]
+    for w in workers:
+        await w.start()
+        stack.push_async_callback(w.stop)
+    worker = workers[0]
     if isinstance(worker.testnet, TestnetVenue):
         after = await key_changes_start(parts.bus)  # before the venue reads the users with keys
         await worker.testnet.start(
@@ -73,7 +99,7 @@ async def start_execution(parts: ExecutionParts, stack: AsyncExitStack) -> Execu
             follow_key_changes(parts.bus, worker.testnet, after), name="testnet-key-changes"
         )
         stack.push_async_callback(_cancel, following)
-    return worker
+    return workers
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -4,8 +4,10 @@ persists what happened (orders, fills, ledger, outbox events) and acknowledges o
 Guarantees:
 - at-least-once delivery + idempotent handling (`processed_commands`, fills unique per order and trade)
   = every accepted order is executed exactly once;
-- the paper books have one writer: this worker's single paper task, and only while it holds the paper
-  lease (a PostgreSQL advisory lock; SQLite's embedded system has one process anyway);
+- the paper books are partitioned by symbol (EXECUTION_PARTITIONS, `shared.streams.CommandRouting`): a
+  worker is one partition's, and its books have one writer: its paper task, only while it holds the
+  partition's lease (`execution.lease`: advisory locks; SQLite's embedded system has one process anyway);
+  a process runs a worker per partition, standing by for those another process holds;
 - on start, and after any failed batch, the paper books are rebuilt from the open orders in the database,
   so memory never drifts from what was committed;
 - recovery does not change outcomes: after a rebuild the market maker quotes again at a fresh price before
@@ -26,12 +28,12 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, func, text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import delete, func
 from sqlmodel import col, select
 
 from execution.book_snapshot import BookPublisher
 from execution.engine import apply_result, load_orders
+from execution.lease import LeaseConfig, PaperLease
 from execution.paper.exchange import Side
 from execution.paper.ledger import deposit_entry, release_entry
 from execution.parts import ExecutionParts
@@ -53,7 +55,6 @@ from shared.streams import (
     MARKET_DEPTH,
     MARKET_TICKER,
     MARKET_TRADES,
-    PAPER_COMMANDS,
     TESTNET_COMMANDS,
     order_command,
     public_event,
@@ -61,7 +62,8 @@ from shared.streams import (
 
 log = structlog.get_logger(__name__)
 
-PAPER_LEASE_KEY = 0x7450_4150  # "tPAP"
+# How often the paper task checks its lease between batches (and whether to hand the partition back).
+LEASE_CHECK_S = 1.0
 # What the market maker is funded with when an asset is not in PAPER_MARKET_MAKER_FUNDING.
 MM_FUNDING_DEFAULT = Decimal("100000")
 # A stored ticker younger than this is fresh enough to quote around (the price feed's own staleness limit).
@@ -103,6 +105,7 @@ class ExecutionWorker:
         paper: PaperVenue,
         testnet: Venue | None = None,
         *,
+        partition: int = 0,
         consumer: str | None = None,
         batch: int = 200,
         claim_idle_ms: int = 30_000,
@@ -130,17 +133,37 @@ class ExecutionWorker:
         self._next_heartbeat = 0.0
         self._price_event = asyncio.Event()
         self._testnet_sem = asyncio.Semaphore(testnet_concurrency)
-        self._lease_conn: AsyncConnection | None = None
         self._inflight: set[asyncio.Task[None]] = set()
-        self.has_paper_lease = False
+        routing = rt.settings.command_routing
+        self.partition = partition
+        self.stream = routing.paper_stream(partition)  # this partition's paper commands
+        self.lease = PaperLease(
+            LeaseConfig(
+                partition,
+                routing.partitions,
+                routing.symbols_of(partition),
+                self.consumer,
+                own=partition in rt.settings.execution_partition,
+            ),
+            rt.engine,
+            rt.market_data,
+            rt.clock,
+            sqlite=rt.settings.is_sqlite,
+        )
         self.pruned_runs = 0  # runs of the processed-marks pruning (tests wait for one)
         self.ready = asyncio.Event()  # the books are rebuilt (the market maker's quotes may still be coming)
-        self._book = BookPublisher(rt.market_data, rt.clock, self.consumer)  # for reconciliation
+        self._book = BookPublisher(  # for reconciliation
+            rt.market_data, rt.clock, self.consumer, partition=partition, partitions=routing.partitions
+        )
+
+    @property
+    def has_paper_lease(self) -> bool:
+        return self.lease.held
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        for stream in (PAPER_COMMANDS, TESTNET_COMMANDS):
+        for stream in (self.stream, TESTNET_COMMANDS):
             await retry(
                 functools.partial(self.rt.bus.ensure_group, stream, EXECUTION_GROUP),
                 what="creating the command group",
@@ -172,52 +195,24 @@ class ExecutionWorker:
                     await self.rt.market_data.put(
                         liquidity.KIND, symbol, liquidity.marker(symbol, 0, 0, now, self.consumer)
                     )
-        if self._lease_conn is not None:
-            with contextlib.suppress(Exception):
-                await self._lease_conn.close()
-            self._lease_conn = None
+        await self.lease.release()
 
     # -- paper ---------------------------------------------------------------------------------------------
 
-    async def _acquire_paper_lease(self) -> None:
-        if self.rt.settings.is_sqlite:
-            self.has_paper_lease = True
-            return
-        while not self._stopping.is_set():
-            conn = await self.rt.engine.connect()
-            got = (
-                await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": PAPER_LEASE_KEY})
-            ).scalar()
-            await conn.commit()
-            if got:
-                self._lease_conn = conn
-                self.has_paper_lease = True
-                log.info("paper lease acquired", consumer=self.consumer)
-                return
-            await conn.close()
-            await asyncio.sleep(1.0)
-
-    async def _lease_alive(self) -> bool:
-        if self._lease_conn is None:
-            return self.rt.settings.is_sqlite
-        try:
-            await self._lease_conn.execute(text("SELECT 1"))
-            await self._lease_conn.commit()
-            return True
-        except Exception:
-            return False
-
     async def _paper_loop(self) -> None:
-        await self._acquire_paper_lease()
+        if not await self.lease.acquire(self._stopping):
+            return
         await self.recover_paper()
         self.ready.set()
         await self.restore_liquidity(wait_s=self.price_wait_s)
         bus = self.rt.bus
         commands = GroupConsumer(
             bus,
-            PAPER_COMMANDS,
+            self.stream,
             EXECUTION_GROUP,
-            self.consumer,
+            # One name per partition, whoever holds it: a new holder reads what the last one left pending
+            # first (in order), at once rather than after `claim_idle_ms`.
+            f"paper-{self.lease.name}",
             count=self.batch,
             block_ms=50,
             claim_idle_ms=self.claim_idle_ms,
@@ -228,15 +223,14 @@ class ExecutionWorker:
             try:
                 if not commands.draining:
                     now = asyncio.get_running_loop().time()
-                    if now - last_lease_check > 5:
+                    if now - last_lease_check > LEASE_CHECK_S:
                         last_lease_check = now
-                        if not await self._lease_alive():
-                            log.error("paper lease lost; rebuilding after re-acquiring it")
-                            self.has_paper_lease = False
-                            self._lease_conn = None
-                            await self._acquire_paper_lease()
+                        if not await self.lease.keep():
+                            if not await self.lease.acquire(self._stopping):
+                                return
                             await self.recover_paper()
                             await self.restore_liquidity(wait_s=self.price_wait_s)
+                            commands.rewind()  # what the last holder left pending comes first
                     if now - last_sweep > self.sweep_interval_s:
                         last_sweep = now
                         await self.sweep_paper()
@@ -246,7 +240,7 @@ class ExecutionWorker:
                         await self._isolate(msgs)
                     else:
                         await self.handle_paper(msgs)
-                    await bus.ack(PAPER_COMMANDS, EXECUTION_GROUP, [m.id for m in msgs])
+                    await bus.ack(self.stream, EXECUTION_GROUP, [m.id for m in msgs])
                 if self._latest_prices:
                     await self._requote()
                 await self._heartbeat()
@@ -338,6 +332,7 @@ class ExecutionWorker:
                     .where(
                         col(Order.mode) == "paper",
                         col(Order.status).in_([Status.PENDING, Status.PENDING_CANCEL]),
+                        col(Order.symbol).in_(list(self.rt.markets)),  # this partition's
                     )
                     .where(col(Order.updated_at) < cutoff)
                     .order_by(col(Order.id))
@@ -350,7 +345,7 @@ class ExecutionWorker:
         commands = [order_command("place", oid, "paper") for oid, st in rows if st != Status.PENDING] + [
             order_command("place" if st == Status.PENDING else "cancel", oid, "paper") for oid, st in rows
         ]
-        msgs = [BusMessage(PAPER_COMMANDS, "0-0", c) for c in commands]
+        msgs = [BusMessage(self.stream, "0-0", c) for c in commands]
         await self.handle_paper(msgs)
         log.warning("swept paper orders whose commands had not arrived", count=len(rows))
         return len(rows)
@@ -370,6 +365,7 @@ class ExecutionWorker:
                             col(Order.status).in_(
                                 [Status.NEW, Status.PARTIALLY_FILLED, Status.PENDING_CANCEL]
                             ),
+                            col(Order.symbol).in_(list(rt.markets)),  # this partition's books
                         )
                         .where(col(Order.venue_seq).is_not(None))
                         .order_by(col(Order.venue_seq))

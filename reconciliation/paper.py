@@ -59,7 +59,7 @@ class BookUnavailable:
 
 
 class SnapshotMemory:
-    """`PaperMemory` over the snapshot the worker holding the paper lease publishes (shared.paper_book)."""
+    """`PaperMemory` over the snapshot the workers holding the paper leases publish (shared.paper_book)."""
 
     def __init__(self, snapshot: paper_book.BookSnapshot) -> None:
         self.snapshot = snapshot
@@ -83,13 +83,15 @@ async def published_book(
     *,
     wait_s: float = 3.0,
     max_age: timedelta = paper_book.MAX_AGE,
+    partitions: int = 1,
 ) -> SnapshotMemory | BookUnavailable:
-    """The worker's published book: one taken after this call if it comes within `wait_s` (so a report sees
-    what happened before it was asked for), else the latest if younger than `max_age`, else unavailable."""
+    """The workers' published book (every partition's, merged): one taken after this call if it comes within
+    `wait_s` (so a report sees what happened before it was asked for), else the latest if younger than
+    `max_age`, else unavailable."""
     asked = clock.now()
     deadline = asyncio.get_running_loop().time() + wait_s
     while True:
-        snap = await paper_book.latest(store)
+        snap = await paper_book.latest(store, partitions=partitions)
         if isinstance(snap, str):
             return BookUnavailable(snap)
         age = clock.now() - snap.taken_at

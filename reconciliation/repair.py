@@ -22,7 +22,7 @@ from shared.models import Order, User
 from shared.models.reconciliation import ReconciliationMismatch, ReconciliationReport
 from shared.orders import FINAL, Status
 from shared.outbox import add_outbox
-from shared.streams import command_stream, order_command
+from shared.streams import CommandRouting, order_command
 
 
 class Applied(Protocol):
@@ -37,6 +37,9 @@ class RepairPort(Protocol):
 
     @property
     def clock(self) -> Clock: ...
+
+    @property
+    def routing(self) -> CommandRouting: ...
 
     async def apply_result(self, session: AsyncSession, result: VenueResult) -> Applied: ...
 
@@ -136,7 +139,7 @@ async def _republish(session: AsyncSession, port: RepairPort, m: ReconciliationM
     kind = "place" if order.status == Status.PENDING else "cancel"
     add_outbox(
         session,
-        command_stream(order.mode),
+        port.routing.stream(order.mode, order.symbol),
         order_command(kind, order.id, order.mode, tag=f"recon-{m.id}"),
         now=now,
     )

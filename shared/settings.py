@@ -15,6 +15,7 @@ from pydantic import Field, PositiveInt, SecretStr, ValidationInfo, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.markets import MarketFields, canonical_symbol, check_markets, parse_market_rules
+from shared.streams import CommandRouting
 
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./tradebridge.db"
 
@@ -48,6 +49,11 @@ class Settings(BaseSettings):
     paper_market_maker_funding_csv: str = Field(
         default="USDT=50000000,BTC=500,ETH=10000,BNB=50000", validation_alias="PAPER_MARKET_MAKER_FUNDING"
     )
+    # Paper execution partitioned by symbol (shared.streams.CommandRouting): the same count in every process
+    # (the gateway routes by it); EXECUTION_PARTITION lists the partitions this execution process takes at
+    # once (comma-separated; empty: all). It takes the others only when they stay free (their holder is gone).
+    execution_partitions: int = Field(default=1, ge=1, le=64)
+    execution_partition_csv: str = Field(default="", validation_alias="EXECUTION_PARTITION")
     admin_email: str | None = None
     admin_password: SecretStr | None = None
     cors_origins_csv: str = Field(default="", validation_alias="CORS_ORIGINS")
@@ -122,6 +128,17 @@ class Settings(BaseSettings):
         _parse_balances(v, "PAPER_MARKET_MAKER_FUNDING")
         return v
 
+    @field_validator("execution_partition_csv")
+    @classmethod
+    def _partition_check(cls, v: str, info: ValidationInfo) -> str:
+        count = info.data.get("execution_partitions")
+        for part in _csv(v):
+            if not part.isdigit() or (count is not None and int(part) >= count):
+                raise ValueError(
+                    f"EXECUTION_PARTITION entry {part!r} is not a partition 0..{(count or 1) - 1}"
+                )
+        return v
+
     @field_validator("market_rules_json")
     @classmethod
     def _markets_check(cls, v: str, info: ValidationInfo) -> str:
@@ -140,6 +157,17 @@ class Settings(BaseSettings):
     @cached_property
     def paper_market_maker_funding(self) -> dict[str, Decimal]:
         return _parse_balances(self.paper_market_maker_funding_csv, "PAPER_MARKET_MAKER_FUNDING")
+
+    @cached_property
+    def command_routing(self) -> CommandRouting:
+        """Which stream each order's commands go to (paper: its symbol's partition)."""
+        return CommandRouting(tuple(self.symbols), self.execution_partitions)
+
+    @cached_property
+    def execution_partition(self) -> frozenset[int]:
+        """The partitions this execution process takes at once (all when EXECUTION_PARTITION is empty)."""
+        mine = frozenset(int(p) for p in _csv(self.execution_partition_csv))
+        return mine or frozenset(range(self.execution_partitions))
 
     @cached_property
     def symbols(self) -> list[str]:

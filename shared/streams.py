@@ -8,11 +8,14 @@ Public market data goes to one stream per kind; the symbol (and interval) is ins
 
 from __future__ import annotations
 
+import zlib
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-# One command stream per venue: the paper books have a single writer (the lease holder) while testnet
-# commands can spread over every worker of the group.
+# Command streams: paper commands per partition of the books (`CommandRouting`; one partition: this one name),
+# each partition with a single writer (its lease holder), while testnet commands spread over every worker of
+# the group.
 PAPER_COMMANDS: Final = "orders.commands.paper"
 TESTNET_COMMANDS: Final = "orders.commands.testnet"
 EXECUTION_GROUP: Final = "execution"
@@ -54,7 +57,50 @@ RETENTION: Final[dict[str, int | None]] = {
 
 
 def command_stream(mode: str) -> str:
+    """The stream of `mode`'s commands when paper execution is one partition (`CommandRouting.stream` else)."""
     return PAPER_COMMANDS if mode == "paper" else TESTNET_COMMANDS
+
+
+def paper_stream(partition: int, partitions: int) -> str:
+    """The paper commands of one partition. The count is in the name: processes configured with different
+    counts never share a stream (their commands wait for the worker's sweep instead of reaching the wrong book).
+    One partition keeps the historical name."""
+    return PAPER_COMMANDS if partitions <= 1 else f"{PAPER_COMMANDS}.{partition}of{partitions}"
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRouting:
+    """Where an order's commands go: paper books are partitioned by symbol (EXECUTION_PARTITIONS), each
+    partition with its own stream and one writer; testnet commands keep one stream that every execution
+    process consumes (no book in memory: any process may place any user's order, idempotently by id).
+
+    A symbol's partition is its place among the configured symbols, sorted, modulo the count: balanced for
+    a few symbols and the same in every process configured alike (a symbol not configured falls back to a
+    stable hash)."""
+
+    symbols: tuple[str, ...] = ()
+    partitions: int = 1
+    _index: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_index", {s: i for i, s in enumerate(sorted(set(self.symbols)))})
+
+    def partition_of(self, symbol: str) -> int:
+        if self.partitions <= 1:
+            return 0
+        index = self._index.get(symbol)
+        return (zlib.crc32(symbol.encode()) if index is None else index) % self.partitions
+
+    def symbols_of(self, partition: int) -> tuple[str, ...]:
+        return tuple(s for s in self.symbols if self.partition_of(s) == partition)
+
+    def paper_stream(self, partition: int) -> str:
+        return paper_stream(partition, self.partitions)
+
+    def stream(self, mode: str, symbol: str) -> str:
+        if mode != "paper":
+            return TESTNET_COMMANDS
+        return paper_stream(self.partition_of(symbol), self.partitions)
 
 
 def order_command(kind: str, order_id: str, mode: str, *, tag: str | None = None) -> dict[str, str]:

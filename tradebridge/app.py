@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
@@ -34,7 +34,8 @@ SERVICES = ("events", "execution", "pricefeed", "equity")
 class System:
     """What runs in the app's process besides the API (tests and `up` look at it: `app.state.system`)."""
 
-    worker: ExecutionWorker | None = None
+    worker: ExecutionWorker | None = None  # partition 0's (with the testnet venue): all of paper by default
+    workers: list[ExecutionWorker] = field(default_factory=list)  # one per paper partition
     hub: EventsHub | None = None
     pricefeed: PriceFeedRunner | None = None
     scheduler: ReconciliationScheduler | None = None
@@ -84,7 +85,8 @@ def create_app(
                 system.hub = await start_events(events, stack)
                 attach_hub(app, events, system.hub)
             if "execution" in wanted:
-                system.worker = await start_execution(execution, stack)
+                system.workers = await start_execution(execution, stack)
+                system.worker = system.workers[0]
             if pricefeed is not None:
                 system.pricefeed = await start_pricefeed(pricefeed, stack)
             if "equity" in wanted:

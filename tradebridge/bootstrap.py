@@ -223,11 +223,12 @@ def equity_parts(shared: SharedParts) -> EquityParts:
 
 
 def paper_book(shared: SharedParts) -> PaperBook:
-    """Every layout reads the book the same way: the snapshot the worker holding the paper lease publishes
-    to the shared market data store (Redis when distributed, memory in `up`)."""
+    """Every layout reads the book the same way: the snapshots the workers holding the partitions' paper
+    leases publish to the shared market data store (Redis when distributed, memory in `up`), merged."""
 
     async def read() -> BookView:
-        return await published_book(shared.market_data, shared.clock)
+        partitions = shared.settings.execution_partitions
+        return await published_book(shared.market_data, shared.clock, partitions=partitions)
 
     return read
 
@@ -281,7 +282,7 @@ def gateway_parts(shared: SharedParts, testnet_balances: TestnetBalances, recon:
         order_admission=Admission(s.order_max_inflight),
         testnet_balances=testnet_balances,
         reconciler=recon,
-        repairs=EnginePort(shared.clock),
+        repairs=EnginePort(shared.clock, s.command_routing),
     )
 
 

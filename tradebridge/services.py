@@ -46,7 +46,7 @@ async def run_reconcile(
         shared = b.SharedParts(settings, stack)
         rec = b.reconciler(
             shared,
-            b.paper_book(shared),  # as the worker holding the paper lease publishes it
+            b.paper_book(shared),  # as the workers holding the paper leases publish it
             options=ReconOptions(stuck_after_s=stuck_after_s, include_testnet=include_testnet),
         )
         return await reconcile(rec, console)

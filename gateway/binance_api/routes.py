@@ -180,6 +180,7 @@ def order_service(rt: Parts, session: AsyncSession) -> OrderService:
         limiter=rt.limiter,
         order_rate_limit=rt.settings.order_rate_limit,
         starting_balances=rt.settings.paper_starting_balances,
+        routing=rt.settings.command_routing,
         funded=rt.paper_funded,
     )
 

@@ -56,7 +56,7 @@ from shared.schemas.orders import (
     OrderPage,
     ReplaceIn,
 )
-from shared.streams import command_stream, order_command
+from shared.streams import CommandRouting, order_command
 
 
 @functools.cache
@@ -236,6 +236,7 @@ class OrderService:
     limiter: RateLimiter
     order_rate_limit: str
     starting_balances: dict[str, Decimal]
+    routing: CommandRouting  # which stream each order's commands go to (its paper partition)
     funded: set[str] = field(default_factory=set)
 
     def rules_for(self, symbol: str) -> MarketRules:
@@ -370,7 +371,11 @@ class OrderService:
                 private_row("BALANCE_UPDATE", order.user_id, {"mode": "paper", "balances": balances}, now=now)
             )
         rows.append(
-            outbox_row(command_stream(order.mode), order_command("place", order.id, order.mode), now=now)
+            outbox_row(
+                self.routing.stream(order.mode, order.symbol),
+                order_command("place", order.id, order.mode),
+                now=now,
+            )
         )
         rows.append(self._event_row(order, now))
         return rows
@@ -473,7 +478,7 @@ class OrderService:
         )
         add_outbox(
             self.session,
-            command_stream(order.mode),
+            self.routing.stream(order.mode, order.symbol),
             order_command("cancel", order.id, order.mode),
             now=now,
         )
@@ -572,7 +577,10 @@ class OrderService:
             OrderEvent(order_id=order.id, status=order.status, filled_quantity=Decimal(0), ts=now)
         )
         add_outbox(
-            self.session, command_stream(order.mode), order_command("replace", order.id, order.mode), now=now
+            self.session,
+            self.routing.stream(order.mode, order.symbol),
+            order_command("replace", order.id, order.mode),
+            now=now,
         )
         self._event(order, now)
         await self.session.flush()

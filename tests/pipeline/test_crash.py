@@ -20,6 +20,7 @@ from execution.store.ledger import SqlLedger
 from shared.clock import SystemClock
 from shared.db import create_engine, session_factory
 from shared.models import Balance, Fill, Order
+from shared.symbols import split_symbol
 from tests.support.eventually import eventually
 from tests.support.procs import RedisServer, Service, free_port, service_env
 
@@ -150,7 +151,11 @@ async def submit(
         await asyncio.gather(*(one(http) for _ in range(concurrency)))
 
 
-async def check_invariants(c: Cluster, *, timeout: float = 120) -> None:
+async def check_invariants(
+    c: Cluster, *, timeout: float = 120, start: dict[str, Decimal] | None = None
+) -> None:
+    """Every order settled (resting or final), fills two-sided and adding up, the ledger conserved (each
+    funded account got `start`) and every lock exactly what the open orders still reserve."""
     engine = create_engine(c.pg_url)
     sessions = session_factory(engine)
     try:
@@ -191,15 +196,16 @@ async def check_invariants(c: Cluster, *, timeout: float = 120) -> None:
     funded = len(
         {o.user_id for o in orders.values()} | {b.account_id for b in balances if "/" not in b.account_id}
     )
-    assert totals == {a: v * funded for a, v in START.items()}, totals
+    assert totals == {a: v * funded for a, v in (start or START).items()}, totals
     expected_locked: dict[tuple[str, str], Decimal] = {}
     for o in orders.values():
         if o.status in ("NEW", "PARTIALLY_FILLED"):
             remaining = o.quantity - o.filled_quantity
+            base, quote = split_symbol(o.symbol)
             key, amount = (
-                ((o.user_id, "USDT"), remaining * o.price * Decimal("1.001"))  # type: ignore[operator]
+                ((o.user_id, quote), remaining * o.price * Decimal("1.001"))  # type: ignore[operator]
                 if o.side == "BUY"
-                else ((o.user_id, "BTC"), remaining)
+                else ((o.user_id, base), remaining)
             )
             expected_locked[key] = expected_locked.get(key, Decimal(0)) + amount
     for b in balances:
