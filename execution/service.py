@@ -7,9 +7,9 @@ The first also consumes the testnet commands and follows testnet orders (one str
 
 from __future__ import annotations
 
-import dataclasses
 import asyncio
 import contextlib
+import dataclasses
 from contextlib import AsyncExitStack
 from typing import Any
 
