@@ -310,7 +310,7 @@ class Cluster:
             PRICEFEED_SOURCE="synthetic",
             SYMBOLS="BTCUSDT,ETHUSDT,BNBUSDT",
             PAPER_MARKET_MAKER="on",
-            PAPER_STARTING_BALANCES="USDT=1000000,BTC=100",
+            PAPER_STARTING_BALANCES="USDT=1000000,BTC=100,ETH=1000",
             ORDER_RATE_LIMIT="1000000/second",
             LOGIN_LIMIT_PER_ADDRESS="1000000/minute",
             LOGIN_LIMIT_PER_ACCOUNT="100000/minute",
@@ -335,6 +335,13 @@ class Cluster:
     @property
     def events_urls(self) -> list[str]:
         return [f"ws://127.0.0.1:{c.port}/ws" for n, c in self.services.items() if n.startswith("events")]
+
+    @property
+    def control(self) -> DoubleControl:
+        """The double's control client (prices, faults, its own record of orders)."""
+        if self.double is None or self.double.control is None:
+            raise RuntimeError("this cluster runs without the Binance double (or it is not started)")
+        return self.double.control
 
     @property
     def double_url(self) -> str:
@@ -378,7 +385,7 @@ class Cluster:
         self.services[child.name] = child
         self.kills[child.name] = 0
 
-    def wait_ready(self, timeout: float = 120) -> None:
+    def wait_ready(self, timeout: float = 300) -> None:
         """Every HTTP service answers: gateways `/readyz` (database, bus and paper liquidity), events
         `/healthz`."""
         for name, c in self.services.items():
