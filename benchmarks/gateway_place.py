@@ -83,7 +83,7 @@ async def _run(args: argparse.Namespace, db: ScratchDatabase, prefix: str) -> No
         for h in headers:
             r = await api.client.post("/api/orders", json=body, headers=h)
             assert r.status_code == 202, r.text
-        stmts = count_statements(api.runtime.engine)
+        stmts = count_statements(api.parts.engine)
         prof = cProfile.Profile() if args.profile else None
         t0, c0 = time.perf_counter(), time.process_time()
         if prof:

@@ -6,6 +6,9 @@ PostgreSQL, TEXT on SQLite (which would otherwise store REAL); timestamps are al
 
 from __future__ import annotations
 
+import asyncio
+import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -14,9 +17,11 @@ from typing import Any
 
 import orjson
 from sqlalchemy import DateTime, Numeric, String, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator, TypeEngine
+from sqlalchemy.util import await_only
 
 READ_ONLY_OPTION = "tradebridge_read_only"
 
@@ -94,15 +99,45 @@ def create_engine(
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30}, **json_args)
         _sqlite_pragmas(engine)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         echo=echo,
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=pool_timeout_s,
-        pool_pre_ping=True,
         **json_args,
     )
+    _ping_when_idle(engine)
+    return engine
+
+
+# A pooled connection unused for this long is pinged before it is handed out (see ``_ping_when_idle``).
+PING_IDLE_S = 1.0
+_IDLE_SINCE = "tradebridge.idle_since"
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """Pre-ping only connections that sat idle in the pool: one PostgreSQL restarted or a connection dropped
+    while idle is found at checkout and replaced (``DisconnectionError``: the pool connects afresh), as
+    ``pool_pre_ping`` does, but a connection back in use within ``PING_IDLE_S`` is not pinged again. The
+    asyncpg dialect's ping is three round trips (BEGIN, ``;``, ROLLBACK): on every checkout it was most of a
+    placement's round trips, and a connection returned a millisecond ago tells nothing a ping would."""
+    pool = engine.sync_engine.pool
+
+    @event.listens_for(pool, "checkin")
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_IDLE_SINCE)
+        if since is None or time.monotonic() - since < PING_IDLE_S:
+            return  # a new connection, or one in use a moment ago
+        try:
+            dbapi_conn.ping()
+        except Exception as exc:
+            raise sa_exc.DisconnectionError("the pooled connection is gone") from exc
 
 
 def _json_dumps(value: Any) -> str:
@@ -121,6 +156,8 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
 
+    gate = _WriteGate()
+
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         # IMMEDIATE: take SQLite's single write lock at BEGIN, so read-check-write sequences
@@ -129,8 +166,79 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
         # nor block the writer, so a read made while a request holds the write lock cannot deadlock.
         if conn.get_execution_options().get(READ_ONLY_OPTION):
             conn.exec_driver_sql("BEGIN")
-        else:
+            return
+        gate.enter(conn.connection.info)
+        try:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            gate.leave(conn.connection.info)
+            raise
+
+    # The turn ends once COMMIT or ROLLBACK has run (the connection events fire before it: the next writer's
+    # BEGIN IMMEDIATE would meet the lock still held). The dialect is this engine's own instance.
+    dialect = engine.sync_engine.dialect
+    for name in ("do_commit", "do_rollback"):
+        setattr(dialect, name, _then_leave(getattr(dialect, name), gate))
+
+    @event.listens_for(engine.sync_engine.pool, "checkin")
+    @event.listens_for(engine.sync_engine.pool, "invalidate")
+    def _on_release(_dbapi_conn: Any, record: Any, *_: Any) -> None:
+        # a transaction that ended without commit or rollback (a lost connection)
+        gate.leave(record.info if record is not None else None)
+
+
+def _then_leave(end: Any, gate: _WriteGate) -> Any:
+    def ended(dbapi_conn: Any) -> None:
+        try:
+            end(dbapi_conn)
+        finally:
+            try:
+                info = dbapi_conn.info
+            except (AttributeError, NotImplementedError):  # a pool's reset passes a bare connection
+                info = None
+            gate.leave(info)
+
+    return ended
+
+
+class _WriteGate:
+    """The process's writers take turns in a FIFO queue of their event loop before ``BEGIN IMMEDIATE``.
+
+    Without it every writer's connection asks SQLite for the write lock itself, and one that finds it taken
+    sleeps in SQLite's busy handler (1, 2, 5, ... up to 100 ms between tries, in its aiosqlite thread): under
+    concurrent requests (the embedded default runs gateway, worker and price feed in one process) writers
+    miss their turn again and again, and the execution worker waited seconds behind placements. Queued here,
+    the next writer begins as soon as the previous one commits. Another process on the same file still
+    waits in the busy handler as before. A turn not had within the busy timeout is a pool-style timeout
+    (503 + Retry-After at the gateway)."""
+
+    TIMEOUT_S = 30.0
+    _HELD = "tradebridge.write_gate"
+
+    def __init__(self) -> None:
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def enter(self, info: dict[Any, Any]) -> None:
+        """Wait for this loop's turn (from SQLAlchemy's greenlet: ``await_only``); a no-op if the connection
+        (``info``: its pool record's) already holds it."""
+        if info.get(self._HELD) is not None:
+            return
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop)
+        if lock is None:
+            lock = self._locks[loop] = asyncio.Lock()
+        try:
+            await_only(asyncio.wait_for(lock.acquire(), self.TIMEOUT_S))
+        except TimeoutError:
+            raise sa_exc.TimeoutError(f"no turn at SQLite's write lock within {self.TIMEOUT_S:g} s") from None
+        info[self._HELD] = lock
+
+    def leave(self, info: dict[Any, Any] | None) -> None:
+        lock = info.pop(self._HELD, None) if info is not None else None
+        if lock is not None and lock.locked():
+            lock.release()
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
