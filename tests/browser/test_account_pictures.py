@@ -204,3 +204,17 @@ def test_history_filters_and_csv_export_match_the_api(
         f"{system.url}/api/history/trades", params={"mode": "paper", "side": "BUY", "limit": 20}, headers=auth
     ).json()
     assert trades == [_as_csv(t) for t in api_trades["items"]] and trades
+
+
+@pytest.mark.parametrize("viewport", [{"width": 360, "height": 740}], ids=["phone360"])
+def test_account_pictures_fit_a_phone(page: Any, system: RunningSystem) -> None:
+    auth = register(page, system)
+    wait_for_liquidity(page)
+    market_buy(system, auth)
+    page.goto("/account")
+    expect(page.locator("#equity-chart")).to_be_visible(timeout=20_000)
+    expect(page.locator("#history-orders tbody tr[data-order-id]")).to_have_count(1)
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= 360, f"the account page overflows a 360 px screen ({width}px)"
+    chart = page.locator("#equity-chart").bounding_box()
+    assert chart is not None and chart["x"] >= 0 and chart["x"] + chart["width"] <= 360
