@@ -32,6 +32,7 @@ import contextlib
 import itertools
 import json
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -520,6 +521,8 @@ class Soak:
 
     def close(self) -> None:
         self.cluster.close()
+        if not self.args.keep:  # the cluster leaves a folder it was given: the databases' files, the logs
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def print_report(out: dict[str, Any]) -> None:
