@@ -5,11 +5,13 @@ request carries an access token, else paper. Every answer names its venue."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BeforeValidator, WithJsonSchema
 from sqlalchemy import select
 from sqlmodel import col
 
@@ -111,11 +113,50 @@ async def trades(
 
 
 CandleInterval = Literal["1m", "5m", "15m", "1h", "4h", "1d"]
+_LAST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last instant a datetime holds
+_SECONDS_UP_TO = 20_000_000_000  # a larger Unix time is in milliseconds (as Binance's are)
+_NUMBER = re.compile(r"^\d+(\.\d+)?$")
+
+
+def _instant(value: object) -> datetime:
+    """An ISO 8601 time (UTC when it has no offset) or a Unix time in seconds or milliseconds, as a UTC datetime.
+    Parsed here rather than by pydantic's datetime, which also takes negative and out-of-range numbers that the
+    declared schema (below) does not."""
+    text = str(value).strip()
+    if _NUMBER.match(text):
+        number = float(text)
+        ms = number if number > _SECONDS_UP_TO else number * 1000
+        if ms > _LAST_MS:
+            raise ValueError("a Unix time past 9999-12-31")
+        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    iso = re.sub(
+        r"(T\d\d:\d\d):60", r"\1:59", text.upper().replace("Z", "+00:00")
+    )  # a leap second: its minute's last
+    try:
+        ts = datetime.fromisoformat(iso)
+    except ValueError:
+        raise ValueError("not an ISO 8601 time or a Unix time in seconds or milliseconds") from None
+    if ts.tzinfo is None:
+        return ts.replace(tzinfo=UTC)
+    try:
+        return ts.astimezone(UTC)
+    except OverflowError:  # within a day of year 1 or 9999: as early or late as a datetime goes
+        return datetime.min.replace(tzinfo=UTC) if ts.year == 1 else datetime.max.replace(tzinfo=UTC)
+
+
+Instant = Annotated[
+    datetime,
+    BeforeValidator(_instant),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "number", "minimum": 0, "maximum": _LAST_MS},
+            ]
+        }
+    ),
+]
 _TIME_DOC = "ISO 8601 (UTC when no offset is given) or Unix time in seconds or milliseconds"
-
-
-def _utc(ts: datetime | None) -> datetime | None:
-    return None if ts is None else ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
 @router.get(
@@ -132,13 +173,13 @@ async def candles(
     interval: Annotated[CandleInterval, Query()] = "1m",
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     start_time: Annotated[
-        datetime | None,
+        Instant | None,
         Query(
             description=f"Candles starting at or after this time, the oldest `limit` of them; {_TIME_DOC}."
         ),
     ] = None,
     end_time: Annotated[
-        datetime | None,
+        Instant | None,
         Query(
             description="Candles starting before this time (exclusive), the newest `limit` of them unless "
             "start_time is given. To page back through a long range, pass the oldest candle's `start` of "
@@ -149,7 +190,7 @@ async def candles(
     """Candles oldest first: the most recent `limit`, or a page of a range (`start_time`/`end_time`, as
     Binance's klines page)."""
     rules = _market(rt, symbol)
-    since, until = _utc(start_time), _utc(end_time)
+    since, until = start_time, end_time
     if since is not None and until is not None and since >= until:
         raise InvalidInput("start_time must be before end_time.")
     if venue != PAPER_VENUE:  # the venue's own candles, kept by its feed (pricefeed.testnet_market)

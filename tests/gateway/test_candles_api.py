@@ -5,7 +5,7 @@ SQLite, through the app create_app builds, with the candles the feed's backfill 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -92,6 +92,14 @@ async def test_start_time_pages_forward_and_times_may_be_unix_ms(stored: tuple[A
         URL, params={"interval": "1h", "end_time": (hours[0] - timedelta(days=1)).isoformat()}
     )
     assert r.status_code == 200 and r.json() == []
+    # Another offset is the same instant; Unix seconds as good as milliseconds; the edges of time are no error.
+    plus2 = since.astimezone(timezone(timedelta(hours=2))).isoformat()
+    for value in (plus2, str(int(since.timestamp())), f"{since.timestamp():.3f}"):
+        r = await api.client.get(URL, params={"interval": "1h", "limit": 1, "start_time": value})
+        assert starts(r.json()) == [since], value
+    for edge in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "0"):
+        r = await api.client.get(URL, params={"interval": "1h", "limit": 1, "start_time": edge})
+        assert r.status_code == 200, (edge, r.text)
 
 
 @pytest.mark.parametrize(
@@ -102,6 +110,9 @@ async def test_start_time_pages_forward_and_times_may_be_unix_ms(stored: tuple[A
         ({"limit": 1001}, "limit"),
         ({"start_time": "yesterday"}, "start_time"),
         ({"end_time": "2026-13-01T00:00:00Z"}, "end_time"),
+        ({"start_time": "-5"}, "start_time"),  # Unix times are not negative
+        ({"end_time": "253402300800000"}, "end_time"),  # past 9999-12-31
+        ({"end_time": "1e12"}, "end_time"),
         ({"start_time": "2026-12-03T10:00:00Z", "end_time": "2026-12-03T10:00:00Z"}, None),
         ({"start_time": "2026-12-03T11:00:00Z", "end_time": "2026-12-03T10:00:00+00:00"}, None),
     ],
