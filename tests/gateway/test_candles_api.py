@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,33 @@ async def test_the_testnet_venues_candles_page_the_same_way(stored: tuple[Api, l
         URL, params={**params, "start_time": page[1]["start"], "end_time": page[0]["start"]}
     )
     assert r.status_code == 422
+
+
+async def test_the_feeds_writes_land_in_one_statement_throttled_and_closes_always(
+    stored: tuple[Api, list[Candle]],
+) -> None:
+    """SqlCandleStore.upsert_many, as the feed calls it per tick (a candle per interval): the open candles written
+    at most once per min_interval_s each, a close always, over the backfilled rows."""
+    api, history = stored
+    store = SqlCandleStore(api.parts, min_interval_s=3600)
+    last = {iv: [c for c in history if c.interval == iv][-1] for iv in (Interval.M5, Interval.D1)}
+    start = last[Interval.M5].start + Interval.M5.length  # a bucket after the backfill
+
+    def five(close: str, closed: bool = False) -> Candle:
+        return Candle("BTCUSDT", Interval.M5, start, D("1"), D("9"), D("1"), D(close), D("2"), 1, closed)
+
+    day = last[Interval.D1]
+    moved = Candle(
+        day.symbol, day.interval, day.start, day.open, day.high, D("1"), D("2"), day.volume, 1, False
+    )
+
+    async def newest(interval: str) -> dict:
+        return (await api.client.get(URL, params={"interval": interval, "limit": 1})).json()[0]
+
+    await store.upsert_many([five("5"), moved])
+    assert (await newest("5m"))["close"] == "5" and (await newest("1d"))["close"] == "2"
+    await store.upsert_many([five("6")])  # within the interval: not written
+    assert (await newest("5m"))["close"] == "5"
+    await store.upsert_many([five("7", closed=True)])  # a close always is
+    got = await newest("5m")
+    assert (got["close"], got["closed"], got["trade_count"]) == ("7", True, 1)
