@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, BackgroundTasks, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -20,6 +20,7 @@ from reconciliation.store import (
     to_csv,
     to_html,
 )
+from shared.schemas.admin import RepairOut, ReportDetailOut, ReportOut, ReportStarted
 
 router = APIRouter(prefix="/api/admin/reconciliation", tags=["admin"])
 
@@ -29,27 +30,28 @@ class RepairIn(BaseModel):
     kinds: list[str] = Field(default_factory=list, max_length=64)
 
 
-@router.post("", status_code=202, responses=problem_responses(401, 403, 503))
+@router.post("", status_code=202, response_model=ReportStarted, responses=problem_responses(401, 403, 503))
 async def start(
     admin: CurrentAdmin, rt: PartsDep, session: SessionDep, auditor: AuditorDep, after: BackgroundTasks
-) -> dict[str, str]:
+) -> ReportStarted:
     """The report row and its audit record commit with the request; the run starts after the response,
     which is after that commit (the session dependency ends when the endpoint returns)."""
     reconciler = rt.reconciler
     report_id = reconciler.add_report(session, "api", admin.id)
     await auditor.record(session, "reconciliation.run", actor_id=admin.id, target=report_id)
     after.add_task(reconciler.start, report_id)
-    return {"report_id": report_id}
+    return ReportStarted(report_id=report_id)
 
 
-@router.get("", responses=problem_responses(*AUTHENTICATED, 403))
+@router.get("", response_model=list[ReportOut], responses=problem_responses(*AUTHENTICATED, 403))
 async def index(
     admin: CurrentAdmin,
     session: SessionDep,
     limit: int = Query(default=50, ge=1, le=500),
     offset: int = Query(default=0, ge=0),
-) -> list[dict[str, Any]]:
-    return [report_out(r) for r in await list_reports(session, limit, offset)]
+) -> list[ReportOut]:
+    """Reports, newest first."""
+    return [ReportOut.model_validate(report_out(r)) for r in await list_reports(session, limit, offset)]
 
 
 @router.get(
@@ -58,8 +60,8 @@ async def index(
     responses={
         200: {
             "description": "The report: JSON, or CSV / HTML with `format`.",
+            "model": ReportDetailOut,
             "content": {
-                "application/json": {"schema": {"type": "object"}},
                 "text/csv": {"schema": {"type": "string"}},
                 "text/html": {"schema": {"type": "string"}},
             },
@@ -86,7 +88,11 @@ async def show(
     return JSONResponse({**report_out(report), "mismatches": [mismatch_out(m) for m in items]})
 
 
-@router.post("/{report_id}/repair", responses=problem_responses(*WITH_BODY, 401, 403, 404, 409))
+@router.post(
+    "/{report_id}/repair",
+    response_model=RepairOut,
+    responses=problem_responses(*WITH_BODY, 401, 403, 404, 409),
+)
 async def repair(
     report_id: str,
     body: RepairIn,
@@ -94,9 +100,11 @@ async def repair(
     rt: PartsDep,
     session: SessionDep,
     auditor: AuditorDep,
-) -> dict[str, Any]:
+) -> RepairOut:
     report = await get_report(session, report_id)
     out = await repair_report(
         session, rt.repairs, auditor, admin, report, ids=body.mismatch_ids or None, kinds=body.kinds or None
     )
-    return {"report_id": report_id, "repaired": out.repaired, "skipped": out.skipped}
+    return RepairOut.model_validate(
+        {"report_id": report_id, "repaired": out.repaired, "skipped": out.skipped}
+    )

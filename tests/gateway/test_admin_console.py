@@ -248,3 +248,22 @@ async def test_openapi_declares_the_admin_console(api: Api) -> None:
     assert {"locked_at", "last_login_at", "status"} <= set(
         doc["components"]["schemas"]["AdminUserOut"]["properties"]
     )
+    recon = "/api/admin/reconciliation"
+    ok = {
+        "list": paths[recon]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["items"],
+        "show": paths[recon + "/{report_id}"]["get"]["responses"]["200"]["content"]["application/json"][
+            "schema"
+        ],
+        "run": paths[recon]["post"]["responses"]["202"]["content"]["application/json"]["schema"],
+        "repair": paths[recon + "/{report_id}/repair"]["post"]["responses"]["200"]["content"][
+            "application/json"
+        ]["schema"],
+    }
+    assert {k: v["$ref"].rsplit("/", 1)[1] for k, v in ok.items()} == {
+        "list": "ReportOut",
+        "show": "ReportDetailOut",
+        "run": "ReportStarted",
+        "repair": "RepairOut",
+    }
+    csv = paths[recon + "/{report_id}"]["get"]["responses"]["200"]["content"]["text/csv"]
+    assert csv["schema"]["type"] == "string"
