@@ -289,8 +289,9 @@ function mountAudit() {
     textField("audit-actor", "Actor (email or user id)", { autocomplete: "off", maxLength: 320 }),
     textField("audit-action", "Action or prefix", { list: "audit-actions", autocomplete: "off", maxLength: 64 }),
     el("datalist", { id: "audit-actions" },
-      ["auth", "auth.login", "auth.login_failed", "admin", "admin.user_lock", "admin.user_unlock", "reconciliation",
-        "reconciliation.repair", "user", "apikey"].map((a) => el("option", { value: a }))),
+      ["auth", "auth.login", "auth.login_failed", "auth.refresh_reuse", "admin", "admin.user_lock", "admin.user_unlock",
+        "reconciliation", "reconciliation.run", "reconciliation.repair", "user", "user.mode", "apikeys", "keys"]
+        .map((a) => el("option", { value: a }))),
     el("div", { class: "field" }, el("label", { for: "audit-since" }, "From"), el("input", { id: "audit-since", name: "audit-since", type: "datetime-local", step: 1 })),
     el("div", { class: "field" }, el("label", { for: "audit-until" }, "Until"), el("input", { id: "audit-until", name: "audit-until", type: "datetime-local", step: 1 })),
     el("button", { type: "submit", class: "btn" }, "Apply"),
