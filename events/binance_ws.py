@@ -43,6 +43,7 @@ from events import protocol as p
 from events.hub import Connection, EventsHub, TooManyConnections
 from shared.apikeys import KeyRefused, ResolvedKey, check_timestamp, resolve_key, verify_signature
 from shared.binance_compat import amount, binance_ids, binance_status, depth_update_id, fill_ids, millis
+from shared.candles import CANDLE_INTERVAL_MS
 from shared.clock import Clock
 from shared.marketdata import MarketData
 from shared.security.crypto import KeyRing
@@ -57,10 +58,10 @@ KEY_RECHECK_S = 5.0  # a revoked key's subscription ends within this long of its
 MAX_STREAMS = 200  # per market socket (the hub's channel limit)
 _CACHE = 100_000  # order id -> Binance orderId entries kept per process
 _HELD_TRADES = 10_000  # fills held per subscription until their order's update arrives
-KLINE_MS = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000}
+KLINE_MS = CANDLE_INTERVAL_MS  # every interval the price feed stores and publishes
 _STREAM_RE = re.compile(
     r"^(?P<symbol>[A-Za-z0-9]{2,20})@(?P<kind>trade|bookTicker|ticker|miniTicker"
-    r"|depth(?P<levels>5|10|20)?(?:@(?:100|1000)ms)?|kline_(?P<interval>1m|5m|1h))$"
+    r"|depth(?P<levels>5|10|20)?(?:@(?:100|1000)ms)?|kline_(?P<interval>" + "|".join(KLINE_MS) + "))$"
 )
 _TRADE_REPORT = frozenset({"PARTIALLY_FILLED", "FILLED"})
 _EXECUTION = {"NEW": "NEW", "CANCELED": "CANCELED", "REJECTED": "REJECTED", "EXPIRED": "EXPIRED"}

@@ -47,6 +47,7 @@ from gateway.binance_api.watch import OrderWatch
 from gateway.deps import Trader
 from gateway.services.orders import OrderService
 from shared.binance_compat import depth_update_id
+from shared.candles import CANDLE_INTERVAL_MS
 from shared.errors import DomainError
 from shared.models import CandleRow, Fill, Order, PaperAccount
 from shared.orders import FINAL, OPEN
@@ -57,7 +58,7 @@ log = structlog.get_logger(__name__)
 
 MODE = "paper"  # keys TradeBridge issues trade the user's paper account
 SETTLE_TIMEOUT_S = 2.0
-INTERVALS = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000}
+INTERVALS = CANDLE_INTERVAL_MS  # every interval the price feed stores
 _PENDING = frozenset({"PENDING"})
 _CANCELING = frozenset({"PENDING", "PENDING_CANCEL"})
 
