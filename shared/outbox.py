@@ -6,7 +6,7 @@ ignore a repeat.
 
 Two ways out of the table:
 - the relay publishes rows in id order, woken by the commits that wrote them (``notify``) or by its poll;
-- on the hot paths (accepting an order, a worker batch) the writer opts in with ``publish_after_commit``:
+- every API request that writes, and every worker batch, opts in with ``publish_after_commit``:
   its rows are marked ``eager`` and it publishes them itself right after its commit
   (``OutboxRelay.publish_committed``, one bus call), and the relay deletes them in batches. That saves the
   relay's round trips and its delay per message. Relays leave an eager row alone until it is older than their
