@@ -23,7 +23,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple
 
-from shared.amounts import DERIVED_QUANTUM
+from shared.amounts import derived
 from shared.clock import Clock
 from shared.positions import Fill, FillEffect, Position, PositionBook, PositionKey, PositionSnapshot
 
@@ -62,7 +62,7 @@ def _update_of(pos: Position, mark: Decimal, ts: datetime) -> PositionUpdate:
             qty,
             pos.avg_entry_price,
             mark,
-            (qty * mark - pos.cost).quantize(DERIVED_QUANTUM),
+            derived(qty * mark - pos.cost),
             pos.realized_pnl,
             ts,
         ),
@@ -161,7 +161,7 @@ class MarkingEngine:
                                 qty,
                                 pos.avg_entry_price,
                                 mark,
-                                (qty * mark - pos.cost).quantize(DERIVED_QUANTUM),
+                                derived(qty * mark - pos.cost),
                                 pos.realized_pnl,
                                 ts,
                             ),
