@@ -174,7 +174,7 @@ def cpu_ms(r: dict[str, Any], groups: Sequence[str]) -> float:
 
 def partitioned_execution() -> bool:
     """Whether the execution service takes a partition of the books (issue #16's design change): then
-    `--workers N` gives each worker its own; until then the extra workers only compete for the paper lease."""
+    `--workers N` runs N partitions, each process taking its own (and any left free by a dead one)."""
     from shared.settings import Settings
 
     return "execution_partitions" in Settings.model_fields
@@ -452,6 +452,8 @@ class Bench:
         run_migrate(env)
         gw_port, ev_port = free_port(), free_port()
         n = args.workers
+        if n > 1 and partitioned_execution():  # every process routes (gateway) or consumes by the same count
+            env = {**env, "EXECUTION_PARTITIONS": str(n)}
         gateway = Child.tradebridge("gateway", env, self.tmp, gw_port)
         workers = [
             Child.tradebridge(
@@ -743,7 +745,13 @@ def print_stage(r: dict[str, Any], note: str = "") -> None:
 
 def workers_note(n: int) -> str:
     if partitioned_execution():
-        return f"{n} execution workers, one partition each"
+        return (
+            f"{n} execution workers (processes), one paper partition each (EXECUTION_PARTITIONS={n}, "
+            "EXECUTION_PARTITION=k). "
+            f"The load is one symbol ({SYMBOL}), so one partition's process matches every order while the others "
+            "stand by: on this 2-core machine the figures show the cost of partitioning (more processes and "
+            "ticker readers, one lease per partition), not a speed-up"
+        )
     return (
         f"{n} execution workers, but execution is not partitioned yet: the extra workers compete for the one "
         "paper lease, so the figures show the cost of that (not a partitioned layout)"
@@ -1000,9 +1008,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--step-duration", type=float, default=8, help="seconds per ladder stage (default 8)")
     ap.add_argument("--warmup", type=float, default=3, help="seconds of load before a layout's first stage")
     ap.add_argument("--drain", type=float, default=5, help="seconds to wait for FILLED events after a stage")
-    ap.add_argument(
-        "--workers", type=int, default=1, help="execution processes (partitions, once they exist)"
-    )
+    ap.add_argument("--workers", type=int, default=1, help="execution processes, one paper partition each")
     ap.add_argument("--sides", default="BUY,SELL", help="order sides cycled per user: BUY,SELL | SELL | BUY")
     ap.add_argument("--users", type=int, default=200)
     ap.add_argument("--connections", type=int, default=128, help="keep-alive HTTP connections in all")
