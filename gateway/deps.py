@@ -21,6 +21,7 @@ from execution.paper.rules import MarketRules
 from gateway.services.accounts import AccountService
 from gateway.services.audit import Auditor
 from gateway.services.keys import KeyService
+from gateway.services.testnet_markets import TestnetMarkets
 from reconciliation import Reconciler
 from reconciliation.repair import RepairPort
 from shared.bus import Bus
@@ -71,6 +72,7 @@ class GatewayParts:
     testnet_balances: TestnetBalances
     reconciler: Reconciler
     repairs: RepairPort  # the execution engine's port, for reconciliation repairs
+    testnet_markets: TestnetMarkets  # the testnet's own rules for its orders, read from the exchange
     # users whose paper account is known funded (committed): their orders skip the funding statement
     paper_funded: set[str] = field(default_factory=set)
 

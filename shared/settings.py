@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     # streams at <base>/ws (the public testnet's own stream host when <base> is its ws-api host). Empty: no
     # stream, testnet orders are followed and its market polled over REST only.
     binance_testnet_ws_url: str = "wss://ws-api.testnet.binance.vision"
+    # How often testnet orders' rules (tick, step, min/max quantity, min notional) are re-read from the
+    # testnet's exchangeInfo; until the first read succeeds they are the configured (paper) rules.
+    testnet_markets_refresh_s: float = Field(default=600.0, gt=0)
     pricefeed_source: str = "synthetic"
     symbols_csv: str = Field(default="BTCUSDT,ETHUSDT,BNBUSDT", validation_alias="SYMBOLS")
     # Rules of the SYMBOLS beyond the built-in three (or overrides of theirs): JSON, see shared.markets.

@@ -81,6 +81,8 @@ def create_app(
             reader = build_testnet(execution, recover_on_start=False)
             stack.push_async_callback(reader.stop)
             gateway = b.gateway_parts(shared, reader, recon)
+            gateway.testnet_markets.start()
+            stack.push_async_callback(gateway.testnet_markets.stop)
             if events is not None:
                 system.hub = await start_events(events, stack)
                 attach_hub(app, events, system.hub)

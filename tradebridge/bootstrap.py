@@ -24,6 +24,7 @@ from execution.paper.ledger import FeeSchedule
 from execution.paper.rules import MarketRules, build_rules
 from execution.parts import ExecutionParts
 from gateway.deps import GatewayParts, TestnetBalances
+from gateway.services.testnet_markets import TestnetMarkets
 from pricefeed.equity import EquityParts
 from pricefeed.runner import PricefeedParts
 from reconciliation import Reconciler, ReconciliationParts, ReconOptions
@@ -33,6 +34,7 @@ from reconciliation.testnet import ExchangeFactory
 from shared.bus import Bus, create_bus
 from shared.clock import Clock, SystemClock
 from shared.db import create_engine, read_session_factory, session_factory
+from shared.exchanges import get_adapter
 from shared.exchanges.verify import ExchangeKeyVerifier
 from shared.marketdata import MarketData, create_market_data
 from shared.outbox import OutboxRelay
@@ -283,6 +285,12 @@ def gateway_parts(shared: SharedParts, testnet_balances: TestnetBalances, recon:
         testnet_balances=testnet_balances,
         reconciler=recon,
         repairs=EnginePort(shared.clock, s.command_routing),
+        testnet_markets=TestnetMarkets(
+            get_adapter("binance-testnet", base_url=s.binance_testnet_url),
+            shared.markets,
+            shared.clock,
+            refresh_s=s.testnet_markets_refresh_s,
+        ),
     )
 
 

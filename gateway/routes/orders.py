@@ -33,6 +33,7 @@ def order_service(rt: GatewayParts, session: AsyncSession) -> OrderService:
         starting_balances=rt.settings.paper_starting_balances,
         routing=rt.settings.command_routing,
         funded=rt.paper_funded,
+        testnet_markets=rt.testnet_markets.rules,
     )
 
 

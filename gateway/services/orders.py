@@ -238,9 +238,13 @@ class OrderService:
     starting_balances: dict[str, Decimal]
     routing: CommandRouting  # which stream each order's commands go to (its paper partition)
     funded: set[str] = field(default_factory=set)
+    # The testnet's own rules (gateway.services.testnet_markets); None: the configured ones, as paper.
+    testnet_markets: dict[str, MarketRules] | None = None
 
-    def rules_for(self, symbol: str) -> MarketRules:
-        return rules_for(self.markets, symbol)
+    def rules_for(self, symbol: str, mode: str = "paper") -> MarketRules:
+        """The rules an order of `mode` is accepted by: the exchange's own on the testnet."""
+        testnet = self.testnet_markets if mode == "testnet" else None
+        return rules_for(self.markets if testnet is None else testnet, symbol)
 
     async def place(self, user: Owner, body: OrderIn) -> tuple[Order, bool]:
         """Returns (order, created). An idempotent replay returns the existing order with created=False.
@@ -252,8 +256,8 @@ class OrderService:
         multi-row inserts: the same rows, made once here, whichever way they are written. The outbox rows are published once the unit of work commits
         (``shared.outbox.publish_after_commit``). A replay that a check before the insert would refuse (rate limit, no reference
         price) still gets its existing order."""
-        rules = self.rules_for(body.symbol)
         mode = body.mode or user.mode
+        rules = self.rules_for(body.symbol, mode)
         tif = body.time_in_force or ("GTC" if body.type in PRICED_TYPES else "IOC")
         digest = request_hash(body, rules.symbol, mode, tif)
         check_order_rules(rules, body.type, body.quantity, body.price, body.stop_price)
@@ -506,7 +510,7 @@ class OrderService:
         )
         if pending is not None:
             raise Conflict(f"Order {old.id} is already being replaced by {pending}.")
-        rules = self.rules_for(old.symbol)
+        rules = self.rules_for(old.symbol, old.mode)
         if body.price is not None and old.type not in PRICED_TYPES:
             raise InvalidInput(
                 f"a {old.type} order has no price", errors=[{"field": "price", "message": "not allowed"}]

@@ -159,6 +159,21 @@ class Ticker:
 
 
 @dataclass(frozen=True, slots=True)
+class MarketFilters:
+    """One symbol's trading rules as the exchange publishes them (Binance's exchangeInfo filters), exact."""
+
+    symbol: str
+    base_asset: str
+    quote_asset: str
+    tick_size: Decimal  # PRICE_FILTER
+    min_price: Decimal
+    step_size: Decimal  # LOT_SIZE
+    min_qty: Decimal
+    max_qty: Decimal
+    min_notional: Decimal  # NOTIONAL (MIN_NOTIONAL on older listings)
+
+
+@dataclass(frozen=True, slots=True)
 class Kline:
     """One candle as the exchange aggregates it: the bucket opening at `open_ms` (epoch ms) of `interval`."""
 
@@ -351,6 +366,10 @@ class ExchangeSession(Protocol):
 
     async def tickers(self, symbols: list[str]) -> dict[str, Ticker]: ...
 
+    async def market_filters(self) -> dict[str, MarketFilters]:
+        """Every trading symbol's rules by exchange id, read afresh from the exchange (not a cached copy)."""
+        ...
+
     async def klines(self, symbol: str, interval: str, limit: int) -> list[Kline]:
         """The most recent `limit` candles of `interval`, oldest first (the last one still running)."""
         ...
@@ -401,6 +420,7 @@ __all__ = [
     "ExchangeOrder",
     "ExchangeSession",
     "ExchangeTrade",
+    "MarketFilters",
     "OrderEvent",
     "Reachability",
     "ReplaceOutcome",

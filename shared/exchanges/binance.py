@@ -43,6 +43,7 @@ from shared.exchanges.base import (
     ExchangeOrder,
     ExchangeTrade,
     Kline,
+    MarketFilters,
     ReplaceOutcome,
     SessionOptions,
     StreamOptions,
@@ -614,6 +615,23 @@ class BinanceSession:
         result: dict[str, Ticker] = await self._call(fetch)
         return result
 
+    async def market_filters(self) -> dict[str, MarketFilters]:
+        """exchangeInfo's filters of every trading symbol, reloaded (ccxt keeps the raw listing in `info`)."""
+
+        async def fetch() -> dict[str, MarketFilters]:
+            async with self._markets_lock:
+                markets = await self.client.load_markets(reload=True)
+            found = {}
+            for market in markets.values():
+                info = market.get("info") or {}
+                parsed = parse_market_filters(info)
+                if parsed is not None:
+                    found[parsed.symbol] = parsed
+            return found
+
+        result: dict[str, MarketFilters] = await self._call(fetch, markets=False)
+        return result
+
     async def klines(self, symbol: str, interval: str, limit: int) -> list[Kline]:
         """Binance's own klines over REST (`GET /api/v3/klines`), read from its decimal strings (ccxt's
         fetch_ohlcv would hand floats)."""
@@ -627,6 +645,31 @@ class BinanceSession:
     async def close(self) -> None:
         self._closed = True
         await self.client.close()
+
+
+def parse_market_filters(info: Mapping[str, Any]) -> MarketFilters | None:
+    """A symbol of exchangeInfo as our exact rules; None unless it trades and states the three core filters."""
+    if info.get("status") != "TRADING" or not info.get("symbol"):
+        return None
+    filters = {f.get("filterType"): f for f in info.get("filters") or () if isinstance(f, Mapping)}
+    price, lot = filters.get("PRICE_FILTER"), filters.get("LOT_SIZE")
+    notional = filters.get("NOTIONAL") or filters.get("MIN_NOTIONAL")
+    if price is None or lot is None or notional is None:
+        return None
+    try:
+        return MarketFilters(
+            symbol=str(info["symbol"]),
+            base_asset=str(info["baseAsset"]),
+            quote_asset=str(info["quoteAsset"]),
+            tick_size=Decimal(str(price["tickSize"])),
+            min_price=Decimal(str(price.get("minPrice", "0"))),
+            step_size=Decimal(str(lot["stepSize"])),
+            min_qty=Decimal(str(lot["minQty"])),
+            max_qty=Decimal(str(lot["maxQty"])),
+            min_notional=Decimal(str(notional["minNotional"])),
+        )
+    except (KeyError, InvalidOperation, TypeError):
+        return None
 
 
 def parse_klines(symbol: str, interval: str, rows: Any) -> list[Kline]:

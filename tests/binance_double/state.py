@@ -1060,6 +1060,13 @@ class ExchangeState:
                 self._balances.clear()
             self._reset_market()
 
+    def set_symbol_filters(self, symbol: str, **fields: Decimal) -> None:
+        """Change a symbol's filters (tick_size, step_size, min_qty, max_qty, min_notional, ...), in
+        exchangeInfo and in the checks of orders sent from now on, as the exchange does now and then."""
+        with self._lock:
+            st = self._symbol(symbol)
+            st.spec = replace(st.spec, **fields)
+
     # ------------------------------------------------------------------ faults and request log
 
     def inject_fault(self, fault: Fault) -> None:

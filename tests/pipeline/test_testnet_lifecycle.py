@@ -17,7 +17,7 @@ import pytest
 from shared.settings import Settings
 from tests.binance_double import Account, BinanceDouble
 from tests.events.helpers import Client, Served, client, serve
-from tests.support.api import make_settings
+from tests.support.api import make_settings, running_api
 from tests.support.eventually import eventually
 from tradebridge.app import create_app
 
@@ -44,7 +44,11 @@ class System:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def settings(request: pytest.FixtureRequest, tmp_path: Path, binance_double: BinanceDouble) -> Settings:
-    urls = {"binance_testnet_url": binance_double.url, "binance_testnet_ws_url": binance_double.ws_url}
+    urls = {
+        "binance_testnet_url": binance_double.url,
+        "binance_testnet_ws_url": binance_double.ws_url,
+        "testnet_markets_refresh_s": 0.5,
+    }
     if request.param == "sqlite":
         return make_settings(f"sqlite+aiosqlite:///{tmp_path / 'tb.db'}", **urls)
     return make_settings(
@@ -224,3 +228,63 @@ async def test_stored_keys_start_the_users_data_stream_before_any_order(
     await eventually(lambda: subscribed() == [other.api_key], timeout=15)
     assert (await http.delete("/api/keys/binance-testnet", headers=auth)).status_code == 204
     await eventually(lambda: subscribed() == [], timeout=15)
+
+
+async def test_testnet_orders_are_accepted_by_the_exchanges_own_rules_refreshed(
+    system: System, binance_double: BinanceDouble, binance_account: Account
+) -> None:
+    http = system.http
+    auth, _ = await _testnet_user(http, binance_account)
+    markets = system.served.app.state.parts.testnet_markets
+    await eventually(lambda: markets.source == "exchange", timeout=15)
+    # The exchange changes BTCUSDT's filters (paper keeps tick 0.01 and min notional 5).
+    binance_double.state.set_symbol_filters(
+        "BTCUSDT", tick_size=Decimal("0.5"), min_price=Decimal("0.5"), min_notional=Decimal("20")
+    )
+    await eventually(lambda: markets.rules["BTCUSDT"].tick_size == Decimal("0.5"), timeout=15)
+
+    def order(price: str, **extra: str) -> dict[str, str]:
+        return {
+            "symbol": "BTCUSDT",
+            "side": "BUY",
+            "type": "LIMIT",
+            "quantity": "0.01",
+            "price": price,
+            **extra,
+        }
+
+    off_tick = await http.post("/api/orders", json=order("2000.10"), headers=auth)
+    assert off_tick.status_code == 422 and "0.5" in off_tick.text, off_tick.text
+    small = await http.post("/api/orders", json=order("1500"), headers=auth)  # 15 < the exchange's 20
+    assert small.status_code == 422 and "20" in small.text, small.text
+    assert binance_double.state.orders(binance_account.api_key) == []  # refused here, nothing sent
+
+    # Paper orders keep the configured rules; an order on the exchange's grid goes through.
+    paper = await http.post("/api/orders", json=order("1500", mode="paper"), headers=auth)
+    assert paper.status_code == 202, paper.text
+    ok = await http.post("/api/orders", json=order("2000.5"), headers=auth)
+    assert ok.status_code == 202, ok.text
+    await eventually(
+        lambda: _status_is(http, auth, str(ok.json()["order_id"]), "NEW"),
+        timeout=15,
+    )
+
+
+async def test_testnet_rules_are_the_configured_ones_until_the_exchange_answers(
+    settings: Settings, overrides: dict[str, Any], binance_double: BinanceDouble
+) -> None:
+    port = _port(binance_double)
+    binance_double.stop()  # unreachable when the gateway starts
+    binance_double.state.set_symbol_filters("BTCUSDT", tick_size=Decimal("0.5"), min_price=Decimal("0.5"))
+    async with running_api(settings, migrate=settings.is_sqlite, testnet_overrides=overrides) as api:
+        markets = api.parts.testnet_markets
+        await eventually(lambda: markets.last_error is not None, timeout=15)
+        assert markets.source == "configured" and markets.rules == api.parts.markets
+
+        back = BinanceDouble(binance_double.state, port=port).start()
+        try:
+            await eventually(lambda: markets.source == "exchange", timeout=15)
+            assert markets.rules["BTCUSDT"].tick_size == Decimal("0.5")
+            assert markets.rules["ETHUSDT"].tick_size == api.parts.markets["ETHUSDT"].tick_size
+        finally:
+            back.stop()
