@@ -142,11 +142,12 @@ async def test_a_killed_workers_partition_is_taken_over_and_handed_back(pg_url: 
         return True
 
     try:
-        await asyncio.to_thread(gateway.wait_http, "/readyz")
+        # Generous: on a machine this busy three processes starting at once may take a minute.
+        await asyncio.to_thread(gateway.wait_http, "/readyz", 180)
         # Each process takes its own partition: the books are split between two holders.
         # BNBUSDT + ETHUSDT (partition 0) | BTCUSDT (partition 1)
         split = {"worker0": 2, "worker1": 1}
-        await eventually(lambda: holding(split), timeout=60, interval=0.2)
+        await eventually(lambda: holding(split), timeout=120, interval=0.2)
         await traders(c, "split")
 
         takeover: list[float] = []
@@ -168,7 +169,7 @@ async def test_a_killed_workers_partition_is_taken_over_and_handed_back(pg_url: 
         # The killed process comes back: the survivor hands its partition back between two batches.
         c.worker = victim = worker(1)
         victim.start()
-        await eventually(lambda: holding(split), timeout=60, interval=0.2)
+        await eventually(lambda: holding(split), timeout=120, interval=0.2)
         await traders(c, "again")  # new users: `submit`'s client order ids start again from 0
         c.by_client_id.clear()
         await submit(c, bodies(300, seed=6))
