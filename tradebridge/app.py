@@ -4,6 +4,8 @@ Tests build apps here too, exactly as the CLI does."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ from execution.service import build_testnet, start_execution
 from execution.worker import ExecutionWorker
 from gateway.app import create_app as gateway_app
 from gateway.deps import GatewayParts
+from gateway.services.accounts import prune_refresh_tokens_forever
 from pricefeed.equity import EquitySnapshots, start_equity_snapshots
 from pricefeed.runner import PriceFeedRunner, start_pricefeed
 from reconciliation import ReconciliationScheduler, ReconOptions, start_reconciliation
@@ -40,6 +43,12 @@ class System:
     pricefeed: PriceFeedRunner | None = None
     scheduler: ReconciliationScheduler | None = None
     equity: EquitySnapshots | None = None
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def create_app(
@@ -81,6 +90,11 @@ def create_app(
             reader = build_testnet(execution, recover_on_start=False)
             stack.push_async_callback(reader.stop)
             gateway = b.gateway_parts(shared, reader, recon)
+            pruning = asyncio.create_task(
+                prune_refresh_tokens_forever(shared.sessions, shared.clock, settings.refresh_token_ttl_s),
+                name="prune-refresh-tokens",
+            )
+            stack.push_async_callback(_cancel, pruning)
             gateway.testnet_markets.start()
             stack.push_async_callback(gateway.testnet_markets.stop)
             if events is not None:

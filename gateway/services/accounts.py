@@ -7,12 +7,13 @@ transaction would, on SQLite, wait for the request's own write lock (30 s, then 
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import NoReturn
 
 import structlog
-from sqlalchemy import func, update
+from sqlalchemy import delete, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
@@ -43,6 +44,32 @@ TESTNET_EXCHANGE = "binance-testnet"
 
 def normalize_email(email: str) -> str:
     return email.strip().lower()
+
+
+async def prune_refresh_tokens(
+    sessions: async_sessionmaker[AsyncSession], clock: Clock, keep_expired_s: float
+) -> int:
+    """Delete refresh tokens expired more than `keep_expired_s` ago: every login and refresh adds a row, so
+    without this the table grows for ever. An expired token is refused anyway; keeping it a while longer only
+    lets the reuse of a recently rotated one still revoke its family."""
+    cutoff = clock.now() - timedelta(seconds=keep_expired_s)
+    async with unit_of_work(sessions) as session:
+        result = await session.execute(delete(RefreshToken).where(col(RefreshToken.expires_at) < cutoff))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def prune_refresh_tokens_forever(
+    sessions: async_sessionmaker[AsyncSession], clock: Clock, ttl_s: float
+) -> None:
+    """`prune_refresh_tokens` every eighth of the refresh TTL (at most hourly), keeping expired tokens one more
+    TTL; errors are logged and tried again at the next run."""
+    interval = min(ttl_s / 8, 3600.0)
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await prune_refresh_tokens(sessions, clock, keep_expired_s=ttl_s)
+        except Exception:
+            log.exception("pruning expired refresh tokens failed; retrying at the next run")
 
 
 @dataclass
