@@ -33,7 +33,7 @@ export function createChart(market, { venue: initialVenue, mode, onInterval }) {
   const buttons = INTERVALS.map((i) => el("button", {
     type: "button", class: "btn btn-small btn-ghost interval", dataset: { interval: i.id },
     "aria-pressed": i.id === interval ? "true" : "false", "aria-label": `${i.id}, ${i.label} candles`, // the visible text first (WCAG 2.5.3)
-    onclick: () => setInterval_(i.id),
+    onclick: () => pickInterval(i.id),
   }, i.id));
   const picker = el("div", { class: "interval-picker", role: "group", "aria-label": "Candle interval" }, buttons);
   let lib = null;
@@ -41,6 +41,7 @@ export function createChart(market, { venue: initialVenue, mode, onInterval }) {
   let candles = null;
   let volume = null;
   let markers = null;
+  let resize = null;
   let held = []; // the candles drawn, oldest first (API shape)
   let disposed = false;
   let loading = true; // until the current history is drawn
@@ -149,7 +150,8 @@ export function createChart(market, { venue: initialVenue, mode, onInterval }) {
     chart.timeScale().subscribeVisibleLogicalRangeChange((range) => {
       if (range && range.from < NEAR_LEFT) loadOlder();
     });
-    new ResizeObserver(() => chart?.applyOptions(sizedOptions())).observe(box);
+    resize = new ResizeObserver(() => chart?.applyOptions(sizedOptions()));
+    resize.observe(box);
     label();
     await Promise.all([loadHistory(), loadPrivate()]);
   }
@@ -237,7 +239,7 @@ export function createChart(market, { venue: initialVenue, mode, onInterval }) {
     }
   }
 
-  function setInterval_(next) {
+  function pickInterval(next) {
     if (next === interval) return;
     const previous = interval;
     interval = next;
@@ -259,6 +261,7 @@ export function createChart(market, { venue: initialVenue, mode, onInterval }) {
 
   function dispose() {
     disposed = true;
+    resize?.disconnect();
     chart?.remove();
     chart = null;
     candles = null;
