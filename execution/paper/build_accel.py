@@ -66,12 +66,24 @@ def compiled_modules() -> list[str]:
 
 
 def _shared_imports() -> list[str]:
-    """The ``shared`` modules this package's sources import (``from shared.x import ...``), as file names: the
-    build tree needs them for mypy (they are plain dependencies, not compiled). Found, not listed, so a new
-    import does not break the build."""
-    found = set()
-    for f in HERE.glob("*.py"):
-        found.update(re.findall(r"^\s*(?:from|import) shared\.(\w+)", f.read_text(), flags=re.MULTILINE))
+    """The ``shared`` modules this package's sources import (``from shared.x import ...``), and theirs in turn,
+    as file names: the build tree needs them for mypy (they are plain dependencies, not compiled). Found, not
+    listed, so a new import (or a definition moved to shared/, as ``errors`` -> ``shared.trading_errors``) does
+    not break the build."""
+
+    def imports(text: str) -> set[str]:
+        return set(re.findall(r"^\s*(?:from|import) shared\.(\w+)", text, flags=re.MULTILINE))
+
+    found: set[str] = set()
+    todo = [name for f in HERE.glob("*.py") for name in imports(f.read_text())]
+    while todo:
+        name = todo.pop()
+        src = ROOT / "shared" / f"{name}.py"
+        if name in found:
+            continue
+        found.add(name)
+        if src.exists():  # a package (shared.models, ...) gets an empty stand-in, as before
+            todo.extend(imports(src.read_text()))
     return sorted(f"{name}.py" for name in found)
 
 

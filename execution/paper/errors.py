@@ -1,42 +1,10 @@
-"""The paper exchange's exceptions, kept in a module of their own that is never compiled.
-
-``book``, ``rules``, ``ledger`` and ``exchange`` may be compiled with mypyc (``build_accel``), and a compiled
-class cannot subclass a class of an uncompiled module (``shared.errors``) nor most builtin exceptions, so
-the exceptions live here and those modules re-export them (``rules.RuleViolation``,
-``ledger.InsufficientBalance``, ``ledger.LedgerError``): import them from there as before.
+"""The paper exchange's exceptions, defined below the services in ``shared.trading_errors`` (the gateway raises
+them too). This module is the paper package's own name for them, so the compiled modules (``rules``, ``ledger``)
+import a sibling and their build digest does not change when the definitions move; it is never compiled.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
-
-from shared.amounts import plain
-from shared.errors import InvalidInput
+from shared.trading_errors import InsufficientBalance, LedgerError, RuleViolation
 
 __all__ = ["InsufficientBalance", "LedgerError", "RuleViolation"]
-
-
-class RuleViolation(InvalidInput):
-    """An order parameter broke a market rule; ``rule`` is the filter name, ``field`` the request field."""
-
-    def __init__(self, rule: str, field: str, detail: str) -> None:
-        super().__init__(f"{rule}: {detail}", errors=[{"field": field, "rule": rule, "message": detail}])
-        self.rule = rule
-        self.field = field
-
-
-class InsufficientBalance(InvalidInput):
-    """The account cannot afford the reservation; nothing was locked."""
-
-    def __init__(self, account: str, asset: str, needed: Decimal, available: Decimal) -> None:
-        detail = f"insufficient {asset} balance: needs {plain(needed)}, available {plain(available)}"
-        errors = [{"field": "quantity", "rule": "INSUFFICIENT_BALANCE", "message": detail}]
-        super().__init__(detail, errors=errors)
-        self.account = account
-        self.asset = asset
-        self.needed = needed
-        self.available = available
-
-
-class LedgerError(RuntimeError):
-    """An entry that would break an invariant (unbalanced, or a negative balance); nothing was applied."""

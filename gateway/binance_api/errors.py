@@ -9,9 +9,9 @@ from typing import Any
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from execution.paper.errors import InsufficientBalance, RuleViolation
 from shared.apikeys import KeyRefused
 from shared.errors import Conflict, DomainError, Forbidden, NotFound, Throttled, Unauthorized, Unavailable
+from shared.trading_errors import InsufficientBalance, RuleViolation
 
 
 class BinanceErrorOut(BaseModel):

@@ -15,7 +15,6 @@ from sqlalchemy import TextClause, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from execution.paper.errors import InsufficientBalance
 from execution.paper.ledger import (
     FeeSchedule,
     JournalEntry,
@@ -57,6 +56,7 @@ from shared.schemas.orders import (
     ReplaceIn,
 )
 from shared.streams import CommandRouting, order_command
+from shared.trading_errors import InsufficientBalance
 
 
 @functools.cache
