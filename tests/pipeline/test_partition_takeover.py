@@ -115,6 +115,7 @@ async def traders(c: Cluster, prefix: str, n: int = 12) -> None:
             c.tokens.append(r.json()["access_token"])
 
 
+@pytest.mark.timeout(900)  # four process starts and two loads: minutes on a busy 2-core machine
 async def test_a_killed_workers_partition_is_taken_over_and_handed_back(pg_url: str, tmp_path: Path) -> None:
     redis = RedisServer(tmp_path)
     redis.start()
@@ -153,14 +154,14 @@ async def test_a_killed_workers_partition_is_taken_over_and_handed_back(pg_url: 
         takeover: list[float] = []
 
         async def chaos(done: int) -> None:
-            if done == 300:  # 24 requests in flight, commands pending on both partitions' streams
+            if done == 200:  # 24 requests in flight, commands pending on both partitions' streams
                 victim.kill()
                 killed = time.monotonic()
                 await eventually(lambda: holding({"worker0": 3}), timeout=30, interval=0.1)
                 takeover.append(time.monotonic() - killed)
 
-        await submit(c, bodies(800, seed=5), on_progress=chaos)
-        assert c.failures == 0 and len(c.by_client_id) == 800
+        await submit(c, bodies(500, seed=5), on_progress=chaos)
+        assert c.failures == 0 and len(c.by_client_id) == 500
         # "Within a few seconds": the lease's own delay is 2 s of seeing the partition free.
         assert takeover and takeover[0] < 10, takeover
         await check_invariants(c, start=START)
@@ -172,8 +173,8 @@ async def test_a_killed_workers_partition_is_taken_over_and_handed_back(pg_url: 
         await eventually(lambda: holding(split), timeout=120, interval=0.2)
         await traders(c, "again")  # new users: `submit`'s client order ids start again from 0
         c.by_client_id.clear()
-        await submit(c, bodies(300, seed=6))
-        assert c.failures == 0 and len(c.by_client_id) == 300
+        await submit(c, bodies(150, seed=6))
+        assert c.failures == 0 and len(c.by_client_id) == 150
         await check_invariants(c, start=START)
         await check_histories_once(pg_url)
     finally:
