@@ -2,7 +2,7 @@
 
 Sampled (one `Sample` per interval): RSS and open file descriptors of every service process and of Redis, the
 length of every Redis stream (user streams as their count and longest), pending entries of the command groups,
-Redis memory and key count, outbox rows, processed-command marks, candles and orders, PostgreSQL table sizes, and
+Redis memory and key count (keys without a TTL apart), outbox rows, processed-command marks, candles and orders, PostgreSQL table sizes, and
 the sockets each events service's hub holds (its /healthz).
 
 The rule (`judge`), per quantity that must stay bounded:
@@ -169,7 +169,12 @@ async def redis_figures(redis: Any, prefix: str, groups: Sequence[str]) -> dict[
             pass
     mem = await redis.info("memory")
     out["redis_used_mb"] = mem["used_memory"] / 2**20
-    out["redis_keys"] = float(await redis.dbsize())
+    # Keys with a TTL (the bus's publish-once marks, rate-limit windows) are bounded by rate x TTL; the ones
+    # without are what could pile up.
+    space = (await redis.info("keyspace")).get("db0") or {"keys": 0, "expires": 0}
+    out["redis_keys"] = float(space["keys"])
+    out["redis_keys_expiring"] = float(space["expires"])
+    out["redis_keys_persistent"] = float(space["keys"] - space["expires"])
     return out
 
 
