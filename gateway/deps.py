@@ -14,13 +14,14 @@ from asgi_correlation_id import correlation_id
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import bindparam, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from execution.paper.ledger import FeeSchedule
 from execution.paper.rules import MarketRules
 from gateway.services.accounts import AccountService
 from gateway.services.audit import Auditor
 from gateway.services.keys import KeyService
+from gateway.services.orders import Autocommit
 from gateway.services.testnet_markets import TestnetMarkets
 from reconciliation import Reconciler
 from reconciliation.repair import RepairPort
@@ -211,13 +212,49 @@ async def current_trader(
 ) -> Trader:
     """``current_user`` without the ORM: one Core row read (no identity map, no instance state) on the order
     routes, the busiest of the API; the same checks and the same 401s."""
-    row = (await session.execute(_trader_statement(), {"uid": _token_subject(rt, creds)})).first()
+    return await _read_trader(session, rt, creds)
+
+
+async def _read_trader(
+    on: AsyncSession | AsyncConnection, rt: GatewayParts, creds: HTTPAuthorizationCredentials | None
+) -> Trader:
+    row = (await on.execute(_trader_statement(), {"uid": _token_subject(rt, creds)})).first()
     if row is None:
         raise Unauthorized()
     return Trader(row.id, row.mode, row.role)
 
 
 CurrentTrader = Annotated[Trader, Depends(current_trader)]
+
+
+async def placement_link(rt: PartsDep) -> AsyncIterator[Autocommit | None]:
+    """PostgreSQL: the placement's autocommit connection (``gateway.services.orders.Autocommit``), for its
+    user read and (a funded user's paper order) its one-statement acceptance, which needs no transaction
+    around it: no BEGIN and COMMIT round trips. None on SQLite, where a writer takes the write lock at BEGIN."""
+    if rt.settings.is_sqlite:
+        yield None
+        return
+    link = Autocommit(rt.engine)
+    try:
+        yield link
+    finally:
+        await link.release()
+
+
+PlacementLink = Annotated[Autocommit | None, Depends(placement_link, scope="function")]
+
+
+async def placing_trader(
+    rt: PartsDep,
+    session: SessionDep,
+    link: PlacementLink,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Trader:
+    """``current_trader`` for placements: read on the placement's autocommit connection where there is one."""
+    return await _read_trader(await link.connection() if link is not None else session, rt, creds)
+
+
+PlacingTrader = Annotated[Trader, Depends(placing_trader)]
 
 
 async def current_admin(user: CurrentUser) -> User:

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Depends, Path, Query, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from execution.paper.quote import quote_levels
-from gateway.deps import CurrentTrader, GatewayParts, PartsDep, SessionDep
+from gateway.deps import CurrentTrader, GatewayParts, PartsDep, PlacementLink, PlacingTrader, SessionDep
 from gateway.problems import AUTHENTICATED, WITH_BODY, problem_responses
 from gateway.routes.markets import OPTIONAL_AUTH, VenueDep
-from gateway.services.orders import OrderService, order_out, rules_for
+from gateway.services.orders import Autocommit, OrderService, order_out, rules_for
 from shared.schemas.orders import OrderDetail, OrderIn, OrderOut, OrderPage, QuoteIn, QuoteOut, ReplaceIn
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
@@ -21,7 +21,9 @@ router = APIRouter(prefix="/api/orders", tags=["orders"])
 OrderId = Annotated[str, Path(min_length=1, max_length=36, pattern=r"^[A-Za-z0-9._:/-]+$")]
 
 
-def order_service(rt: GatewayParts, session: AsyncSession) -> OrderService:
+def order_service(
+    rt: GatewayParts, session: AsyncSession, autocommit: Autocommit | None = None
+) -> OrderService:
     return OrderService(
         session=session,
         clock=rt.clock,
@@ -34,6 +36,7 @@ def order_service(rt: GatewayParts, session: AsyncSession) -> OrderService:
         routing=rt.settings.command_routing,
         funded=rt.paper_funded,
         testnet_markets=rt.testnet_markets.rules,
+        autocommit=autocommit,
     )
 
 
@@ -42,6 +45,13 @@ async def get_order_service(rt: PartsDep, session: SessionDep) -> OrderService:
 
 
 Orders = Annotated[OrderService, Depends(get_order_service)]
+
+
+async def get_placing_service(rt: PartsDep, session: SessionDep, link: PlacementLink) -> OrderService:
+    return order_service(rt, session, link)
+
+
+Placing = Annotated[OrderService, Depends(get_placing_service)]
 
 
 async def admitted(rt: PartsDep) -> AsyncIterator[None]:
@@ -68,8 +78,8 @@ async def admitted(rt: PartsDep) -> AsyncIterator[None]:
 )
 async def place_order(
     body: OrderIn,
-    user: CurrentTrader,
-    orders: Orders,
+    user: PlacingTrader,
+    orders: Placing,
     response: Response,
 ) -> OrderOut:
     order, created = await orders.place(user, body)

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import TextClause, insert, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlmodel import col, select
 
 from execution.paper.ledger import (
@@ -66,16 +66,30 @@ def _accept_paper_pg() -> TextClause:
     (user, client_order_id) exists; if it was inserted, apply the RESERVE entry's ``Movement``
     (``pg_apply_ctes``: balances moved, postings added), the first status row and the outbox rows, marked eager
     (the request publishes them after its commit; they come back in the result), the BALANCE_UPDATE's balances
-    filled in from the moved rows (``pg_balance_payload``). The result says whether the order was inserted and
-    the balances after: the caller checks them as ``SqlLedger.apply`` does, and an unaffordable order raises
-    (the request's transaction rolls the statement back). One round trip instead of six: at the gateway's
-    rates, round trips are its main cost. Built once (the values are parameters)."""
+    filled in from the moved rows (``pg_balance_payload``). Only if the free balances cover the movement
+    (``held``: its balance rows locked in key order, the latest committed values): an unaffordable order
+    writes nothing, so the statement needs no transaction to roll back and runs on its own (autocommit) for a
+    funded user. The result says whether the order was inserted, the balances after (the caller checks them
+    as ``SqlLedger.apply`` does) and, if not covered, what was short. One round trip instead of six: at the
+    gateway's rates, round trips are its main cost. Built once (the values are parameters)."""
     cols = ", ".join(c.name for c in Order.__table__.columns)  # type: ignore[attr-defined]
     # interpolated: column names and SQL written in code; every value is a bound parameter
     sql = f"""
-WITH ins AS (
+WITH wanted AS (
+  SELECT * FROM json_to_recordset(CAST(:deltas AS JSON))
+         AS d(account_id VARCHAR, asset VARCHAR, free NUMERIC, locked NUMERIC)
+), held AS (
+  SELECT b.account_id, b.asset, b.free FROM balances AS b JOIN wanted AS w USING (account_id, asset)
+   ORDER BY b.account_id, b.asset
+     FOR UPDATE OF b
+), short AS (
+  SELECT w.account_id, w.asset, -w.free AS needed, coalesce(h.free, 0) AS available
+    FROM wanted AS w LEFT JOIN held AS h USING (account_id, asset)
+   WHERE w.free < 0 AND coalesce(h.free, 0) + w.free < 0
+), ins AS (
   INSERT INTO orders ({cols})
   SELECT {cols} FROM json_populate_record(NULL::orders, CAST(:order AS JSON))
+   WHERE NOT EXISTS (SELECT FROM short)
   ON CONFLICT (user_id, client_order_id) DO NOTHING
   RETURNING id
 ), {pg_apply_ctes("EXISTS (SELECT FROM ins)")}, ev AS (
@@ -97,7 +111,9 @@ WITH ins AS (
 )
 SELECT i.inserted, m.account_id, m.asset, m.free, m.locked,
        (SELECT json_agg(json_build_object('id', id, 'stream', stream, 'mirror_to', mirror_to, 'payload', payload)
-                        ORDER BY id) FROM ob) AS outbox
+                        ORDER BY id) FROM ob) AS outbox,
+       (SELECT json_agg(json_build_object('account_id', account_id, 'asset', asset, 'needed', needed::text,
+                                          'available', available::text)) FROM short) AS short
   FROM (SELECT count(*) AS inserted FROM ins) AS i LEFT JOIN moved AS m ON true
 """  # noqa: S608
     return text(sql)
@@ -216,6 +232,26 @@ def decode_cursor(cursor: str) -> str:
     return raw
 
 
+class Autocommit:
+    """PostgreSQL: one autocommit connection for a placement, taken on first use, given back by ``release``
+    (a placement that goes on in the request's session releases it first: never two connections at once)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._conn: AsyncConnection | None = None
+
+    async def connection(self) -> AsyncConnection:
+        if self._conn is None:
+            conn = await self._engine.connect().start()
+            self._conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        return self._conn
+
+    async def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+
 class Owner(Protocol):
     """Whose orders: a ``User`` row or the order routes' lighter ``Trader``."""
 
@@ -238,6 +274,9 @@ class OrderService:
     starting_balances: dict[str, Decimal]
     routing: CommandRouting  # which stream each order's commands go to (its paper partition)
     funded: set[str] = field(default_factory=set)
+    # PostgreSQL placements (``gateway.deps.PlacementLink``): a funded user's paper order is accepted on an
+    # autocommit connection by its one statement alone, with no BEGIN/COMMIT round trips
+    autocommit: Autocommit | None = None
     # The testnet's own rules (gateway.services.testnet_markets); None: the configured ones, as paper.
     testnet_markets: dict[str, MarketRules] | None = None
 
@@ -280,6 +319,10 @@ class OrderService:
             "created_at": now,
             "updated_at": now,
         }
+        on_its_own = self.autocommit is not None and mode == "paper" and user.id in self.funded
+        if self.autocommit is not None and not on_its_own:
+            await self.autocommit.release()  # the request's session from here on: one connection at a time
+        reads = await self.autocommit.connection() if on_its_own and self.autocommit is not None else None
         try:
             await self.limiter.hit(self.order_rate_limit, f"orders:{user.id}")
             if mode == "testnet" and not await has_testnet_keys(self.session, user.id):
@@ -287,7 +330,9 @@ class OrderService:
             reservation = await self._reservation(row, rules) if mode == "paper" else None
         except (Conflict, Throttled):
             existing = (
-                await self._by_client_id(user.id, body.client_order_id) if body.client_order_id else None
+                await self._by_client_id(user.id, body.client_order_id, reads)
+                if body.client_order_id
+                else None
             )
             if existing is None:
                 raise
@@ -312,13 +357,18 @@ class OrderService:
             "reason": None,
             "ts": now,
         }
+        short: InsufficientBalance | None = None
         if entries and self.session.bind.dialect.name == "postgresql":  # type: ignore[union-attr]
-            accepted = await self._accept_pg(row, Movement(entries), status_row, self._outbox(order, []))
+            on = reads if reads is not None else self.session
+            accepted, short = await self._accept_pg(on, row, Movement(entries), status_row, order)
         else:
             accepted = await self._accept(row, entries, status_row, order)
         if not accepted:
-            existing = await self._by_client_id(user.id, row["client_order_id"])
-            if existing is None:  # the conflicting row vanished: cannot happen, orders are never deleted
+            existing = await self._by_client_id(user.id, row["client_order_id"], reads)
+            if existing is None:
+                if short is not None:  # not affordable (a replay is answered even so)
+                    raise short
+                # the conflicting row vanished: cannot happen, orders are never deleted
                 raise Conflict("client_order_id conflict; retry")
             return self._replay(existing, digest), False
         ORDERS_ACCEPTED.labels(mode).inc()
@@ -341,29 +391,35 @@ class OrderService:
 
     async def _accept_pg(
         self,
+        on: AsyncSession | AsyncConnection,
         row: dict[str, Any],
         movement: Movement,
         status_row: dict[str, Any],
-        outbox: list[dict[str, Any]],
-    ) -> bool:
-        """The same acceptance of a paper order in one statement (``_accept_paper_pg``): False if the order
-        already existed; ``InsufficientBalance`` if it cannot be afforded (nothing of it stays: the request's
-        transaction rolls back)."""
+        order: Order,
+    ) -> tuple[bool, InsufficientBalance | None]:
+        """The same acceptance of a paper order in one statement (``_accept_paper_pg``), in the request's
+        session or, for a funded user, on its own (``autocommit``): (False, None) if the order already existed,
+        (False, the shortfall) if it cannot be afforded; either way nothing of it was written."""
         params = {
             "order": _json(row),
             "status_row": _json(status_row),
-            "outbox": _json(outbox),
+            "outbox": _json(self._outbox(order, [])),
             "now": row["created_at"],
             **movement.pg_params(),
         }
-        rows = (await self.session.execute(_accept_paper_pg(), params)).all()
+        rows = (await on.execute(_accept_paper_pg(), params)).all()
         if not rows[0].inserted:
-            return False
+            if not rows[0].short:
+                return False, None
+            s = rows[0].short[0]
+            return False, InsufficientBalance(
+                s["account_id"], s["asset"], Decimal(s["needed"]), Decimal(s["available"])
+            )
         movement.checked({(r.account_id, r.asset): (r.free, r.locked) for r in rows}, check_funds=True)
         after_commit = publish_after_commit(self.session)
         for r in rows[0].outbox:
             after_commit.append(Committed(int(r["id"]), r["stream"], r["payload"], r["mirror_to"]))
-        return True
+        return True, None
 
     def _outbox(self, order: Order, balances: list[dict[str, str]] | None) -> list[dict[str, Any]]:
         """The outbox rows of an accepted order: BALANCE_UPDATE (paper: ``balances`` as moved; the one statement
@@ -397,7 +453,18 @@ class OrderService:
             )
         return existing
 
-    async def _by_client_id(self, user_id: str, client_order_id: str) -> Order | None:
+    async def _by_client_id(
+        self, user_id: str, client_order_id: str, on: AsyncConnection | None = None
+    ) -> Order | None:
+        """The user's order with this client order id: through the session, or read on ``on`` (an autocommit
+        placement's connection) as a row."""
+        if on is not None:
+            table = Order.__table__  # type: ignore[attr-defined]
+            found = await on.execute(
+                table.select().where(table.c.user_id == user_id, table.c.client_order_id == client_order_id)
+            )
+            hit = found.first()
+            return Order(**hit._mapping) if hit is not None else None
         result = await self.session.execute(
             select(Order).where(col(Order.user_id) == user_id, col(Order.client_order_id) == client_order_id)
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -264,6 +265,67 @@ async def test_concurrent_orders_never_overspend_on_either_database(unthrottled:
         ).scalar_one()
     assert orders == refs == accepted
     assert commands <= 10  # published rows are deleted: never more than the accepted orders'
+
+
+async def test_funded_users_orders_race_for_the_balance_and_replays_still_answer(unthrottled: Api) -> None:
+    """A user known funded: on PostgreSQL their paper orders are accepted by the one statement on an autocommit
+    connection (no transaction to roll a refusal back: the statement writes nothing unless the free balance
+    covers the reservation). 50 concurrent buys needing 5x the balance: exactly what it covers is accepted,
+    refused ones leave nothing; a replay of an accepted order is answered with it (200) although the balance
+    no longer covers it, and a new order that does not fit is a 422 naming the shortfall."""
+    import asyncio
+
+    from sqlalchemy import event, select
+
+    from shared.models import LedgerPosting, Order
+
+    auth = await unthrottled.user("funded@example.com")
+    small = {**LIMIT_BUY, "quantity": "0.0001"}
+    first = [await unthrottled.client.post("/api/orders", json=small, headers=auth) for _ in range(2)]
+    # the first funds the account, the second finds it funded and has the process remember it
+    assert [r.status_code for r in first] == [202, 202], first[-1].text
+    seen: list[str] = []
+
+    def before(conn: Any, cursor: object, statement: str, *args: object) -> None:
+        if "INTO orders" in statement:
+            seen.append(conn.get_execution_options().get("isolation_level"))
+
+    engine = unthrottled.parts.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", before)
+    body = {**LIMIT_BUY, "quantity": "0.01", "price": "9990"}  # 99.9999 USDT each: 9 fit in what is left
+    try:
+        results = await asyncio.gather(
+            *(
+                unthrottled.client.post(
+                    "/api/orders", json={**body, "client_order_id": f"c{i}"}, headers=auth
+                )
+                for i in range(50)
+            )
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+    codes = sorted(r.status_code for r in results)
+    assert codes.count(202) == 9 and codes.count(422) == 41, codes
+    if not unthrottled.parts.settings.is_sqlite:
+        assert seen and set(seen) == {"AUTOCOMMIT"}, seen
+    refused = next(r for r in results if r.status_code == 422)
+    assert "USDT" in refused.json()["detail"], refused.json()
+    accepted = [r.json() for r in results if r.status_code == 202]
+    async with unthrottled.parts.sessions() as s:
+        orders = set((await s.execute(select(Order.id))).scalars())
+        refs = set(
+            (
+                await s.execute(select(LedgerPosting.ref).where(LedgerPosting.entry_kind == "RESERVE"))
+            ).scalars()
+        )
+    assert orders == refs == {*(r.json()["order_id"] for r in first), *(a["order_id"] for a in accepted)}
+    again = await unthrottled.client.post(
+        "/api/orders", json={**body, "client_order_id": accepted[0]["client_order_id"]}, headers=auth
+    )
+    assert (again.status_code, again.json()["order_id"]) == (200, accepted[0]["order_id"]), again.text
+    b = _balances((await unthrottled.client.get("/api/balances", headers=auth)).json())
+    spent = 2 * Decimal("0.0001") * Decimal("50000") * Decimal("1.001") + 9 * Decimal("99.9999")
+    assert b["USDT"] == (Decimal("1000") - spent, spent)
 
 
 async def test_postgresql_accepts_a_paper_order_in_one_statement(
