@@ -22,6 +22,7 @@ import contextlib
 import functools
 import os
 import socket
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -113,12 +114,15 @@ class ExecutionWorker:
         sweep_interval_s: float = 2.0,
         max_deliveries: int = 5,
         sweep_after_s: float = 5.0,
+        testnet_sweep_after_s: float = 30.0,
         price_wait_s: float = 30.0,
     ) -> None:
         self.price_wait_s = price_wait_s
         self.sweep_interval_s = sweep_interval_s
         self.max_deliveries = max_deliveries
         self.sweep_after_s = sweep_after_s
+        self.testnet_sweep_after_s = testnet_sweep_after_s
+        self._testnet_busy: Counter[str] = Counter()  # orders whose testnet command this worker is handling
         self.rt = rt
         self.paper = paper
         self.testnet = testnet
@@ -711,9 +715,15 @@ class ExecutionWorker:
             block_ms=200,
             claim_idle_ms=self.claim_idle_ms,
         )
+        last_sweep = asyncio.get_running_loop().time()
         while not self._stopping.is_set():
             try:
+                now = asyncio.get_running_loop().time()
+                if now - last_sweep > self.sweep_interval_s and self.has_paper_lease:
+                    last_sweep = now
+                    await self.sweep_testnet()
                 for m in await commands.next_batch():
+                    self._testnet_busy[str(m.data.get("order_id"))] += 1
                     await self._testnet_sem.acquire()
                     task = asyncio.create_task(self._testnet_one(m))
                     self._inflight.add(task)
@@ -735,6 +745,59 @@ class ExecutionWorker:
             log.exception("testnet command failed; it stays pending", command=dict(msg.data))
         finally:
             self._testnet_sem.release()
+            self._done_with(str(msg.data.get("order_id")))
+
+    def _done_with(self, order_id: str) -> None:
+        self._testnet_busy[order_id] -= 1
+        if self._testnet_busy[order_id] <= 0:
+            del self._testnet_busy[order_id]
+
+    async def sweep_testnet(self) -> int:
+        """The paper sweep's twin for testnet orders whose command never arrived (lost with a Redis that
+        restarted empty): without it such an order stayed PENDING until the worker restarted (found by
+        benchmarks/chaos.py). Only the holder of the paper lease sweeps (one worker in the deployment), after a
+        longer wait than paper's (a testnet command may queue behind slow exchange calls), and never an order
+        this worker is handling already. Safe beside a late command: handling is idempotent by command id, and
+        the venue looks an order up by its client order id before it sends it."""
+        cutoff = self.rt.clock.now() - timedelta(seconds=self.testnet_sweep_after_s)
+        async with self.rt.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(col(Order.id), col(Order.status))
+                    .where(
+                        col(Order.mode) == "testnet",
+                        col(Order.status).in_([Status.PENDING, Status.PENDING_CANCEL]),
+                        col(Order.external).is_(False),
+                    )
+                    .where(col(Order.updated_at) < cutoff)
+                    .order_by(col(Order.id))
+                    .limit(self.batch)
+                )
+            ).all()
+        todo = [(str(oid), str(st)) for oid, st in rows if oid not in self._testnet_busy]
+        for oid, st in todo:
+            # A PENDING_CANCEL order may never have been placed: its place command comes first.
+            kinds = ["place"] if st == Status.PENDING else ["place", "cancel"]
+            self._testnet_busy[oid] += 1
+            await self._testnet_sem.acquire()
+            task = asyncio.create_task(self._testnet_swept(oid, kinds))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+        if todo:
+            log.warning("swept testnet orders whose commands had not arrived", count=len(todo))
+        return len(todo)
+
+    async def _testnet_swept(self, order_id: str, kinds: list[str]) -> None:
+        try:
+            for kind in kinds:
+                await self.handle_testnet(
+                    BusMessage(TESTNET_COMMANDS, "0-0", order_command(kind, order_id, "testnet"))
+                )
+        except Exception:
+            log.exception("swept testnet order failed; the next sweep retries it", order_id=order_id)
+        finally:
+            self._testnet_sem.release()
+            self._done_with(order_id)
 
     async def handle_testnet(self, msg: BusMessage) -> None:
         assert self.testnet is not None
