@@ -144,15 +144,28 @@ async def prepare(run: Run, http: httpx.AsyncClient) -> None:
     )
     sem = asyncio.Semaphore(8)
 
+    async def call(method: str, url: str, ok: int, **kw: Any) -> httpx.Response:
+        """Set-up calls on a loaded machine: retried after a timeout or a 5xx (register's 409 is a retry's)."""
+        for attempt in range(20):
+            try:
+                r = await http.request(method, url, timeout=60, **kw)
+            except httpx.HTTPError:
+                await asyncio.sleep(1 + attempt)
+                continue
+            if r.status_code == ok or (attempt and r.status_code == 409 and url.endswith("/register")):
+                return r
+            if r.status_code < 500:
+                raise RuntimeError(f"{method} {url}: {r.status_code} {r.text[:300]}")
+            await asyncio.sleep(1 + attempt)
+        raise RuntimeError(f"{method} {url}: no answer")
+
     async def one(i: int) -> User:
         testnet = i % max(1, round(1 / run.args.testnet_share)) == 0 if run.args.testnet_share > 0 else False
         email = f"chaos{i}@example.com"
         async with sem:
-            r = await http.post(f"{base}/auth/register", json={"email": email, "password": PASSWORD})
-            assert r.status_code == 201, r.text
-            r = await http.post(f"{base}/auth/login", json={"email": email, "password": PASSWORD})
-            assert r.status_code == 200, r.text
-            token = r.json()["access_token"]
+            creds = {"email": email, "password": PASSWORD}
+            await call("POST", f"{base}/auth/register", 201, json=creds)
+            token = (await call("POST", f"{base}/auth/login", 200, json=creds)).json()["access_token"]
             user = User(email, token, testnet)
             if testnet:
                 account = await asyncio.to_thread(
@@ -161,10 +174,8 @@ async def prepare(run: Run, http: httpx.AsyncClient) -> None:
                 user.api_key = account.api_key
                 auth = {"Authorization": f"Bearer {token}"}
                 keys = {"api_key": account.api_key, "api_secret": account.api_secret}
-                r = await http.put(f"{base}/api/keys/binance-testnet", json=keys, headers=auth)
-                assert r.status_code == 200, r.text
-                r = await http.put(f"{base}/api/me/mode", json={"mode": "testnet"}, headers=auth)
-                assert r.status_code == 200, r.text
+                await call("PUT", f"{base}/api/keys/binance-testnet", 200, json=keys, headers=auth)
+                await call("PUT", f"{base}/api/me/mode", 200, json={"mode": "testnet"}, headers=auth)
             return user
 
     run.users = list(await asyncio.gather(*(one(i) for i in range(run.args.users))))
