@@ -749,7 +749,11 @@ async def check(
         "invariants": {
             "accepted_orders_lost": len(lost) + two_ids + run.duplicate_answers_differ,
             "orders_placed_twice_at_exchange": twice,
-            "orders_stuck_non_final": len(transitional) + len(disagree) + len(not_final_market),
+            "orders_stuck_non_final": len(
+                {r["id"] for r in transitional}
+                | {d.split(":", 1)[0] for d in disagree}
+                | set(not_final_market)
+            ),
             "ledger_mismatches": sum(ledger.values()),
             "ws_gaps_or_duplicates": ws["gaps"] + ws["duplicates"] + ws["duplicate_event_ids"],
             "reconciliation_mismatches_left": recon["left"],
