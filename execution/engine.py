@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from execution.store.ledger import BalanceView, SqlLedger, balance_payload
-from execution.venues.base import OrderChange, VenueResult
+from execution.venues.base import ExternalOrder, FillReport, OrderChange, VenueResult
 from shared.amounts import plain
 from shared.clock import Clock
 from shared.contracts import order_event_payload, position_payload
@@ -59,7 +59,16 @@ class EnginePort:
     clock: Clock
     routing: CommandRouting  # where a republished command goes
 
-    async def apply_result(self, session: AsyncSession, result: VenueResult) -> Applied:
+    async def apply(
+        self,
+        session: AsyncSession,
+        *,
+        changes: tuple[OrderChange, ...] = (),
+        fills: tuple[FillReport, ...] = (),
+        external_orders: tuple[ExternalOrder, ...] = (),
+    ) -> Applied:
+        """Reports stated by another service (shared.venue_reports), persisted as a venue's result."""
+        result = VenueResult(changes=changes, fills=fills, external_orders=external_orders)
         return await apply_result(session, self.clock, result)
 
     async def load_orders(self, session: AsyncSession, ids: list[str]) -> dict[str, Order]:
@@ -416,8 +425,6 @@ async def _record_external_isolated(session: AsyncSession, ext: object, now: dat
 
 
 async def _record_external(session: AsyncSession, ext: object, now: datetime) -> Order:
-    from execution.venues.base import ExternalOrder
-
     assert isinstance(ext, ExternalOrder)
     existing = (
         await session.execute(

@@ -14,7 +14,6 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from execution.venues.base import ExternalOrder, FillReport, OrderChange, VenueResult
 from shared.amounts import average
 from shared.clock import Clock
 from shared.errors import Conflict, InvalidInput
@@ -23,6 +22,7 @@ from shared.models.reconciliation import ReconciliationMismatch, ReconciliationR
 from shared.orders import FINAL, Status
 from shared.outbox import add_outbox
 from shared.streams import CommandRouting, order_command
+from shared.venue_reports import ExternalOrder, FillReport, OrderChange
 
 
 class Applied(Protocol):
@@ -41,7 +41,16 @@ class RepairPort(Protocol):
     @property
     def routing(self) -> CommandRouting: ...
 
-    async def apply_result(self, session: AsyncSession, result: VenueResult) -> Applied: ...
+    async def apply(
+        self,
+        session: AsyncSession,
+        *,
+        changes: tuple[OrderChange, ...] = (),
+        fills: tuple[FillReport, ...] = (),
+        external_orders: tuple[ExternalOrder, ...] = (),
+    ) -> Applied:
+        """Persist these reports as a venue's result is persisted."""
+        ...
 
     async def load_orders(self, session: AsyncSession, ids: list[str]) -> dict[str, Order]: ...
 
@@ -152,8 +161,15 @@ def _avg(cum: Decimal, filled: Decimal) -> Decimal | None:
     return average(cum, filled)
 
 
-async def _apply(session: AsyncSession, port: RepairPort, result: VenueResult) -> Applied:
-    applied = await port.apply_result(session, result)
+async def _apply(
+    session: AsyncSession,
+    port: RepairPort,
+    *,
+    changes: tuple[OrderChange, ...] = (),
+    fills: tuple[FillReport, ...] = (),
+    external_orders: tuple[ExternalOrder, ...] = (),
+) -> Applied:
+    applied = await port.apply(session, changes=changes, fills=fills, external_orders=external_orders)
     if applied.rejected_transitions:
         raise Skip("; ".join(applied.rejected_transitions))
     return applied
@@ -168,7 +184,7 @@ async def _sync_order(session: AsyncSession, port: RepairPort, m: Reconciliation
     change = OrderChange(
         order.id, ex["status"], filled, cum, _avg(cum, filled), venue_order_id=ex["venue_order_id"]
     )
-    await _apply(session, port, VenueResult(changes=(change,)))
+    await _apply(session, port, changes=(change,))
     return f"{ex['status']} filled {ex['filled']}"
 
 
@@ -190,7 +206,7 @@ def _fill_report(t: dict[str, Any], order_id: str) -> FillReport:
 
 async def _adopt_fill(session: AsyncSession, port: RepairPort, m: ReconciliationMismatch) -> str:
     order = await _order(session, port, m.order_id)
-    applied = await _apply(session, port, VenueResult(fills=(_fill_report(m.details["exchange"], order.id),)))
+    applied = await _apply(session, port, fills=(_fill_report(m.details["exchange"], order.id),))
     return f"adopted {applied.fills} fill(s)"
 
 
@@ -213,11 +229,11 @@ async def _adopt_order(session: AsyncSession, port: RepairPort, m: Reconciliatio
         avg_price=_avg(cum, filled),
         created_at=datetime.fromtimestamp(int(ex["time_ms"]) / 1000, tz=UTC),
     )
-    applied = await _apply(session, port, VenueResult(external_orders=(ext,)))
+    applied = await _apply(session, port, external_orders=(ext,))
     order = applied.orders[0]
     fills = tuple(_fill_report(t, order.id) for t in m.details.get("trades", []))
     if fills:
-        await _apply(session, port, VenueResult(fills=fills))
+        await _apply(session, port, fills=fills)
     return f"adopted as order {order.id} with {len(fills)} fill(s)"
 
 
@@ -233,7 +249,7 @@ async def _close_missing(session: AsyncSession, port: RepairPort, m: Reconciliat
         order.avg_price,
         reason="not found on the exchange (reconciliation)",
     )
-    await _apply(session, port, VenueResult(changes=(change,)))
+    await _apply(session, port, changes=(change,))
     return "closed as CANCELED"
 
 
@@ -258,7 +274,7 @@ async def _close_reset(session: AsyncSession, port: RepairPort, m: Reconciliatio
         for o in orders.values()
     )
     if changes:
-        await _apply(session, port, VenueResult(changes=changes))
+        await _apply(session, port, changes=changes)
     return f"closed {len(changes)} open testnet order(s); older history acknowledged as reset"
 
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
 from execution.paper.ledger import JournalEntry
+from shared.venue_reports import ExternalOrder, FillReport, OrderChange
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,56 +36,6 @@ class VenueOrder:
     stop_price: Decimal | None = None  # the four stop types (STOP_LOSS, ..._LIMIT, TAKE_PROFIT, ..._LIMIT)
     triggered: bool = False  # a stop order whose trigger fired (it works as its LIMIT/MARKET order)
     replaces: str | None = None  # cancel-replace: the order this one replaces (its order_id)
-
-
-@dataclass(frozen=True, slots=True)
-class OrderChange:
-    """The venue's view of an order after something happened to it."""
-
-    order_id: str
-    status: str
-    filled_quantity: Decimal
-    cumulative_quote: Decimal
-    avg_price: Decimal | None
-    reason: str | None = None
-    venue_order_id: str | None = None
-    venue_seq: int | None = None
-    triggered: bool = False  # a stop order's trigger fired (reported with the first change after it)
-
-
-@dataclass(frozen=True, slots=True)
-class FillReport:
-    trade_id: str
-    order_id: str
-    symbol: str
-    side: str
-    price: Decimal
-    quantity: Decimal
-    quote_quantity: Decimal
-    fee: Decimal
-    fee_asset: str
-    liquidity: str  # MAKER | TAKER
-    ts: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ExternalOrder:
-    """An order the exchange has that TradeBridge never placed: recorded (flagged external), never ignored."""
-
-    user_id: str
-    venue_order_id: str
-    client_order_id: str | None
-    symbol: str
-    side: str
-    type: str
-    time_in_force: str
-    quantity: Decimal
-    price: Decimal | None
-    status: str
-    filled_quantity: Decimal
-    cumulative_quote: Decimal
-    avg_price: Decimal | None
-    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,3 +107,18 @@ class Venue(Protocol):
         """Cancel `old` and place `new` (its `replaces` = old) as one operation: afterwards at most one is live,
         and if the cancel fails `new` is REJECTED and `old` stands."""
         ...
+
+
+# The reports themselves are shared.venue_reports' (reconciliation states them too); re-exported for the venues.
+__all__ = [
+    "EMPTY",
+    "BalanceLine",
+    "BalanceReport",
+    "ExternalOrder",
+    "FillReport",
+    "OrderChange",
+    "ResultSink",
+    "Venue",
+    "VenueOrder",
+    "VenueResult",
+]
