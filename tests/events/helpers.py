@@ -48,7 +48,7 @@ class Served:
 
     @property
     def bus(self) -> Bus:
-        return self.runtime.bus  # type: ignore[no-any-return]
+        return self.runtime.bus
 
     @property
     def hub(self) -> Any:
@@ -56,7 +56,7 @@ class Served:
 
     def token(self, user_id: str, ttl_s: int | None = None) -> str:
         if ttl_s is None:
-            return self.runtime.tokens.issue_access(user_id, "user").token  # type: ignore[no-any-return]
+            return self.runtime.tokens.issue_access(user_id, "user").token
         return (
             TokenService(JWT_SECRET, access_ttl_s=ttl_s, clock=self.runtime.clock)
             .issue_access(user_id, "user")
@@ -68,7 +68,6 @@ class Served:
 async def serve(app: FastAPI, **config: Any) -> AsyncIterator[Served]:
     cfg = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", **config)
     server = uvicorn.Server(cfg)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     try:
         await eventually(lambda: server.started or task.done(), timeout=20, message="server start")
@@ -103,10 +102,12 @@ class Client:
         await self.ws.send(json.dumps(op))
 
     async def wait_for(self, msg_type: str, n: int = 1, timeout: float = 10.0) -> list[dict[str, Any]]:
+        def enough() -> list[dict[str, Any]]:
+            found = self.of_type(msg_type)
+            return found if len(found) >= n else []
+
         return await eventually(
-            lambda: len(self.of_type(msg_type)) >= n and self.of_type(msg_type),
-            timeout=timeout,
-            message=f"{n} x {msg_type}; got {self.messages[-5:]}",
+            enough, timeout=timeout, message=f"{n} x {msg_type}; got {self.messages[-5:]}"
         )
 
     async def ping(self) -> None:

@@ -28,7 +28,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "secrets_file": "/nonexistent/never-written.json",
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @dataclass
@@ -51,12 +51,12 @@ class Api:
     ) -> dict[str, Any]:
         r = await self.client.post("/auth/register", json={"email": email, "password": password, **extra})
         assert r.status_code == 201, r.text
-        return r.json()  # type: ignore[no-any-return]
+        return r.json()
 
     async def login(self, email: str, password: str = "correct horse battery") -> dict[str, Any]:
         r = await self.client.post("/auth/login", json={"email": email, "password": password})
         assert r.status_code == 200, r.text
-        return r.json()  # type: ignore[no-any-return]
+        return r.json()
 
     async def user(self, email: str, password: str = "correct horse battery") -> dict[str, str]:
         """Register and log in; returns the Authorization header."""
