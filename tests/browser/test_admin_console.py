@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -21,6 +22,19 @@ from tests.browser.server import ADMIN_EMAIL, ADMIN_PASSWORD, RunningSystem
 from tests.browser.test_web import PASSWORD, login_in_ui, new_email, seed_unjournaled_balance, shot
 
 pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def testnet_sweep_paused(system: RunningSystem) -> Iterator[None]:
+    """The worker sweeps testnet orders whose command never came after 30 s, before a report (60 s) calls them
+    stuck; a report finds one when no worker swept it (none held the paper lease, say): that is the case here."""
+    worker = system.app.state.system.worker
+    before = worker.testnet_sweep_after_s
+    worker.testnet_sweep_after_s = 24 * 3600.0
+    try:
+        yield
+    finally:
+        worker.testnet_sweep_after_s = before
 
 
 def seed_stuck_order(system: RunningSystem) -> str:
@@ -63,7 +77,7 @@ def open_admin(page: Any) -> None:
 
 
 def test_a_reconciliation_shows_a_seeded_mismatch_its_detail_and_its_audited_repair(
-    page: Any, system: RunningSystem
+    page: Any, system: RunningSystem, testnet_sweep_paused: None
 ) -> None:
     trader_id = seed_unjournaled_balance(system)
     order_id = seed_stuck_order(system)
