@@ -7,9 +7,10 @@ PostgreSQL, TEXT on SQLite (which would otherwise store REAL); timestamps are al
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,6 +23,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator, TypeEngine
 from sqlalchemy.util import await_only
+from sqlalchemy.util.concurrency import in_greenlet
 
 READ_ONLY_OPTION = "tradebridge_read_only"
 
@@ -179,6 +181,7 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
     dialect = engine.sync_engine.dialect
     for name in ("do_commit", "do_rollback"):
         setattr(dialect, name, _then_leave(getattr(dialect, name), gate))
+    dialect.do_terminate = _close_in_order(dialect.do_terminate)  # type: ignore[method-assign]
 
     @event.listens_for(engine.sync_engine.pool, "checkin")
     @event.listens_for(engine.sync_engine.pool, "invalidate")
@@ -199,6 +202,38 @@ def _then_leave(end: Any, gate: _WriteGate) -> Any:
             gate.leave(info)
 
     return ended
+
+
+def _close_in_order(terminate: Any) -> Any:
+    """SQLAlchemy invalidates a connection whose task was cancelled mid-statement (shutdown cancels every
+    service's task) and *terminates* it: aiosqlite's ``stop()`` first if the graceful close is interrupted,
+    which ends the connection's thread while the close still waits for it, and the SQLite connection may be
+    left open with its write transaction. Then a task waits for ever, or every other writer waits out the busy
+    timeout: `tradebridge up` took 30 s (or for ever) to stop. Instead close it in order: the close is queued
+    behind what is in flight, runs to completion even if the task is cancelled again, and ends the thread
+    only then. Outside the event loop (garbage collection) there is nothing to wait on: terminate as before."""
+
+    def close(dbapi_conn: Any) -> None:
+        if not in_greenlet():
+            terminate(dbapi_conn)
+            return
+        await_only(_to_completion(dbapi_conn.driver_connection.close()))
+
+    return close
+
+
+async def _to_completion(aw: Awaitable[None]) -> None:
+    """Await `aw` to its end even if the caller is cancelled meanwhile; the cancellation is raised after."""
+    task = asyncio.ensure_future(aw)
+    cancelled = False
+    while not task.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(task)
+            continue
+        cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    task.result()
 
 
 class _WriteGate:
@@ -230,7 +265,7 @@ class _WriteGate:
         if lock is None:
             lock = self._locks[loop] = asyncio.Lock()
         try:
-            await_only(asyncio.wait_for(lock.acquire(), self.TIMEOUT_S))
+            await_only(_acquire(lock, self.TIMEOUT_S))
         except TimeoutError:
             raise sa_exc.TimeoutError(f"no turn at SQLite's write lock within {self.TIMEOUT_S:g} s") from None
         info[self._HELD] = lock
@@ -239,6 +274,13 @@ class _WriteGate:
         lock = info.pop(self._HELD, None) if info is not None else None
         if lock is not None and lock.locked():
             lock.release()
+
+
+async def _acquire(lock: asyncio.Lock, timeout_s: float) -> None:
+    """``asyncio.timeout``, not ``wait_for``: Python 3.11's ``wait_for`` returns the lock, swallowing a
+    cancellation that arrives as the lock is handed over, and the cancelled task carries on (through shutdown)."""
+    async with asyncio.timeout(timeout_s):
+        await lock.acquire()
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
