@@ -48,7 +48,7 @@ class Served:
         async with httpx.AsyncClient(base_url=self.base) as c:
             r = await c.post("/api/api-keys", json=body, headers=bearer)
             assert r.status_code == 201, r.text
-            return r.json()  # type: ignore[no-any-return]
+            return r.json()
 
     def ccxt(self, key: dict[str, Any] | None = None, **options: Any) -> Any:
         """ccxt's binance, unmodified, its API URLs set to TradeBridge's Binance-compatible prefix."""

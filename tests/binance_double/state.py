@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Literal
+from typing import Any, Literal
 
 from shared.clock import Clock, SystemClock, to_ms
 
@@ -1060,7 +1060,7 @@ class ExchangeState:
                 self._balances.clear()
             self._reset_market()
 
-    def set_symbol_filters(self, symbol: str, **fields: Decimal) -> None:
+    def set_symbol_filters(self, symbol: str, **fields: Any) -> None:
         """Change a symbol's filters (tick_size, step_size, min_qty, max_qty, min_notional, ...), in
         exchangeInfo and in the checks of orders sent from now on, as the exchange does now and then."""
         with self._lock:

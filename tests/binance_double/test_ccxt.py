@@ -329,7 +329,7 @@ async def test_exchange_side_events_are_visible(
         orders = await client.fetch_orders(BTC)
         return [o["status"] for o in orders] == ["expired", "open"]
 
-    await eventually(probe, timeout=5)  # type: ignore[arg-type]
+    await eventually(probe, timeout=5)
     open_ids = [o["id"] for o in await client.fetch_open_orders(BTC)]
     assert open_ids == [str(external.order_id)]
 

@@ -116,7 +116,7 @@ def test_price_move_fills_crossing_orders_in_time_order() -> None:
         max_size=25,
     )
 )
-def test_funds_are_conserved_and_locks_match_open_orders(ops: list[tuple]) -> None:  # type: ignore[type-arg]
+def test_funds_are_conserved_and_locks_match_open_orders(ops: list[tuple]) -> None:
     s = ExchangeState(fee_rate=D(0))
     key = s.create_account({"USDT": "20000", "BTC": "0.5"}).api_key
     base_price = D("60000")

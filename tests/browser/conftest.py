@@ -76,7 +76,7 @@ def page(
             else None
         ),
     )
-    page.problems = problems  # type: ignore[attr-defined]
+    page.problems = problems
     try:
         yield page
     finally:

@@ -59,7 +59,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def ticker_pump(interval_s: float = 0.5):  # type: ignore[no-untyped-def]
+def ticker_pump(interval_s: float = 0.5):
     """A service hook publishing a gently moving ticker per market, as the price feed would."""
 
     async def hook(rt: Any, stack: AsyncExitStack) -> None:

@@ -73,7 +73,7 @@ def market_buy(system: RunningSystem, auth: dict[str, str], qty: str = "0.01") -
     body = {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": qty}
     r = httpx.post(f"{system.url}/api/orders", json=body, headers=auth)
     assert r.status_code == 202, r.text
-    return r.json()  # type: ignore[no-any-return]
+    return r.json()
 
 
 @pytest.mark.parametrize("viewport", [{"width": 1440, "height": 1000}, PHONE], ids=["wide", "phone"])

@@ -12,7 +12,7 @@ from tradebridge.app import create_app
 
 
 @pytest.fixture
-async def api(tmp_path: Path):  # type: ignore[no-untyped-def]
+async def api(tmp_path: Path):
     settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'web.db'}")
     app = create_app(settings, migrate=True)  # mounts the web app last, after every API router
 
@@ -25,7 +25,7 @@ async def api(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("path", ["/", "/login", "/trade/BTCUSDT", "/admin", "/account"])
-async def test_client_routes_get_the_shell_under_the_strict_csp(api, path: str) -> None:  # type: ignore[no-untyped-def]
+async def test_client_routes_get_the_shell_under_the_strict_csp(api, path: str) -> None:
     r = await api.client.get(path, headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/html")
@@ -34,7 +34,7 @@ async def test_client_routes_get_the_shell_under_the_strict_csp(api, path: str) 
     assert "<script>" not in r.text  # no inline script: the CSP would block it
 
 
-async def test_api_prefixes_are_not_shadowed(api) -> None:  # type: ignore[no-untyped-def]
+async def test_api_prefixes_are_not_shadowed(api) -> None:
     assert (await api.client.get("/healthz")).json() == {"status": "ok"}
     assert (await api.client.get("/api/markets")).status_code == 200
     assert (await api.client.get("/api/added-after-mount")).json() == {"ok": True}
@@ -49,7 +49,7 @@ async def test_api_prefixes_are_not_shadowed(api) -> None:  # type: ignore[no-un
     assert (await api.client.get("/metrics")).headers["content-type"].startswith("text/plain")
 
 
-async def test_modules_and_styles_are_served_with_their_types(api) -> None:  # type: ignore[no-untyped-def]
+async def test_modules_and_styles_are_served_with_their_types(api) -> None:
     js = await api.client.get("/assets/js/main.js")
     assert js.status_code == 200
     assert js.headers["content-type"].startswith("text/javascript")
@@ -63,7 +63,7 @@ async def test_modules_and_styles_are_served_with_their_types(api) -> None:  # t
         assert chart.status_code == 404
 
 
-async def test_unknown_paths_are_problem_json_for_api_clients(api) -> None:  # type: ignore[no-untyped-def]
+async def test_unknown_paths_are_problem_json_for_api_clients(api) -> None:
     r = await api.client.get("/no/such/route", headers={"Accept": "application/json"})
     assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
     r = await api.client.get("/no/such/route", headers={"Accept": "text/html"})

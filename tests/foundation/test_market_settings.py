@@ -24,7 +24,7 @@ def _settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:
         monkeypatch.delenv(var, raising=False)
     for var, value in env.items():
         monkeypatch.setenv(var, value)
-    return Settings(_env_file=None)  # type: ignore[call-arg]
+    return Settings(_env_file=None)
 
 
 def test_builtin_markets_keep_their_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,7 +20,7 @@ async def _diff_and_tables(url: str) -> tuple[list, set[str]]:
     try:
         async with engine.connect() as conn:
 
-            def run(sync_conn):  # type: ignore[no-untyped-def]
+            def run(sync_conn):
                 ctx = MigrationContext.configure(sync_conn, opts={"compare_type": True})
                 return compare_metadata(ctx, SQLModel.metadata), set(inspect(sync_conn).get_table_names())
 

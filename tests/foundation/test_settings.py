@@ -23,7 +23,7 @@ def test_contract_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
         "PORT",
     ):
         monkeypatch.delenv(var, raising=False)
-    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    s = Settings(_env_file=None)
     assert s.database_url == "sqlite+aiosqlite:///./tradebridge.db"
     assert s.redis_url is None
     assert s.symbols == ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
@@ -37,7 +37,7 @@ def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PAPER_STARTING_BALANCES", "USDT=500.5,btc=0.1")
     monkeypatch.setenv("PAPER_MARKET_MAKER", "off")
     monkeypatch.setenv("CORS_ORIGINS", "http://a.example,http://b.example")
-    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    s = Settings(_env_file=None)
     assert s.symbols == ["BTCUSDT", "ETHUSDT"]
     assert s.paper_starting_balances == {"USDT": Decimal("500.5"), "BTC": Decimal("0.1")}
     assert not s.market_maker_enabled
@@ -47,18 +47,18 @@ def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_balances_are_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PAPER_STARTING_BALANCES", "USDT=lots")
     with pytest.raises(ValueError, match="PAPER_STARTING_BALANCES"):
-        Settings(_env_file=None)  # type: ignore[call-arg]
+        Settings(_env_file=None)
 
 
 def test_development_generates_secrets_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("JWT_SECRET", raising=False)
     monkeypatch.delenv("KEY_ENCRYPTION_KEYS", raising=False)
     path = tmp_path / "secrets.json"
-    s = Settings(_env_file=None, secrets_file=path)  # type: ignore[call-arg]
+    s = Settings(_env_file=None, secrets_file=path)
     first = resolve_secrets(s)
     assert first.jwt_secret and first.key_encryption_keys
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    again = resolve_secrets(Settings(_env_file=None, secrets_file=path))  # type: ignore[call-arg]
+    again = resolve_secrets(Settings(_env_file=None, secrets_file=path))
     assert again == first
     assert json.loads(path.read_text())["JWT_SECRET"] == first.jwt_secret
     assert "redacted" in repr(first) and first.jwt_secret not in repr(first)
@@ -67,7 +67,7 @@ def test_development_generates_secrets_once(tmp_path: Path, monkeypatch: pytest.
 def test_production_refuses_to_start_without_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("JWT_SECRET", raising=False)
     monkeypatch.delenv("KEY_ENCRYPTION_KEYS", raising=False)
-    s = Settings(_env_file=None, tradebridge_env="production", secrets_file=tmp_path / "s.json")  # type: ignore[call-arg]
+    s = Settings(_env_file=None, tradebridge_env="production", secrets_file=tmp_path / "s.json")
     with pytest.raises(ConfigError, match="JWT_SECRET and KEY_ENCRYPTION_KEYS must be set"):
         resolve_secrets(s)
     assert not (tmp_path / "s.json").exists()

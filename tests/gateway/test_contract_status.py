@@ -24,12 +24,12 @@ async def gateway(
         yield api
 
 
-def _problem(r, status: int) -> dict:  # type: ignore[no-untyped-def]
+def _problem(r, status: int) -> dict:
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/problem+json"), r.headers
     body = r.json()
     assert body["status"] == status and body["title"] and body["type"] and body["detail"]
-    return body  # type: ignore[no-any-return]
+    return body
 
 
 @pytest.mark.parametrize("tail", ["ticker", "depth", "trades", "candles"])

@@ -13,7 +13,7 @@ from tests.support.api import Api, make_settings, running_api
 
 
 @pytest.fixture
-async def api(pg_url: str, redis_url: str, redis_prefix: str, binance_double) -> Api:  # type: ignore[override]
+async def api(pg_url: str, redis_url: str, redis_prefix: str, binance_double) -> Api:
     settings = make_settings(
         pg_url, redis_url=redis_url, redis_prefix=redis_prefix, binance_testnet_url=binance_double.url
     )

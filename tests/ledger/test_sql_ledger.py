@@ -41,7 +41,7 @@ async def sessions(request: pytest.FixtureRequest, tmp_path: Path, pg_url: str) 
         await engine.dispose()
 
 
-async def _apply(sessions: object, entries: list, **kw: object) -> list:  # type: ignore[type-arg]
+async def _apply(sessions: object, entries: list, **kw: object) -> list:
     async with sessions() as s, s.begin():  # type: ignore[operator]
         return await SqlLedger(s, SystemClock()).apply(entries, **kw)
 

@@ -56,7 +56,7 @@ command = st.one_of(
 )
 
 
-def _run(ex: PaperExchange, cmds: list[tuple]) -> list[object]:  # type: ignore[type-arg]
+def _run(ex: PaperExchange, cmds: list[tuple]) -> list[object]:
     """Users' orders with the reservation the gateway makes (a market buy against the best ask, refused
     without one), the market maker's without."""
     rules = RULES["XUSD"]
@@ -87,7 +87,7 @@ def _run(ex: PaperExchange, cmds: list[tuple]) -> list[object]:  # type: ignore[
 
 @settings(max_examples=80, deadline=None)
 @given(st.lists(command, min_size=1, max_size=40))
-def test_the_venue_ledger_integer_path_equals_apply(cmds: list[tuple]) -> None:  # type: ignore[type-arg]
+def test_the_venue_ledger_integer_path_equals_apply(cmds: list[tuple]) -> None:
     fast_ledger, generic = system_ledger(), GenericLedger(system_ledger())
     fast, slow = _production(fast_ledger), _production(generic)
     assert fast.integer_ledger is fast_ledger and slow.integer_ledger is None

@@ -66,7 +66,7 @@ async def _testnet_trader(api: Api, account: Any) -> dict[str, str]:
 async def _orders(api: Api, auth: dict[str, str]) -> list[dict[str, Any]]:
     r = await api.client.get("/api/orders", params={"status": "all", "mode": "testnet"}, headers=auth)
     assert r.status_code == 200, r.text
-    return r.json()["items"]  # type: ignore[no-any-return]
+    return r.json()["items"]
 
 
 async def test_external_orders_of_other_types_are_recorded_at_start_up(

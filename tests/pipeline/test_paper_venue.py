@@ -40,7 +40,7 @@ def _order(
     )
 
 
-def _net(result, account: str, asset: str) -> tuple[D, D]:  # type: ignore[no-untyped-def]
+def _net(result, account: str, asset: str) -> tuple[D, D]:
     free = locked = D(0)
     for e in result.journal:
         for p in e.postings:

@@ -56,13 +56,13 @@ def test_streams_one_partition_keeps_the_historical_name_and_testnet_is_never_pa
 
 
 def test_settings_partitions() -> None:
-    s = Settings(_env_file=None, EXECUTION_PARTITIONS=3, EXECUTION_PARTITION="2, 0")  # type: ignore[call-arg]
+    s = Settings(_env_file=None, EXECUTION_PARTITIONS=3, EXECUTION_PARTITION="2, 0")
     assert s.execution_partition == {0, 2}
     assert s.command_routing.partitions == 3
-    assert Settings(_env_file=None, EXECUTION_PARTITIONS=3).execution_partition == {0, 1, 2}  # type: ignore[call-arg]
+    assert Settings(_env_file=None, EXECUTION_PARTITIONS=3).execution_partition == {0, 1, 2}
     for bad in ("3", "x", "-1"):
         with pytest.raises(ValidationError, match="EXECUTION_PARTITION"):
-            Settings(_env_file=None, EXECUTION_PARTITIONS=3, EXECUTION_PARTITION=bad)  # type: ignore[call-arg]
+            Settings(_env_file=None, EXECUTION_PARTITIONS=3, EXECUTION_PARTITION=bad)
 
 
 def _snapshot(writer: str, taken_at: datetime, order_id: str, symbol: str) -> paper_book.BookSnapshot:

@@ -73,7 +73,7 @@ async def _market_buy(api: Api, auth: dict[str, str], symbol: str, quantity: str
         o: dict[str, Any] = (await api.client.get(f"/api/orders/{oid}", headers=auth)).json()
         return o if o["status"] == "FILLED" else None
 
-    return await eventually(filled, timeout=15)  # type: ignore[no-any-return]
+    return await eventually(filled, timeout=15)
 
 
 async def test_one_process_holds_every_partition_and_routes_each_symbol_to_its_own(split: Api) -> None:

@@ -31,7 +31,7 @@ EXACT_AVG = sum(Decimal(q) * Decimal(p) for q, p in ASKS) / TOTAL_QTY
 @pytest.fixture(params=["system", "embedded"])
 def either(request: pytest.FixtureRequest) -> Api:
     """The pipeline on PostgreSQL + Redis (`system`) or SQLite + the in-process bus (`embedded`)."""
-    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
+    return request.getfixturevalue(request.param)
 
 
 def _no_exponent(where: str, text: str) -> None:

@@ -168,7 +168,7 @@ async def test_cancel_replace_keeps_exactly_one_live_order(api: Api) -> None:
 
 
 @pytest.fixture
-async def testnet_api(db: tuple[str, dict[str, str], bool], binance_double, binance_account):  # type: ignore[no-untyped-def]
+async def testnet_api(db: tuple[str, dict[str, str], bool], binance_double, binance_account):
     """The app with a testnet-mode user whose keys are on the Binance double."""
     url, bus, migrate = db
     settings = make_settings(url, binance_testnet_url=binance_double.url, **bus)
@@ -181,7 +181,7 @@ async def testnet_api(db: tuple[str, dict[str, str], bool], binance_double, bina
         yield a, user
 
 
-async def test_testnet_stop_loss_limit_triggers_on_the_exchange_at_its_stop_price(  # type: ignore[no-untyped-def]
+async def test_testnet_stop_loss_limit_triggers_on_the_exchange_at_its_stop_price(
     testnet_api, binance_double, binance_account
 ) -> None:
     """Sent as Binance's own STOP_LOSS_LIMIT (the exchange holds the trigger): NEW and waiting under our id,
@@ -210,7 +210,7 @@ async def test_testnet_stop_loss_limit_triggers_on_the_exchange_at_its_stop_pric
     assert len(binance_double.state.orders(binance_account.api_key, client_order_id=stop["order_id"])) == 1
 
 
-async def test_testnet_cancel_replace_keeps_exactly_one_live_order(  # type: ignore[no-untyped-def]
+async def test_testnet_cancel_replace_keeps_exactly_one_live_order(
     testnet_api, binance_double, binance_account
 ) -> None:
     """One cancelReplace on the exchange: the old order CANCELED, the new one (our id as its client order id)

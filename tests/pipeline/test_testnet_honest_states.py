@@ -54,7 +54,7 @@ async def _testnet_user(api: Api, account: Account) -> tuple[dict[str, str], str
 async def _status(api: Api, auth: dict[str, str]) -> dict[str, Any]:
     r = await api.client.get("/api/venue-status?mode=testnet", headers=auth)
     assert r.status_code == 200, r.text
-    return r.json()  # type: ignore[no-any-return]
+    return r.json()
 
 
 async def test_venue_status_says_when_the_exchange_was_last_reached(

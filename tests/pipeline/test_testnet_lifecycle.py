@@ -91,7 +91,7 @@ async def _testnet_user(http: httpx.AsyncClient, account: Account) -> tuple[dict
 async def _order(http: httpx.AsyncClient, auth: dict[str, str], oid: str) -> dict[str, Any]:
     r = await http.get(f"/api/orders/{oid}", headers=auth)
     assert r.status_code == 200, r.text
-    return r.json()  # type: ignore[no-any-return]
+    return r.json()
 
 
 def _updates(ws: Client, oid: str) -> list[dict[str, Any]]:

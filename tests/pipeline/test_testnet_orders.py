@@ -15,7 +15,7 @@ from tests.support.eventually import eventually
 @pytest.fixture
 async def testnet_system(
     pg_url: str, redis_url: str, redis_prefix: str, binance_double
-) -> AsyncIterator[Api]:  # type: ignore[no-untyped-def]
+) -> AsyncIterator[Api]:
     settings = make_settings(
         pg_url, redis_url=redis_url, redis_prefix=redis_prefix, binance_testnet_url=binance_double.url
     )
@@ -29,7 +29,7 @@ async def _status(api: Api, auth: dict, oid: str, status: str) -> dict | None:
     return o if o["status"] == status else None
 
 
-async def test_testnet_orders_through_the_api(testnet_system: Api, binance_double, binance_account) -> None:  # type: ignore[no-untyped-def]
+async def test_testnet_orders_through_the_api(testnet_system: Api, binance_double, binance_account) -> None:
     api = testnet_system
     auth = await api.user("live@example.com")
     r = await api.client.put(

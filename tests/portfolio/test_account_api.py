@@ -70,13 +70,13 @@ async def trade(api: Api, seller: dict, buyer: dict, price: str, qty: str = "0.1
 async def equity(api: Api, auth: dict, **params: Any) -> dict:
     r = await api.client.get("/api/equity", headers=auth, params=params)
     assert r.status_code == 200, r.text
-    return r.json()  # type: ignore[no-any-return]
+    return r.json()
 
 
 def problem(r: Any, status: int) -> dict:
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
-    return r.json()  # type: ignore[no-any-return]
+    return r.json()
 
 
 async def test_equity_snapshots_at_the_interval_and_after_each_fill(api: Api) -> None:
@@ -89,7 +89,7 @@ async def test_equity_snapshots_at_the_interval_and_after_each_fill(api: Api) ->
     async def fill_point() -> dict:
         points = [p for p in (await equity(api, buyer))["points"] if p["reason"] == "fill"]
         assert points, "no snapshot after the fill yet"
-        return points[-1]  # type: ignore[no-any-return]
+        return points[-1]
 
     filled = await eventually(fill_point)
     assert filled["equity"] == "59995"
@@ -210,7 +210,7 @@ async def test_history_filters_paging_and_csv_equal_to_the_json(api: Api) -> Non
     async def orders(**params: Any) -> dict:
         r = await api.client.get("/api/history/orders", headers=buyer, params=params)
         assert r.status_code == 200, r.text
-        return r.json()  # type: ignore[no-any-return]
+        return r.json()
 
     everything = (await orders())["items"]
     assert len(everything) == 5 and all(o["side"] == "BUY" for o in everything)
@@ -243,7 +243,7 @@ async def test_history_filters_paging_and_csv_equal_to_the_json(api: Api) -> Non
     async def trades(auth: dict, **params: Any) -> dict:
         r = await api.client.get("/api/history/trades", headers=auth, params=params)
         assert r.status_code == 200, r.text
-        return r.json()  # type: ignore[no-any-return]
+        return r.json()
 
     fills = (await trades(buyer))["items"]
     assert [f["price"] for f in fills] == ["50200", "50100", "50000"]
@@ -290,7 +290,7 @@ async def test_ticket_figures_come_from_the_ledger_rules_and_fee_schedule(api: A
             await api.client.get("/api/ticket", headers=buyer, params={"symbol": "BTCUSDT", "side": "BUY"})
         ).json()
         assert t["best_ask"] == "50000"
-        return t  # type: ignore[no-any-return]
+        return t
 
     await eventually(with_ask)
     sell = (

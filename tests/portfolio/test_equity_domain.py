@@ -114,4 +114,4 @@ def test_the_days_add_up_to_the_positions_realized_pnl_and_fees(specs: list[tupl
     )
     assert sum((d.fees for d in days), Decimal(0)) == sum((f.fee for f in fills), Decimal(0))
     assert sum(d.trades for d in days) == len(fills)
-    assert [d.day for d in days] == sorted({f.ts.date() for f in fills if f.ts})  # type: ignore[union-attr]
+    assert [d.day for d in days] == sorted({f.ts.date() for f in fills if f.ts})

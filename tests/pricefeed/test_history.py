@@ -160,7 +160,7 @@ async def test_backfill_stores_history_keeps_what_is_stored_and_carries_on_the_r
     assert stored_day.open == day.open and stored_day.close == D("64000")
 
 
-async def test_sources_without_history_start_empty(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_sources_without_history_start_empty(tmp_path) -> None:
     path = tmp_path / "r.csv"
     path.write_text("2026-01-01T00:00:00Z,BTCUSDT,100\n")
     store = InMemoryCandleStore()

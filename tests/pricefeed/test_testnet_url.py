@@ -17,7 +17,7 @@ async def _api_root(src: object) -> str:
         ccxt_client = getattr(client, "client", client)
         return str(ccxt_client.urls["api"]["public"])
     finally:
-        await client.close()  # type: ignore[attr-defined]
+        await client.close()
 
 
 async def test_the_environment_is_not_read_behind_the_settings_back(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -79,7 +79,7 @@ async def run_report(api: Api, auth: dict[str, str]) -> dict[str, Any]:
         assert body["status"] != "failed", body["error"]
         return body if body["status"] == "done" else None
 
-    return await eventually(done, timeout=20)  # type: ignore[no-any-return]
+    return await eventually(done, timeout=20)
 
 
 def kinds(report: dict[str, Any]) -> dict[str, int]:

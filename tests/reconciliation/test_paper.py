@@ -35,7 +35,7 @@ async def order(api: Api, auth: dict[str, str], **body: Any) -> str:
 
 async def status_is(api: Api, auth: dict[str, str], order_id: str, status: str) -> dict[str, Any] | None:
     o = (await api.client.get(f"/api/orders/{order_id}", headers=auth)).json()
-    return o if o["status"] == status else None  # type: ignore[no-any-return]
+    return o if o["status"] == status else None
 
 
 async def trade(api: Api) -> dict[str, Any]:

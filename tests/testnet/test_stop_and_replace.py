@@ -21,7 +21,7 @@ def live(h: Harness, account: Account) -> list[str]:
     return sorted(o.client_order_id for o in h.double.state.orders(account.api_key) if o.is_open)
 
 
-def with_stop(o, stop: str):  # type: ignore[no-untyped-def]
+def with_stop(o, stop: str):
     return replace(o, stop_price=D(stop))
 
 

@@ -101,7 +101,7 @@ def order(
     )
 
 
-def one_change(result: VenueResult, order_id: str):  # type: ignore[no-untyped-def]
+def one_change(result: VenueResult, order_id: str):
     [change] = [c for c in result.changes if c.order_id == order_id]
     return change
 
