@@ -6,12 +6,9 @@ position again from all its fills in time order."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
-import pytest
 from sqlmodel import select
 
 from execution.engine import apply_result
@@ -19,21 +16,10 @@ from execution.venues.base import FillReport, OrderChange, VenueResult
 from reconciliation.paper import check_positions
 from shared.clock import SystemClock
 from shared.db import create_engine, session_factory, unit_of_work
-from shared.migrate import upgrade
 from shared.models import Order, Position, User
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 QTY = Decimal("0.001")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def db_url(request: pytest.FixtureRequest, tmp_path: Path, pg_url: str) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'tb.db'}"
-        await upgrade(url)
-        yield url
-    else:
-        yield pg_url
 
 
 def _order(oid: str, side: str) -> Order:

@@ -7,12 +7,9 @@ then marked the order FILLED without its fill. Both results must apply: the seco
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 
-import pytest
 from sqlalchemy import text
 from sqlmodel import select
 
@@ -20,21 +17,10 @@ from execution.engine import apply_result
 from execution.venues.base import FillReport, OrderChange, VenueResult
 from shared.clock import SystemClock
 from shared.db import create_engine, session_factory, unit_of_work
-from shared.migrate import upgrade
 from shared.models import Fill, Order, Position, User
 from tests.support.eventually import eventually
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def db_url(request: pytest.FixtureRequest, tmp_path: Path, pg_url: str) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'tb.db'}"
-        await upgrade(url)
-        yield url
-    else:
-        yield pg_url
 
 
 def _order(oid: str) -> Order:
