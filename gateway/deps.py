@@ -6,8 +6,9 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Annotated, Any, Protocol, cast
 
 from asgi_correlation_id import correlation_id
@@ -37,6 +38,24 @@ from shared.ratelimit import Admission, LoginThrottle, RateLimiter
 from shared.security.crypto import KeyRing
 from shared.security.tokens import TokenService
 from shared.settings import Settings
+
+
+class QuoteResult(Protocol):
+    """What a depth walk says an order would fill at now (within the market protection band)."""
+
+    @property
+    def fillable_quantity(self) -> Decimal: ...
+
+    @property
+    def avg_price(self) -> Decimal | None: ...
+
+    @property
+    def worst_price(self) -> Decimal | None: ...
+
+
+# (depth levels best first as (price, quantity), the market's rules, side, quantity) -> the quote: the paper
+# exchange's own walk (execution.paper.quote.quote_levels), handed over by the composition root.
+Quoter = Callable[[list[tuple[Decimal, Decimal]], MarketRules, str, Decimal], QuoteResult]
 
 
 class TestnetBalances(Protocol):
@@ -74,6 +93,7 @@ class GatewayParts:
     reconciler: Reconciler
     repairs: RepairPort  # the execution engine's port, for reconciliation repairs
     testnet_markets: TestnetMarkets  # the testnet's own rules for its orders, read from the exchange
+    quote: Quoter  # walks a depth snapshot as the paper exchange would fill an order
     # users whose paper account is known funded (committed): their orders skip the funding statement
     paper_funded: set[str] = field(default_factory=set)
 

@@ -21,6 +21,7 @@ from events.app import EventsParts
 from events.binance_ws import BinanceWsParts
 from execution.engine import EnginePort
 from execution.paper.ledger import FeeSchedule
+from execution.paper.quote import quote_levels
 from execution.paper.rules import MarketRules, build_rules
 from execution.parts import ExecutionParts
 from gateway.deps import GatewayParts, TestnetBalances
@@ -291,6 +292,7 @@ def gateway_parts(shared: SharedParts, testnet_balances: TestnetBalances, recon:
             shared.clock,
             refresh_s=s.testnet_markets_refresh_s,
         ),
+        quote=quote_levels,
     )
 
 

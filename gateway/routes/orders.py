@@ -9,7 +9,6 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from execution.paper.quote import quote_levels
 from gateway.deps import CurrentTrader, GatewayParts, PartsDep, PlacementLink, PlacingTrader, SessionDep
 from gateway.problems import AUTHENTICATED, WITH_BODY, problem_responses
 from gateway.routes.markets import OPTIONAL_AUTH, VenueDep
@@ -113,7 +112,7 @@ async def quote(body: QuoteIn, rt: PartsDep, venue: VenueDep) -> QuoteOut:
     rules.qty_to_lots(body.quantity)
     depth = await rt.market_data.get("depth", rules.symbol, venue=venue) or {}
     levels = depth.get("asks" if body.side == "BUY" else "bids") or []
-    q = quote_levels([(Decimal(str(p)), Decimal(str(s))) for p, s in levels], rules, body.side, body.quantity)
+    q = rt.quote([(Decimal(str(p)), Decimal(str(s))) for p, s in levels], rules, body.side, body.quantity)
     return QuoteOut(
         symbol=rules.symbol,
         side=body.side,
