@@ -314,11 +314,9 @@ async def workload(run: Run, http: httpx.AsyncClient) -> tuple[float, float]:
         if local.random() < args.resend_share:  # the client never saw the answer: sends it again
             run.duplicates_sent += 1
             again = await post_order(run, http, user_ix, body, attempt0=i + 1)
-            if (
-                again is None
-                or again.status_code not in (200, 202)
-                or again.json()["order_id"] != acc.order_id
-            ):
+            if again is None:  # no answer within --retry-for: nothing learnt (counted, not a failure)
+                run.refused["resend: no answer"] += 1
+            elif again.status_code not in (200, 202) or again.json()["order_id"] != acc.order_id:
                 run.duplicate_answers_differ += 1
             if again is not None and again.status_code in (200, 202):
                 run.ids_by_client[coid].add(again.json()["order_id"])
