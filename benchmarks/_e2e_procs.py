@@ -107,7 +107,8 @@ class Child:
         stop_process(self.proc)
         self.proc = None
 
-    def wait_http(self, path: str = "/healthz", timeout: float = 60) -> None:
+    def wait_http(self, path: str = "/healthz", timeout: float = 300) -> None:
+        """Up to 5 minutes: on a loaded 2-core machine a process took over a minute to answer."""
         wait_http(
             self.port,
             alive=self.alive,

@@ -1015,6 +1015,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--loadgen-procs", type=int, default=1)
     ap.add_argument("--skip-bare", action="store_true", help="measure the durable floor only")
     ap.add_argument("--skip-embedded", action="store_true")
+    ap.add_argument(
+        "--ref",
+        type=float,
+        default=None,
+        help="use this R (orders/s) instead of measuring the floors: a partial run for working on one layout, "
+        "no summary (the targets are ratios to floors measured in the same run)",
+    )
+    ap.add_argument(
+        "--only", choices=("distributed", "embedded"), default=None, help="measure one layout (partial run)"
+    )
     ap.add_argument("--profile", type=Path, default=None, help="also py-spy every process at 0.2 R into DIR")
     ap.add_argument("--profile-top", type=int, default=15)
     ap.add_argument("--json", type=Path, default=None, help="also write the summary's figures to this file")
@@ -1034,6 +1044,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         print(f"setting up: database {bench.db.name}, private redis; logs in {bench.tmp}", flush=True)
         bench.start_base()
+        if args.ref is not None or args.only is not None:
+            partial(bench, args)
+            return
         floors = bench.floors()
         dist = bench.distributed(floors["ref"])
         dist["workers"] = args.workers
@@ -1044,6 +1057,19 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         bench.close()
         print(f"\ntotal run time {time.monotonic() - started:.0f} s", flush=True)
+
+
+def partial(bench: Bench, args: argparse.Namespace) -> None:
+    """`--ref`/`--only`: the floors (unless R is given) and one layout or both, without the summary's verdicts."""
+    ref = args.ref if args.ref is not None else bench.floors()["ref"]
+    result: dict[str, Any] = {"ref": ref}
+    if args.only in (None, "distributed"):
+        result["distributed"] = bench.distributed(ref)
+    if args.only in (None, "embedded") and not args.skip_embedded:
+        result["embedded"] = bench.embedded(ref)
+    print(f"\n  partial run (R = {ref:,.0f}/s{' given' if args.ref is not None else ''}): no summary")
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2, default=str))
 
 
 def _rates(csv: str) -> list[float]:
