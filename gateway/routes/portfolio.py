@@ -5,13 +5,14 @@ figures."""
 from __future__ import annotations
 
 import contextlib
+import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
 from sqlmodel import col, select
 
 from execution.store.ledger import SqlLedger
@@ -143,8 +144,26 @@ async def trades(
 
 # -- the account's pictures and history (issue #19) ----------------------------------------------------------
 
-SinceQuery = Annotated[datetime | None, Query(description="from this instant (inclusive), ISO 8601")]
-UntilQuery = Annotated[datetime | None, Query(description="before this instant (exclusive), ISO 8601")]
+_NUMBER = re.compile(r"\s*[-+]?[\d.]+(e[-+]?\d+)?\s*", re.I)
+
+
+def _iso_only(value: object) -> object:
+    """The OpenAPI says ISO 8601 (`date-time`, `date`); pydantic would also take a bare number as a Unix time."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        raise ValueError("an ISO 8601 time or day is expected, e.g. 2026-12-03T10:00:00Z or 2026-12-03")
+    return value
+
+
+SinceQuery = Annotated[
+    datetime | None,
+    BeforeValidator(_iso_only),
+    Query(description="from this instant (inclusive), ISO 8601"),
+]
+UntilQuery = Annotated[
+    datetime | None,
+    BeforeValidator(_iso_only),
+    Query(description="before this instant (exclusive), ISO 8601"),
+]
 SideQuery = Annotated[Literal["BUY", "SELL", "buy", "sell"] | None, Query()]
 FormatQuery = Annotated[
     Literal["json", "csv"], Query(description="csv: the same rows as the JSON page, as text/csv")
@@ -270,8 +289,12 @@ async def pnl_daily(
     user: CurrentUser,
     session: SessionDep,
     mode: ModeQuery = None,
-    since: Annotated[date | None, Query(description="first UTC day (inclusive)")] = None,
-    until: Annotated[date | None, Query(description="last UTC day (inclusive)")] = None,
+    since: Annotated[
+        date | None, BeforeValidator(_iso_only), Query(description="first UTC day (inclusive)")
+    ] = None,
+    until: Annotated[
+        date | None, BeforeValidator(_iso_only), Query(description="last UTC day (inclusive)")
+    ] = None,
 ) -> list[DayPnlOut]:
     """Realized PnL per UTC day (fees deducted), from the user's fills through the positions' own fold: the
     days add up to the positions' realized PnL. Days without fills are left out."""
