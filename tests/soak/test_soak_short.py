@@ -41,6 +41,7 @@ def private_servers() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # four services and two private servers start first: minutes on a busy machine
 def test_short_soak_keeps_streams_outbox_marks_and_connections_bounded(
     private_servers: None, tmp_path: Path
 ) -> None:
