@@ -30,6 +30,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("users") as batch:
+    # SQLite (3.35+) drops these plain columns in place: recreating `users` (batch mode's default) would run an
+    # implicit DELETE that every table referencing users refuses while foreign keys are on.
+    with op.batch_alter_table("users", recreate="never") as batch:
         batch.drop_column("last_login_at")
         batch.drop_column("locked_at")

@@ -46,9 +46,10 @@ def test_ids_strictly_increase_per_stream_whatever_the_clock_does(
     async def scenario() -> None:
         clock = ManualClock(START)
         bus = MemoryBus(clock=clock)
-        for step_ms, stream, mirror in steps:
+        for n, (step_ms, stream, mirror) in enumerate(steps):
             clock.advance(step_ms / 1000)
-            entry = await bus.publish(stream, {"s": stream}, mirror_to=mirror)
+            # each payload its own: a mirrored payload published again is appended once (MIRROR_ONCE_S)
+            entry = await bus.publish(stream, {"s": stream, "n": n}, mirror_to=mirror)
             if mirror is not None:
                 assert await bus.last_id(mirror) == entry
             assert await bus.last_id(stream) == entry
