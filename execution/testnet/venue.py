@@ -1117,10 +1117,11 @@ class TestnetVenue:
 
     # ------------------------------------------------------------------ balances
 
-    async def balances(self, user_id: str) -> list[dict[str, Any]]:
-        """`[{asset, free, locked, total}]` (Decimals) from the exchange, cached briefly, dropped after fills."""
+    async def balances(self, user_id: str, *, fresh: bool = False) -> list[dict[str, Any]]:
+        """`[{asset, free, locked, total}]` (Decimals) from the exchange, cached briefly (unless `fresh`),
+        dropped after fills and when a read fails: numbers the exchange can no longer confirm are not served."""
         cached = self._balances.get(user_id)
-        if cached is not None and cached[0] > self._now():
+        if not fresh and cached is not None and cached[0] > self._now():
             return cached[1]
         uc = await self._client(user_id, refresh_keys=False)
         if uc is None:
@@ -1128,6 +1129,7 @@ class TestnetVenue:
         try:
             found = await uc.session.balances()
         except ExchangeCallFailed as exc:
+            self._balances.pop(user_id, None)
             err = exc.error
             if err.kind in (ErrorKind.RATE_LIMITED, ErrorKind.BANNED):
                 raise Throttled(

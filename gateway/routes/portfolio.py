@@ -87,12 +87,15 @@ async def venue_status_(user: CurrentUser, rt: PartsDep, mode: ModeQuery = None)
     if mode != "testnet":
         return VenueStatusOut(mode="paper", reachable=True, last_reached_at=None, stream=None)
     reader = rt.testnet_balances
-    with contextlib.suppress(Unavailable, Throttled):  # the state is what we report; no keys stays a 409
-        await reader.balances(user.id)
     worker = venue_status.fresh(
         await rt.market_data.get(venue_status.KIND, venue_status.marker_key(user.id)), rt.clock.now()
     )
     seen = worker or {}
+    # The worker failed to reach it since it last did: read afresh rather than answer from the reader's cache
+    # (then `GET /api/balances` answers 503 too, not balances the exchange can no longer confirm).
+    fresh = (seen.get("last_failure_ms") or 0) > (seen.get("last_ok_ms") or 0)
+    with contextlib.suppress(Unavailable, Throttled):  # the state is what we report; no keys stays a 409
+        await reader.balances(user.id, fresh=fresh)
     ok = venue_status.latest(reader.reachability.last_ok_ms, seen.get("last_ok_ms"))
     failed = venue_status.latest(reader.reachability.last_failure_ms, seen.get("last_failure_ms"))
     return VenueStatusOut(
