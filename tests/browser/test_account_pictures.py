@@ -82,6 +82,15 @@ def test_ticket_shows_balance_cost_and_valid_percent_sizes(page: Any, system: Ru
     wait_for_liquidity(page)
     expect(page.locator("#ticket-available")).to_have_text("Available: 10000 USDT")
 
+    # selling with no BTC (before any buy, so no fill can race the check): the percent
+    # buttons say why in plain words instead of making a size
+    page.locator("#ticket-side-sell").check()
+    expect(page.locator("#ticket-available")).to_have_text("Available: 0 BTC")
+    page.locator("#ticket-pct-50").click()
+    expect(page.locator("#ticket-quantity-error")).to_contain_text("less than the smallest order")
+    page.locator("#ticket-side-buy").check()
+    expect(page.locator("#ticket-available")).to_have_text("Available: 10000 USDT")
+
     ask = page.locator(
         "#order-book .level-ask .px"
     ).last.inner_text()  # the best ask (the ladder ends with it)
@@ -119,12 +128,6 @@ def test_ticket_shows_balance_cost_and_valid_percent_sizes(page: Any, system: Ru
     assert_toast_covers_nothing(page)
     expect(page.locator("#ticket-available")).not_to_have_text("Available: 10000 USDT")
 
-    # selling with no BTC: the percent buttons say why in plain words instead of making a size
-    page.locator("#ticket-side-sell").check()
-    expect(page.locator("#ticket-available")).to_contain_text(" BTC")
-    if page.locator("#ticket-available").inner_text() == "Available: 0 BTC":
-        page.locator("#ticket-pct-50").click()
-        expect(page.locator("#ticket-quantity-error")).to_contain_text("less than the smallest order")
 
 
 def test_equity_curve_moves_after_a_fill(page: Any, system: RunningSystem) -> None:
