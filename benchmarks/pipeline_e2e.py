@@ -4,6 +4,7 @@ the same run, on the same machine, by the same load generator; prints every floo
     .venv/bin/python benchmarks/pipeline_e2e.py                       # the official run: a quiet machine
     .venv/bin/python benchmarks/pipeline_e2e.py --workers 2           # two execution processes
     .venv/bin/python benchmarks/pipeline_e2e.py --profile /tmp/prof   # + py-spy of every process at 0.2x
+    .venv/bin/python benchmarks/pipeline_e2e.py --only floors --skip-bare   # the durable floor alone (R)
     .venv/bin/python benchmarks/pipeline_e2e.py --floor-steps 20,40 --fractions 0.2,0.4 \\
         --gateway-fractions 0.7 --duration 2 --step-duration 2 --users 8 --connections 8   # smoke run
 
@@ -1023,7 +1024,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "no summary (the targets are ratios to floors measured in the same run)",
     )
     ap.add_argument(
-        "--only", choices=("distributed", "embedded"), default=None, help="measure one layout (partial run)"
+        "--only",
+        choices=("floors", "distributed", "embedded"),
+        default=None,
+        help="measure the floors alone, or one layout (partial run)",
     )
     ap.add_argument("--profile", type=Path, default=None, help="also py-spy every process at 0.2 R into DIR")
     ap.add_argument("--profile-top", type=int, default=15)
@@ -1061,8 +1065,11 @@ def main(argv: list[str] | None = None) -> None:
 
 def partial(bench: Bench, args: argparse.Namespace) -> None:
     """`--ref`/`--only`: the floors (unless R is given) and one layout or both, without the summary's verdicts."""
-    ref = args.ref if args.ref is not None else bench.floors()["ref"]
+    floors = bench.floors() if args.ref is None else None
+    ref = args.ref if floors is None else floors["ref"]
     result: dict[str, Any] = {"ref": ref}
+    if floors is not None:
+        result["floors"] = {k: v for k, v in floors.items() if k.endswith("rate") or k == "ref"}
     if args.only in (None, "distributed"):
         result["distributed"] = bench.distributed(ref)
     if args.only in (None, "embedded") and not args.skip_embedded:
