@@ -45,6 +45,22 @@ except ImportError:  # pragma: no cover - redis is a project dependency
     pass
 
 
+class _MemoryStorage(MemoryStorage):
+    """The library's process-memory store with a ``clear`` that cannot break its expiry task.
+
+    limits (5.8.0, its latest release) expires moving-window entries in a background task that lists the keys,
+    then awaits a thread per key and reads ``events[key]``; its ``clear`` deletes ``events[key]`` meanwhile, so
+    the task dies with a ``KeyError`` ("Task exception was never retrieved" in the log) whenever a login clears
+    a key (``LoginThrottle.succeeded``) during a sweep. Emptying the key instead leaves the deletion to that task.
+    """
+
+    async def clear(self, key: str) -> None:
+        if key in self.events:
+            self.events[key] = []
+        self.storage.pop(key, None)
+        self.expirations.pop(key, None)
+
+
 @functools.lru_cache(maxsize=256)
 def parse_rule(rule: str) -> RateLimitItem:
     """``"5/minute"``, ``"10 per second"``, ``"100/5 minutes"``...; a bad rule is a ValueError."""
@@ -82,7 +98,7 @@ class RateLimiter:
         self._down_until = -math.inf
         self._storage: Storage
         if redis_url is None:
-            self._storage = MemoryStorage()
+            self._storage = _MemoryStorage()
         else:
             self._storage = RedisStorage(
                 _storage_uri(redis_url),
