@@ -9,7 +9,10 @@ serves it with `?venue=testnet` (the default for a testnet-mode user), the event
 
 Each (symbol, stream) has its own loop: wait for the next stream update and publish it; on a failure, log it
 (a warning the first time), fetch the same data once over REST and publish that (`"source": "rest"`), wait
-`fallback_poll_s`, and try the stream again (ccxt.pro reconnects and resyncs the book).
+`fallback_poll_s`, and try the stream again (ccxt.pro reconnects and resyncs the book). While REST fails too
+(no route to the testnet), the wait doubles per failure up to `unreachable_max_s`: 27 loops retrying every
+2 s kept ccxt's throttler (a 1 ms sleep loop while requests queue) and the DNS resolver busy in an offline
+`tradebridge up` (issue #16: most of its idle CPU).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from shared.amounts import plain
 from shared.candles import CANDLE_INTERVAL_MS
 from shared.clock import Clock
 from shared.marketdata import MarketData
+from shared.retry import Backoff
 from shared.streams import (
     MARKET_CANDLES,
     MARKET_DEPTH,
@@ -92,6 +96,7 @@ class TestnetMarketFeed:
         clock: Clock,
         book_levels: int = 50,
         fallback_poll_s: float = 2.0,
+        unreachable_max_s: float = 60.0,
     ) -> None:
         self.streams = streams
         self.symbols = list(symbols)
@@ -100,6 +105,10 @@ class TestnetMarketFeed:
         self.clock = clock
         self.book_levels = book_levels
         self.fallback_poll_s = fallback_poll_s
+        # The wait after the n-th failure in a row of the stream and REST both (REST working: fallback_poll_s).
+        self.unreachable = Backoff(
+            base=fallback_poll_s, factor=2.0, cap=max(unreachable_max_s, fallback_poll_s), jitter=0.25
+        )
         self.health = _Health()
         self._top: dict[str, _Top] = {s: _Top() for s in self.symbols}
         self._candles: dict[tuple[str, str], dict[int, Kline]] = {}
@@ -158,12 +167,18 @@ class TestnetMarketFeed:
     ) -> None:
         """The stream, with REST as the fallback (and as the first snapshot, so REST readers need not wait)."""
         key = (what, symbol)
-        with contextlib.suppress(Exception):
+        down = 0  # REST failures in a row (the stream failing too): the wait backs off
+        try:
             await first()
+        except Exception:
+            down = 1
         while not self.streams.streaming:  # no WebSocket configured (BINANCE_TESTNET_WS_URL empty): REST only
-            await asyncio.sleep(self.fallback_poll_s)
-            with contextlib.suppress(Exception):
+            await asyncio.sleep(self.unreachable.delay(down) if down else self.fallback_poll_s)
+            try:
                 await poll()
+                down = 0
+            except Exception:
+                down += 1
         while True:
             try:
                 await watch()
@@ -183,15 +198,17 @@ class TestnetMarketFeed:
                 try:
                     await poll()
                     self.health.rest_polls += 1
+                    down = 0
                 except asyncio.CancelledError:
                     raise
                 except Exception as rest_exc:
+                    down += 1
                     log.debug(
                         "testnet market REST fallback failed", stream=what, symbol=symbol, error=str(rest_exc)
                     )
                     if what == "ticker":
                         await self._mark_stale(symbol)
-                await asyncio.sleep(self.fallback_poll_s)
+                await asyncio.sleep(self.unreachable.delay(down) if down else self.fallback_poll_s)
                 continue
             if self.health.failures.pop(key, 0) and not self.health.failures:
                 log.info("testnet market streams recovered", stream=what, symbol=symbol)
