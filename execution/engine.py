@@ -15,13 +15,13 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from execution.store.ledger import BalanceView, SqlLedger, balance_payload
 from execution.venues.base import ExternalOrder, FillReport, OrderChange, VenueResult
 from shared.amounts import plain
 from shared.clock import Clock
 from shared.contracts import order_event_payload, position_payload
 from shared.db import upsert_insert
 from shared.ids import new_id
+from shared.ledger_store import BalanceView, SqlLedger, balance_payload
 from shared.metrics import ORDER_EVENTS
 from shared.models import Fill, Order, OrderEvent, Position
 from shared.orders import FINAL, IllegalTransition, Status, check_transition

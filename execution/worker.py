@@ -38,7 +38,6 @@ from execution.lease import LeaseConfig, PaperLease
 from execution.paper.exchange import Side
 from execution.paper.ledger import deposit_entry, release_entry
 from execution.parts import ExecutionParts
-from execution.store.ledger import SqlLedger
 from execution.venues.base import EMPTY, OrderChange, Venue, VenueOrder, VenueResult
 from execution.venues.paper import SYSTEM_PREFIX, PaperVenue
 from shared import liquidity
@@ -47,6 +46,7 @@ from shared.bus.base import BusMessage, BusUnavailable
 from shared.bus.consumer import GroupConsumer
 from shared.db import unit_of_work, upsert_insert
 from shared.ledger import EXTERNAL_ACCOUNT
+from shared.ledger_store import SqlLedger
 from shared.models import Balance, Fill, Order, ProcessedCommand
 from shared.orders import FINAL, Status
 from shared.outbox import publish_after_commit

@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from execution.paper.rules import MarketRules, RuleViolation
-from execution.store.ledger import SqlLedger
 from gateway.binance_api import render
 from gateway.binance_api.auth import WEIGHT_STATE, Call, public_call, signed_call
 from gateway.binance_api.errors import (
@@ -49,6 +48,7 @@ from gateway.services.orders import OrderService
 from shared.binance_compat import depth_update_id
 from shared.candles import CANDLE_INTERVAL_MS
 from shared.errors import DomainError
+from shared.ledger_store import SqlLedger
 from shared.models import CandleRow, Fill, Order, PaperAccount
 from shared.orders import FINAL, OPEN
 from shared.outbox import publish_after_commit

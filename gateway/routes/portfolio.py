@@ -15,7 +15,6 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, BeforeValidator
 from sqlmodel import col, select
 
-from execution.store.ledger import SqlLedger
 from gateway.deps import CurrentUser, PartsDep, SessionDep
 from gateway.problems import AUTHENTICATED, problem_responses
 from gateway.routes.orders import Orders
@@ -32,6 +31,7 @@ from gateway.services.portfolio import (
 from shared import venue_status
 from shared.contracts import position_payload
 from shared.errors import InvalidInput, Throttled, Unavailable
+from shared.ledger_store import SqlLedger
 from shared.models import Fill, PaperAccount, Position
 from shared.schemas.orders import BalanceOut, OrderOut, PositionOut, TradeOut
 from shared.schemas.portfolio import DayPnlOut, EquityOut, OrderHistoryPage, TicketOut, TradeHistoryPage

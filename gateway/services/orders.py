@@ -24,13 +24,13 @@ from execution.paper.ledger import (
     reserve_entry,
 )
 from execution.paper.rules import MarketRules, RuleViolation, normalize_symbol
-from execution.store.ledger import Movement, SqlLedger, balance_payload, pg_apply_ctes, pg_balance_payload
 from gateway.services.accounts import has_testnet_keys
 from shared.clock import Clock
 from shared.contracts import order_event_payload, order_out
 from shared.db import upsert_insert
 from shared.errors import Conflict, InvalidInput, NotFound, Throttled
 from shared.ids import new_id
+from shared.ledger_store import Movement, SqlLedger, balance_payload, pg_apply_ctes, pg_balance_payload
 from shared.marketdata import MarketData
 from shared.metrics import ORDERS_ACCEPTED
 from shared.models import Balance, Fill, Order, OrderEvent, PaperAccount

@@ -18,10 +18,10 @@ from execution.paper.ledger import (
     release_entry,
     reserve_entry,
 )
-from execution.store.ledger import SqlLedger
 from shared.clock import SystemClock
 from shared.db import create_engine, session_factory
 from shared.ledger import EXTERNAL_ACCOUNT
+from shared.ledger_store import SqlLedger
 from shared.models import LedgerPosting
 
 

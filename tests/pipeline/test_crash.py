@@ -16,9 +16,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from execution.store.ledger import SqlLedger
 from shared.clock import SystemClock
 from shared.db import create_engine, session_factory
+from shared.ledger_store import SqlLedger
 from shared.models import Balance, Fill, Order
 from shared.symbols import split_symbol
 from tests.support.eventually import eventually

@@ -8,7 +8,7 @@ from decimal import Decimal
 from sqlalchemy import func, select
 
 from execution.service import build_worker
-from execution.store.ledger import SqlLedger
+from shared.ledger_store import SqlLedger
 from shared.models import Fill, Order, ProcessedCommand
 from shared.streams import PAPER_COMMANDS
 from tests.pipeline.test_paper_orders import balances

@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from execution.paper.ledger import reserve_entry
-from execution.store.ledger import SqlLedger
 from shared.db import unit_of_work
+from shared.ledger_store import SqlLedger
 from shared.models import AuditLog, Fill, ProcessedCommand
 from shared.streams import order_command
 from tests.reconciliation.conftest import (
