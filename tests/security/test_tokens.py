@@ -224,3 +224,37 @@ def test_refresh_tokens() -> None:
     assert len(tokens) == 100
     assert hash_refresh_token(token + "x") != digest
     assert secrets.compare_digest(hash_refresh_token(token), digest)
+
+
+def test_a_verified_token_is_remembered_but_its_times_are_checked_at_every_use(
+    svc: TokenService, clock: ManualClock
+) -> None:
+    """The signature is verified once per token string (the second use does no JWT work); expiry, a future
+    iat and nbf still follow the clock at every use."""
+    token = svc.issue_access("user-1", "user").token
+    first = svc.decode_access(token)
+    assert svc.decode_access(token) is first  # remembered: the same claims, not decoded again
+    clock.advance(900 + 5)
+    assert_refused(svc, token)  # expired although remembered
+    now = int(clock.now().timestamp())
+    later = jwt.encode(claims(clock, nbf=now + 60), SECRET, algorithm="HS256")
+    assert_refused(svc, later)
+    assert_refused(svc, later)  # refused for its time, not served from memory
+    clock.advance(60)
+    assert svc.decode_access(later).sub == "user-1"  # valid once its time has come
+
+
+def test_only_verified_tokens_are_remembered_and_their_number_is_bounded(svc: TokenService) -> None:
+    token = svc.issue_access("user-1", "user").token
+    head, payload, sig = token.split(".")
+    mid = len(sig) // 2
+    forged = f"{head}.{payload}.{sig[:mid]}{'A' if sig[mid] != 'A' else 'B'}{sig[mid + 1 :]}"
+    for _ in range(2):
+        assert_refused(svc, forged)
+    assert forged not in svc._verified
+    tokens = [svc.issue_access(f"user-{i}", "user").token for i in range(4100)]
+    for t in tokens:
+        svc.decode_access(t)
+    assert len(svc._verified) == 4096
+    assert tokens[0] not in svc._verified and tokens[-1] in svc._verified
+    assert svc.decode_access(tokens[0]).sub == "user-0"  # forgotten, verified again
