@@ -126,9 +126,12 @@ class Connection:
     resuming: bool = False
     held: list[tuple[_Id, str]] = field(default_factory=list)  # live private events held during a replay
     live_since: _Id | None = None  # id of the first private event delivered live
+    last_sent: _Id | None = None  # highest private event id sent on this socket (live or replayed)
+    resumed_from: _Id | None = None  # the client's resume point: it holds every private event up to here
     hold_limit: int = 10_000
     sending_since: float | None = None  # loop time the current send started (None: not sending)
     pending: asyncio.Future[None] | None = None  # an eager send that suspended, being finished by a task
+    busy: bool = False  # the sender task holds a frame taken from the queue (nothing may overtake it)
 
     def request_close(self, code: int, reason: str) -> None:
         """Ask the socket's owner task to close with `code`; the first reason wins."""
@@ -142,6 +145,7 @@ class Connection:
             return
         if (
             self.pending is None
+            and not self.busy
             and self.sending_since is None
             and not len(self.outbox)
             and self._send_now(text)
@@ -169,18 +173,24 @@ class Connection:
         return True
 
     async def _finish(self, coro: Any, yielded: Any) -> None:
-        """Drive a send that suspended to completion, as a Task would."""
+        """Drive a send that suspended to completion, as a Task would: wait for the future it yielded (without
+        awaiting it: the coroutine's own await already marked it blocking, and awaiting it again raised
+        "await wasn't used with future", so every suspended send used to close its socket), then resume the
+        coroutine, which reads the future's outcome itself."""
         try:
             while True:
-                # Whatever the awaited future ends with, the coroutine itself re-raises it at its await.
-                with contextlib.suppress(BaseException):
-                    await yielded
+                if asyncio.isfuture(yielded):
+                    yielded._asyncio_future_blocking = False  # as Task.__step does
+                    await asyncio.wait([yielded])
+                else:  # a bare yield: one turn of the loop
+                    await asyncio.sleep(0)
                 yielded = coro.send(None)
         except StopIteration:
             WS_MESSAGES_SENT.inc()
         except Exception:
             self.request_close(p.CLOSE_SLOW_CONSUMER, "send failed")
         finally:
+            coro.close()
             self.sending_since = None
             self.pending = None
 
@@ -191,18 +201,32 @@ class Connection:
                 return
             self.held.append((event_id, text))
             return
+        self._send_live(event_id, text)
+
+    def _send_live(self, event_id: _Id, text: str) -> None:
+        """Send a live private event unless the client has it: the hub's reader runs behind the streams, so it
+        may route an event the replay already read from the user stream, or one at or before the point the
+        client resumed from (received from another instance). Live events arrive in id order, so any id at or
+        below the highest already sent (or the resume point) is one the client has."""
+        if (self.last_sent is not None and event_id <= self.last_sent) or (
+            self.resumed_from is not None and event_id <= self.resumed_from
+        ):
+            return
         if self.live_since is None:
             self.live_since = event_id
+        self.last_sent = event_id
         self.enqueue(text)
 
-    def finish_resume(self, last_replayed: _Id | None) -> None:
-        """Flush held live events newer than the replay and go live: synchronous, so nothing slips between."""
+    def finish_resume(self, last_replayed: _Id | None, *, resync: bool = False) -> None:
+        """Flush held live events newer than the replay and go live: synchronous, so nothing slips between.
+        After RESYNC_REQUIRED the client's resume point means nothing (it reads a snapshot instead)."""
+        if resync:
+            self.resumed_from = None
+        if last_replayed is not None and (self.last_sent is None or last_replayed > self.last_sent):
+            self.last_sent = last_replayed
         held, self.held = self.held, []
         for event_id, text in held:
-            if last_replayed is None or event_id > last_replayed:
-                if self.live_since is None:
-                    self.live_since = event_id
-                self.enqueue(text)
+            self._send_live(event_id, text)
         self.resuming = False
 
     async def run_sender(self) -> None:
@@ -213,12 +237,18 @@ class Connection:
         try:
             while self.close_code is None:
                 text = await self.outbox.get()
-                pending = self.pending
-                if pending is not None:  # an eager send suspended: it goes out first
-                    await pending
-                self.sending_since = loop.time()
-                await self.send(text)
-                self.sending_since = None
+                self.busy = True
+                try:
+                    pending = self.pending
+                    if pending is not None:  # an eager send suspended: it goes out first
+                        await pending
+                        if self.close_code is not None:
+                            return  # it failed: a frame sent after the lost one would be a gap
+                    self.sending_since = loop.time()
+                    await self.send(text)
+                    self.sending_since = None
+                finally:
+                    self.busy = False
                 sent += 1
                 if sent >= 100:
                     WS_MESSAGES_SENT.inc(sent)
@@ -342,6 +372,8 @@ class EventsHub:
             )
             return None
         conn.resuming = True
+        if conn.resumed_from is None or after > conn.resumed_from:
+            conn.resumed_from = after
         return self.resume(conn, after)
 
     def _subscribe(self, conn: Connection, raw: tuple[object, ...]) -> None:
@@ -413,7 +445,7 @@ class EventsHub:
                             {"last_event_id": format_id(after), "oldest_retained_id": oldest},
                         )
                     )
-                    conn.finish_resume(None)
+                    conn.finish_resume(None, resync=True)
                     return
                 done = len(page) < self.config.replay_page
                 for msg in page:
