@@ -146,32 +146,31 @@ def mark_payload(u: PositionUpdate) -> dict[str, Any]:
 
 
 class SqlCandleStore:
-    """Candles in the database. The open candle changes on every tick; it is written at most once per
-    `min_interval_s` per (symbol, interval), and always when it closes, so the database sees a few writes
-    per second instead of one per tick per interval."""
+    """Candles in the database. The open candles change on every tick and trade; they are kept here and
+    written together, at most once per `min_interval_s` (and whenever one closes), in one transaction with the
+    latest state of every candle changed since the last write. Per candle, throttled updates were dropped, and
+    each symbol's tick was its own transaction (issue #16: three transactions a second on an idle system)."""
 
     def __init__(self, rt: PricefeedParts, *, min_interval_s: float = 1.0) -> None:
         self.rt = rt
         self.min_interval_s = min_interval_s
-        self._last_write: dict[tuple[str, str, object], float] = {}
+        self._dirty: dict[tuple[str, str, object], Candle] = {}  # changed since the last write
+        self._written_at = float("-inf")
 
     async def upsert(self, candle: Candle) -> None:
         await self.upsert_many([candle])
 
     async def upsert_many(self, candles: Sequence[Candle]) -> None:
-        """One transaction for what a tick changed (a candle per interval), throttled per candle."""
-        now = self.rt.clock.monotonic()
-        due = []
+        """Note what a tick or trade changed; write everything noted once the interval passed or one closed."""
         for candle in candles:
-            key = (candle.symbol, str(candle.interval), candle.start)
-            if not candle.closed and now - self._last_write.get(key, float("-inf")) < self.min_interval_s:
-                continue
-            self._last_write[key] = now
-            if candle.closed:
-                self._last_write.pop(key, None)
-            due.append(_row(candle))
-        if not due:
+            self._dirty[(candle.symbol, str(candle.interval), candle.start)] = candle
+        now = self.rt.clock.monotonic()
+        if not self._dirty or (
+            now - self._written_at < self.min_interval_s and not any(c.closed for c in candles)
+        ):
             return
+        due, self._dirty = self._dirty, {}
+        self._written_at = now
         stmt = upsert_insert(self.rt.engine.dialect.name)(CandleRow)
         stmt = stmt.on_conflict_do_update(
             index_elements=["symbol", "interval", "start"],
@@ -180,8 +179,13 @@ class SqlCandleStore:
                 for k in ("open", "high", "low", "close", "volume", "trade_count", "closed")
             },
         )
-        async with unit_of_work(self.rt.sessions) as session:
-            await session.execute(stmt, due)
+        try:
+            async with unit_of_work(self.rt.sessions) as session:
+                await session.execute(stmt, [_row(c) for c in due.values()])
+        except BaseException:
+            for key, candle in due.items():  # not written: the next write takes them, unless superseded
+                self._dirty.setdefault(key, candle)
+            raise
 
     async def insert_missing(self, candles: Sequence[Candle]) -> None:
         if not candles:

@@ -37,3 +37,28 @@ async def test_open_candle_writes_are_throttled_and_closes_always_land(tmp_path:
         rows = await stored()
         assert [(c["close"], c["closed"]) for c in rows] == [("104", True)]
         assert rows[0]["low"] == "99" and rows[0]["high"] == "105" and rows[0]["volume"] == "2"
+
+
+async def test_open_candles_are_written_together_and_a_throttled_update_is_not_lost(tmp_path: Path) -> None:
+    """Issue #16: one write per interval for every candle changed since the last (not a transaction per
+    symbol's tick), and the latest state of a candle updated within the interval goes with the next write."""
+    clock = ManualClock(datetime(2026, 1, 1, 12, 0, 30, tzinfo=UTC))
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}", symbols_csv="BTCUSDT,ETHUSDT")
+    async with running_api(settings, clock=clock, migrate=True) as api:
+        store = SqlCandleStore(api.parts)
+        start = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+        def candle(symbol: str, close: str) -> Candle:
+            return Candle(symbol, Interval.M1, start, D("100"), D("105"), D("99"), D(close), D("2"), 3, False)
+
+        async def close_of(symbol: str) -> str | None:
+            rows = (await api.client.get(f"/api/markets/{symbol}/candles?interval=1m")).json()
+            return rows[-1]["close"] if rows else None
+
+        await store.upsert(candle("BTCUSDT", "101"))
+        await store.upsert(candle("ETHUSDT", "201"))  # within the interval: noted, not written yet
+        await store.upsert(candle("BTCUSDT", "102"))
+        assert (await close_of("BTCUSDT"), await close_of("ETHUSDT")) == ("101", None)
+        clock.advance(1.1)
+        await store.upsert(candle("ETHUSDT", "202"))  # one write: both symbols' latest
+        assert (await close_of("BTCUSDT"), await close_of("ETHUSDT")) == ("102", "202")
