@@ -11,6 +11,8 @@ Why it is shaped like this:
   in the same synchronous step that switches the connection back to live (no await in between, so nothing can
   slip through). Private events already sent live before the resume bound the replay from above.
 - Stream ids are global (the same in every events process), so a client may resume on any instance.
+- A user locked by an admin (`USER_LOCKED` on `users.events`) is signed out at once: their sockets close with
+  4401 "signed out", and tokens issued before the lock are refused here for as long as one can live.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import structlog
@@ -30,7 +33,7 @@ from shared.bus import Bus, BusMessage, InvalidStreamId, format_id, parse_id
 from shared.clock import Clock
 from shared.metrics import WS_CONNECTIONS
 from shared.retry import Backoff, retry
-from shared.streams import PRIVATE_EVENTS, PUBLIC_STREAMS, user_stream
+from shared.streams import PRIVATE_EVENTS, PUBLIC_STREAMS, USER_EVENTS, USER_LOCKED, user_stream
 
 log = structlog.get_logger(__name__)
 # A failed bus read is retried after 0.05 s, doubling to 2 s, until the bus answers again.
@@ -53,6 +56,7 @@ class HubConfig:
     max_connections_per_user: int = 32  # sockets one user may hold in this process (past it: 4429)
     max_message_bytes: int = 64 * 1024  # largest client message parsed (past it: 1009)
     auth_timeout_s: float = 5.0  # deadline for `{"op": "auth"}` on a socket that brought no token
+    signed_out_memory_s: float = 86_400.0  # a lock refuses older tokens this long (at least an access TTL)
 
     def __post_init__(self) -> None:
         if self.queue_size < 2 or self.send_timeout_s <= 0 or self.replay_page < 1:
@@ -274,12 +278,13 @@ class EventsHub:
         self._task: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self.slow_consumer_drops = 0
+        self._locked: dict[str, datetime] = {}  # user -> when an admin locked them (tokens before: refused)
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Pin the read position to "now" before returning, so every event published after start is delivered."""
-        for stream in (PRIVATE_EVENTS, *PUBLIC_STREAMS):
+        for stream in (PRIVATE_EVENTS, USER_EVENTS, *PUBLIC_STREAMS):
             self._cursors[stream] = await self.bus.last_id(stream) or "0-0"
         self._task = asyncio.create_task(self._read_loop(), name="events-hub-reader")
         self._watchdog = asyncio.create_task(self._watch_sends(), name="events-hub-watchdog")
@@ -515,6 +520,8 @@ class EventsHub:
             try:
                 if msg.stream == PRIVATE_EVENTS:
                     self._route_private(msg)
+                elif msg.stream == USER_EVENTS:
+                    self._user_event(msg)
                 else:
                     self._route_public(msg)
             except Exception:  # one malformed entry must not stop the feed for everyone
@@ -531,6 +538,26 @@ class EventsHub:
         event_id = parse_id(msg.id)
         for conn in list(conns):
             conn.deliver_private(event_id, text)
+
+    def _user_event(self, msg: BusMessage) -> None:
+        if msg.data.get("type") == USER_LOCKED and isinstance(msg.data.get("user_id"), str):
+            self.sign_out(msg.data["user_id"], datetime.fromisoformat(msg.data["ts"]))
+
+    def sign_out(self, user_id: str, locked_at: datetime) -> None:
+        """Close the user's sockets with 4401 (the web app's refresh then fails: it shows the login) and refuse
+        their tokens issued until `locked_at`; the gateway has revoked their refresh tokens already."""
+        horizon = self.clock.now() - timedelta(seconds=self.config.signed_out_memory_s)
+        for user, at in list(self._locked.items()):
+            if at < horizon:
+                del self._locked[user]
+        self._locked[user_id] = max(locked_at, self._locked.get(user_id, locked_at))
+        for conn in list(self._by_user.get(user_id, ())):
+            conn.request_close(p.CLOSE_UNAUTHORIZED, "signed out")
+
+    def signed_out(self, user_id: str, issued_at: datetime) -> bool:
+        """Whether a token of `user_id` issued at `issued_at` predates a lock this process has seen."""
+        locked_at = self._locked.get(user_id)
+        return locked_at is not None and issued_at <= locked_at
 
     def _route_public(self, msg: BusMessage) -> None:
         found = p.public_channel_of(msg.stream, msg.data)

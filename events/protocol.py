@@ -8,7 +8,8 @@ The header, subprotocol and message ways keep the token out of URLs, which proxi
 
 Close codes (documented for API clients):
 - 4401 unauthorized: missing, bad or expired token (or no auth message in time, or another message first), or
-  the token expired while connected;
+  the token expired while connected, or "signed out": an admin locked the user (tokens issued before the lock
+  are refused from then on);
 - 4429 too many connections: the user already holds the maximum number of sockets on this server process;
 - 1009 message too big: a client message over the size limit (it is not parsed);
 - 4008 slow consumer: the client did not read fast enough (its outgoing queue overflowed or a send timed out);

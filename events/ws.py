@@ -119,6 +119,9 @@ def _text_sender(ws: WebSocket) -> Callable[[str], Awaitable[None]]:
 async def serve_connection(
     ws: WebSocket, hub: EventsHub, claims: AccessClaims, *, acknowledge_auth: bool = False
 ) -> None:
+    if hub.signed_out(claims.sub, claims.iat):
+        await _close(ws, p.CLOSE_UNAUTHORIZED, "signed out")
+        return
     try:
         conn = hub.connect(claims.sub, _text_sender(ws))
     except TooManyConnections:

@@ -24,6 +24,10 @@ USER_STREAM_PREFIX: Final = "events.user."
 # Stored, rotated or deleted exchange keys ({"user_id"}), announced by the gateway after the commit (outbox):
 # every execution process tails it, so a user's data stream starts (or stops) with their keys, not their orders.
 TESTNET_KEYS: Final = "testnet.keys"
+# Account events every events process tails ({"type", "user_id", "ts"}), announced by the gateway after the
+# commit (outbox): USER_LOCKED closes the user's open sockets at once rather than when their token expires.
+USER_EVENTS: Final = "users.events"
+USER_LOCKED: Final = "USER_LOCKED"
 
 MARKET_TICKER: Final = "market.ticker"
 MARKET_DEPTH: Final = "market.depth"
@@ -53,6 +57,7 @@ RETENTION: Final[dict[str, int | None]] = {
     USER_STREAM_PREFIX + "*": 10_000,
     "market.*": 20_000,
     TESTNET_KEYS: 10_000,
+    USER_EVENTS: 10_000,
 }
 
 

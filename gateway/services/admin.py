@@ -2,7 +2,9 @@
 
 Locking sets ``users.is_active`` false, which every way in already refuses (password login, refresh, bearer
 tokens, Binance-compatible API keys), keeps the time in ``locked_at``, and revokes the user's refresh tokens so
-unlocking does not bring old sessions back. The service flushes; the request owns the transaction."""
+unlocking does not bring old sessions back, and announces the lock on the bus (``USER_EVENTS``, through the
+outbox, so only once committed): every events process closes the user's open sockets then, instead of when
+their access token expires. The service flushes; the request owns the transaction."""
 
 from __future__ import annotations
 
@@ -19,7 +21,9 @@ from shared.clock import Clock
 from shared.credentials import TESTNET_EXCHANGE
 from shared.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from shared.models import AuditLog, ExchangeCredential, RefreshToken, User
+from shared.outbox import add_outbox
 from shared.schemas.admin import AdminUserOut, AuditEntryOut
+from shared.streams import USER_EVENTS, USER_LOCKED
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +145,12 @@ class AdminService:
                 .values(revoked_at=now)
             )
             revoked = int(result.rowcount)  # type: ignore[attr-defined]
+            add_outbox(
+                self.session,
+                USER_EVENTS,
+                {"type": USER_LOCKED, "user_id": user.id, "ts": now.isoformat()},
+                now=now,
+            )
         await self.auditor.record(
             self.session,
             "admin.user_lock" if locked else "admin.user_unlock",
