@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Annotated, Any, Protocol, cast
@@ -22,7 +23,6 @@ from execution.paper.rules import MarketRules
 from gateway.services.accounts import AccountService
 from gateway.services.audit import Auditor
 from gateway.services.keys import KeyService
-from gateway.services.orders import Autocommit
 from gateway.services.testnet_markets import TestnetMarkets
 from reconciliation import Reconciler
 from reconciliation.repair import RepairPort
@@ -117,12 +117,16 @@ async def get_settings(rt: PartsDep) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-async def client_address(request: Request, rt: PartsDep) -> str:
+def _client_address(request: Request, rt: GatewayParts) -> str:
     if rt.settings.trusted_proxies:
         forwarded = request.headers.get("x-forwarded-for")
         if forwarded:
             return forwarded.split(",")[0].strip()
     return request.client.host if request.client else "unknown"
+
+
+async def client_address(request: Request, rt: PartsDep) -> str:
+    return _client_address(request, rt)
 
 
 ClientAddress = Annotated[str, Depends(client_address)]
@@ -135,19 +139,11 @@ async def get_auditor(rt: PartsDep, address: ClientAddress) -> Auditor:
 AuditorDep = Annotated[Auditor, Depends(get_auditor)]
 
 
-async def get_session(request: Request, rt: PartsDep, auditor: AuditorDep) -> AsyncIterator[AsyncSession]:
-    """The request's unit of work: committed before the response is sent (scope="function"), or rolled back.
-
-    GET requests read: on SQLite their transaction begins deferred, so a slow GET (one that waits on the
-    exchange, say) never holds the single write lock. They write nothing in it (upgrading it to a writer fails
-    with "database is locked" while anyone else writes): an audit row a read records is written once its
-    transaction has ended, in a short one of its own (see ``gateway.services.audit``).
-
-    A write's outbox rows are published right after its commit (``shared.outbox.publish_after_commit``).
-
-    A ``DomainError`` raised with ``commit=True`` still commits (then renders as usual): a refusal whose record
-    must persist is written in this one transaction, never in a second one that would wait on this one's lock."""
-    reads = request.method in ("GET", "HEAD")
+@asynccontextmanager
+async def request_transaction(
+    rt: GatewayParts, *, reads: bool, auditor: Auditor | None = None
+) -> AsyncIterator[AsyncSession]:
+    """The request's unit of work (``get_session``; the order placement's one dependency enters it itself)."""
     factory = rt.read_sessions if reads else rt.sessions
     kept: DomainError | None = None
     async with factory() as session, session.begin():
@@ -162,15 +158,33 @@ async def get_session(request: Request, rt: PartsDep, auditor: AuditorDep) -> As
     if not reads:
         # At once, before anything else commits: the bus sees each user's requests in the order they committed.
         rt.relay.after_commit(session)
-    await auditor.write_after_read(rt.sessions)
+    if auditor is not None:
+        await auditor.write_after_read(rt.sessions)
     if kept is not None:
         raise kept
+
+
+async def get_session(request: Request, rt: PartsDep, auditor: AuditorDep) -> AsyncIterator[AsyncSession]:
+    """The request's unit of work: committed before the response is sent (scope="function"), or rolled back.
+
+    GET requests read: on SQLite their transaction begins deferred, so a slow GET (one that waits on the
+    exchange, say) never holds the single write lock. They write nothing in it (upgrading it to a writer fails
+    with "database is locked" while anyone else writes): an audit row a read records is written once its
+    transaction has ended, in a short one of its own (see ``gateway.services.audit``).
+
+    A write's outbox rows are published right after its commit (``shared.outbox.publish_after_commit``).
+
+    A ``DomainError`` raised with ``commit=True`` still commits (then renders as usual): a refusal whose record
+    must persist is written in this one transaction, never in a second one that would wait on this one's lock."""
+    async with request_transaction(rt, reads=request.method in ("GET", "HEAD"), auditor=auditor) as session:
+        yield session
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from /auth/login")
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
 def _token_subject(rt: GatewayParts, creds: HTTPAuthorizationCredentials | None) -> str:
@@ -232,12 +246,13 @@ async def current_trader(
 ) -> Trader:
     """``current_user`` without the ORM: one Core row read (no identity map, no instance state) on the order
     routes, the busiest of the API; the same checks and the same 401s."""
-    return await _read_trader(session, rt, creds)
+    return await read_trader(session, rt, creds)
 
 
-async def _read_trader(
+async def read_trader(
     on: AsyncSession | AsyncConnection, rt: GatewayParts, creds: HTTPAuthorizationCredentials | None
 ) -> Trader:
+    """The bearer token's active user as a ``Trader``, read on ``on``; else ``Unauthorized``."""
     row = (await on.execute(_trader_statement(), {"uid": _token_subject(rt, creds)})).first()
     if row is None:
         raise Unauthorized()
@@ -245,36 +260,6 @@ async def _read_trader(
 
 
 CurrentTrader = Annotated[Trader, Depends(current_trader)]
-
-
-async def placement_link(rt: PartsDep) -> AsyncIterator[Autocommit | None]:
-    """PostgreSQL: the placement's autocommit connection (``gateway.services.orders.Autocommit``), for its
-    user read and (a funded user's paper order) its one-statement acceptance, which needs no transaction
-    around it: no BEGIN and COMMIT round trips. None on SQLite, where a writer takes the write lock at BEGIN."""
-    if rt.settings.is_sqlite:
-        yield None
-        return
-    link = Autocommit(rt.engine)
-    try:
-        yield link
-    finally:
-        await link.release()
-
-
-PlacementLink = Annotated[Autocommit | None, Depends(placement_link, scope="function")]
-
-
-async def placing_trader(
-    rt: PartsDep,
-    session: SessionDep,
-    link: PlacementLink,
-    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Trader:
-    """``current_trader`` for placements: read on the placement's autocommit connection where there is one."""
-    return await _read_trader(await link.connection() if link is not None else session, rt, creds)
-
-
-PlacingTrader = Annotated[Trader, Depends(placing_trader)]
 
 
 async def current_admin(user: CurrentUser) -> User:
