@@ -29,7 +29,7 @@ import structlog
 
 from events import protocol as p
 from events.metrics import WS_BUS_ERRORS, WS_DISCONNECTS, WS_MESSAGES_SENT, WS_RESUMES
-from shared.bus import Bus, BusMessage, InvalidStreamId, format_id, parse_id
+from shared.bus import Bus, BusMessage, BusUnavailable, InvalidStreamId, format_id, parse_id
 from shared.clock import Clock
 from shared.metrics import WS_CONNECTIONS
 from shared.retry import Backoff, retry
@@ -283,9 +283,27 @@ class EventsHub:
     # -- lifecycle --------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Pin the read position to "now" before returning, so every event published after start is delivered."""
-        for stream in (PRIVATE_EVENTS, USER_EVENTS, *PUBLIC_STREAMS):
-            self._cursors[stream] = await self.bus.last_id(stream) or "0-0"
+        """Pin the read position to "now" before returning, so every event published after start is delivered.
+        The bus may be down meanwhile (a process restarting while Redis does): wait for it, as the reader does,
+        rather than fail the process's start (uvicorn exits when the lifespan fails)."""
+        streams = (PRIVATE_EVENTS, USER_EVENTS, *PUBLIC_STREAMS)
+
+        async def positions() -> list[str | None]:
+            return [await self.bus.last_id(stream) for stream in streams]
+
+        def failed(exc: BaseException, attempt: int, delay: float) -> None:
+            WS_BUS_ERRORS.inc()
+            log.warning("events hub: bus unavailable at start; retrying", error=str(exc), retry_in_s=delay)
+
+        ids = await retry(
+            positions,
+            what="events hub: stream positions",
+            backoff=READ_BACKOFF,
+            on=BusUnavailable,
+            on_retry=failed,
+        )
+        for stream, last in zip(streams, ids, strict=True):
+            self._cursors[stream] = last or "0-0"
         self._task = asyncio.create_task(self._read_loop(), name="events-hub-reader")
         self._watchdog = asyncio.create_task(self._watch_sends(), name="events-hub-watchdog")
 

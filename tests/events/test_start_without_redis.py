@@ -1,0 +1,41 @@
+"""An events process started while Redis is down waits for it instead of exiting.
+
+Chaos seed 16: `events-1`, restarted after its SIGKILL, exited by itself once. Its start (seconds to minutes on
+a loaded machine) can overlap a Redis restart, and the hub's first read of the streams' positions was not
+retried: the lifespan failed and uvicorn exited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import uvicorn
+
+from tests.events.helpers import Served, client, events_settings, publish_private
+from tests.support.eventually import eventually
+from tests.support.procs import RedisServer
+from tradebridge.app import create_events_app
+
+
+async def test_the_hub_starts_once_redis_is_back_and_delivers(tmp_path: Path, redis_prefix: str) -> None:
+    redis = RedisServer(tmp_path)  # not started: its port refuses connections
+    app = create_events_app(events_settings(tmp_path, redis.url, redis_prefix))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    try:
+        await asyncio.sleep(1.5)  # the lifespan tries to read the streams' positions meanwhile
+        assert not task.done(), "the server gave up starting while Redis was down"
+        await asyncio.to_thread(redis.start)
+        await eventually(lambda: server.started or task.done(), timeout=30, message="server start")
+        assert not task.done()
+        port = server.servers[0].sockets[0].getsockname()[1]
+        served = Served(app, f"ws://127.0.0.1:{port}/ws", server)
+        async with client(served.url, served.token("alice")) as c:
+            await c.ping()
+            event_id = await publish_private(served.bus, "alice", n=1)
+            await eventually(lambda: [m["id"] for m in c.of_type("ORDER_UPDATE")] == [event_id])
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 20)
+        await asyncio.to_thread(redis.stop)
