@@ -141,7 +141,9 @@ class OutboxRelay:
         *,
         batch: int = 500,
         poll_interval: float = 0.25,
+        idle_poll_max: float = 2.0,
         linger: float = 0.02,
+        clean_linger: float = 0.25,
         busy_window: float = 0.05,
         eager_grace_s: float = 2.0,
         is_postgres: bool,
@@ -151,7 +153,9 @@ class OutboxRelay:
         self.clock = clock
         self.batch = batch
         self.poll_interval = poll_interval
+        self.idle_poll_max = max(idle_poll_max, poll_interval)
         self.linger = linger
+        self.clean_linger = clean_linger
         self.busy_window = busy_window
         self.eager_grace_s = eager_grace_s
         self.is_postgres = is_postgres
@@ -188,15 +192,22 @@ class OutboxRelay:
         """Publish whenever woken (or polled). When busy (woken again within ``busy_window`` of the last run),
         linger a few milliseconds first so one run publishes what several commits wrote: a run costs a handful
         of round trips whatever its size, and one run per commit would make the relay the bottleneck. Idle,
-        a wake-up publishes at once."""
+        a wake-up publishes at once.
+
+        The poll is only the safety net (rows of another process, or eager rows left over): every writer in this
+        process wakes the relay. So a poll that finds nothing doubles the next wait, up to ``idle_poll_max``;
+        finding rows starts again from ``poll_interval``. An idle process polled four times a second, each a
+        transaction and a DELETE (issue #16)."""
         loop = asyncio.get_running_loop()
         last_run = float("-inf")
 
-        async def publish_all() -> None:
+        async def publish_all() -> int:
             nonlocal last_run
             last_run = loop.time()
-            while await self.publish_pending() >= self.batch:
-                pass
+            total = 0
+            while (n := await self.publish_pending()) >= self.batch:
+                total += n
+            return total + n
 
         async def nap(seconds: float) -> None:
             """Until woken or ``seconds`` passed (the poll, or a retry's backoff), lingering when busy."""
@@ -208,19 +219,30 @@ class OutboxRelay:
 
         # A failure waits twice the last wait (the poll interval first), at least 0.1 s, at most 5 s.
         backoff = Backoff(base=min(max(2 * self.poll_interval, 0.1), 5.0), factor=2.0, cap=5.0)
+        wait = self.poll_interval
         while not self._stopped:
             try:
-                await retry(
-                    publish_all,
-                    what="outbox relay",
-                    backoff=backoff,
-                    expected=BusUnavailable,
-                    until=lambda: self._stopped,
-                    sleep=nap,
+                found = await publish_all()  # the retrying machinery only once a run failed
+            except Exception as exc:
+                reraise_if_cancelled(exc)
+                log.warning(
+                    "outbox relay failed; retrying",
+                    error=str(exc) or type(exc).__name__,
+                    exc_info=None if isinstance(exc, BusUnavailable) else exc,
                 )
-            except Exception:  # only once stopped: the last failure was logged as it was retried
-                return
-            await nap(self.poll_interval)
+                try:
+                    found = await retry(
+                        publish_all,
+                        what="outbox relay",
+                        backoff=backoff,
+                        expected=BusUnavailable,
+                        until=lambda: self._stopped,
+                        sleep=nap,
+                    )
+                except Exception:  # only once stopped: the last failure was logged as it was retried
+                    return
+            wait = self.poll_interval if found else min(2 * wait, self.idle_poll_max)
+            await nap(wait)
 
     def publish_committed(self, rows: Sequence[Committed]) -> None:
         """Queue rows a committed unit of work wrote with ``publish_after_commit``: the relay's publisher task
@@ -260,13 +282,15 @@ class OutboxRelay:
             self.notify()
 
     async def _clean_loop(self) -> None:
-        """Delete published eager rows in batches: one statement per ``linger`` at most."""
+        """Delete published eager rows in batches: one statement per ``clean_linger`` at most. Nothing waits
+        for the deletion (relays skip eager rows younger than their grace), so it gathers the rows of many
+        commits: one DELETE per commit was a statement per order at low rates (issue #16)."""
         # A failure waits twice the last wait (the linger first), at least 0.1 s, at most 5 s; rows published
         # meanwhile go in the same retried DELETE.
-        backoff = Backoff(base=min(max(2 * self.linger, 0.1), 5.0), factor=2.0, cap=5.0)
+        backoff = Backoff(base=min(max(2 * self.clean_linger, 0.1), 5.0), factor=2.0, cap=5.0)
         while True:
             await self._clean.wait()
-            await asyncio.sleep(self.linger)  # let more rows gather: one DELETE for many orders
+            await asyncio.sleep(self.clean_linger)  # let more rows gather: one DELETE for many orders
             self._clean.clear()
             await retry(self._delete_published, what="outbox: deleting published rows", backoff=backoff)
 

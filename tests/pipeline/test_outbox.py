@@ -127,3 +127,44 @@ async def test_rows_left_by_a_failed_writer_go_out_with_the_relay_after_the_grac
     assert await relay.publish_pending() == 3  # left-over eager rows, in id order, once past the grace
     assert [m.data for m in await env["bus"].range_after("cmds", "0")] == [{"n": 0}, {"n": 0}, {"n": 1}]
     assert await _count(env) == 0
+
+
+class _CountingRelay(OutboxRelay):
+    """Counts its runs, with the loop time of each."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.runs: list[float] = []
+
+    async def publish_pending(self) -> int:
+        self.runs.append(asyncio.get_running_loop().time())
+        return await super().publish_pending()
+
+
+async def test_an_idle_relay_polls_less_and_less_and_still_finds_rows_nobody_announced(
+    env: dict[str, Any],
+) -> None:
+    """Issue #16: the poll is the safety net (writers in the process wake the relay), so empty polls back off
+    from poll_interval to idle_poll_max; a row written without a wake-up still goes out."""
+    relay = _CountingRelay(
+        env["sessions"],
+        env["bus"],
+        env["clock"],
+        is_postgres=env["pg"],
+        poll_interval=0.02,
+        idle_poll_max=0.16,
+    )
+    task = asyncio.create_task(relay.run())
+    try:
+        await eventually(lambda: len(relay.runs) >= 5)
+        # Four empty polls apart: 0.04 + 0.08 + 0.16 + 0.16 s at least (at a fixed poll: 4 x 0.02 s).
+        assert relay.runs[4] - relay.runs[0] >= 0.4
+        await _write(env, 1, eager=False)  # no notify: the poll finds it
+        await eventually(lambda: _published_cmds(env), timeout=10)
+    finally:
+        relay.stop()
+        await task
+
+
+async def _published_cmds(env: dict[str, Any]) -> bool:
+    return [m.data for m in await env["bus"].range_after("cmds", "0")] == [{"n": 0}]
