@@ -15,7 +15,7 @@ from pydantic import Field, PositiveInt, SecretStr, ValidationInfo, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.markets import MarketFields, canonical_symbol, check_markets, parse_market_rules
-from shared.streams import CommandRouting
+from shared.streams import USER_STREAM_IDLE_S, CommandRouting
 
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./tradebridge.db"
 
@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     # Per-stream caps (approximate MAXLEN, entries) over shared.streams.RETENTION's, as JSON by name or
     # "prefix*": '{"orders.commands.*": 100000, "market.*": 5000}'.
     stream_retention: dict[str, PositiveInt] = Field(default_factory=dict)
+    # A user's private event stream (what `resume` replays) is deleted once it has had no event for this long, so
+    # Redis holds the streams of recently active users, not of every user who ever traded; a client resuming
+    # from before that gets RESYNC_REQUIRED. 0: kept for ever (each still capped by STREAM_RETENTION).
+    user_stream_idle_s: float = Field(default=USER_STREAM_IDLE_S, ge=0)
     # The outbox relay is woken by every commit that wrote outbox rows; this poll is only its fallback.
     outbox_poll_interval_s: float = Field(default=0.25, gt=0)
     # uvicorn's access log (off: a line per request costs throughput); query strings are redacted either way.

@@ -61,6 +61,10 @@ RETENTION: Final[dict[str, int | None]] = {
 }
 
 
+# A user's stream is deleted after this long without an event (USER_STREAM_IDLE_S): bounded by activity.
+USER_STREAM_IDLE_S: Final = 7 * 24 * 3600.0
+
+
 def command_stream(mode: str) -> str:
     """The stream of `mode`'s commands when paper execution is one partition (`CommandRouting.stream` else)."""
     return PAPER_COMMANDS if mode == "paper" else TESTNET_COMMANDS

@@ -113,6 +113,7 @@ class SharedParts:
             maxlen=100_000,
             clock=self.clock,
             retention={**RETENTION, **s.stream_retention},
+            mirror_idle_s=s.user_stream_idle_s or None,
         )
         self._stack.push_async_callback(bus.close)
         return bus

@@ -38,15 +38,19 @@ def create_bus(
     maxlen: int | None,
     clock: Clock,
     retention: Mapping[str, int | None] | None = None,
+    mirror_idle_s: float | None = None,
 ) -> Bus:
     """The adapter the configuration asks for; no I/O here (the Redis client connects on first use).
 
-    `maxlen` bounds every stream (None: unbounded); `retention` overrides it per stream name or "prefix*".
+    `maxlen` bounds every stream (None: unbounded); `retention` overrides it per stream name or "prefix*";
+    a mirror stream (a user's private events) with no entry for `mirror_idle_s` is deleted (None: kept).
     """
     if redis_url:
         from shared.bus.redis_streams import RedisStreamsBus
 
-        return RedisStreamsBus(redis_url, prefix=prefix, maxlen=maxlen, retention=retention)
+        return RedisStreamsBus(
+            redis_url, prefix=prefix, maxlen=maxlen, retention=retention, mirror_idle_s=mirror_idle_s
+        )
     from shared.bus.memory import MemoryBus
 
-    return MemoryBus(maxlen=maxlen, retention=retention, clock=clock)
+    return MemoryBus(maxlen=maxlen, retention=retention, clock=clock, mirror_idle_s=mirror_idle_s)

@@ -93,6 +93,7 @@ class MemoryBus:
         retention: Mapping[str, int | None] | None = None,
         clock: Clock | None = None,
         mirror_once_s: float = MIRROR_ONCE_S,
+        mirror_idle_s: float | None = None,
     ) -> None:
         self._retention = Retention(maxlen, retention)
         self._clock: Clock = clock or SystemClock()
@@ -100,6 +101,10 @@ class MemoryBus:
         # Mirrored entries published lately: digest -> (id, expiry in clock ms), oldest first (MIRROR_ONCE_S).
         self._once: OrderedDict[str, tuple[str, int]] = OrderedDict()
         self._once_ms = int(mirror_once_s * 1000)
+        # Mirror streams (users' private events) -> when they expire, least recently written first: as Redis's
+        # PEXPIRE on each mirrored publish, a mirror with no entry for `mirror_idle_s` is deleted.
+        self._idle_ms = None if mirror_idle_s is None else max(1, int(mirror_idle_s * 1000))
+        self._mirror_expiry: OrderedDict[str, int] = OrderedDict()
         self._closed = False
 
     # -- publishing -----------------------------------------------------------------------------------------
@@ -113,6 +118,7 @@ class MemoryBus:
         digest = None
         if mirror_to is not None:  # a private event is appended once (see MIRROR_ONCE_S)
             now = to_ms(self._clock.now())
+            self._expire_mirrors(now)
             while self._once and next(iter(self._once.values()))[1] <= now:
                 self._once.popitem(last=False)
             digest = once_digest(stream, mirror_to, payload)
@@ -125,8 +131,19 @@ class MemoryBus:
         for name, s in targets:
             self._append(name, s, new_id, payload)
         if digest is not None:
-            self._once[digest] = (format_id(new_id), to_ms(self._clock.now()) + self._once_ms)
+            now = to_ms(self._clock.now())
+            self._once[digest] = (format_id(new_id), now + self._once_ms)
+            if self._idle_ms is not None and mirror_to is not None:
+                self._mirror_expiry[mirror_to] = now + self._idle_ms
+                self._mirror_expiry.move_to_end(mirror_to)
         return format_id(new_id)
+
+    def _expire_mirrors(self, now: int) -> None:
+        while self._mirror_expiry and next(iter(self._mirror_expiry.values())) <= now:
+            name, _ = self._mirror_expiry.popitem(last=False)
+            s = self._streams.pop(name, None)
+            if s is not None:
+                s.wake()
 
     async def publish_many(
         self, items: Sequence[tuple[str, Mapping[str, Any]]], *, mirrors: Sequence[str | None] | None = None
@@ -290,6 +307,7 @@ class MemoryBus:
         self._check_open()
         check_count(count)
         after = parse_id(after_id)
+        self._expire_mirrors(to_ms(self._clock.now()))
         s = self._streams.get(stream)
         if s is None:
             return []
@@ -297,6 +315,7 @@ class MemoryBus:
 
     async def first_id(self, stream: str) -> str | None:
         self._check_open()
+        self._expire_mirrors(to_ms(self._clock.now()))
         s = self._streams.get(stream)
         return format_id(s.entries[0][0]) if s and s.entries else None
 

@@ -84,29 +84,32 @@ end
 -- A mirrored entry (a private event) is appended once: `kd` remembers its id for `ttl` ms, and the same
 -- payload published again meanwhile (an outbox row published by its writer and again by a relay, or again
 -- after a crash before its row was deleted) answers that id instead of appending a copy users would see twice.
-local function once(k1, k2, kd, payload, max1, max2, ttl)
+-- The mirror (a user's stream) then lives `idle` ms past its last entry ('': for ever, up to its cap).
+local function once(k1, k2, kd, payload, max1, max2, ttl, idle)
   local prior = redis.call('GET', kd)
   if prior then return prior end
   local id = mirrored(k1, k2, payload, max1, max2)
   redis.call('SET', kd, id, 'PX', ttl)
+  if idle ~= '' then redis.call('PEXPIRE', k2, idle) end
   return id
 end
 """
 _PUBLISH_MIRROR = (
-    _PUBLISH_LIB + "return once(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])\n"
+    _PUBLISH_LIB + "return once(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])\n"
 )
 # A batch in one call (one round trip, applied atomically, in order): entry i has KEYS[3i-2] (stream),
 # KEYS[3i-1] (its mirror, or the stream again when ARGV[4i] is '0') and KEYS[3i] (its once-key, or the stream
-# again), payload ARGV[4i-3], maxlens ARGV[4i-2..4i-1]; the last ARGV is the once-keys' lifetime in ms.
+# again), payload ARGV[4i-3], maxlens ARGV[4i-2..4i-1]; the last two ARGV are the once-keys' lifetime and the
+# mirrors' idle lifetime in ms ('' for none).
 _PUBLISH_BATCH = (
     _PUBLISH_LIB
     + """
 local ids = {}
-local ttl = ARGV[#ARGV]
+local ttl, idle = ARGV[#ARGV - 1], ARGV[#ARGV]
 for i = 1, #KEYS / 3 do
   local a, k = 4 * (i - 1), 3 * (i - 1)
   if ARGV[a + 4] == '1' then
-    ids[i] = once(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ttl)
+    ids[i] = once(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ttl, idle)
   else
     ids[i] = xadd(redis.call, KEYS[k + 1], ARGV[a + 2], '*', ARGV[a + 1])
   end
@@ -190,7 +193,10 @@ class RedisStreamsBus:
         client_name: str | None = "tradebridge-bus",
         max_claim_scans: int = 100,
         mirror_once_s: float = MIRROR_ONCE_S,
+        mirror_idle_s: float | None = None,
     ) -> None:
+        """`mirror_idle_s`: a mirror stream (a user's private events) is deleted once it has had no entry for
+        this long (None: kept, up to its cap), so Redis holds the streams of recently active users only."""
         if socket_timeout <= 0.1:
             raise ValueError("socket_timeout must be > 0.1 s")
         self._url = url
@@ -202,6 +208,7 @@ class RedisStreamsBus:
         self._client_name = client_name
         self._max_claim_scans = max_claim_scans
         self._once_ms = str(int(mirror_once_s * 1000))
+        self._idle_ms = "" if mirror_idle_s is None else str(max(1, int(mirror_idle_s * 1000)))
         self._chunk_ms = max(50, int(socket_timeout * 800))  # stay below the socket timeout
         self._client: aioredis.Redis | None = None
         self._scripts: dict[str, AsyncScript] = {}
@@ -227,7 +234,13 @@ class RedisStreamsBus:
                         self._key(mirror_to),
                         self._once_key(stream, mirror_to, payload),
                     ],
-                    args=[payload, self._maxlen_arg(stream), self._maxlen_arg(mirror_to), self._once_ms],
+                    args=[
+                        payload,
+                        self._maxlen_arg(stream),
+                        self._maxlen_arg(mirror_to),
+                        self._once_ms,
+                        self._idle_ms,
+                    ],
                 )
         return _s(raw)
 
@@ -264,7 +277,7 @@ class RedisStreamsBus:
                 self._maxlen_arg(m) if m is not None else "",
                 "0" if m is None else "1",
             ]
-        args.append(self._once_ms)
+        args += [self._once_ms, self._idle_ms]
         async with self._call() as r:
             raw = await self._script(r, "batch", _PUBLISH_BATCH)(keys=keys, args=args)
         return [_s(i) for i in raw]
