@@ -360,7 +360,10 @@ class MemoryBus:
         for s in streams:
             s.waiters.add(fut)
         try:
-            await asyncio.wait_for(fut, timeout)
+            # Not `wait_for`: on Python 3.11 it returns the publish when a cancellation arrives with it, and a
+            # reader stopped only by cancellation (the events hub's) would carry on for ever.
+            async with asyncio.timeout(timeout):
+                await fut
         except TimeoutError:
             return False
         finally:
