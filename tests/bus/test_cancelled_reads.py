@@ -32,7 +32,7 @@ async def test_a_read_cancelled_as_a_publish_wakes_it_is_cancelled(group: bool) 
         reader = asyncio.create_task(bus.read_group("live", "g", "c", count=10, block_ms=10_000))
     else:
         reader = asyncio.create_task(bus.read({"live": after}, block_ms=10_000))
-    await _blocked(reader)  # type: ignore[arg-type]
+    await _blocked(reader)
     await bus.publish("live", {"n": 1})  # wakes the read ...
     assert not reader.done()
     reader.cancel()  # ... and the cancellation comes before it ran again
@@ -48,7 +48,7 @@ async def test_the_events_hub_stops_when_stopped_right_after_a_publish() -> None
     await hub.start()
     reader = hub._task
     assert reader is not None
-    await _blocked(reader)  # type: ignore[arg-type]
+    await _blocked(reader)
     await bus.publish(MARKET_TICKER, public_event("TICKER", "BTCUSDT", datetime.now(UTC), {"price": "1"}))
     stopping = asyncio.create_task(hub.stop())
     await eventually(reader.done, timeout=5, message="the hub's reader still runs after stop()")
