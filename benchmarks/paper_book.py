@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-if "--pure" in sys.argv:  # the package's own switch (execution.paper._accel), read when it is imported
+if "--pure" in sys.argv:  # the paper group's own switch (shared.paper._accel), read when it is imported
     os.environ["TRADEBRIDGE_PURE_PYTHON"] = "1"
 
 from execution.paper import book as bk  # noqa: E402
@@ -52,10 +52,10 @@ from execution.paper.exchange import (  # noqa: E402
     Side,
     TimeInForce,
 )
-from execution.paper.ledger import FeeSchedule, Ledger, Reservation, required_reservation  # noqa: E402
-from execution.paper.rules import build_rules  # noqa: E402
 from execution.venues.paper import PaperVenue  # noqa: E402
 from shared.clock import SystemClock  # noqa: E402
+from shared.paper.ledger import FeeSchedule, Ledger, Reservation, required_reservation  # noqa: E402
+from shared.paper.rules import build_rules  # noqa: E402
 
 ADD, CANCEL, TAKE = 0, 1, 2
 Op = tuple[int, int, bool, int, int]  # kind, order number, is_buy, price ticks, qty lots

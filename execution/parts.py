@@ -9,12 +9,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from execution.paper.ledger import FeeSchedule
-from execution.paper.rules import MarketRules
 from shared.bus import Bus
 from shared.clock import Clock
 from shared.marketdata import MarketData
 from shared.outbox import OutboxRelay
+from shared.paper.ledger import FeeSchedule
+from shared.paper.rules import MarketRules
 from shared.security.crypto import KeyRing
 from shared.settings import Settings
 

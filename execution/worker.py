@@ -36,7 +36,6 @@ from execution.book_snapshot import BookPublisher
 from execution.engine import apply_result, load_orders
 from execution.lease import LeaseConfig, PaperLease
 from execution.paper.exchange import Side
-from execution.paper.ledger import deposit_entry, release_entry
 from execution.parts import ExecutionParts
 from execution.venues.base import EMPTY, OrderChange, Venue, VenueOrder, VenueResult
 from execution.venues.paper import SYSTEM_PREFIX, PaperVenue
@@ -50,6 +49,7 @@ from shared.ledger_store import SqlLedger
 from shared.models import Balance, Fill, Order, ProcessedCommand
 from shared.orders import FINAL, Status
 from shared.outbox import publish_after_commit
+from shared.paper.ledger import deposit_entry, release_entry
 from shared.retry import Backoff, retry
 from shared.streams import (
     EXECUTION_GROUP,

@@ -18,8 +18,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from execution.paper.ledger import FeeSchedule
-from execution.paper.rules import MarketRules
 from gateway.services.accounts import AccountService
 from gateway.services.audit import Auditor
 from gateway.services.keys import KeyService
@@ -34,6 +32,8 @@ from shared.exchanges import Reachability
 from shared.marketdata import MarketData
 from shared.models import User
 from shared.outbox import OutboxRelay, publish_after_commit
+from shared.paper.ledger import FeeSchedule
+from shared.paper.rules import MarketRules
 from shared.ratelimit import Admission, LoginThrottle, RateLimiter
 from shared.security.crypto import KeyRing
 from shared.security.tokens import TokenService

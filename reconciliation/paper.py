@@ -110,7 +110,7 @@ BookView = PaperMemory | BookUnavailable | None
 
 def remaining_reservation(order: Order) -> Decimal:
     """What an open paper order still locks: reservations are linear in quantity (see
-    `execution.paper.ledger`), so reserved_amount x remaining / quantity, exact as `locked_for` computes it."""
+    `shared.paper.ledger`), so reserved_amount x remaining / quantity, exact as `locked_for` computes it."""
     if not order.reserved_amount or not order.quantity:
         return ZERO
     remaining = order.quantity - order.filled_quantity

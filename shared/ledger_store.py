@@ -1,4 +1,4 @@
-"""The paper ledger in the database: journal entries from the domain (`execution.paper.ledger`) applied to
+"""The paper ledger in the database: journal entries from the domain (`shared.paper.ledger`) applied to
 `balances` under row locks, every posting kept in `ledger_postings`.
 
 Both the gateway (reservations at acceptance, starting deposits) and the execution worker (settlement,
@@ -17,12 +17,12 @@ from sqlalchemy import TextClause, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from execution.paper.ledger import FREE, InsufficientBalance, JournalEntry, LedgerError
 from shared.amounts import plain
 from shared.clock import Clock
 from shared.db import upsert_insert
 from shared.ledger import EXTERNAL_ACCOUNT
 from shared.models import Balance, LedgerPosting
+from shared.paper.ledger import FREE, InsufficientBalance, JournalEntry, LedgerError
 
 ZERO = Decimal(0)
 

@@ -5,7 +5,7 @@ needs its rules in `MARKET_RULES`, a JSON object of symbol -> fields, e.g.
 ``{"SOLUSDT": {"tick_size": "0.01", "step_size": "0.001", "min_notional": "5"}}``. A built-in market's entry
 overrides only the fields it gives. Settings check this at start, so a missing rule is a configuration error
 naming the symbol and the field, not a traceback later. The paper exchange turns these fields into its
-``MarketRules`` (execution.paper.rules); this module holds the data so `shared.settings` can check it.
+``MarketRules`` (shared.paper.rules); this module holds the data so `shared.settings` can check it.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The trading domain's exceptions: a broken market rule, an unaffordable reservation, a broken ledger invariant.
 
 Below the services, so the gateway's acceptance and the execution worker raise and catch the same classes.
-Never compiled: the paper exchange's modules (``book``, ``rules``, ``ledger``, ``exchange``) may be compiled
-with mypyc (``execution/paper/build_accel.py``), and a compiled class cannot subclass a class of an uncompiled
-module (``shared.errors``) nor most builtin exceptions; they use these through ``execution.paper.errors``.
+Never compiled: the paper modules (``shared.paper``'s ``rules`` and ``ledger``, ``execution.paper``'s ``book``
+and ``exchange``) may be compiled with mypyc (``execution/paper/build_accel.py``), and a compiled class cannot
+subclass a class of an uncompiled module (``shared.errors``) nor most builtin exceptions; they raise these.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 STRICT = [
     "execution/paper",
+    "shared/paper",
     "pricefeed/domain",
     "shared/bus",
     "shared/security",

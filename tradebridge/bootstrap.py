@@ -20,9 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from events.app import EventsParts
 from events.binance_ws import BinanceWsParts
 from execution.engine import EnginePort
-from execution.paper.ledger import FeeSchedule
 from execution.paper.quote import quote_levels
-from execution.paper.rules import MarketRules, build_rules
 from execution.parts import ExecutionParts
 from gateway.deps import GatewayParts, TestnetBalances
 from gateway.services.testnet_markets import TestnetMarkets
@@ -39,6 +37,8 @@ from shared.exchanges import get_adapter
 from shared.exchanges.verify import ExchangeKeyVerifier
 from shared.marketdata import MarketData, create_market_data
 from shared.outbox import OutboxRelay
+from shared.paper.ledger import FeeSchedule
+from shared.paper.rules import MarketRules, build_rules
 from shared.ratelimit import Admission, LoginThrottle, RateLimiter
 from shared.secrets import ConfigError, Secrets, resolve_secrets
 from shared.security.crypto import KeyRing

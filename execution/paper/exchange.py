@@ -39,9 +39,7 @@ from typing import Final
 from shared.amounts import average
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.ledger import EXACT
-
-from . import book as bk
-from .ledger import (
+from shared.paper.ledger import (
     FEE_ACCOUNT,
     Cell,
     FeeSchedule,
@@ -56,7 +54,9 @@ from .ledger import (
     deposit_entry,
     required_reservation,
 )
-from .rules import MarketRules, RuleViolation, build_rules, normalize_symbol
+from shared.paper.rules import MarketRules, RuleViolation, build_rules, normalize_symbol
+
+from . import book as bk
 
 __all__ = [
     "Depth",

@@ -18,8 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
+from shared.paper.ledger import JournalEntry, required_reservation
+
 from .exchange import ExecutionReport, OrderRequest, OrderType, PaperExchange, Side, TimeInForce
-from .ledger import JournalEntry, required_reservation
 
 __all__ = ["CancelCommand", "MarketMaker", "MarketMakerConfig", "PlaceCommand", "market_maker_enabled"]
 

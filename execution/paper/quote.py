@@ -10,10 +10,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 from shared.amounts import average
+from shared.paper.rules import MarketRules
 
 from .book import OrderBook
 from .exchange import Quote, Side
-from .rules import MarketRules
 
 
 def quote_book(book: OrderBook, rules: MarketRules, side: Side, quantity: Decimal) -> Quote:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
 
-from execution.paper.ledger import JournalEntry
+from shared.paper.ledger import JournalEntry
 from shared.venue_reports import ExternalOrder, FillReport, OrderChange
 
 

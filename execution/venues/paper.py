@@ -20,7 +20,11 @@ from execution.paper.exchange import (
     Side,
     TimeInForce,
 )
-from execution.paper.ledger import (
+from execution.paper.market_maker import MarketMaker, MarketMakerConfig
+from execution.venues.base import EMPTY, FillReport, OrderChange, VenueOrder, VenueResult
+from shared.amounts import plain
+from shared.clock import Clock
+from shared.paper.ledger import (
     FeeSchedule,
     JournalEntry,
     Ledger,
@@ -28,11 +32,7 @@ from execution.paper.ledger import (
     release_entry,
     reserve_entry,
 )
-from execution.paper.market_maker import MarketMaker, MarketMakerConfig
-from execution.paper.rules import MarketRules
-from execution.venues.base import EMPTY, FillReport, OrderChange, VenueOrder, VenueResult
-from shared.amounts import plain
-from shared.clock import Clock
+from shared.paper.rules import MarketRules
 
 SYSTEM_PREFIX = "system/"
 FINAL = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED})

@@ -8,11 +8,11 @@ from typing import Annotated, Any, Protocol, cast
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from execution.paper.ledger import FeeSchedule
-from execution.paper.rules import MarketRules
 from shared.bus import Bus
 from shared.clock import Clock
 from shared.marketdata import MarketData
+from shared.paper.ledger import FeeSchedule
+from shared.paper.rules import MarketRules
 from shared.ratelimit import Admission, RateLimiter
 from shared.security.crypto import KeyRing
 from shared.settings import Settings

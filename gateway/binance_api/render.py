@@ -6,11 +6,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from execution.paper.rules import MarketRules
 from shared.binance_compat import STATUS
 from shared.binance_compat import amount as amount
 from shared.binance_compat import millis as millis
 from shared.models import Fill, Order
+from shared.paper.rules import MarketRules
 
 ORDER_TYPES = ["LIMIT", "LIMIT_MAKER", "MARKET"]
 

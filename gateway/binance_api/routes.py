@@ -19,7 +19,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from execution.paper.rules import MarketRules, RuleViolation
 from gateway.binance_api import render
 from gateway.binance_api.auth import WEIGHT_STATE, Call, public_call, signed_call
 from gateway.binance_api.errors import (
@@ -52,6 +51,7 @@ from shared.ledger_store import SqlLedger
 from shared.models import CandleRow, Fill, Order, PaperAccount
 from shared.orders import FINAL, OPEN
 from shared.outbox import publish_after_commit
+from shared.paper.rules import MarketRules, RuleViolation
 from shared.schemas.orders import OrderIn
 
 log = structlog.get_logger(__name__)

@@ -15,12 +15,12 @@ from pydantic import BeforeValidator, WithJsonSchema
 from sqlalchemy import select
 from sqlmodel import col
 
-from execution.paper.rules import MarketRules
 from gateway.deps import PartsDep, SessionDep
 from gateway.problems import COMMON, problem_responses
 from gateway.services.orders import rules_for
 from shared.errors import InvalidInput, NotFound, Unauthorized
 from shared.models import CandleRow, User
+from shared.paper.rules import MarketRules
 from shared.schemas.orders import CandleOut
 from shared.streams import PAPER_VENUE
 

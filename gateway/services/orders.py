@@ -15,15 +15,6 @@ from sqlalchemy import TextClause, insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlmodel import col, select
 
-from execution.paper.ledger import (
-    FeeSchedule,
-    JournalEntry,
-    Reservation,
-    deposit_entry,
-    required_reservation,
-    reserve_entry,
-)
-from execution.paper.rules import MarketRules, RuleViolation, normalize_symbol
 from gateway.services.accounts import has_testnet_keys
 from shared.clock import Clock
 from shared.contracts import order_event_payload, order_out
@@ -44,6 +35,15 @@ from shared.outbox import (
     publish_after_commit,
     write_outbox,
 )
+from shared.paper.ledger import (
+    FeeSchedule,
+    JournalEntry,
+    Reservation,
+    deposit_entry,
+    required_reservation,
+    reserve_entry,
+)
+from shared.paper.rules import MarketRules, RuleViolation, normalize_symbol
 from shared.ratelimit import RateLimiter
 from shared.schemas.orders import (
     PRICED_TYPES,

@@ -17,9 +17,9 @@ from datetime import datetime
 
 import structlog
 
-from execution.paper.rules import MarketRules
 from shared.clock import Clock
 from shared.exchanges import ExchangeAdapter, ExchangeCallFailed, MarketFilters, SessionOptions
+from shared.paper.rules import MarketRules
 
 log = structlog.get_logger(__name__)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from execution.paper.rules import build_rules
+from shared.paper.rules import build_rules
 from shared.settings import Settings
 
 CLI = [sys.executable, "-m", "tradebridge.cli"]

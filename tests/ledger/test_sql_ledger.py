@@ -11,18 +11,18 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from execution.paper.ledger import (
+from shared.clock import SystemClock
+from shared.db import create_engine, session_factory
+from shared.ledger import EXTERNAL_ACCOUNT
+from shared.ledger_store import SqlLedger
+from shared.models import LedgerPosting
+from shared.paper.ledger import (
     InsufficientBalance,
     LedgerError,
     deposit_entry,
     release_entry,
     reserve_entry,
 )
-from shared.clock import SystemClock
-from shared.db import create_engine, session_factory
-from shared.ledger import EXTERNAL_ACCOUNT
-from shared.ledger_store import SqlLedger
-from shared.models import LedgerPosting
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])

@@ -10,40 +10,56 @@ from pathlib import Path
 
 import pytest
 
-from execution.paper import _accel
+from shared.paper import _accel
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _fake_tree(tmp_path: Path) -> Path:
     for m in _accel.MODULES:
-        (tmp_path / f"{m}.py").write_text(f"# {m}\n")
+        _accel.source(m, tmp_path).parent.mkdir(parents=True, exist_ok=True)
+        _accel.source(m, tmp_path).write_text(f"# {m}\n")
     return tmp_path
 
 
+def test_the_group_spans_both_packages() -> None:
+    """rules and ledger live below the services, book and exchange in execution: one group, one guard."""
+    assert {_accel.source(m).parent.relative_to(ROOT).as_posix() for m in _accel.MODULES} == {
+        "execution/paper",
+        "shared/paper",
+    }
+    assert all(_accel.source(m).exists() for m in _accel.MODULES)
+
+
 def test_status_absent_current_stale(tmp_path: Path) -> None:
-    folder = _fake_tree(tmp_path)
-    assert _accel.status(folder) == "absent"
-    (folder / "book.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
-    assert _accel.status(folder) == "stale", "an extension without a manifest is not trusted"
-    _accel.write_manifest(_accel.MODULES, folder)
-    assert _accel.status(folder) == "current"
-    (folder / "ledger.py").write_text("# ledger, edited\n")
-    assert _accel.status(folder) == "stale"
-    _accel.write_manifest(_accel.MODULES, folder)
-    data = json.loads((folder / _accel.MANIFEST).read_text())
+    root = _fake_tree(tmp_path)
+    assert _accel.status(root) == "absent"
+    (root / "execution/paper/book.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
+    assert _accel.status(root) == "stale", "an extension without a manifest is not trusted"
+    _accel.write_manifest(_accel.MODULES, root)
+    assert _accel.status(root) == "current"
+    (root / "shared/paper/ledger.py").write_text("# ledger, edited\n")
+    assert _accel.status(root) == "stale", "an edit in the other package of the group counts too"
+    _accel.write_manifest(_accel.MODULES, root)
+    data = json.loads((root / _accel.MANIFEST).read_text())
     data["python"] = "3.0.0"
-    (folder / _accel.MANIFEST).write_text(json.dumps(data))
-    assert _accel.status(folder) == "stale", "built for another interpreter"
-    (folder / _accel.MANIFEST).write_text("{not json")
-    assert _accel.status(folder) == "stale"
+    (root / _accel.MANIFEST).write_text(json.dumps(data))
+    assert _accel.status(root) == "stale", "built for another interpreter"
+    (root / _accel.MANIFEST).write_text("{not json")
+    assert _accel.status(root) == "stale"
+    (root / "execution/paper/book.cpython-311-x86_64-linux-gnu.so").unlink()
+    (root / "shared/paper/paper_accel__mypyc.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
+    assert _accel.status(root) == "stale", "an extension in shared/paper alone is found too"
 
 
-def _imported_files(env_extra: dict[str, str]) -> dict[str, str]:
+def _imported_files(env_extra: dict[str, str], first: str = "execution.paper") -> dict[str, str]:
+    """What a fresh interpreter imports for each module of the group, importing the ``first`` package first (the
+    gateway imports only shared.paper; the guard must be in place either way)."""
     code = (
-        "import json, execution.paper as p\n"
-        "from execution.paper import book, exchange, ledger, rules\n"
-        "print(json.dumps({'mode': p.MODE, **{m.__name__: m.__file__ for m in (book, exchange, ledger, rules)}}))\n"
+        f"import json, importlib, {first}\n"
+        "import execution.paper as p\n"
+        f"mods = [importlib.import_module(m) for m in {list(_accel.MODULES)!r}]\n"
+        "print(json.dumps({'mode': p.MODE, **{m.__name__: m.__file__ for m in mods}}))\n"
     )
     env = {**os.environ, **env_extra}
     out = subprocess.run(
@@ -52,9 +68,11 @@ def _imported_files(env_extra: dict[str, str]) -> dict[str, str]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_pure_python_on_request() -> None:
-    files = _imported_files({_accel.PURE_ENV: "1"})
+@pytest.mark.parametrize("first", ["execution.paper", "shared.paper.rules"])
+def test_pure_python_on_request(first: str) -> None:
+    files = _imported_files({_accel.PURE_ENV: "1"}, first)
     assert files.pop("mode") == "pure"
+    assert sorted(files) == sorted(_accel.MODULES)
     assert all(f.endswith(".py") for f in files.values()), files
 
 
@@ -64,9 +82,11 @@ def test_install_builds_the_compiled_modules_and_they_are_used() -> None:
     if state == "absent" and os.environ.get("CI") != "true":
         pytest.skip("no compiled build here (scripts/install makes one; CI requires it)")
     assert state == "current", f"compiled build is {state}: run python -m execution.paper.build_accel"
-    files = _imported_files({_accel.PURE_ENV: ""})
-    assert files.pop("mode") == "compiled"
-    assert all(f.endswith((".so", ".pyd")) for f in files.values()), files
+    for first in ("execution.paper", "shared.paper.rules"):
+        files = _imported_files({_accel.PURE_ENV: ""}, first)
+        assert files.pop("mode") == "compiled"
+        assert sorted(files) == sorted(_accel.MODULES)
+        assert all(f.endswith((".so", ".pyd")) for f in files.values()), files
 
 
 def test_paper_suite_passes_as_pure_python_too() -> None:

@@ -3,7 +3,8 @@ from decimal import Decimal as D
 import pytest
 
 from execution.paper.exchange import OrderRequest, OrderStatus, OrderType, PaperExchange, Side, TimeInForce
-from execution.paper.ledger import (
+from shared.errors import Conflict, InvalidInput, NotFound
+from shared.paper.ledger import (
     FEE_ACCOUNT,
     Balance,
     FeeSchedule,
@@ -12,8 +13,7 @@ from execution.paper.ledger import (
     required_reservation,
     reserve_entry,
 )
-from execution.paper.rules import build_rules
-from shared.errors import Conflict, InvalidInput, NotFound
+from shared.paper.rules import build_rules
 
 BUY, SELL = Side.BUY, Side.SELL
 

@@ -16,7 +16,8 @@ from execution.paper.exchange import (
     Side,
     TimeInForce,
 )
-from execution.paper.ledger import (
+from shared.errors import Conflict
+from shared.paper.ledger import (
     FeeSchedule,
     JournalEntry,
     Ledger,
@@ -25,8 +26,7 @@ from execution.paper.ledger import (
     reserve_entry,
     settle_entry,
 )
-from execution.paper.rules import MarketRules, build_rules
-from shared.errors import Conflict
+from shared.paper.rules import MarketRules, build_rules
 
 RULES = {"XUSD": MarketRules("XUSD", "X", "USD", D("0.5"), D("0.1"), D("0.1"), D("1"))}
 FEES = FeeSchedule(D(10), D("7.5"))

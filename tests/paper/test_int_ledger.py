@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from execution.paper.exchange import OrderRequest, OrderStatus, OrderType, PaperExchange, Side, TimeInForce
-from execution.paper.ledger import (
+from shared.ledger import EXTERNAL_ACCOUNT
+from shared.paper.ledger import (
     Balance,
     FeeSchedule,
     JournalRecorder,
@@ -20,8 +21,7 @@ from execution.paper.ledger import (
     required_reservation,
     reserve_entry,
 )
-from execution.paper.rules import MarketRules
-from shared.ledger import EXTERNAL_ACCOUNT
+from shared.paper.rules import MarketRules
 from tests.paper.test_fast_path import FEES, RULES, GenericLedger, command, funded, run
 
 

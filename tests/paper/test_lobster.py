@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from execution.paper.book import GTC, IOC, OrderBook
-from execution.paper.rules import MarketRules
+from shared.paper.rules import MarketRules
 
 LOBSTER = Path(__file__).resolve().parents[2] / "../shared/data/lobster"
 STEM = "AAPL_2012-06-21_34200000_57600000"

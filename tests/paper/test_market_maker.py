@@ -4,7 +4,6 @@ from decimal import Decimal as D
 import pytest
 
 from execution.paper.exchange import OrderRequest, OrderStatus, OrderType, PaperExchange, Side
-from execution.paper.ledger import Ledger
 from execution.paper.market_maker import (
     CancelCommand,
     MarketMaker,
@@ -12,7 +11,8 @@ from execution.paper.market_maker import (
     PlaceCommand,
     market_maker_enabled,
 )
-from execution.paper.rules import build_rules
+from shared.paper.ledger import Ledger
+from shared.paper.rules import build_rules
 
 CFG = MarketMakerConfig(levels=5, spread_bps=D(10), level_step_bps=D(5), notional_per_level=D(1000))
 

@@ -15,9 +15,9 @@ from execution.paper.exchange import (
     Side,
     TimeInForce,
 )
-from execution.paper.ledger import FeeSchedule, Ledger
-from execution.paper.rules import MarketRules
 from shared.ledger import EXTERNAL_ACCOUNT
+from shared.paper.ledger import FeeSchedule, Ledger
+from shared.paper.rules import MarketRules
 
 RULES = {"XUSD": MarketRules("XUSD", "X", "USD", D("0.5"), D("0.1"), D("0.1"), D("0"))}
 FEES = FeeSchedule(D(10), D(25))

@@ -2,8 +2,8 @@ from decimal import Decimal as D
 
 import pytest
 
-from execution.paper.rules import DEFAULT_RULES, MarketRules, RuleViolation, build_rules, normalize_symbol
 from shared.errors import InvalidInput
+from shared.paper.rules import DEFAULT_RULES, MarketRules, RuleViolation, build_rules, normalize_symbol
 
 
 @pytest.mark.parametrize("raw", ["BTCUSDT", "BTC/USDT", "btcusdt", " btc-usdt ", "btc_usdt"])

@@ -21,8 +21,8 @@ from execution.paper.exchange import (
     TimeInForce,
     stop_reached,
 )
-from execution.paper.ledger import Balance, FeeSchedule, Ledger, Reservation, required_reservation
-from execution.paper.rules import build_rules
+from shared.paper.ledger import Balance, FeeSchedule, Ledger, Reservation, required_reservation
+from shared.paper.rules import build_rules
 
 BUY, SELL = Side.BUY, Side.SELL
 SL, SLL, TP, TPL = (

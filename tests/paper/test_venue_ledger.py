@@ -17,9 +17,9 @@ from execution.paper.exchange import (
     Side,
     TimeInForce,
 )
-from execution.paper.ledger import Balance, Ledger, LedgerError, required_reservation
 from execution.venues.paper import PaperVenue, system_ledger
 from shared.clock import ManualClock
+from shared.paper.ledger import Balance, Ledger, LedgerError, required_reservation
 from tests.paper.test_fast_path import FEES, RULES, GenericLedger
 
 MM = "system/mm"

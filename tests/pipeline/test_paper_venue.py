@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
-from execution.paper.ledger import FeeSchedule, required_reservation
-from execution.paper.rules import build_rules
 from execution.venues.base import VenueOrder
 from execution.venues.paper import PaperVenue
 from shared.clock import ManualClock
+from shared.paper.ledger import FeeSchedule, required_reservation
+from shared.paper.rules import build_rules
 
 RULES = build_rules()
 

@@ -8,10 +8,10 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from execution.paper.ledger import reserve_entry
 from shared.db import unit_of_work
 from shared.ledger_store import SqlLedger
 from shared.models import AuditLog, Fill, ProcessedCommand
+from shared.paper.ledger import reserve_entry
 from shared.streams import order_command
 from tests.reconciliation.conftest import (
     admin_auth,

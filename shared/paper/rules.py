@@ -25,8 +25,7 @@ from typing import Any
 
 from shared.amounts import plain
 from shared.markets import BUILTIN_MARKETS, DECIMAL_FIELDS, MarketFields, market_fields
-
-from .errors import RuleViolation
+from shared.trading_errors import RuleViolation
 
 __all__ = [
     "DEFAULT_RULES",

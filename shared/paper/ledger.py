@@ -47,8 +47,8 @@ from typing import Final, Protocol
 
 from shared.errors import InvalidInput
 from shared.ledger import EXACT, EXTERNAL_ACCOUNT
+from shared.trading_errors import InsufficientBalance, LedgerError
 
-from .errors import InsufficientBalance, LedgerError
 from .rules import MarketRules
 
 __all__ = [
