@@ -96,6 +96,9 @@ class GatewayParts:
     quote: Quoter  # walks a depth snapshot as the paper exchange would fill an order
     # users whose paper account is known funded (committed): their orders skip the funding statement
     paper_funded: set[str] = field(default_factory=set)
+    # user id -> (mode, role) as last read: a placement takes its user from here unread when its order can be
+    # accepted by the one statement, which checks the user itself (``gateway.routes.orders.placement``)
+    trader_hints: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     async def check_database(self) -> None:
         async with self.engine.connect() as conn:
@@ -187,7 +190,7 @@ _bearer = HTTPBearer(auto_error=False, description="Access token from /auth/logi
 BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def _token_subject(rt: GatewayParts, creds: HTTPAuthorizationCredentials | None) -> str:
+def token_subject(rt: GatewayParts, creds: HTTPAuthorizationCredentials | None) -> str:
     """The user id of a valid bearer access token, else ``Unauthorized``."""
     if creds is None or creds.scheme.lower() != "bearer":
         raise Unauthorized("Send an access token: Authorization: Bearer <token>.")
@@ -199,7 +202,7 @@ async def current_user(
     session: SessionDep,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User:
-    user = await session.get(User, _token_subject(rt, creds))
+    user = await session.get(User, token_subject(rt, creds))
     if user is None or not user.is_active:
         raise Unauthorized()
     return user
@@ -215,7 +218,7 @@ async def current_user_unlocked(
     statement yet (on SQLite its first takes the write lock): for a write route that does slow work first
     (an exchange call). The user is detached: use its fields, don't write it."""
     async with rt.read_sessions() as reader:
-        user = await reader.get(User, _token_subject(rt, creds))
+        user = await reader.get(User, token_subject(rt, creds))
     if user is None or not user.is_active:
         raise Unauthorized()
     return user
@@ -231,6 +234,8 @@ class Trader:
     id: str
     mode: str
     role: str
+    # False: taken unread from ``GatewayParts.trader_hints``; whoever uses it checks it (``OrderService.place``)
+    verified: bool = True
 
 
 @functools.cache
@@ -253,7 +258,7 @@ async def read_trader(
     on: AsyncSession | AsyncConnection, rt: GatewayParts, creds: HTTPAuthorizationCredentials | None
 ) -> Trader:
     """The bearer token's active user as a ``Trader``, read on ``on``; else ``Unauthorized``."""
-    row = (await on.execute(_trader_statement(), {"uid": _token_subject(rt, creds)})).first()
+    row = (await on.execute(_trader_statement(), {"uid": token_subject(rt, creds)})).first()
     if row is None:
         raise Unauthorized()
     return Trader(row.id, row.mode, row.role)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Literal, cast
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.deps import (
@@ -19,10 +20,12 @@ from gateway.deps import (
     Trader,
     read_trader,
     request_transaction,
+    token_subject,
 )
 from gateway.problems import AUTHENTICATED, WITH_BODY, problem_responses
 from gateway.routes.markets import OPTIONAL_AUTH, VenueDep
 from gateway.services.orders import Autocommit, OrderService, order_out, rules_for
+from shared.errors import Unauthorized
 from shared.schemas.orders import OrderDetail, OrderIn, OrderOut, OrderPage, QuoteIn, QuoteOut, ReplaceIn
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
@@ -31,7 +34,10 @@ OrderId = Annotated[str, Path(min_length=1, max_length=36, pattern=r"^[A-Za-z0-9
 
 
 def order_service(
-    rt: GatewayParts, session: AsyncSession, autocommit: Autocommit | None = None
+    rt: GatewayParts,
+    session: AsyncSession,
+    autocommit: Autocommit | None = None,
+    recheck: Callable[[], Awaitable[Trader]] | None = None,
 ) -> OrderService:
     return OrderService(
         session=session,
@@ -46,6 +52,7 @@ def order_service(
         funded=rt.paper_funded,
         testnet_markets=rt.testnet_markets.rules,
         autocommit=autocommit,
+        recheck=recheck,
     )
 
 
@@ -88,15 +95,47 @@ async def placement(request: Request, creds: BearerCredentials) -> AsyncIterator
         async with request_transaction(rt, reads=False) as session:
             link = None if rt.settings.is_sqlite else Autocommit(rt.engine)
             try:
-                trader = await read_trader(
-                    await link.connection() if link is not None else session, rt, creds
-                )
-                yield Placement(trader, order_service(rt, session, link))
+                trader, recheck = await _trader(rt, session, link, creds)
+                yield Placement(trader, order_service(rt, session, link, recheck))
             finally:
                 if link is not None:
                     await link.release()
     finally:
         rt.order_admission.leave()
+
+
+_HINTS_MAX = 10_000
+
+
+async def _trader(
+    rt: GatewayParts,
+    session: AsyncSession,
+    link: Autocommit | None,
+    creds: HTTPAuthorizationCredentials | None,
+) -> tuple[Trader, Callable[[], Awaitable[Trader]] | None]:
+    """The placing user, and how to read it afresh. On PostgreSQL a funded user seen before is taken unread
+    from ``rt.trader_hints``: a paper order is then accepted by its one statement, which checks the user
+    itself (active, and of the mode assumed), so the user read (a round trip and ~0.3 ms of CPU) is saved;
+    anything else reads the user first (``OrderService.place``). Elsewhere the user is read here as before."""
+    if link is None:
+        return await read_trader(session, rt, creds), None
+    sub = token_subject(rt, creds)
+
+    async def recheck() -> Trader:
+        try:
+            fresh = await read_trader(await link.connection(), rt, creds)
+        except Unauthorized:
+            rt.trader_hints.pop(sub, None)
+            raise
+        if len(rt.trader_hints) >= _HINTS_MAX:
+            rt.trader_hints.clear()
+        rt.trader_hints[sub] = (fresh.mode, fresh.role)
+        return fresh
+
+    hint = rt.trader_hints.get(sub) if sub in rt.paper_funded else None
+    if hint is None:
+        return await recheck(), recheck
+    return Trader(sub, hint[0], hint[1], verified=False), recheck
 
 
 @router.post(

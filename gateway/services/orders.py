@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -19,7 +20,7 @@ from gateway.services.accounts import has_testnet_keys
 from shared.clock import Clock
 from shared.contracts import order_event_payload, order_out
 from shared.db import upsert_insert
-from shared.errors import Conflict, InvalidInput, NotFound, Throttled
+from shared.errors import Conflict, DomainError, InvalidInput, NotFound, Throttled, Unauthorized
 from shared.ids import new_id
 from shared.ledger_store import Movement, SqlLedger, balance_payload, pg_apply_ctes, pg_balance_payload
 from shared.marketdata import MarketData
@@ -69,13 +70,19 @@ def _accept_paper_pg() -> TextClause:
     filled in from the moved rows (``pg_balance_payload``). Only if the free balances cover the movement
     (``held``: its balance rows locked in key order, the latest committed values): an unaffordable order
     writes nothing, so the statement needs no transaction to roll back and runs on its own (autocommit) for a
-    funded user. The result says whether the order was inserted, the balances after (the caller checks them
+    funded user. It checks the placing user too (active and, for a user the gateway took from its hints, still
+    of the mode assumed): the order route then needs no user read of its own. The result says whether the
+    order was inserted, whether the user check held, the balances after (the caller checks them
     as ``SqlLedger.apply`` does) and, if not covered, what was short. One round trip instead of six: at the
     gateway's rates, round trips are its main cost. Built once (the values are parameters)."""
     cols = ", ".join(c.name for c in Order.__table__.columns)  # type: ignore[attr-defined]
     # interpolated: column names and SQL written in code; every value is a bound parameter
     sql = f"""
-WITH wanted AS (
+WITH who AS (
+  SELECT FROM users
+   WHERE id = CAST(:uid AS VARCHAR) AND is_active
+     AND (CAST(:umode AS VARCHAR) IS NULL OR mode = CAST(:umode AS VARCHAR))
+), wanted AS (
   SELECT * FROM json_to_recordset(CAST(:deltas AS JSON))
          AS d(account_id VARCHAR, asset VARCHAR, free NUMERIC, locked NUMERIC)
 ), held AS (
@@ -89,7 +96,7 @@ WITH wanted AS (
 ), ins AS (
   INSERT INTO orders ({cols})
   SELECT {cols} FROM json_populate_record(NULL::orders, CAST(:order AS JSON))
-   WHERE NOT EXISTS (SELECT FROM short)
+   WHERE NOT EXISTS (SELECT FROM short) AND EXISTS (SELECT FROM who)
   ON CONFLICT (user_id, client_order_id) DO NOTHING
   RETURNING id
 ), {pg_apply_ctes("EXISTS (SELECT FROM ins)")}, ev AS (
@@ -109,7 +116,7 @@ WITH wanted AS (
    ORDER BY o.ordinality
   RETURNING id, stream, mirror_to, payload
 )
-SELECT i.inserted, m.account_id, m.asset, m.free, m.locked,
+SELECT i.inserted, (SELECT count(*) FROM who) AS user_ok, m.account_id, m.asset, m.free, m.locked,
        (SELECT json_agg(json_build_object('id', id, 'stream', stream, 'mirror_to', mirror_to, 'payload', payload)
                         ORDER BY id) FROM ob) AS outbox,
        (SELECT json_agg(json_build_object('account_id', account_id, 'asset', asset, 'needed', needed::text,
@@ -252,6 +259,10 @@ class Autocommit:
             await conn.close()
 
 
+class UserChanged(Exception):
+    """The placing user, taken unread from the gateway's hints, is not (or no longer) as assumed: read it."""
+
+
 class Owner(Protocol):
     """Whose orders: a ``User`` row or the order routes' lighter ``Trader``."""
 
@@ -279,6 +290,9 @@ class OrderService:
     autocommit: Autocommit | None = None
     # The testnet's own rules (gateway.services.testnet_markets); None: the configured ones, as paper.
     testnet_markets: dict[str, MarketRules] | None = None
+    # Reads the placing user afresh (``Unauthorized`` if gone or locked): for a user passed in unread, taken
+    # from the gateway's hints (``verified`` False), whose order the acceptance statement checks instead.
+    recheck: Callable[[], Awaitable[Owner]] | None = None
 
     def rules_for(self, symbol: str, mode: str = "paper") -> MarketRules:
         """The rules an order of `mode` is accepted by: the exchange's own on the testnet."""
@@ -286,6 +300,26 @@ class OrderService:
         return rules_for(self.markets if testnet is None else testnet, symbol)
 
     async def place(self, user: Owner, body: OrderIn) -> tuple[Order, bool]:
+        """``_place`` for a user read in this request, or for one taken unread from the gateway's hints
+        (``verified`` False; PostgreSQL): then only the one-statement acceptance goes ahead unread, and it checks
+        the user itself (``_accept_paper_pg``); any other path, a changed user, or a refusal before the statement
+        reads the user first (``recheck``), so a locked user still gets 401 and a changed mode is followed."""
+        try:
+            if getattr(user, "verified", True) or self.recheck is None:
+                return await self._place(user, body)
+            try:
+                return await self._place(user, body)
+            except UserChanged:
+                fresh = await self.recheck()  # Unauthorized if the user is gone or locked
+            except DomainError:
+                fresh = await self.recheck()
+                if fresh.mode == user.mode:
+                    raise
+            return await self._place(fresh, body)
+        except UserChanged:  # a user read in this request, locked before its order's statement ran
+            raise Unauthorized() from None
+
+    async def _place(self, user: Owner, body: OrderIn) -> tuple[Order, bool]:
         """Returns (order, created). An idempotent replay returns the existing order with created=False.
 
         Round trips are the cost of this path (each one is ~0.1 ms of CPU on either side here), so the common
@@ -320,6 +354,9 @@ class OrderService:
             "updated_at": now,
         }
         on_its_own = self.autocommit is not None and mode == "paper" and user.id in self.funded
+        verified = getattr(user, "verified", True)
+        if not verified and not on_its_own:
+            raise UserChanged  # only the one statement checks the user itself
         if self.autocommit is not None and not on_its_own:
             await self.autocommit.release()  # the request's session from here on: one connection at a time
         reads = await self.autocommit.connection() if on_its_own and self.autocommit is not None else None
@@ -360,7 +397,9 @@ class OrderService:
         short: InsufficientBalance | None = None
         if entries and self.session.bind.dialect.name == "postgresql":  # type: ignore[union-attr]
             on = reads if reads is not None else self.session
-            accepted, short = await self._accept_pg(on, row, Movement(entries), status_row, order)
+            # an unread user is checked by the statement, with the default mode assumed when the body names none
+            assumed = None if verified or body.mode else user.mode
+            accepted, short = await self._accept_pg(on, row, Movement(entries), status_row, order, assumed)
         else:
             accepted = await self._accept(row, entries, status_row, order)
         if not accepted:
@@ -396,6 +435,7 @@ class OrderService:
         movement: Movement,
         status_row: dict[str, Any],
         order: Order,
+        assumed_mode: str | None = None,
     ) -> tuple[bool, InsufficientBalance | None]:
         """The same acceptance of a paper order in one statement (``_accept_paper_pg``), in the request's
         session or, for a funded user, on its own (``autocommit``): (False, None) if the order already existed,
@@ -405,9 +445,13 @@ class OrderService:
             "status_row": _json(status_row),
             "outbox": _json(self._outbox(order, [])),
             "now": row["created_at"],
+            "uid": row["user_id"],
+            "umode": assumed_mode,
             **movement.pg_params(),
         }
         rows = (await on.execute(_accept_paper_pg(), params)).all()
+        if not rows[0].user_ok:  # nothing written
+            raise UserChanged
         if not rows[0].inserted:
             if not rows[0].short:
                 return False, None

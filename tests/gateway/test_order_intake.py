@@ -366,3 +366,59 @@ async def test_postgresql_accepts_a_paper_order_in_one_statement(
                 "INTO outbox",
             ):
                 assert table in s, (table, s)
+
+
+async def test_a_known_users_paper_order_needs_no_user_read_and_its_statement_checks_the_user(
+    pg_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """PostgreSQL: a funded user seen before is taken unread from the gateway's hints and the one acceptance
+    statement checks the user itself, so the placement's only round trip is that statement. A user locked or
+    switched to another mode since (by another process, say) is followed at once: locked is a 401 that
+    writes nothing (also for an order that a check before the statement would refuse), a new default mode
+    is the one the order is placed in."""
+    from sqlalchemy import event, func, select, update
+
+    from shared.models import Order, User
+
+    settings = make_settings(
+        pg_url, redis_url=redis_url, redis_prefix=redis_prefix, paper_starting_balances_csv="USDT=1000,BTC=1"
+    )
+    async with running_api(settings, migrate=False) as api:
+        auth = await api.user("hinted@example.com")
+        for _ in range(2):  # the first funds the account, the second finds it funded (and remembers it)
+            assert (await api.client.post("/api/orders", json=LIMIT_BUY, headers=auth)).status_code == 202
+        seen: list[str] = []
+
+        def before(conn: object, cursor: object, statement: str, *args: object) -> None:
+            seen.append(" ".join(statement.split()))
+
+        async def set_user(**values: Any) -> None:
+            async with api.parts.sessions() as s, s.begin():
+                await s.execute(update(User).where(User.email == "hinted@example.com").values(**values))
+
+        async def orders() -> int:
+            async with api.parts.sessions() as s:
+                return int((await s.execute(select(func.count()).select_from(Order))).scalar_one())
+
+        engine = api.parts.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", before)
+        try:
+            ok = await api.client.post("/api/orders", json=LIMIT_BUY, headers=auth)
+            assert ok.status_code == 202, ok.text
+            assert [s for s in seen if "FROM users" in s and "INTO orders" not in s] == [], seen
+            assert len([s for s in seen if "INTO orders" in s]) == 1
+            await set_user(mode="testnet")  # now its orders without a mode are testnet orders (no keys: 409)
+            switched = await api.client.post("/api/orders", json=LIMIT_BUY, headers=auth)
+            assert switched.status_code == 409 and "testnet" in switched.text, switched.text
+            await set_user(mode="paper", is_active=False)
+            assert await orders() == 3
+            locked = await api.client.post("/api/orders", json=LIMIT_BUY, headers=auth)
+            assert locked.status_code == 401, locked.text
+            await set_user(is_active=True)
+            assert (await api.client.post("/api/orders", json=LIMIT_BUY, headers=auth)).status_code == 202
+            await set_user(is_active=False)
+            bad = await api.client.post("/api/orders", json={**LIMIT_BUY, "price": "0.0000001"}, headers=auth)
+            assert bad.status_code == 401, bad.text  # not the 422 its price would get
+            assert await orders() == 4
+        finally:
+            event.remove(engine, "before_cursor_execute", before)
