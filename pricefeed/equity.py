@@ -1,13 +1,13 @@
 """Equity snapshots: every paper account's value in its quote asset (``shared.equity``), written every
-``interval_s`` (on interval boundaries counted from the epoch) and right after each of its fills (the worker's
-committed ``TRADE`` events), and deleted after the retention so the table stays bounded. Assembled and started
+``interval_s`` (on interval boundaries counted from the epoch) and after its fills (the worker's committed
+``TRADE`` events: at once after a quiet spell, then at most once per ``fill_window_s`` for all the accounts
+that filled meanwhile, each with its last trade id), and deleted after the retention so the table stays bounded. Assembled and started
 by the composition root (`up` and `tradebridge pricefeed`); every write is idempotent (unique per interval or
 trade id), so a second process taking the same snapshot changes nothing."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -20,8 +20,9 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
+from pricefeed.follow import follow, stop_tasks
 from shared.bus import Bus
-from shared.bus.base import BusUnavailable
+from shared.bus.base import BusMessage
 from shared.clock import Clock
 from shared.db import unit_of_work, upsert_insert
 from shared.equity import asset_prices, interval_start, valuation_quote, value_account
@@ -46,6 +47,9 @@ class EquityParts:
     dialect: str
     interval_s: float
     retention: timedelta
+    # Snapshots after fills: one pass per window for every account that filled in it (a pass per fill was a
+    # transaction per order, issue #16).
+    fill_window_s: float = 1.0
 
 
 class EquitySnapshots:
@@ -116,11 +120,7 @@ class EquitySnapshots:
         ]
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await stop_tasks(self._tasks)
 
     async def _schedule(self) -> None:
         """A snapshot of every account at each interval boundary, then the retention's delete."""
@@ -136,26 +136,33 @@ class EquitySnapshots:
                 log.exception("equity snapshots: the scheduled snapshot failed")
 
     async def _follow(self) -> None:
-        """A snapshot of each account right after its paper fills (the TRADE events are published after the
-        worker's commit, so its balances already hold the fill)."""
-        last = {PRIVATE_EVENTS: "$"}
-        while True:
-            try:
-                msgs = await self.parts.bus.read(last, count=500, block_ms=1000)
-            except BusUnavailable:
-                await asyncio.sleep(1.0)
-                continue
-            refs: dict[str, str] = {}
+        """Snapshots of the accounts that filled (the TRADE events are published after the worker's commit, so
+        its balances already hold the fill): the first fill after a quiet window at once, later ones gathered
+        until the window since the last pass ends, then one pass for all of them."""
+        loop = asyncio.get_running_loop()
+        pending: dict[str, str] = {}  # user -> the last trade id since the last pass
+        next_pass = float("-inf")  # loop time from which the next pass may run
+
+        def wait_ms() -> int:
+            return 1000 if not pending else int(max(next_pass - loop.time(), 0.0) * 1000)
+
+        async def on_batch(msgs: list[BusMessage]) -> None:
+            nonlocal pending, next_pass
             for m in msgs:
-                last[m.stream] = m.id
                 data = m.data.get("data") or {}
                 if m.data.get("type") == "TRADE" and data.get("mode") == PAPER:
-                    refs[str(m.data["user_id"])] = str(data["trade_id"])  # a batch: its last fill per user
-            if refs:
-                try:
-                    await self.take(refs, reason="fill")
-                except Exception:
-                    log.exception("equity snapshots: the snapshot after fills failed")
+                    pending[str(m.data["user_id"])] = str(data["trade_id"])
+            now = loop.time()
+            if not pending or now < next_pass:
+                return
+            refs, pending = pending, {}
+            next_pass = now + self.parts.fill_window_s
+            try:
+                await self.take(refs, reason="fill")
+            except Exception:
+                log.exception("equity snapshots: the snapshot after fills failed")
+
+        await follow(self.parts.bus, [PRIVATE_EVENTS], on_batch, block_ms=wait_ms)
 
 
 async def start_equity_snapshots(parts: EquityParts, stack: AsyncExitStack) -> EquitySnapshots:

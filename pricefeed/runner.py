@@ -22,12 +22,13 @@ from pricefeed.domain.candles import Candle, CandleAggregator, Interval
 from pricefeed.domain.marking import MarkingEngine, PositionUpdate
 from pricefeed.domain.staleness import PriceBook
 from pricefeed.domain.ticks import Tick
+from pricefeed.follow import follow, stop_tasks
 from pricefeed.service import PriceFeedService
 from pricefeed.sources import build_source
 from pricefeed.testnet_market import start_testnet_market
 from shared.amounts import plain
 from shared.bus import Bus
-from shared.bus.base import BusUnavailable
+from shared.bus.base import BusMessage
 from shared.clock import Clock
 from shared.db import unit_of_work, upsert_insert
 from shared.marketdata import MarketData
@@ -289,11 +290,7 @@ class PriceFeedRunner:
         ]
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await stop_tasks(self._tasks)
 
     async def _load_positions(self) -> None:
         async with self.rt.read_sessions() as session:
@@ -314,31 +311,26 @@ class PriceFeedRunner:
 
     async def _follow(self) -> None:
         """Fill-driven position changes (committed by the worker) and paper trades (candle volume)."""
-        last = {PRIVATE_EVENTS: "$", MARKET_TRADES: "$"}
-        while True:
+        await follow(self.rt.bus, [PRIVATE_EVENTS, MARKET_TRADES], self._apply)
+
+    async def _apply(self, msgs: list[BusMessage]) -> None:
+        for m in msgs:
             try:
-                msgs = await self.rt.bus.read(last, count=500, block_ms=1000)
-            except BusUnavailable:
-                await asyncio.sleep(1.0)
-                continue
-            for m in msgs:
-                last[m.stream] = m.id
-                try:
-                    if m.stream == MARKET_TRADES:
-                        d = m.data.get("data") or {}
-                        await self.service.on_market_trade(
-                            str(m.data["symbol"]),
-                            Decimal(d["price"]),
-                            Decimal(d["quantity"]),
-                            self.rt.clock.now(),
-                        )
-                    elif (
-                        m.data.get("type") == "POSITION_UPDATE"
-                        and (m.data.get("data") or {}).get("source") == "fill"
-                    ):
-                        self.engine.load([snapshot_from(str(m.data["user_id"]), dict(m.data["data"]))])
-                except Exception:
-                    log.exception("pricefeed: could not apply an event", stream=m.stream, id=m.id)
+                if m.stream == MARKET_TRADES:
+                    d = m.data.get("data") or {}
+                    await self.service.on_market_trade(
+                        str(m.data["symbol"]),
+                        Decimal(d["price"]),
+                        Decimal(d["quantity"]),
+                        self.rt.clock.now(),
+                    )
+                elif (
+                    m.data.get("type") == "POSITION_UPDATE"
+                    and (m.data.get("data") or {}).get("source") == "fill"
+                ):
+                    self.engine.load([snapshot_from(str(m.data["user_id"]), dict(m.data["data"]))])
+            except Exception:
+                log.exception("pricefeed: could not apply an event", stream=m.stream, id=m.id)
 
     async def _watch_staleness(self) -> None:
         """A price older than STALE_AFTER is published as stale (the market maker pulls its quotes and the
