@@ -166,6 +166,14 @@ def _ms_to_dt(ms: int | None, clock: Clock) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC) if ms else clock.now()
 
 
+async def _wait_event(event: asyncio.Event, timeout_s: float) -> None:
+    """Wait for `event`, at most `timeout_s`. ``asyncio.timeout``, not ``wait_for``: Python 3.11's ``wait_for``
+    returns normally when a cancellation arrives as the event is set, and the loop waiting would carry on."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+
+
 def _fingerprint(keys: ApiKeys) -> str:
     return hashlib.sha256(f"{keys.api_key}\0{keys.api_secret}".encode()).hexdigest()[:16]
 
@@ -857,8 +865,7 @@ class TestnetVenue:
                     g.next_at = self._now() + g.interval
             self._wake.clear()
             nxt = min((g.next_at for g in self._groups.values()), default=self._now() + 1.0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.01, min(1.0, nxt - self._now())))
+            await _wait_event(self._wake, max(0.01, min(1.0, nxt - self._now())))
 
     async def _poll_group(self, key: tuple[str, str]) -> bool:
         user_id, symbol = key
@@ -962,8 +969,7 @@ class TestnetVenue:
                         log.warning("testnet venue status not published", error=str(exc))
                         break
             self._status_changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._status_changed.wait(), venue_status.HEARTBEAT_S)
+            await _wait_event(self._status_changed, venue_status.HEARTBEAT_S)
 
     async def on_stream_up(self, user_id: str) -> None:
         """Subscribed (again): slow polling for the user, and re-read every order of theirs being followed, so
