@@ -699,7 +699,9 @@ class ExecutionWorker:
             return
         async with unit_of_work(self.rt.sessions) as session:
             await apply_result(session, self.rt.clock, result)
-        self.rt.relay.notify()
+        # Wakes the relay only if the re-quote wrote outbox rows (it filled a user's order): most move only the
+        # market maker's locks, and a wake-up per tick was a relay transaction per tick (issue #16).
+        self.rt.relay.after_commit(session)
         await self._publish_market(result)
         await self._publish_liquidity()
 

@@ -124,3 +124,30 @@ async def test_market_data_endpoints_and_quote(mm_system: Api) -> None:
         "/api/orders/quote", json={"symbol": "BTCUSDT", "side": "SELL", "quantity": "0.000001"}
     )
     assert bad.status_code == 422
+
+
+async def test_a_requote_that_moves_only_the_makers_locks_does_not_wake_the_relay(mm_system: Api) -> None:
+    """Issue #16: a re-quote wakes the outbox relay only if it wrote outbox rows (it filled a user's order);
+    one that only moves the market maker's quotes and locks has nothing for the relay, and woke it per tick."""
+    api = mm_system
+    relay = api.system.worker.rt.relay
+    wakes: list[float] = []
+    notify = relay.notify
+
+    def counted() -> None:
+        wakes.append(datetime.now(UTC).timestamp())
+        notify()
+
+    relay.notify = counted  # the instance's own: every caller of relay.notify() goes through it
+    try:
+        for price in ("61000", "61500", "62500"):
+            await _tick(api, price)
+            await eventually(lambda p=Decimal(price): _quoted_near(api, p), timeout=15)  # type: ignore[misc]
+        assert wakes == []
+    finally:
+        del relay.notify
+
+
+async def _quoted_near(api: Api, mid: Decimal) -> bool:
+    d = await _depth(api)
+    return bool(d["bids"] and d["asks"]) and Decimal(d["bids"][0][0]) < mid < Decimal(d["asks"][0][0])
