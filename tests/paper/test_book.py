@@ -11,7 +11,15 @@ from execution.paper.book import (
     STP_EXPIRED,
     DuplicateOrderId,
     OrderBook,
+    RestingOrder,
 )
+
+
+def _get(book: OrderBook, order_id: str) -> RestingOrder:
+    """``book.get`` of an order the test knows rests."""
+    o = book.get(order_id)
+    assert o is not None, f"{order_id} does not rest"
+    return o
 
 
 def fills_of(result):
@@ -38,7 +46,7 @@ def test_price_then_time_priority_and_partial_fills() -> None:
     res = b.submit("t", "T", True, 101, 12, GTC)
     assert fills_of(res) == [("s2", 100, 5), ("s3", 100, 5), ("s1", 101, 2)]
     assert res[1:] == (0, FILLED)
-    assert b.get("s1").remaining == 3 and "s2" not in b
+    assert _get(b, "s1").remaining == 3 and "s2" not in b
     assert [f[3] for f in res[0]] == [1, 2, 3]  # sequential trade ids
     assert b.last_price == 101
 
@@ -57,7 +65,7 @@ def test_ioc_never_rests_fok_all_or_nothing() -> None:
     b = OrderBook()
     b.submit("s1", "A", False, 100, 2, GTC)
     assert b.submit("f", "T", True, 100, 3, FOK) == ([], 3, KILLED)
-    assert b.get("s1").remaining == 2
+    assert _get(b, "s1").remaining == 2
     res = b.submit("i", "T", True, 100, 3, IOC)
     assert fills_of(res) == [("s1", 100, 2)] and res[1:] == (1, EXPIRED)
     assert "i" not in b and b.depth() == ([], [])
@@ -75,7 +83,7 @@ def test_self_trade_prevention_expires_taker() -> None:
     res = b.submit("t", "T", True, 100, 4, GTC)
     assert fills_of(res) == [("s1", 100, 1)]
     assert res[1:] == (3, STP_EXPIRED)
-    assert "t" not in b and b.get("own").remaining == 5  # resting own order untouched
+    assert "t" not in b and _get(b, "own").remaining == 5  # resting own order untouched
     # FOK counts only liquidity ahead of its own order: 1 lot is not enough for 2
     b.submit("s0", "B", False, 99, 1, GTC)
     assert b.submit("f", "T", True, 100, 2, FOK)[2] == KILLED

@@ -76,6 +76,7 @@ def test_limit_fill_settles_both_sides_with_fees_in_quote(ex: PaperExchange) -> 
         ("free", D("0.3")),
     ]
     assert bal(ex, "A", "BTC") == Balance(D("0.8"), D("0"))
+    assert isinstance(ex.ledger, Ledger)
     assert ex.ledger.total("BTC") == D("1") and ex.ledger.total("USDT") == D("1000")
 
 

@@ -89,10 +89,10 @@ def test_lobster_replay() -> None:
     msgs, rows = _data()
     assert len(msgs) == len(rows) >= 998  # the README says 998; the files hold 999 (no final newline)
     bids0, asks0 = row_levels(rows[0])
-    _, typ, oid, size, price, direction = msgs[0]
+    _, typ, oid, size0, price0, direction = msgs[0]
     assert typ == "1"
     first_side = bids0 if direction == "1" else asks0
-    first = [(p, q - int(size) if p == ticks(int(price)) else q) for p, q in first_side]
+    first = [(p, q - int(size0) if p == ticks(int(price0)) else q) for p, q in first_side]
     first = [(p, q) for p, q in first if q > 0]
     bids0, asks0 = (first, asks0) if direction == "1" else (bids0, first)
     bid_cut, ask_cut = rows[0][38], rows[0][36]  # 10th visible bid / ask of the first row

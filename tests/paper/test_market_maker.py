@@ -72,6 +72,7 @@ def test_market_order_fills_near_price_with_slippage() -> None:
     big = ex.place(OrderRequest("m2", "user", "BTCUSDT", Side.BUY, OrderType.MARKET, D("0.05")))
     assert big.order.status == OrderStatus.FILLED
     assert D("50025") < (big.order.average_price or 0) < D("50100")  # walked the ladder
+    assert isinstance(ex.ledger, Ledger)
     assert ex.ledger.total("BTC") == D("10")
 
 
@@ -82,6 +83,7 @@ def test_turned_off_pulls_all_quotes() -> None:
     plan = off.plan(ex, "BTCUSDT", D("50000"))
     assert len(plan) == 10 and all(isinstance(c, CancelCommand) for c in plan)
     off.requote(ex, "BTCUSDT", D("50000"))
+    assert isinstance(ex.ledger, Ledger)
     assert ex.depth("BTCUSDT").bids == () and ex.ledger.balance(CFG.account, "USDT").locked == 0
 
 

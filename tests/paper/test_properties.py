@@ -8,6 +8,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from execution.paper.exchange import (
     FINAL_STATUSES,
+    ExecutionReport,
     OrderRequest,
     OrderStatus,
     OrderType,
@@ -46,8 +47,9 @@ class ExchangeMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.ex = new_exchange()
-        self.ledger = self.ex.ledger
-        assert isinstance(self.ledger, Ledger)
+        ledger = self.ex.ledger
+        assert isinstance(ledger, Ledger)
+        self.ledger: Ledger = ledger
         self.commands: list[tuple] = []
         self.results: list[object] = []
         self.ids: list[str] = []
@@ -58,6 +60,12 @@ class ExchangeMachine(RuleBasedStateMachine):
         res = run(self.ex, cmd)
         self.results.append(res)
         return res
+
+    def _place(self, req: OrderRequest) -> ExecutionReport:
+        """``place`` never raises (a refusal is a REJECTED report), so its result is a report."""
+        rep = self._do(("place", req))
+        assert isinstance(rep, ExecutionReport), rep
+        return rep
 
     def _check_fills(self, report, is_buy: bool, limit: D | None) -> None:
         prices = [t.price for t in report.trades]
@@ -86,7 +94,7 @@ class ExchangeMachine(RuleBasedStateMachine):
         req = OrderRequest(
             oid, acct, "XUSD", Side.BUY if buy else Side.SELL, OrderType.LIMIT, D(lots) / 10, p, tif
         )
-        rep = self._do(("place", req))
+        rep = self._place(req)
         o = rep.order
         if o.status is OrderStatus.REJECTED:
             assert rep.journal == ()
@@ -105,7 +113,7 @@ class ExchangeMachine(RuleBasedStateMachine):
         self.n += 1
         oid = f"o{self.n}"
         req = OrderRequest(oid, acct, "XUSD", Side.BUY if buy else Side.SELL, OrderType.MARKET, D(lots) / 10)
-        rep = self._do(("place", req))
+        rep = self._place(req)
         if rep.order.status is not OrderStatus.REJECTED:
             self._check_fills(rep, buy, None)
             assert rep.order.status in FINAL_STATUSES
@@ -118,6 +126,7 @@ class ExchangeMachine(RuleBasedStateMachine):
         was_open = self.ex.order(oid).status not in FINAL_STATUSES
         rep = self._do(("cancel", oid))
         if was_open:
+            assert isinstance(rep, ExecutionReport), rep
             released = sum((e.postings[1].amount for e in rep.journal), D(0))
             assert released == before, "cancel releases exactly the remainder's lock"
             assert rep.order.status is OrderStatus.CANCELED

@@ -76,6 +76,7 @@ def test_violations_name_rule_and_field(price: object, qty: D, rule: str, field:
     assert isinstance(e.value, InvalidInput) and e.value.status == 422
     assert e.value.rule == rule and e.value.field == field
     assert rule in e.value.detail
+    assert e.value.errors is not None
     assert e.value.errors == [{"field": field, "rule": rule, "message": e.value.errors[0]["message"]}]
 
 
