@@ -437,8 +437,11 @@ class ExecutionWorker:
                 break
             await self._heartbeat()  # "no quotes" rather than "no worker" while waiting
             self._price_event.clear()
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns normally when a cancellation comes as
+            # a price arrives, and this wait went on until its deadline (then the paper loop, for ever).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._price_event.wait(), timeout=min(left, 0.5))
+                async with asyncio.timeout(min(left, 0.5)):
+                    await self._price_event.wait()
         if missing:
             log.warning("no fresh price; resuming without market-maker quotes", symbols=missing)
         self._latest_prices = {**self._prices, **self._latest_prices}
