@@ -30,6 +30,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import delete, func
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from execution.book_snapshot import BookPublisher
@@ -828,9 +829,18 @@ class ExecutionWorker:
             result = result + await self.testnet.cancel(vo)
         elif kind == "cancel" and vo.status not in FINAL:
             result = await self.testnet.cancel(vo)
-        async with unit_of_work(rt.sessions) as session:
-            session.add(ProcessedCommand(command_id=cid, processed_at=rt.clock.now()))
-            await apply_result(session, rt.clock, result)
+        try:
+            async with unit_of_work(rt.sessions) as session:
+                session.add(ProcessedCommand(command_id=cid, processed_at=rt.clock.now()))
+                await apply_result(session, rt.clock, result)
+        except IntegrityError:
+            # The same command, handled at once by another task (published twice, redelivered or swept while this
+            # one waited on the exchange), was recorded first. This answer may be the later one (the fill), and the
+            # venue no longer follows an order it reported final: apply it (idempotent) without the mark.
+            async with unit_of_work(rt.sessions) as session:
+                if await session.get(ProcessedCommand, cid) is None:
+                    raise
+                await apply_result(session, rt.clock, result)
         rt.relay.notify()
 
     async def _testnet_replace(self, new: VenueOrder) -> VenueResult:
