@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import select
+from sqlmodel import col
 
 from shared.clock import SystemClock
 from shared.db import create_engine, session_factory
@@ -164,7 +165,9 @@ async def check_invariants(
             async with sessions() as s:
                 pending = (
                     await s.execute(
-                        select(Order.id).where(Order.status.in_(["PENDING", "PENDING_CANCEL"])).limit(1)
+                        select(col(Order.id))
+                        .where(col(Order.status).in_(["PENDING", "PENDING_CANCEL"]))
+                        .limit(1)
                     )
                 ).first()
                 return pending is None

@@ -6,6 +6,7 @@ import asyncio
 from decimal import Decimal
 
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from execution.service import build_worker
 from shared.ledger_store import SqlLedger
@@ -98,7 +99,7 @@ async def test_restart_rebuilds_books_in_priority_order(system: Api) -> None:
 
     async def resting() -> bool:
         async with rt.sessions() as s:
-            rows = (await s.execute(select(Order).where(Order.id.in_(ids)))).scalars().all()
+            rows = (await s.execute(select(Order).where(col(Order.id).in_(ids)))).scalars().all()
             return all(o.status == "NEW" for o in rows)
 
     await eventually(resting)

@@ -61,6 +61,7 @@ def test_market_buy_reserved_at_a_higher_price_fills_lower_and_refunds() -> None
     result = venue.place_now(buy)
     assert [c.status for c in result.changes if c.order_id == "b"] == ["FILLED"]
     free, locked = _net(result, "buyer", "USDT")
+    assert buy.reserved_amount is not None
     assert locked == -buy.reserved_amount  # the whole lock is consumed
     assert free == buy.reserved_amount - D("600") - D("0.6")  # price improvement and fee headroom come back
 
@@ -70,4 +71,5 @@ def test_market_buy_with_no_liquidity_releases_the_whole_reservation() -> None:
     buy = _order("b", "buyer", "BUY", "MARKET", "0.01", None, reference="61000")
     result = venue.place_now(buy)
     assert [c.status for c in result.changes] == ["EXPIRED"]
+    assert buy.reserved_amount is not None
     assert _net(result, "buyer", "USDT") == (buy.reserved_amount, -buy.reserved_amount)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select, update
+from sqlmodel import col
 
 from shared.db import unit_of_work
 from shared.ids import new_id
@@ -124,7 +125,9 @@ async def force_postings(api: Api, postings: list[tuple[str, str, str, Decimal]]
 async def set_balance(api: Api, account: str, asset: str, **values: Decimal) -> None:
     async with unit_of_work(api.parts.sessions) as s:
         await s.execute(
-            update(Balance).where(Balance.account_id == account, Balance.asset == asset).values(**values)
+            update(Balance)
+            .where(col(Balance.account_id) == account, col(Balance.asset) == asset)
+            .values(**values)
         )
 
 
@@ -153,7 +156,7 @@ async def insert_order(api: Api, user_id: str, **fields: Any) -> str:
 
 async def get_order(api: Api, order_id: str) -> Order:
     async with unit_of_work(api.parts.sessions) as s:
-        return (await s.execute(select(Order).where(Order.id == order_id))).scalar_one()
+        return (await s.execute(select(Order).where(col(Order.id) == order_id))).scalar_one()
 
 
 Probe = Callable[[], Any]

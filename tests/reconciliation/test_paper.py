@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlmodel import col
 
 from shared.db import unit_of_work
 from shared.ledger_store import SqlLedger
@@ -212,7 +213,7 @@ async def test_stuck_order_is_repaired_by_republishing(recon: Api) -> None:
     await eventually(lambda: status_is(api, auth, oid, "NEW"))
     # The re-sent command is a new command (its tag), built like every other command by shared.streams.
     async with unit_of_work(api.parts.sessions) as s:
-        processed = set((await s.execute(select(ProcessedCommand.command_id))).scalars())
+        processed = set((await s.execute(select(col(ProcessedCommand.command_id)))).scalars())
     command = order_command("place", oid, "paper", tag=f"recon-{m['id']}")
     assert command["command_id"] == f"{oid}:place:recon-{m['id']}" and command["command_id"] in processed
 
@@ -224,7 +225,9 @@ async def test_stuck_order_is_repaired_by_republishing(recon: Api) -> None:
     assert stored["mismatches"][0]["repaired_by"] is not None and stored["mismatches"][0]["repaired_at"]
     async with unit_of_work(api.parts.sessions) as s:
         audits = list(
-            (await s.execute(select(AuditLog).where(AuditLog.action == "reconciliation.repair"))).scalars()
+            (
+                await s.execute(select(AuditLog).where(col(AuditLog.action) == "reconciliation.repair"))
+            ).scalars()
         )
     assert len(audits) == 1 and audits[0].target == f"{report['id']}/{m['id']}"
     assert (

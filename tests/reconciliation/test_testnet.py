@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from sqlalchemy import select, update
+from sqlmodel import col
 
 from shared.db import unit_of_work
 from shared.models import Fill, Order
@@ -39,7 +40,7 @@ async def placed(
         },
     )
     async with unit_of_work(api.parts.sessions) as s:
-        await s.execute(update(Order).where(Order.id == oid).values(venue_order_id=str(ex.order_id)))
+        await s.execute(update(Order).where(col(Order.id) == oid).values(venue_order_id=str(ex.order_id)))
     return oid, ex.order_id
 
 
@@ -102,9 +103,9 @@ async def test_testnet_drift_reported_once_and_repaired(recon: Api, binance_doub
     assert (await get_order(api, ghost)).status == "CANCELED"
     async with unit_of_work(api.parts.sessions) as s:
         adopted = (
-            await s.execute(select(Order).where(Order.venue_order_id == str(ext.order_id)))
+            await s.execute(select(Order).where(col(Order.venue_order_id) == str(ext.order_id)))
         ).scalar_one()
-        fill = (await s.execute(select(Fill).where(Fill.order_id == o2))).scalar_one()
+        fill = (await s.execute(select(Fill).where(col(Fill.order_id) == o2))).scalar_one()
     assert adopted.external and adopted.status == "NEW"
     assert (fill.trade_id, fill.price, fill.fee_asset) == (str(trade.trade_id), Decimal("50000"), "BTC")
 
@@ -113,7 +114,7 @@ async def test_testnet_drift_reported_once_and_repaired(recon: Api, binance_doub
 
     # Fills that disagree with the exchange: reported, not repaired automatically.
     async with unit_of_work(api.parts.sessions) as s:
-        await s.execute(update(Fill).where(Fill.order_id == o2).values(fee=Decimal("0.5")))
+        await s.execute(update(Fill).where(col(Fill.order_id) == o2).values(fee=Decimal("0.5")))
         s.add(
             Fill(
                 trade_id="424242",
@@ -152,7 +153,9 @@ async def test_testnet_reset_is_one_finding(recon: Api, binance_double: BinanceD
     double.state.fill_order(double.state.orders(key)[0].order_id)
     async with unit_of_work(api.parts.sessions) as s:  # TradeBridge saw that fill
         await s.execute(
-            update(Order).where(Order.id == first).values(status="FILLED", filled_quantity=Decimal("0.01"))
+            update(Order)
+            .where(col(Order.id) == first)
+            .values(status="FILLED", filled_quantity=Decimal("0.01"))
         )
     admin = await admin_auth(api)
 
