@@ -14,11 +14,8 @@ ERRORS_MODULE = importlib.import_module("ccxt.base.errors")
 
 
 def _all_ccxt_errors() -> list[type[BaseException]]:
-    return [
-        c
-        for _, c in inspect.getmembers(ERRORS_MODULE, inspect.isclass)
-        if issubclass(c, ERRORS_MODULE.BaseError)
-    ]
+    base: type[BaseException] = ERRORS_MODULE.BaseError
+    return [c for _, c in inspect.getmembers(ERRORS_MODULE, inspect.isclass) if issubclass(c, base)]
 
 
 def test_every_ccxt_exception_class_is_mapped_explicitly() -> None:

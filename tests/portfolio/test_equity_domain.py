@@ -18,7 +18,7 @@ from shared.equity import (
     valuation_quote,
     value_account,
 )
-from shared.positions import Fill, PositionBook
+from shared.positions import Fill, PositionBook, Side
 
 T0 = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 
@@ -71,9 +71,13 @@ def test_interval_start_is_on_the_grid_and_at_most_one_interval_back(ts: datetim
 
 def test_realized_pnl_per_day_books_each_fill_on_its_day() -> None:
     fills = [
-        Fill("BTCUSDT", "BUY", Decimal("1"), Decimal("100"), Decimal("0.1"), ts=T0),
-        Fill("BTCUSDT", "SELL", Decimal("0.5"), Decimal("110"), Decimal("0.055"), ts=T0 + timedelta(hours=1)),
-        Fill("BTCUSDT", "SELL", Decimal("0.5"), Decimal("90"), Decimal("0.045"), ts=T0 + timedelta(days=1)),
+        Fill("BTCUSDT", Side.BUY, Decimal("1"), Decimal("100"), Decimal("0.1"), ts=T0),
+        Fill(
+            "BTCUSDT", Side.SELL, Decimal("0.5"), Decimal("110"), Decimal("0.055"), ts=T0 + timedelta(hours=1)
+        ),
+        Fill(
+            "BTCUSDT", Side.SELL, Decimal("0.5"), Decimal("90"), Decimal("0.045"), ts=T0 + timedelta(days=1)
+        ),
     ]
     assert daily_realized(fills) == [
         DayPnl(date(2026, 12, 1), Decimal("4.845"), Decimal("0.155"), 2),  # -0.1 + 5 - 0.055
@@ -83,7 +87,7 @@ def test_realized_pnl_per_day_books_each_fill_on_its_day() -> None:
 
 def test_a_fill_without_a_time_is_refused() -> None:
     with pytest.raises(ValueError):
-        daily_realized([Fill("BTCUSDT", "BUY", Decimal("1"), Decimal("100"))])
+        daily_realized([Fill("BTCUSDT", Side.BUY, Decimal("1"), Decimal("100"))])
 
 
 fill_specs = st.lists(

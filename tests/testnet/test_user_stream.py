@@ -29,7 +29,7 @@ async def h(binance_double: BinanceDouble, binance_account: Account) -> AsyncIte
 
 
 async def streaming_venue(h: Harness, **over: object) -> TestnetVenue:
-    venue = await h.venue(ws_url=h.double.ws_url, **{**NO_POLLING, **over})
+    venue = await h.venue(start=True, ws_url=h.double.ws_url, **{**NO_POLLING, **over})
     return venue
 
 

@@ -14,7 +14,7 @@ from execution.venues.base import VenueOrder, VenueResult
 from shared.clock import SystemClock
 from shared.exchanges import get_adapter
 from shared.ids import new_id
-from tests.binance_double import Account, BinanceDouble
+from tests.binance_double import Account, BinanceDouble, Order
 from tests.support.eventually import eventually
 
 D = Decimal
@@ -63,7 +63,7 @@ class Harness:
     def statuses(self, order_id: str) -> list[str]:
         return [c.status for r in self.sunk for c in r.changes if c.order_id == order_id]
 
-    def exchange(self, order_id: str) -> list[object]:
+    def exchange(self, order_id: str) -> list[Order]:
         return self.double.state.orders(client_order_id=order_id)
 
 
