@@ -27,7 +27,7 @@ async def test_ccxt_fetches_every_interval_as_our_candles_route_has_it(tb: Serve
         async with httpx.AsyncClient(base_url=tb.base) as http:
             for interval, length in (("15m", 900_000), ("4h", 14_400_000), ("1d", 86_400_000)):
                 ohlcv = await ex.fetch_ohlcv(SYMBOL, interval, limit=20)
-                params = {"interval": interval, "limit": 20}
+                params: dict[str, str | int] = {"interval": interval, "limit": 20}
                 ours = (await http.get("/api/markets/BTCUSDT/candles", params=params)).json()
                 assert len(ohlcv) == 20  # a fresh system: the backfilled history
                 assert all(b[0] - a[0] == length for a, b in itertools.pairwise(ohlcv))

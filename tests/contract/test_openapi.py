@@ -193,7 +193,13 @@ async def test_decimals_are_patterned_in_and_plain_out(gateway: Api) -> None:
 
     auth = await gateway.user("decimals@example.com")
     for quantity_in in (" 1", "1_000", "+1", "0", "\u0661"):  # what pydantic alone would take, or zero
-        order = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": quantity_in, "price": "100"}
+        order: dict[str, object] = {
+            "symbol": "BTCUSDT",
+            "side": "BUY",
+            "type": "LIMIT",
+            "quantity": quantity_in,
+            "price": "100",
+        }
         r = await gateway.client.post("/api/orders", json=order, headers=auth)
         assert r.status_code == 422, (quantity_in, r.text)
         assert r.headers["content-type"].startswith(PROBLEM)

@@ -16,6 +16,7 @@ import httpx
 import jwt
 import pytest
 from sqlalchemy import select
+from sqlmodel import col
 
 from shared.models import AuditLog, RefreshToken
 from shared.settings import Settings
@@ -53,7 +54,7 @@ def client_at(api: Api, address: str) -> httpx.AsyncClient:
 
 async def audit_actions(api: Api) -> list[AuditLog]:
     async with api.parts.sessions() as s:
-        return list((await s.execute(select(AuditLog).order_by(AuditLog.id))).scalars())
+        return list((await s.execute(select(AuditLog).order_by(col(AuditLog.id)))).scalars())
 
 
 def _problem(r, status: int) -> dict:
@@ -152,7 +153,7 @@ async def test_refresh_reuse_revokes_the_whole_family(api: Api) -> None:
     async with api.parts.sessions() as s:
         actions = [a.action for a in (await s.execute(select(AuditLog))).scalars()]
         revoked = (
-            (await s.execute(select(RefreshToken).where(RefreshToken.revoked_at.is_not(None))))
+            (await s.execute(select(RefreshToken).where(col(RefreshToken.revoked_at).is_not(None))))
             .scalars()
             .all()
         )
@@ -230,7 +231,7 @@ async def test_failed_logins_and_mode_switches_are_audited(api: Api) -> None:
     assert r.status_code == 200 and r.json()["mode"] == "paper"
     _problem(await api.client.put("/api/me/mode", json={"mode": "live"}, headers=auth), 422)
     async with api.parts.sessions() as s:
-        rows = (await s.execute(select(AuditLog).order_by(AuditLog.id))).scalars().all()
+        rows = (await s.execute(select(AuditLog).order_by(col(AuditLog.id)))).scalars().all()
     actions = [r.action for r in rows]
     assert "auth.login" in actions and "auth.login_failed" in actions
     failed = next(r for r in rows if r.action == "auth.login_failed")

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import select
+from sqlmodel import col
 
 from shared.models import AuditLog
 from tests.support.api import Api, make_settings, running_api
@@ -65,7 +66,9 @@ async def test_wrong_password_burst_does_not_stall_orders(up: Api) -> None:
 
     async with up.parts.read_sessions() as s:
         failed = (
-            (await s.execute(select(AuditLog).where(AuditLog.action == "auth.login_failed"))).scalars().all()
+            (await s.execute(select(AuditLog).where(col(AuditLog.action) == "auth.login_failed")))
+            .scalars()
+            .all()
         )
     assert sorted(a.details["email"] for a in failed) == sorted(e for e in VICTIMS for _ in range(5))
 

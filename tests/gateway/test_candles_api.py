@@ -119,7 +119,7 @@ async def test_start_time_pages_forward_and_times_may_be_unix_ms(stored: tuple[A
     ],
 )
 async def test_bad_input_is_a_422_problem(
-    stored: tuple[Api, list[Candle]], params: dict[str, object], field: str | None
+    stored: tuple[Api, list[Candle]], params: dict[str, str | int], field: str | None
 ) -> None:
     api, _ = stored
     r = await api.client.get(URL, params=params)
@@ -168,7 +168,7 @@ async def test_the_testnet_venues_candles_page_the_same_way(stored: tuple[Api, l
     await api.parts.market_data.put(
         "candles", "BTCUSDT:15m", {"symbol": "BTCUSDT", "interval": "15m", "candles": rows}, venue="testnet"
     )
-    params = {"interval": "15m", "venue": "testnet", "limit": 10}
+    params: dict[str, str | int] = {"interval": "15m", "venue": "testnet", "limit": 10}
     page = (await api.client.get(URL, params=params)).json()
     assert starts(page) == [c.start for c in fifteen[-10:]] and {c["venue"] for c in page} == {"testnet"}
     older = (await api.client.get(URL, params={**params, "end_time": page[0]["start"]})).json()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import asyncpg
 import pytest
 from sqlalchemy import select, update
+from sqlmodel import col
 
 from shared.credentials import load_plain_keys, rotate_all
 from shared.models import AuditLog, ExchangeCredential, User
@@ -13,7 +16,7 @@ from tests.support.api import Api, make_settings, running_api
 
 
 @pytest.fixture
-async def api(pg_url: str, redis_url: str, redis_prefix: str, binance_double) -> Api:
+async def api(pg_url: str, redis_url: str, redis_prefix: str, binance_double) -> AsyncIterator[Api]:
     settings = make_settings(
         pg_url, redis_url=redis_url, redis_prefix=redis_prefix, binance_testnet_url=binance_double.url
     )
@@ -109,7 +112,9 @@ async def test_ciphertext_copied_to_another_user_fails(api: Api, binance_account
     rt = api.parts
     async with rt.sessions() as s, s.begin():
         row = (await s.execute(select(ExchangeCredential))).scalar_one()
-        mallory = (await s.execute(select(User).where(User.email == "mallory-k@example.com"))).scalar_one()
+        mallory = (
+            await s.execute(select(User).where(col(User.email) == "mallory-k@example.com"))
+        ).scalar_one()
         await s.execute(
             update(ExchangeCredential).where(ExchangeCredential.id == row.id).values(user_id=mallory.id)
         )

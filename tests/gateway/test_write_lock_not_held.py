@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select, text
+from sqlmodel import col
 
 from shared.models import AuditLog, ExchangeCredential
 from shared.settings import Settings
@@ -61,7 +62,7 @@ async def api(settings: Settings) -> AsyncIterator[Api]:
 
 async def _list_users_audits(api: Api) -> list[AuditLog]:
     async with api.parts.read_sessions() as s:
-        rows = await s.execute(select(AuditLog).where(AuditLog.action == "admin.list_users"))
+        rows = await s.execute(select(AuditLog).where(col(AuditLog.action) == "admin.list_users"))
         return list(rows.scalars())
 
 
