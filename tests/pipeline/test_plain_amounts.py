@@ -5,6 +5,7 @@ Binance double."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import AsyncIterator
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -25,7 +26,7 @@ PLACES = Decimal(1).scaleb(-DERIVED_PLACES)
 # Three asks at odd prices; a buy across all of them averages 60000 + 2.75 / 41, which does not terminate.
 ASKS = [("0.00013", "60000.01"), ("0.00017", "60000.07"), ("0.00011", "60000.13")]
 TOTAL_QTY = sum(Decimal(q) for q, _ in ASKS)
-EXACT_AVG = sum(Decimal(q) * Decimal(p) for q, p in ASKS) / TOTAL_QTY
+EXACT_AVG = sum((Decimal(q) * Decimal(p) for q, p in ASKS), Decimal(0)) / TOTAL_QTY
 
 
 @pytest.fixture(params=["system", "embedded"])
@@ -88,7 +89,7 @@ async def test_amounts_are_plain_and_derived_ones_sized(either: Api) -> None:
         _no_exponent("placement", r.text)
         sells.append(r.json()["order_id"])
     for oid in sells:
-        await eventually(lambda oid=oid: _status(api, seller, oid, "NEW"))
+        await eventually(functools.partial(_status, api, seller, oid, "NEW"))
 
     # The quote's average over the three asks: rounded to the documented places, not 20 significant digits.
     async def quoted() -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import itertools
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -48,7 +49,7 @@ def by_interval(candles: list[Candle], symbol: str) -> dict[Interval, list[Candl
 
 
 class NullSink:
-    async def publish_ticks(self, ticks: object) -> None: ...
+    async def publish_ticks(self, ticks: Sequence[Tick]) -> None: ...
 
     async def publish_candles(self, candles: object) -> None: ...
 
@@ -221,7 +222,7 @@ class Recorder(NullSink):
     def __init__(self) -> None:
         self.ticks: list[Tick] = []
 
-    async def publish_ticks(self, ticks: list[Tick]) -> None:  # type: ignore[override]
+    async def publish_ticks(self, ticks: Sequence[Tick]) -> None:
         self.ticks.extend(ticks)
 
 

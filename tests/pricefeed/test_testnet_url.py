@@ -3,6 +3,8 @@ never at an environment variable read behind the settings' back."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from pricefeed.sources import DEFAULT_TESTNET_URL, ExchangeTickerSource, build_source
@@ -14,7 +16,7 @@ async def _api_root(src: object) -> str:
     # what it would poll (built without any I/O): a ccxt client or a session around one
     client = src._factory()
     try:
-        ccxt_client = getattr(client, "client", client)
+        ccxt_client: Any = getattr(client, "client", client)
         return str(ccxt_client.urls["api"]["public"])
     finally:
         await client.close()
