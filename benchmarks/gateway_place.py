@@ -107,6 +107,8 @@ async def _run(args: argparse.Namespace, db: ScratchDatabase, prefix: str) -> No
         for stmt, n in stmts.most_common(12):
             print(f"  {n / args.orders:5.2f}  {stmt}")
         if prof:
+            if args.dump:
+                prof.dump_stats(args.dump)
             pstats.Stats(prof).sort_stats(args.sort).print_stats(args.top)
 
 
@@ -117,6 +119,7 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--top", type=int, default=40)
     ap.add_argument("--sort", default="cumulative", help="cProfile sort key: cumulative | tottime")
+    ap.add_argument("--dump", help="with --profile: also write the raw cProfile stats to this file")
     args = ap.parse_args()
     db = ScratchDatabase()
     db.create()
