@@ -129,7 +129,6 @@ def test_ticket_shows_balance_cost_and_valid_percent_sizes(page: Any, system: Ru
     expect(page.locator("#ticket-available")).not_to_have_text("Available: 10000 USDT")
 
 
-
 def test_equity_curve_moves_after_a_fill(page: Any, system: RunningSystem) -> None:
     auth = register(page, system)
     wait_for_liquidity(page)
