@@ -9,7 +9,9 @@ Why it is shaped like this:
 - Resume is gapless and duplicate-free: while a connection replays its user stream (`range_after`), live private
   events for it are buffered; when the replay is done they are flushed, dropping ids <= the last replayed id,
   in the same synchronous step that switches the connection back to live (no await in between, so nothing can
-  slip through). Private events already sent live before the resume bound the replay from above.
+  slip through). Private events already sent live before the resume bound the replay from above. The reader runs
+  behind the streams, so it may route an event the replay already sent, or one at or before the client's resume
+  point: a socket never gets a live private event at or below the highest id it was sent or resumed from.
 - Stream ids are global (the same in every events process), so a client may resume on any instance.
 - A user locked by an admin (`USER_LOCKED` on `users.events`) is signed out at once: their sockets close with
   4401 "signed out", and tokens issued before the lock are refused here for as long as one can live.
