@@ -51,7 +51,7 @@ from shared.models import Balance, Fill, Order, ProcessedCommand
 from shared.orders import FINAL, Status
 from shared.outbox import publish_after_commit
 from shared.paper.ledger import deposit_entry, release_entry
-from shared.retry import Backoff, retry
+from shared.retry import Backoff, reraise_if_cancelled, retry
 from shared.streams import (
     EXECUTION_GROUP,
     MARKET_DEPTH,
@@ -257,7 +257,11 @@ class ExecutionWorker:
                 log.warning("bus unavailable in paper loop", error=str(exc))
                 commands.rewind()
                 await asyncio.sleep(0.5)
-            except Exception:
+            except Exception as exc:
+                # A cancellation that the database layer turned into its own error (a statement cancelled by
+                # stop() leaves an invalidated connection: PendingRollbackError) ends the loop too; rebuilding
+                # the books first held shutdown up for seconds.
+                reraise_if_cancelled(exc)
                 log.exception("paper batch failed; rebuilding the books from the database")
                 commands.rewind()
                 await asyncio.sleep(0.2)
