@@ -11,9 +11,10 @@ import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import orjson
-from sqlalchemy import TextClause, select, text, tuple_
+from sqlalchemy import Insert, Select, TextClause, Update, bindparam, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -140,6 +141,33 @@ def _apply_pg() -> TextClause:
     return text(f"WITH {pg_apply_ctes('true')} SELECT account_id, asset, free, locked FROM moved")  # noqa: S608
 
 
+_BALANCES = Balance.__table__  # type: ignore[attr-defined]
+
+
+@functools.cache
+def _sqlite_ensure() -> Insert:
+    """The balance rows an apply moves, created at zero where missing."""
+    return upsert_insert("sqlite")(_BALANCES).on_conflict_do_nothing(index_elements=["account_id", "asset"])
+
+
+@functools.cache
+def _sqlite_read() -> Select[Any]:
+    t = _BALANCES
+    return select(t.c.account_id, t.c.asset, t.c.free, t.c.locked).where(
+        tuple_(t.c.account_id, t.c.asset).in_(bindparam("keys", expanding=True))
+    )
+
+
+@functools.cache
+def _sqlite_write() -> Update:
+    t = _BALANCES
+    return (
+        update(t)
+        .where(t.c.account_id == bindparam("k_account"), t.c.asset == bindparam("k_asset"))
+        .values(free=bindparam("free"), locked=bindparam("locked"), updated_at=bindparam("now"))
+    )
+
+
 class SqlLedger:
     def __init__(self, session: AsyncSession, clock: Clock) -> None:
         self.session = session
@@ -161,37 +189,39 @@ class SqlLedger:
             return movement.checked(
                 {(r.account_id, r.asset): (r.free, r.locked) for r in rows}, check_funds=check_funds
             )
+        # SQLite: the unit of work holds the database's one write lock (BEGIN IMMEDIATE), so read, check and
+        # write need no row locks. Core statements built once, like PostgreSQL's: the ORM's row objects, flush
+        # and per-call cache keys cost more than the SQL (issue #16). Like PostgreSQL's path, this leaves Balance
+        # objects already in the session as they were (``balances`` reads with populate_existing).
         keys = list(movement.deltas)
-        rows_by_key = await self._lock_rows(keys, now)
-        after = {
-            k: (rows_by_key[k].free + f, rows_by_key[k].locked + lk) for k, (f, lk) in movement.deltas.items()
+        await self.session.execute(
+            _sqlite_ensure(),
+            [{"account_id": a, "asset": s, "free": ZERO, "locked": ZERO, "updated_at": now} for a, s in keys],
+        )
+        current = {
+            (r.account_id, r.asset): (r.free, r.locked)
+            for r in await self.session.execute(_sqlite_read(), {"keys": keys})
         }
+        after = {k: (current[k][0] + f, current[k][1] + lk) for k, (f, lk) in movement.deltas.items()}
         out = movement.checked(after, check_funds=check_funds)
-        for v in out:
-            row = rows_by_key[(v.account_id, v.asset)]
-            row.free, row.locked, row.updated_at = v.free, v.locked, now
+        await self.session.execute(
+            _sqlite_write(),
+            [
+                {
+                    "k_account": v.account_id,
+                    "k_asset": v.asset,
+                    "free": v.free,
+                    "locked": v.locked,
+                    "now": now,
+                }
+                for v in out
+            ],
+        )
         await self.session.execute(
             LedgerPosting.__table__.insert(),  # type: ignore[attr-defined]
             [{**p, "ts": now} for p in movement.postings],
         )
-        await self.session.flush()
         return out
-
-    async def _lock_rows(self, keys: list[tuple[str, str]], now: object) -> dict[tuple[str, str], Balance]:
-        insert = upsert_insert(self.session.bind.dialect.name)  # type: ignore[union-attr]
-        stmt = insert(Balance).values(
-            [{"account_id": a, "asset": s, "free": ZERO, "locked": ZERO, "updated_at": now} for a, s in keys]
-        )
-        await self.session.execute(stmt.on_conflict_do_nothing(index_elements=["account_id", "asset"]))
-        # Rows are locked in key order, so two writers never wait on each other in a cycle.
-        result = await self.session.execute(
-            select(Balance)
-            .where(tuple_(Balance.account_id, Balance.asset).in_(keys))
-            .order_by(Balance.account_id, Balance.asset)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        return {(b.account_id, b.asset): b for b in result.scalars()}
 
     async def balances(self, account_id: str) -> list[BalanceView]:
         result = await self.session.execute(
