@@ -23,7 +23,9 @@ from shared.paper.rules import MarketRules
 
 log = structlog.get_logger(__name__)
 
-RETRY_S = 30.0  # after a failed read, the next try comes this soon (or at the refresh, if sooner)
+RETRY_S = 30.0  # after a failed read, the next try comes this soon (or at the refresh, if sooner), doubling
+# per failure in a row up to the refresh: each try builds a ccxt client (an SSL context, a DNS lookup), which an
+# offline `tradebridge up` did every 30 s for ever (issue #16)
 
 
 def rules_from_filters(f: MarketFilters, configured: MarketRules | None) -> MarketRules:
@@ -101,10 +103,15 @@ class TestnetMarkets:
         self.loaded_at, self.last_error = self._clock.now(), None
         return True
 
+    def retry_after(self, failures: int) -> float:
+        """The wait after ``failures`` failed reads in a row: RETRY_S doubling, never past the refresh."""
+        return min(self._refresh_s, RETRY_S * 2 ** min(failures - 1, 16))
+
     async def _run(self) -> None:
+        failures = 0
         while True:
-            ok = await self.refresh()
-            await asyncio.sleep(self._refresh_s if ok else min(self._refresh_s, RETRY_S))
+            failures = 0 if await self.refresh() else failures + 1
+            await asyncio.sleep(self.retry_after(failures) if failures else self._refresh_s)
 
     def start(self) -> None:
         """Refresh in the background (the first read at once); the configured rules serve until it answers."""
