@@ -293,6 +293,11 @@ class OrderService:
     # Reads the placing user afresh (``Unauthorized`` if gone or locked): for a user passed in unread, taken
     # from the gateway's hints (``verified`` False), whose order the acceptance statement checks instead.
     recheck: Callable[[], Awaitable[Owner]] | None = None
+    # Placements on PostgreSQL (``gateway.routes.orders.placement``): the request's unit of work is opened on
+    # first use (``session`` is None until then), since a funded user's paper order never uses it; the rows its
+    # one autocommit statement committed are handed to ``publish`` (the outbox relay) at once.
+    open_session: Callable[[], Awaitable[AsyncSession]] | None = None
+    publish: Callable[[list[Committed]], None] | None = None
 
     def rules_for(self, symbol: str, mode: str = "paper") -> MarketRules:
         """The rules an order of `mode` is accepted by: the exchange's own on the testnet."""
@@ -359,6 +364,8 @@ class OrderService:
             raise UserChanged  # only the one statement checks the user itself
         if self.autocommit is not None and not on_its_own:
             await self.autocommit.release()  # the request's session from here on: one connection at a time
+        if not on_its_own and self.open_session is not None:
+            self.session, self.open_session = await self.open_session(), None
         reads = await self.autocommit.connection() if on_its_own and self.autocommit is not None else None
         try:
             await self.limiter.hit(self.order_rate_limit, f"orders:{user.id}")
@@ -395,7 +402,7 @@ class OrderService:
             "ts": now,
         }
         short: InsufficientBalance | None = None
-        if entries and self.session.bind.dialect.name == "postgresql":  # type: ignore[union-attr]
+        if entries and (on_its_own or self.session.bind.dialect.name == "postgresql"):  # type: ignore[union-attr]
             on = reads if reads is not None else self.session
             # an unread user is checked by the statement, with the default mode assumed when the body names none
             assumed = None if verified or body.mode else user.mode
@@ -460,9 +467,13 @@ class OrderService:
                 s["account_id"], s["asset"], Decimal(s["needed"]), Decimal(s["available"])
             )
         movement.checked({(r.account_id, r.asset): (r.free, r.locked) for r in rows}, check_funds=True)
-        after_commit = publish_after_commit(self.session)
-        for r in rows[0].outbox:
-            after_commit.append(Committed(int(r["id"]), r["stream"], r["payload"], r["mirror_to"]))
+        committed = [
+            Committed(int(r["id"]), r["stream"], r["payload"], r["mirror_to"]) for r in rows[0].outbox
+        ]
+        if isinstance(on, AsyncConnection) and self.publish is not None:
+            self.publish(committed)  # committed by the statement itself: published at once, in id order
+        else:
+            publish_after_commit(self.session).extend(committed)
         return True, None
 
     def _outbox(self, order: Order, balances: list[dict[str, str]] | None) -> list[dict[str, Any]]:

@@ -422,3 +422,49 @@ async def test_a_known_users_paper_order_needs_no_user_read_and_its_statement_ch
             assert await orders() == 4
         finally:
             event.remove(engine, "before_cursor_execute", before)
+
+
+async def test_a_funded_users_paper_order_opens_no_unit_of_work_and_is_published_at_once(
+    pg_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """PostgreSQL: the one statement commits by itself, so the placement opens no session transaction and hands
+    its outbox rows to the relay at once (the command reaches the bus with the relay's polling off). A first
+    order (funding) still runs in the request's unit of work."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    from shared.streams import PAPER_COMMANDS
+    from tests.support.eventually import eventually
+
+    settings = make_settings(
+        pg_url,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        outbox_poll_interval_s=3600,
+        paper_starting_balances_csv="USDT=1000,BTC=1",
+    )
+    opened: list[object] = []
+
+    def created(session: object, transaction: Any) -> None:
+        if transaction.parent is None:
+            opened.append(session)
+
+    async with running_api(settings, migrate=False) as api:
+        auth = await api.user("lazy@example.com")
+        event.listen(Session, "after_transaction_create", created)
+        try:
+            first = await api.client.post("/api/orders", json=LIMIT_BUY, headers=auth)  # funds the account
+            assert first.status_code == 202 and opened, first.text
+            assert (await api.client.post("/api/orders", json=LIMIT_BUY, headers=auth)).status_code == 202
+            opened.clear()
+            r = await api.client.post("/api/orders", json=LIMIT_BUY, headers=auth)
+            assert r.status_code == 202, r.text
+            assert opened == []
+        finally:
+            event.remove(Session, "after_transaction_create", created)
+
+        async def published() -> bool:
+            ids = [m.data["order_id"] for m in await api.parts.bus.range_after(PAPER_COMMANDS, "0")]
+            return r.json()["order_id"] in ids
+
+        await eventually(published, timeout=5)
