@@ -122,7 +122,7 @@ def run_paper_book(stream: list[Op]) -> tuple[list[int], int]:
 def run_liquibook(stream: list[Op], listen: bool) -> tuple[list[int], int]:
     import liquibook as lb
 
-    class Listener(lb.OrderListener):  # type: ignore[misc,name-defined]
+    class Listener(lb.OrderListener):
         def __init__(self) -> None:
             lb.OrderListener.__init__(self)
             self.traded = 0

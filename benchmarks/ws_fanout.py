@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import multiprocessing as mp
 import os
 import socket
@@ -42,7 +43,7 @@ def _settings(redis_url: str, prefix: str) -> Any:
     from shared.security.crypto import generate_key
     from shared.settings import Settings
 
-    return Settings(  # type: ignore[call-arg]
+    return Settings(
         _env_file=None,
         database_url=f"sqlite+aiosqlite:///{tempfile.gettempdir()}/ws-bench-unused.db",
         redis_url=redis_url,
@@ -67,7 +68,7 @@ def run_server(redis_url: str, prefix: str, port: int, deflate: bool, ws: str = 
         ws_ping_interval=20,
         ws_ping_timeout=20,
         ws_per_message_deflate=deflate,
-        ws=ws,  # type: ignore[arg-type]
+        ws=ws,
         backlog=4096,
     )
 
@@ -174,7 +175,7 @@ async def _clients(
     for i, token in enumerate(tokens):
         try:
             _, proto = await loop.create_connection(
-                lambda t=token: _LightClient(f"/ws?token={t}", port, sink), "127.0.0.1", port
+                functools.partial(_LightClient, f"/ws?token={token}", port, sink), "127.0.0.1", port
             )
             clients.append(proto)
         except OSError:

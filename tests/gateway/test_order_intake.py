@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlmodel import col
 
 from tests.support.api import Api, make_settings, running_api, running_api_on
 
@@ -108,7 +109,7 @@ async def test_acceptance_writes_the_same_records_on_either_database(gateway: Ap
     async with rt.sessions() as s:
         events = (await s.execute(select(OrderEvent).where(OrderEvent.order_id == oid))).scalars().all()
         postings = (
-            (await s.execute(select(LedgerPosting).where(LedgerPosting.entry_kind == "RESERVE")))
+            (await s.execute(select(LedgerPosting).where(col(LedgerPosting.entry_kind) == "RESERVE")))
             .scalars()
             .all()
         )
@@ -250,17 +251,19 @@ async def test_concurrent_orders_never_overspend_on_either_database(unthrottled:
     assert b["USDT"] == (Decimal("1000") - 10 * Decimal("99.9999"), 10 * Decimal("99.9999"))
     accepted = {r.json()["order_id"] for r in results if r.status_code == 202}
     async with unthrottled.parts.sessions() as s:
-        orders = set((await s.execute(select(Order.id))).scalars())
+        orders = set((await s.execute(select(col(Order.id)))).scalars())
         refs = set(
             (
-                await s.execute(select(LedgerPosting.ref).where(LedgerPosting.entry_kind == "RESERVE"))
+                await s.execute(
+                    select(col(LedgerPosting.ref)).where(col(LedgerPosting.entry_kind) == "RESERVE")
+                )
             ).scalars()
         )
         commands = (
             await s.execute(
                 select(func.count())
                 .select_from(OutboxMessage)
-                .where(OutboxMessage.stream.contains("commands"))
+                .where(col(OutboxMessage.stream).contains("commands"))
             )
         ).scalar_one()
     assert orders == refs == accepted
@@ -312,10 +315,12 @@ async def test_funded_users_orders_race_for_the_balance_and_replays_still_answer
     assert "USDT" in refused.json()["detail"], refused.json()
     accepted = [r.json() for r in results if r.status_code == 202]
     async with unthrottled.parts.sessions() as s:
-        orders = set((await s.execute(select(Order.id))).scalars())
+        orders = set((await s.execute(select(col(Order.id)))).scalars())
         refs = set(
             (
-                await s.execute(select(LedgerPosting.ref).where(LedgerPosting.entry_kind == "RESERVE"))
+                await s.execute(
+                    select(col(LedgerPosting.ref)).where(col(LedgerPosting.entry_kind) == "RESERVE")
+                )
             ).scalars()
         )
     assert orders == refs == {*(r.json()["order_id"] for r in first), *(a["order_id"] for a in accepted)}
@@ -394,7 +399,7 @@ async def test_a_known_users_paper_order_needs_no_user_read_and_its_statement_ch
 
         async def set_user(**values: Any) -> None:
             async with api.parts.sessions() as s, s.begin():
-                await s.execute(update(User).where(User.email == "hinted@example.com").values(**values))
+                await s.execute(update(User).where(col(User.email) == "hinted@example.com").values(**values))
 
         async def orders() -> int:
             async with api.parts.sessions() as s:

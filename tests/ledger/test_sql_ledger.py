@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from shared.clock import SystemClock
 from shared.db import create_engine, session_factory
@@ -41,9 +42,9 @@ async def sessions(request: pytest.FixtureRequest, tmp_path: Path, pg_url: str) 
         await engine.dispose()
 
 
-async def _apply(sessions: object, entries: list, **kw: object) -> list:
+async def _apply(sessions: object, entries: list, *, check_funds: bool = False) -> list:
     async with sessions() as s, s.begin():  # type: ignore[operator]
-        return await SqlLedger(s, SystemClock()).apply(entries, **kw)
+        return await SqlLedger(s, SystemClock()).apply(entries, check_funds=check_funds)
 
 
 async def _state(sessions: object, account: str) -> tuple[dict[str, tuple[Decimal, Decimal]], int]:
@@ -109,9 +110,11 @@ async def test_postgresql_applies_entries_in_one_statement(pg_url: str) -> None:
         async with sessions() as s:
             rows = (
                 await s.execute(
-                    select(LedgerPosting.entry_kind, LedgerPosting.bucket, LedgerPosting.amount)
-                    .where(LedgerPosting.ref == "o1")
-                    .order_by(LedgerPosting.id)
+                    select(
+                        col(LedgerPosting.entry_kind), col(LedgerPosting.bucket), col(LedgerPosting.amount)
+                    )
+                    .where(col(LedgerPosting.ref) == "o1")
+                    .order_by(col(LedgerPosting.id))
                 )
             ).all()
         assert [tuple(r) for r in rows] == [(e.kind, p.bucket, p.amount) for e in entries for p in e.postings]
