@@ -88,8 +88,15 @@ async def load_orders(session: AsyncSession, ids: Iterable[str], *, lock: bool =
 
 
 async def apply_result(
-    session: AsyncSession, clock: Clock, result: VenueResult, *, orders: dict[str, Order] | None = None
+    session: AsyncSession,
+    clock: Clock,
+    result: VenueResult,
+    *,
+    orders: dict[str, Order] | None = None,
+    reopened: frozenset[str] = frozenset(),
 ) -> Applied:
+    """Persist what a venue reported. `reopened`: orders whose cancel was given up (a parked command), so a
+    reported NEW / PARTIALLY_FILLED takes them out of PENDING_CANCEL instead of being read as a fill."""
     now = clock.now()
     applied = Applied()
     ids = {c.order_id for c in result.changes} | {f.order_id for f in result.fills}
@@ -117,7 +124,7 @@ async def apply_result(
         if order is None:
             log.warning("venue reported an unknown order", order_id=change.order_id)
             continue
-        if _apply_change(order, change, now, applied):
+        if _apply_change(order, change, now, applied, reopen=order.id in reopened):
             touched[order.id] = order
 
     users_fills: list[dict[str, object]] = []
@@ -334,8 +341,10 @@ async def _out_of_order(session: AsyncSession, fills: list[dict[str, object]]) -
     return out
 
 
-def _apply_change(order: Order, change: OrderChange, now: datetime, applied: Applied) -> bool:
-    status = next_status(order.status, change.status)
+def _apply_change(
+    order: Order, change: OrderChange, now: datetime, applied: Applied, *, reopen: bool = False
+) -> bool:
+    status = change.status if reopen else next_status(order.status, change.status)
     same = status == order.status and change.filled_quantity == order.filled_quantity
     fired = (
         change.triggered and order.triggered_at is None

@@ -29,8 +29,8 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, func
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, func, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import col, select
 
 from execution.book_snapshot import BookPublisher
@@ -72,6 +72,24 @@ MM_FUNDING_DEFAULT = Decimal("100000")
 FRESH_TICKER = timedelta(seconds=10)
 # Waiting for the bus at start: 0.1 s doubling to 5 s, until it answers.
 BUS_BACKOFF = Backoff(base=0.1, factor=2.0, cap=5.0)
+
+
+class DatabaseUnavailable(Exception):
+    """A command failed because the database did not answer: it is not a poison command."""
+
+
+def _connection_error(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) is a lost or refused database connection."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, DBAPIError) and e.connection_invalidated:
+            return True
+        if isinstance(e, OSError):  # ConnectionRefusedError, ConnectionResetError, socket errors
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def consumer_name() -> str:
@@ -262,31 +280,77 @@ class ExecutionWorker:
                 # stop() leaves an invalidated connection: PendingRollbackError) ends the loop too; rebuilding
                 # the books first held shutdown up for seconds.
                 reraise_if_cancelled(exc)
-                log.exception("paper batch failed; rebuilding the books from the database")
+                if isinstance(exc, DatabaseUnavailable):
+                    log.warning("database unavailable in paper loop; retrying the batch", error=str(exc))
+                else:
+                    log.exception("paper batch failed; rebuilding the books from the database")
                 commands.rewind()
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(1.0 if isinstance(exc, DatabaseUnavailable) else 0.2)
                 with contextlib.suppress(Exception):
                     await self.recover_paper()
                     await self.restore_liquidity()
 
     async def _isolate(self, msgs: Sequence[BusMessage]) -> None:
         """A batch keeps failing: run its commands one at a time so one poison command cannot block the
-        book forever. A command that still fails alone is parked: its order is marked REJECTED (its lock
-        stays for the reconciliation report to flag) and the error is logged for an operator."""
+        book forever. A command that fails alone is tried once more on rebuilt books, then parked (its order
+        settled by `_park`, the error logged for an operator), but only while the database answers: a
+        failure that is the database's (seed 22) raises `DatabaseUnavailable`, so the batch stays
+        unacknowledged and is handled again once it is back."""
         for m in msgs:
             try:
                 await self.handle_paper([m])
-            except Exception:
+                continue
+            except Exception as exc:
+                reraise_if_cancelled(exc)
+                await self._unless_database_down(exc, m)
+                log.warning("paper command failed alone; trying it once more", error=str(exc))
+            # What the failed attempt did to the books in memory is undone before anything runs again.
+            await self.recover_paper()
+            await self.restore_liquidity()
+            try:
+                await self.handle_paper([m])
+                continue
+            except Exception as exc:
+                reraise_if_cancelled(exc)
+                await self._unless_database_down(exc, m)
                 log.exception("parking a paper command that fails on its own", command=dict(m.data))
-                await self.recover_paper()
-                await self.restore_liquidity()
-                await self._park(m)
+            await self.recover_paper()
+            await self.restore_liquidity()
+            await self._park(m)
+
+    async def _unless_database_down(self, exc: Exception, m: BusMessage) -> None:
+        """Raise `DatabaseUnavailable` when `exc` is the database's: a lost or refused connection, or any
+        error while a `SELECT 1` on a new session fails too."""
+        if not _connection_error(exc) and await self._database_answers():
+            return
+        log.warning(
+            "the database is unavailable; leaving the paper command for redelivery",
+            command=dict(m.data),
+            error=str(exc),
+        )
+        raise DatabaseUnavailable(str(exc)) from exc
+
+    async def _database_answers(self) -> bool:
+        try:
+            async with self.rt.sessions() as session:
+                await session.execute(text("SELECT 1"))
+            return True
+        except Exception as exc:
+            reraise_if_cancelled(exc)
+            return False
 
     async def _park(self, m: BusMessage) -> None:
+        """Mark a poison command processed and settle its order: a PENDING one is REJECTED (its lock stays
+        for the reconciliation report to flag); a PENDING_CANCEL one never stays so: back to its open status
+        if it rests in the book (the cancel refused, the user may cancel again), else CANCELED (never placed,
+        nothing filled; its lock stays for the report too)."""
         now = self.rt.clock.now()
+        reason = "internal error: the order could not be executed"
         async with unit_of_work(self.rt.sessions) as session:
             session.add(ProcessedCommand(command_id=str(m.data.get("command_id")), processed_at=now))
             order = await session.get(Order, str(m.data.get("order_id")), with_for_update=True)
+            change: OrderChange | None = None
+            reopened: frozenset[str] = frozenset()
             if order is not None and order.status == Status.PENDING:
                 change = OrderChange(
                     order.id,
@@ -294,10 +358,30 @@ class ExecutionWorker:
                     order.filled_quantity,
                     order.cumulative_quote,
                     order.avg_price,
-                    reason="internal error: the order could not be executed",
+                    reason=reason,
                 )
+            elif order is not None and order.status == Status.PENDING_CANCEL:
+                if self.paper.in_book(order.id):
+                    status = Status.PARTIALLY_FILLED if order.filled_quantity > 0 else Status.NEW
+                    reason = "cancel failed: internal error; the order is still open"
+                    reopened = frozenset({order.id})
+                else:
+                    status = Status.CANCELED
+                change = OrderChange(
+                    order.id,
+                    status,
+                    order.filled_quantity,
+                    order.cumulative_quote,
+                    order.avg_price,
+                    reason=reason,
+                )
+            if order is not None and change is not None:
                 await apply_result(
-                    session, self.rt.clock, VenueResult(changes=(change,)), orders={order.id: order}
+                    session,
+                    self.rt.clock,
+                    VenueResult(changes=(change,)),
+                    orders={order.id: order},
+                    reopened=reopened,
                 )
         self.rt.relay.notify()
 
