@@ -50,8 +50,8 @@ async def api(settings: Settings) -> AsyncIterator[Api]:
 
 
 class TwoAnswers:
-    """The exchange as two handlers of one command see it: the first is answered NEW, the second (still waiting
-    on the exchange meanwhile) FILLED with its trade, once the first has recorded the command."""
+    """The exchange as two handlers of one command see it: the first to call is answered NEW, the second (still
+    waiting on the exchange meanwhile) FILLED with its trade, once the first has recorded the command."""
 
     def __init__(self) -> None:
         self.second_waiting = asyncio.Event()
@@ -104,11 +104,14 @@ async def test_the_later_answer_of_a_command_handled_twice_at_once_is_applied(ap
     exchange = TwoAnswers()
     worker.testnet = exchange
     msg = BusMessage(TESTNET_COMMANDS, "1-0", order_command("place", OID, "testnet"))
-    first = asyncio.create_task(worker.handle_testnet(msg))
-    second = asyncio.create_task(worker.handle_testnet(msg))
-    await first
-    exchange.release.set()
-    await second
+    handlers = {asyncio.create_task(worker.handle_testnet(msg)) for _ in range(2)}
+    # Which handler reaches the exchange first (and is answered NEW) is up to the scheduler, not the order the
+    # tasks were made in: wait for whichever finishes, then let the other's answer (FILLED) come.
+    async with asyncio.timeout(60):
+        done, _ = await asyncio.wait(handlers, return_when=asyncio.FIRST_COMPLETED)
+        assert len(done) == 1 and exchange.calls == 2, (done, exchange.calls)
+        exchange.release.set()
+        await asyncio.gather(*handlers)
     async with api.parts.sessions() as s:
         order = await s.get(Order, OID)
         fills = (await s.execute(select(Fill).where(Fill.order_id == OID))).scalars().all()
