@@ -29,7 +29,7 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, func, text
+from sqlalchemy import ColumnElement, Row, delete, func, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import col, select
 
@@ -297,26 +297,22 @@ class ExecutionWorker:
         failure that is the database's (seed 22) raises `DatabaseUnavailable`, so the batch stays
         unacknowledged and is handled again once it is back."""
         for m in msgs:
-            try:
-                await self.handle_paper([m])
-                continue
-            except Exception as exc:
-                reraise_if_cancelled(exc)
-                await self._unless_database_down(exc, m)
-                log.warning("paper command failed alone; trying it once more", error=str(exc))
-            # What the failed attempt did to the books in memory is undone before anything runs again.
-            await self.recover_paper()
-            await self.restore_liquidity()
-            try:
-                await self.handle_paper([m])
-                continue
-            except Exception as exc:
-                reraise_if_cancelled(exc)
-                await self._unless_database_down(exc, m)
-                log.exception("parking a paper command that fails on its own", command=dict(m.data))
-            await self.recover_paper()
-            await self.restore_liquidity()
-            await self._park(m)
+            for last_try in (False, True):
+                try:
+                    await self.handle_paper([m])
+                    break
+                except Exception as exc:
+                    reraise_if_cancelled(exc)
+                    await self._unless_database_down(exc, m)
+                    if last_try:
+                        log.exception("parking a paper command that fails on its own", command=dict(m.data))
+                    else:
+                        log.warning("paper command failed alone; trying it once more", error=str(exc))
+                # What the failed attempt did to the books in memory is undone before anything runs again.
+                await self.recover_paper()
+                await self.restore_liquidity()
+            else:
+                await self._park(m)
 
     async def _unless_database_down(self, exc: Exception, m: BusMessage) -> None:
         """Raise `DatabaseUnavailable` when `exc` is the database's: a lost or refused connection, or any
@@ -413,25 +409,34 @@ class ExecutionWorker:
         self.pruned_runs += 1
         return int(getattr(result, "rowcount", 0) or 0)
 
-    async def sweep_paper(self) -> int:
-        """Handle paper orders whose command never arrived (lost with a Redis that restarted empty, say).
-        The database is the source of truth and the bus the fast path: handling is idempotent by command id,
-        so an order handled here and again from the stream still executes once."""
-        cutoff = self.rt.clock.now() - timedelta(seconds=self.sweep_after_s)
+    async def _unsent(self, mode: str, after_s: float, scope: ColumnElement[bool]) -> Sequence[Row[str, str]]:
+        """(id, status) of up to a batch of `mode` orders in `scope` still waiting for a place or cancel
+        command `after_s` after their last change: the sweeps' candidates, oldest id first."""
+        cutoff = self.rt.clock.now() - timedelta(seconds=after_s)
         async with self.rt.sessions() as session:
-            rows = (
+            return (
                 await session.execute(
                     select(col(Order.id), col(Order.status))
                     .where(
-                        col(Order.mode) == "paper",
+                        col(Order.mode) == mode,
                         col(Order.status).in_([Status.PENDING, Status.PENDING_CANCEL]),
-                        col(Order.symbol).in_(list(self.rt.markets)),  # this partition's
+                        scope,
                     )
                     .where(col(Order.updated_at) < cutoff)
                     .order_by(col(Order.id))
                     .limit(self.batch)
                 )
             ).all()
+
+    async def sweep_paper(self) -> int:
+        """Handle paper orders whose command never arrived (lost with a Redis that restarted empty, say).
+        The database is the source of truth and the bus the fast path: handling is idempotent by command id,
+        so an order handled here and again from the stream still executes once."""
+        rows = await self._unsent(
+            "paper",
+            self.sweep_after_s,
+            col(Order.symbol).in_(list(self.rt.markets)),  # this partition's
+        )
         if not rows:
             return 0
         # A PENDING_CANCEL order may never have been placed: its place command comes first.
@@ -853,21 +858,7 @@ class ExecutionWorker:
         longer wait than paper's (a testnet command may queue behind slow exchange calls), and never an order
         this worker is handling already. Safe beside a late command: handling is idempotent by command id, and
         the venue looks an order up by its client order id before it sends it."""
-        cutoff = self.rt.clock.now() - timedelta(seconds=self.testnet_sweep_after_s)
-        async with self.rt.sessions() as session:
-            rows = (
-                await session.execute(
-                    select(col(Order.id), col(Order.status))
-                    .where(
-                        col(Order.mode) == "testnet",
-                        col(Order.status).in_([Status.PENDING, Status.PENDING_CANCEL]),
-                        col(Order.external).is_(False),
-                    )
-                    .where(col(Order.updated_at) < cutoff)
-                    .order_by(col(Order.id))
-                    .limit(self.batch)
-                )
-            ).all()
+        rows = await self._unsent("testnet", self.testnet_sweep_after_s, col(Order.external).is_(False))
         todo = [(str(oid), str(st)) for oid, st in rows if oid not in self._testnet_busy]
         for oid, st in todo:
             # A PENDING_CANCEL order may never have been placed: its place command comes first.
