@@ -1,5 +1,6 @@
 """What the tests of the chaos run's findings share: a migrated database of their own with one trader (`u1`),
-and testnet MARKET orders and their fills as the venue reports them."""
+testnet MARKET orders and their fills as the venue reports them, and the settings of an app whose testnet is the
+Binance double (REST only), on SQLite and on PostgreSQL with Redis."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -16,9 +18,25 @@ from execution.venues.base import FillReport, OrderChange, VenueResult
 from shared.db import create_engine, session_factory, unit_of_work
 from shared.migrate import upgrade
 from shared.models import Order, User
+from shared.settings import Settings
+from tests.binance_double import BinanceDouble
+from tests.support.api import make_settings
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 QTY = Decimal("0.001")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path, binance_double: BinanceDouble) -> Settings:
+    urls: dict[str, Any] = {"binance_testnet_url": binance_double.url, "binance_testnet_ws_url": ""}
+    if request.param == "sqlite":
+        return make_settings(f"sqlite+aiosqlite:///{tmp_path / 'tb.db'}", **urls)
+    return make_settings(
+        request.getfixturevalue("pg_url"),
+        redis_url=request.getfixturevalue("redis_url"),
+        redis_prefix=request.getfixturevalue("redis_prefix"),
+        **urls,
+    )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

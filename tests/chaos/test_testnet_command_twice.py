@@ -10,8 +10,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlmodel import select
@@ -22,24 +20,10 @@ from shared.db import unit_of_work
 from shared.models import Fill, Order
 from shared.settings import Settings
 from shared.streams import TESTNET_COMMANDS, order_command
-from tests.binance_double import BinanceDouble
-from tests.support.api import Api, make_settings, running_api
+from tests.support.api import Api, running_api
 
 OID = "01twicecommand000000000000000000"
 QTY, PRICE = Decimal("0.001"), Decimal("60000")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path, binance_double: BinanceDouble) -> Settings:
-    urls: dict[str, Any] = {"binance_testnet_url": binance_double.url, "binance_testnet_ws_url": ""}
-    if request.param == "sqlite":
-        return make_settings(f"sqlite+aiosqlite:///{tmp_path / 'tb.db'}", **urls)
-    return make_settings(
-        request.getfixturevalue("pg_url"),
-        redis_url=request.getfixturevalue("redis_url"),
-        redis_prefix=request.getfixturevalue("redis_prefix"),
-        **urls,
-    )
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,23 +16,10 @@ from shared.db import unit_of_work
 from shared.models import Order
 from shared.settings import Settings
 from tests.binance_double import BinanceDouble
-from tests.support.api import Api, make_settings, running_api
+from tests.support.api import Api, running_api
 from tests.support.eventually import eventually
 
 FAST = {"timeout_ms": 2000, "poll_fast_s": 0.2, "poll_slow_s": 0.5}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path, binance_double: BinanceDouble) -> Settings:
-    urls: dict[str, Any] = {"binance_testnet_url": binance_double.url, "binance_testnet_ws_url": ""}
-    if request.param == "sqlite":
-        return make_settings(f"sqlite+aiosqlite:///{tmp_path / 'tb.db'}", **urls)
-    return make_settings(
-        request.getfixturevalue("pg_url"),
-        redis_url=request.getfixturevalue("redis_url"),
-        redis_prefix=request.getfixturevalue("redis_prefix"),
-        **urls,
-    )
 
 
 @pytest.fixture
