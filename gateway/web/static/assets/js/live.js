@@ -1,6 +1,7 @@
 // The live connection: one WebSocket per tab (`/ws`, the access token offered as the subprotocols
 // ["bearer", TOKEN] so it stays out of URLs and their logs), public channel subscriptions, reconnect with
-// exponential backoff and jitter, resume from the last private event id, and a status the header shows.
+// exponential backoff and jitter, resume from the highest private event id seen (`?last_event_id=` on the
+// connect URL, so the replay is atomic with the connection), and a status the header shows.
 // While the socket is not open the views poll REST, so the page keeps working if `/ws` is not mounted.
 
 import { currentAccessToken, refresh } from "./api.js";
@@ -9,13 +10,39 @@ const PRIVATE = new Set(["ORDER_UPDATE", "TRADE", "POSITION_UPDATE", "BALANCE_UP
 const PING_MS = 25_000;
 export const MAX_BACKOFF_MS = 15_000;
 
+const EVENT_ID = /^(\d+)(?:-(\d+))?$/;
+
 /**
- * The private event id to resume from after `message`: a private event's own id; none after
- * RESYNC_REQUIRED (the server no longer holds what came after it: the views reload their snapshots).
+ * Compare two event ids ("<ms>-<seq>", a stream position; "<ms>" is seq 0) as the server does, by their two
+ * numbers: as strings "999-0" would sort after "1700000000000-0". Negative, 0 or positive; null if either is
+ * not an id.
+ */
+export function compareEventIds(a, b) {
+  const ma = EVENT_ID.exec(String(a));
+  const mb = EVENT_ID.exec(String(b));
+  if (!ma || !mb) return null;
+  const [msA, seqA, msB, seqB] = [ma[1], ma[2] || "0", mb[1], mb[2] || "0"].map(BigInt);
+  if (msA !== msB) return msA < msB ? -1 : 1;
+  return seqA === seqB ? 0 : seqA < seqB ? -1 : 1;
+}
+
+/**
+ * The private event id to resume from after `message`: the highest private event id seen (a replay may
+ * deliver older ids after newer live ones: the point never moves back); none after RESYNC_REQUIRED (the
+ * server no longer holds what came after it: the views reload their snapshots).
  */
 export function resumePoint(lastEventId, message) {
   if (message.type === "RESYNC_REQUIRED") return null;
-  return PRIVATE.has(message.type) && message.id ? message.id : lastEventId;
+  if (!PRIVATE.has(message.type) || !EVENT_ID.test(String(message.id ?? ""))) return lastEventId;
+  if (lastEventId && compareEventIds(message.id, lastEventId) <= 0) return lastEventId;
+  return message.id;
+}
+
+/** The socket's URL: the resume point goes on it, so the server replays before it sends anything live. */
+export function socketUrl(loc, lastEventId) {
+  const scheme = loc.protocol === "https:" ? "wss" : "ws";
+  const query = lastEventId ? `?last_event_id=${encodeURIComponent(lastEventId)}` : "";
+  return `${scheme}://${loc.host}/ws${query}`;
 }
 
 /**
@@ -112,10 +139,9 @@ export class Live {
     if (!token) {
       try { token = (await refresh()).access_token; } catch { this.setStatus("offline"); return; }
     }
-    const scheme = location.protocol === "https:" ? "wss" : "ws";
     let ws;
     try {
-      ws = new WebSocket(`${scheme}://${location.host}/ws`, ["bearer", token]);
+      ws = new WebSocket(socketUrl(location, this.lastEventId), ["bearer", token]);
     } catch {
       this.scheduleReconnect(false);
       return;
@@ -127,7 +153,6 @@ export class Live {
       this.attempts = 0;
       this.failuresBeforeOpen = 0;
       if (this.channels.size) this.send({ op: "subscribe", channels: [...this.channels] });
-      if (this.lastEventId) this.send({ op: "resume", last_event_id: this.lastEventId });
       clearInterval(this.pinger);
       this.pinger = setInterval(() => this.send({ op: "ping" }), PING_MS);
       this.setStatus("live");
