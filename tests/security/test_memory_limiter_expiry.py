@@ -15,6 +15,7 @@ import pytest
 
 from shared.ratelimit import RateLimiter
 from tests.support.api import make_settings, running_api
+from tests.support.eventually import eventually
 from tradebridge.embedded import create_embedded_app
 
 pytestmark = pytest.mark.asyncio
@@ -99,3 +100,34 @@ async def test_many_concurrent_logins_on_the_embedded_default(
         del clients
     del up
     assert _task_errors(loop_errors) == []
+
+
+async def test_hits_sweep_inline_at_most_once_per_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue #16: the library's sweep awaited a thread per key and restarted on the next hit once done, so
+    steady orders from many users kept a thread hand-off per user's key going all the time. Hits on 200 keys
+    now use no thread at all, and expired entries still go (within the sweep interval)."""
+    handoffs = 0
+    to_thread = asyncio.to_thread
+
+    async def counted(func: Any, /, *args: Any, **kwargs: Any) -> Any:
+        nonlocal handoffs
+        handoffs += 1
+        return await to_thread(func, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    limiter = RateLimiter(None, "mem")
+    for round_ in range(3):
+        for n in range(200):
+            await limiter.hit("1000/second", f"user{n}")
+        await asyncio.sleep(0)  # a sweep task started by the hits would run now
+    assert handoffs == 0
+
+    events = limiter._storage.events  # type: ignore[attr-defined]
+    assert len(events) == 200
+
+    async def swept() -> bool:
+        await limiter.hit("1000/second", "late")  # a hit after the entries expired sweeps them
+        return len(events) == 1  # the late hit's own key
+
+    await eventually(swept, timeout=5, message="expired entries were not swept")
+    assert await limiter.allowed("1000/second", "user0")
