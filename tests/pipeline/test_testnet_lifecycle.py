@@ -143,6 +143,44 @@ async def test_an_order_queued_while_the_testnet_is_down_ends_filled_without_its
             back.stop()
 
 
+@pytest.mark.parametrize("overrides", [{**OVERRIDES, "send_timeout_market_s": 2.0}])
+async def test_a_market_order_the_unreachable_testnet_could_not_take_in_time_expires_and_is_never_sent_later(
+    system: System, binance_double: BinanceDouble, binance_account: Account
+) -> None:
+    """The issue's case: a MARKET order queued while the exchange is unreachable is EXPIRED once its send time
+    has passed (a clear reason, no stale 'in flight'), and once the exchange is back it is never sent there."""
+    http = system.http
+    auth, token = await _testnet_user(http, binance_account)
+    async with client(system.served.url, token) as ws:
+        await ws.ping()
+        binance_double.stop()  # unreachable: connections refused
+        body = {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.001"}
+        r = await http.post("/api/orders", json=body, headers=auth)
+        assert r.status_code == 202, r.text
+        oid = str(r.json()["order_id"])
+
+        expired = await eventually(lambda: _status_is(http, auth, oid, "EXPIRED"), timeout=20)
+        assert "not sent" in expired["reason"] and "never sent late" in expired["reason"], expired
+        assert "within 2 s" in expired["reason"], expired
+        final = await eventually(
+            lambda: [u for u in _updates(ws, oid) if u["status"] == "EXPIRED"], timeout=10
+        )
+        assert final[-1]["reason"] == expired["reason"], final[-1]
+
+        back = BinanceDouble(binance_double.state, port=_port(binance_double)).start()  # the same exchange
+        try:
+            # A later order goes through once the exchange is back: the venue is trading again...
+            r = await http.post("/api/orders", json=body, headers=auth)
+            later = str(r.json()["order_id"])
+            await eventually(lambda: _status_is(http, auth, later, "FILLED"), timeout=30)
+            # ...and the expired one was never sent (nor resent by a sweep meanwhile), and stays EXPIRED.
+            assert binance_double.state.orders(binance_account.api_key, client_order_id=oid) == []
+            assert (await _order(http, auth, oid))["status"] == "EXPIRED"
+            assert [u["status"] for u in _updates(ws, oid)][-1] == "EXPIRED"
+        finally:
+            back.stop()
+
+
 @pytest.mark.parametrize("overrides", [{**OVERRIDES, "send_timeout_limit_s": 3.0}])
 async def test_a_cancel_replace_not_sent_within_its_deadline_expires_and_the_old_order_stands(
     system: System, binance_double: BinanceDouble, binance_account: Account
