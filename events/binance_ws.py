@@ -282,7 +282,10 @@ def execution_report(
     """An executionReport of one of our orders (ORDER_UPDATE data), with Binance's field letters."""
     client_id = order.get("client_order_id") or order.get("order_id")
     price, qty = (_dec(trade.get("price")), _dec(trade.get("quantity"))) if trade else (ZERO, ZERO)
-    working = status in ("NEW", "PARTIALLY_FILLED") and order.get("type") != "MARKET"
+    # a stop order works once its trigger fired (triggered_at); until then it waits off the book
+    stop = order.get("stop_price")
+    waiting = stop is not None and not order.get("triggered_at")
+    working = status in ("NEW", "PARTIALLY_FILLED") and order.get("type") != "MARKET" and not waiting
     created = _ms(order.get("created_at"))
     report: dict[str, Any] = {
         "e": "executionReport",
@@ -294,7 +297,7 @@ def execution_report(
         "f": order.get("time_in_force") or "GTC",
         "q": amount(_dec(order.get("quantity"))),
         "p": amount(_dec(order.get("price"))),
-        "P": amount(ZERO),
+        "P": amount(_dec(stop)) if stop is not None else amount(ZERO),
         "F": amount(ZERO),
         "g": -1,
         "C": client_id if execution == "CANCELED" else "",
@@ -320,7 +323,7 @@ def execution_report(
         "V": "NONE",
     }
     if working:
-        report["W"] = created
+        report["W"] = _ms(order.get("triggered_at")) if stop is not None else created
     return report
 
 

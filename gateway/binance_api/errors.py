@@ -39,6 +39,10 @@ def mandatory(name: str) -> BinanceError:
     return BinanceError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
 
 
+def not_required(name: str) -> BinanceError:
+    return BinanceError(-1106, f"Parameter '{name}' sent when not required.")
+
+
 def illegal(name: str) -> BinanceError:
     return BinanceError(-1100, f"Illegal characters found in parameter '{name}'.")
 

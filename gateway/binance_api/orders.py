@@ -117,6 +117,8 @@ def order_from_update(user_id: str, data: Mapping[str, Any] | None) -> Order | N
         time_in_force=out.time_in_force,
         quantity=out.quantity,
         price=out.price,
+        stop_price=out.stop_price,
+        triggered_at=out.triggered_at,
         status=out.status,
         filled_quantity=out.filled_quantity,
         cumulative_quote=out.cumulative_quote,

@@ -11,17 +11,25 @@ from shared.binance_compat import amount as amount
 from shared.binance_compat import millis as millis
 from shared.models import Fill, Order
 from shared.paper.rules import MarketRules
+from shared.schemas.orders import STOP_TYPES
 
-ORDER_TYPES = ["LIMIT", "LIMIT_MAKER", "MARKET"]
+# exchangeInfo's orderTypes: what a new order may be (clients such as ccxt check a type against it)
+ORDER_TYPES = ["LIMIT", "LIMIT_MAKER", "MARKET", *sorted(STOP_TYPES)]
 
 
 def status(order: Order) -> str:
     return STATUS.get(order.status, order.status)
 
 
+def _waiting(order: Order) -> bool:
+    """A stop order whose trigger has not fired: off the book, not working yet."""
+    return order.type in STOP_TYPES and order.triggered_at is None
+
+
 def order_result(order: Order, order_id: int) -> dict[str, Any]:
-    """The RESULT fields of a new order (and of a cancel, without the times)."""
-    return {
+    """The RESULT fields of a new order (and of a cancel, without the times); a stop order's ``stopPrice``,
+    and ``workingTime`` -1 while its trigger has not fired, as Binance shows them."""
+    out = {
         "symbol": order.symbol,
         "orderId": order_id,
         "orderListId": -1,
@@ -36,9 +44,12 @@ def order_result(order: Order, order_id: int) -> dict[str, Any]:
         "timeInForce": order.time_in_force,
         "type": order.type,
         "side": order.side,
-        "workingTime": millis(order.created_at),
+        "workingTime": -1 if _waiting(order) else millis(order.triggered_at or order.created_at),
         "selfTradePreventionMode": "NONE",
     }
+    if order.type in STOP_TYPES:
+        out["stopPrice"] = amount(order.stop_price)
+    return out
 
 
 def order_query(order: Order, order_id: int) -> dict[str, Any]:
@@ -46,11 +57,11 @@ def order_query(order: Order, order_id: int) -> dict[str, Any]:
     out = order_result(order, order_id)
     del out["transactTime"]
     out.update(
-        stopPrice=amount(Decimal(0)),
+        stopPrice=amount(order.stop_price),
         icebergQty=amount(Decimal(0)),
         time=millis(order.created_at),
         updateTime=millis(order.updated_at),
-        isWorking=order.status in ("NEW", "PARTIALLY_FILLED", "PENDING"),
+        isWorking=order.status in ("NEW", "PARTIALLY_FILLED", "PENDING") and not _waiting(order),
     )
     return out
 

@@ -22,6 +22,7 @@ from sqlmodel import col
 from gateway.binance_api import render
 from gateway.binance_api.auth import WEIGHT_STATE, Call, public_call, signed_call
 from gateway.binance_api.errors import (
+    INSUFFICIENT,
     INVALID_SYMBOL,
     NO_SUCH_ORDER,
     UNKNOWN_ORDER,
@@ -30,6 +31,7 @@ from gateway.binance_api.errors import (
     from_domain,
     illegal,
     mandatory,
+    not_required,
 )
 from gateway.binance_api.orders import (
     binance_id_of,
@@ -41,9 +43,10 @@ from gateway.binance_api.orders import (
     with_binance_ids,
 )
 from gateway.binance_api.parts import Parts, PartsDep
+from gateway.binance_api.render import ORDER_TYPES
 from gateway.binance_api.watch import OrderWatch
 from gateway.deps import Trader
-from gateway.services.orders import OrderService
+from gateway.services.orders import OrderService, check_order_rules
 from shared.binance_compat import depth_update_id
 from shared.candles import CANDLE_INTERVAL_MS
 from shared.errors import DomainError
@@ -52,7 +55,7 @@ from shared.models import CandleRow, Fill, Order, PaperAccount
 from shared.orders import FINAL, OPEN
 from shared.outbox import publish_after_commit
 from shared.paper.rules import MarketRules, RuleViolation
-from shared.schemas.orders import OrderIn
+from shared.schemas.orders import STOP_TYPES, OrderIn
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +64,7 @@ SETTLE_TIMEOUT_S = 2.0
 INTERVALS = CANDLE_INTERVAL_MS  # every interval the price feed stores
 _PENDING = frozenset({"PENDING"})
 _CANCELING = frozenset({"PENDING", "PENDING_CANCEL"})
+_AT_MARKET = frozenset({"MARKET", "STOP_LOSS", "TAKE_PROFIT"})  # no price: run at the market
 
 
 class BinanceRoute(APIRoute):
@@ -288,7 +292,49 @@ async def trades(request: Request, rt: PartsDep) -> list[dict[str, Any]]:
     rules = _market(rt, call)
     assert rules is not None
     limit = _int(call, "limit", default=500, low=1, high=1000) or 500
-    recent = await rt.market_data.recent_trades(rules.symbol, min(limit, 200))
+    return await _recent_trades(rt, rules.symbol, limit)
+
+
+@router.get(
+    "/aggTrades",
+    openapi_extra=_query(
+        _SYMBOL,
+        _limit(1000),
+        ("fromId", {"type": "integer", "minimum": 0}, False),
+        ("startTime", {"type": "integer", "minimum": 0, "maximum": _MAX_MS}, False),
+        ("endTime", {"type": "integer", "minimum": 0, "maximum": _MAX_MS}, False),
+    ),
+)
+async def agg_trades(request: Request, rt: PartsDep) -> list[dict[str, Any]]:
+    """The recent trades, one per aggregate (what ccxt's ``fetch_trades`` calls by default), from the same
+    last 200 trades as ``trades``."""
+    call = await public_call(request, rt, 4)
+    rules = _market(rt, call)
+    assert rules is not None
+    limit = _int(call, "limit", default=500, low=1, high=1000) or 500
+    from_id, start, end = _int(call, "fromId"), _time(call, "startTime"), _time(call, "endTime")
+    out = [
+        {
+            "a": t["id"],
+            "p": t["price"],
+            "q": t["qty"],
+            "f": t["id"],
+            "l": t["id"],
+            "T": t["time"],
+            "m": t["isBuyerMaker"],
+            "M": True,
+        }
+        for t in await _recent_trades(rt, rules.symbol, 1000)
+        if (from_id is None or t["id"] >= from_id)
+        and (start is None or t["time"] >= start)
+        and (end is None or t["time"] <= end)
+    ]
+    return out[:limit] if from_id is not None or start is not None else out[-limit:]
+
+
+async def _recent_trades(rt: Parts, symbol: str, limit: int) -> list[dict[str, Any]]:
+    """The market's last trades (at most 200 kept), oldest first, in the shape of Binance's ``trades``."""
+    recent = await rt.market_data.recent_trades(symbol, min(limit, 200))
     out = []
     for i, t in enumerate(recent):
         price, qty = Decimal(str(t["price"])), Decimal(str(t["quantity"]))
@@ -459,7 +505,9 @@ async def _day(rt: Parts, symbol: str, rows: list[CandleRow], now: datetime) -> 
 
 
 async def _order_in(rt: Parts, call: Call, rules: MarketRules) -> OrderIn:
-    """Binance's new-order parameters as our ``OrderIn``; Binance's codes for what is missing or wrong."""
+    """Binance's new-order parameters as our ``OrderIn``; Binance's codes for what is missing or wrong. The
+    stop types are the paper book's own (``stopPrice`` is our ``stop_price``): STOP_LOSS and TAKE_PROFIT run
+    at the market once triggered, the ``_LIMIT`` ones rest at their price."""
     side = call.get("side")
     if side is None:
         raise mandatory("side")
@@ -468,20 +516,25 @@ async def _order_in(rt: Parts, call: Call, rules: MarketRules) -> OrderIn:
     kind = call.get("type")
     if kind is None:
         raise mandatory("type")
-    if kind in ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"):
-        raise BinanceError(-2010, "Stop loss and take profit orders are not supported for this symbol.")
-    if kind not in ("LIMIT", "MARKET", "LIMIT_MAKER"):
+    if kind not in ORDER_TYPES:
         raise BinanceError(-1116, "Invalid orderType.")
+    if call.get("trailingDelta") is not None:
+        raise BinanceError(-2010, "Trailing stops are not supported for this symbol.")
     client_id = call.get("newClientOrderId")
     if client_id is not None and not (
         len(client_id) <= 36 and all(c.isalnum() or c in "._:/-" for c in client_id)
     ):
         raise illegal("newClientOrderId")
-    if kind == "MARKET":
+    stop = _decimal(call, "stopPrice", required=kind in STOP_TYPES)
+    if stop is not None and kind not in STOP_TYPES:
+        raise not_required("stopPrice")
+    if kind in _AT_MARKET:
         if call.get("price") is not None:
-            raise BinanceError(-1106, "Parameter 'price' sent when not required.")
-        quantity = _decimal(call, "quantity")
+            raise not_required("price")
+        quantity = _decimal(call, "quantity", required=kind != "MARKET")
         quote = _decimal(call, "quoteOrderQty")
+        if kind != "MARKET" and quote is not None:
+            raise not_required("quoteOrderQty")
         if (quantity is None) == (quote is None):
             raise BinanceError(
                 -1102, "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty/null!"
@@ -489,19 +542,19 @@ async def _order_in(rt: Parts, call: Call, rules: MarketRules) -> OrderIn:
         if quantity is None:
             assert quote is not None
             quantity = await _quantity_for_quote(rt, rules, side, quote)
-        return _validated(rules.symbol, side, "MARKET", quantity, None, None, client_id)
+        return _validated(rules.symbol, side, kind, quantity, None, None, client_id, stop)
     quantity = _decimal(call, "quantity", required=True)
     price = _decimal(call, "price", required=True)
     assert quantity is not None and price is not None
     if kind == "LIMIT_MAKER":
         await _refuse_taker(rt, rules.symbol, side, price)
-        return _validated(rules.symbol, side, "LIMIT", quantity, price, "GTC", client_id)
+        return _validated(rules.symbol, side, "LIMIT", quantity, price, "GTC", client_id, None)
     tif = call.get("timeInForce")
     if tif is None:
         raise mandatory("timeInForce")
     if tif not in ("GTC", "IOC", "FOK"):
         raise BinanceError(-1115, "Invalid timeInForce.")
-    return _validated(rules.symbol, side, "LIMIT", quantity, price, tif, client_id)
+    return _validated(rules.symbol, side, kind, quantity, price, tif, client_id, stop)
 
 
 def _validated(
@@ -512,6 +565,7 @@ def _validated(
     price: Decimal | None,
     tif: str | None,
     cid: str | None,
+    stop: Decimal | None,
 ) -> OrderIn:
     try:
         return OrderIn(
@@ -520,6 +574,7 @@ def _validated(
             type=kind,
             quantity=quantity,
             price=price,
+            stop_price=stop,
             time_in_force=tif,
             client_order_id=cid,
             mode=MODE,
@@ -577,12 +632,8 @@ async def test_order(request: Request, rt: PartsDep) -> dict[str, Any]:
     rules = _market(rt, call)
     assert rules is not None
     body = await _order_in(rt, call, rules)
-    try:
-        if body.type == "LIMIT":
-            assert body.price is not None
-            rules.limit_order(body.price, body.quantity)
-        else:
-            rules.qty_to_lots(body.quantity)
+    try:  # the order service's own checks of the market's filters
+        check_order_rules(rules, body.type, body.quantity, body.price, body.stop_price)
     except RuleViolation as exc:
         raise from_domain(exc, placing=True) from None
     return {}
@@ -596,7 +647,8 @@ async def new_order(request: Request, rt: PartsDep) -> dict[str, Any]:
     rules = _market(rt, call)
     assert rules is not None
     body = await _order_in(rt, call, rules)
-    resp_type = call.get("newOrderRespType") or ("RESULT" if body.type == "LIMIT" else "FULL")
+    # Binance's default: FULL for MARKET and LIMIT, ACK for every other type
+    resp_type = call.get("newOrderRespType") or ("FULL" if call.get("type") in ("MARKET", "LIMIT") else "ACK")
     if resp_type not in ("ACK", "RESULT", "FULL"):
         raise illegal("newOrderRespType")
     async with contextlib.AsyncExitStack() as stack:
@@ -634,10 +686,19 @@ async def new_order(request: Request, rt: PartsDep) -> dict[str, Any]:
         async with rt.read_sessions() as reader:
             settled, _ = await by_order_id(reader, order_id)
             fills = await _fills(reader, order_id) if resp_type == "FULL" else []
+    if settled.status == "REJECTED":  # refused by the book (a stop that would trigger at once, funds): -2010
+        raise BinanceError(-2010, _rejection(settled.reason))
     out = render.order_result(settled, binance_id)
     if resp_type == "FULL":
         out["fills"] = [render.order_fill(f) for f in fills]
     return out
+
+
+def _rejection(reason: str | None) -> str:
+    """The book's reason for a REJECTED order as Binance words it (clients map -2010 by its message)."""
+    if reason is None:
+        return "Order was rejected."
+    return INSUFFICIENT if reason.startswith("insufficient ") else reason
 
 
 async def _find(reader: AsyncSession, rt: Parts, call: Call, missing: BinanceError) -> tuple[Order, int]:

@@ -115,6 +115,99 @@ async def test_ccxt_trades_the_one_paper_book(tb: Served) -> None:
         await ex.close()
 
 
+async def test_public_endpoints_through_both_clients(tb: Served) -> None:
+    """ping, time, trades, aggTrades, ticker/price, ticker/bookTicker and ticker/24hr as ccxt and python-binance call them:
+    the book's own figures (best bid and ask of its depth, the trade just made)."""
+    from binance import AsyncClient
+
+    key = await tb.api_key(await tb.user("public@example.com"))
+    ex = tb.ccxt(key)
+    client = AsyncClient(key["api_key"], key["secret"])
+    client.API_URL = tb.base + "/binance/api"
+    try:
+        await ex.load_markets()
+        bought = await ex.create_order(SYMBOL, "market", "buy", 0.001)
+        assert abs(await ex.fetch_time() - ex.milliseconds()) < 60_000
+        # ccxt's fetch_trades calls aggTrades by default; trades when asked to
+        for params in ({}, {"fetchTradesMethod": "publicGetTrades"}):
+            trades = await ex.fetch_trades(SYMBOL, params=params)
+            seen = [(t["price"], t["amount"]) for t in trades]
+            assert (bought["average"], 0.001) in seen, (params, trades)
+        best = (await ex.fetch_bids_asks([SYMBOL]))[SYMBOL]  # the market maker quotes both sides
+        assert 0 < best["bid"] < best["ask"]
+        assert (await ex.fetch_last_prices([SYMBOL]))[SYMBOL]["price"] > 0
+        day = await ex.fetch_ticker(SYMBOL)
+        assert day["last"] > 0 and 0 < day["bid"] < day["ask"]
+
+        assert await client.ping() == {}
+        assert abs((await client.get_server_time())["serverTime"] - ex.milliseconds()) < 60_000
+        price = await client.get_symbol_ticker(symbol="BTCUSDT")
+        assert price["symbol"] == "BTCUSDT" and float(price["price"]) > 0
+        top = await client.get_orderbook_ticker(symbol="BTCUSDT")
+        assert 0 < float(top["bidPrice"]) < float(top["askPrice"])
+        recent = await client.get_recent_trades(symbol="BTCUSDT", limit=5)
+        assert recent and {"id", "price", "qty", "time", "isBuyerMaker"} <= set(recent[-1])
+    finally:
+        await ex.close()
+        await client.close_connection()
+
+
+def _tick(price: float) -> float:
+    return round(price, 2)
+
+
+async def test_ccxt_places_the_paper_books_stop_orders(tb: Served) -> None:
+    """Every stop type the paper book has, through ccxt unmodified: accepted with its stopPrice, waiting off the
+    book (open, not working), listed, seen by our own API as the same stop order, canceled; one that would
+    trigger at once is refused by the book and answered -2010, which ccxt raises as InvalidOrder."""
+    bearer = await tb.user("stops@example.com")
+    ex = tb.ccxt(await tb.api_key(bearer, label="stops"))
+    try:
+        markets = await ex.load_markets()
+        types = markets[SYMBOL]["info"]["orderTypes"]
+        assert {"STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"} <= set(types)
+        bought = await ex.create_order(SYMBOL, "market", "buy", 0.004)  # the book's last trade price now
+        last = bought["average"]
+        low, high = _tick(last * 0.6), _tick(last * 1.6)
+        placed = {
+            "STOP_LOSS_LIMIT": await ex.create_order(
+                SYMBOL, "STOP_LOSS_LIMIT", "sell", 0.001, _tick(low * 0.99), {"stopPrice": low}
+            ),
+            "STOP_LOSS": await ex.create_order(SYMBOL, "STOP_LOSS", "sell", 0.001, None, {"stopPrice": low}),
+            "TAKE_PROFIT_LIMIT": await ex.create_order(
+                SYMBOL, "TAKE_PROFIT_LIMIT", "sell", 0.001, high, {"stopPrice": high}
+            ),
+            "TAKE_PROFIT": await ex.create_order(
+                SYMBOL, "TAKE_PROFIT", "buy", 0.001, None, {"stopPrice": low}
+            ),
+        }
+        for kind, order in placed.items():
+            assert order["status"] == "open", (kind, order)
+            got = await ex.fetch_order(order["id"], SYMBOL)
+            assert (got["info"]["type"], got["status"]) == (kind, "open"), got
+            assert got["triggerPrice"] == (high if kind == "TAKE_PROFIT_LIMIT" else low), got
+            assert got["info"]["isWorking"] is False and got["info"]["workingTime"] == -1, got["info"]
+        listed = {o["id"]: o["triggerPrice"] for o in await ex.fetch_open_orders(SYMBOL)}
+        assert listed == {o["id"]: o["triggerPrice"] for o in placed.values()}
+
+        # the same stop orders in our own API (one book: our types and stop prices)
+        async with httpx.AsyncClient(base_url=tb.base, headers=bearer) as api:
+            ours = (await api.get("/api/orders", params={"status": "open"})).json()["items"]
+        assert {(o["client_order_id"], o["type"], float(o["stop_price"])) for o in ours} == {
+            (o["clientOrderId"], kind, o["triggerPrice"]) for kind, o in placed.items()
+        }
+
+        # a STOP_LOSS_LIMIT buy triggers when the last price rises to its stop: below the last price it would
+        # trigger at once, and the book refuses it (Binance's -2010 "Order would trigger immediately.")
+        with pytest.raises(ccxt.InvalidOrder, match="Order would trigger immediately"):
+            await ex.create_order(SYMBOL, "STOP_LOSS_LIMIT", "buy", 0.001, low, {"stopPrice": low})
+
+        swept = {o["id"]: o["status"] for o in await ex.cancel_all_orders(SYMBOL)}
+        assert swept == {o["id"]: "canceled" for o in placed.values()}
+    finally:
+        await ex.close()
+
+
 async def test_ccxt_error_mapping(tmp_path: Path) -> None:
     """ccxt raises its own exceptions from our Binance error codes."""
     async with serve(
@@ -134,8 +227,6 @@ async def test_ccxt_error_mapping(tmp_path: Path) -> None:
             with pytest.raises(ccxt.InvalidOrder):  # -2010 Duplicate order sent.
                 for _ in range(2):
                     await ex.create_order(SYMBOL, "limit", "buy", 0.001, 20000, {"clientOrderId": "dup-1"})
-            with pytest.raises(ccxt.InvalidOrder):  # -2010: no stop orders (yet)
-                await ex.create_order(SYMBOL, "STOP_LOSS_LIMIT", "buy", 0.001, 20000, {"stopPrice": 20001})
             with pytest.raises(ccxt.OrderNotFound):  # -2011
                 await ex.cancel_order("999999999", SYMBOL)
             with pytest.raises(ccxt.OrderNotFound):  # -2013
@@ -191,3 +282,47 @@ async def test_python_binance_signs_unencoded_values(tb_sqlite: Served) -> None:
     finally:
         await client.close_connection()
         await bad.close_connection()
+
+
+async def test_new_order_response_types(tb: Served) -> None:
+    """newOrderRespType ACK, RESULT and FULL answer Binance's three shapes; without it MARKET and LIMIT answer
+    FULL and the other types ACK, as Binance does (python-binance sends none)."""
+    from binance import AsyncClient
+
+    key = await tb.api_key(await tb.user("shapes@example.com"))
+    client = AsyncClient(key["api_key"], key["secret"])
+    client.API_URL = tb.base + "/binance/api"
+    ack_fields = {"symbol", "orderId", "orderListId", "clientOrderId", "transactTime"}
+    limit = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.001"}
+    try:
+        ack = await client.create_order(**limit, price="20000", newOrderRespType="ACK")
+        assert set(ack) == ack_fields, ack
+        result = await client.create_order(**limit, price="20000", newOrderRespType="RESULT")
+        assert result["status"] == "NEW" and "fills" not in result and ack_fields < set(result)
+        full = await client.create_order(
+            symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.001", newOrderRespType="FULL"
+        )
+        assert (
+            full["status"] == "FILLED" and len(full["fills"]) == 1 and full["fills"][0]["qty"] == "0.00100000"
+        )
+
+        default_limit = await client.create_order(**limit, price="20000")
+        assert default_limit["status"] == "NEW" and default_limit["fills"] == []
+        default_stop = await client.create_order(
+            symbol="BTCUSDT",
+            side="SELL",
+            type="STOP_LOSS_LIMIT",
+            timeInForce="GTC",
+            quantity="0.001",
+            price="20000",
+            stopPrice="20000",
+        )
+        assert set(default_stop) == ack_fields, default_stop
+        got = await client.get_order(symbol="BTCUSDT", orderId=default_stop["orderId"])
+        assert (got["type"], got["stopPrice"], got["isWorking"]) == (
+            "STOP_LOSS_LIMIT",
+            "20000.00000000",
+            False,
+        )
+    finally:
+        await client.close_connection()

@@ -188,6 +188,37 @@ async def test_unknown_endpoint_and_bad_parameters_answer_binance_errors(api: Ap
     assert (r.status_code, r.json()["code"]) == (400, -1101)
 
 
+async def test_stop_order_parameters_answer_binance_errors(api: Api) -> None:
+    """What clients check before sending, checked here too: a stop type needs its stopPrice on the tick, no
+    other type takes one, a stop market order takes no price, trailing stops are not offered."""
+    _, key = await _key(api, "stops@example.com")
+    base = {"symbol": "BTCUSDT", "side": "SELL", "quantity": "0.001", "timestamp": _now_ms(api)}
+    limit = {"price": "30000", "timeInForce": "GTC"}
+    cases: list[tuple[dict[str, str], int]] = [
+        ({"type": "STOP_LOSS", "stopPrice": "30000"}, 200),
+        ({"type": "STOP_LOSS_LIMIT", "stopPrice": "30000", **limit}, 200),
+        ({"type": "TAKE_PROFIT", "stopPrice": "90000"}, 200),
+        ({"type": "TAKE_PROFIT_LIMIT", "stopPrice": "90000", **limit}, 200),
+        ({"type": "STOP_LOSS"}, -1102),
+        ({"type": "STOP_LOSS_LIMIT", **limit}, -1102),
+        ({"type": "STOP_LOSS", "stopPrice": "30000.001"}, -1013),
+        ({"type": "STOP_LOSS", "stopPrice": "30000", "price": "30000"}, -1106),
+        ({"type": "STOP_LOSS", "stopPrice": "30000", "quoteOrderQty": "30"}, -1106),
+        ({"type": "LIMIT", "stopPrice": "30000", **limit}, -1106),
+        ({"type": "STOP_LOSS", "trailingDelta": "100"}, -2010),
+        ({"type": "OCO", "stopPrice": "30000"}, -1116),
+    ]
+    for params, expected in cases:
+        body, headers = _signed(key, {**base, **params})
+        r = await api.client.post(
+            f"{PREFIX}/order/test",
+            content=body,
+            headers={**headers, "Content-Type": "application/x-www-form-urlencoded"},
+        )
+        got = r.status_code if r.status_code == 200 else r.json()["code"]
+        assert got == expected, (params, r.text)
+
+
 def test_signature_rule_accepts_encoded_and_decoded_payloads() -> None:
     """ccxt signs the percent-encoded payload (Binance's rule since 2026-01-15); python-binance signs its values
     unencoded and lets its HTTP library encode the body: both verify, anything else is -1022."""
