@@ -7,7 +7,10 @@ watchers. URLs are set as tests/binance_double/clients.py sets them for the doub
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -21,6 +24,7 @@ from binance import AsyncClient, BinanceSocketManager
 from binance.exceptions import BinanceAPIException
 from binance.ws.websocket_api import WebsocketAPI
 
+from events import binance_ws
 from tests.binance_api.conftest import Served
 from tests.support.eventually import eventually
 
@@ -130,6 +134,70 @@ async def test_python_binance_user_stream_place_query_cancel_and_fill(tb: Served
                     return any(b["a"] == "BTC" for b in event["B"])
 
         assert await position()
+
+
+async def _reply(ws: Any, req_id: int) -> dict[str, Any]:
+    while True:
+        msg: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        if msg.get("id") == req_id:
+            return msg
+
+
+async def _event(ws: Any) -> dict[str, Any]:
+    """The next user data event (answers to requests skipped)."""
+    while True:
+        msg: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        if "event" in msg:
+            return msg
+
+
+async def _subscribe(ws: Any, key: dict[str, Any], req_id: int) -> dict[str, Any]:
+    """userDataStream.subscribe.signature signed by the WebSocket API's rule (sorted params, not encoded)."""
+    params: dict[str, Any] = {"apiKey": key["api_key"], "timestamp": int(time.time() * 1000)}
+    payload = "&".join(f"{k}={v}" for k, v in sorted(params.items()))
+    params["signature"] = hmac.new(key["secret"].encode(), payload.encode(), hashlib.sha256).hexdigest()
+    await ws.send(
+        json.dumps({"id": req_id, "method": "userDataStream.subscribe.signature", "params": params})
+    )
+    return await _reply(ws, req_id)
+
+
+async def test_user_stream_ends_with_event_stream_terminated(
+    tb: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unsubscribing ends a subscription with eventStreamTerminated; so does revoking its key (noticed with
+    the next event; the re-check interval is set to zero here instead of waiting 5 s), and nothing of the
+    key's user is sent after it."""
+    bearer = await tb.user("terminated@example.com")
+    key = await tb.api_key(bearer)
+    async with websockets.connect(ws_base(tb) + "/ws-api/v3") as ws:
+        sid = (await _subscribe(ws, key, 1))["result"]["subscriptionId"]
+        assert (await _subscribe(ws, key, 2))["error"]["code"] == -2035  # one per key per connection
+        await ws.send(json.dumps({"id": 3, "method": "session.subscriptions"}))
+        assert (await _reply(ws, 3))["result"] == [{"subscriptionId": sid}]
+        await ws.send(json.dumps({"id": 4, "method": "userDataStream.unsubscribe", "params": {}}))
+        ended = await _event(ws)
+        assert ended["subscriptionId"] == sid and ended["event"]["e"] == "eventStreamTerminated"
+        await ws.send(json.dumps({"id": 5, "method": "session.subscriptions"}))
+        assert (await _reply(ws, 5))["result"] == []
+
+        again = (await _subscribe(ws, key, 6))["result"]["subscriptionId"]
+        assert again != sid
+        monkeypatch.setattr(binance_ws, "KEY_RECHECK_S", 0.0)
+        async with httpx.AsyncClient(base_url=tb.base, headers=bearer) as api:
+            assert (await api.delete(f"/api/api-keys/{key['id']}")).status_code == 204
+            body = {
+                "symbol": "BTCUSDT",
+                "side": "BUY",
+                "type": "LIMIT",
+                "quantity": "0.001",
+                "price": "20000",
+            }
+            assert (await api.post("/api/orders", json=body)).status_code == 202
+        revoked = await _event(ws)  # not an executionReport of that order: the stream ends first
+        assert revoked["subscriptionId"] == again and revoked["event"]["e"] == "eventStreamTerminated"
+        await ws.send(json.dumps({"id": 7, "method": "session.subscriptions"}))
+        assert (await _reply(ws, 7))["result"] == []
 
 
 async def test_user_stream_refuses_a_wrong_signature(tb_sqlite: Served) -> None:
