@@ -211,3 +211,38 @@ async def test_the_feeds_writes_land_in_one_statement_throttled_and_closes_alway
     await store.upsert_many([five("7", closed=True)])  # a close always is
     got = await newest("5m")
     assert (got["close"], got["closed"], got["trade_count"]) == ("7", True, 1)
+
+
+async def test_a_second_backfill_keeps_what_is_stored_and_adds_what_is_missing(
+    stored: tuple[Api, list[Candle]],
+) -> None:
+    """A restart backfills again over the candles the feed stored while it ran: SqlCandleStore.insert_missing
+    must not overwrite them (the chart keeps the real history), and must still add candles not stored yet."""
+    api, history = stored
+    hours = [c for c in history if c.interval == Interval.H1]
+    kept = hours[-2]
+    other = Candle(
+        kept.symbol, kept.interval, kept.start, D("1"), D("2"), D("1"), D("2"), D("3"), 4, kept.closed
+    )
+    later = Candle(
+        kept.symbol,
+        kept.interval,
+        hours[-1].start + Interval.H1.length,
+        D(5),
+        D(6),
+        D(4),
+        D(5),
+        D(7),
+        1,
+        False,
+    )
+    await SqlCandleStore(api.parts).insert_missing([other, later])
+    body = (await api.client.get(URL, params={"interval": "1h", "limit": 1000})).json()
+    assert starts(body) == [c.start for c in hours] + [later.start]
+    again = next(c for c in body if datetime.fromisoformat(c["start"]) == kept.start)
+    assert (again["open"], again["close"], again["volume"]) == (
+        plain(kept.open),
+        plain(kept.close),
+        plain(kept.volume),
+    )
+    assert (body[-1]["open"], body[-1]["close"]) == ("5", "5")
