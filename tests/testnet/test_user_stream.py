@@ -97,6 +97,23 @@ async def test_orders_filled_during_a_gap_are_found_and_applied_once(h: Harness,
     assert set(fills_by_trade(h, third.order_id).values()) == {1}
 
 
+async def test_while_the_stream_stays_down_polling_finds_the_fill(h: Harness) -> None:
+    """Polling is the fallback while the stream is down: fast again at once, not the slow pace it kept while
+    the stream was up (600 s here), and the re-subscription is 24-30 s away, so only a poll can find the fill."""
+    venue = await streaming_venue(h, poll_fast_s=0.2, stream_backoff_s=30.0, stream_max_backoff_s=30.0)
+    o = order("LIMIT", side="SELL", qty="0.01", price="60500")
+    assert (await venue.place(o)).changes[0].status == "NEW"
+    await subscribed(h, venue)
+
+    h.double.reset_ws("api")
+    await eventually(lambda: not venue.streaming("u1"), timeout=2)
+    h.double.state.set_price("BTCUSDT", "60600")  # fills while the stream is down
+
+    await eventually(lambda: "FILLED" in h.statuses(o.order_id), timeout=3)
+    assert not venue.streaming("u1")  # still down: the poll found it
+    assert set(fills_by_trade(h, o.order_id).values()) == {1}
+
+
 # ---------------------------------------------------------------------- honest states
 
 
