@@ -21,7 +21,15 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.server import ADMIN_EMAIL, ADMIN_PASSWORD, RunningSystem
-from tests.browser.test_web import PASSWORD, login_in_ui, register_in_ui, shot, wait_for_liquidity
+from tests.browser.test_web import (
+    PASSWORD,
+    login_in_ui,
+    register_in_ui,
+    seed_unjournaled_balance,
+    shot,
+    wait_for_liquidity,
+)
+from tests.support.eventually import eventually_sync
 
 pytestmark = pytest.mark.browser
 
@@ -39,14 +47,40 @@ def axe_source() -> str:
 
 @pytest.fixture(scope="module")
 def trader(system: RunningSystem) -> Iterator[str]:
-    """A user with an API key, so the account page lists one."""
+    """A user with an API key and a filled order, so the account page lists the key and draws its pictures
+    (equity curve, PnL bars, positions, history rows) before axe looks at it."""
     email = f"quality-{uuid.uuid4().hex[:10]}@example.com"
     with httpx.Client(base_url=system.url, timeout=30) as c:
         assert c.post("/auth/register", json={"email": email, "password": PASSWORD}).status_code == 201
         token = c.post("/auth/login", json={"email": email, "password": PASSWORD}).json()["access_token"]
         auth = {"Authorization": f"Bearer {token}"}
         assert c.post("/api/api-keys", json={"label": "bot"}, headers=auth).status_code == 201
+        eventually_sync(
+            lambda: c.get("/api/markets/BTCUSDT/depth").json()["asks"],
+            timeout=60,
+            message="no asks to buy from",
+        )
+        body = {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01"}
+        order = c.post("/api/orders", json=body, headers=auth)
+        assert order.status_code == 202, order.text
+        eventually_sync(
+            lambda: (
+                c.get(f"/api/orders/{order.json()['order_id']}", headers=auth).json()["status"] == "FILLED"
+            ),
+            timeout=30,
+            message="the trader's market buy did not fill",
+        )
     yield email
+
+
+def open_account_with_its_pictures(page: Any) -> None:
+    """The account page once the key, the equity curve, the PnL bars and the history rows are drawn."""
+    page.get_by_role("link", name="Account").click()
+    expect(page.locator("#apikeys-list .key-hint").first).to_be_visible()
+    expect(page.locator("#equity-chart")).to_be_visible(timeout=20_000)
+    expect(page.locator("#pnl-chart rect[data-day]").first).to_be_attached()
+    expect(page.locator("#account-positions tr[data-symbol=BTCUSDT]")).to_be_visible()
+    expect(page.locator("#history-orders tbody tr[data-order-id]").first).to_be_visible()
 
 
 def violations(page: Any, axe_source: str) -> list[dict[str, Any]]:
@@ -82,12 +116,14 @@ def test_axe_finds_no_serious_or_critical_violation_on_any_page(
     wait_for_liquidity(page)
     expect(page.locator("#order-history-body tr").first).to_be_visible()
     expect(page.locator("#last-price")).to_have_text(re.compile(r"\d"))
+    expect(page.locator("#chart[data-ready=true]")).to_be_visible(timeout=20_000)
+    expect(page.locator(".depth[data-ready=true]")).to_be_visible(timeout=20_000)
     assert_accessible(page, axe_source, "trade")
 
-    page.get_by_role("link", name="Account").click()
-    expect(page.locator("#apikeys-list .key-hint").first).to_be_visible()
+    open_account_with_its_pictures(page)
     assert_accessible(page, axe_source, "account and API keys")
 
+    seed_unjournaled_balance(system)  # a mismatch, so the report has a table and a detail to check
     page.get_by_role("button", name="Log out").click()
     login_in_ui(page, ADMIN_EMAIL, ADMIN_PASSWORD)
     page.get_by_role("link", name="Admin").click()
@@ -97,9 +133,8 @@ def test_axe_finds_no_serious_or_critical_violation_on_any_page(
     expect(page.locator("#report-detail h3").first).to_have_text(re.compile(r"^Mismatches"), timeout=30_000)
     expect(page.locator("#mismatch-chart .bar").first).to_be_attached()
     details = page.locator("#mismatches").get_by_role("button", name=re.compile(r"^Details of mismatch"))
-    if details.count():
-        details.first.click()
-        expect(page.locator("#mismatch-detail")).to_be_visible()
+    details.first.click()
+    expect(page.locator("#mismatch-detail")).to_be_visible()
     assert_accessible(page, axe_source, "admin")
 
 
@@ -186,6 +221,7 @@ def test_no_page_scrolls_sideways_at_360_px_and_panels_do_not_overlap(
     login_in_ui(page, trader)
     wait_for_liquidity(page)
     expect(page.locator("#order-history-body tr").first).to_be_visible()
+    expect(page.locator("#chart[data-ready=true]")).to_be_visible(timeout=20_000)
     assert _horizontal_overflow(page) <= 0, "trade"
     trade = _boxes(
         page,
@@ -212,8 +248,7 @@ def test_no_page_scrolls_sideways_at_360_px_and_panels_do_not_overlap(
     assert_accessible(page, axe_source, "trade at 360 px")
     shot(page, "phone_360_trade")
 
-    page.get_by_role("link", name="Account").click()
-    expect(page.locator("#apikeys-list .key-hint").first).to_be_visible()
+    open_account_with_its_pictures(page)
     assert _horizontal_overflow(page) <= 0, "account"
     assert_accessible(page, axe_source, "account at 360 px")
     shot(page, "phone_360_account")
