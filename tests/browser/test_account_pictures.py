@@ -156,6 +156,7 @@ def test_equity_curve_moves_after_a_fill(page: Any, system: RunningSystem) -> No
     # realized PnL per day and the per-position PnL are on the same page
     expect(page.locator("#account-positions tr[data-symbol=BTCUSDT]")).to_be_visible()
     expect(page.locator("#pnl-body tr[data-day]")).to_have_count(1)
+    expect(page.locator("#pnl-chart rect[data-day]")).to_have_count(1)  # the day's bar, beside its table row
 
 
 def _as_csv(item: dict[str, Any]) -> dict[str, str]:
@@ -206,6 +207,38 @@ def test_history_filters_and_csv_export_match_the_api(
         f"{system.url}/api/history/trades", params={"mode": "paper", "side": "BUY", "limit": 20}, headers=auth
     ).json()
     assert trades == [_as_csv(t) for t in api_trades["items"]] and trades
+
+
+def test_history_pages_back_and_forth_as_the_api_does(page: Any, system: RunningSystem) -> None:
+    """21 orders: the first page shows the newest 20, Older the one left, Newer the first page again."""
+    auth = register(page, system)
+    wait_for_liquidity(page)
+    body = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "0.001", "price": "30000"}
+    placed = []
+    for _ in range(21):  # resting far below the market: nothing fills, each stays in the history
+        r = httpx.post(f"{system.url}/api/orders", json=body, headers=auth)
+        assert r.status_code == 202, r.text
+        placed.append(r.json()["order_id"])
+    page.goto("/account")
+    rows = page.locator("#history-orders tbody tr[data-order-id]")
+    expect(rows).to_have_count(20, timeout=20_000)
+    expect(page.locator("#hist-page")).to_have_text("Page 1")
+    expect(page.locator("#hist-newer")).to_be_disabled()
+    first = [r.get_attribute("data-order-id") for r in rows.all()]
+    api_first = httpx.get(
+        f"{system.url}/api/history/orders", params={"mode": "paper", "limit": 20}, headers=auth
+    ).json()
+    assert first == [o["order_id"] for o in api_first["items"]]
+
+    page.locator("#hist-older").click()
+    expect(page.locator("#hist-page")).to_have_text("Page 2")
+    expect(rows).to_have_count(1)
+    expect(page.locator("#hist-older")).to_be_disabled()
+    assert sorted([*first, rows.first.get_attribute("data-order-id")]) == sorted(placed)
+
+    page.locator("#hist-newer").click()
+    expect(page.locator("#hist-page")).to_have_text("Page 1")
+    expect(rows).to_have_count(20)
 
 
 @pytest.mark.parametrize("viewport", [{"width": 360, "height": 740}], ids=["phone360"])
