@@ -191,14 +191,23 @@ def test_chart_and_depth_at_360_px_have_no_overlap(page: Any, system: RunningSys
     # The chart's own parts: the plot, the price axis and the time axis side by side, none over another, all
     # inside the chart's box.
     frame = chart.bounding_box()
-    cells = [c.bounding_box() for c in chart.locator("canvas").all()]
-    cells = [c for c in cells if c and c["width"] > 4 and c["height"] > 4]
+    boxes = [c.bounding_box() for c in chart.locator("canvas").all()]
+    # Each part draws on two canvases laid exactly over each other (its picture and its crosshair layer): one
+    # box per part.
+    unique = {tuple(round(b[k], 1) for k in ("x", "y", "width", "height")): b for b in boxes if b}
+    cells = [c for c in unique.values() if c["width"] > 4 and c["height"] > 4]
     assert len(cells) >= 3
-    for c in cells:
+    for i, c in enumerate(cells):
         assert c["x"] >= frame["x"] - 0.5 and c["x"] + c["width"] <= frame["x"] + frame["width"] + 0.5, (
             c,
             frame,
         )
+        assert c["y"] >= frame["y"] - 0.5 and c["y"] + c["height"] <= frame["y"] + frame["height"] + 0.5, (
+            c,
+            frame,
+        )
+        for other in cells[i + 1 :]:
+            assert not _overlap(c, other), (c, other)
     depth = page.locator("#depth-chart").bounding_box()
     ladder = page.locator("#order-book").bounding_box()
     assert not _overlap(depth, ladder) and depth["x"] + depth["width"] <= 360
