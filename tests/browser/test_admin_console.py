@@ -149,6 +149,14 @@ def test_an_admin_locks_and_unlocks_a_user(page: Any, system: RunningSystem) -> 
     expect(page.locator("#users-body tr")).to_have_count(1)
     expect(row).to_have_attribute("data-status", "active")
     expect(row.locator("td").nth(3)).to_have_text(re.compile(r"\d"))  # the last login just made, not "never"
+    expect(row.locator("td").nth(2)).to_have_text("paper")  # the user's mode, and a filter on it
+    page.get_by_label("Mode", exact=True).select_option("testnet")
+    page.locator("#users-filter").get_by_role("button", name="Search").click()
+    expect(page.locator("#users-body")).to_contain_text("No users match.")
+    page.get_by_label("Mode", exact=True).select_option("paper")
+    page.locator("#users-filter").get_by_role("button", name="Search").click()
+    expect(page.locator("#users-body tr")).to_have_count(1)
+    expect(row).to_have_attribute("data-status", "active")
 
     row.get_by_role("button", name=f"Lock {email}").click()
     expect(row).to_have_attribute("data-status", "locked")

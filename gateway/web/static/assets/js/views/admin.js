@@ -58,6 +58,7 @@ function mountUsers(me) {
   const form = el("form", { class: "filters", id: "users-filter", role: "search", "aria-label": "Filter users" },
     textField("users-q", "Search (email or user id)", { autocomplete: "off", maxLength: 320 }),
     selectField("users-role", "Role", [["", "Any role"], ["user", "user"], ["admin", "admin"]]),
+    selectField("users-mode", "Mode", [["", "Any mode"], ["paper", "paper"], ["testnet", "testnet"]]),
     selectField("users-status", "Status", [["", "Any status"], ["active", "active"], ["locked", "locked"]]),
     el("button", { type: "submit", class: "btn" }, "Search"));
   form.addEventListener("submit", (event) => { event.preventDefault(); offset = 0; load(); });
@@ -91,7 +92,7 @@ function mountUsers(me) {
   async function load() {
     const q = query({
       q: form.elements["users-q"].value.trim(), role: form.elements["users-role"].value,
-      status: form.elements["users-status"].value, limit: PAGE, offset,
+      mode: form.elements["users-mode"].value, status: form.elements["users-status"].value, limit: PAGE, offset,
     });
     const seq = ++loads;
     try {
