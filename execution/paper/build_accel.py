@@ -20,6 +20,8 @@ manifest are not committed.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -126,10 +128,18 @@ def _tree(tmp: Path) -> None:
             )
 
 
+def _install(src: Path, dest: Path) -> None:
+    """Put an extension in place by rename: a process importing it meanwhile sees the old file or the new
+    one, never a half-written one (copying over it in place crashed test processes that loaded it)."""
+    part = dest.with_name(f".{dest.name}.part")
+    shutil.copy(src, part)
+    os.replace(part, dest)
+
+
 def build(modules: Sequence[str] = MODULES) -> list[Path]:
-    """Compile ``modules`` (dotted names) and copy the extensions in; raises ``CalledProcessError`` if the
-    build fails."""
-    clean()
+    """Compile ``modules`` (dotted names) and put the extensions in place; raises ``CalledProcessError`` if
+    the build fails."""
+    (ROOT / _accel.MANIFEST).unlink(missing_ok=True)  # stale until the new set is complete: pure Python
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         _tree(tmp)
@@ -138,9 +148,15 @@ def build(modules: Sequence[str] = MODULES) -> list[Path]:
         (tmp / "setup.py").write_text(_SETUP.format(paths=paths, group=group))
         subprocess.run([sys.executable, "setup.py"], cwd=tmp, check=True, stdout=subprocess.DEVNULL)
         sources = _accel.digest(tmp, modules)
+        new: set[Path] = set()
         for d in _package_dirs():
             for f in [*(tmp / d).glob("*.so"), *(tmp / d).glob("*.pyd")]:
-                shutil.copy(f, ROOT / d / f.name)
+                _install(f, ROOT / d / f.name)
+                new.add(ROOT / d / f.name)
+    for old in set(built()) - new:  # left by an earlier build of other modules
+        old.unlink()
+    for legacy in LEGACY:
+        (ROOT / legacy).unlink(missing_ok=True)
     _accel.write_manifest(modules)
     if _accel.digest(ROOT, modules) != sources:  # a source changed while it compiled
         clean()
@@ -148,15 +164,28 @@ def build(modules: Sequence[str] = MODULES) -> list[Path]:
     return built()
 
 
+def _recorded() -> set[str]:
+    """The modules the current manifest says were compiled (empty if there is none)."""
+    try:
+        return set(json.loads((ROOT / _accel.MANIFEST).read_text())["sources"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description="compile the paper exchange's hot path with mypyc")
     ap.add_argument("--clean", action="store_true", help="remove the compiled extensions")
     ap.add_argument("--only", nargs="+", choices=list(SHORT), help="compile just these modules")
+    ap.add_argument("--force", action="store_true", help="compile even if the build matches the sources")
     args = ap.parse_args()
     if args.clean:
         clean()
         return
-    files = build(tuple(SHORT[m] for m in args.only) if args.only else MODULES)
+    modules = tuple(SHORT[m] for m in args.only) if args.only else MODULES
+    if not args.force and _accel.status() == "current" and _recorded() == set(modules):
+        print("up to date:", ", ".join(str(f.relative_to(ROOT)) for f in built()))
+        return
+    files = build(modules)
     print("built:", ", ".join(str(f.relative_to(ROOT)) for f in files))
 
 

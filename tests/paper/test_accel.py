@@ -116,3 +116,35 @@ def test_paper_suite_passes_as_pure_python_too() -> None:
         text=True,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+
+
+def test_a_current_build_is_left_alone() -> None:
+    """Every `scripts/test` runs the install: with the build matching its sources it must not touch the
+    extensions (rewriting them under running test processes crashed those that loaded them meanwhile)."""
+    if _accel.status() != "current":
+        pytest.skip("no current compiled build here")
+    before = {f: f.stat().st_ino for f in _accel.extensions()}
+    out = subprocess.run(
+        [sys.executable, "-m", "execution.paper.build_accel"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.startswith("up to date"), out.stdout
+    assert {f: f.stat().st_ino for f in _accel.extensions()} == before
+
+
+def test_an_extension_is_put_in_place_by_rename(tmp_path: Path) -> None:
+    """A reader that opened the old file keeps reading it whole; the new one appears at once, complete."""
+    from execution.paper.build_accel import _install
+
+    dest = tmp_path / "mod.so"
+    dest.write_bytes(b"old" * 1000)
+    src = tmp_path / "built.so"
+    src.write_bytes(b"new" * 1000)
+    with dest.open("rb") as reader:
+        _install(src, dest)
+        assert reader.read() == b"old" * 1000
+    assert dest.read_bytes() == b"new" * 1000
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
