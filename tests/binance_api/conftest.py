@@ -88,7 +88,10 @@ async def serve(database_url: str, **overrides: Any) -> AsyncIterator[Served]:
         async with httpx.AsyncClient(base_url=served.base) as c:
 
             async def ready() -> bool:
-                return (await c.get("/readyz")).status_code == 200
+                try:
+                    return (await c.get("/readyz")).status_code == 200
+                except httpx.TimeoutException:  # a slow first answer on a busy machine: ask again
+                    return False
 
             await eventually(ready, timeout=60, interval=0.1, message="readyz (market maker quoting)")
         yield served

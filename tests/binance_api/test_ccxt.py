@@ -233,8 +233,9 @@ async def test_ccxt_error_mapping(tmp_path: Path) -> None:
                 await ex.fetch_order("999999999", SYMBOL)
             with pytest.raises(ccxt.AuthenticationError):  # -1022
                 await wrong.fetch_balance()
-            # Request weight exhausted: 429 with Retry-After and -1003. ccxt's binance raises DDoSProtection for
-            # any 429 before it reads the code (RateLimitExceeded is its subclass for -1003 with another status).
+            # Request weight exhausted: 429 with Retry-After and -1003, as Binance answers it. ccxt's binance
+            # raises DDoSProtection for any 429 before it reads the code, against Binance too; its
+            # RateLimitExceeded (a sibling under NetworkError, not a subclass) only for -1003 with another status.
             with pytest.raises(ccxt.DDoSProtection) as exc:
                 for _ in range(100):
                     await ex.fetch_order_book(SYMBOL, 5)
