@@ -73,7 +73,7 @@ class Served:
 
 @asynccontextmanager
 async def serve(database_url: str, **overrides: Any) -> AsyncIterator[Served]:
-    settings = make_settings(database_url, paper_market_maker="on", **overrides)
+    settings = make_settings(database_url, **{"paper_market_maker": "on", **overrides})
     app = create_embedded_app(settings)
     cfg = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
     server = uvicorn.Server(cfg)
