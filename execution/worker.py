@@ -8,8 +8,9 @@ Guarantees:
   worker is one partition's, and its books have one writer: its paper task, only while it holds the
   partition's lease (`execution.lease`: advisory locks; SQLite's embedded system has one process anyway);
   a process runs a worker per partition, standing by for those another process holds;
-- on start, and after any failed batch, the paper books are rebuilt from the open orders in the database,
-  so memory never drifts from what was committed;
+- on start, and after any failed batch, the paper books are rebuilt from the open orders in the database
+  before anything else is matched (a rebuild that fails is tried again first), so memory never drifts from
+  what was committed;
 - recovery does not change outcomes: after a rebuild the market maker quotes again at a fresh price before
   any recovered or new command is matched (on start it waits up to `price_wait_s` for a price), and the
   worker publishes per-symbol liquidity markers (shared.liquidity) that `/readyz` of every gateway reads.
@@ -153,6 +154,7 @@ class ExecutionWorker:
         self._latest_prices: dict[str, Decimal | None] = {}  # to re-quote at; None: the price went stale
         self._prices: dict[str, Decimal | None] = {}  # the last price seen per symbol (kept across rebuilds)
         self._quoted: dict[str, bool] = {}  # the liquidity state last published per symbol
+        self._books_stale = True  # the books may differ from the database: rebuilt before anything is matched
         self._next_heartbeat = 0.0
         self._price_event = asyncio.Event()
         self._testnet_sem = asyncio.Semaphore(testnet_concurrency)
@@ -225,9 +227,9 @@ class ExecutionWorker:
     async def _paper_loop(self) -> None:
         if not await self.lease.acquire(self._stopping):
             return
-        await self.recover_paper()
-        self.ready.set()
-        await self.restore_liquidity(wait_s=self.price_wait_s)
+        # The books are rebuilt at the top of the loop's first turn; on start it waits for a price to quote at.
+        self._books_stale = True
+        rebuild_wait_s = self.price_wait_s
         bus = self.rt.bus
         commands = GroupConsumer(
             bus,
@@ -244,6 +246,12 @@ class ExecutionWorker:
         last_lease_check = last_sweep = asyncio.get_running_loop().time()
         while not self._stopping.is_set():
             try:
+                if self._books_stale:
+                    # Nothing is matched on books that may hold what the database does not (a batch whose
+                    # commit failed or whose outcome is unknown) or miss what it holds (a rebuild that failed
+                    # half way, e.g. while the database was still down): rebuilt first, or this turn fails.
+                    await self._rebuild_books(wait_s=rebuild_wait_s)
+                    rebuild_wait_s = 0.0
                 if not commands.draining:
                     now = asyncio.get_running_loop().time()
                     if now - last_lease_check > LEASE_CHECK_S:
@@ -251,8 +259,7 @@ class ExecutionWorker:
                         if not await self.lease.keep():
                             if not await self.lease.acquire(self._stopping):
                                 return
-                            await self.recover_paper()
-                            await self.restore_liquidity(wait_s=self.price_wait_s)
+                            await self._rebuild_books(wait_s=self.price_wait_s)
                             commands.rewind()  # what the last holder left pending comes first
                     if now - last_sweep > self.sweep_interval_s:
                         last_sweep = now
@@ -280,15 +287,28 @@ class ExecutionWorker:
                 # stop() leaves an invalidated connection: PendingRollbackError) ends the loop too; rebuilding
                 # the books first held shutdown up for seconds.
                 reraise_if_cancelled(exc)
+                waiting = isinstance(exc, DatabaseUnavailable) or self._books_stale
                 if isinstance(exc, DatabaseUnavailable):
                     log.warning("database unavailable in paper loop; retrying the batch", error=str(exc))
+                elif self._books_stale:
+                    log.warning("rebuilding the paper books failed; matching waits for it", error=str(exc))
                 else:
                     log.exception("paper batch failed; rebuilding the books from the database")
+                # Whatever failed may have changed the books in memory and not in the database: the next turn
+                # rebuilds them before it matches anything (issue #20; a rebuild here, on failure, left them
+                # empty or half built when the database was still down, and the next batch matched on them).
+                self._books_stale = True
                 commands.rewind()
-                await asyncio.sleep(1.0 if isinstance(exc, DatabaseUnavailable) else 0.2)
-                with contextlib.suppress(Exception):
-                    await self.recover_paper()
-                    await self.restore_liquidity()
+                await asyncio.sleep(1.0 if waiting else 0.2)
+
+    async def _rebuild_books(self, *, wait_s: float = 0.0) -> None:
+        """Rebuild the books from the database and quote the market maker again. They stay marked stale
+        until both succeed, so a failure half way (the database down again) cannot leave them to be matched."""
+        self._books_stale = True
+        await self.recover_paper()
+        self.ready.set()
+        await self.restore_liquidity(wait_s=wait_s)
+        self._books_stale = False
 
     async def _isolate(self, msgs: Sequence[BusMessage]) -> None:
         """A batch keeps failing: run its commands one at a time so one poison command cannot block the
@@ -309,8 +329,7 @@ class ExecutionWorker:
                     else:
                         log.warning("paper command failed alone; trying it once more", error=str(exc))
                 # What the failed attempt did to the books in memory is undone before anything runs again.
-                await self.recover_paper()
-                await self.restore_liquidity()
+                await self._rebuild_books()
             else:
                 await self._park(m)
 
