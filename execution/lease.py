@@ -100,8 +100,10 @@ class PaperLease:
                 await self.release()  # only looking: its own process may still come for it
             else:
                 free_since = None
+            # asyncio.timeout, not wait_for (Python 3.11's swallows a cancellation that comes as `stopping` is set)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), timeout=cfg.poll_s)
+                async with asyncio.timeout(cfg.poll_s):
+                    await stopping.wait()
         else:
             return False
         self.held = True

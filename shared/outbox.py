@@ -210,9 +210,13 @@ class OutboxRelay:
             return total + n
 
         async def nap(seconds: float) -> None:
-            """Until woken or ``seconds`` passed (the poll, or a retry's backoff), lingering when busy."""
+            """Until woken or ``seconds`` passed (the poll, or a retry's backoff), lingering when busy.
+
+            `asyncio.timeout`, not `wait_for`: Python 3.11's `wait_for` returns normally when the task is
+            cancelled in the turn a `notify()` wakes it, and the cancelled relay went on for ever."""
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+                async with asyncio.timeout(seconds):
+                    await self._wake.wait()
             if self.linger > 0 and loop.time() - last_run < self.busy_window and not self._stopped:
                 await asyncio.sleep(self.linger)
             self._wake.clear()

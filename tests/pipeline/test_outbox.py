@@ -5,6 +5,7 @@ until they are older than its grace period."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -168,3 +169,20 @@ async def test_an_idle_relay_polls_less_and_less_and_still_finds_rows_nobody_ann
 
 async def _published_cmds(env: dict[str, Any]) -> bool:
     return [m.data for m in await env["bus"].range_after("cmds", "0")] == [{"n": 0}]
+
+
+async def test_a_relay_cancelled_as_it_is_woken_ends(env: dict[str, Any]) -> None:
+    """The relay's wait for a wake-up keeps a cancellation that arrives in the turn a writer's `notify()` wakes
+    it (Python 3.11's `wait_for` returned normally then, and the cancelled relay ran on)."""
+    relay = _relay(env)
+    task = asyncio.create_task(relay.run())
+    try:
+        await eventually(lambda: relay._wake._waiters, message="the relay never waited for a wake-up")
+        relay.notify()
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=5)
+        assert task in done and task.cancelled(), "the relay swallowed its cancellation"
+    finally:
+        relay.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
