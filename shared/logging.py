@@ -2,7 +2,9 @@
 
 Secrets are redacted twice: by key name in structlog events (`redact_secrets`), and in every finished line
 whatever logged it (`scrub_line`): uvicorn writes request paths with their query string (`WebSocket
-/ws?token=eyJ...`), and tracebacks or library messages may quote URLs and headers.
+/ws?token=eyJ...`), and tracebacks or library messages may quote URLs and headers. WebSocket frames, which
+websockets dumps at DEBUG cut to their first 50 and last 25 characters, are logged by type and size only
+(`_FramePayloads`): a value cut off mid-way matches no pattern, and a client's frames carry tokens and signatures.
 """
 
 from __future__ import annotations
@@ -61,6 +63,29 @@ def _redact_dict(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_DATA_FRAMES = frozenset({"TEXT", "BINARY", "CONT"})
+
+
+def _frame_summary(value: Any) -> Any:
+    """A websockets data frame (`frames.Frame`, or the legacy NamedTuple) as its type and size; else as is."""
+    opcode = getattr(getattr(value, "opcode", None), "name", None)
+    data = getattr(value, "data", None)
+    if opcode in _DATA_FRAMES and isinstance(data, bytes | bytearray | memoryview):
+        return f"{opcode} [{len(data)} bytes]"
+    return value
+
+
+class _FramePayloads(logging.Filter):
+    """Drops the payload from websockets' per-frame DEBUG lines (`logger.debug("< %s", frame)`): it shows a
+    client's auth message or signed request cut to 75 characters, so the scrubbing patterns, which need a
+    value's start or end, leave the other end of a token or signature in the line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(_frame_summary(a) for a in record.args)
+        return True
+
+
 def _add_request_id(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     try:
         from asgi_correlation_id import correlation_id
@@ -107,6 +132,7 @@ def configure_logging(*, production: bool, level: str = "INFO", access_log: bool
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
+    handler.addFilter(_FramePayloads())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
