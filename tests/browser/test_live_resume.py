@@ -13,6 +13,7 @@ import re
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -20,7 +21,8 @@ import pytest
 from playwright.sync_api import expect
 
 from shared.streams import user_stream
-from tests.browser.server import RunningSystem
+from tests.binance_double.server import BinanceDouble
+from tests.browser.server import RunningSystem, running_system
 from tests.support.eventually import eventually_sync
 
 pytestmark = pytest.mark.browser
@@ -30,8 +32,13 @@ RECORDER = """
 (() => {
   const Native = window.WebSocket;
   const PRIVATE = ["ORDER_UPDATE", "TRADE", "POSITION_UPDATE", "BALANCE_UPDATE"];
-  const state = { urls: [], sockets: [], private: [], control: [], hold: null };
+  const state = { urls: [], sockets: [], private: [], control: [], fetches: [], seq: 0, hold: null };
   window.__tbLive = state;
+  const nativeFetch = window.fetch.bind(window);
+  window.fetch = (input, init) => {
+    state.fetches.push({ seq: ++state.seq, url: String(input instanceof Request ? input.url : input) });
+    return nativeFetch(input, init);
+  };
   window.WebSocket = class RecordedWebSocket extends Native {
     constructor(url, protocols) {
       state.urls.push(String(url));
@@ -44,7 +51,7 @@ RECORDER = """
         if (PRIVATE.includes(m.type)) {
           state.private.push({ socket, type: m.type, id: m.id, order: d.order_id, status: d.status, trade: d.trade_id });
         } else if (!["TICKER", "DEPTH", "MARKET_TRADE", "CANDLE", "PONG"].includes(m.type)) {
-          state.control.push({ socket, type: m.type, data: d });
+          state.control.push({ seq: ++state.seq, socket, type: m.type, data: d });
         }
       });
     }
@@ -60,6 +67,15 @@ MAX_PRIVATE_ID = """
   return a[0] > b[0] || (a[0] === b[0] && a[1] > b[1]) ? id : best;
 }, null)
 """
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory, binance: BinanceDouble) -> Iterator[RunningSystem]:
+    """The browser tests' system with short user streams (12 events), so a page away long enough is told
+    RESYNC_REQUIRED: the last test's gap has 15 events, the first's about 5."""
+    db = tmp_path_factory.mktemp("resume") / "tradebridge.db"
+    with running_system(db, binance.url, stream_retention={"events.user.*": 12}) as running:
+        yield running
 
 
 @pytest.fixture
@@ -79,6 +95,49 @@ def register(page: Any, email: str) -> None:
     expect(page).to_have_url(re.compile(r"/trade/BTCUSDT$"))
 
 
+def drop_and_hold(page: Any, silent_port: int) -> tuple[int, str]:
+    """Close the page's socket and hold its reconnect at the silent port; the resume point is read in the same
+    turn as the close, after which the socket delivers nothing more. Returns (sockets before, resume point)."""
+    sockets_before = int(page.evaluate("() => window.__tbLive.sockets.length"))
+    resume_from = page.evaluate(
+        f"""(hold) => {{
+          const state = window.__tbLive;
+          const point = ({MAX_PRIVATE_ID})(state);
+          state.hold = hold;
+          state.sockets.at(-1).close(4000, "test: dropped");
+          return point;
+        }}""",
+        f"ws://127.0.0.1:{silent_port}/ws",
+    )
+    assert resume_from
+    page.wait_for_function(f"() => window.__tbLive.sockets.length > {sockets_before}")
+    expect(page.locator("#conn")).to_have_attribute("data-status", "reconnecting")
+    return sockets_before, str(resume_from)
+
+
+def release(page: Any) -> None:
+    """Let the page through: it gives up on the silent port and connects to the server."""
+    page.evaluate("() => { window.__tbLive.hold = null; window.__tbLive.sockets.at(-1).close(); }")
+    expect(page.locator("#conn")).to_have_attribute("data-status", "live")
+
+
+@contextmanager
+def logged_in(system: RunningSystem, email: str) -> Iterator[tuple[httpx.Client, str]]:
+    with httpx.Client(base_url=system.url, timeout=15) as client:
+        login = client.post("/auth/login", json={"email": email, "password": PASSWORD})
+        assert login.status_code == 200, login.text
+        client.headers["authorization"] = f"Bearer {login.json()['access_token']}"
+        yield client, str(client.get("/api/me").json()["id"])
+
+
+def filled_seen(page: Any, order_id: str) -> None:
+    page.wait_for_function(
+        "(id) => window.__tbLive.private.some((e) => e.order === id && e.type === 'ORDER_UPDATE' "
+        "&& e.status === 'FILLED')",
+        arg=order_id,
+    )
+
+
 def place_market_buy(client: httpx.Client) -> str:
     r = client.post(
         "/api/orders", json={"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.001"}
@@ -87,44 +146,22 @@ def place_market_buy(client: httpx.Client) -> str:
     return str(r.json()["order_id"])
 
 
-def test_a_dropped_socket_resumes_with_last_event_id_and_shows_what_it_missed_once(
-    page: Any, system: RunningSystem, silent_port: int
-) -> None:
+def start(page: Any) -> str:
     page.add_init_script(RECORDER)
     email = f"resume-{uuid.uuid4().hex[:10]}@example.com"
     register(page, email)
-    conn = page.locator("#conn")
-    expect(conn).to_have_attribute("data-status", "live")
+    expect(page.locator("#conn")).to_have_attribute("data-status", "live")
     expect(page.locator("#order-book .level-ask").first).to_be_visible(timeout=20_000)
+    return email
 
-    with httpx.Client(base_url=system.url, timeout=15) as client:
-        login = client.post("/auth/login", json={"email": email, "password": PASSWORD})
-        assert login.status_code == 200, login.text
-        client.headers["authorization"] = f"Bearer {login.json()['access_token']}"
-        user_id = str(client.get("/api/me").json()["id"])
 
-        # A first fill gives the page a resume point.
-        first = place_market_buy(client)
-        page.wait_for_function(
-            "(id) => window.__tbLive.private.some((e) => e.order === id && e.status === 'FILLED')", arg=first
-        )
-
-        # Drop the socket; its reconnect is held at the silent port. The resume point is read in the same
-        # turn as the close, after which the socket delivers nothing more.
-        sockets_before = page.evaluate("() => window.__tbLive.sockets.length")
-        resume_from = page.evaluate(
-            f"""(hold) => {{
-              const state = window.__tbLive;
-              const point = ({MAX_PRIVATE_ID})(state);
-              state.hold = hold;
-              state.sockets.at(-1).close(4000, "test: dropped");
-              return point;
-            }}""",
-            f"ws://127.0.0.1:{silent_port}/ws",
-        )
-        assert resume_from
-        page.wait_for_function(f"() => window.__tbLive.sockets.length > {sockets_before}")
-        expect(conn).to_have_attribute("data-status", "reconnecting")
+def test_a_dropped_socket_resumes_with_last_event_id_and_shows_what_it_missed_once(
+    page: Any, system: RunningSystem, silent_port: int
+) -> None:
+    with logged_in(system, start(page)) as (client, user_id):
+        first = place_market_buy(client)  # its events give the page a resume point
+        filled_seen(page, first)
+        sockets_before, resume_from = drop_and_hold(page, silent_port)
 
         # Meanwhile an order is placed and filled, and its events reach the user's stream.
         second = place_market_buy(client)
@@ -143,18 +180,11 @@ def test_a_dropped_socket_resumes_with_last_event_id_and_shows_what_it_missed_on
             "the page got the second order's events while its socket was down"
         )
 
-        # Let the page through: it gives up on the silent port and connects to the server.
-        page.evaluate("() => { window.__tbLive.hold = null; window.__tbLive.sockets.at(-1).close(); }")
-        expect(conn).to_have_attribute("data-status", "live")
-
+        release(page)
         history = page.locator(f'#order-history-body tr[data-order-id="{second}"]')
         expect(history).to_have_count(1)
         expect(history).to_have_attribute("data-status", "FILLED")
-        page.wait_for_function(
-            "(id) => window.__tbLive.private.some((e) => e.order === id && e.type === 'ORDER_UPDATE' "
-            "&& e.status === 'FILLED')",
-            arg=second,
-        )
+        filled_seen(page, second)
         state = page.evaluate("() => window.__tbLive")
         trades = client.get(f"/api/orders/{second}").json()["fills"]
 
@@ -177,3 +207,47 @@ def test_a_dropped_socket_resumes_with_last_event_id_and_shows_what_it_missed_on
     assert {e["socket"] for e in updates} == {last}, updates
     fills = [e["trade"] for e in state["private"] if e["type"] == "TRADE" and e["order"] == second]
     assert sorted(fills) == sorted(f["trade_id"] for f in trades), (fills, trades)
+
+
+def test_resync_required_reloads_the_snapshots_and_forgets_the_resume_point(
+    page: Any, system: RunningSystem, silent_port: int
+) -> None:
+    """Away long enough that the user's stream no longer holds the page's resume point: the server answers
+    RESYNC_REQUIRED, the page reads its snapshots again (the orders it missed show, once each) and never
+    resumes from that point again."""
+    with logged_in(system, start(page)) as (client, user_id):
+        first = place_market_buy(client)
+        filled_seen(page, first)
+        _, resume_from = drop_and_hold(page, silent_port)
+        missed = [place_market_buy(client) for _ in range(3)]  # 15 events: more than the stream keeps
+        for oid in missed:
+            eventually_sync(lambda: client.get(f"/api/orders/{oid}").json()["status"] == "FILLED", timeout=20)
+
+        async def trimmed(parts: Any) -> bool:
+            oldest = await parts.bus.first_id(user_stream(user_id))
+            return oldest is not None and tuple(map(int, oldest.split("-"))) > tuple(
+                map(int, resume_from.split("-"))
+            )
+
+        eventually_sync(
+            lambda: system.call(trimmed), timeout=20, message="the resume point was never trimmed"
+        )
+        release(page)
+        page.wait_for_function("() => window.__tbLive.control.some((c) => c.type === 'RESYNC_REQUIRED')")
+        for oid in missed:
+            row = page.locator(f'#order-history-body tr[data-order-id="{oid}"]')
+            expect(row).to_have_count(1)
+            expect(row).to_have_attribute("data-status", "FILLED")
+        state = page.evaluate("() => window.__tbLive")
+        resync = next(c for c in state["control"] if c["type"] == "RESYNC_REQUIRED")
+        assert resync["data"]["last_event_id"] == resume_from, resync
+        reloads = [f for f in state["fetches"] if f["seq"] > resync["seq"] and "/api/orders?" in f["url"]]
+        assert reloads, "the page did not read its orders again after RESYNC_REQUIRED"
+
+        # The forgotten point is never sent again: the next connection resumes from nothing or a newer id.
+        count = len(state["sockets"])
+        page.evaluate('() => window.__tbLive.sockets.at(-1).close(4000, "test: dropped again")')
+        page.wait_for_function(f"() => window.__tbLive.sockets.length > {count}")
+        expect(page.locator("#conn")).to_have_attribute("data-status", "live")
+        url = page.evaluate("() => window.__tbLive.urls.at(-1)")
+        assert f"last_event_id={resume_from}" not in url, url
