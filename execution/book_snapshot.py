@@ -53,12 +53,15 @@ class BookPublisher:
         self.version = 0
         self._last = float("-inf")
 
+    def due(self, *, changed: bool) -> bool:
+        """Whether `tick` would publish now."""
+        wait = paper_book.COALESCE_S if changed else paper_book.PUBLISH_EVERY_S
+        return asyncio.get_running_loop().time() - self._last >= wait
+
     async def tick(self, exchange: PaperExchange, *, changed: bool) -> None:
-        now = asyncio.get_running_loop().time()
-        due = paper_book.COALESCE_S if changed else paper_book.PUBLISH_EVERY_S
-        if now - self._last < due:
+        if not self.due(changed=changed):
             return
-        self._last = now
+        self._last = asyncio.get_running_loop().time()
         self.version += 1
         try:
             snapshot = snapshot_of(exchange, self.version, self.clock, self.writer)

@@ -51,7 +51,7 @@ from shared.ledger_store import SqlLedger
 from shared.models import Balance, Fill, Order, ProcessedCommand
 from shared.orders import FINAL, Status
 from shared.outbox import publish_after_commit
-from shared.paper.ledger import deposit_entry, release_entry
+from shared.paper.ledger import JournalEntry, deposit_entry, release_entry
 from shared.retry import Backoff, reraise_if_cancelled, retry
 from shared.streams import (
     EXECUTION_GROUP,
@@ -91,6 +91,13 @@ def _connection_error(exc: BaseException) -> bool:
             return True
         e = e.__cause__ or e.__context__
     return False
+
+
+def _market_maker_only(result: VenueResult) -> bool:
+    """A re-quote's result that moved only the market maker's own locks (no user order, fill or trade)."""
+    return not (
+        result.changes or result.fills or result.public_trades or result.external_orders or result.balances
+    )
 
 
 def consumer_name() -> str:
@@ -155,6 +162,10 @@ class ExecutionWorker:
         self._prices: dict[str, Decimal | None] = {}  # the last price seen per symbol (kept across rebuilds)
         self._quoted: dict[str, bool] = {}  # the liquidity state last published per symbol
         self._books_stale = True  # the books may differ from the database: rebuilt before anything is matched
+        # The market maker's own ledger entries (its quotes' reserves and releases) applied in memory and not
+        # written yet: they go with the next batch's transaction, or at the latest before the next book
+        # snapshot (`_book_tick`), instead of a transaction per re-quote (issue #16).
+        self._mm_held: list[JournalEntry] = []
         self._next_heartbeat = 0.0
         self._price_event = asyncio.Event()
         self._testnet_sem = asyncio.Semaphore(testnet_concurrency)
@@ -275,7 +286,7 @@ class ExecutionWorker:
                     await self._requote()
                 await self._heartbeat()
                 if self.has_paper_lease:
-                    await self._book.tick(self.paper.exchange, changed=bool(msgs))
+                    await self._book_tick(changed=bool(msgs))
             except asyncio.CancelledError:
                 raise
             except BusUnavailable as exc:
@@ -472,6 +483,7 @@ class ExecutionWorker:
         (its quotes are gone until `restore_liquidity`)."""
         rt = self.rt
         self.paper.reset(rt.markets, rt.fees)
+        self._mm_held = []  # the quotes they reserved for are gone with the reset; the rebuild releases the rest
         async with unit_of_work(rt.sessions) as session:
             rows = (
                 (
@@ -676,7 +688,15 @@ class ExecutionWorker:
                         c.status if c.order_id in status else status.get(c.order_id, c.status)
                     )
                 result = result + r
-            await apply_result(session, rt.clock, result, orders=orders)
+            # What the market maker's re-quotes held back comes first, in the order it happened in memory.
+            held, self._mm_held = self._mm_held, []
+            try:
+                await apply_result(
+                    session, rt.clock, VenueResult(journal=tuple(held)) + result, orders=orders
+                )
+            except BaseException:
+                self._mm_held[:0] = held
+                raise
         rt.relay.after_commit(session)
         await self._publish_market(result)
 
@@ -813,13 +833,38 @@ class ExecutionWorker:
             result = result + self.paper.requote(symbol, price)
         if not result:
             return
-        async with unit_of_work(self.rt.sessions) as session:
-            await apply_result(session, self.rt.clock, result)
-        # Wakes the relay only if the re-quote wrote outbox rows (it filled a user's order): most move only the
-        # market maker's locks, and a wake-up per tick was a relay transaction per tick (issue #16).
-        self.rt.relay.after_commit(session)
+        if _market_maker_only(result):
+            # Only the market maker's own locks moved (about 4 times a second per symbol round): held back
+            # for the next transaction. Nothing is lost with them on a crash: the rebuild releases whatever
+            # its account has locked in the database, and no user's balance or order depends on them.
+            self._mm_held.extend(result.journal)
+        else:  # it filled or triggered a user's order: written now, with what was held back
+            await self._write_held(result)
         await self._publish_market(result)
         await self._publish_liquidity()
+
+    async def _write_held(self, result: VenueResult = EMPTY) -> None:
+        held, self._mm_held = self._mm_held, []
+        try:
+            async with unit_of_work(self.rt.sessions) as session:
+                await apply_result(session, self.rt.clock, VenueResult(journal=tuple(held)) + result)
+        except BaseException:
+            self._mm_held[:0] = held
+            raise
+        # Wakes the relay only if the write made outbox rows (a user's order filled): the market maker's locks
+        # make none, and a wake-up per tick was a relay transaction per tick (issue #16).
+        self.rt.relay.after_commit(session)
+
+    async def _book_tick(self, *, changed: bool) -> None:
+        """Publish the book snapshot for reconciliation, which compares it with the market maker's locks in
+        the database: so nothing may be held back when it is taken. While entries are held, the snapshot waits
+        for the next batch to write them (a coalesced publication, after a batch), at most until the
+        unconditional one (`paper_book.PUBLISH_EVERY_S`), which writes them first."""
+        if self._mm_held:
+            if not self._book.due(changed=False):
+                return
+            await self._write_held()
+        await self._book.tick(self.paper.exchange, changed=changed)
 
     # -- testnet -------------------------------------------------------------------------------------------
 
