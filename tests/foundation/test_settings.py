@@ -71,3 +71,22 @@ def test_production_refuses_to_start_without_secrets(tmp_path: Path, monkeypatch
     with pytest.raises(ConfigError, match="JWT_SECRET and KEY_ENCRYPTION_KEYS must be set"):
         resolve_secrets(s)
     assert not (tmp_path / "s.json").exists()
+
+
+def test_test_settings_reach_no_real_exchange() -> None:
+    """The settings' defaults point at the public Binance testnet; every URL of the tests' own settings
+    must be local, or a test on a machine with internet would open connections to it."""
+    from urllib.parse import urlsplit
+
+    from tests.support.api import make_settings
+
+    settings = make_settings("sqlite+aiosqlite:///:memory:")
+    urls = {
+        name: value
+        for name, value in settings.model_dump().items()
+        if isinstance(value, str) and "://" in value and not name.startswith("database")
+    }
+    assert "binance_testnet_ws_url" in urls
+    assert {name: urlsplit(u).hostname for name, u in urls.items() if u} == {
+        name: "127.0.0.1" for name, u in urls.items() if u
+    }

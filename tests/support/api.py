@@ -24,7 +24,9 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "key_encryption_keys": generate_key(),
         "bcrypt_rounds": 4,
         "paper_market_maker": "off",
+        # Nothing a test builds may reach the real testnet (the settings' defaults): a closed local port.
         "binance_testnet_url": "http://127.0.0.1:9",
+        "binance_testnet_ws_url": "ws://127.0.0.1:9",
         "secrets_file": "/nonexistent/never-written.json",
     }
     values.update(overrides)
