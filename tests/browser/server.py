@@ -1,10 +1,6 @@
 """The whole system on a real port for the browser: `tradebridge up`'s embedded app (gateway, execution
-worker with the market maker, synthetic price feed, events `/ws`) on a tmp SQLite file and the in-process bus,
-plus `mount_web`.
-
-Parts still being integrated are used when present and stood in for when not: no price feed / events service
-in the tree: gateway + worker by hand, a ticker pump publishing TICKERs, and the UI's REST polling fallback if
-`/ws` is missing.
+worker with the market maker, synthetic price feed, events `/ws`, the web app) on a tmp SQLite file and the
+in-process bus.
 
 `RunningSystem.call` runs a coroutine on the server's own event loop (to seed data through its parts).
 """
@@ -17,21 +13,17 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
 import uvicorn
 from fastapi import FastAPI
 
-from shared.streams import MARKET_TICKER, public_event
 from tests.support.api import make_settings
 
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "admin password 123"
-BASE_PRICES = {"BTCUSDT": Decimal("60000.00"), "ETHUSDT": Decimal("3000.00"), "BNBUSDT": Decimal("500.0")}
 
 
 T = TypeVar("T")
@@ -41,7 +33,6 @@ T = TypeVar("T")
 class RunningSystem:
     url: str
     app: FastAPI
-    has_ws: bool
     loop: asyncio.AbstractEventLoop
 
     @property
@@ -59,41 +50,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def ticker_pump(interval_s: float = 0.5):
-    """A service hook publishing a gently moving ticker per market, as the price feed would."""
-
-    async def hook(rt: Any, stack: AsyncExitStack) -> None:
-        async def run() -> None:
-            step = 0
-            while True:
-                step += 1
-                for symbol, base in BASE_PRICES.items():
-                    if symbol not in rt.markets:
-                        continue
-                    wiggle = Decimal((step % 7) - 3) * rt.markets[symbol].tick_size * 10
-                    price = str(base + wiggle)
-                    now = rt.clock.now()
-                    data = {"symbol": symbol, "price": price, "ts": now.isoformat()}
-                    await rt.market_data.put("ticker", symbol, data)
-                    await rt.bus.publish(MARKET_TICKER, public_event("TICKER", symbol, now, {"price": price}))
-                await asyncio.sleep(interval_s)
-
-        task = asyncio.create_task(run(), name="test-ticker-pump")
-
-        async def stop() -> None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-        stack.push_async_callback(stop)
-
-    return hook
-
-
-def build_app(db_path: Path, binance_url: str, **overrides: Any) -> tuple[FastAPI, bool]:
-    """`tradebridge up`'s own app (`create_embedded_app`) when the tree has it all; else its parts by hand.
-    `overrides`: further settings (e.g. the double's `binance_testnet_ws_url`)."""
-    from gateway.web import mount_web
+def build_app(db_path: Path, binance_url: str, **overrides: Any) -> FastAPI:
+    """`tradebridge up`'s own app (`create_embedded_app`). `overrides`: further settings (e.g. the double's
+    `binance_testnet_ws_url`)."""
+    from tradebridge.embedded import create_embedded_app
 
     settings = make_settings(
         f"sqlite+aiosqlite:///{db_path}",
@@ -107,28 +67,12 @@ def build_app(db_path: Path, binance_url: str, **overrides: Any) -> tuple[FastAP
         login_limit_per_address="1000/minute",
         **overrides,
     )
-    try:
-        from tradebridge.embedded import create_embedded_app
-
-        app = create_embedded_app(settings)
-    except ImportError:  # the price feed or events service is not in this tree yet
-        app = _assembled_app(settings)
-    paths = {getattr(r, "path", None) for r in app.routes}
-    has_ws = "/ws" in paths
-    if not any(type(r).__name__ == "_ClientRoutes" for r in app.routes):
-        mount_web(app)
-    return app, has_ws
-
-
-def _assembled_app(settings: Any) -> FastAPI:
-    from tradebridge.app import create_app
-
-    return create_app(settings, migrate=True, services=("events", "execution"), hooks=[ticker_pump()])
+    return create_embedded_app(settings)
 
 
 @contextlib.contextmanager
 def running_system(db_path: Path, binance_url: str, **overrides: Any) -> Iterator[RunningSystem]:
-    app, has_ws = build_app(db_path, binance_url, **overrides)
+    app = build_app(db_path, binance_url, **overrides)
     port = free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio", lifespan="on"
@@ -150,7 +94,7 @@ def running_system(db_path: Path, binance_url: str, **overrides: Any) -> Iterato
             raise RuntimeError("the server did not start")
         time.sleep(0.05)  # polling a thread's start flag; not a test wait
     try:
-        yield RunningSystem(f"http://127.0.0.1:{port}", app, has_ws, loop)
+        yield RunningSystem(f"http://127.0.0.1:{port}", app, loop)
     finally:
         server.should_exit = True
         thread.join(timeout=15)

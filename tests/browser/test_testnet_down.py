@@ -70,8 +70,7 @@ def test_testnet_balances_then_unreachable_banner_then_paper(
     started = datetime.now(UTC)
     login_in_ui(page, email)
     expect(page.locator("#mode-band")).to_have_attribute("data-mode", "testnet")
-    if system.has_ws:
-        expect(page.locator("#conn")).to_have_attribute("data-status", "live")
+    expect(page.locator("#conn")).to_have_attribute("data-status", "live")
 
     # Testnet mode: the double's balances, none of paper's, no banner.
     banner = page.locator("#venue-banner")

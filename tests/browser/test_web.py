@@ -65,8 +65,7 @@ def test_register_market_order_fills_and_position_shows_pnl(page: Any, system: R
     expect(page.locator("#last-price")).to_have_text(re.compile(r"^\d+\.\d{2}$"))  # tick 0.01 -> 2 decimals
     wait_for_liquidity(page)
     expect(page.locator("#balances-body tr[data-asset=USDT]")).to_contain_text("10000")
-    if system.has_ws:
-        expect(page.locator("#conn")).to_have_attribute("data-status", "live")
+    expect(page.locator("#conn")).to_have_attribute("data-status", "live")
 
     page.get_by_label("Order type").select_option("MARKET")
     page.get_by_label("Quantity (BTC)").fill("0.01")
