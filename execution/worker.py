@@ -72,6 +72,9 @@ MM_FUNDING_DEFAULT = Decimal("100000")
 # A stored ticker younger than this is fresh enough to quote around (the price feed's own staleness limit).
 FRESH_TICKER = timedelta(seconds=10)
 # Waiting for the bus at start: 0.1 s doubling to 5 s, until it answers.
+# Public depth and trades go out at most this often: under load a publication per batch was four Redis round
+# trips and a 50-level depth snapshot per batch (issue #16); the first after a quiet spell goes at once.
+MARKET_PUBLISH_S = 0.05
 BUS_BACKOFF = Backoff(base=0.1, factor=2.0, cap=5.0)
 
 
@@ -166,6 +169,11 @@ class ExecutionWorker:
         # written yet: they go with the next batch's transaction, or at the latest before the next book
         # snapshot (`_book_tick`), instead of a transaction per re-quote (issue #16).
         self._mm_held: list[JournalEntry] = []
+        # Public market data waiting for its publication (`_publish_market`): the symbols whose book changed and
+        # the trades, in trade order.
+        self._market_symbols: set[str] = set()
+        self._market_trades: list[dict[str, Any]] = []
+        self._market_last = float("-inf")
         self._next_heartbeat = 0.0
         self._price_event = asyncio.Event()
         self._testnet_sem = asyncio.Semaphore(testnet_concurrency)
@@ -284,6 +292,7 @@ class ExecutionWorker:
                     await bus.ack(self.stream, EXECUTION_GROUP, [m.id for m in msgs])
                 if self._latest_prices:
                     await self._requote()
+                await self._publish_market(EMPTY)  # what the last batches left waiting
                 await self._heartbeat()
                 if self.has_paper_lease:
                     await self._book_tick(changed=bool(msgs))
@@ -776,24 +785,35 @@ class ExecutionWorker:
         return EMPTY
 
     async def _publish_market(self, result: VenueResult) -> None:
-        """Public market data is lossy by nature: published directly, never through the outbox."""
-        if not result.touched_symbols and not result.public_trades:
+        """Public market data is lossy by nature: published directly, never through the outbox. At most once
+        per `MARKET_PUBLISH_S`: what comes sooner waits for the next call (the paper loop makes one per turn,
+        at least every `block_ms`), then each changed symbol's depth as it is then and every trade, in order,
+        in one bus call."""
+        self._market_symbols |= result.touched_symbols
+        self._market_trades += result.public_trades
+        if not self._market_symbols and not self._market_trades:
             return
+        clock = asyncio.get_running_loop().time()
+        if clock - self._market_last < MARKET_PUBLISH_S:
+            return
+        self._market_last = clock
+        symbols, self._market_symbols = sorted(self._market_symbols), set()
+        trades, self._market_trades = self._market_trades, []
         rt = self.rt
         now = rt.clock.now()
         try:
-            for symbol in result.touched_symbols:
+            events: list[tuple[str, dict[str, Any]]] = []
+            for symbol in symbols:
                 depth = self.paper.depth(symbol)
                 await rt.market_data.put("depth", symbol, depth)
-                await rt.bus.publish(MARKET_DEPTH, public_event("DEPTH", symbol, now, depth))
+                events.append((MARKET_DEPTH, public_event("DEPTH", symbol, now, depth)))
             by_symbol: dict[str, list[dict[str, Any]]] = {}
-            for t in result.public_trades:
+            for t in trades:
                 by_symbol.setdefault(str(t["symbol"]), []).append(dict(t))
-            for symbol, trades in by_symbol.items():
-                await rt.market_data.push_trades(symbol, trades)
-                await rt.bus.publish_many(
-                    [(MARKET_TRADES, public_event("MARKET_TRADE", symbol, now, t)) for t in trades]
-                )
+            for symbol, rows in by_symbol.items():
+                await rt.market_data.push_trades(symbol, rows)
+                events += [(MARKET_TRADES, public_event("MARKET_TRADE", symbol, now, t)) for t in rows]
+            await rt.bus.publish_many(events)
         except Exception as exc:
             log.warning("market data publication failed", error=str(exc))
 
