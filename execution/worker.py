@@ -58,6 +58,7 @@ from shared.streams import (
     MARKET_DEPTH,
     MARKET_TICKER,
     MARKET_TRADES,
+    PAPER_VENUE,
     TESTNET_COMMANDS,
     order_command,
     public_event,
@@ -835,6 +836,8 @@ class ExecutionWorker:
                 continue
             for m in msgs:
                 last = m.id
+                if m.data.get("venue", PAPER_VENUE) != PAPER_VENUE:
+                    continue  # the testnet's own ticker (pricefeed.testnet_market): never a paper price
                 symbol = m.data.get("symbol")
                 price = (m.data.get("data") or {}).get("price")
                 stale = (m.data.get("data") or {}).get("stale")

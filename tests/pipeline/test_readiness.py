@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from shared.settings import Settings
-from shared.streams import MARKET_TICKER, public_event
+from shared.streams import MARKET_TICKER, TESTNET_VENUE, public_event
 from tests.support.api import Api, make_settings, running_api
 from tests.support.eventually import eventually
 
@@ -36,9 +36,13 @@ def stack(
     return make
 
 
-async def tick(api: Api, symbol: str, price: str, *, stale: bool = False) -> None:
-    data = {"symbol": symbol, "price": price, "stale": stale}
-    await api.parts.bus.publish(MARKET_TICKER, public_event("TICKER", symbol, datetime.now(UTC), data))
+async def tick(api: Api, symbol: str, price: str, *, stale: bool = False, venue: str | None = None) -> None:
+    """A ticker on the public stream as the price feed publishes it (paper: no venue), or as
+    pricefeed.testnet_market does (`venue="testnet"`, in the event and its data)."""
+    data: dict[str, object] = {"symbol": symbol, "price": price, "stale": stale}
+    extra = {} if venue is None else {"venue": venue}
+    event = public_event("TICKER", symbol, datetime.now(UTC), {**data, **extra}, **extra)
+    await api.parts.bus.publish(MARKET_TICKER, event)
 
 
 async def status(api: Api, auth: dict[str, str], oid: str) -> str:
@@ -97,3 +101,35 @@ async def test_without_the_market_maker_there_is_no_liquidity_to_wait_for(stack:
         taker = r.json()["order_id"]
         await eventually(lambda: _is(api, buyer, taker, "FILLED"), timeout=15)
         assert await status(api, seller, resting) == "FILLED"
+
+
+async def test_testnet_tickers_are_never_quoted_on_paper(stack: Stack) -> None:
+    """The testnet's own tickers share the public ticker stream (venue "testnet", pricefeed.testnet_market): the
+    paper market maker must not quote around them, or /readyz says ready and a paper market order fills at the
+    testnet's price while the paper feed has none."""
+    settings, migrate = stack(paper_market_maker="on", paper_starting_balances_csv="USDT=10000,BTC=1")
+    async with running_api(settings, services=("execution",), migrate=migrate) as api:
+        await api.system.worker.ready.wait()
+
+        async def readiness() -> str:
+            return str((await api.client.get("/readyz")).json()["checks"].get("liquidity", "ok"))
+
+        async def all_but_btc_quoted() -> bool:
+            for symbol in ("ETHUSDT", "BNBUSDT"):
+                await tick(api, symbol, PRICES[symbol])
+            await tick(api, "BTCUSDT", PRICES["BTCUSDT"], venue=TESTNET_VENUE)
+            return (await readiness()).startswith("waiting: BTCUSDT") and "ETHUSDT" not in await readiness()
+
+        # The worker's start waits up to 30 s for every symbol's price before it quotes any (restore_liquidity).
+        await eventually(all_but_btc_quoted, timeout=60, interval=0.2)
+        # Another testnet ticker, then a stale paper one behind it on the same stream: once ETHUSDT's quotes are
+        # pulled, the worker has read the testnet one as well, and BTCUSDT is still not quoted.
+        await tick(api, "BTCUSDT", PRICES["BTCUSDT"], venue=TESTNET_VENUE)
+        await tick(api, "ETHUSDT", PRICES["ETHUSDT"], stale=True)
+
+        async def eth_pulled() -> str | None:
+            liquidity = await readiness()
+            return liquidity if "ETHUSDT" in liquidity else None
+
+        liquidity = await eventually(eth_pulled, timeout=15, interval=0.1)
+        assert liquidity is not None and liquidity.startswith("waiting: BTCUSDT"), liquidity
