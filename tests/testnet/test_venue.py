@@ -438,6 +438,37 @@ async def test_start_runs_recovery_and_reports_through_the_sink(h: Harness) -> N
     await eventually(lambda: "FILLED" in h.statuses(o.order_id), timeout=5)
 
 
+async def test_recovery_outlives_a_database_that_is_not_there_yet(h: Harness) -> None:
+    """The worker restarts while PostgreSQL does (benchmarks/chaos.py, seed 23): reading the open orders and
+    the users' keys fails for a while. Recovery must keep at it: before, its task died at the first error and
+    every order it had not reached yet was followed by nobody (NEW here, FILLED at the exchange, for good)."""
+    first = await h.venue()
+    orders = [order(price="59000"), order(price="58900")]
+    placed = [one_change(await first.place(o), o.order_id) for o in orders]
+    await first.stop()
+    for p in placed:
+        h.double.state.fill_order(int(p.venue_order_id or 0))
+    reads, key_reads = [], []
+
+    async def open_orders() -> list[VenueOrder]:
+        reads.append(1)
+        if len(reads) < 3:
+            raise ConnectionRefusedError("the database is restarting")
+        return [replace(o, status="NEW", venue_order_id=p.venue_order_id) for o, p in zip(orders, placed)]
+
+    async def keys(user_id: str) -> Keys | None:
+        key_reads.append(user_id)
+        if len(key_reads) < 3:
+            raise ConnectionRefusedError("the database is restarting")
+        return h.keys.get(user_id)
+
+    v = TestnetVenue(TestnetVenueConfig(base_url=h.double.url, **FAST), keys, SystemClock())  # type: ignore[arg-type]
+    h.venues.append(v)
+    await v.start(h.sink, open_orders)
+    await eventually(lambda: all("FILLED" in h.statuses(o.order_id) for o in orders), timeout=10)
+    assert len(reads) == 3
+
+
 async def test_recover_with_a_pending_cancel_cancels_on_the_exchange(h: Harness) -> None:
     first = await h.venue()
     o = order()
