@@ -106,7 +106,7 @@ def create_engine(
             url, echo=echo, async_creator=lambda: _InlineSqlite.open(**connect), **json_args
         )
         cargs, cparams = engine.sync_engine.dialect.create_connect_args(engine.url)
-        connect.update(cparams, database=cargs[0], check_same_thread=False)
+        connect.update(cparams, database=cargs[0], check_same_thread=False, timeout=_BUSY_MS / 1000)
         _sqlite_pragmas(engine)
         return engine
     engine = create_async_engine(
