@@ -196,7 +196,11 @@ class _Socket:
             while True:
                 text = await queue.get()
                 try:
-                    await asyncio.wait_for(handler(text), timeout_s)
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns normally when the task is
+                    # cancelled in the turn the handler ends, and this loop then waited on its queue for ever,
+                    # holding the socket's finish() and so the server's shutdown (seen in CI: 30 s teardown).
+                    async with asyncio.timeout(timeout_s):
+                        await handler(text)
                 except TimeoutError:
                     self.request_close(p.CLOSE_SLOW_CONSUMER, "slow consumer")
                     return
@@ -221,7 +225,8 @@ class _Socket:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.close_code is not None and self.ws.application_state != WebSocketState.DISCONNECTED:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.ws.close(self.close_code, self.close_reason), 2.0)
+                async with asyncio.timeout(2.0):
+                    await self.ws.close(self.close_code, self.close_reason)
 
 
 def _address(ws: WebSocket) -> str:

@@ -84,7 +84,8 @@ async def _auth_message(ws: WebSocket, hub: EventsHub) -> str | None:
     """Wait for `{"op": "auth", "token": ...}` as the first message; on anything else (or nothing in time)
     close the socket and return None."""
     try:
-        message = await asyncio.wait_for(ws.receive(), hub.config.auth_timeout_s)
+        async with asyncio.timeout(hub.config.auth_timeout_s):  # not wait_for: it can lose a cancellation
+            message = await ws.receive()
     except TimeoutError:
         await _close(ws, p.CLOSE_UNAUTHORIZED, "no auth message in time")
         return None
@@ -186,4 +187,5 @@ async def _close(ws: WebSocket, code: int, reason: str) -> None:
     if ws.application_state == WebSocketState.DISCONNECTED:
         return
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(ws.close(code, reason), 2.0)
+        async with asyncio.timeout(2.0):
+            await ws.close(code, reason)
