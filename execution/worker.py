@@ -789,24 +789,35 @@ class ExecutionWorker:
         """Public market data is lossy by nature: published directly, never through the outbox. At most once
         per `MARKET_PUBLISH_S`: what comes sooner waits for the next call (the paper loop makes one per turn,
         at least every `block_ms`), then each changed symbol's depth as it is then and every trade, in order,
-        in one bus call."""
+        in one bus call. The stored depth, which the gateway prices and reserves market orders against, is
+        written at once: a resting order the user already sees as NEW must be takeable (a market buy against
+        it was refused "no market price" for up to one interval)."""
         self._market_symbols |= result.touched_symbols
         self._market_trades += result.public_trades
         if not self._market_symbols and not self._market_trades:
             return
+        rt = self.rt
+        depths: dict[str, dict[str, Any]] = {}
+        try:
+            for symbol in sorted(result.touched_symbols):
+                depths[symbol] = self.paper.depth(symbol)
+                await rt.market_data.put("depth", symbol, depths[symbol])
+        except Exception as exc:
+            log.warning("market depth not stored", error=str(exc))
         clock = asyncio.get_running_loop().time()
         if clock - self._market_last < MARKET_PUBLISH_S:
             return
         self._market_last = clock
         symbols, self._market_symbols = sorted(self._market_symbols), set()
         trades, self._market_trades = self._market_trades, []
-        rt = self.rt
         now = rt.clock.now()
         try:
             events: list[tuple[str, dict[str, Any]]] = []
             for symbol in symbols:
-                depth = self.paper.depth(symbol)
-                await rt.market_data.put("depth", symbol, depth)
+                depth = depths.get(symbol)
+                if depth is None:  # changed by an earlier call, stored then: as the book is now
+                    depth = self.paper.depth(symbol)
+                    await rt.market_data.put("depth", symbol, depth)
                 events.append((MARKET_DEPTH, public_event("DEPTH", symbol, now, depth)))
             by_symbol: dict[str, list[dict[str, Any]]] = {}
             for t in trades:
