@@ -72,10 +72,10 @@ LEASE_CHECK_S = 1.0
 MM_FUNDING_DEFAULT = Decimal("100000")
 # A stored ticker younger than this is fresh enough to quote around (the price feed's own staleness limit).
 FRESH_TICKER = timedelta(seconds=10)
-# Waiting for the bus at start: 0.1 s doubling to 5 s, until it answers.
-# Public depth and trades go out at most this often: under load a publication per batch was four Redis round
-# trips and a 50-level depth snapshot per batch (issue #16); the first after a quiet spell goes at once.
+# Public depth and trades go out on the bus at most this often: under load a publication per batch was three
+# more Redis round trips per batch (issue #16); the first after a quiet spell goes at once.
 MARKET_PUBLISH_S = 0.05
+# Waiting for the bus at start: 0.1 s doubling to 5 s, until it answers.
 BUS_BACKOFF = Backoff(base=0.1, factor=2.0, cap=5.0)
 
 
@@ -170,9 +170,9 @@ class ExecutionWorker:
         # written yet: they go with the next batch's transaction, or at the latest before the next book
         # snapshot (`_book_tick`), instead of a transaction per re-quote (issue #16).
         self._mm_held: list[JournalEntry] = []
-        # Public market data waiting for its publication (`_publish_market`): the symbols whose book changed and
-        # the trades, in trade order.
-        self._market_symbols: set[str] = set()
+        # Public market data waiting for its publication (`_publish_market`): the depth of each symbol whose book
+        # changed, as last stored, and the trades, in trade order.
+        self._market_depths: dict[str, dict[str, Any]] = {}
         self._market_trades: list[dict[str, Any]] = []
         self._market_last = float("-inf")
         self._next_heartbeat = 0.0
@@ -788,37 +788,32 @@ class ExecutionWorker:
     async def _publish_market(self, result: VenueResult) -> None:
         """Public market data is lossy by nature: published directly, never through the outbox. At most once
         per `MARKET_PUBLISH_S`: what comes sooner waits for the next call (the paper loop makes one per turn,
-        at least every `block_ms`), then each changed symbol's depth as it is then and every trade, in order,
-        in one bus call. The stored depth, which the gateway prices and reserves market orders against, is
-        written at once: a resting order the user already sees as NEW must be takeable (a market buy against
-        it was refused "no market price" for up to one interval)."""
-        self._market_symbols |= result.touched_symbols
-        self._market_trades += result.public_trades
-        if not self._market_symbols and not self._market_trades:
-            return
+        at least every `block_ms`), then each changed symbol's latest depth and every trade, in order, in one
+        bus call. The stored depth, which the gateway prices and reserves market orders against, is written at
+        once: a resting order the user already sees as NEW must be takeable (a market buy against it was
+        refused "no market price" for up to one interval)."""
         rt = self.rt
-        depths: dict[str, dict[str, Any]] = {}
         try:
             for symbol in sorted(result.touched_symbols):
-                depths[symbol] = self.paper.depth(symbol)
-                await rt.market_data.put("depth", symbol, depths[symbol])
+                depth = self._market_depths[symbol] = self.paper.depth(symbol)
+                await rt.market_data.put("depth", symbol, depth)
         except Exception as exc:
             log.warning("market depth not stored", error=str(exc))
+        self._market_trades += result.public_trades
+        if not self._market_depths and not self._market_trades:
+            return
         clock = asyncio.get_running_loop().time()
         if clock - self._market_last < MARKET_PUBLISH_S:
             return
         self._market_last = clock
-        symbols, self._market_symbols = sorted(self._market_symbols), set()
+        depths, self._market_depths = self._market_depths, {}
         trades, self._market_trades = self._market_trades, []
         now = rt.clock.now()
         try:
-            events: list[tuple[str, dict[str, Any]]] = []
-            for symbol in symbols:
-                depth = depths.get(symbol)
-                if depth is None:  # changed by an earlier call, stored then: as the book is now
-                    depth = self.paper.depth(symbol)
-                    await rt.market_data.put("depth", symbol, depth)
-                events.append((MARKET_DEPTH, public_event("DEPTH", symbol, now, depth)))
+            events = [
+                (MARKET_DEPTH, public_event("DEPTH", symbol, now, depth))
+                for symbol, depth in sorted(depths.items())
+            ]
             by_symbol: dict[str, list[dict[str, Any]]] = {}
             for t in trades:
                 by_symbol.setdefault(str(t["symbol"]), []).append(dict(t))
