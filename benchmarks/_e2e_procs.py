@@ -207,5 +207,23 @@ class CpuMeter:
         return {name: 100.0 * s / wall for name, s in CpuMeter.seconds(a, b).items()}
 
 
+# What a benchmarked TradeBridge runs with: synthetic prices and the market maker on three markets, funded
+# users, and no throttle or background job in the way of the load.
+BENCH_SETTINGS: dict[str, str] = {
+    "TRADEBRIDGE_ENV": "development",
+    "PRICEFEED_SOURCE": "synthetic",
+    "SYMBOLS": "BTCUSDT,ETHUSDT,BNBUSDT",
+    "PAPER_MARKET_MAKER": "on",
+    "PAPER_STARTING_BALANCES": "USDT=100000000,BTC=100000",
+    "ORDER_RATE_LIMIT": "1000000/second",
+    "LOGIN_LIMIT_PER_ADDRESS": "1000000/minute",
+    "LOGIN_LIMIT_PER_ACCOUNT": "100000/minute",
+    "BCRYPT_ROUNDS": "4",
+    "ACCESS_TOKEN_TTL_S": "7200",
+    "RECONCILIATION_INTERVAL_S": "0",
+    "LOG_LEVEL": "WARNING",
+}
+
+
 def base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "JWT_", "KEY_"))}

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import httpx
+from _e2e_procs import BENCH_SETTINGS, base_env
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -42,22 +43,11 @@ def free_port() -> int:
 def run(orders: int, clients: int, users: int) -> None:
     home = Path(tempfile.mkdtemp(prefix="fw_"))
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "JWT_", "KEY_"))}
+    env = base_env()
     env.update(
         DATABASE_URL=f"sqlite+aiosqlite:///{home / 'tb.db'}",
         SECRETS_FILE=str(home / "secrets.json"),
-        TRADEBRIDGE_ENV="development",
-        PRICEFEED_SOURCE="synthetic",
-        SYMBOLS="BTCUSDT,ETHUSDT,BNBUSDT",
-        PAPER_MARKET_MAKER="on",
-        PAPER_STARTING_BALANCES="USDT=100000000,BTC=100000",
-        ORDER_RATE_LIMIT="1000000/second",
-        LOGIN_LIMIT_PER_ADDRESS="1000000/minute",
-        LOGIN_LIMIT_PER_ACCOUNT="100000/minute",
-        BCRYPT_ROUNDS="4",
-        ACCESS_TOKEN_TTL_S="7200",
-        RECONCILIATION_INTERVAL_S="0",
-        LOG_LEVEL="WARNING",
+        **BENCH_SETTINGS,
     )
     with open(home / "up.log", "wb") as log:
         proc = subprocess.Popen(

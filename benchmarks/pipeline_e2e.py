@@ -59,6 +59,7 @@ from typing import Any, cast
 from _e2e_floors import APP_NAME, mint_users, prepare_database
 from _e2e_load import Row, Stage
 from _e2e_procs import (
+    BENCH_SETTINGS,
     ROOT,
     Child,
     CpuMeter,
@@ -218,18 +219,7 @@ class Bench:
             REDIS_PREFIX=self.redis_prefix,
             JWT_SECRET=self.jwt_secret,
             KEY_ENCRYPTION_KEYS=KEK,
-            TRADEBRIDGE_ENV="development",
-            PRICEFEED_SOURCE="synthetic",
-            SYMBOLS="BTCUSDT,ETHUSDT,BNBUSDT",
-            PAPER_MARKET_MAKER="on",
-            PAPER_STARTING_BALANCES="USDT=100000000,BTC=100000",
-            ORDER_RATE_LIMIT="1000000/second",
-            LOGIN_LIMIT_PER_ADDRESS="1000000/minute",
-            LOGIN_LIMIT_PER_ACCOUNT="100000/minute",
-            BCRYPT_ROUNDS="4",
-            ACCESS_TOKEN_TTL_S="7200",
-            RECONCILIATION_INTERVAL_S="0",
-            LOG_LEVEL="WARNING",
+            **BENCH_SETTINGS,
             SECRETS_FILE=str(self.tmp / "secrets.json"),
         )
         return env
