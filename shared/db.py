@@ -154,6 +154,18 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+def pg_json(value: object) -> str:
+    """Rows as a PostgreSQL statement reads them from one JSON parameter (``json_populate_recordset``): amounts
+    in plain digits, timestamps in ISO 8601. One parameter for many rows keeps such a statement prepared once."""
+    return orjson.dumps(value, default=_pg_json_default).decode()
+
+
+def _pg_json_default(value: object) -> str:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def _sqlite_pragmas(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
-import orjson
 from sqlalchemy import TextClause, insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlmodel import col, select
@@ -19,7 +18,7 @@ from sqlmodel import col, select
 from gateway.services.accounts import has_testnet_keys
 from shared.clock import Clock
 from shared.contracts import order_event_payload, order_out
-from shared.db import upsert_insert
+from shared.db import pg_json, upsert_insert
 from shared.errors import Conflict, DomainError, InvalidInput, NotFound, Throttled, Unauthorized
 from shared.ids import new_id
 from shared.ledger_store import Movement, SqlLedger, balance_payload, pg_apply_ctes, pg_balance_payload
@@ -134,17 +133,6 @@ def _order_defaults() -> dict[str, Any]:
         c.name: c.default.arg if c.default is not None and c.default.is_scalar else None
         for c in table.columns
     }
-
-
-def _json(value: object) -> str:
-    """Rows as the PostgreSQL statement reads them (amounts in plain digits, timestamps in ISO 8601)."""
-    return orjson.dumps(value, default=_json_default).decode()
-
-
-def _json_default(value: object) -> str:
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 @functools.cache
@@ -448,9 +436,9 @@ class OrderService:
         session or, for a funded user, on its own (``autocommit``): (False, None) if the order already existed,
         (False, the shortfall) if it cannot be afforded; either way nothing of it was written."""
         params = {
-            "order": _json(row),
-            "status_row": _json(status_row),
-            "outbox": _json(self._outbox(order, [])),
+            "order": pg_json(row),
+            "status_row": pg_json(status_row),
+            "outbox": pg_json(self._outbox(order, [])),
             "now": row["created_at"],
             "uid": row["user_id"],
             "umode": assumed_mode,
