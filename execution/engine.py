@@ -3,6 +3,7 @@ and external orders, with their private events written to the outbox in the same
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -10,7 +11,7 @@ from decimal import Decimal
 from typing import cast
 
 import structlog
-from sqlalchemy import insert, tuple_
+from sqlalchemy import Insert, TextClause, Update, bindparam, insert, text, tuple_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -19,13 +20,13 @@ from execution.venues.base import ExternalOrder, FillReport, OrderChange, VenueR
 from shared.amounts import plain
 from shared.clock import Clock
 from shared.contracts import order_event_payload, position_payload
-from shared.db import upsert_insert
+from shared.db import pg_json, upsert_insert
 from shared.ids import new_id
 from shared.ledger_store import BalanceView, SqlLedger, balance_payload
 from shared.metrics import ORDER_EVENTS
 from shared.models import Fill, Order, OrderEvent, Position
 from shared.orders import FINAL, IllegalTransition, Status, check_transition
-from shared.outbox import add_outbox_row, private_row, write_outbox
+from shared.outbox import add_outbox_row, outbox_param, outbox_written, private_row, write_outbox
 from shared.positions import Fill as PositionFill
 from shared.positions import PositionBook, PositionSnapshot
 from shared.positions import Side as PositionSide
@@ -149,10 +150,11 @@ async def apply_result(
                 "ts": f.ts,
             }
         )
+    positions: list[dict[str, object]] = []  # the positions' new values, written with the events below
     if users_fills:
         new_fills = await _insert_fills(session, users_fills)
         applied.fills = len(new_fills)
-        await _update_positions(session, new_fills, now, outbox)
+        positions = await _update_positions(session, new_fills, now, outbox)
         for row in new_fills:
             outbox.append(private_row("TRADE", str(row["user_id"]), _trade_payload(row), now=now))
 
@@ -191,55 +193,122 @@ async def apply_result(
                 now=now,
             )
         )
-    await session.flush()
+    await session.flush()  # the orders' changes
+    await _write_tail(session, positions, events, outbox)
+    return applied
+
+
+async def _write_tail(
+    session: AsyncSession,
+    positions: list[dict[str, object]],
+    events: list[dict[str, object]],
+    outbox: list[dict[str, object]],
+) -> None:
+    """The positions' new values, the status rows and the outbox rows: on PostgreSQL one statement
+    (``_tail_pg``), a round trip where they were three (issue #16: a paper batch's cost is its round trips);
+    on SQLite a Core statement each."""
+    if not (positions or events or outbox):
+        return
+    if session.bind.dialect.name == "postgresql":  # type: ignore[union-attr]
+        params = {
+            "positions": pg_json(positions),
+            "events": pg_json(events),
+            "outbox": outbox_param(session, outbox),
+        }
+        ids = (await session.execute(_tail_pg(), params)).scalars().all()
+        outbox_written(session, outbox, ids)
+        return
+    if positions:
+        await session.execute(
+            _write_positions(),
+            [
+                {**{f"k_{c}": p[c] for c in _POSITION_KEY}, **{c: p[c] for c in _POSITION_VALUES}}
+                for p in positions
+            ],
+        )
     if events:
         await session.execute(insert(OrderEvent.__table__), events)  # type: ignore[attr-defined]
     await write_outbox(session, outbox)
-    return applied
+
+
+_POSITION_KEY = ("user_id", "mode", "symbol")
+_POSITION_VALUES = ("quantity", "avg_entry_price", "cost_basis", "realized_pnl", "fees_paid", "updated_at")
+
+
+@functools.cache
+def _tail_pg() -> TextClause:
+    """``_write_tail`` on PostgreSQL, built once: rows come as JSON parameters (``shared.db.pg_json``), the
+    outbox rows in list order, returning their ids."""
+    sets = ", ".join(f"{c} = j.{c}" for c in _POSITION_VALUES)
+    key = " AND ".join(f"p.{c} = j.{c}" for c in _POSITION_KEY)
+    return text(
+        f"""WITH pos AS (
+  UPDATE positions AS p SET {sets}
+    FROM json_populate_recordset(NULL::positions, CAST(:positions AS JSON)) AS j
+   WHERE {key}
+), ev AS (
+  INSERT INTO order_events (order_id, status, filled_quantity, reason, ts)
+  SELECT e.order_id, e.status, e.filled_quantity, e.reason, e.ts
+    FROM json_populate_recordset(NULL::order_events, CAST(:events AS JSON)) WITH ORDINALITY AS e
+   ORDER BY e.ordinality
+)
+INSERT INTO outbox (stream, mirror_to, payload, created_at, eager)
+SELECT o.stream, o.mirror_to, o.payload, o.created_at, o.eager
+  FROM json_populate_recordset(NULL::outbox, CAST(:outbox AS JSON)) WITH ORDINALITY AS o
+ ORDER BY o.ordinality
+RETURNING id"""  # noqa: S608
+    )
+
+
+@functools.cache
+def _write_positions() -> Update:
+    t = Position.__table__  # type: ignore[attr-defined]
+    return (
+        update(t)
+        .where(*(t.c[c] == bindparam(f"k_{c}") for c in _POSITION_KEY))
+        .values({c: bindparam(c) for c in _POSITION_VALUES})
+    )
+
+
+@functools.cache
+def _lock_positions(dialect: str) -> Insert:
+    """Positions' rows, made at zero where missing, locked and read in one statement: the new rows by their
+    insert, the others by the conflict's update (of nothing: ``updated_at`` to itself). Two transactions folding
+    fills into the same new position take turns on its row; both inserting it, the second failed on the key and
+    rolled back everything it applied (found by benchmarks/chaos.py: a testnet fill lost that way)."""
+    t = Position.__table__  # type: ignore[attr-defined]
+    stmt = upsert_insert(dialect)(t)
+    return stmt.on_conflict_do_update(
+        index_elements=list(_POSITION_KEY), set_={"updated_at": t.c.updated_at}
+    ).returning(*t.c)
 
 
 async def _update_positions(
     session: AsyncSession, fills: list[dict[str, object]], now: datetime, outbox: list[dict[str, object]]
-) -> None:
+) -> list[dict[str, object]]:
     """Fold new fills into their positions (weighted-average cost: shared.positions, the pure fold the price
-    feed re-marks) in the same transaction, and tell the owner."""
+    feed re-marks) in the same transaction, and tell the owner. Returns the positions' new values, which
+    ``_write_tail`` writes."""
     if not fills:
-        return
+        return []
     keys = sorted({(str(f["user_id"]), str(f["mode"]), str(f["symbol"])) for f in fills})
-    # A new position's row is made here first (if missing), then locked: two transactions folding fills into
-    # the same new position take turns on that row; both inserting it, the second failed on the key and
-    # rolled back everything it applied (found by benchmarks/chaos.py: a testnet fill lost that way).
     zero = Decimal(0)
-    await session.execute(
-        upsert_insert(session.bind.dialect.name)(Position)  # type: ignore[union-attr]
-        .values(
-            [
-                {
-                    "user_id": u,
-                    "mode": m,
-                    "symbol": sym,
-                    "quantity": zero,
-                    "avg_entry_price": zero,
-                    "cost_basis": zero,
-                    "realized_pnl": zero,
-                    "fees_paid": zero,
-                    "updated_at": now,
-                }
-                for u, m, sym in keys
-            ]
-        )
-        .on_conflict_do_nothing(index_elements=["user_id", "mode", "symbol"])
-    )
-    rows = {
-        (p.user_id, p.mode, p.symbol): p
-        for p in (
-            await session.execute(
-                select(Position)
-                .where(tuple_(Position.user_id, Position.mode, Position.symbol).in_(keys))
-                .with_for_update()
-            )
-        ).scalars()
-    }
+    made = [
+        {
+            "user_id": u,
+            "mode": m,
+            "symbol": sym,
+            "quantity": zero,
+            "avg_entry_price": zero,
+            "cost_basis": zero,
+            "realized_pnl": zero,
+            "fees_paid": zero,
+            "updated_at": now,
+        }
+        for u, m, sym in keys
+    ]
+    dialect = session.bind.dialect.name  # type: ignore[union-attr]
+    rows = {(r.user_id, r.mode, r.symbol): r for r in (await session.execute(_lock_positions(dialect), made))}
     # Fills can reach us out of their time order (a lost acknowledgement's fill found later, a poll and the
     # user stream racing, two transactions of one user). The weighted-average fold depends on the order, so a
     # position given a fill older than one it already holds is folded again from all its fills in time order,
@@ -273,21 +342,25 @@ async def _update_positions(
     for f in fills:
         if (str(f["user_id"]), str(f["mode"]), str(f["symbol"])) not in refold:
             book.apply_fill(str(f["user_id"]), str(f["mode"]), _position_fill(f))
+    written: list[dict[str, object]] = []
     for key in keys:
         snap = next(s for s in book.positions(key[0], key[1]) if s.symbol == key[2])
-        row = rows.get(key)
-        if row is None:
-            row = Position(user_id=key[0], mode=key[1], symbol=key[2], updated_at=now)
-        row.quantity, row.avg_entry_price, row.cost_basis = (
-            snap.quantity,
-            snap.avg_entry_price,
-            snap.cost_basis,
+        row = Position(  # for the payload only: written by ``_write_tail``
+            user_id=key[0],
+            mode=key[1],
+            symbol=key[2],
+            quantity=snap.quantity,
+            avg_entry_price=snap.avg_entry_price,
+            cost_basis=snap.cost_basis,
+            realized_pnl=snap.realized_pnl,
+            fees_paid=snap.fees_paid,
+            updated_at=now,
         )
-        row.realized_pnl, row.fees_paid, row.updated_at = snap.realized_pnl, snap.fees_paid, now
-        session.add(row)
+        written.append({c: getattr(row, c) for c in (*_POSITION_KEY, *_POSITION_VALUES)})
         outbox.append(
             private_row("POSITION_UPDATE", key[0], position_payload(row, None, source="fill"), now=now)
         )
+    return written
 
 
 def _position_fill(f: Mapping[str, object]) -> PositionFill:

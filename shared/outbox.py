@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.bus import Bus
 from shared.bus.base import BusUnavailable
 from shared.clock import Clock
-from shared.db import unit_of_work
+from shared.db import pg_json, unit_of_work
 from shared.metrics import OUTBOX_LAG
 from shared.models import OutboxMessage
 from shared.retry import Backoff, reraise_if_cancelled, retry
@@ -128,7 +128,26 @@ async def write_outbox(session: AsyncSession, rows: list[dict[str, Any]]) -> Non
         insert(table).returning(table.c.id, sort_by_parameter_order=True),
         [{**r, "eager": True} for r in rows],
     )
-    for r, rid in zip(rows, result.scalars().all(), strict=True):
+    outbox_written(session, rows, result.scalars().all())
+
+
+def outbox_param(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> str:
+    """``write_outbox``'s rows as one JSON parameter, for a PostgreSQL statement that inserts them itself with
+    its other writes (``json_populate_recordset(NULL::outbox, ...) WITH ORDINALITY``, in list order, returning
+    the ids for ``outbox_written``): eager in a unit of work that publishes after commit, else for the relay."""
+    eager = _EAGER in session.info
+    if not eager:
+        session.info[_FOR_RELAY] = True
+    return pg_json([{**r, "eager": eager} for r in rows])
+
+
+def outbox_written(session: AsyncSession, rows: Sequence[Mapping[str, Any]], ids: Sequence[int]) -> None:
+    """Note rows written in list order with these ids (ascending, as their insert assigned them), to be
+    published after commit if the unit of work does so."""
+    eager: list[Committed] | None = session.info.get(_EAGER)
+    if eager is None:
+        return
+    for r, rid in zip(rows, sorted(ids), strict=True):
         eager.append(Committed(rid, r["stream"], r["payload"], r["mirror_to"]))
 
 

@@ -1,0 +1,75 @@
+"""Issue #16: a batch's cost in the execution worker is its round trips. Folding a fill into its position reads
+and locks the position's row in the statement that makes it if missing, and on PostgreSQL the position's new
+values, the status rows and the outbox rows are one statement; what they write is the same on both databases."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import event
+from sqlmodel import col, select
+
+from execution.engine import apply_result
+from shared.clock import SystemClock
+from shared.db import unit_of_work
+from shared.models import Order, OrderEvent, OutboxMessage, Position
+from shared.outbox import committed_rows, publish_after_commit
+from tests.chaos.conftest import Db, db, db_url, filled, market_order  # noqa: F401 (fixtures)
+
+
+async def _settle(d: Db, oid: str, price: str, trade: str) -> tuple[list[str], list[Any]]:
+    """Apply one FILLED result in a unit of work that publishes after commit: (its statements, eager rows)."""
+    seen: list[str] = []
+
+    def before(conn: object, cursor: object, statement: str, *args: object) -> None:
+        seen.append(" ".join(statement.split()))
+
+    engine = d.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        async with unit_of_work(d.sessions) as s:
+            publish_after_commit(s)
+            await apply_result(s, SystemClock(), filled(oid, "BUY", price, trade=trade))
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+    return seen, committed_rows(s)
+
+
+async def test_a_fill_settles_its_position_events_and_outbox_in_few_statements(db: Db) -> None:  # noqa: F811
+    async with unit_of_work(db.sessions) as s:
+        s.add(market_order("o1"))
+        s.add(market_order("o2"))
+    postgres = db.engine.dialect.name == "postgresql"
+    for oid, price, trade in (("o1", "60000", "t1"), ("o2", "60010", "t2")):  # a new position, then its row
+        seen, eager = await _settle(db, oid, price, trade)
+        positions = [q for q in seen if "positions" in q]
+        assert not any(q.startswith("SELECT") for q in positions), positions  # read by the upsert itself
+        lock = [q for q in positions if q.startswith("INSERT INTO positions")]
+        assert len(lock) == 1 and "ON CONFLICT" in lock[0] and "RETURNING" in lock[0], positions
+        writes = [q for q in positions if "UPDATE positions" in q]
+        assert len(writes) == 1, positions
+        if postgres:  # the position, the status row and the outbox rows: one round trip
+            assert "INTO order_events" in writes[0] and "INTO outbox" in writes[0], writes
+            assert not [q for q in seen if "INTO order_events" in q or "INTO outbox" in q if q != writes[0]]
+        # published after commit in the order written: the position, the trade, then the order
+        assert [r.payload["type"] for r in eager] == ["POSITION_UPDATE", "TRADE", "ORDER_UPDATE"], eager
+        assert [r.id for r in eager] == sorted(r.id for r in eager)
+        assert eager[2].payload["data"]["order_id"] == oid and eager[2].payload["data"]["status"] == "FILLED"
+
+    async with db.sessions() as s:
+        position = (await s.execute(select(Position))).scalars().one()
+        orders = {o.id: o.status for o in (await s.execute(select(Order))).scalars()}
+        events = (await s.execute(select(OrderEvent).order_by(col(OrderEvent.id)))).scalars().all()
+        outbox = (await s.execute(select(OutboxMessage).order_by(col(OutboxMessage.id)))).scalars().all()
+    assert (position.quantity, position.avg_entry_price) == (Decimal("0.002"), Decimal("60005"))
+    assert position.cost_basis == Decimal("120.01")
+    assert orders == {"o1": "FILLED", "o2": "FILLED"}
+    assert [(e.order_id, e.status, e.filled_quantity) for e in events] == [
+        ("o1", "FILLED", Decimal("0.001")),
+        ("o2", "FILLED", Decimal("0.001")),
+    ]
+    assert [m.payload["type"] for m in outbox] == ["POSITION_UPDATE", "TRADE", "ORDER_UPDATE"] * 2
+    assert all(m.eager for m in outbox)
+    last = outbox[3].payload["data"]  # the second POSITION_UPDATE, as stored
+    assert (last["quantity"], last["avg_entry_price"], last["source"]) == ("0.002", "60005", "fill")
