@@ -22,7 +22,14 @@ from shared.clock import Clock
 from shared.contracts import order_event_payload, position_payload
 from shared.db import pg_json, upsert_insert
 from shared.ids import new_id
-from shared.ledger_store import BalanceView, SqlLedger, balance_payload
+from shared.ledger_store import (
+    BalanceView,
+    Movement,
+    SqlLedger,
+    balance_payload,
+    pg_apply_ctes,
+    pg_balance_payload,
+)
 from shared.metrics import ORDER_EVENTS
 from shared.models import Fill, Order, OrderEvent, Position
 from shared.orders import FINAL, IllegalTransition, Status, check_transition
@@ -172,11 +179,19 @@ async def apply_result(
         ORDER_EVENTS.labels(order.mode, order.status).inc()
         applied.orders.append(order)
 
-    if result.journal:
+    postgres = session.bind.dialect.name == "postgresql"  # type: ignore[union-attr]
+    movement = Movement(result.journal) if result.journal and postgres else None
+    if movement is not None:
+        # PostgreSQL: the ledger moves in the tail's statement, which fills in each user's balances
+        for user_id in sorted({account for account, _ in movement.deltas if _user_account(account)}):
+            outbox.append(
+                private_row("BALANCE_UPDATE", user_id, {"mode": "paper", "balances": None}, now=now)
+            )
+    elif result.journal:
         views = await SqlLedger(session, clock).apply(list(result.journal))
         by_user: dict[str, list[BalanceView]] = {}
         for v in views:
-            if "/" not in v.account_id:  # user accounts; system accounts have a "system/" or "external/" id
+            if _user_account(v.account_id):
                 by_user.setdefault(v.account_id, []).append(v)
         for user_id, vs in by_user.items():
             outbox.append(
@@ -194,29 +209,48 @@ async def apply_result(
             )
         )
     await session.flush()  # the orders' changes
-    await _write_tail(session, positions, events, outbox)
+    await _write_tail(session, now, movement, positions, events, outbox)
     return applied
+
+
+def _user_account(account_id: str) -> bool:
+    """User accounts; system accounts have a "system/" or "external/" id."""
+    return "/" not in account_id
 
 
 async def _write_tail(
     session: AsyncSession,
+    now: datetime,
+    movement: Movement | None,
     positions: list[dict[str, object]],
     events: list[dict[str, object]],
     outbox: list[dict[str, object]],
 ) -> None:
-    """The positions' new values, the status rows and the outbox rows: on PostgreSQL one statement
-    (``_tail_pg``), a round trip where they were three (issue #16: a paper batch's cost is its round trips);
-    on SQLite a Core statement each."""
-    if not (positions or events or outbox):
-        return
+    """The ledger's movement, the positions' new values, the status rows and the outbox rows: on PostgreSQL one
+    statement (``_tail_pg``), a round trip where they were four (issue #16: a paper batch's cost is its round
+    trips); then the balances it left are held to the ledger's rule (an error rolls the caller's transaction
+    back). On SQLite (the ledger applied before, ``movement`` None) a Core statement each."""
     if session.bind.dialect.name == "postgresql":  # type: ignore[union-attr]
+        if not (movement or positions or events or outbox):
+            return
         params = {
+            **(movement or Movement(())).pg_params(),
+            "now": now,
             "positions": pg_json(positions),
             "events": pg_json(events),
             "outbox": outbox_param(session, outbox),
         }
-        ids = (await session.execute(_tail_pg(), params)).scalars().all()
-        outbox_written(session, outbox, ids)
+        rows = (await session.execute(_tail_pg(), params)).all()
+        if movement is not None:
+            moved = {(r.account_id, r.asset): (r.free, r.locked) for r in rows if r.account_id is not None}
+            movement.checked(moved, check_funds=False)
+        written = rows[0].outbox or []  # decoded by the driver (the engine sets its json codec)
+        filled_in = {w["id"]: w["payload"] for w in written if w["payload"] is not None}
+        ids = [w["id"] for w in written]
+        final = [  # a BALANCE_UPDATE's balances as the statement filled them in
+            {**r, "payload": filled_in[i]} if i in filled_in else r for r, i in zip(outbox, ids, strict=True)
+        ]
+        outbox_written(session, final, ids)
         return
     if positions:
         await session.execute(
@@ -237,12 +271,16 @@ _POSITION_VALUES = ("quantity", "avg_entry_price", "cost_basis", "realized_pnl",
 
 @functools.cache
 def _tail_pg() -> TextClause:
-    """``_write_tail`` on PostgreSQL, built once: rows come as JSON parameters (``shared.db.pg_json``), the
-    outbox rows in list order, returning their ids."""
+    """``_write_tail`` on PostgreSQL, built once: the ledger's CTEs (``pg_apply_ctes``: balances moved, postings
+    added), the positions, the status rows, then the outbox rows in list order, a ledger BALANCE_UPDATE's
+    balances (``null`` until then) filled in from what moved for its user. Rows come as JSON parameters
+    (``shared.db.pg_json``); it answers the balances moved (one row of nulls if none) and, in id order, each
+    outbox row's id and the payload of each BALANCE_UPDATE it filled in."""
     sets = ", ".join(f"{c} = j.{c}" for c in _POSITION_VALUES)
     key = " AND ".join(f"p.{c} = j.{c}" for c in _POSITION_KEY)
+    mine = pg_balance_payload("(SELECT * FROM moved WHERE moved.account_id = o.payload->>'user_id')")
     return text(
-        f"""WITH pos AS (
+        f"""WITH {pg_apply_ctes("true")}, pos AS (
   UPDATE positions AS p SET {sets}
     FROM json_populate_recordset(NULL::positions, CAST(:positions AS JSON)) AS j
    WHERE {key}
@@ -251,12 +289,22 @@ def _tail_pg() -> TextClause:
   SELECT e.order_id, e.status, e.filled_quantity, e.reason, e.ts
     FROM json_populate_recordset(NULL::order_events, CAST(:events AS JSON)) WITH ORDINALITY AS e
    ORDER BY e.ordinality
+), ob AS (
+  INSERT INTO outbox (stream, mirror_to, payload, created_at, eager)
+  SELECT o.stream, o.mirror_to,
+         CASE WHEN o.payload->>'type' = 'BALANCE_UPDATE' AND json_typeof(o.payload->'data'->'balances') = 'null'
+              THEN jsonb_set(o.payload::jsonb, '{{data,balances}}', ({mine}))::json
+              ELSE o.payload END,
+         o.created_at, o.eager
+    FROM json_populate_recordset(NULL::outbox, CAST(:outbox AS JSON)) WITH ORDINALITY AS o
+   ORDER BY o.ordinality
+  RETURNING id, payload
 )
-INSERT INTO outbox (stream, mirror_to, payload, created_at, eager)
-SELECT o.stream, o.mirror_to, o.payload, o.created_at, o.eager
-  FROM json_populate_recordset(NULL::outbox, CAST(:outbox AS JSON)) WITH ORDINALITY AS o
- ORDER BY o.ordinality
-RETURNING id"""  # noqa: S608
+SELECT m.account_id, m.asset, m.free, m.locked,
+       (SELECT json_agg(json_build_object(
+                 'id', id, 'payload', CASE WHEN payload->>'type' = 'BALANCE_UPDATE' THEN payload END) ORDER BY id)
+          FROM ob) AS outbox
+  FROM (SELECT 1) AS one LEFT JOIN moved AS m ON true"""  # noqa: S608
     )
 
 

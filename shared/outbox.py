@@ -136,7 +136,7 @@ def outbox_param(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> st
     its other writes (``json_populate_recordset(NULL::outbox, ...) WITH ORDINALITY``, in list order, returning
     the ids for ``outbox_written``): eager in a unit of work that publishes after commit, else for the relay."""
     eager = _EAGER in session.info
-    if not eager:
+    if rows and not eager:
         session.info[_FOR_RELAY] = True
     return pg_json([{**r, "eager": eager} for r in rows])
 

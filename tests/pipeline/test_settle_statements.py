@@ -7,19 +7,27 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import event
 from sqlmodel import col, select
 
 from execution.engine import apply_result
+from execution.venues.base import VenueResult
 from shared.clock import SystemClock
 from shared.db import unit_of_work
-from shared.models import Order, OrderEvent, OutboxMessage, Position
+from shared.models import Balance, Order, OrderEvent, OutboxMessage, Position
 from shared.outbox import committed_rows, publish_after_commit
+from shared.paper.ledger import deposit_entry, reserve_entry
+from shared.trading_errors import LedgerError
 from tests.chaos.conftest import Db, db, db_url, filled, market_order  # noqa: F401 (fixtures)
 
 
 async def _settle(d: Db, oid: str, price: str, trade: str) -> tuple[list[str], list[Any]]:
-    """Apply one FILLED result in a unit of work that publishes after commit: (its statements, eager rows)."""
+    return await _settle_result(d, filled(oid, "BUY", price, trade=trade))
+
+
+async def _settle_result(d: Db, result: VenueResult) -> tuple[list[str], list[Any]]:
+    """Apply a result in a unit of work that publishes after commit: (its statements, its eager rows)."""
     seen: list[str] = []
 
     def before(conn: object, cursor: object, statement: str, *args: object) -> None:
@@ -30,7 +38,7 @@ async def _settle(d: Db, oid: str, price: str, trade: str) -> tuple[list[str], l
     try:
         async with unit_of_work(d.sessions) as s:
             publish_after_commit(s)
-            await apply_result(s, SystemClock(), filled(oid, "BUY", price, trade=trade))
+            await apply_result(s, SystemClock(), result)
     finally:
         event.remove(engine, "before_cursor_execute", before)
     return seen, committed_rows(s)
@@ -73,3 +81,45 @@ async def test_a_fill_settles_its_position_events_and_outbox_in_few_statements(d
     assert all(m.eager for m in outbox)
     last = outbox[3].payload["data"]  # the second POSITION_UPDATE, as stored
     assert (last["quantity"], last["avg_entry_price"], last["source"]) == ("0.002", "60005", "fill")
+
+
+async def test_a_results_ledger_entries_move_with_it_and_a_short_balance_rolls_it_all_back(db: Db) -> None:  # noqa: F811
+    """The journal of a result: on PostgreSQL in the same statement as the rest, each user's BALANCE_UPDATE
+    carrying the balances it left (as stored and as published); an entry the balance cannot cover is the
+    ledger's error and nothing of the result is written."""
+    async with unit_of_work(db.sessions) as s:
+        s.add(market_order("o1"))
+        s.add(market_order("o2"))
+    fund = VenueResult(journal=(deposit_entry("u1", "USDT", Decimal("1000")),))
+    lock = reserve_entry("u1", "USDT", Decimal("100.5"), "o1")
+    seen, eager = await _settle_result(
+        db, fund + filled("o1", "BUY", "60000", trade="t1") + VenueResult(journal=(lock,))
+    )
+    if db.engine.dialect.name == "postgresql":
+        writes = [q for q in seen if "INTO balances" in q]
+        assert len(writes) == 1 and "INTO outbox" in writes[0] and "UPDATE positions" in writes[0], seen
+    assert [r.payload["type"] for r in eager] == [
+        "POSITION_UPDATE",
+        "TRADE",
+        "ORDER_UPDATE",
+        "BALANCE_UPDATE",
+    ]
+    expected = [{"asset": "USDT", "free": "899.5", "locked": "100.5", "total": "1000"}]
+    assert eager[3].payload["data"] == {"mode": "paper", "balances": expected}
+    async with db.sessions() as s:
+        stored = (await s.execute(select(OutboxMessage).order_by(col(OutboxMessage.id)))).scalars().all()
+        balance = (await s.execute(select(Balance).where(col(Balance.account_id) == "u1"))).scalars().one()
+    assert stored[3].payload["data"] == {"mode": "paper", "balances": expected}
+    assert (balance.free, balance.locked) == (Decimal("899.5"), Decimal("100.5"))
+
+    too_much = reserve_entry("u1", "USDT", Decimal("900"), "o2")
+    with pytest.raises(LedgerError):
+        await _settle_result(db, filled("o2", "BUY", "60010", trade="t2") + VenueResult(journal=(too_much,)))
+    async with db.sessions() as s:
+        assert (await s.execute(select(Order.status).where(col(Order.id) == "o2"))).scalar_one() == "PENDING"
+        assert len((await s.execute(select(OutboxMessage))).scalars().all()) == 4
+        assert len((await s.execute(select(OrderEvent))).scalars().all()) == 1
+        position = (await s.execute(select(Position))).scalars().one()
+        balance = (await s.execute(select(Balance).where(col(Balance.account_id) == "u1"))).scalars().one()
+    assert position.quantity == Decimal("0.001")
+    assert (balance.free, balance.locked) == (Decimal("899.5"), Decimal("100.5"))
