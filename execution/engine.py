@@ -12,8 +12,10 @@ from typing import cast
 
 import structlog
 from sqlalchemy import Insert, TextClause, Update, bindparam, insert, text, tuple_, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 
 from execution.venues.base import ExternalOrder, FillReport, OrderChange, VenueResult
@@ -208,9 +210,56 @@ async def apply_result(
                 now=now,
             )
         )
-    await session.flush()  # the orders' changes
-    await _write_tail(session, now, movement, positions, events, outbox)
+    # PostgreSQL: the orders' changes are written by the tail's statement too, taken out of the flush
+    changed = _take_order_changes(touched.values()) if postgres else []
+    await session.flush()  # the orders' changes (SQLite), external orders, anything else pending
+    await _write_tail(session, now, _Tail(movement, changed, positions, events, outbox))
     return applied
+
+
+# What the tail's statement writes of a changed order (``_apply_change``); id is the key.
+_ORDER_WRITES = (
+    "status",
+    "filled_quantity",
+    "cumulative_quote",
+    "avg_price",
+    "reason",
+    "venue_order_id",
+    "venue_seq",
+    "triggered_at",
+    "version",
+    "updated_at",
+)
+
+
+def _take_order_changes(orders: Iterable[Order]) -> list[dict[str, object]]:
+    """The rows of changed orders that the tail's statement writes, each taken out of the session's next flush
+    (its changed attributes marked as stored, ``set_committed_value``), so it is not written twice. An order
+    with other changes, or not yet stored, is left to the flush."""
+    rows: list[dict[str, object]] = []
+    for order in orders:
+        state = sa_inspect(order)
+        changed = set(state.committed_state)
+        if not state.persistent or not changed <= _ORDER_WRITABLE:
+            continue
+        rows.append({"id": order.id, **{c: getattr(order, c) for c in _ORDER_WRITES}})
+        for key in changed:
+            set_committed_value(order, key, getattr(order, key))
+    return rows
+
+
+_ORDER_WRITABLE = frozenset(_ORDER_WRITES)
+
+
+@dataclass(frozen=True, slots=True)
+class _Tail:
+    """What ``_write_tail`` writes: rows as plain values in the order they go out."""
+
+    movement: Movement | None  # PostgreSQL: the ledger's entries (SQLite applied them before)
+    orders: list[dict[str, object]]  # PostgreSQL: orders' changes (``_take_order_changes``)
+    positions: list[dict[str, object]]
+    events: list[dict[str, object]]
+    outbox: list[dict[str, object]]
 
 
 def _user_account(account_id: str) -> bool:
@@ -218,24 +267,20 @@ def _user_account(account_id: str) -> bool:
     return "/" not in account_id
 
 
-async def _write_tail(
-    session: AsyncSession,
-    now: datetime,
-    movement: Movement | None,
-    positions: list[dict[str, object]],
-    events: list[dict[str, object]],
-    outbox: list[dict[str, object]],
-) -> None:
-    """The ledger's movement, the positions' new values, the status rows and the outbox rows: on PostgreSQL one
-    statement (``_tail_pg``), a round trip where they were four (issue #16: a paper batch's cost is its round
-    trips); then the balances it left are held to the ledger's rule (an error rolls the caller's transaction
-    back). On SQLite (the ledger applied before, ``movement`` None) a Core statement each."""
+async def _write_tail(session: AsyncSession, now: datetime, tail: _Tail) -> None:
+    """The ledger's movement, the orders' changes, the positions' new values, the status rows and the outbox
+    rows: on PostgreSQL one statement (``_tail_pg``), a round trip where they were six (issue #16: a paper
+    batch's cost is its round trips); then the balances it left are held to the ledger's rule (an error rolls
+    the caller's transaction back). On SQLite (the ledger applied and the orders flushed before) a Core
+    statement each."""
+    movement, positions, events, outbox = tail.movement, tail.positions, tail.events, tail.outbox
     if session.bind.dialect.name == "postgresql":  # type: ignore[union-attr]
-        if not (movement or positions or events or outbox):
+        if not (movement or tail.orders or positions or events or outbox):
             return
         params = {
             **(movement or Movement(())).pg_params(),
             "now": now,
+            "orders": pg_json(tail.orders),
             "positions": pg_json(positions),
             "events": pg_json(events),
             "outbox": outbox_param(session, outbox),
@@ -272,15 +317,20 @@ _POSITION_VALUES = ("quantity", "avg_entry_price", "cost_basis", "realized_pnl",
 @functools.cache
 def _tail_pg() -> TextClause:
     """``_write_tail`` on PostgreSQL, built once: the ledger's CTEs (``pg_apply_ctes``: balances moved, postings
-    added), the positions, the status rows, then the outbox rows in list order, a ledger BALANCE_UPDATE's
+    added), the orders, the positions, the status rows, then the outbox rows in list order, a ledger BALANCE_UPDATE's
     balances (``null`` until then) filled in from what moved for its user. Rows come as JSON parameters
     (``shared.db.pg_json``); it answers the balances moved (one row of nulls if none) and, in id order, each
     outbox row's id and the payload of each BALANCE_UPDATE it filled in."""
     sets = ", ".join(f"{c} = j.{c}" for c in _POSITION_VALUES)
     key = " AND ".join(f"p.{c} = j.{c}" for c in _POSITION_KEY)
+    order_sets = ", ".join(f"{c} = j.{c}" for c in _ORDER_WRITES)
     mine = pg_balance_payload("(SELECT * FROM moved WHERE moved.account_id = o.payload->>'user_id')")
     return text(
-        f"""WITH {pg_apply_ctes("true")}, pos AS (
+        f"""WITH {pg_apply_ctes("true")}, upd AS (
+  UPDATE orders AS t SET {order_sets}
+    FROM json_populate_recordset(NULL::orders, CAST(:orders AS JSON)) AS j
+   WHERE t.id = j.id
+), pos AS (
   UPDATE positions AS p SET {sets}
     FROM json_populate_recordset(NULL::positions, CAST(:positions AS JSON)) AS j
    WHERE {key}

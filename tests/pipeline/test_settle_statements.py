@@ -57,9 +57,11 @@ async def test_a_fill_settles_its_position_events_and_outbox_in_few_statements(d
         assert len(lock) == 1 and "ON CONFLICT" in lock[0] and "RETURNING" in lock[0], positions
         writes = [q for q in positions if "UPDATE positions" in q]
         assert len(writes) == 1, positions
-        if postgres:  # the position, the status row and the outbox rows: one round trip
-            assert "INTO order_events" in writes[0] and "INTO outbox" in writes[0], writes
-            assert not [q for q in seen if "INTO order_events" in q or "INTO outbox" in q if q != writes[0]]
+        if postgres:  # the order, the position, the status row and the outbox rows: one round trip
+            for table in ("UPDATE orders", "INTO order_events", "INTO outbox"):
+                assert table in writes[0], (table, writes)
+            rest = [q for q in seen if q != writes[0]]
+            assert not [q for q in rest if any(t in q for t in ("UPDATE orders", "order_events", "outbox"))]
         # published after commit in the order written: the position, the trade, then the order
         assert [r.payload["type"] for r in eager] == ["POSITION_UPDATE", "TRADE", "ORDER_UPDATE"], eager
         assert [r.id for r in eager] == sorted(r.id for r in eager)
