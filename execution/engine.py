@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import cast
+from typing import Any, cast
 
 import structlog
 from sqlalchemy import Insert, TextClause, Update, bindparam, insert, text, tuple_, update
@@ -161,9 +161,9 @@ async def apply_result(
         )
     positions: list[dict[str, object]] = []  # the positions' new values, written with the events below
     if users_fills:
-        new_fills = await _insert_fills(session, users_fills)
+        new_fills, held = await _insert_fills(session, users_fills, now)
         applied.fills = len(new_fills)
-        positions = await _update_positions(session, new_fills, now, outbox)
+        positions = await _update_positions(session, new_fills, now, outbox, held)
         for row in new_fills:
             outbox.append(private_row("TRADE", str(row["user_id"]), _trade_payload(row), now=now))
 
@@ -382,31 +382,19 @@ def _lock_positions(dialect: str) -> Insert:
 
 
 async def _update_positions(
-    session: AsyncSession, fills: list[dict[str, object]], now: datetime, outbox: list[dict[str, object]]
+    session: AsyncSession,
+    fills: list[dict[str, object]],
+    now: datetime,
+    outbox: list[dict[str, object]],
+    locked: Mapping[tuple[str, str, str], Any],
 ) -> list[dict[str, object]]:
     """Fold new fills into their positions (weighted-average cost: shared.positions, the pure fold the price
-    feed re-marks) in the same transaction, and tell the owner. Returns the positions' new values, which
-    ``_write_tail`` writes."""
+    feed re-marks) in the same transaction, and tell the owner. ``locked``: the positions' rows as locked
+    (``_insert_fills``). Returns the positions' new values, which ``_write_tail`` writes."""
     if not fills:
         return []
-    keys = sorted({(str(f["user_id"]), str(f["mode"]), str(f["symbol"])) for f in fills})
-    zero = Decimal(0)
-    made = [
-        {
-            "user_id": u,
-            "mode": m,
-            "symbol": sym,
-            "quantity": zero,
-            "avg_entry_price": zero,
-            "cost_basis": zero,
-            "realized_pnl": zero,
-            "fees_paid": zero,
-            "updated_at": now,
-        }
-        for u, m, sym in keys
-    ]
-    dialect = session.bind.dialect.name  # type: ignore[union-attr]
-    rows = {(r.user_id, r.mode, r.symbol): r for r in (await session.execute(_lock_positions(dialect), made))}
+    keys = sorted({_position_key(f) for f in fills})
+    rows = {key: locked[key] for key in keys}
     # Fills can reach us out of their time order (a lost acknowledgement's fill found later, a poll and the
     # user stream racing, two transactions of one user). The weighted-average fold depends on the order, so a
     # position given a fill older than one it already holds is folded again from all its fills in time order,
@@ -558,17 +546,70 @@ def _apply_change(
     return True
 
 
-async def _insert_fills(session: AsyncSession, rows: list[dict[str, object]]) -> list[dict[str, object]]:
-    """Insert fills; one already recorded (same order and trade id) is skipped, so redelivery is harmless."""
-    stmt = (
-        upsert_insert(session.bind.dialect.name)(Fill)  # type: ignore[union-attr]
-        .on_conflict_do_nothing(index_elements=["order_id", "trade_id"])
-        .returning(Fill.trade_id, Fill.order_id)
+def _position_key(f: Mapping[str, object]) -> tuple[str, str, str]:
+    return (str(f["user_id"]), str(f["mode"]), str(f["symbol"]))
+
+
+async def _insert_fills(
+    session: AsyncSession, rows: list[dict[str, object]], now: datetime
+) -> tuple[list[dict[str, object]], dict[tuple[str, str, str], Any]]:
+    """Insert fills; one already recorded (same order and trade id) is skipped, so redelivery is harmless.
+    Returns the new ones and their positions' rows, made at zero where missing and locked (``_lock_positions``):
+    on PostgreSQL in the same statement (``_fills_pg``), for every fill's position, new or not."""
+    dialect = session.bind.dialect.name  # type: ignore[union-attr]
+    if dialect == "postgresql":
+        keys = sorted({_position_key(f) for f in rows})
+        params = {"fills": pg_json(rows), "made": pg_json([_zero_position(k, now) for k in keys])}
+        result = (await session.execute(_fills_pg(), params)).all()
+        inserted = {(f["trade_id"], f["order_id"]) for f in (result[0].new or [])}
+        held = {(r.user_id, r.mode, r.symbol): r for r in result}
+    else:
+        stmt = (
+            upsert_insert(dialect)(Fill)
+            .on_conflict_do_nothing(index_elements=["order_id", "trade_id"])
+            .returning(Fill.trade_id, Fill.order_id)
+        )
+        inserted = {(r.trade_id, r.order_id) for r in (await session.execute(stmt, rows)).all()}
+        keys = sorted({_position_key(f) for f in rows if (f["trade_id"], f["order_id"]) in inserted})
+        made = [_zero_position(k, now) for k in keys]
+        held = (
+            {(r.user_id, r.mode, r.symbol): r for r in await session.execute(_lock_positions(dialect), made)}
+            if made
+            else {}
+        )
+    return [r for r in rows if (r["trade_id"], r["order_id"]) in inserted], held
+
+
+def _zero_position(key: tuple[str, str, str], now: datetime) -> dict[str, object]:
+    zero = Decimal(0)
+    values = dict.fromkeys(("quantity", "avg_entry_price", "cost_basis", "realized_pnl", "fees_paid"), zero)
+    return {**dict(zip(_POSITION_KEY, key, strict=True)), **values, "updated_at": now}
+
+
+@functools.cache
+def _fills_pg() -> TextClause:
+    """``_insert_fills`` on PostgreSQL, built once: the fills (in list order; a recorded one skipped) and their
+    positions' rows (``_lock_positions``) in one statement, answering each position's row and, on every row,
+    the fills it inserted."""
+    fills = "trade_id, order_id, user_id, mode, symbol, side, price, quantity, quote_quantity, fee, fee_asset, liquidity, ts"
+    cols = ", ".join((*_POSITION_KEY, *_POSITION_VALUES))
+    return text(
+        f"""WITH f AS (
+  INSERT INTO fills ({fills})
+  SELECT {fills} FROM json_populate_recordset(NULL::fills, CAST(:fills AS JSON)) WITH ORDINALITY AS x
+   ORDER BY x.ordinality
+  ON CONFLICT (order_id, trade_id) DO NOTHING
+  RETURNING trade_id, order_id
+), p AS (
+  INSERT INTO positions AS held ({cols})
+  SELECT {cols} FROM json_populate_recordset(NULL::positions, CAST(:made AS JSON))
+   ORDER BY user_id, mode, symbol
+  ON CONFLICT (user_id, mode, symbol) DO UPDATE SET updated_at = held.updated_at
+  RETURNING held.*
+)
+SELECT p.*, (SELECT json_agg(json_build_object('trade_id', trade_id, 'order_id', order_id)) FROM f) AS new
+  FROM p"""  # noqa: S608
     )
-    inserted = (
-        {(r.trade_id, r.order_id) for r in (await session.execute(stmt, rows)).all()} if rows else set()
-    )
-    return [r for r in rows if (r["trade_id"], r["order_id"]) in inserted]
 
 
 def _trade_payload(row: dict[str, object]) -> dict[str, object]:

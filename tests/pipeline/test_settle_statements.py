@@ -15,7 +15,7 @@ from execution.engine import apply_result
 from execution.venues.base import VenueResult
 from shared.clock import SystemClock
 from shared.db import unit_of_work
-from shared.models import Balance, Order, OrderEvent, OutboxMessage, Position
+from shared.models import Balance, Fill, Order, OrderEvent, OutboxMessage, Position
 from shared.outbox import committed_rows, publish_after_commit
 from shared.paper.ledger import deposit_entry, reserve_entry
 from shared.trading_errors import LedgerError
@@ -53,8 +53,10 @@ async def test_a_fill_settles_its_position_events_and_outbox_in_few_statements(d
         seen, eager = await _settle(db, oid, price, trade)
         positions = [q for q in seen if "positions" in q]
         assert not any(q.startswith("SELECT") for q in positions), positions  # read by the upsert itself
-        lock = [q for q in positions if q.startswith("INSERT INTO positions")]
+        lock = [q for q in positions if "INSERT INTO positions" in q]
         assert len(lock) == 1 and "ON CONFLICT" in lock[0] and "RETURNING" in lock[0], positions
+        if postgres:  # with the fills, in one round trip
+            assert "INSERT INTO fills" in lock[0] and len([q for q in seen if "INTO fills" in q]) == 1, seen
         writes = [q for q in positions if "UPDATE positions" in q]
         assert len(writes) == 1, positions
         if postgres:  # the order, the position, the status row and the outbox rows: one round trip
@@ -67,14 +69,19 @@ async def test_a_fill_settles_its_position_events_and_outbox_in_few_statements(d
         assert [r.id for r in eager] == sorted(r.id for r in eager)
         assert eager[2].payload["data"]["order_id"] == oid and eager[2].payload["data"]["status"] == "FILLED"
 
+    seen, eager = await _settle(db, "o2", "60010", "t2")  # redelivered: recorded already, nothing applies
+    assert eager == [] and not [q for q in seen if "UPDATE positions" in q or "INTO outbox" in q], seen
+
     async with db.sessions() as s:
         position = (await s.execute(select(Position))).scalars().one()
+        fills = (await s.execute(select(Fill.trade_id).order_by(col(Fill.id)))).scalars().all()
         orders = {o.id: o.status for o in (await s.execute(select(Order))).scalars()}
         events = (await s.execute(select(OrderEvent).order_by(col(OrderEvent.id)))).scalars().all()
         outbox = (await s.execute(select(OutboxMessage).order_by(col(OutboxMessage.id)))).scalars().all()
     assert (position.quantity, position.avg_entry_price) == (Decimal("0.002"), Decimal("60005"))
     assert position.cost_basis == Decimal("120.01")
     assert orders == {"o1": "FILLED", "o2": "FILLED"}
+    assert fills == ["t1", "t2"]
     assert [(e.order_id, e.status, e.filled_quantity) for e in events] == [
         ("o1", "FILLED", Decimal("0.001")),
         ("o2", "FILLED", Decimal("0.001")),
