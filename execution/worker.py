@@ -35,7 +35,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import col, select
 
 from execution.book_snapshot import BookPublisher
-from execution.engine import apply_result, load_orders
+from execution.engine import apply_result, load_orders, mark_and_load
 from execution.lease import LeaseConfig, PaperLease
 from execution.paper.exchange import Side
 from execution.parts import ExecutionParts
@@ -45,7 +45,7 @@ from shared import liquidity
 from shared.amounts import plain
 from shared.bus.base import BusMessage, BusUnavailable
 from shared.bus.consumer import GroupConsumer
-from shared.db import unit_of_work, upsert_insert
+from shared.db import unit_of_work
 from shared.ledger import EXTERNAL_ACCOUNT
 from shared.ledger_store import SqlLedger
 from shared.models import Balance, Fill, Order, ProcessedCommand
@@ -659,21 +659,9 @@ class ExecutionWorker:
         async with unit_of_work(rt.sessions) as session:
             publish_after_commit(session)  # this batch's events go out right after its commit
             now = rt.clock.now()
-            # Marking the commands processed first tells, in the same round trip, which are new: a redelivered
-            # one conflicts with its earlier mark. The marks commit (or roll back) with what the batch did.
+            # Marking the commands processed tells, in the round trip that loads their orders, which are new.
             ids = list(dict.fromkeys(str(c["command_id"]) for c in cmds))
-            table = ProcessedCommand.__table__  # type: ignore[attr-defined]
-            mark = (
-                upsert_insert(session.bind.dialect.name)(table)  # type: ignore[union-attr]
-                .on_conflict_do_nothing(index_elements=["command_id"])
-                .returning(table.c.command_id)
-            )
-            fresh = set(
-                (
-                    await session.execute(mark, [{"command_id": cid, "processed_at": now} for cid in ids])
-                ).scalars()
-            )
-            orders = await load_orders(session, {str(c["order_id"]) for c in cmds})
+            fresh, orders = await mark_and_load(session, ids, {str(c["order_id"]) for c in cmds}, now)
             replaced = {o.replaces for o in orders.values() if o.replaces} - orders.keys()
             if replaced:
                 orders.update(await load_orders(session, replaced))

@@ -8,10 +8,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, update
 from sqlmodel import col, select
 
-from execution.engine import apply_result
+from execution.engine import apply_result, mark_and_load
 from execution.venues.base import VenueResult
 from shared.clock import SystemClock
 from shared.db import unit_of_work
@@ -132,3 +132,33 @@ async def test_a_results_ledger_entries_move_with_it_and_a_short_balance_rolls_i
         balance = (await s.execute(select(Balance).where(col(Balance.account_id) == "u1"))).scalars().one()
     assert position.quantity == Decimal("0.001")
     assert (balance.free, balance.locked) == (Decimal("899.5"), Decimal("100.5"))
+
+
+async def test_a_batch_marks_its_commands_and_loads_their_orders_in_one_statement(db: Db) -> None:  # noqa: F811
+    """A command is new once (its redelivery conflicts with the mark); the orders come back locked and as
+    stored now, also over objects of the session; on PostgreSQL marks and read are one round trip."""
+    async with unit_of_work(db.sessions) as s:
+        s.add(market_order("o1"))
+        s.add(market_order("o2"))
+    now = SystemClock().now()
+    seen: list[str] = []
+
+    def before(conn: object, cursor: object, statement: str, *args: object) -> None:
+        seen.append(" ".join(statement.split()))
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", before)
+    try:
+        async with unit_of_work(db.sessions) as s:
+            fresh, orders = await mark_and_load(s, ["c1", "c2"], {"o1", "o2"}, now)
+        async with unit_of_work(db.sessions) as s:
+            stale = (await s.execute(select(Order).where(col(Order.id) == "o2"))).scalars().one()
+            await s.execute(update(Order).where(col(Order.id) == "o2").values(status="NEW"))
+            again, reloaded = await mark_and_load(s, ["c2", "c3"], ["o2"], now)
+            assert reloaded["o2"] is stale and stale.status == "NEW"  # as stored, not as first read
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", before)
+    assert (fresh, sorted(orders)) == ({"c1", "c2"}, ["o1", "o2"])
+    assert again == {"c3"}
+    if db.engine.dialect.name == "postgresql":
+        both = [q for q in seen if "processed_commands" in q]
+        assert len(both) == 2 and all("FROM orders" in q and "FOR UPDATE" in q for q in both), seen
