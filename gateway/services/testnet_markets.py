@@ -26,6 +26,7 @@ log = structlog.get_logger(__name__)
 RETRY_S = 30.0  # after a failed read, the next try comes this soon (or at the refresh, if sooner), doubling
 # per failure in a row up to the refresh: each try builds a ccxt client (an SSL context, a DNS lookup), which an
 # offline `tradebridge up` did every 30 s for ever (issue #16)
+READ_BOUND = 3  # a whole read (load_markets may make more than one request) within this many request timeouts
 
 
 def rules_from_filters(f: MarketFilters, configured: MarketRules | None) -> MarketRules:
@@ -76,20 +77,22 @@ class TestnetMarkets:
         return "configured" if self.loaded_at is None else "exchange"
 
     async def refresh(self) -> bool:
-        """Read the exchange's rules now; False (the current rules kept) if it cannot be read."""
-        session = self._adapter.session(options=SessionOptions(timeout_ms=self._timeout_ms))
+        """Read the exchange's rules now; False (the current rules kept) if it cannot be read. The whole read
+        (client, requests, closing) is bounded: one that hangs past its bound counts as failed, so the refresher
+        neither waits for ever nor leaves `last_error` unset (a CI run once saw no answer for 60 s)."""
+        bound_s = READ_BOUND * self._timeout_ms / 1000
         try:
-            filters = await session.market_filters()
-        except ExchangeCallFailed as exc:
-            self.last_error = exc.error.reason
+            async with asyncio.timeout(bound_s):
+                filters = await self._read()
+        except (ExchangeCallFailed, TimeoutError) as exc:
+            reason = (
+                exc.error.reason if isinstance(exc, ExchangeCallFailed) else f"no answer within {bound_s:g} s"
+            )
+            self.last_error = reason
             log.warning(
-                "testnet market rules not read; keeping the current ones",
-                source=self.source,
-                reason=exc.error.reason,
+                "testnet market rules not read; keeping the current ones", source=self.source, reason=reason
             )
             return False
-        finally:
-            await session.close()
         rules = dict(self.rules)
         for symbol, configured in self._configured.items():
             f = filters.get(symbol)
@@ -103,6 +106,13 @@ class TestnetMarkets:
         self.loaded_at, self.last_error = self._clock.now(), None
         return True
 
+    async def _read(self) -> dict[str, MarketFilters]:
+        session = self._adapter.session(options=SessionOptions(timeout_ms=self._timeout_ms))
+        try:
+            return await session.market_filters()
+        finally:
+            await session.close()
+
     def retry_after(self, failures: int) -> float:
         """The wait after ``failures`` failed reads in a row: RETRY_S doubling, never past the refresh."""
         return min(self._refresh_s, RETRY_S * 2 ** min(failures - 1, 16))
@@ -110,7 +120,13 @@ class TestnetMarkets:
     async def _run(self) -> None:
         failures = 0
         while True:
-            failures = 0 if await self.refresh() else failures + 1
+            try:
+                ok = await self.refresh()
+            except Exception as exc:  # anything unforeseen: the rules keep being refreshed
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("testnet market rules not read; keeping the current ones")
+                ok = False
+            failures = 0 if ok else failures + 1
             await asyncio.sleep(self.retry_after(failures) if failures else self._refresh_s)
 
     def start(self) -> None:
