@@ -265,6 +265,7 @@ _ORDER_WRITES = (
     "version",
     "updated_at",
 )
+_ORDER_WRITABLE = frozenset(_ORDER_WRITES)
 
 
 def _take_order_changes(orders: Iterable[Order]) -> list[dict[str, object]]:
@@ -281,9 +282,6 @@ def _take_order_changes(orders: Iterable[Order]) -> list[dict[str, object]]:
         for key in changed:
             set_committed_value(order, key, getattr(order, key))
     return rows
-
-
-_ORDER_WRITABLE = frozenset(_ORDER_WRITES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,7 +344,8 @@ async def _write_tail(session: AsyncSession, now: datetime, tail: _Tail) -> None
 
 
 _POSITION_KEY = ("user_id", "mode", "symbol")
-_POSITION_VALUES = ("quantity", "avg_entry_price", "cost_basis", "realized_pnl", "fees_paid", "updated_at")
+_POSITION_AMOUNTS = ("quantity", "avg_entry_price", "cost_basis", "realized_pnl", "fees_paid")
+_POSITION_VALUES = (*_POSITION_AMOUNTS, "updated_at")
 
 
 @functools.cache
@@ -461,8 +460,9 @@ async def _update_positions(
         for h in history.scalars():
             book.apply_fill(h.user_id, h.mode, _position_fill(h.model_dump()))
     for f in fills:
-        if (str(f["user_id"]), str(f["mode"]), str(f["symbol"])) not in refold:
-            book.apply_fill(str(f["user_id"]), str(f["mode"]), _position_fill(f))
+        key = _position_key(f)
+        if key not in refold:
+            book.apply_fill(key[0], key[1], _position_fill(f))
     written: list[dict[str, object]] = []
     for key in keys:
         snap = next(s for s in book.positions(key[0], key[1]) if s.symbol == key[2])
@@ -505,7 +505,7 @@ async def _out_of_order(session: AsyncSession, fills: list[dict[str, object]]) -
     earliest: dict[tuple[str, str, str], datetime] = {}
     latest: dict[tuple[str, str, str], datetime] = {}
     for f in fills:
-        key = (str(f["user_id"]), str(f["mode"]), str(f["symbol"]))
+        key = _position_key(f)
         if key[1] == "paper":
             continue
         ts = cast(datetime, f["ts"])
@@ -617,8 +617,11 @@ async def _insert_fills(
 
 def _zero_position(key: tuple[str, str, str], now: datetime) -> dict[str, object]:
     zero = Decimal(0)
-    values = dict.fromkeys(("quantity", "avg_entry_price", "cost_basis", "realized_pnl", "fees_paid"), zero)
-    return {**dict(zip(_POSITION_KEY, key, strict=True)), **values, "updated_at": now}
+    return {
+        **dict(zip(_POSITION_KEY, key, strict=True)),
+        **dict.fromkeys(_POSITION_AMOUNTS, zero),
+        "updated_at": now,
+    }
 
 
 @functools.cache
