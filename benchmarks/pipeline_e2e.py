@@ -538,6 +538,7 @@ class Bench:
         self.warmup(target, url, low_rate, fills=True)
         if hops:
             asyncio.run(self.backlog())
+        idle = self.idle(target, low_rate)
         low = self.run_stage(target, url, low_rate, args.duration, fills=True)
         low["met"] = e2e_bounded(low)
         if hops:
@@ -549,7 +550,26 @@ class Bench:
         if low["met"] and rates:
             print(f"  ladder {args.fractions} x R above it, {args.step_duration:g} s each")
             ladder += self.ladder(target, url, rates, fills=True, met=e2e_bounded, after=settle)
-        return {"low": low, "ladder": ladder, "rate": best(ladder)}
+        return {"low": low, "ladder": ladder, "rate": best(ladder), "idle": idle}
+
+    def idle(self, target: str, low_rate: float) -> dict[str, float]:
+        """Each process's CPU with no orders for `--idle` seconds (after the warm-up: the users hold positions
+        and WebSockets, the feed ticks, the market maker quotes): the work that follows prices, not orders,
+        which a stage's CPU per order carries as (idle % of a core x 10) / rate."""
+        if self.args.idle <= 0:
+            return {}
+        meter = self.meter()
+        before = meter.snapshot()
+        time.sleep(self.args.idle)
+        pct = CpuMeter.percent(before, meter.snapshot())
+        shown = {k: v for k, v in sorted(pct.items(), key=lambda kv: -kv[1]) if k != "loadgen" and v >= 0.05}
+        print(
+            f"  {target:11} idle {self.args.idle:g} s, % of a core: "
+            + " ".join(f"{k}={v:.1f}" for k, v in shown.items())
+            + f" | as CPU ms/order at {low_rate:,.1f}/s: "
+            + " ".join(f"{k}={10 * v / low_rate:.2f}" for k, v in shown.items() if k != "OTHER")
+        )
+        return pct
 
     # -- what the pipeline leaves behind ------------------------------------------------------------------
 
@@ -666,7 +686,10 @@ class Bench:
                     continue
                 out = outdir / f"{target}-{c.name}.txt"
                 argv = [str(spy), "record", "--pid", str(c.pid), "--duration", str(int(duration) + 2)]
-                argv += ["--rate", "100", "--format", "raw", "--nonblocking", "--output", str(out)]
+                argv += ["--rate", "100", "--format", "raw", "--output", str(out)]
+                # --native: C extensions' frames (uvloop, asyncpg, httptools) by name; it pauses the process to
+                # read them, so it is slower than the default (which reads without stopping the process)
+                argv.append("--native" if self.args.profile_native else "--nonblocking")
                 procs.append(
                     (c.name, out, subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
                 )
@@ -1020,6 +1043,17 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="measure the floors alone, or one layout (partial run)",
     )
     ap.add_argument("--profile", type=Path, default=None, help="also py-spy every process at 0.2 R into DIR")
+    ap.add_argument(
+        "--idle",
+        type=float,
+        default=10.0,
+        help="seconds of no orders before a layout's 0.2 R stage: each process's idle CPU (0: skip)",
+    )
+    ap.add_argument(
+        "--profile-native",
+        action="store_true",
+        help="py-spy --native: time in C extensions by their own frames, not the Python frame that called them",
+    )
     ap.add_argument("--profile-top", type=int, default=15)
     ap.add_argument("--json", type=Path, default=None, help="also write the summary's figures to this file")
     ap.add_argument("--admin-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
