@@ -3,6 +3,7 @@ service, so the gateway (acceptance), execution (fills) and reconciliation (repa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -10,37 +11,24 @@ from shared.amounts import derived, plain, plain_or_none
 from shared.models import Order, Position
 from shared.schemas.orders import OrderOut
 
+# OrderOut's fields as an order row names them: ``order_id`` is the row's ``id``, the rest are columns
+_ROW_FIELDS = tuple(f for f in OrderOut.model_fields if f != "order_id")
+
 
 def order_out(o: Order) -> OrderOut:
     """An order as the API and the ORDER_UPDATE event show it."""
-    return OrderOut(
-        order_id=o.id,
-        client_order_id=o.client_order_id,
-        mode=o.mode,
-        symbol=o.symbol,
-        side=o.side,
-        type=o.type,
-        time_in_force=o.time_in_force,
-        quantity=o.quantity,
-        price=o.price,
-        status=o.status,
-        filled_quantity=o.filled_quantity,
-        cumulative_quote=o.cumulative_quote,
-        avg_price=o.avg_price,
-        reason=o.reason,
-        external=o.external,
-        stop_price=o.stop_price,
-        triggered_at=o.triggered_at,
-        replaces=o.replaces,
-        version=o.version,
-        created_at=o.created_at,
-        updated_at=o.updated_at,
-    )
+    return OrderOut(order_id=o.id, **{f: getattr(o, f) for f in _ROW_FIELDS})
 
 
-def order_event_payload(o: Order) -> dict[str, Any]:
-    """The ORDER_UPDATE data."""
-    return order_out(o).model_dump(mode="json")
+def order_out_of_row(row: Mapping[str, Any]) -> OrderOut:
+    """The same from an order's complete row as written (an order just accepted): no ORM instance is made for
+    it, ~0.1 ms of CPU on the busiest route (issue #16)."""
+    return OrderOut(order_id=row["id"], **{f: row[f] for f in _ROW_FIELDS})
+
+
+def order_event_payload(o: Order | OrderOut) -> dict[str, Any]:
+    """The ORDER_UPDATE data (of an order, or of its ``OrderOut`` already made)."""
+    return (o if isinstance(o, OrderOut) else order_out(o)).model_dump(mode="json")
 
 
 def position_payload(row: Position, mark: Decimal | None, *, source: str) -> dict[str, object]:

@@ -664,7 +664,7 @@ async def new_order(request: Request, rt: PartsDep) -> dict[str, Any]:
                     raise from_domain(exc, placing=True) from None
                 if not created:
                     raise BinanceError(-2010, "Duplicate order sent.")
-                order_id = order.id
+                order_id = order.order_id
                 binance_id = await binance_id_of(session, order_id)
             rt.relay.after_commit(session)
         finally:

@@ -164,7 +164,7 @@ async def place_order(
     order, created = await placing.orders.place(placing.trader, body)
     if not created:
         response.status_code = status.HTTP_200_OK
-    return order_out(order)
+    return order
 
 
 @router.get("", response_model=OrderPage, responses=problem_responses(*AUTHENTICATED))

@@ -17,7 +17,7 @@ from sqlmodel import col, select
 
 from gateway.services.accounts import has_testnet_keys
 from shared.clock import Clock
-from shared.contracts import order_event_payload, order_out
+from shared.contracts import order_event_payload, order_out, order_out_of_row
 from shared.db import pg_json, upsert_insert
 from shared.errors import Conflict, DomainError, InvalidInput, NotFound, Throttled, Unauthorized
 from shared.ids import new_id
@@ -52,6 +52,7 @@ from shared.schemas.orders import (
     OrderDetail,
     OrderEventOut,
     OrderIn,
+    OrderOut,
     OrderPage,
     ReplaceIn,
 )
@@ -292,7 +293,7 @@ class OrderService:
         testnet = self.testnet_markets if mode == "testnet" else None
         return rules_for(self.markets if testnet is None else testnet, symbol)
 
-    async def place(self, user: Owner, body: OrderIn) -> tuple[Order, bool]:
+    async def place(self, user: Owner, body: OrderIn) -> tuple[OrderOut, bool]:
         """``_place`` for a user read in this request, or for one taken unread from the gateway's hints
         (``verified`` False; PostgreSQL): then only the one-statement acceptance goes ahead unread, and it checks
         the user itself (``_accept_paper_pg``); any other path, a changed user, or a refusal before the statement
@@ -312,8 +313,8 @@ class OrderService:
         except UserChanged:  # a user read in this request, locked before its order's statement ran
             raise Unauthorized() from None
 
-    async def _place(self, user: Owner, body: OrderIn) -> tuple[Order, bool]:
-        """Returns (order, created). An idempotent replay returns the existing order with created=False.
+    async def _place(self, user: Owner, body: OrderIn) -> tuple[OrderOut, bool]:
+        """Returns (order as shown, created). An idempotent replay returns the existing order with created=False.
 
         Round trips are the cost of this path (each one is ~0.1 ms of CPU on either side here), so the common
         case makes few: the order row goes in with ``INSERT ... ON CONFLICT DO NOTHING`` (a replay is found by
@@ -378,7 +379,7 @@ class OrderService:
         # first status row and the outbox rows (BALANCE_UPDATE with the balances once moved, the command, the
         # ORDER_UPDATE).
         row = {**_order_defaults(), **row}
-        order = Order(**row)
+        order = order_out_of_row(row)  # what the answer and the ORDER_UPDATE show; no ORM instance is needed
         entries = (
             [reserve_entry(user.id, reservation.asset, reservation.amount, order_id)] if reservation else []
         )
@@ -409,7 +410,7 @@ class OrderService:
         return order, True
 
     async def _accept(
-        self, row: dict[str, Any], entries: list[JournalEntry], status_row: dict[str, Any], order: Order
+        self, row: dict[str, Any], entries: list[JournalEntry], status_row: dict[str, Any], order: OrderOut
     ) -> bool:
         """Acceptance statement by statement (SQLite; testnet orders): False if the order already existed."""
         if not await self._insert(row):
@@ -420,7 +421,7 @@ class OrderService:
             balances = balance_payload(views)
         await self.session.execute(insert(OrderEvent.__table__), [status_row])  # type: ignore[attr-defined]
         publish_after_commit(self.session)
-        await write_outbox(self.session, self._outbox(order, balances))
+        await write_outbox(self.session, self._outbox(row, order, balances))
         return True
 
     async def _accept_pg(
@@ -429,7 +430,7 @@ class OrderService:
         row: dict[str, Any],
         movement: Movement,
         status_row: dict[str, Any],
-        order: Order,
+        order: OrderOut,
         assumed_mode: str | None = None,
     ) -> tuple[bool, InsufficientBalance | None]:
         """The same acceptance of a paper order in one statement (``_accept_paper_pg``), in the request's
@@ -438,7 +439,7 @@ class OrderService:
         params = {
             "order": pg_json(row),
             "status_row": pg_json(status_row),
-            "outbox": pg_json(self._outbox(order, [])),
+            "outbox": pg_json(self._outbox(row, order, [])),
             "now": row["created_at"],
             "uid": row["user_id"],
             "umode": assumed_mode,
@@ -464,23 +465,26 @@ class OrderService:
             publish_after_commit(self.session).extend(committed)
         return True, None
 
-    def _outbox(self, order: Order, balances: list[dict[str, str]] | None) -> list[dict[str, Any]]:
-        """The outbox rows of an accepted order: BALANCE_UPDATE (paper: ``balances`` as moved; the one statement
-        on PostgreSQL fills them in itself), the command, the ORDER_UPDATE."""
-        now = order.created_at
+    def _outbox(
+        self, row: dict[str, Any], order: OrderOut, balances: list[dict[str, str]] | None
+    ) -> list[dict[str, Any]]:
+        """The outbox rows of an accepted order (its ``row`` as written, shown as ``order``): BALANCE_UPDATE
+        (paper: ``balances`` as moved; the one statement on PostgreSQL fills them in itself), the command, the
+        ORDER_UPDATE."""
+        now, user_id = row["created_at"], row["user_id"]
         rows = []
         if balances is not None:
             rows.append(
-                private_row("BALANCE_UPDATE", order.user_id, {"mode": "paper", "balances": balances}, now=now)
+                private_row("BALANCE_UPDATE", user_id, {"mode": "paper", "balances": balances}, now=now)
             )
         rows.append(
             outbox_row(
-                self.routing.stream(order.mode, order.symbol),
-                order_command("place", order.id, order.mode),
+                self.routing.stream(row["mode"], row["symbol"]),
+                order_command("place", row["id"], row["mode"]),
                 now=now,
             )
         )
-        rows.append(self._event_row(order, now))
+        rows.append(private_row("ORDER_UPDATE", user_id, order_event_payload(order), now=now))
         return rows
 
     async def _insert(self, row: dict[str, Any]) -> bool:
@@ -488,13 +492,13 @@ class OrderService:
         stmt = _insert_order(self.session.bind.dialect.name)  # type: ignore[union-attr]
         return (await self.session.execute(stmt, row)).first() is not None
 
-    def _replay(self, existing: Order, digest: str) -> Order:
+    def _replay(self, existing: Order, digest: str) -> OrderOut:
         if existing.request_hash != digest:
             raise Conflict(
                 "client_order_id was already used for a different order",
                 errors=[{"field": "client_order_id", "message": "already used with another body"}],
             )
-        return existing
+        return order_out(existing)
 
     async def _by_client_id(
         self, user_id: str, client_order_id: str, on: AsyncConnection | None = None

@@ -148,6 +148,14 @@ async def test_acceptance_writes_the_same_records_on_either_database(gateway: Ap
     assert not any("E" in v for v in shown), shown
     assert [Decimal(v) for v in shown] == [Decimal("949.95"), Decimal("50.05"), Decimal("1000"), 1, 0, 1]
     assert private[0].data["user_id"] == private[1].data["user_id"]
+    # the answer and the ORDER_UPDATE are made from the row as written (no read back, no ORM instance): the
+    # order exactly as stored and shown by GET
+    stored = (await gateway.client.get(f"/api/orders/{oid}", headers=auth)).json()
+    assert (
+        {k: v for k, v in stored.items() if k not in ("fills", "history")}
+        == r.json()
+        == private[1].data["data"]
+    )
     assert commands[0].data == {
         "command_id": f"{oid}:place",
         "kind": "place",
