@@ -891,22 +891,30 @@ class BinanceDouble:
         return self
 
     def _run(self, sock: socket.socket) -> None:
+        """One ``run_forever`` from the start: ``stop`` right after ``start`` (a test that wants the exchange
+        unreachable from the outset) used to land in the ``run_until_complete`` that set the server up, and the
+        ``run_forever`` after it then ran on: the double kept answering, and ``stop`` waited 10 s for nothing."""
         loop = asyncio.new_event_loop()
         self._loop = loop
+        serving = loop.create_task(self._serve(sock))
         try:
-            loop.run_until_complete(self._serve(sock))
             loop.run_forever()
-        except BaseException as exc:  # reported to the starting thread
-            self._error = exc
-            self._ready.set()
         finally:
+            if not serving.done():
+                serving.cancel()
+                loop.run_until_complete(asyncio.gather(serving, return_exceptions=True))
             if self._runner is not None:
                 loop.run_until_complete(self._runner.cleanup())
             loop.close()
 
     async def _serve(self, sock: socket.socket) -> None:
-        self._runner = await start_runner(self.state, sock)
-        self._ready.set()
+        try:
+            self._runner = await start_runner(self.state, sock)
+        except Exception as exc:  # reported to the starting thread
+            self._error = exc
+            asyncio.get_running_loop().stop()
+        finally:
+            self._ready.set()
 
     def stop(self) -> None:
         if self._loop is not None and self._thread is not None:

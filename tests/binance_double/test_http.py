@@ -158,3 +158,19 @@ def test_factory_rejects_bad_urls_and_keeps_keys_out_of_logs(caplog: pytest.LogC
     with caplog.at_level(logging.DEBUG, logger="shared.exchanges.ccxt"):
         client.logger.debug("%s %s, Request: %s %s", "GET", "u", {"X-MBX-APIKEY": "visible-key"}, None)
     assert "visible-key" not in caplog.text and "***" in caplog.text
+
+
+def test_a_double_stopped_right_after_it_started_is_gone_at_once() -> None:
+    """A test that wants the exchange unreachable from the outset stops the double as soon as it starts: the stop
+    must not be lost in the double's start-up (it was, now and then: the double answered on, and the stop waited
+    its 10 s)."""
+    import socket
+
+    for _ in range(30):
+        double = BinanceDouble().start()
+        port = int(double.url.rsplit(":", 1)[1])
+        started = time.monotonic()
+        double.stop()
+        assert time.monotonic() - started < 5
+        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+            pass
