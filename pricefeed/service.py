@@ -64,6 +64,11 @@ class PriceFeedService:
         # Latest tick time seen: candles close on market time, so a replay of old data (whose
         # buckets all ended long ago by the wall clock) is not closed out under its own feet.
         self._market_time: datetime | None = None
+        # Candles changed since the last flush, by (symbol, interval, start): published once per flush with their
+        # latest state (a closed one and its successor both). Every tick and trade changes a candle of every
+        # interval: published at once, that was six CANDLE events per paper trade, which the events service
+        # read and decoded too, ~1,000 a second at 100 orders/s (issue #16). Binance pushes klines every 1-2 s.
+        self._unpublished: dict[tuple[str, str, datetime], Candle] = {}
 
     async def backfill(self, count: int) -> int:
         """History before the first tick, from a source that has it (`HistorySource`): stored where the store
@@ -118,13 +123,17 @@ class PriceFeedService:
         return update
 
     async def flush_once(self, now: float | None = None) -> int:
+        """Candles closed by time and every candle changed since the last flush, then the positions re-marked."""
+        if self._market_time is not None:
+            await self._candles(self.candles.close_due(self._market_time))
+        if self._unpublished:
+            candles, self._unpublished = list(self._unpublished.values()), {}
+            await self.sink.publish_candles(candles)
         count = 0
         for chunk in self.engine.flush_chunks(now, PUBLISH_CHUNK):
             count += len(chunk)
             await self.sink.publish_positions(chunk)
             await asyncio.sleep(0)  # let ticks and fills in between big flushes
-        if self._market_time is not None:
-            await self._candles(self.candles.close_due(self._market_time))
         return count
 
     async def _consume(self) -> None:
@@ -147,8 +156,10 @@ class PriceFeedService:
                 log.exception("pricefeed: flush failed")
 
     async def _candles(self, candles: list[Candle]) -> None:
+        """Stored (the store throttles its own writes) and noted for the next flush's publication."""
         if not candles:
             return
         if self.candle_store is not None:
             await self.candle_store.upsert_many(candles)
-        await self.sink.publish_candles(candles)
+        for c in candles:
+            self._unpublished[(c.symbol, str(c.interval), c.start)] = c

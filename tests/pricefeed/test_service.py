@@ -73,3 +73,32 @@ async def test_replay_drives_prices_candles_and_coalesced_position_updates(tmp_p
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_candles_are_published_once_per_flush_with_their_latest_state() -> None:
+    """Issue #16: every tick and trade changes a candle of every interval; published at once, that was six CANDLE
+    events per paper trade. Now each changed candle goes out once per flush, as it stands then, and a candle a
+    tick closed goes out beside its successor."""
+    from datetime import UTC, datetime, timedelta
+
+    clock = ManualClock(datetime(2026, 1, 1, 12, 0, 30, tzinfo=UTC))
+    sink = RecordingSink()
+    service = PriceFeedService(ReplaySource(Path("/nonexistent"), clock), clock, sink)
+    await service.on_tick(Tick("BTCUSDT", Decimal(100), clock.now(), "replay"))
+    for i in range(20):
+        await service.on_market_trade("BTCUSDT", Decimal(100 + i), Decimal("0.5"), clock.now())
+    assert sink.candles == []  # not yet: at the flush
+    await service.flush_once()
+    assert len(sink.candles) == len(Interval)  # one per interval, not 21 per interval
+    m1 = next(c for c in sink.candles if c.interval == Interval.M1)
+    assert (m1.open, m1.high, m1.close, m1.volume, m1.trade_count) == (100, 119, 119, 10, 20)
+
+    sink.candles.clear()
+    await service.flush_once()
+    assert sink.candles == []  # nothing changed since
+
+    later = clock.now() + timedelta(minutes=1)  # the next minute: its tick closes the first minute's candle
+    await service.on_tick(Tick("BTCUSDT", Decimal(120), later, "replay"))
+    await service.flush_once()
+    minutes = [c for c in sink.candles if c.interval == Interval.M1]
+    assert [(c.close, c.closed) for c in minutes] == [(119, True), (120, False)]
