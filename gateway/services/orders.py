@@ -355,7 +355,10 @@ class OrderService:
             await self.autocommit.release()  # the request's session from here on: one connection at a time
         if not on_its_own and self.open_session is not None:
             self.session, self.open_session = await self.open_session(), None
-        reads = await self.autocommit.connection() if on_its_own and self.autocommit is not None else None
+        # The autocommit connection is taken when a statement needs it, not before the Redis round trips (rate
+        # limit, reference price): held across them, placements in flight past the pool's size opened and closed
+        # overflow connections (a PostgreSQL backend each) under load (issue #16).
+        link = self.autocommit if on_its_own else None
         try:
             await self.limiter.hit(self.order_rate_limit, f"orders:{user.id}")
             if mode == "testnet" and not await has_testnet_keys(self.session, user.id):
@@ -363,7 +366,9 @@ class OrderService:
             reservation = await self._reservation(row, rules) if mode == "paper" else None
         except (Conflict, Throttled):
             existing = (
-                await self._by_client_id(user.id, body.client_order_id, reads)
+                await self._by_client_id(
+                    user.id, body.client_order_id, await link.connection() if link is not None else None
+                )
                 if body.client_order_id
                 else None
             )
@@ -392,14 +397,16 @@ class OrderService:
         }
         short: InsufficientBalance | None = None
         if entries and (on_its_own or self.session.bind.dialect.name == "postgresql"):  # type: ignore[union-attr]
-            on = reads if reads is not None else self.session
+            on = await link.connection() if link is not None else self.session
             # an unread user is checked by the statement, with the default mode assumed when the body names none
             assumed = None if verified or body.mode else user.mode
             accepted, short = await self._accept_pg(on, row, Movement(entries), status_row, order, assumed)
         else:
             accepted = await self._accept(row, entries, status_row, order)
         if not accepted:
-            existing = await self._by_client_id(user.id, row["client_order_id"], reads)
+            existing = await self._by_client_id(
+                user.id, row["client_order_id"], await link.connection() if link is not None else None
+            )
             if existing is None:
                 if short is not None:  # not affordable (a replay is answered even so)
                     raise short
