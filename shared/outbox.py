@@ -124,8 +124,12 @@ async def write_outbox(session: AsyncSession, rows: list[dict[str, Any]]) -> Non
         session.info[_FOR_RELAY] = True
         await session.execute(insert(table), rows)
         return
+    # SQLite: one writer at a time, so a multi-row insert's ids follow its VALUES order; asking SQLAlchemy for them
+    # in parameter order made it insert row by row there (five to seven statements per order on the embedded
+    # default, issue #16). Elsewhere SQLAlchemy keeps the order with one batched statement.
+    ordered = session.bind is None or session.bind.dialect.name != "sqlite"
     result = await session.execute(
-        insert(table).returning(table.c.id, sort_by_parameter_order=True),
+        insert(table).returning(table.c.id, sort_by_parameter_order=ordered),
         [{**r, "eager": True} for r in rows],
     )
     outbox_written(session, rows, result.scalars().all())

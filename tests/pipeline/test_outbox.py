@@ -109,6 +109,35 @@ def _is_empty(env: dict[str, Any]) -> Any:
     return probe
 
 
+async def test_a_writers_rows_are_one_insert_and_keep_their_order(env: dict[str, Any]) -> None:
+    """Issue #16: the rows of a unit of work that publishes after commit go in with one statement on either
+    database (SQLite inserted them row by row to return their ids in order: five to seven statements per order on
+    the embedded default), and each row's id, the publishing order, follows the list."""
+    from sqlalchemy import event
+
+    from shared.outbox import committed_rows
+
+    inserts: list[str] = []
+
+    def before(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO OUTBOX"):
+            inserts.append(statement)
+
+    engine = env["sessions"].kw["bind"].sync_engine
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        session = await _write(env, 6, eager=True)
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+    assert len(inserts) == 1, inserts
+    rows = committed_rows(session)
+    assert [r.payload.get("n", r.payload.get("data", {}).get("n")) for r in rows] == list(range(7))
+    assert [r.id for r in rows] == sorted(r.id for r in rows)
+    async with env["sessions"]() as s:
+        stored = (await s.execute(select(OutboxMessage).order_by(OutboxMessage.id))).scalars().all()  # type: ignore[arg-type]
+    assert [(m.id, m.stream) for m in stored] == [(r.id, r.stream) for r in rows]
+
+
 async def test_rows_left_by_a_failed_writer_go_out_with_the_relay_after_the_grace(
     env: dict[str, Any],
 ) -> None:
