@@ -134,16 +134,14 @@ async def mark_and_load(
     batch's cost is its round trips); if none of the orders exists, every command counts as new (none has an
     order to act on)."""
     dialect = session.bind.dialect.name  # type: ignore[union-attr]
-    table = ProcessedCommand.__table__  # type: ignore[attr-defined]
-    marks = [{"command_id": c, "processed_at": now} for c in command_ids]
-    mark = upsert_insert(dialect)(table).on_conflict_do_nothing(index_elements=["command_id"])
     ids = sorted(set(order_ids))
-    if dialect != "postgresql" or not ids or not marks:
-        fresh = (
-            set((await session.execute(mark.returning(table.c.command_id), marks)).scalars())
-            if marks
-            else set()
-        )
+    if dialect != "postgresql" or not ids or not command_ids:
+        fresh: set[str] = set()
+        if command_ids:
+            table = ProcessedCommand.__table__  # type: ignore[attr-defined]
+            mark = upsert_insert(dialect)(table).on_conflict_do_nothing(index_elements=["command_id"])
+            marks = [{"command_id": c, "processed_at": now} for c in command_ids]
+            fresh = set((await session.execute(mark.returning(table.c.command_id), marks)).scalars())
         return fresh, await load_orders(session, ids)
     params = {"command_ids": list(command_ids), "processed_at": now, "order_ids": ids}
     rows = (await session.execute(_mark_and_load_pg(), params)).all()

@@ -366,9 +366,7 @@ class OrderService:
             reservation = await self._reservation(row, rules) if mode == "paper" else None
         except (Conflict, Throttled):
             existing = (
-                await self._by_client_id(
-                    user.id, body.client_order_id, await link.connection() if link is not None else None
-                )
+                await self._by_client_id(user.id, body.client_order_id, link)
                 if body.client_order_id
                 else None
             )
@@ -404,9 +402,7 @@ class OrderService:
         else:
             accepted = await self._accept(row, entries, status_row, order)
         if not accepted:
-            existing = await self._by_client_id(
-                user.id, row["client_order_id"], await link.connection() if link is not None else None
-            )
+            existing = await self._by_client_id(user.id, row["client_order_id"], link)
             if existing is None:
                 if short is not None:  # not affordable (a replay is answered even so)
                     raise short
@@ -491,7 +487,7 @@ class OrderService:
                 now=now,
             )
         )
-        rows.append(private_row("ORDER_UPDATE", user_id, order_event_payload(order), now=now))
+        rows.append(self._event_row(user_id, order, now))
         return rows
 
     async def _insert(self, row: dict[str, Any]) -> bool:
@@ -508,13 +504,13 @@ class OrderService:
         return order_out(existing)
 
     async def _by_client_id(
-        self, user_id: str, client_order_id: str, on: AsyncConnection | None = None
+        self, user_id: str, client_order_id: str, link: Autocommit | None = None
     ) -> Order | None:
-        """The user's order with this client order id: through the session, or read on ``on`` (an autocommit
-        placement's connection) as a row."""
-        if on is not None:
+        """The user's order with this client order id: through the session, or read on ``link`` (an autocommit
+        placement's connection, taken now) as a row."""
+        if link is not None:
             table = Order.__table__  # type: ignore[attr-defined]
-            found = await on.execute(
+            found = await (await link.connection()).execute(
                 table.select().where(table.c.user_id == user_id, table.c.client_order_id == client_order_id)
             )
             hit = found.first()
@@ -572,11 +568,11 @@ class OrderService:
             ]
             await SqlLedger(self.session, self.clock).apply(entries)
 
-    def _event_row(self, order: Order, now: Any) -> dict[str, Any]:
-        return private_row("ORDER_UPDATE", order.user_id, order_event_payload(order), now=now)
+    def _event_row(self, user_id: str, order: Order | OrderOut, now: Any) -> dict[str, Any]:
+        return private_row("ORDER_UPDATE", user_id, order_event_payload(order), now=now)
 
     def _event(self, order: Order, now: Any) -> None:
-        add_outbox_row(self.session, self._event_row(order, now))
+        add_outbox_row(self.session, self._event_row(order.user_id, order, now))
 
     async def get_owned(self, user: Owner, order_id: str, *, for_update: bool = False) -> Order:
         stmt = select(Order).where(col(Order.id) == order_id, col(Order.user_id) == user.id)
