@@ -35,7 +35,14 @@ from shared.bus import Bus, BusMessage, BusUnavailable, InvalidStreamId, format_
 from shared.clock import Clock
 from shared.metrics import WS_CONNECTIONS
 from shared.retry import Backoff, retry
-from shared.streams import PRIVATE_EVENTS, PUBLIC_STREAMS, USER_EVENTS, USER_LOCKED, user_stream
+from shared.streams import (
+    POSITION_MARKS,
+    PRIVATE_EVENTS,
+    PUBLIC_STREAMS,
+    USER_EVENTS,
+    USER_LOCKED,
+    user_stream,
+)
 
 log = structlog.get_logger(__name__)
 # A failed bus read is retried after 0.05 s, doubling to 2 s, until the bus answers again.
@@ -130,7 +137,9 @@ class Connection:
     close_reason: str = ""
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     resuming: bool = False
-    held: list[tuple[_Id, str]] = field(default_factory=list)  # live private events held during a replay
+    held: list[tuple[_Id, tuple[str, ...]]] = field(
+        default_factory=list
+    )  # live private events held in a replay
     live_since: _Id | None = None  # id of the first private event delivered live
     last_sent: _Id | None = None  # highest private event id sent on this socket (live or replayed)
     resumed_from: _Id | None = None  # the client's resume point: it holds every private event up to here
@@ -200,16 +209,17 @@ class Connection:
             self.sending_since = None
             self.pending = None
 
-    def deliver_private(self, event_id: _Id, text: str) -> None:
+    def deliver_private(self, event_id: _Id, *texts: str) -> None:
+        """The frames of one private event: one, or a re-mark's POSITION_UPDATEs of this user (one entry)."""
         if self.resuming:
             if len(self.held) >= self.hold_limit:
                 self.request_close(p.CLOSE_SLOW_CONSUMER, "slow consumer")
                 return
-            self.held.append((event_id, text))
+            self.held.append((event_id, texts))
             return
-        self._send_live(event_id, text)
+        self._send_live(event_id, texts)
 
-    def _send_live(self, event_id: _Id, text: str) -> None:
+    def _send_live(self, event_id: _Id, texts: tuple[str, ...]) -> None:
         """Send a live private event unless the client has it: the hub's reader runs behind the streams, so it
         may route an event the replay already read from the user stream, or one at or before the point the
         client resumed from (received from another instance). Live events arrive in id order, so any id at or
@@ -221,7 +231,8 @@ class Connection:
         if self.live_since is None:
             self.live_since = event_id
         self.last_sent = event_id
-        self.enqueue(text)
+        for text in texts:
+            self.enqueue(text)
 
     def finish_resume(self, last_replayed: _Id | None, *, resync: bool = False) -> None:
         """Flush held live events newer than the replay and go live: synchronous, so nothing slips between.
@@ -231,8 +242,8 @@ class Connection:
         if last_replayed is not None and (self.last_sent is None or last_replayed > self.last_sent):
             self.last_sent = last_replayed
         held, self.held = self.held, []
-        for event_id, text in held:
-            self._send_live(event_id, text)
+        for event_id, texts in held:
+            self._send_live(event_id, texts)
         self.resuming = False
 
     async def run_sender(self) -> None:
@@ -548,6 +559,9 @@ class EventsHub:
                 log.exception("events hub: dropping malformed entry", stream=msg.stream, id=msg.id)
 
     def _route_private(self, msg: BusMessage) -> None:
+        if msg.data.get("type") == POSITION_MARKS:
+            self._route_marks(msg)
+            return
         user_id = msg.data.get("user_id")
         conns = self._by_user.get(user_id) if isinstance(user_id, str) else None
         if not conns:
@@ -558,6 +572,22 @@ class EventsHub:
         event_id = parse_id(msg.id)
         for conn in list(conns):
             conn.deliver_private(event_id, text)
+
+    def _route_marks(self, msg: BusMessage) -> None:
+        """A re-mark's entry (``shared.streams.position_marks``): each connected user gets their own positions
+        as POSITION_UPDATE frames, all with the entry's id (delivered together: one private event)."""
+        by_user: dict[str, list[str]] = {}
+        for mark in (msg.data.get("data") or {}).get("positions") or ():
+            user_id = mark.get("user_id")
+            if isinstance(user_id, str) and user_id in self._by_user:
+                frame = p.event_message("POSITION_UPDATE", msg.id, mark.get("ts"), mark.get("data"))
+                by_user.setdefault(user_id, []).append(frame)
+        if not by_user:
+            return
+        event_id = parse_id(msg.id)
+        for user_id, frames in by_user.items():
+            for conn in list(self._by_user.get(user_id, ())):
+                conn.deliver_private(event_id, *frames)
 
     def _user_event(self, msg: BusMessage) -> None:
         if msg.data.get("type") == USER_LOCKED and isinstance(msg.data.get("user_id"), str):

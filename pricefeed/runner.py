@@ -40,7 +40,7 @@ from shared.streams import (
     MARKET_TICKER,
     MARKET_TRADES,
     PRIVATE_EVENTS,
-    private_event,
+    position_marks,
     public_event,
 )
 
@@ -107,14 +107,13 @@ class BusSink:
         )
 
     async def publish_positions(self, updates: Sequence[PositionUpdate]) -> None:
+        """One bus entry for the whole chunk (``shared.streams.position_marks``), not one per position."""
         if not updates:
             return
-        await self.rt.bus.publish_many(
-            [
-                (PRIVATE_EVENTS, private_event("POSITION_UPDATE", u.user_id, u.updated_at, mark_payload(u)))
-                for u in updates
-            ]
+        marks = position_marks(
+            self.rt.clock.now(), ((u.user_id, u.updated_at, mark_payload(u)) for u in updates)
         )
+        await self.rt.bus.publish(PRIVATE_EVENTS, marks)
 
 
 def candle_payload(c: Candle) -> dict[str, Any]:

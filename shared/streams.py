@@ -9,6 +9,7 @@ Public market data goes to one stream per kind; the symbol (and interval) is ins
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -36,6 +37,9 @@ MARKET_CANDLES: Final = "market.candles"
 PUBLIC_STREAMS: Final = (MARKET_TICKER, MARKET_DEPTH, MARKET_TRADES, MARKET_CANDLES)
 
 PRIVATE_TYPES: Final = frozenset({"ORDER_UPDATE", "TRADE", "POSITION_UPDATE", "BALANCE_UPDATE"})
+# Many users' mark-driven POSITION_UPDATEs in one entry on PRIVATE_EVENTS (``position_marks``): the events
+# service hands each its own as POSITION_UPDATE frames sharing the entry's id. Never sent as such.
+POSITION_MARKS: Final = "POSITION_MARKS"
 # Market venues. Public market events carry "venue" next to "symbol" (absent = paper, as before venues); a
 # client names a venue's channel with a suffix: "ticker:BTCUSDT@testnet" ("ticker:BTCUSDT" is paper's).
 PAPER_VENUE: Final = "paper"
@@ -128,6 +132,17 @@ def private_event(event_type: str, user_id: str, ts: datetime, data: dict[str, A
     if event_type not in PRIVATE_TYPES:
         raise ValueError(f"unknown private event type {event_type}")
     return {"type": event_type, "user_id": user_id, "ts": ts.isoformat(), "data": data}
+
+
+def position_marks(ts: datetime, marks: Iterable[tuple[str, datetime, dict[str, Any]]]) -> dict[str, Any]:
+    """One PRIVATE_EVENTS entry for a re-mark's POSITION_UPDATEs, (user id, ts, data) each: a re-mark touches
+    every open position a few times a second, and an entry each made the bus, not the marking, its cost (the
+    price feed's publishing, every reader's decoding: issue #16). Not mirrored: marks are not resumed."""
+    return {
+        "type": POSITION_MARKS,
+        "ts": ts.isoformat(),
+        "data": {"positions": [{"user_id": u, "ts": t.isoformat(), "data": d} for u, t, d in marks]},
+    }
 
 
 def public_event(

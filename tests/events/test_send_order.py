@@ -149,3 +149,19 @@ async def test_an_event_the_replay_sent_is_not_sent_again_by_a_lagging_reader(
         await c.ping()
         expected = [held, after] if resume_from == "before" else [after]
         assert private_ids(c) == expected
+
+
+async def test_a_remarks_frames_share_its_id_held_through_a_resume_and_sent_once() -> None:
+    """A re-mark's POSITION_UPDATEs for one user come in one bus entry, so they share its id: all of them go out
+    (held while a replay runs, in order), and the entry read again is not sent twice."""
+    peer = Peer()
+    conn = _hub().connect("alice", peer.send)
+    conn.resuming = True
+    conn.deliver_private((5, 0), "mark BTC", "mark ETH")
+    conn.deliver_private((6, 0), "order")
+    assert peer.received == []
+    conn.finish_resume((4, 0))
+    conn.deliver_private((5, 0), "mark BTC", "mark ETH")  # the reader routes it again: the client has it
+    conn.deliver_private((7, 0), "mark BTC again", "mark ETH again")
+    await eventually(lambda: len(peer.received) >= 5)
+    assert peer.received == ["mark BTC", "mark ETH", "order", "mark BTC again", "mark ETH again"]
