@@ -18,6 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from gateway.services.acceptance import GroupCommit
 from gateway.services.accounts import AccountService
 from gateway.services.audit import Auditor
 from gateway.services.keys import KeyService
@@ -94,6 +95,8 @@ class GatewayParts:
     repairs: RepairPort  # the execution engine's port, for reconciliation repairs
     testnet_markets: TestnetMarkets  # the testnet's own rules for its orders, read from the exchange
     quote: Quoter  # walks a depth snapshot as the paper exchange would fill an order
+    # PostgreSQL: funded users' paper orders arriving together accepted in one statement (None on SQLite)
+    group_commit: GroupCommit | None = None
     # users whose paper account is known funded (committed): their orders skip the funding statement
     paper_funded: set[str] = field(default_factory=set)
     # user id -> (mode, role) as last read: a placement takes its user from here unread when its order can be

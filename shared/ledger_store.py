@@ -72,13 +72,17 @@ class Movement:
         self.deltas = {k: (deltas[k][0], deltas[k][1]) for k in sorted(deltas)}
         self.postings = postings
 
-    def pg_params(self) -> dict[str, str]:
-        """The ``:deltas`` and ``:postings`` parameters of ``pg_apply_ctes`` (JSON; amounts as plain digits)."""
-        deltas = [
+    def pg_rows(self) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+        """The deltas and the postings as rows for PostgreSQL's ``json_to_recordset`` (amounts as plain digits)."""
+        deltas: list[dict[str, object]] = [
             {"account_id": a, "asset": s, "free": _digits(f), "locked": _digits(lk)}
             for (a, s), (f, lk) in self.deltas.items()
         ]
-        postings = [{**p, "amount": _digits(p["amount"])} for p in self.postings]
+        return deltas, [{**p, "amount": _digits(p["amount"])} for p in self.postings]
+
+    def pg_params(self) -> dict[str, str]:
+        """The ``:deltas`` and ``:postings`` parameters of ``pg_apply_ctes`` (JSON)."""
+        deltas, postings = self.pg_rows()
         return {"deltas": orjson.dumps(deltas).decode(), "postings": orjson.dumps(postings).decode()}
 
     def checked(

@@ -13,6 +13,11 @@ HTTP_LATENCY = Histogram(
 )
 LOGINS = Counter("tradebridge_logins_total", "Login attempts", ["outcome"])
 ORDERS_ACCEPTED = Counter("tradebridge_orders_accepted_total", "Orders accepted", ["mode"])
+ACCEPT_GROUP = Histogram(
+    "tradebridge_accept_group_orders",
+    "Paper orders per acceptance statement of the gateway's group commit (PostgreSQL)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 100),
+)
 ORDER_EVENTS = Counter("tradebridge_order_events_total", "Order status changes", ["mode", "status"])
 OUTBOX_LAG = Gauge("tradebridge_outbox_pending", "Outbox rows not yet published")
 WS_CONNECTIONS = Gauge("tradebridge_ws_connections", "Open WebSocket connections")

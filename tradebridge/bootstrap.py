@@ -23,6 +23,7 @@ from execution.engine import EnginePort
 from execution.paper.quote import quote_levels
 from execution.parts import ExecutionParts
 from gateway.deps import GatewayParts, TestnetBalances
+from gateway.services.acceptance import GroupCommit
 from gateway.services.testnet_markets import TestnetMarkets
 from pricefeed.equity import EquityParts
 from pricefeed.runner import PricefeedParts
@@ -294,6 +295,7 @@ def gateway_parts(shared: SharedParts, testnet_balances: TestnetBalances, recon:
             refresh_s=s.testnet_markets_refresh_s,
         ),
         quote=quote_levels,
+        group_commit=None if s.is_sqlite else GroupCommit(shared.engine, shared.relay.publish_committed),
     )
 
 

@@ -87,8 +87,8 @@ async def placement(request: Request, creds: BearerCredentials) -> AsyncIterator
     per request, on the API's busiest route. In this order, as before: load shedding before any other work
     (``shared.ratelimit.Admission``); the request's unit of work (``gateway.deps.request_transaction``,
     committed and its outbox rows published before the response: scope="function"); on PostgreSQL the
-    placement's autocommit connection (``gateway.services.orders.Autocommit``) for the user read and (a funded
-    user's paper order) the one-statement acceptance. On PostgreSQL the unit of work is opened only when the
+    placement's autocommit connection (``gateway.services.orders.Autocommit``) for the user read, and a funded
+    user's paper order accepted by the group commit (``gateway.services.acceptance``). On PostgreSQL the unit of work is opened only when the
     placement needs it (``OrderService.open_session``): a funded user's paper order never does (its statement
     commits by itself and its rows go to the relay at once), and an empty session's creation, begin and commit
     were ~0.15-0.3 ms of CPU per order. A placement audits nothing, so it has no auditor."""
@@ -109,7 +109,7 @@ async def placement(request: Request, creds: BearerCredentials) -> AsyncIterator
 
             trader, recheck = await _trader(rt, link, creds)
             orders = order_service(rt, cast(AsyncSession, None), link, recheck)
-            orders.open_session, orders.publish = open_session, rt.relay.publish_committed
+            orders.open_session, orders.group = open_session, rt.group_commit
             yield Placement(trader, orders)
     finally:
         rt.order_admission.leave()

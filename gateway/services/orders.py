@@ -11,23 +11,23 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
-from sqlalchemy import TextClause, insert, text
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlmodel import col, select
 
+from gateway.services.acceptance import Acceptance, GroupCommit, accept_paper_pg
 from gateway.services.accounts import has_testnet_keys
 from shared.clock import Clock
 from shared.contracts import order_event_payload, order_out, order_out_of_row
-from shared.db import pg_json, upsert_insert
+from shared.db import upsert_insert
 from shared.errors import Conflict, DomainError, InvalidInput, NotFound, Throttled, Unauthorized
 from shared.ids import new_id
-from shared.ledger_store import Movement, SqlLedger, balance_payload, pg_apply_ctes, pg_balance_payload
+from shared.ledger_store import Movement, SqlLedger, balance_payload
 from shared.marketdata import MarketData
 from shared.metrics import ORDERS_ACCEPTED
 from shared.models import Balance, Fill, Order, OrderEvent, PaperAccount
 from shared.orders import FINAL, OPEN, Status
 from shared.outbox import (
-    Committed,
     add_outbox,
     add_outbox_row,
     outbox_row,
@@ -58,72 +58,6 @@ from shared.schemas.orders import (
 )
 from shared.streams import CommandRouting, order_command
 from shared.trading_errors import InsufficientBalance
-
-
-@functools.cache
-def _accept_paper_pg() -> TextClause:
-    """PostgreSQL: a paper order accepted in ONE statement (data-modifying CTEs, applied together or not at all),
-    fed with the rows the general path writes one by one (see ``OrderService.place``): insert the order unless
-    (user, client_order_id) exists; if it was inserted, apply the RESERVE entry's ``Movement``
-    (``pg_apply_ctes``: balances moved, postings added), the first status row and the outbox rows, marked eager
-    (the request publishes them after its commit; they come back in the result), the BALANCE_UPDATE's balances
-    filled in from the moved rows (``pg_balance_payload``). Only if the free balances cover the movement
-    (``held``: its balance rows locked in key order, the latest committed values): an unaffordable order
-    writes nothing, so the statement needs no transaction to roll back and runs on its own (autocommit) for a
-    funded user. It checks the placing user too (active and, for a user the gateway took from its hints, still
-    of the mode assumed): the order route then needs no user read of its own. The result says whether the
-    order was inserted, whether the user check held, the balances after (the caller checks them
-    as ``SqlLedger.apply`` does) and, if not covered, what was short. One round trip instead of six: at the
-    gateway's rates, round trips are its main cost. Built once (the values are parameters)."""
-    cols = ", ".join(c.name for c in Order.__table__.columns)  # type: ignore[attr-defined]
-    # interpolated: column names and SQL written in code; every value is a bound parameter
-    sql = f"""
-WITH who AS (
-  SELECT FROM users
-   WHERE id = CAST(:uid AS VARCHAR) AND is_active
-     AND (CAST(:umode AS VARCHAR) IS NULL OR mode = CAST(:umode AS VARCHAR))
-), wanted AS (
-  SELECT * FROM json_to_recordset(CAST(:deltas AS JSON))
-         AS d(account_id VARCHAR, asset VARCHAR, free NUMERIC, locked NUMERIC)
-), held AS (
-  SELECT b.account_id, b.asset, b.free FROM balances AS b JOIN wanted AS w USING (account_id, asset)
-   ORDER BY b.account_id, b.asset
-     FOR UPDATE OF b
-), short AS (
-  SELECT w.account_id, w.asset, -w.free AS needed, coalesce(h.free, 0) AS available
-    FROM wanted AS w LEFT JOIN held AS h USING (account_id, asset)
-   WHERE w.free < 0 AND coalesce(h.free, 0) + w.free < 0
-), ins AS (
-  INSERT INTO orders ({cols})
-  SELECT {cols} FROM json_populate_record(NULL::orders, CAST(:order AS JSON))
-   WHERE NOT EXISTS (SELECT FROM short) AND EXISTS (SELECT FROM who)
-  ON CONFLICT (user_id, client_order_id) DO NOTHING
-  RETURNING id
-), {pg_apply_ctes("EXISTS (SELECT FROM ins)")}, ev AS (
-  INSERT INTO order_events (order_id, status, filled_quantity, reason, ts)
-  SELECT e.order_id, e.status, e.filled_quantity, e.reason, e.ts
-    FROM json_populate_record(NULL::order_events, CAST(:status_row AS JSON)) AS e
-   WHERE EXISTS (SELECT FROM ins)
-), ob AS (
-  INSERT INTO outbox (stream, mirror_to, payload, created_at, eager)
-  SELECT o.stream, o.mirror_to,
-         CASE WHEN o.payload->>'type' = 'BALANCE_UPDATE'
-              THEN jsonb_set(o.payload::jsonb, '{{data,balances}}', ({pg_balance_payload("moved")}))::json
-              ELSE o.payload END,
-         o.created_at, true
-    FROM json_populate_recordset(NULL::outbox, CAST(:outbox AS JSON)) WITH ORDINALITY AS o
-   WHERE EXISTS (SELECT FROM ins)
-   ORDER BY o.ordinality
-  RETURNING id, stream, mirror_to, payload
-)
-SELECT i.inserted, (SELECT count(*) FROM who) AS user_ok, m.account_id, m.asset, m.free, m.locked,
-       (SELECT json_agg(json_build_object('id', id, 'stream', stream, 'mirror_to', mirror_to, 'payload', payload)
-                        ORDER BY id) FROM ob) AS outbox,
-       (SELECT json_agg(json_build_object('account_id', account_id, 'asset', asset, 'needed', needed::text,
-                                          'available', available::text)) FROM short) AS short
-  FROM (SELECT count(*) AS inserted FROM ins) AS i LEFT JOIN moved AS m ON true
-"""  # noqa: S608
-    return text(sql)
 
 
 @functools.cache
@@ -274,19 +208,19 @@ class OrderService:
     starting_balances: dict[str, Decimal]
     routing: CommandRouting  # which stream each order's commands go to (its paper partition)
     funded: set[str] = field(default_factory=set)
-    # PostgreSQL placements (``gateway.deps.PlacementLink``): a funded user's paper order is accepted on an
-    # autocommit connection by its one statement alone, with no BEGIN/COMMIT round trips
+    # PostgreSQL placements (``gateway.routes.orders.placement``): a funded user's paper order is accepted by its
+    # one statement alone on a connection of its own (``group``: with the placements arriving together), with no
+    # BEGIN/COMMIT round trips; ``autocommit`` is the placement's connection for the reads around it
     autocommit: Autocommit | None = None
+    group: GroupCommit | None = None
     # The testnet's own rules (gateway.services.testnet_markets); None: the configured ones, as paper.
     testnet_markets: dict[str, MarketRules] | None = None
     # Reads the placing user afresh (``Unauthorized`` if gone or locked): for a user passed in unread, taken
     # from the gateway's hints (``verified`` False), whose order the acceptance statement checks instead.
     recheck: Callable[[], Awaitable[Owner]] | None = None
     # Placements on PostgreSQL (``gateway.routes.orders.placement``): the request's unit of work is opened on
-    # first use (``session`` is None until then), since a funded user's paper order never uses it; the rows its
-    # one autocommit statement committed are handed to ``publish`` (the outbox relay) at once.
+    # first use (``session`` is None until then), since a funded user's paper order never uses it.
     open_session: Callable[[], Awaitable[AsyncSession]] | None = None
-    publish: Callable[[list[Committed]], None] | None = None
 
     def rules_for(self, symbol: str, mode: str = "paper") -> MarketRules:
         """The rules an order of `mode` is accepted by: the exchange's own on the testnet."""
@@ -296,8 +230,8 @@ class OrderService:
     async def place(self, user: Owner, body: OrderIn) -> tuple[OrderOut, bool]:
         """``_place`` for a user read in this request, or for one taken unread from the gateway's hints
         (``verified`` False; PostgreSQL): then only the one-statement acceptance goes ahead unread, and it checks
-        the user itself (``_accept_paper_pg``); any other path, a changed user, or a refusal before the statement
-        reads the user first (``recheck``), so a locked user still gets 401 and a changed mode is followed."""
+        the user itself (``gateway.services.acceptance``); any other path, a changed user, or a refusal before
+        the statement reads the user first (``recheck``), so a locked user still gets 401 and a changed mode is followed."""
         try:
             if getattr(user, "verified", True) or self.recheck is None:
                 return await self._place(user, body)
@@ -319,10 +253,11 @@ class OrderService:
         Round trips are the cost of this path (each one is ~0.1 ms of CPU on either side here), so the common
         case makes few: the order row goes in with ``INSERT ... ON CONFLICT DO NOTHING`` (a replay is found by
         the conflict, not by a look-up first); on PostgreSQL a paper order's reservation, postings, status row
-        and outbox rows go in the same statement (``_accept_paper_pg``), elsewhere as a ledger entry and
-        multi-row inserts: the same rows, made once here, whichever way they are written. The outbox rows are published once the unit of work commits
-        (``shared.outbox.publish_after_commit``). A replay that a check before the insert would refuse (rate limit, no reference
-        price) still gets its existing order."""
+        and outbox rows go in the same statement (``gateway.services.acceptance``), elsewhere as a ledger entry
+        and multi-row inserts: the same rows, made once here, whichever way they are written. The outbox rows are
+        published once the unit of work commits (``shared.outbox.publish_after_commit``), or the group commit's
+        statement returns. A replay that a check before the insert would refuse (rate limit, no reference price)
+        still gets its existing order."""
         mode = body.mode or user.mode
         rules = self.rules_for(body.symbol, mode)
         tif = body.time_in_force or ("GTC" if body.type in PRICED_TYPES else "IOC")
@@ -347,7 +282,7 @@ class OrderService:
             "created_at": now,
             "updated_at": now,
         }
-        on_its_own = self.autocommit is not None and mode == "paper" and user.id in self.funded
+        on_its_own = self.group is not None and mode == "paper" and user.id in self.funded
         verified = getattr(user, "verified", True)
         if not verified and not on_its_own:
             raise UserChanged  # only the one statement checks the user itself
@@ -395,10 +330,10 @@ class OrderService:
         }
         short: InsufficientBalance | None = None
         if entries and (on_its_own or self.session.bind.dialect.name == "postgresql"):  # type: ignore[union-attr]
-            on = await link.connection() if link is not None else self.session
             # an unread user is checked by the statement, with the default mode assumed when the body names none
             assumed = None if verified or body.mode else user.mode
-            accepted, short = await self._accept_pg(on, row, Movement(entries), status_row, order, assumed)
+            acceptance = Acceptance(row, Movement(entries), status_row, self._outbox(row, order, []), assumed)
+            accepted, short = await self._accept_pg(acceptance, on_its_own=on_its_own)
         else:
             accepted = await self._accept(row, entries, status_row, order)
         if not accepted:
@@ -428,44 +363,23 @@ class OrderService:
         return True
 
     async def _accept_pg(
-        self,
-        on: AsyncSession | AsyncConnection,
-        row: dict[str, Any],
-        movement: Movement,
-        status_row: dict[str, Any],
-        order: OrderOut,
-        assumed_mode: str | None = None,
+        self, acceptance: Acceptance, *, on_its_own: bool
     ) -> tuple[bool, InsufficientBalance | None]:
-        """The same acceptance of a paper order in one statement (``_accept_paper_pg``), in the request's
-        session or, for a funded user, on its own (``autocommit``): (False, None) if the order already existed,
-        (False, the shortfall) if it cannot be afforded; either way nothing of it was written."""
-        params = {
-            "order": pg_json(row),
-            "status_row": pg_json(status_row),
-            "outbox": pg_json(self._outbox(row, order, [])),
-            "now": row["created_at"],
-            "uid": row["user_id"],
-            "umode": assumed_mode,
-            **movement.pg_params(),
-        }
-        rows = (await on.execute(_accept_paper_pg(), params)).all()
-        if not rows[0].user_ok:  # nothing written
-            raise UserChanged
-        if not rows[0].inserted:
-            if not rows[0].short:
-                return False, None
-            s = rows[0].short[0]
-            return False, InsufficientBalance(
-                s["account_id"], s["asset"], Decimal(s["needed"]), Decimal(s["available"])
-            )
-        movement.checked({(r.account_id, r.asset): (r.free, r.locked) for r in rows}, check_funds=True)
-        committed = [
-            Committed(int(r["id"]), r["stream"], r["payload"], r["mirror_to"]) for r in rows[0].outbox
-        ]
-        if isinstance(on, AsyncConnection) and self.publish is not None:
-            self.publish(committed)  # committed by the statement itself: published at once, in id order
+        """The same acceptance of a paper order in one statement (``gateway.services.acceptance``): for a funded
+        user on its own, gathered with the placements arriving together (``group``; published by it), else in
+        the request's session (published after its commit). (False, None) if the order already existed, (False,
+        the shortfall) if it cannot be afforded; either way nothing of it was written."""
+        if on_its_own:
+            assert self.group is not None
+            done = await self.group.accept(acceptance)
         else:
-            publish_after_commit(self.session).extend(committed)
+            (done,) = await accept_paper_pg(self.session, [acceptance])
+            publish_after_commit(self.session).extend(done.committed)
+        if not done.user_ok:  # nothing written
+            raise UserChanged
+        if not done.inserted:
+            return False, done.short
+        acceptance.movement.checked(done.balances, check_funds=True)
         return True, None
 
     def _outbox(
