@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.support.api import Api, running_api_on
 from tests.support.services import PG_ADMIN_DSN, REDIS_URL, service_missing, unique_name
 
 pytest_plugins = ["tests.binance_double.plugin"]
@@ -98,3 +102,23 @@ async def pg_url(_pg_template: str) -> AsyncIterator[str]:
     await _admin_sql(f'CREATE DATABASE "{name}" TEMPLATE "{_pg_template}"')
     yield _url(name)
     await _admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def api_on(
+    request: pytest.FixtureRequest, pg_url: str, tmp_path: Path, redis_url: str, redis_prefix: str
+) -> Callable[..., AbstractAsyncContextManager[Api]]:
+    """The app as `create_app` builds it, once on PostgreSQL + Redis and once on SQLite + the in-process bus:
+    `async with api_on(services=..., **settings) as api` (``tests.support.api.running_api_on``)."""
+
+    def start(**overrides: Any) -> AbstractAsyncContextManager[Api]:
+        return running_api_on(
+            request.param,
+            pg_url=pg_url,
+            sqlite_dir=tmp_path,
+            redis_url=redis_url,
+            redis_prefix=redis_prefix,
+            **overrides,
+        )
+
+    return start

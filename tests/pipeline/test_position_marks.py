@@ -5,9 +5,9 @@ them, on PostgreSQL + Redis Streams and on SQLite + the in-process bus."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -15,23 +15,13 @@ import pytest
 
 from shared.positions import PositionSnapshot
 from shared.streams import POSITION_MARKS, PRIVATE_EVENTS
-from tests.support.api import Api, running_api_on
+from tests.support.api import Api
 from tests.support.eventually import eventually
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-async def stack(
-    request: pytest.FixtureRequest, pg_url: str, tmp_path: Path, redis_url: str, redis_prefix: str
-) -> AsyncIterator[Api]:
-    async with running_api_on(
-        request.param,
-        pg_url=pg_url,
-        sqlite_dir=tmp_path,
-        redis_url=redis_url,
-        redis_prefix=redis_prefix,
-        services=("pricefeed", "events"),
-        pricefeed_source="synthetic",
-    ) as api:
+@pytest.fixture
+async def stack(api_on: Callable[..., AbstractAsyncContextManager[Api]]) -> AsyncIterator[Api]:
+    async with api_on(services=("pricefeed", "events"), pricefeed_source="synthetic") as api:
         yield api
 
 
