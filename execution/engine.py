@@ -378,7 +378,7 @@ def _tail_pg() -> TextClause:
     order_sets = ", ".join(f"{c} = j.{c}" for c in _ORDER_WRITES)
     mine = pg_balance_payload("(SELECT * FROM moved WHERE moved.account_id = o.payload->>'user_id')")
     return text(
-        f"""WITH {pg_apply_ctes("true")}, upd AS (
+        f"""WITH {pg_apply_ctes()}, upd AS (
   UPDATE orders AS t SET {order_sets}
     FROM json_populate_recordset(NULL::orders, CAST(:orders AS JSON)) AS j
    WHERE t.id = j.id

@@ -104,29 +104,37 @@ def _digits(amount: object) -> str:
     return format(amount, "f")
 
 
-def pg_apply_ctes(when: str) -> str:
-    """Data-modifying CTEs (PostgreSQL) that apply a ``Movement`` (parameters ``:deltas``, ``:postings``,
-    ``:now``) if ``when`` holds: ``moved`` moves every balance with one upsert (rows taken in key order, so
-    writers never deadlock; a missing row is created), returning the balances after; ``posted`` adds the
-    postings. Nothing is checked here: ``Movement.checked`` holds what ``moved`` returns to the ledger's rule
-    and raises, so the caller's transaction rolls the statement back."""
-    # interpolated: ``when``, a condition written in code; every value is a bound parameter
+PG_DELTA_COLUMNS = "account_id VARCHAR, asset VARCHAR, free NUMERIC, locked NUMERIC"
+PG_POSTING_COLUMNS = (
+    "entry_kind VARCHAR, ref VARCHAR, account_id VARCHAR, asset VARCHAR, bucket VARCHAR, amount NUMERIC"
+)
+
+
+def pg_apply_ctes(deltas: str | None = None, postings: str | None = None) -> str:
+    """Data-modifying CTEs (PostgreSQL) that apply ``Movement``s: ``moved`` moves every balance with one upsert
+    (rows taken in key order, so writers never deadlock; a missing row is created), returning the balances
+    after; ``posted`` adds the postings. ``deltas`` and ``postings``: FROM items with the ``pg_rows`` columns
+    and ``ts``, by default one movement's parameters (``:deltas``, ``:postings``: ``pg_params``; ``:now``); a
+    statement applying several movements passes its own (no two deltas of one balance). Nothing is checked
+    here: ``Movement.checked`` holds what ``moved`` returns to the ledger's rule and raises, so the caller's
+    transaction rolls the statement back."""
+    now = "CAST(:now AS TIMESTAMPTZ) AS ts"
+    # interpolated: FROM items and column lists written in code; every value is a bound parameter
+    param_deltas = f"(SELECT *, {now} FROM json_to_recordset(CAST(:deltas AS JSON)) AS j({PG_DELTA_COLUMNS}))"  # noqa: S608
+    param_postings = (
+        f"(SELECT *, {now} FROM json_to_recordset(CAST(:postings AS JSON)) AS j({PG_POSTING_COLUMNS}))"  # noqa: S608
+    )
+    deltas, postings = deltas or param_deltas, postings or param_postings
     return f"""moved AS (
   INSERT INTO balances AS b (account_id, asset, free, locked, updated_at)
-  SELECT d.account_id, d.asset, d.free, d.locked, CAST(:now AS TIMESTAMPTZ)
-    FROM json_to_recordset(CAST(:deltas AS JSON))
-         AS d(account_id VARCHAR, asset VARCHAR, free NUMERIC, locked NUMERIC)
-   WHERE {when}
+  SELECT d.account_id, d.asset, d.free, d.locked, d.ts FROM {deltas} AS d
    ORDER BY d.account_id, d.asset
   ON CONFLICT (account_id, asset) DO UPDATE
      SET free = b.free + excluded.free, locked = b.locked + excluded.locked, updated_at = excluded.updated_at
   RETURNING b.account_id, b.asset, b.free, b.locked
 ), posted AS (
   INSERT INTO ledger_postings (entry_kind, ref, account_id, asset, bucket, amount, ts)
-  SELECT p.entry_kind, p.ref, p.account_id, p.asset, p.bucket, p.amount, CAST(:now AS TIMESTAMPTZ)
-    FROM json_to_recordset(CAST(:postings AS JSON))
-         AS p(entry_kind VARCHAR, ref VARCHAR, account_id VARCHAR, asset VARCHAR, bucket VARCHAR, amount NUMERIC)
-   WHERE {when}
+  SELECT p.entry_kind, p.ref, p.account_id, p.asset, p.bucket, p.amount, p.ts FROM {postings} AS p
 )"""  # noqa: S608
 
 
@@ -142,7 +150,7 @@ def pg_balance_payload(rows: str) -> str:
 def _apply_pg() -> TextClause:
     """``SqlLedger.apply`` on PostgreSQL: one statement, built once (untyped: the amounts come back as exact
     Decimals from the driver, and typed result columns would cost a cache-key walk per execution)."""
-    return text(f"WITH {pg_apply_ctes('true')} SELECT account_id, asset, free, locked FROM moved")  # noqa: S608
+    return text(f"WITH {pg_apply_ctes()} SELECT account_id, asset, free, locked FROM moved")  # noqa: S608
 
 
 _BALANCES = Balance.__table__  # type: ignore[attr-defined]

@@ -22,7 +22,13 @@ from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from shared.db import pg_json
-from shared.ledger_store import Movement, pg_balance_payload
+from shared.ledger_store import (
+    PG_DELTA_COLUMNS,
+    PG_POSTING_COLUMNS,
+    Movement,
+    pg_apply_ctes,
+    pg_balance_payload,
+)
 from shared.metrics import ACCEPT_GROUP
 from shared.models import Order
 from shared.outbox import Committed
@@ -79,6 +85,12 @@ def _accept_paper_pg() -> TextClause:
     cols = ", ".join(c.name for c in table.columns)
     from_r = ", ".join(f"r.{c.name}" for c in table.columns)
     mine = "(SELECT mine.account_id, mine.asset, mine.free, mine.locked FROM mine WHERE mine.i = b.i)"
+    # what the accepted orders move and post (``done``), for the ledger's CTEs
+    moving = "(SELECT w.account_id, w.asset, w.free, w.locked, w.ts FROM wanted AS w JOIN done USING (i))"
+    posting = (
+        "(SELECT p.*, q.ts FROM b AS q JOIN done USING (i)"  # noqa: S608
+        f" CROSS JOIN LATERAL json_to_recordset(q.postings) AS p({PG_POSTING_COLUMNS}))"
+    )
     # interpolated: column names and SQL written in code; every value is a bound parameter
     sql = f"""
 WITH b AS (
@@ -91,7 +103,7 @@ WITH b AS (
 ), wanted AS (
   SELECT b.i, b.ts, d.account_id, d.asset, d.free, d.locked
     FROM b CROSS JOIN LATERAL json_to_recordset(b.deltas)
-         AS d(account_id VARCHAR, asset VARCHAR, free NUMERIC, locked NUMERIC)
+         AS d({PG_DELTA_COLUMNS})
 ), held AS (
   SELECT bal.account_id, bal.asset, bal.free FROM balances AS bal
    WHERE (bal.account_id, bal.asset) IN (SELECT w.account_id, w.asset FROM wanted AS w)
@@ -110,20 +122,8 @@ WITH b AS (
   RETURNING id
 ), done AS (
   SELECT b.i FROM b JOIN ins ON ins.id = b.ord->>'id'
-), moved AS (
-  INSERT INTO balances AS bal (account_id, asset, free, locked, updated_at)
-  SELECT w.account_id, w.asset, w.free, w.locked, w.ts FROM wanted AS w JOIN done USING (i)
-   ORDER BY w.account_id, w.asset
-  ON CONFLICT (account_id, asset) DO UPDATE
-     SET free = bal.free + excluded.free, locked = bal.locked + excluded.locked, updated_at = excluded.updated_at
-  RETURNING bal.account_id, bal.asset, bal.free, bal.locked
-), mine AS (
+), {pg_apply_ctes(deltas=moving, postings=posting)}, mine AS (
   SELECT w.i, m.account_id, m.asset, m.free, m.locked FROM wanted AS w JOIN moved AS m USING (account_id, asset)
-), posted AS (
-  INSERT INTO ledger_postings (entry_kind, ref, account_id, asset, bucket, amount, ts)
-  SELECT p.entry_kind, p.ref, p.account_id, p.asset, p.bucket, p.amount, b.ts
-    FROM b JOIN done USING (i) CROSS JOIN LATERAL json_to_recordset(b.postings)
-         AS p(entry_kind VARCHAR, ref VARCHAR, account_id VARCHAR, asset VARCHAR, bucket VARCHAR, amount NUMERIC)
 ), ev AS (
   INSERT INTO order_events (order_id, status, filled_quantity, reason, ts)
   SELECT e.order_id, e.status, e.filled_quantity, e.reason, e.ts
