@@ -205,9 +205,10 @@ class GroupCommit:
     """Paper orders of funded users accepted by ``accept_paper_pg`` on connections of their own (autocommit),
     the ones that arrive while ``max_inflight`` statements run gathered into the next (up to ``max_batch``,
     sharing no ``Acceptance.keys``: an order that does goes in a later statement). One statement at a time
-    measured best: two in flight split the gathering and queued placements behind both (p50 +40% at 300/s). Each statement's outbox rows
-    are handed to ``publish`` (the relay) as soon as it returns, in id order, whether or not the requests still
-    wait: committed is published. A request cancelled before its order was taken drops it (nothing written)."""
+    measured best: two in flight split the gathering and queued placements behind both (p50 +40% at 300/s).
+    Each statement's outbox rows are handed to ``publish`` (the relay) as soon as it returns, in id order,
+    whether or not the requests still wait: committed is published. A request cancelled before its order was
+    taken drops it (nothing written)."""
 
     def __init__(
         self,
