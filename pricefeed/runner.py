@@ -289,6 +289,7 @@ class PriceFeedRunner:
         ]
 
     async def stop(self) -> None:
+        self.service.stop()
         await stop_tasks(self._tasks)
 
     async def _load_positions(self) -> None:

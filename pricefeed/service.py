@@ -69,6 +69,13 @@ class PriceFeedService:
         # interval: published at once, that was six CANDLE events per paper trade, which the events service
         # read and decoded too, ~1,000 a second at 100 orders/s (issue #16). Binance pushes klines every 1-2 s.
         self._unpublished: dict[tuple[str, str, datetime], Candle] = {}
+        self._stopped = False
+
+    def stop(self) -> None:
+        """End the loops at their next turn, even if a cancellation is lost on the way: a dependency that
+        swallows one (Python 3.11's ``wait_for`` returning a result that came with it) left the consumer
+        ticking after its cancel, and the process's shutdown waited for ever (seen in `create_app`)."""
+        self._stopped = True
 
     async def backfill(self, count: int) -> int:
         """History before the first tick, from a source that has it (`HistorySource`): stored where the store
@@ -138,6 +145,8 @@ class PriceFeedService:
 
     async def _consume(self) -> None:
         async for tick in self.source.ticks():
+            if self._stopped:
+                return
             try:
                 await self.on_tick(tick)
             except Exception:
@@ -147,7 +156,7 @@ class PriceFeedService:
     async def _flush_forever(self) -> None:
         # Drift-free schedule; flush(now=scheduled) keeps the rate cap exact despite timer jitter.
         scheduled = self.clock.monotonic()
-        while True:
+        while not self._stopped:
             scheduled += self.flush_interval
             await self._sleep(max(0.0, scheduled - self.clock.monotonic()))
             try:

@@ -102,3 +102,33 @@ async def test_candles_are_published_once_per_flush_with_their_latest_state() ->
     await service.flush_once()
     minutes = [c for c in sink.candles if c.interval == Interval.M1]
     assert [(c.close, c.closed) for c in minutes] == [(119, True), (120, False)]
+
+
+async def test_a_stopped_feed_ends_even_when_a_cancellation_is_lost() -> None:
+    """Python 3.11's `wait_for` (in dependencies) can swallow a cancellation that arrives with its result: the
+    consumer then went on ticking after its cancel and shutdown waited for ever (seen in `create_app`'s teardown).
+    `stop` ends both loops at their next turn whatever the cancellations did."""
+    clock = ManualClock()
+    swallowed = 0
+
+    class LosesCancellations:
+        name = "lossy"
+
+        async def ticks(self) -> AsyncIterator[Tick]:
+            nonlocal swallowed
+            while True:
+                try:
+                    await asyncio.sleep(0.01)
+                except asyncio.CancelledError:
+                    swallowed += 1  # as `wait_for` does when the result comes with the cancellation
+                yield Tick("BTCUSDT", Decimal(100), clock.now(), self.name)
+
+    service = PriceFeedService(LosesCancellations(), clock, RecordingSink(), flush_interval=0.01)
+    task = asyncio.create_task(service.run())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await eventually(lambda: swallowed > 0)
+    await asyncio.sleep(0.05)
+    assert not task.done()  # the cancellation was lost: the feed goes on
+    service.stop()
+    await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 5)
