@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from shared.bus import Bus
 from shared.bus.base import BusMessage, BusUnavailable
+from shared.retry import reraise_if_cancelled
 
 UNAVAILABLE_WAIT_S = 1.0  # the bus down: read again after this long
 
@@ -23,12 +24,15 @@ async def follow(
 ) -> None:
     """Read ``streams`` from their current end for ever, handing each batch to ``on_batch`` (an empty one when
     a wait of ``block_ms()`` ran out, so a caller can act on time too). A bus that cannot be reached is read
-    again after a second, from where the last batch ended."""
+    again after a second, from where the last batch ended. Ends when its task is cancelled even if the read
+    lost the cancellation (a shutdown waited for ever on that)."""
     last = dict.fromkeys(streams, "$")
     while True:
+        reraise_if_cancelled()
         try:
             msgs = await bus.read(last, count=count, block_ms=max(1, block_ms()))
-        except BusUnavailable:
+        except BusUnavailable as exc:
+            reraise_if_cancelled(exc)
             await asyncio.sleep(UNAVAILABLE_WAIT_S)
             continue
         for m in msgs:

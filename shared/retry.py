@@ -65,9 +65,10 @@ class Backoff:
         return ceiling - spread + (rng or random).uniform(0, spread)
 
 
-def reraise_if_cancelled(exc: BaseException) -> None:
+def reraise_if_cancelled(exc: BaseException | None = None) -> None:
     """A client library may turn the cancellation of a call in flight into its own error (redis-py does, on
-    shutdown): a loop that retries on errors must still stop when its task is being cancelled."""
+    shutdown), or drop it for the result that came with it: a loop that retries on errors, or reads again,
+    must still stop when its task is being cancelled."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError from exc

@@ -35,6 +35,7 @@ from shared.bus.base import (
     parse_id,
 )
 from shared.clock import Clock, SystemClock, to_ms
+from shared.retry import reraise_if_cancelled
 
 __all__ = ["MemoryBus"]
 
@@ -356,6 +357,7 @@ class MemoryBus:
         timeout = None if deadline == float("inf") else deadline - loop.time()
         if timeout is not None and timeout <= 0:
             return False
+        reraise_if_cancelled()  # a cancellation something swallowed on the way here: no wait begins
         fut: asyncio.Future[None] = loop.create_future()
         for s in streams:
             s.waiters.add(fut)

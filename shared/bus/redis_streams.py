@@ -42,6 +42,7 @@ from shared.bus.base import (
     once_digest,
     parse_id,
 )
+from shared.retry import reraise_if_cancelled
 
 __all__ = ["RedisStreamsBus"]
 
@@ -325,6 +326,7 @@ class RedisStreamsBus:
                     log.warning("bus: consumer group %s on %s missing; recreating", group, stream)
                     await self._create_group(r, stream, group, "0")
                     continue
+                reraise_if_cancelled()  # what it took stays pending for the group: read again, not lost
                 out = self._messages(resp)
                 if out or not _time_left(deadline):
                     return out
@@ -388,6 +390,10 @@ class RedisStreamsBus:
                 ids = await self._resolve_dollar(r, ids)
             while True:
                 resp = await r.xread(ids, count=count, block=self._block_arg(deadline))
+                # redis-py sends a command under Python 3.11's `wait_for`, which drops a cancellation that
+                # comes as the send completes: the read went on, and a loop stopped by cancelling it never
+                # stopped (a shutdown hung on it, 1 in 14).
+                reraise_if_cancelled()
                 out = self._messages(resp)
                 if out or not _time_left(deadline):
                     return out
@@ -469,6 +475,7 @@ class RedisStreamsBus:
         try:
             yield self._connection()
         except (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError, TimeoutError) as exc:
+            reraise_if_cancelled(exc)
             raise BusUnavailable(f"message bus unavailable: {exc}") from exc
 
     def _chunks(self, deadline: float) -> bool:

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from tests.support.api import make_settings
 from tests.support.eventually import eventually
+from tests.support.tasks import ended
 from tradebridge.embedded import create_embedded_app
 
 
@@ -97,7 +98,7 @@ async def serve(database_url: str, **overrides: Any) -> AsyncIterator[Served]:
         yield served
     finally:
         server.should_exit = True
-        await asyncio.wait_for(task, 30)
+        await ended(task, 30)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

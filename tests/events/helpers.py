@@ -21,6 +21,7 @@ from shared.settings import Settings
 from shared.streams import PRIVATE_EVENTS, private_event, public_event, user_stream
 from tests.support.api import make_settings
 from tests.support.eventually import eventually
+from tests.support.tasks import ended
 
 JWT_SECRET = "test-jwt-secret-" + "x" * 32
 
@@ -77,7 +78,7 @@ async def serve(app: FastAPI, **config: Any) -> AsyncIterator[Served]:
         yield Served(app, f"ws://127.0.0.1:{port}/ws", server)
     finally:
         server.should_exit = True
-        await asyncio.wait_for(task, 20)
+        await ended(task, 20)
 
 
 class Client:

@@ -15,6 +15,7 @@ import uvicorn
 from tests.events.helpers import Served, client, events_settings, publish_private
 from tests.support.eventually import eventually
 from tests.support.procs import RedisServer
+from tests.support.tasks import ended
 from tradebridge.app import create_events_app
 
 
@@ -37,5 +38,5 @@ async def test_the_hub_starts_once_redis_is_back_and_delivers(tmp_path: Path, re
             await eventually(lambda: [m["id"] for m in c.of_type("ORDER_UPDATE")] == [event_id])
     finally:
         server.should_exit = True
-        await asyncio.wait_for(task, 20)
+        await ended(task, 20)
         await asyncio.to_thread(redis.stop)

@@ -1,0 +1,22 @@
+"""Waiting for a served app to stop, and saying what held it up when it does not."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+
+async def ended(task: asyncio.Task[None], timeout: float) -> None:
+    """Wait for ``task`` (a uvicorn server told to exit) to end; past ``timeout``, fail with the stack of every
+    task still running, so a shutdown that hangs once in CI names the loop that did not stop."""
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if done:
+        task.result()
+        return
+    stacks = io.StringIO()
+    for t in asyncio.all_tasks():
+        if t is not asyncio.current_task():
+            t.print_stack(limit=8, file=stacks)
+    raise TimeoutError(
+        f"the server did not stop within {timeout}s; tasks still running:\n{stacks.getvalue()}"
+    )
