@@ -47,7 +47,8 @@ async def _funded(api: Api, email: str) -> dict[str, str]:
 
 async def test_orders_arriving_together_are_accepted_together_each_as_if_alone(api: Api) -> None:
     group = api.parts.group_commit
-    assert group.max_inflight == 1  # one statement at a time: the next gathers all that arrived meanwhile
+    # one statement at a time while fewer than spill_at wait: the next gathers all that arrived meanwhile
+    assert group.spill_at > 11
     blocker = await _funded(api, "blocker@example.com")
     users = [await _funded(api, f"u{i}@example.com") for i in range(5)]
     blocker_id = (await api.client.get("/api/me", headers=blocker)).json()["id"]
@@ -115,3 +116,39 @@ async def test_orders_arriving_together_are_accepted_together_each_as_if_alone(a
             await s.execute(select(col(Order.id)).where(col(Order.client_order_id) == "cancelled"))
         ).all()
     assert found == []
+
+
+async def test_a_backlog_spills_into_a_second_statement_past_a_stuck_one(api: Api) -> None:
+    """One statement stuck (on a lock here; on a busy machine, on CPU) no longer holds every placement: once
+    `spill_at` orders wait, a second statement takes those that share no balance with the stuck one."""
+    group = api.parts.group_commit
+    blocker = await _funded(api, "stuck@example.com")
+    users = [await _funded(api, f"s{i}@example.com") for i in range(group.spill_at)]
+    blocker_id = (await api.client.get("/api/me", headers=blocker)).json()["id"]
+
+    def post(auth: dict[str, str], **body: Any) -> asyncio.Task[Any]:
+        return asyncio.create_task(api.client.post("/api/orders", json={**BUY, **body}, headers=auth))
+
+    async with api.parts.engine.connect() as lock:
+        await lock.execute(
+            text("SELECT 1 FROM balances WHERE account_id = :a AND asset = 'USDT' FOR UPDATE"),
+            {"a": blocker_id},
+        )
+        first = post(blocker)
+        await eventually(
+            lambda: group.pending == 0 and not first.done(), message="the blocker's statement runs"
+        )
+        same = post(blocker, client_order_id="same-balance")  # its balance is the stuck statement's
+        others = [post(u) for u in users]
+        await eventually(
+            lambda: all(t.done() for t in others), message="the others accepted past the stuck statement"
+        )
+        assert {t.result().status_code for t in others} == {202}
+        assert not first.done() and not same.done()  # the blocker's balance: after the stuck statement
+        await lock.rollback()
+    assert (await first).status_code == 202
+    assert (await same).status_code == 202
+    rows = (await api.client.get("/api/balances", headers=blocker)).json()
+    usdt = next(b for b in rows if b["asset"] == "USDT")
+    small = 2 * Decimal("0.0001") * Decimal("50000") * Decimal("1.001")
+    assert Decimal(usdt["locked"]) == small + 2 * RESERVED, usdt
