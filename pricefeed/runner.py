@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -277,11 +276,7 @@ class PriceFeedRunner:
         self._stale: set[str] = set()
 
     async def start(self) -> None:
-        await self._load_positions()
-        # Move everything alive after start-up (positions included) out of the collector's way: a full
-        # collection walking 10,000 positions in the middle of a re-mark is what made its p99 spike.
-        gc.collect()
-        gc.freeze()
+        await self._load_positions()  # frozen with the rest of start-up by the composition root
         self._tasks = [
             asyncio.create_task(self.service.run(history=HISTORY_CANDLES), name="pricefeed"),
             asyncio.create_task(self._follow(), name="pricefeed-follow"),

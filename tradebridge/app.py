@@ -110,6 +110,7 @@ def create_app(
             system.scheduler = await start_reconciliation(recon, stack)
             for hook in hooks:
                 await hook(shared, stack)
+            b.freeze_startup_heap(stack)
             yield gateway
 
     app = gateway_app(settings, parts)
@@ -130,6 +131,8 @@ def create_events_app(
     @asynccontextmanager
     async def parts() -> AsyncIterator[Any]:
         async with AsyncExitStack() as stack:
-            yield b.events_parts(b.SharedParts(settings, stack, clock=clock, bus=bus))
+            parts = b.events_parts(b.SharedParts(settings, stack, clock=clock, bus=bus))
+            b.freeze_startup_heap(stack)
+            yield parts
 
     return events_app(parts, hub_config=hub_config)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
@@ -303,6 +304,16 @@ def gateway_parts(shared: SharedParts, testnet_balances: TestnetBalances, recon:
 Runtime = GatewayParts
 
 
+def freeze_startup_heap(stack: AsyncExitStack) -> None:
+    """Once a process has started, move every object alive (modules, ccxt's markets, the books and positions it
+    loaded) out of the collector's full passes, until the stack closes. Unfrozen, a full collection walked about
+    a million start-up objects for 120-230 ms, once or so per process in a 40 s run, and every request and batch
+    of the moment waited (the gateway's 350/s stage: p99 179 ms). After, a full pass walks only what was made
+    since. (No collection first: a test process starts many apps, and freezing is O(1).)"""
+    gc.freeze()
+    stack.callback(gc.unfreeze)
+
+
 async def run_service(
     settings: Settings, *starts: Callable[[SharedParts, AsyncExitStack], Awaitable[object]]
 ) -> None:
@@ -317,5 +328,6 @@ async def run_service(
         shared = SharedParts(settings, stack)
         for start in starts:
             await start(shared, stack)
+        freeze_startup_heap(stack)
         log.info("service running", parts=[getattr(s, "__name__", str(s)) for s in starts])
         await stop.wait()
