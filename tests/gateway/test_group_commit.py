@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
 from shared.models import Order
@@ -45,6 +47,21 @@ async def _funded(api: Api, email: str) -> dict[str, str]:
     return auth
 
 
+def _post(api: Api, auth: dict[str, str], **body: Any) -> asyncio.Task[Any]:
+    return asyncio.create_task(api.client.post("/api/orders", json={**BUY, **body}, headers=auth))
+
+
+@asynccontextmanager
+async def _usdt_locked(api: Api, account_id: str) -> AsyncIterator[AsyncConnection]:
+    """The account's USDT balance row locked, as a worker's transaction holding it would."""
+    async with api.parts.engine.connect() as lock:
+        await lock.execute(
+            text("SELECT 1 FROM balances WHERE account_id = :a AND asset = 'USDT' FOR UPDATE"),
+            {"a": account_id},
+        )
+        yield lock
+
+
 async def test_orders_arriving_together_are_accepted_together_each_as_if_alone(api: Api) -> None:
     group = api.parts.group_commit
     # one statement at a time while fewer than spill_at wait: the next gathers all that arrived meanwhile
@@ -53,30 +70,26 @@ async def test_orders_arriving_together_are_accepted_together_each_as_if_alone(a
     users = [await _funded(api, f"u{i}@example.com") for i in range(5)]
     blocker_id = (await api.client.get("/api/me", headers=blocker)).json()["id"]
 
-    def post(auth: dict[str, str], **body: Any) -> asyncio.Task[Any]:
-        return asyncio.create_task(api.client.post("/api/orders", json={**BUY, **body}, headers=auth))
-
-    async with api.parts.engine.connect() as lock:
-        # The blocker's order runs alone and waits on its balance row, held here, while the others arrive.
-        await lock.execute(
-            text("SELECT 1 FROM balances WHERE account_id = :a AND asset = 'USDT' FOR UPDATE"),
-            {"a": blocker_id},
-        )
+    # The blocker's order runs alone and waits on its balance row, held here, while the others arrive.
+    async with _usdt_locked(api, blocker_id) as lock:
         before = group.statements
-        first = post(blocker)
+        first = _post(api, blocker)
         await eventually(
             lambda: group.pending == 0 and not first.done(), message="the blocker's statement runs"
         )
         burst = {
-            "dup-1": post(users[0], client_order_id="dup"),
-            "dup-2": post(
-                users[0], client_order_id="dup"
-            ),  # the same order again: a replay, not a second one
-            "ok": post(users[1]),
-            "short": post(users[1], quantity="1"),  # 50,050 USDT: not affordable, nothing written
-            **{f"u{i}-{n}": post(users[i], client_order_id=f"u{i}-{n}") for i in (2, 3, 4) for n in (1, 2)},
+            "dup-1": _post(api, users[0], client_order_id="dup"),
+            # the same order again: a replay, not a second one
+            "dup-2": _post(api, users[0], client_order_id="dup"),
+            "ok": _post(api, users[1]),
+            "short": _post(api, users[1], quantity="1"),  # 50,050 USDT: not affordable, nothing written
+            **{
+                f"u{i}-{n}": _post(api, users[i], client_order_id=f"u{i}-{n}")
+                for i in (2, 3, 4)
+                for n in (1, 2)
+            },
         }
-        gone = post(users[4], client_order_id="cancelled")
+        gone = _post(api, users[4], client_order_id="cancelled")
         await eventually(lambda: group.pending == len(burst) + 1, message="every order waits for a statement")
         gone.cancel()
         await lock.rollback()  # the blocker's statement goes on; the rest follow it
@@ -119,27 +132,20 @@ async def test_orders_arriving_together_are_accepted_together_each_as_if_alone(a
 
 
 async def test_a_backlog_spills_into_a_second_statement_past_a_stuck_one(api: Api) -> None:
-    """One statement stuck (on a lock here; on a busy machine, on CPU) no longer holds every placement: once
+    """One statement stuck (on a lock: a balance row a worker's transaction holds) no longer holds every placement: once
     `spill_at` orders wait, a second statement takes those that share no balance with the stuck one."""
     group = api.parts.group_commit
     blocker = await _funded(api, "stuck@example.com")
     users = [await _funded(api, f"s{i}@example.com") for i in range(group.spill_at)]
     blocker_id = (await api.client.get("/api/me", headers=blocker)).json()["id"]
 
-    def post(auth: dict[str, str], **body: Any) -> asyncio.Task[Any]:
-        return asyncio.create_task(api.client.post("/api/orders", json={**BUY, **body}, headers=auth))
-
-    async with api.parts.engine.connect() as lock:
-        await lock.execute(
-            text("SELECT 1 FROM balances WHERE account_id = :a AND asset = 'USDT' FOR UPDATE"),
-            {"a": blocker_id},
-        )
-        first = post(blocker)
+    async with _usdt_locked(api, blocker_id) as lock:
+        first = _post(api, blocker)
         await eventually(
             lambda: group.pending == 0 and not first.done(), message="the blocker's statement runs"
         )
-        same = post(blocker, client_order_id="same-balance")  # its balance is the stuck statement's
-        others = [post(u) for u in users]
+        same = _post(api, blocker, client_order_id="same-balance")  # its balance is the stuck statement's
+        others = [_post(api, u) for u in users]
         await eventually(
             lambda: all(t.done() for t in others), message="the others accepted past the stuck statement"
         )
