@@ -307,7 +307,7 @@ Runtime = GatewayParts
 def freeze_startup_heap(stack: AsyncExitStack) -> None:
     """Once a process has started, move every object alive (modules, ccxt's markets, the books and positions it
     loaded) out of the collector's full passes, until the stack closes. Unfrozen, a full collection walked about
-    a million start-up objects for 120-230 ms, once or so per process in a 40 s run, and every request and batch
+    a million start-up objects for 120-290 ms, once or so per process in a 40 s run, and every request and batch
     of the moment waited (the gateway's 350/s stage: p99 179 ms). After, a full pass walks only what was made
     since. (No collection first: a test process starts many apps, and freezing is O(1).)"""
     gc.freeze()

@@ -207,9 +207,10 @@ class GroupCommit:
     ``Acceptance.keys`` with each other or with a statement in flight: an order that does waits for a later
     one). One statement at a time, and a second only once ``spill_at`` orders wait: always two split the
     gathering and queued placements behind both (p50 +40% at 300/s), while one alone held every placement
-    behind a statement waiting on a lock (a balance row a worker's transaction holds). Each statement's outbox rows are handed to
-    ``publish`` (the relay) as soon as it returns, in id order, whether or not the requests still wait:
-    committed is published. A request cancelled before its order was taken drops it (nothing written)."""
+    behind a statement waiting on a lock (a balance row a worker's transaction holds). Each statement's outbox
+    rows are handed to ``publish`` (the relay) as soon as it returns, in id order, whether or not the requests
+    still wait: committed is published. A request cancelled before its order was taken drops it (nothing
+    written)."""
 
     def __init__(
         self,
@@ -247,32 +248,32 @@ class GroupCommit:
             task.add_done_callback(self._tasks.discard)
         return await future
 
-    def _take(self) -> list[tuple[Acceptance, asyncio.Future[Accepted]]]:
-        """The next statement's orders, in arrival order; the ones sharing a key with an earlier one wait."""
+    def _take(self) -> tuple[list[tuple[Acceptance, asyncio.Future[Accepted]]], set[tuple[str, ...]]]:
+        """The next statement's orders, in arrival order, and their keys; the ones sharing a key with an earlier
+        one or with a statement in flight wait."""
         taken: list[tuple[Acceptance, asyncio.Future[Accepted]]] = []
         later: deque[tuple[Acceptance, asyncio.Future[Accepted]]] = deque()
-        used: set[tuple[str, ...]] = set(self._busy)
+        used: set[tuple[str, ...]] = set()
         while self._queue and len(taken) < self.max_batch:
             acceptance, future = self._queue.popleft()
             if future.done():  # its request was cancelled: nothing was written for it
                 continue
             keys = acceptance.keys()
-            if used.isdisjoint(keys):
+            if used.isdisjoint(keys) and self._busy.isdisjoint(keys):
                 taken.append((acceptance, future))
                 used |= keys
             else:
                 later.append((acceptance, future))
         later.extend(self._queue)
         self._queue = later
-        return taken
+        return taken, used
 
     async def _drain(self) -> None:
         try:
             while self._queue:
-                batch = self._take()
+                batch, keys = self._take()
                 if not batch:
                     return  # what waits shares keys with the statement in flight, whose drain takes it next
-                keys = set().union(*(a.keys() for a, _ in batch))
                 self._busy |= keys
                 try:
                     await self._run(batch)

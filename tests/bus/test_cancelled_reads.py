@@ -73,9 +73,8 @@ async def test_a_read_by_a_task_whose_cancellation_was_swallowed_is_cancelled(bu
         me = asyncio.current_task()
         assert me is not None
         me.cancel()
-        with contextlib.suppress(
-            asyncio.CancelledError
-        ):  # swallowed, as `wait_for` does: cancelling() stays 1
+        # swallowed, as `wait_for` does: the task's cancelling() stays 1
+        with contextlib.suppress(asyncio.CancelledError):
             await asyncio.sleep(0)
         if group:
             return await bus.read_group("live", "g", "c", count=10, block_ms=200)

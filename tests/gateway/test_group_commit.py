@@ -132,8 +132,8 @@ async def test_orders_arriving_together_are_accepted_together_each_as_if_alone(a
 
 
 async def test_a_backlog_spills_into_a_second_statement_past_a_stuck_one(api: Api) -> None:
-    """One statement stuck (on a lock: a balance row a worker's transaction holds) no longer holds every placement: once
-    `spill_at` orders wait, a second statement takes those that share no balance with the stuck one."""
+    """One statement stuck (on a lock: a balance row a worker's transaction holds) no longer holds every
+    placement: once `spill_at` orders wait, a second statement takes those that share no balance with it."""
     group = api.parts.group_commit
     blocker = await _funded(api, "stuck@example.com")
     users = [await _funded(api, f"s{i}@example.com") for i in range(group.spill_at)]
