@@ -7,8 +7,16 @@
   writes an outbox row (data-modifying CTEs over the `bench_floor_*` tables of the benchmark database), then
   one XADD. It is the least any design that keeps the durability rules must do per order.
 
-Run as a process: `python benchmarks/_e2e_floors.py bare|durable PORT`, configured by the environment
-(REDIS_URL, JWT_SECRET, FLOOR_DSN). Nothing here runs at import.
+The pipeline floor is the durable floor followed by the two hops a filled order must still take:
+- fill: a worker that reads the durable floor's commands in batches (XREADGROUP), fills every order of a
+  batch at a fixed price in ONE synchronous-commit statement (order status, balances released and moved,
+  a fill row, an outbox row per event), then publishes the batch's ORDER_UPDATEs and acks the commands in one
+  Redis round trip. No book, no market maker: the least the durable fill of an accepted order costs;
+- fan-out: FastAPI WebSockets (the token checked as the events service checks it) and one reader of the
+  event stream sending each ORDER_UPDATE to its user's sockets.
+
+Run as a process: `python benchmarks/_e2e_floors.py bare|durable|fanout PORT` or `... fill`, configured by the
+environment (REDIS_URL, JWT_SECRET, FLOOR_DSN). Nothing here runs at import.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations, which name objects local
@@ -18,13 +26,16 @@ import sys
 import uuid
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from shared.schemas.orders import OrderIn  # module level: FastAPI resolves the body annotation here
 
 STREAM = "bench:floor:orders"
+EVENTS = "bench:floor:events"
+FILL_GROUP = "bench-floor-fill"
+FILL_PRICE = Decimal("100000")  # the fill floor's one price (below REF_PRICE: a buy's reservation covers it)
 APP_NAME = "tb-durable-floor"  # application_name of its PostgreSQL sessions: how their backends are found
 REF_PRICE = Decimal("120000")  # what a market buy reserves per unit (a fixed cap: the floor has no book)
 ASSETS = {"BUY": "USDT", "SELL": "BTC"}
@@ -42,6 +53,10 @@ CREATE TABLE IF NOT EXISTS bench_floor_orders (
 );
 CREATE TABLE IF NOT EXISTS bench_floor_outbox (
   id BIGSERIAL PRIMARY KEY, topic TEXT NOT NULL, payload JSONB NOT NULL, created_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bench_floor_fills (
+  id BIGSERIAL PRIMARY KEY, order_id TEXT NOT NULL, user_id TEXT NOT NULL, side TEXT NOT NULL,
+  price NUMERIC NOT NULL, quantity NUMERIC NOT NULL, ts TIMESTAMPTZ NOT NULL
 );
 """
 
@@ -65,6 +80,43 @@ WITH reserved AS (
   SELECT 'orders.commands', $10::jsonb, now() FROM placed
 )
 SELECT count(*) FROM placed
+"""
+
+
+# One statement, one transaction per batch of commands: every still-pending order of the batch FILLED at $2, its
+# reservation released and the trade's assets moved (one balance update per user and asset of the batch), a
+# fill row and an outbox row per order. Returns the orders it filled (a command seen twice fills nothing).
+FILL = """
+WITH filled AS (
+  UPDATE bench_floor_orders SET status = 'FILLED'
+   WHERE id = ANY($1::text[]) AND status = 'PENDING'
+  RETURNING id, user_id, side, quantity, reserved_asset, reserved_amount
+), deltas AS (
+  SELECT user_id, asset, sum(dfree) AS dfree, sum(dlocked) AS dlocked FROM (
+    SELECT user_id, reserved_asset AS asset,
+           CASE WHEN side = 'BUY' THEN reserved_amount - quantity * $2::numeric ELSE 0 END AS dfree,
+           -reserved_amount AS dlocked
+      FROM filled
+    UNION ALL
+    SELECT user_id, CASE WHEN side = 'BUY' THEN 'BTC' ELSE 'USDT' END,
+           CASE WHEN side = 'BUY' THEN quantity ELSE quantity * $2::numeric END, 0
+      FROM filled
+  ) moves GROUP BY user_id, asset
+), moved AS (
+  UPDATE bench_floor_balances b SET free = b.free + d.dfree, locked = b.locked + d.dlocked
+    FROM deltas d WHERE b.user_id = d.user_id AND b.asset = d.asset
+), traded AS (
+  INSERT INTO bench_floor_fills (order_id, user_id, side, price, quantity, ts)
+  SELECT id, user_id, side, $2::numeric, quantity, now() FROM filled
+), queued AS (
+  INSERT INTO bench_floor_outbox (topic, payload, created_at)
+  SELECT 'events.private',
+         jsonb_build_object('type', 'ORDER_UPDATE', 'user_id', user_id,
+                            'data', jsonb_build_object('order_id', id, 'status', 'FILLED')),
+         now()
+    FROM filled
+)
+SELECT id, user_id FROM filled
 """
 
 
@@ -187,6 +239,119 @@ def create_durable_app(dsn: str, redis_url: str, jwt_secret: str, stream: str = 
     return app
 
 
+async def run_fill(dsn: str, redis_url: str) -> None:
+    """The fill floor's loop: read a batch of commands, fill it in one statement, publish and ack in one trip.
+    The consumer group is created by the benchmark before this starts (at the stream's end)."""
+    import asyncpg
+    import orjson
+    import redis.asyncio as aioredis
+
+    pg = await asyncpg.connect(
+        dsn, server_settings={"synchronous_commit": "on", "application_name": APP_NAME}
+    )
+    r = aioredis.from_url(redis_url)
+    try:
+        while True:
+            got = cast(
+                "list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]",
+                await r.xreadgroup(FILL_GROUP, "fill-1", {STREAM: ">"}, count=256, block=1000),
+            )
+            if not got:
+                continue
+            entries = got[0][1]
+            ids = [sid for sid, _ in entries]
+            order_ids = [orjson.loads(fields[b"d"])["order_id"] for _, fields in entries]
+            filled = await pg.fetch(FILL, order_ids, FILL_PRICE)
+            pipe = r.pipeline(transaction=False)
+            for row in filled:
+                event = {"type": "ORDER_UPDATE", "user_id": row["user_id"]}
+                event["data"] = {"order_id": row["id"], "status": "FILLED", "price": str(FILL_PRICE)}
+                pipe.xadd(EVENTS, {"d": orjson.dumps(event)}, maxlen=100_000, approximate=True)
+            pipe.xack(STREAM, FILL_GROUP, *ids)
+            await pipe.execute()
+    finally:
+        await r.aclose()
+        await pg.close()
+
+
+def create_fanout_app(redis_url: str, jwt_secret: str) -> Any:
+    """WebSockets by user (the token checked on the upgrade) and one reader of the event stream."""
+    import asyncio
+    from contextlib import asynccontextmanager
+
+    import orjson
+    import redis.asyncio as aioredis
+    from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+
+    from shared.clock import SystemClock
+    from shared.errors import Unauthorized
+    from shared.security.tokens import TokenService
+
+    tokens = TokenService(jwt_secret, clock=SystemClock())
+    sockets: dict[str, set[WebSocket]] = {}
+
+    async def read(r: Any) -> None:
+        last = "$"
+        while True:
+            got = await r.xread({EVENTS: last}, count=500, block=1000)
+            if not got:
+                continue
+            for sid, fields in got[0][1]:
+                last = sid
+                event = orjson.loads(fields[b"d"])
+                frame = orjson.dumps({"type": event["type"], "data": event["data"]}).decode()
+                for ws in list(sockets.get(event["user_id"], ())):
+                    try:
+                        await ws.send_text(frame)
+                    except Exception:
+                        sockets.get(event["user_id"], set()).discard(ws)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> Any:
+        r = aioredis.from_url(redis_url)
+        reader = asyncio.create_task(read(r))
+        yield
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        await r.aclose()
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket, token: str = "") -> None:
+        try:
+            user_id = str(tokens.decode_access(token).sub)
+        except Unauthorized:
+            await websocket.close(code=4401)
+            return
+        await websocket.accept()
+        sockets.setdefault(user_id, set()).add(websocket)
+        try:
+            while True:
+                await websocket.receive_text()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            sockets[user_id].discard(websocket)
+
+    return app
+
+
+async def create_fill_group(redis_url: str) -> None:
+    """The fill floor's consumer group at the command stream's end: it fills only what comes after."""
+    import redis.asyncio as aioredis
+
+    r = aioredis.from_url(redis_url)
+    try:
+        await r.xgroup_create(STREAM, FILL_GROUP, id="$", mkstream=True)
+    finally:
+        await r.aclose()
+
+
 async def prepare_database(dsn: str, user_ids: list[str]) -> None:
     """The floor's tables in the benchmark database, and funds for every user (so no order is refused)."""
     import asyncpg
@@ -229,6 +394,8 @@ def serve(kind: str, port: int) -> None:
     redis_url = os.environ["REDIS_URL"]
     if kind == "bare":
         app = create_bare_app(redis_url)
+    elif kind == "fanout":
+        app = create_fanout_app(redis_url, os.environ["JWT_SECRET"])
     else:
         app = create_durable_app(os.environ["FLOOR_DSN"], redis_url, os.environ["JWT_SECRET"])
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
@@ -236,4 +403,9 @@ def serve(kind: str, port: int) -> None:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1], int(sys.argv[2]))
+    if sys.argv[1] == "fill":
+        import uvloop
+
+        uvloop.run(run_fill(os.environ["FLOOR_DSN"], os.environ["REDIS_URL"]))
+    else:
+        serve(sys.argv[1], int(sys.argv[2]))

@@ -56,7 +56,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from _e2e_floors import APP_NAME, mint_users, prepare_database
+from _e2e_floors import APP_NAME, create_fill_group, mint_users, prepare_database
 from _e2e_load import Row, Stage
 from _e2e_procs import (
     BENCH_SETTINGS,
@@ -93,6 +93,8 @@ LOW_FILL_P99_MS = 50.0
 CPU_MAX_RATIO = 4.0
 GATEWAY_MIN_RATIO = 0.7
 TRADEBRIDGE = ("gateway", "execution", "events", "pricefeed")
+PIPELINE_FLOOR = ("durable", "fill", "fanout")  # the pipeline floor's processes, TradeBridge's counterparts
+COUNTERPART = {"gateway": "durable", "execution": "fill", "events": "fanout"}  # pricefeed has none
 
 
 # ---------------------------------------------------------------------------------------------- statistics
@@ -430,11 +432,57 @@ class Bench:
             out["durable_low"] = self.run_stage("durable", url, low, args.duration, fills=False)
             out["durable_low"]["met"] = sustained(out["durable_low"])
             print_stage(out["durable_low"])
+            if not args.skip_pipeline_floor:
+                out.update(self.pipeline_floor(floors["durable"], users, env, ref))
         finally:
             self.stop_loadgens()
             self.stop(list(floors.values()))
             self.groups, self.pg = {}, None
         return out
+
+    def pipeline_floor(
+        self, durable: Child, users: list[dict[str, str]], env: dict[str, str], ref: float
+    ) -> dict[str, Any]:
+        """The durable floor + the fill floor + the fan-out floor, measured as TradeBridge is: at 0.2 R (the
+        CPU per order each of its processes compares with), then the ladder of `--fractions` above it."""
+        args = self.args
+        asyncio.run(create_fill_group(self.redis.url))
+        port = free_port()
+        fill = Child("fill-floor", [sys.executable, str(FLOORS_SCRIPT), "fill"], env, self.tmp / "fill.log")
+        fanout = Child(
+            "fanout-floor",
+            [sys.executable, str(FLOORS_SCRIPT), "fanout", str(port)],
+            env,
+            self.tmp / "fanout.log",
+            port,
+        )
+        try:
+            self.start([fill, fanout], http=[fanout])
+            self.groups = {
+                "durable": [durable],
+                "fill": [fill],
+                "fanout": [fanout],
+            }
+            self.start_loadgens(users, ws_url=f"ws://127.0.0.1:{port}/ws")
+            url = f"http://127.0.0.1:{durable.port}/api/orders"
+            low_rate = LOW_FRACTION * ref
+            print(
+                f"\n== pipeline floor (durable + fill + fan-out, one process each): {LOW_FRACTION:g} R = "
+                f"{low_rate:,.1f}/s for {args.duration:g} s"
+            )
+            self.warmup("pipeline", url, low_rate, fills=True)
+            low = self.run_stage("pipeline", url, low_rate, args.duration, fills=True)
+            low["met"] = e2e_bounded(low)
+            print_stage(low)
+            ladder = [low]
+            rates = [f * ref for f in _rates(args.fractions) if f > LOW_FRACTION]
+            if low["met"] and rates:
+                print(f"  ladder {args.fractions} x R above it, {args.step_duration:g} s each")
+                ladder += self.ladder("pipeline", url, rates, fills=True, met=e2e_bounded)
+            return {"pipeline_low": low, "pipeline": ladder, "pipeline_rate": best(ladder)}
+        finally:
+            self.stop_loadgens()
+            self.stop([fill, fanout])
 
     def distributed(self, ref: float) -> dict[str, Any]:
         """Every service its own process on PostgreSQL and Redis: 0.2 R, the ladder, then the gateway alone."""
@@ -854,9 +902,23 @@ def summary(floors: dict[str, Any], dist: dict[str, Any], emb: dict[str, Any] | 
     floor_rows.append(
         (f"durable at {LOW_FRACTION:g} R ({low_f['rate']:,.1f}/s)", "durable", float("nan"), low_f)
     )
-    for name, group, rate, st in floor_rows:
-        app = cpu_ms(st, [group]) if st else float("nan")
-        pg = cpu_ms(st, ["pg"]) if st and group == "durable" else float("nan")
+    if "pipeline_low" in floors:
+        p_low = floors["pipeline_low"]
+        floor_rows.append(
+            (
+                "pipeline (durable + fill + fan-out), end to end",
+                "pipeline",
+                floors["pipeline_rate"],
+                top_stage(floors["pipeline"]),
+            )
+        )
+        floor_rows.append(
+            (f"pipeline at {LOW_FRACTION:g} R ({p_low['rate']:,.1f}/s)", "pipeline", float("nan"), p_low)
+        )
+    for name, kind, rate, st in floor_rows:
+        groups = list(PIPELINE_FLOOR) if kind == "pipeline" else [kind]
+        app = cpu_ms(st, groups) if st else float("nan")
+        pg = cpu_ms(st, ["pg"]) if st and kind != "bare" else float("nan")
         ack = st["ack_p99"] if st else float("nan")
         sus = "-" if rate != rate else f"{rate:,.0f}/s"
         print(f"  {name:48} {sus:>11} {fmt(ack):>10} {fmt(app):>14} {fmt(pg):>13}")
@@ -980,6 +1042,8 @@ def summary(floors: dict[str, Any], dist: dict[str, Any], emb: dict[str, Any] | 
         + f" | PostgreSQL backends {fmt(per['pg'])} (floor's {fmt(cpu_ms(low_f, ['pg']))}),"
         + f" redis {fmt(per['redis'])}, load generator {fmt(per['loadgen'])}, rest of the machine {fmt(per['OTHER'])}"
     )
+    if "pipeline_low" in floors:
+        out["pipeline_floor"] = pipeline_floor_summary(floors, low, floor_cpu)
     notes = []
     if not real:
         notes.append("the durable floor sustained none of --floor-steps: R is a stand-in, ratios are n/a")
@@ -998,6 +1062,49 @@ def summary(floors: dict[str, Any], dist: dict[str, Any], emb: dict[str, Any] | 
         print(f"  note: {note}")
     out["notes"] = notes
     return out
+
+
+def _times(a: float, b: float) -> float:
+    """a / b, NaN where b is no figure (a stage too short for the CPU clock's ticks reads 0)."""
+    return a / b if b == b and b > 0 else float("nan")
+
+
+def pipeline_floor_summary(floors: dict[str, Any], low: dict[str, Any], floor_cpu: float) -> dict[str, Any]:
+    """TradeBridge's processes against their counterparts in the pipeline floor, at 0.2 R: what the durable
+    hops themselves cost on this stack, and what each process adds to them."""
+    p_low = floors["pipeline_low"]
+    p_cpu = cpu_ms(p_low, PIPELINE_FLOOR)
+    tb_cpu = cpu_ms(low, TRADEBRIDGE)
+    per: dict[str, dict[str, float]] = {}
+    parts = []
+    for g in TRADEBRIDGE:
+        mine = cpu_ms(low, [g])
+        theirs = cpu_ms(p_low, [COUNTERPART[g]]) if g in COUNTERPART else 0.0
+        per[g] = {"tradebridge_ms": mine, "floor_ms": theirs, "extra_ms": mine - theirs}
+        vs = f"{fmt(theirs, '')} ({_times(mine, theirs):.1f}x)" if g in COUNTERPART else "none"
+        parts.append(f"{g} {fmt(mine, '')} vs {COUNTERPART.get(g, '-')} {vs}")
+    pg_tb, pg_floor = cpu_ms(low, ["pg"]), cpu_ms(p_low, ["pg"])
+    ratio = _times(p_cpu, floor_cpu)
+    print(
+        f"\n  pipeline floor at {LOW_FRACTION:g} R: ack / FILLED p99 {fmt(p_low['ack_p99'])} / "
+        f"{fmt(p_low['fill_p99'])}, CPU ms/order {fmt(p_cpu)} = {ratio:.2f}x the durable floor's app "
+        f"(target 3 allows {CPU_MAX_RATIO:g}x); TradeBridge {fmt(tb_cpu)} = {_times(tb_cpu, p_cpu):.2f}x "
+        "the pipeline floor"
+        + f"\n  by process, TradeBridge vs its counterpart: {'; '.join(parts)}"
+        + f"\n  PostgreSQL backends {fmt(pg_tb)} vs the pipeline floor's {fmt(pg_floor)}"
+    )
+    return {
+        "accepted": p_low["ok"],
+        "not_filled": p_low["not_filled"],
+        "ack_p99": p_low["ack_p99"],
+        "fill_p99": p_low["fill_p99"],
+        "cpu_ms": p_cpu,
+        "x_durable_app": ratio,
+        "tradebridge_x_pipeline": _times(tb_cpu, p_cpu),
+        "rate": floors["pipeline_rate"],
+        "per_process": per,
+        "pg_ms": {"tradebridge": pg_tb, "floor": pg_floor},
+    }
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -1029,6 +1136,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--loadgen-procs", type=int, default=1)
     ap.add_argument("--skip-bare", action="store_true", help="measure the durable floor only")
     ap.add_argument("--skip-embedded", action="store_true")
+    ap.add_argument(
+        "--skip-pipeline-floor",
+        action="store_true",
+        help="skip the pipeline floor (durable + fill + fan-out)",
+    )
     ap.add_argument(
         "--ref",
         type=float,

@@ -1,5 +1,5 @@
 """`benchmarks/pipeline_e2e.py` in a tiny configuration, so that the script cannot rot between the quiet-machine
-runs it is made for: every phase runs (both floors, the distributed layout with two execution workers and a
+runs it is made for: every phase runs (the floors, the pipeline floor, the distributed layout with two execution workers and a
 py-spy profile, the gateway alone, the embedded default) and the summary names every floor and target. Only
 the shape of the output is checked, never a figure: the machine is shared, figures are not test material."""
 
@@ -58,7 +58,14 @@ def test_tiny_run_prints_every_floor_and_target(services: None, tmp_path: Path) 
     assert run.returncode == 0, output
 
     figures = json.loads(out_json.read_text())
-    assert [f["floor"].split(" ")[0] for f in figures["floors"]] == ["bare", "durable", "durable"], output
+    floors = [f["floor"].split(" ")[0] for f in figures["floors"]]
+    assert floors == ["bare", "durable", "durable", "pipeline", "pipeline"], output
+    pipeline = figures[
+        "pipeline_floor"
+    ]  # the floor really fills: every accepted order's FILLED reached its socket
+    assert pipeline["accepted"] > 0 and pipeline["not_filled"] == 0, output
+    assert set(pipeline["per_process"]) == {"gateway", "execution", "events", "pricefeed"}, output
+    assert "pipeline floor at 0.2 R" in run.stdout, output
     assert [t["target"] for t in figures["targets"]] == ["1", "2", "2", "3", "4", "5", "5", "5"], output
     for t in figures["targets"]:
         assert t["verdict"] in {"PASS", "MISS", "n/a", ""}, t
