@@ -1081,8 +1081,8 @@ def pipeline_floor_summary(floors: dict[str, Any], low: dict[str, Any], floor_cp
         mine = cpu_ms(low, [g])
         theirs = cpu_ms(p_low, [COUNTERPART[g]]) if g in COUNTERPART else 0.0
         per[g] = {"tradebridge_ms": mine, "floor_ms": theirs, "extra_ms": mine - theirs}
-        vs = f"{fmt(theirs, '')} ({_times(mine, theirs):.1f}x)" if g in COUNTERPART else "none"
-        parts.append(f"{g} {fmt(mine, '')} vs {COUNTERPART.get(g, '-')} {vs}")
+        vs = f"{fmt(theirs, '').strip()} ({_times(mine, theirs):.1f}x)" if g in COUNTERPART else "none"
+        parts.append(f"{g} {fmt(mine, '').strip()} vs {COUNTERPART.get(g, '-')} {vs}")
     pg_tb, pg_floor = cpu_ms(low, ["pg"]), cpu_ms(p_low, ["pg"])
     ratio = _times(p_cpu, floor_cpu)
     print(
