@@ -152,7 +152,8 @@ def pg_backend_pids(admin_dsn: str, database: str, application_name: str | None 
     return asyncio.run(fetch())
 
 
-Snapshot = tuple[float, dict[str, dict[int, float]]]
+# (when, CPU seconds per group and pid, (read + write system calls, voluntary context switches) per group and pid)
+Snapshot = tuple[float, dict[str, dict[int, float]], dict[str, dict[int, tuple[int, int]]]]
 
 
 class CpuMeter:
@@ -169,24 +170,43 @@ class CpuMeter:
         self.pids = pids
         self.dynamic = dynamic or {}
 
-    def _groups(self) -> dict[str, dict[int, float]]:
-        out: dict[str, dict[int, float]] = {}
+    def _groups(self) -> tuple[dict[str, dict[int, float]], dict[str, dict[int, tuple[int, int]]]]:
+        cpu: dict[str, dict[int, float]] = {}
+        io: dict[str, dict[int, tuple[int, int]]] = {}
         groups = {**self.pids, **{name: find() for name, find in self.dynamic.items()}}
         for name, pids in groups.items():
-            out[name] = {}
+            cpu[name], io[name] = {}, {}
             for pid in pids:
                 try:
-                    t = psutil.Process(pid).cpu_times()
-                    out[name][pid] = t.user + t.system
+                    proc = psutil.Process(pid)
+                    t = proc.cpu_times()
+                    cpu[name][pid] = t.user + t.system
+                except psutil.Error:
+                    continue
+                try:  # another user's process (PostgreSQL's backends) may keep its I/O counters to itself
+                    c = proc.io_counters()
+                    io[name][pid] = (c.read_count + c.write_count, proc.num_ctx_switches().voluntary)
                 except psutil.Error:
                     pass
-        return out
+        return cpu, io
 
     def snapshot(self) -> Snapshot:
-        groups = self._groups()
+        groups, io = self._groups()
         t = psutil.cpu_times()
         groups["_machine"] = {0: t.user + t.system + t.nice + t.irq + t.softirq}
-        return time.monotonic(), groups
+        return time.monotonic(), groups, io
+
+    @staticmethod
+    def wakeups(a: Snapshot, b: Snapshot) -> dict[str, tuple[int, int]]:
+        """Per group between the snapshots: read/write system calls (sockets included: the round trips) and
+        voluntary context switches (each time a process slept waiting and was woken)."""
+        out: dict[str, tuple[int, int]] = {}
+        for name, after in b[2].items():
+            before = a[2].get(name, {})
+            calls = sum(v[0] - before.get(pid, (0, 0))[0] for pid, v in after.items())
+            switches = sum(v[1] - before.get(pid, (0, 0))[1] for pid, v in after.items())
+            out[name] = (calls, switches)
+        return out
 
     @staticmethod
     def seconds(a: Snapshot, b: Snapshot) -> dict[str, float]:

@@ -359,6 +359,7 @@ class Bench:
         after = meter.snapshot()
         res = analyse(rows, stage)
         res["cpu_s"] = CpuMeter.seconds(before, after)
+        res["io"] = CpuMeter.wakeups(before, after)
         res["cpu"] = CpuMeter.percent(before, after)
         res["target"] = target
         res["_rows"] = rows
@@ -1064,6 +1065,13 @@ def summary(floors: dict[str, Any], dist: dict[str, Any], emb: dict[str, Any] | 
     return out
 
 
+def per_order_io(r: dict[str, Any], group: str) -> tuple[float, float]:
+    """Read+write system calls and voluntary context switches per accepted order of one process group."""
+    calls, switches = r.get("io", {}).get(group, (0, 0))
+    n = max(int(r["ok"]), 1)
+    return calls / n, switches / n
+
+
 def _times(a: float, b: float) -> float:
     """a / b, NaN where b is no figure (a stage too short for the CPU clock's ticks reads 0)."""
     return a / b if b == b and b > 0 else float("nan")
@@ -1077,12 +1085,24 @@ def pipeline_floor_summary(floors: dict[str, Any], low: dict[str, Any], floor_cp
     tb_cpu = cpu_ms(low, TRADEBRIDGE)
     per: dict[str, dict[str, float]] = {}
     parts = []
+    io_parts = []
     for g in TRADEBRIDGE:
         mine = cpu_ms(low, [g])
         theirs = cpu_ms(p_low, [COUNTERPART[g]]) if g in COUNTERPART else 0.0
-        per[g] = {"tradebridge_ms": mine, "floor_ms": theirs, "extra_ms": mine - theirs}
+        calls, switches = per_order_io(low, g)
+        f_calls, f_switches = per_order_io(p_low, COUNTERPART[g]) if g in COUNTERPART else (0.0, 0.0)
+        per[g] = {
+            "tradebridge_ms": mine,
+            "floor_ms": theirs,
+            "extra_ms": mine - theirs,
+            "syscalls": calls,
+            "floor_syscalls": f_calls,
+            "wakeups": switches,
+            "floor_wakeups": f_switches,
+        }
         vs = f"{fmt(theirs, '').strip()} ({_times(mine, theirs):.1f}x)" if g in COUNTERPART else "none"
         parts.append(f"{g} {fmt(mine, '').strip()} vs {COUNTERPART.get(g, '-')} {vs}")
+        io_parts.append(f"{g} {calls:.1f} / {switches:.1f} vs {f_calls:.1f} / {f_switches:.1f}")
     pg_tb, pg_floor = cpu_ms(low, ["pg"]), cpu_ms(p_low, ["pg"])
     ratio = _times(p_cpu, floor_cpu)
     print(
@@ -1092,6 +1112,8 @@ def pipeline_floor_summary(floors: dict[str, Any], low: dict[str, Any], floor_cp
         "the pipeline floor"
         + f"\n  by process, TradeBridge vs its counterpart: {'; '.join(parts)}"
         + f"\n  PostgreSQL backends {fmt(pg_tb)} vs the pipeline floor's {fmt(pg_floor)}"
+        + "\n  per order, read+write system calls / wake-ups (voluntary context switches), TradeBridge vs "
+        + f"counterpart: {'; '.join(io_parts)}"
     )
     return {
         "accepted": p_low["ok"],

@@ -65,6 +65,7 @@ def test_tiny_run_prints_every_floor_and_target(services: None, tmp_path: Path) 
     ]  # the floor really fills: every accepted order's FILLED reached its socket
     assert pipeline["accepted"] > 0 and pipeline["not_filled"] == 0, output
     assert set(pipeline["per_process"]) == {"gateway", "execution", "events", "pricefeed"}, output
+    assert pipeline["per_process"]["execution"]["syscalls"] > 0, output  # the meter reads /proc/PID/io
     assert "pipeline floor at 0.2 R" in run.stdout, output
     assert [t["target"] for t in figures["targets"]] == ["1", "2", "2", "3", "4", "5", "5", "5"], output
     for t in figures["targets"]:
