@@ -205,6 +205,13 @@ def market_stream_base(ws_url: str) -> str:
     return f"{parts.scheme}://{host}{parts.path.removesuffix('/ws-api/v3').removesuffix('/ws')}"
 
 
+# How often ccxt's rate limiter looks again while requests wait for tokens (its default: every 1 ms). Market data
+# polls need no millisecond precision, and the price feed's REST fallbacks queued behind exchangeInfo (weight
+# 20 = 1 s of tokens) kept the default spinning the event loop ~1,600 times a second while the testnet was
+# unreachable (issue #16: a third of the price feed's idle CPU).
+MARKET_THROTTLE_POLL_S = 0.025
+
+
 def make_market_client(base_url: str, ws_url: str, *, timeout_ms: int = 10_000) -> Any:
     """A ccxt.pro binance client, spot only, whose REST and market-stream URLs all lead to `base_url` /
     `ws_url` (sandbox first: it replaces urls['api'] wholesale; see shared.exchanges.binance)."""
@@ -214,6 +221,7 @@ def make_market_client(base_url: str, ws_url: str, *, timeout_ms: int = 10_000) 
         {
             "timeout": int(timeout_ms),
             "enableRateLimit": True,
+            "tokenBucket": {"delay": MARKET_THROTTLE_POLL_S},
             "options": {
                 "defaultType": "spot",
                 "fetchMarkets": {"types": ["spot"]},
