@@ -15,6 +15,13 @@ Floors (each one uvicorn worker, `_e2e_floors.py`), ladders of fixed rates (`--f
   one XADD. Its sustained rate R (the highest step with 0 errors, ack p99 <= 50 ms and no growing lag) is the
   reference every TradeBridge rate is a fraction of; its app CPU per order (and its PostgreSQL backends' CPU
   per order) is measured again at 0.2 R for the CPU target.
+- pipeline: the durable floor + a fill floor (the commands read in batches, each batch filled at a fixed price in
+  ONE synchronous-commit statement: status, balances, a fill row and an outbox row per order; its ORDER_UPDATEs
+  published and the commands acked in one Redis round trip) + a fan-out floor (FastAPI WebSockets, one reader
+  of the event stream), measured like TradeBridge: at 0.2 R and up the `--fractions` ladder, with the FILLED
+  event over the WebSocket. What the durable hops of an order cost on this stack with no product around them;
+  the summary sets each TradeBridge process beside its counterpart (gateway/durable, execution/fill,
+  events/fan-out; the price feed has none), with CPU, read+write system calls and wake-ups per order.
 
 TradeBridge, distributed: a fresh database `tb_bench_<random>` (migrated, dropped at the end), a private
 redis-server, `tradebridge gateway`, `execution` (x `--workers`), `events`, `pricefeed` (synthetic prices,
