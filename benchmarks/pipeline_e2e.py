@@ -899,30 +899,16 @@ def summary(floors: dict[str, Any], dist: dict[str, Any], emb: dict[str, Any] | 
         floor_rows.append(
             ("bare (FastAPI + OrderIn + one XADD)", "bare", floors["bare_rate"], top_stage(floors["bare"]))
         )
-    floor_rows.append(
-        (
-            "durable = R (+ JWT, 1 PG statement, XADD)",
-            "durable",
-            floors["durable_rate"],
-            top_stage(floors["durable"]),
-        )
-    )
-    floor_rows.append(
-        (f"durable at {LOW_FRACTION:g} R ({low_f['rate']:,.1f}/s)", "durable", float("nan"), low_f)
-    )
+
+    def ladder_and_low(label: str, kind: str, low_stage: dict[str, Any]) -> None:
+        """A floor's two rows: its ladder's figure, then its stage at 0.2 R."""
+        floor_rows.append((label, kind, floors[f"{kind}_rate"], top_stage(floors[kind])))
+        low_label = f"{kind} at {LOW_FRACTION:g} R ({low_stage['rate']:,.1f}/s)"
+        floor_rows.append((low_label, kind, float("nan"), low_stage))
+
+    ladder_and_low("durable = R (+ JWT, 1 PG statement, XADD)", "durable", low_f)
     if "pipeline_low" in floors:
-        p_low = floors["pipeline_low"]
-        floor_rows.append(
-            (
-                "pipeline (durable + fill + fan-out), end to end",
-                "pipeline",
-                floors["pipeline_rate"],
-                top_stage(floors["pipeline"]),
-            )
-        )
-        floor_rows.append(
-            (f"pipeline at {LOW_FRACTION:g} R ({p_low['rate']:,.1f}/s)", "pipeline", float("nan"), p_low)
-        )
+        ladder_and_low("pipeline (durable + fill + fan-out), end to end", "pipeline", floors["pipeline_low"])
     for name, kind, rate, st in floor_rows:
         groups = list(PIPELINE_FLOOR) if kind == "pipeline" else [kind]
         app = cpu_ms(st, groups) if st else float("nan")
