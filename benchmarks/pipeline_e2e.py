@@ -478,16 +478,8 @@ class Bench:
                 f"\n== pipeline floor (durable + fill + fan-out, one process each): {LOW_FRACTION:g} R = "
                 f"{low_rate:,.1f}/s for {args.duration:g} s"
             )
-            self.warmup("pipeline", url, low_rate, fills=True)
-            low = self.run_stage("pipeline", url, low_rate, args.duration, fills=True)
-            low["met"] = e2e_bounded(low)
-            print_stage(low)
-            ladder = [low]
-            rates = [f * ref for f in _rates(args.fractions) if f > LOW_FRACTION]
-            if low["met"] and rates:
-                print(f"  ladder {args.fractions} x R above it, {args.step_duration:g} s each")
-                ladder += self.ladder("pipeline", url, rates, fills=True, met=e2e_bounded)
-            return {"pipeline_low": low, "pipeline": ladder, "pipeline_rate": best(ladder)}
+            res = self.pipeline_stages("pipeline", url, ref, hops=False, idle=False)
+            return {"pipeline_low": res["low"], "pipeline": res["ladder"], "pipeline_rate": res["rate"]}
         finally:
             self.stop_loadgens()
             self.stop([fill, fanout])
@@ -582,8 +574,12 @@ class Bench:
             self.groups, self.uses_redis = {}, True
         return out
 
-    def pipeline_stages(self, target: str, url: str, ref: float, *, hops: bool) -> dict[str, Any]:
-        """Targets 1-3 of one layout: the stage at 0.2 R, then the ladder of `--fractions` above it."""
+    def pipeline_stages(
+        self, target: str, url: str, ref: float, *, hops: bool, idle: bool = True
+    ) -> dict[str, Any]:
+        """Targets 1-3 of one layout (or the pipeline floor's figures): the stage at 0.2 R, then the ladder of
+        `--fractions` above it; `hops`: where each order's time went (TradeBridge distributed); `idle`: each
+        process's CPU with no orders first (the floor has no work that follows prices)."""
         args = self.args
 
         def settle(res: dict[str, Any]) -> None:
@@ -594,7 +590,7 @@ class Bench:
         self.warmup(target, url, low_rate, fills=True)
         if hops:
             asyncio.run(self.backlog())
-        idle = self.idle(target, low_rate)
+        idle_cpu = self.idle(target, low_rate) if idle else {}
         low = self.run_stage(target, url, low_rate, args.duration, fills=True)
         low["met"] = e2e_bounded(low)
         if hops:
@@ -606,7 +602,7 @@ class Bench:
         if low["met"] and rates:
             print(f"  ladder {args.fractions} x R above it, {args.step_duration:g} s each")
             ladder += self.ladder(target, url, rates, fills=True, met=e2e_bounded, after=settle)
-        return {"low": low, "ladder": ladder, "rate": best(ladder), "idle": idle}
+        return {"low": low, "ladder": ladder, "rate": best(ladder), "idle": idle_cpu}
 
     def idle(self, target: str, low_rate: float) -> dict[str, float]:
         """Each process's CPU with no orders for `--idle` seconds (after the warm-up: the users hold positions

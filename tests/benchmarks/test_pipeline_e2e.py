@@ -1,7 +1,8 @@
 """`benchmarks/pipeline_e2e.py` in a tiny configuration, so that the script cannot rot between the quiet-machine
-runs it is made for: every phase runs (the floors, the pipeline floor, the distributed layout with two execution workers and a
-py-spy profile, the gateway alone, the embedded default) and the summary names every floor and target. Only
-the shape of the output is checked, never a figure: the machine is shared, figures are not test material."""
+runs it is made for: every phase runs (the floors, the pipeline floor, the distributed layout with two execution
+workers and a py-spy profile, the gateway alone, the embedded default) and the summary names every floor and
+target. Only the shape of the output is checked, never a figure: the machine is shared, figures are not test
+material."""
 
 from __future__ import annotations
 
@@ -60,9 +61,8 @@ def test_tiny_run_prints_every_floor_and_target(services: None, tmp_path: Path) 
     figures = json.loads(out_json.read_text())
     floors = [f["floor"].split(" ")[0] for f in figures["floors"]]
     assert floors == ["bare", "durable", "durable", "pipeline", "pipeline"], output
-    pipeline = figures[
-        "pipeline_floor"
-    ]  # the floor really fills: every accepted order's FILLED reached its socket
+    # the pipeline floor really fills: every accepted order's FILLED reached its socket
+    pipeline = figures["pipeline_floor"]
     assert pipeline["accepted"] > 0 and pipeline["not_filled"] == 0, output
     assert set(pipeline["per_process"]) == {"gateway", "execution", "events", "pricefeed"}, output
     assert pipeline["per_process"]["execution"]["syscalls"] > 0, output  # the meter reads /proc/PID/io
