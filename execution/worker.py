@@ -250,9 +250,8 @@ class ExecutionWorker:
         # The books are rebuilt at the top of the loop's first turn; on start it waits for a price to quote at.
         self._books_stale = True
         rebuild_wait_s = self.price_wait_s
-        bus = self.rt.bus
         commands = GroupConsumer(
-            bus,
+            self.rt.bus,
             self.stream,
             EXECUTION_GROUP,
             # One name per partition, whoever holds it: a new holder reads what the last one left pending
@@ -263,6 +262,14 @@ class ExecutionWorker:
             claim_idle_ms=self.claim_idle_ms,
             claim_every_s=5.0,
         )
+        try:
+            await self._paper_turns(commands, rebuild_wait_s)
+        finally:
+            # What was handled is acked on the way out too: a restart would read it again (and find it done).
+            with contextlib.suppress(Exception):
+                await commands.flush()
+
+    async def _paper_turns(self, commands: GroupConsumer, rebuild_wait_s: float) -> None:
         last_lease_check = last_sweep = asyncio.get_running_loop().time()
         while not self._stopping.is_set():
             try:
@@ -290,7 +297,7 @@ class ExecutionWorker:
                         await self._isolate(msgs)
                     else:
                         await self.handle_paper(msgs)
-                    await bus.ack(self.stream, EXECUTION_GROUP, [m.id for m in msgs])
+                    commands.handled([m.id for m in msgs])  # acked with the next read
                 if self._latest_prices:
                     await self._requote()
                 await self._publish_market(EMPTY)  # what the last batches left waiting

@@ -214,10 +214,18 @@ class Bus(Protocol):
         ...
 
     async def read_group(
-        self, stream: str, group: str, consumer: str, *, count: int = 100, block_ms: int | None = 1000
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        *,
+        count: int = 100,
+        block_ms: int | None = 1000,
+        ack: Sequence[str] = (),
     ) -> list[BusMessage]:
         """Entries never delivered to this group; they stay pending for `consumer` until acked.
-        A group that vanished (Redis restarted without persistence) is recreated transparently."""
+        A group that vanished (Redis restarted without persistence) is recreated transparently.
+        ``ack``: entries handled since the last read, acked first in the same round trip (`ack`)."""
         ...
 
     async def ack(self, stream: str, group: str, ids: Sequence[str]) -> None: ...

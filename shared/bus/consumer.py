@@ -20,9 +20,15 @@ class GroupConsumer:
     3. otherwise new entries (``read_group``), waiting up to ``block_ms``.
 
     After an error (the bus went away, a batch failed and was not acked) call ``rewind()``: the entries
-    read are still pending for this consumer and are read again first."""
+    read are still pending for this consumer and are read again first.
+
+    ``handled(ids)`` acks entries with the next read of new ones, in its round trip (a separate XACK was one
+    more round trip and wake-up per batch, issue #16); before reading pending or stale entries, and on
+    ``flush()``, they are acked on their own. An ack lost with the process only redelivers what was handled,
+    which its handler must (and the worker's does) recognise as done."""
 
     __slots__ = (
+        "_acks",
         "_clock",
         "_last_claim",
         "block_ms",
@@ -60,28 +66,51 @@ class GroupConsumer:
         self._clock = clock
         self._last_claim = clock() if claim_every_s > 0 else float("-inf")
         self.draining = True  # reading our own pending entries
+        self._acks: list[str] = []  # handled, acked with the next read
 
     def rewind(self) -> None:
         """Read our own pending entries again first (after an error left some unacked)."""
         self.draining = True
 
+    def handled(self, ids: list[str]) -> None:
+        """Entries handled: acked with the next read of new entries (or by ``flush``)."""
+        self._acks += ids
+
+    async def flush(self) -> None:
+        """Ack what was handled now."""
+        acks, self._acks = self._acks, []
+        try:
+            await self.bus.ack(self.stream, self.group, acks)
+        except BaseException:
+            self._acks[:0] = acks
+            raise
+
     async def next_batch(self) -> list[BusMessage]:
-        """The next entries to handle (possibly none); ack them on the bus once handled."""
+        """The next entries to handle (possibly none); pass them to ``handled`` (or ack them) once handled."""
         if self.draining:
+            if self._acks:  # or they would be read again as pending
+                await self.flush()
             msgs = await self.bus.pending_own(self.stream, self.group, self.name, count=self.count)
             self.draining = bool(msgs)
             return msgs
         now = self._clock()
         if now - self._last_claim >= self.claim_every_s:
             self._last_claim = now
+            if self._acks:
+                await self.flush()
             claimed = await self.bus.claim_stale(
                 self.stream, self.group, self.name, min_idle_ms=self.claim_idle_ms, count=self.count
             )
             if claimed:
                 return claimed
-        return await self.bus.read_group(
-            self.stream, self.group, self.name, count=self.count, block_ms=self.block_ms
-        )
+        acks, self._acks = self._acks, []
+        try:
+            return await self.bus.read_group(
+                self.stream, self.group, self.name, count=self.count, block_ms=self.block_ms, ack=acks
+            )
+        except BaseException:
+            self._acks[:0] = acks  # not known to have reached the bus: acked again (acks are idempotent)
+            raise
 
 
 __all__ = ["GroupConsumer"]

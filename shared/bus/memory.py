@@ -185,10 +185,19 @@ class MemoryBus:
         s.groups[group] = _Group(last_delivered=s.last if start == "$" else parse_id(start))
 
     async def read_group(
-        self, stream: str, group: str, consumer: str, *, count: int = 100, block_ms: int | None = 1000
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        *,
+        count: int = 100,
+        block_ms: int | None = 1000,
+        ack: Sequence[str] = (),
     ) -> list[BusMessage]:
         self._check_open()
         check_count(count)
+        if ack:
+            await self.ack(stream, group, ack)
         s = self._stream(stream)
         deadline = block_deadline(block_ms)
         while True:

@@ -307,18 +307,36 @@ class RedisStreamsBus:
                 raise
 
     async def read_group(
-        self, stream: str, group: str, consumer: str, *, count: int = 100, block_ms: int | None = 1000
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        *,
+        count: int = 100,
+        block_ms: int | None = 1000,
+        ack: Sequence[str] = (),
     ) -> list[BusMessage]:
         check_count(count)
+        for i in ack:
+            parse_id(i)
         deadline = block_deadline(block_ms)
         key = self._key(stream)
         recreated = 0
         async with self._call() as r:
             while True:
                 try:
-                    resp = await r.xreadgroup(
-                        group, consumer, {key: ">"}, count=count, block=self._block_arg(deadline)
-                    )
+                    if ack:  # XACK then XREADGROUP, one round trip (the pipeline raises the first error)
+                        async with r.pipeline(transaction=False) as pipe:
+                            pipe.xack(key, group, *ack)
+                            pipe.xreadgroup(
+                                group, consumer, {key: ">"}, count=count, block=self._block_arg(deadline)
+                            )
+                            resp = (await pipe.execute())[1]
+                        ack = ()
+                    else:
+                        resp = await r.xreadgroup(
+                            group, consumer, {key: ">"}, count=count, block=self._block_arg(deadline)
+                        )
                 except ResponseError as exc:
                     if not _group_missing(exc) or recreated >= 3:
                         raise

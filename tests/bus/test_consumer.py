@@ -57,3 +57,31 @@ async def test_a_dead_consumers_idle_entries_are_claimed_at_most_every_claim_int
     assert await eventually(takes_orphan_once_the_interval_passed, timeout=5)
     assert await bus.pending_own("s", "g", "dead") == []
     assert [m.id for m in await bus.pending_own("s", "g", "alive")] == [orphan]
+
+
+async def test_handled_entries_are_acked_with_the_next_read_or_on_flush(bus: Bus) -> None:
+    await bus.ensure_group("s", "g")
+    consumer = GroupConsumer(bus, "s", "g", "c", count=10, block_ms=10, claim_idle_ms=60_000)
+    assert await consumer.next_batch() == [] and not consumer.draining
+    first = await bus.publish("s", {"n": 0})
+    assert [m.id for m in await consumer.next_batch()] == [first]
+    consumer.handled([first])
+    assert [m.id for m in await bus.pending_own("s", "g", "c")] == [first]  # not acked yet: with the next read
+    second = await bus.publish("s", {"n": 1})
+    assert [m.id for m in await consumer.next_batch()] == [second]
+    assert [m.id for m in await bus.pending_own("s", "g", "c")] == [second]
+    consumer.handled([second])
+    await consumer.flush()
+    assert await bus.pending_own("s", "g", "c") == []
+
+
+async def test_handled_entries_are_acked_before_pending_ones_are_read_again(bus: Bus) -> None:
+    await bus.ensure_group("s", "g")
+    ids = [await bus.publish("s", {"n": i}) for i in range(2)]
+    consumer = GroupConsumer(bus, "s", "g", "c", count=1, block_ms=10, claim_idle_ms=60_000)
+    assert await consumer.next_batch() == []
+    assert [m.id for m in await consumer.next_batch()] == ids[:1]
+    consumer.handled(ids[:1])
+    assert [m.id for m in await consumer.next_batch()] == ids[1:]
+    consumer.rewind()  # the second batch failed: only it comes again, not the handled first one
+    assert [m.id for m in await consumer.next_batch()] == ids[1:]
