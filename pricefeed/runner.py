@@ -9,7 +9,7 @@ import contextlib
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -21,7 +21,7 @@ from pricefeed.domain.candles import Candle, CandleAggregator, Interval
 from pricefeed.domain.marking import MarkingEngine, PositionUpdate
 from pricefeed.domain.staleness import PriceBook
 from pricefeed.domain.ticks import Tick
-from pricefeed.follow import follow, stop_tasks
+from pricefeed.follow import CatchUp, stop_tasks
 from pricefeed.service import PriceFeedService
 from pricefeed.sources import build_source
 from pricefeed.testnet_market import start_testnet_market
@@ -257,6 +257,9 @@ class PriceFeedRunner:
         self.sink = BusSink(rt)
         self.book = PriceBook(rt.clock, stale_after=STALE_AFTER)
         self.engine = MarkingEngine(rt.clock)
+        # Fill-driven position changes (committed by the worker) and paper trades (candle volume), read when the
+        # feed uses them: before each tick and flush.
+        self.inputs = CatchUp(rt.bus, [PRIVATE_EVENTS, MARKET_TRADES], self._apply)
         self.service = PriceFeedService(
             build_source(
                 s.pricefeed_source,
@@ -271,15 +274,17 @@ class PriceFeedRunner:
             candles=CandleAggregator(),
             engine=self.engine,
             candle_store=SqlCandleStore(rt),
+            inputs=self.inputs.catch_up,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._stale: set[str] = set()
 
     async def start(self) -> None:
+        # The streams' ends before the positions are loaded: a fill committed in between is applied again.
+        await self.inputs.start()
         await self._load_positions()  # frozen with the rest of start-up by the composition root
         self._tasks = [
             asyncio.create_task(self.service.run(history=HISTORY_CANDLES), name="pricefeed"),
-            asyncio.create_task(self._follow(), name="pricefeed-follow"),
             asyncio.create_task(self._watch_staleness(), name="pricefeed-stale"),
         ]
 
@@ -304,20 +309,17 @@ class PriceFeedRunner:
             for r in rows
         )
 
-    async def _follow(self) -> None:
-        """Fill-driven position changes (committed by the worker) and paper trades (candle volume)."""
-        await follow(self.rt.bus, [PRIVATE_EVENTS, MARKET_TRADES], self._apply)
-
     async def _apply(self, msgs: list[BusMessage]) -> None:
         for m in msgs:
             try:
                 if m.stream == MARKET_TRADES:
                     d = m.data.get("data") or {}
+                    ts = d.get("ts")  # read up to a tick later: its own time puts it in its candle
                     await self.service.on_market_trade(
                         str(m.data["symbol"]),
                         Decimal(d["price"]),
                         Decimal(d["quantity"]),
-                        self.rt.clock.now(),
+                        datetime.fromisoformat(ts) if ts else self.rt.clock.now(),
                     )
                 elif (
                     m.data.get("type") == "POSITION_UPDATE"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
@@ -50,7 +50,10 @@ class PriceFeedService:
         flush_interval: float = 0.25,
         sleep: Sleeper = real_sleep,
         backfill_timeout_s: float = BACKFILL_TIMEOUT_S,
+        inputs: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """``inputs``: brings in what changed positions and candles elsewhere (the worker's fills, paper trades)
+        before each tick and each flush, the moments they are used at."""
         self.source = source
         self.clock = clock
         self.sink = sink
@@ -61,6 +64,7 @@ class PriceFeedService:
         self.flush_interval = flush_interval
         self.backfill_timeout_s = backfill_timeout_s
         self._sleep = sleep
+        self._inputs = inputs
         # Latest tick time seen: candles close on market time, so a replay of old data (whose
         # buckets all ended long ago by the wall clock) is not closed out under its own feet.
         self._market_time: datetime | None = None
@@ -111,6 +115,8 @@ class PriceFeedService:
             tg.create_task(self._flush_forever(), name="pricefeed-flush")
 
     async def on_tick(self, tick: Tick) -> None:
+        if self._inputs is not None:
+            await self._inputs()  # the trades before this tick count in its candle first
         if not self.book.update(tick):
             return  # out of order
         self.engine.on_tick(tick.symbol, tick.price, tick.ts)
@@ -131,6 +137,8 @@ class PriceFeedService:
 
     async def flush_once(self, now: float | None = None) -> int:
         """Candles closed by time and every candle changed since the last flush, then the positions re-marked."""
+        if self._inputs is not None:
+            await self._inputs()  # positions as the fills published so far left them
         if self._market_time is not None:
             await self._candles(self.candles.close_due(self._market_time))
         if self._unpublished:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -14,7 +15,7 @@ import orjson
 import pytest
 
 from shared.positions import PositionSnapshot
-from shared.streams import POSITION_MARKS, PRIVATE_EVENTS
+from shared.streams import POSITION_MARKS, PRIVATE_EVENTS, private_event
 from tests.support.api import Api
 from tests.support.eventually import eventually
 
@@ -97,3 +98,38 @@ async def _check(
     shared = next(m for m in marks if m.id == together[0]["id"])
     carried = {(p["user_id"], p["data"]["symbol"]) for p in shared.data["data"]["positions"]}
     assert carried == {("alice", "BTCUSDT"), ("alice", "ETHUSDT"), ("bob", "BTCUSDT"), ("carol", "BTCUSDT")}
+
+
+async def test_the_marks_carry_the_position_a_committed_fill_left(stack: Api) -> None:
+    """The worker publishes a fill's POSITION_UPDATE after its commit; the price feed brings it in before its next
+    tick and flush (``pricefeed.follow.CatchUp``), so the marks that follow carry the new position."""
+    hub, bus = stack.system.hub, stack.parts.bus
+    dave = Socket()
+    conn = hub.connect("dave", dave.send)
+    sender = asyncio.create_task(conn.run_sender())
+    try:
+        for quantity in ("0.25", "0.75"):  # opened, then added to
+            filled = {
+                "symbol": "BTCUSDT",
+                "mode": "paper",
+                "quantity": quantity,
+                "avg_entry_price": "100",
+                "mark_price": "100",
+                "unrealized_pnl": "0",
+                "realized_pnl": "0",
+                "cost_basis": str(Decimal(quantity) * 100),
+                "fees_paid": "0",
+                "updated_at": datetime.now(UTC).isoformat(),
+                "source": "fill",
+            }
+            await bus.publish(
+                PRIVATE_EVENTS, private_event("POSITION_UPDATE", "dave", datetime.now(UTC), filled)
+            )
+
+            def marked(q: str = quantity) -> list[dict[str, Any]]:
+                return [f for f in dave.marks() if f["data"]["quantity"] == q]
+
+            await eventually(marked, timeout=20, message=f"a mark of dave's {quantity} BTC")
+    finally:
+        sender.cancel()
+        hub.disconnect(conn)

@@ -132,3 +132,50 @@ async def test_a_stopped_feed_ends_even_when_a_cancellation_is_lost() -> None:
     assert not task.done()  # the cancellation was lost: the feed goes on
     service.stop()
     await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 5)
+
+
+async def test_inputs_are_brought_in_before_each_tick_and_each_flush() -> None:
+    """The price feed reads what changes positions and candles elsewhere (the worker's fills, paper trades) at the
+    moments it uses them, not as each is published (issue #16): a trade published before a tick counts in the
+    candle before the tick's price, and a fill's position is what the next flush marks."""
+    from datetime import UTC, datetime
+
+    from shared.positions import PositionSnapshot
+
+    clock = ManualClock(datetime(2026, 1, 1, 12, 0, 30, tzinfo=UTC))
+    sink = RecordingSink()
+    arrived: list[str] = []  # published elsewhere since the last look
+
+    async def inputs() -> None:
+        while arrived:
+            kind = arrived.pop(0)
+            if kind == "trade":
+                await service.on_market_trade("BTCUSDT", Decimal(90), Decimal(1), clock.now())
+            else:  # the worker's fill: alice holds 2 BTC now
+                qty = Decimal(2)
+                service.engine.load(
+                    [
+                        PositionSnapshot(
+                            "alice", "paper", "BTCUSDT", qty, Decimal(100), qty * 100, Decimal(0), Decimal(0)
+                        )
+                    ]
+                )
+
+    service = PriceFeedService(ReplaySource(Path("/nonexistent"), clock), clock, sink, inputs=inputs)
+    arrived.append("trade")
+    await service.on_tick(Tick("BTCUSDT", Decimal(100), clock.now(), "replay"))
+    await service.flush_once()
+    m1 = next(c for c in sink.candles if c.interval == Interval.M1)
+    assert (m1.open, m1.low, m1.close, m1.volume) == (90, 90, 100, 1)  # the trade came first
+    sink.candles.clear()
+    arrived.append("trade")  # after the tick: in the flush's candle
+    await service.flush_once()
+    m1 = next(c for c in sink.candles if c.interval == Interval.M1)
+    assert (m1.close, m1.volume) == (90, 2)
+
+    arrived.append("fill")
+    await service.on_tick(Tick("BTCUSDT", Decimal(101), clock.now(), "replay"))
+    assert sink.positions == []  # marks go out at the flush
+    clock.advance(1)
+    await service.flush_once()
+    assert [(u.user_id, u.quantity, u.mark_price) for u in sink.positions] == [("alice", 2, 101)]
