@@ -73,8 +73,9 @@ async def sequential(
     return lat
 
 
-def counters(bench) -> tuple[int, int]:
-    """(PostgreSQL transactions committed in the bench database, Redis commands processed): every process's."""
+def counters(bench) -> tuple[int, int, dict[str, int]]:
+    """(PostgreSQL transactions committed in the bench database, Redis commands processed, the same by
+    command): every process's."""
     import redis
 
     out = subprocess.run(
@@ -93,7 +94,15 @@ def counters(bench) -> tuple[int, int]:
     )
     x = int(out.stdout.strip() or 0)
     info = redis.Redis.from_url(bench.redis.url).info("commandstats")
-    return x, sum(int(v["calls"]) for v in info.values())
+    by_name = {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()}
+    return x, sum(by_name.values()), by_name
+
+
+def per_order(before: dict[str, int], after: dict[str, int], orders: int) -> str:
+    """Redis commands per order by command, the most frequent first."""
+    diff = {k: (n - before.get(k, 0)) / max(orders, 1) for k, n in after.items()}
+    top = sorted(((v, k) for k, v in diff.items() if v >= 0.05), reverse=True)
+    return " ".join(f"{k} {v:.2f}" for v, k in top)
 
 
 def main() -> None:
@@ -206,6 +215,7 @@ def main() -> None:
                         f"      hops { ({k: (round(a, 1), round(b, 1)) for k, (a, b) in hops.items()}) }",
                         flush=True,
                     )
+                    print(f"      redis per order: {per_order(k1[2], k2[2], res['ok'])}", flush=True)
                     bench.stop([ex])
                     continue
                 c0, t0 = proc_cpu(ex.pid), time.monotonic()
