@@ -340,7 +340,8 @@ async def _write_tail(session: AsyncSession, now: datetime, tail: _Tail) -> None
         if movement is not None:
             moved = {(r.account_id, r.asset): (r.free, r.locked) for r in rows if r.account_id is not None}
             movement.checked(moved, check_funds=False)
-        written = rows[0].outbox or []  # decoded by the driver (the engine sets its json codec)
+        # decoded by the driver (the engine sets its json codec), once: it was repeated on every balance's row
+        written = next((r.outbox for r in rows if r.account_id is None), None) or []
         filled_in = {w["id"]: w["payload"] for w in written if w["payload"] is not None}
         ids = [w["id"] for w in written]
         final = [  # a BALANCE_UPDATE's balances as the statement filled them in
@@ -371,8 +372,8 @@ def _tail_pg() -> TextClause:
     """``_write_tail`` on PostgreSQL, built once: the ledger's CTEs (``pg_apply_ctes``: balances moved, postings
     added), the orders, the positions, the status rows, then the outbox rows in list order, a ledger BALANCE_UPDATE's
     balances (``null`` until then) filled in from what moved for its user. Rows come as JSON parameters
-    (``shared.db.pg_json``); it answers the balances moved (one row of nulls if none) and, in id order, each
-    outbox row's id and the payload of each BALANCE_UPDATE it filled in."""
+    (``shared.db.pg_json``); it answers one row with, in id order, each outbox row's id and the payload of each
+    BALANCE_UPDATE it filled in (its balance columns null), then a row per balance moved."""
     sets = ", ".join(f"{c} = j.{c}" for c in _POSITION_VALUES)
     key = " AND ".join(f"p.{c} = j.{c}" for c in _POSITION_KEY)
     order_sets = ", ".join(f"{c} = j.{c}" for c in _ORDER_WRITES)
@@ -402,11 +403,12 @@ def _tail_pg() -> TextClause:
    ORDER BY o.ordinality
   RETURNING id, payload
 )
-SELECT m.account_id, m.asset, m.free, m.locked,
+SELECT NULL AS account_id, NULL AS asset, NULL AS free, NULL AS locked,
        (SELECT json_agg(json_build_object(
                  'id', id, 'payload', CASE WHEN payload->>'type' = 'BALANCE_UPDATE' THEN payload END) ORDER BY id)
           FROM ob) AS outbox
-  FROM (SELECT 1) AS one LEFT JOIN moved AS m ON true"""  # noqa: S608
+UNION ALL
+SELECT m.account_id, m.asset, m.free, m.locked, NULL FROM moved AS m"""  # noqa: S608
     )
 
 
