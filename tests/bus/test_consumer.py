@@ -66,7 +66,8 @@ async def test_handled_entries_are_acked_with_the_next_read_or_on_flush(bus: Bus
     first = await bus.publish("s", {"n": 0})
     assert [m.id for m in await consumer.next_batch()] == [first]
     consumer.handled([first])
-    assert [m.id for m in await bus.pending_own("s", "g", "c")] == [first]  # not acked yet: with the next read
+    # not acked yet: with the next read
+    assert [m.id for m in await bus.pending_own("s", "g", "c")] == [first]
     second = await bus.publish("s", {"n": 1})
     assert [m.id for m in await consumer.next_batch()] == [second]
     assert [m.id for m in await bus.pending_own("s", "g", "c")] == [second]

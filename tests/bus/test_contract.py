@@ -212,7 +212,8 @@ async def test_a_group_read_acks_what_it_is_given_first(bus: Bus) -> None:
     assert ids_of(await bus.read_group("s", "g", "c", count=2, block_ms=None)) == ids[:2]
     assert ids_of(await bus.read_group("s", "g", "c", block_ms=None, ack=[ids[0]])) == ids[2:]
     assert ids_of(await bus.pending_own("s", "g", "c")) == ids[1:]
-    assert await bus.read_group("s", "g", "c", block_ms=10, ack=ids[1:]) == []  # nothing new: acked all the same
+    # nothing new: acked all the same
+    assert await bus.read_group("s", "g", "c", block_ms=10, ack=ids[1:]) == []
     assert await bus.pending_own("s", "g", "c") == []
     with pytest.raises(InvalidStreamId):
         await bus.read_group("s", "g", "c", block_ms=None, ack=["nope"])
