@@ -16,6 +16,9 @@ const H = 180;
 const PAGE = 20;
 // A fill's snapshot is written just after the fill's events: the curve is asked again a moment later too.
 const AFTER_FILL_MS = [300, 1500, 4000];
+// No snapshot yet when the page asked (a fill before the page opened waits for its window's end, an account
+// without fills for the next interval) and none is pushed: the curve is asked again this often until one is.
+const UNTIL_FIRST_MS = 2500;
 
 function svg(tag, attrs = {}, ...children) {
   const node = document.createElementNS(SVG, tag);
@@ -34,14 +37,24 @@ export function createPortfolio(ctx) {
   const equitySummary = el("p", { class: "small", id: "equity-summary", "aria-live": "polite" });
   const equityBox = el("div", { class: "picture", id: "equity-box" });
 
+  let untilFirst = null;
   async function loadEquity() {
     const body = await api("GET", `/api/equity?mode=${encodeURIComponent(mode())}`);
     const curve = equityCurve(body.points, W, H);
     if (!curve) {
-      equitySummary.textContent = mode() === "testnet"
+      const testnet = mode() === "testnet";
+      equitySummary.textContent = testnet
         ? "Testnet balances live on Binance: the equity curve covers paper trading."
         : "No snapshots yet: the first comes with your first fill or at the next interval.";
       clear(equityBox);
+      if (!testnet && untilFirst === null) {
+        untilFirst = setTimeout(() => {
+          timers.delete(untilFirst);
+          untilFirst = null;
+          loadEquity().catch(() => {});
+        }, UNTIL_FIRST_MS);
+        timers.add(untilFirst);
+      }
       return;
     }
     const q = body.quote_asset;
