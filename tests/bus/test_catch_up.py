@@ -10,29 +10,12 @@ from pricefeed.follow import UNAVAILABLE_WAIT_S, CatchUp
 from shared.bus import Bus, BusMessage, BusUnavailable
 from shared.bus.memory import MemoryBus
 from shared.clock import SystemClock
-
-
-class Reads:
-    """The bus, counting reads."""
-
-    def __init__(self, bus: Bus) -> None:
-        self._bus = bus
-        self.reads = 0
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._bus, name)
-
-    async def read(
-        self, streams: Mapping[str, str], *, count: int = 100, block_ms: int | None = 1000
-    ) -> list[BusMessage]:
-        assert block_ms is None, "a catch-up never waits for entries"
-        self.reads += 1
-        return await self._bus.read(streams, count=count, block_ms=block_ms)
+from tests.support.bus import CountingReads
 
 
 async def test_what_came_after_start_is_handed_over_once_in_order_in_reads_of_count(bus: Bus) -> None:
     await bus.publish("a", {"n": "before"})  # before the start: not new
-    reads = Reads(bus)
+    reads = CountingReads(bus)
     got: list[tuple[str, object]] = []
 
     async def on_batch(msgs: list[BusMessage]) -> None:
@@ -48,6 +31,7 @@ async def test_what_came_after_start_is_handed_over_once_in_order_in_reads_of_co
     assert [n for s, n in got if s == "a"] == list(range(10))
     assert [n for s, n in got if s == "b"] == ["b0"]
     assert reads.reads == 3  # 4 + 4 + 2 of "a": the last read, short of count, ends the catch-up
+    assert reads.blocks == [None] * 3  # never waits for entries
 
     got.clear()
     await catch_up.catch_up()

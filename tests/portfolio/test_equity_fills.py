@@ -5,7 +5,7 @@ trade id. A pass per fill was a transaction per order. On PostgreSQL + Redis and
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -15,11 +15,12 @@ import pytest
 from sqlmodel import col, select
 
 from pricefeed.equity import EquityParts, start_equity_snapshots
-from shared.bus import Bus, BusMessage
+from shared.bus import Bus
 from shared.models import EquitySnapshot, Fill, User
 from shared.streams import PRIVATE_EVENTS, private_event
 from tests.portfolio.test_account_api import set_price, trade
 from tests.support.api import Api, running_api_on
+from tests.support.bus import CountingReads
 from tests.support.eventually import eventually
 
 WINDOW_S = 5.0
@@ -100,27 +101,10 @@ async def test_fills_within_a_window_are_snapshotted_in_one_pass(api: Api) -> No
         assert [(s.ref, s.equity) for s in rows[1:]] == [(last_trade, Decimal("59998.5"))]
 
 
-class ReadCounter:
-    """The app's bus, counting the fan-out reads made through it."""
-
-    def __init__(self, bus: Bus) -> None:
-        self._bus = bus
-        self.reads = 0
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._bus, name)
-
-    async def read(
-        self, streams: Mapping[str, str], *, count: int = 100, block_ms: int | None = 1000
-    ) -> list[BusMessage]:
-        self.reads += 1
-        return await self._bus.read(streams, count=count, block_ms=block_ms)
-
-
 async def test_events_within_a_window_are_read_at_its_end_not_one_by_one(api: Api) -> None:
     """Nothing read inside a window is acted on before it ends: the follower reads what gathered then, not each
     event as it comes (a read per event was ~200 bus round trips a second at 100 orders/s)."""
-    counter = ReadCounter(api.parts.bus)
+    counter = CountingReads(api.parts.bus)
     parts = _parts(api, counter)  # type: ignore[arg-type]
     seller, buyer = await api.user("s@example.com"), await api.user("b@example.com")
     await set_price(api, "50000")
