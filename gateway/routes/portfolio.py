@@ -15,7 +15,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, BeforeValidator
 from sqlmodel import col, select
 
-from gateway.deps import CurrentUser, PartsDep, SessionDep
+from gateway.deps import CurrentUser, PartsDep, SessionDep, SettingsDep
 from gateway.problems import AUTHENTICATED, problem_responses
 from gateway.routes.orders import Orders
 from gateway.services.orders import OrderService, fill_out
@@ -273,6 +273,7 @@ async def trade_history_(user: CurrentUser, session: SessionDep, orders: Orders,
 async def equity(
     user: CurrentUser,
     session: SessionDep,
+    settings: SettingsDep,
     mode: ModeQuery = None,
     since: SinceQuery = None,
     until: UntilQuery = None,
@@ -284,7 +285,15 @@ async def equity(
     until_ = _aware(until)
     since_ = _aware(since)
     HistoryFilter(user.id, mode or user.mode, since=since_, until=until_)  # the range's check
-    return await equity_curve(session, user.id, mode or user.mode, since=since_, until=until_, limit=limit)
+    return await equity_curve(
+        session,
+        user.id,
+        mode or user.mode,
+        since=since_,
+        until=until_,
+        limit=limit,
+        interval_s=settings.equity_snapshot_interval_s,
+    )
 
 
 @router.get("/pnl/daily", response_model=list[DayPnlOut], responses=problem_responses(*AUTHENTICATED))

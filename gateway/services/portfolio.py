@@ -158,8 +158,9 @@ async def equity_curve(
     since: datetime | None,
     until: datetime | None,
     limit: int,
+    interval_s: float,
 ) -> EquityOut:
-    """The latest ``limit`` snapshots in the range, oldest first."""
+    """The latest ``limit`` snapshots in the range, oldest first; ``interval_s``: the schedule's."""
     stmt = select(EquitySnapshot).where(
         col(EquitySnapshot.user_id) == user_id, col(EquitySnapshot.mode) == mode
     )
@@ -177,6 +178,7 @@ async def equity_curve(
     rows.reverse()
     return EquityOut(
         mode=mode,
+        interval_s=interval_s,
         quote_asset=rows[-1].quote_asset if rows else None,
         points=[
             EquityPoint(

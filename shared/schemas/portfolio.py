@@ -24,6 +24,10 @@ class EquityOut(BaseModel):
     mode: Mode
     quote_asset: str | None = Field(description="what equity is counted in; null before the first snapshot")
     points: list[EquityPoint]
+    interval_s: float = Field(
+        description="seconds between scheduled snapshots (EQUITY_SNAPSHOT_INTERVAL_S): how often the curve grows "
+        "without fills, so a page can ask again at that pace"
+    )
 
 
 class DayPnlOut(BaseModel):

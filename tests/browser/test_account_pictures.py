@@ -159,6 +159,22 @@ def test_equity_curve_moves_after_a_fill(page: Any, system: RunningSystem) -> No
     expect(page.locator("#pnl-chart rect[data-day]")).to_have_count(1)  # the day's bar, beside its table row
 
 
+def test_equity_curve_grows_with_the_schedules_snapshots_while_the_page_is_open(
+    page: Any, system: RunningSystem
+) -> None:
+    """Snapshots are not pushed: the page asks for the curve again at the schedule's pace (`interval_s`, 2 s
+    here), so an open page shows the interval snapshots without a fill or a reload."""
+    auth = register(page, system)
+    wait_for_liquidity(page)
+    market_buy(system, auth)
+    page.goto("/account")
+    chart = page.locator("#equity-chart")
+    expect(chart).to_be_visible(timeout=20_000)
+    points = int(chart.get_attribute("data-points"))
+    expect(chart).not_to_have_attribute("data-points", str(points), timeout=15_000)  # no fill since
+    assert int(chart.get_attribute("data-points")) > points
+
+
 def _as_csv(item: dict[str, Any]) -> dict[str, str]:
     def cell(v: Any) -> str:
         return "" if v is None else "true" if v is True else "false" if v is False else str(v)

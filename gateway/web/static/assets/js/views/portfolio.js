@@ -16,8 +16,9 @@ const H = 180;
 const PAGE = 20;
 // A fill's snapshot is written just after the fill's events: the curve is asked again a moment later too.
 const AFTER_FILL_MS = [300, 1500, 4000];
-// No snapshot yet when the page asked (a fill before the page opened waits for its window's end, an account
-// without fills for the next interval) and none is pushed: the curve is asked again this often until one is.
+// Snapshots are not pushed: with none yet (a fill before the page opened waits for its window's end, an account
+// without fills for the next interval) the curve is asked again this often until one is; after that at the
+// schedule's pace (`interval_s`), never more often than this.
 const UNTIL_FIRST_MS = 2500;
 
 function svg(tag, attrs = {}, ...children) {
@@ -37,24 +38,29 @@ export function createPortfolio(ctx) {
   const equitySummary = el("p", { class: "small", id: "equity-summary", "aria-live": "polite" });
   const equityBox = el("div", { class: "picture", id: "equity-box" });
 
-  let untilFirst = null;
+  let again = null;
+  let gone = false; // the view was left: a load still in flight asks nothing more
+  ctx.own(() => { gone = true; });
+  function askAgain(ms) {
+    if (again !== null || gone) return;
+    again = setTimeout(() => {
+      timers.delete(again);
+      again = null;
+      loadEquity().catch(() => {});
+    }, ms);
+    timers.add(again);
+  }
+
   async function loadEquity() {
     const body = await api("GET", `/api/equity?mode=${encodeURIComponent(mode())}`);
     const curve = equityCurve(body.points, W, H);
+    const testnet = mode() === "testnet";
+    if (!testnet) askAgain(curve ? Math.max(UNTIL_FIRST_MS, body.interval_s * 1000) : UNTIL_FIRST_MS);
     if (!curve) {
-      const testnet = mode() === "testnet";
       equitySummary.textContent = testnet
         ? "Testnet balances live on Binance: the equity curve covers paper trading."
         : "No snapshots yet: the first comes with your first fill or at the next interval.";
       clear(equityBox);
-      if (!testnet && untilFirst === null) {
-        untilFirst = setTimeout(() => {
-          timers.delete(untilFirst);
-          untilFirst = null;
-          loadEquity().catch(() => {});
-        }, UNTIL_FIRST_MS);
-        timers.add(untilFirst);
-      }
       return;
     }
     const q = body.quote_asset;
