@@ -83,7 +83,7 @@ async def test_equity_snapshots_at_the_interval_and_after_each_fill(api: Api) ->
     seller, buyer = await api.user("s@example.com"), await api.user("b@example.com")
     await set_price(api, "50000")
     # the schedule's pace comes with the curve: snapshots are not pushed, a page asks again at it
-    empty = {"mode": "paper", "quote_asset": None, "points": [], "interval_s": INTERVAL_S}
+    empty: dict[str, Any] = {"mode": "paper", "quote_asset": None, "points": [], "interval_s": INTERVAL_S}
     assert (await equity(api, buyer)) == empty
     await trade(api, seller, buyer, "50000")
 
