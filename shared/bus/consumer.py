@@ -4,8 +4,9 @@ worker's paper and testnet loops)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from shared.bus.base import Bus, BusMessage
 
@@ -76,41 +77,44 @@ class GroupConsumer:
         """Entries handled: acked with the next read of new entries (or by ``flush``)."""
         self._acks += ids
 
-    async def flush(self) -> None:
-        """Ack what was handled now."""
+    @contextlib.contextmanager
+    def _taking_acks(self) -> Iterator[list[str]]:
+        """The handled entries, taken for one bus call; put back if it fails (not known to have reached the
+        bus: acked again by a later call, acks are idempotent)."""
         acks, self._acks = self._acks, []
         try:
-            await self.bus.ack(self.stream, self.group, acks)
+            yield acks
         except BaseException:
             self._acks[:0] = acks
             raise
 
+    async def flush(self) -> None:
+        """Ack what was handled now."""
+        if not self._acks:
+            return
+        with self._taking_acks() as acks:
+            await self.bus.ack(self.stream, self.group, acks)
+
     async def next_batch(self) -> list[BusMessage]:
         """The next entries to handle (possibly none); pass them to ``handled`` (or ack them) once handled."""
         if self.draining:
-            if self._acks:  # or they would be read again as pending
-                await self.flush()
+            await self.flush()  # or the handled entries would be read again as pending
             msgs = await self.bus.pending_own(self.stream, self.group, self.name, count=self.count)
             self.draining = bool(msgs)
             return msgs
         now = self._clock()
         if now - self._last_claim >= self.claim_every_s:
             self._last_claim = now
-            if self._acks:
-                await self.flush()
+            await self.flush()
             claimed = await self.bus.claim_stale(
                 self.stream, self.group, self.name, min_idle_ms=self.claim_idle_ms, count=self.count
             )
             if claimed:
                 return claimed
-        acks, self._acks = self._acks, []
-        try:
+        with self._taking_acks() as acks:
             return await self.bus.read_group(
                 self.stream, self.group, self.name, count=self.count, block_ms=self.block_ms, ack=acks
             )
-        except BaseException:
-            self._acks[:0] = acks  # not known to have reached the bus: acked again (acks are idempotent)
-            raise
 
 
 __all__ = ["GroupConsumer"]
