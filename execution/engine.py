@@ -8,10 +8,23 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import structlog
-from sqlalchemy import ARRAY, Insert, TextClause, Update, bindparam, func, insert, text, tuple_, update
+from sqlalchemy import (
+    ARRAY,
+    Insert,
+    TextClause,
+    Update,
+    and_,
+    any_,
+    bindparam,
+    func,
+    insert,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -97,12 +110,38 @@ async def load_orders(session: AsyncSession, ids: Iterable[str], *, lock: bool =
     }
 
 
+PositionKey = tuple[str, str, str]  # (user_id, mode, symbol)
+
+
+@dataclass(frozen=True, slots=True)
+class HeldPositions:
+    """The positions of a batch's orders, read and locked with the orders (``mark_and_load`` on PostgreSQL):
+    ``keys`` every (user, mode, symbol) of the orders, ``rows`` those that exist. A fill of one of these keys
+    needs no statement of its own to lock its position: it goes in with the batch's writes (``apply_result``)."""
+
+    keys: frozenset[PositionKey]
+    rows: Mapping[PositionKey, Any]
+
+
+class Marked(NamedTuple):
+    """``mark_and_load``'s answer: the commands not marked before, the orders, their positions where read."""
+
+    fresh: set[str]
+    orders: dict[str, Order]
+    positions: HeldPositions | None = None
+
+
+_HELD_COLUMNS = ("user_id", "quantity", "avg_entry_price", "cost_basis", "realized_pnl", "fees_paid")
+
+
 @functools.cache
 def _mark_and_load_pg() -> Any:
     """``mark_and_load``'s PostgreSQL statement, built once: the marks come as one array parameter (``unnest``)
     and the order ids as an expanding one, so SQLAlchemy caches its compiled form. Written with the marks as a
     multi-row VALUES it had no cache key: the ORM select of every order column was compiled again for every
-    batch, a sixth of the worker's CPU at 100 orders/s (issue #16)."""
+    batch, a sixth of the worker's CPU at 100 orders/s (issue #16). The orders' positions are locked in the same
+    statement (orders first, then positions, the order every writer takes them in), each order's row carrying
+    its position's values: a fill then needs no round trip of its own to lock its position."""
     table = ProcessedCommand.__table__  # type: ignore[attr-defined]
     source = sa_select(
         func.unnest(bindparam("command_ids", type_=ARRAY(table.c.command_id.type))),
@@ -116,8 +155,22 @@ def _mark_and_load_pg() -> Any:
         .cte("marked")
     )
     new = select(func.array_agg(marked.c.command_id)).scalar_subquery()
+    p = Position.__table__  # type: ignore[attr-defined]
+    ids = bindparam("position_order_ids", type_=ARRAY(p.c.user_id.type))
+    owners = sa_select(col(Order.user_id), col(Order.mode), col(Order.symbol)).where(
+        col(Order.id) == any_(ids)
+    )
+    locked = (
+        sa_select(*p.c)
+        .where(tuple_(*(p.c[c] for c in _POSITION_KEY)).in_(owners))
+        .order_by(*(p.c[c] for c in _POSITION_KEY))
+        .with_for_update()
+        .cte("held")
+    )
+    mine = and_(*(locked.c[c] == getattr(Order, c) for c in _POSITION_KEY))
     return (
-        sa_select(Order, new)
+        sa_select(Order, new, *(locked.c[c].label(f"held_{c}") for c in _HELD_COLUMNS))
+        .outerjoin(locked, mine)
         .where(col(Order.id).in_(bindparam("order_ids", expanding=True)))
         .order_by(col(Order.id))
         .with_for_update(of=Order)
@@ -127,12 +180,12 @@ def _mark_and_load_pg() -> Any:
 
 async def mark_and_load(
     session: AsyncSession, command_ids: Sequence[str], order_ids: Iterable[str], now: datetime
-) -> tuple[set[str], dict[str, Order]]:
-    """Mark commands processed and load their orders, locked: (the commands not marked before, the orders). A
-    redelivered command conflicts with its earlier mark; the marks commit (or roll back) with what the batch
-    did. On PostgreSQL one statement (the marks a data-modifying CTE of the orders' locking read: issue #16, a
-    batch's cost is its round trips); if none of the orders exists, every command counts as new (none has an
-    order to act on)."""
+) -> Marked:
+    """Mark commands processed and load their orders, locked: (the commands not marked before, the orders, on
+    PostgreSQL their positions, locked too). A redelivered command conflicts with its earlier mark; the marks
+    commit (or roll back) with what the batch did. On PostgreSQL one statement (the marks a data-modifying CTE
+    of the orders' locking read: issue #16, a batch's cost is its round trips); if none of the orders exists,
+    every command counts as new (none has an order to act on)."""
     dialect = session.bind.dialect.name  # type: ignore[union-attr]
     ids = sorted(set(order_ids))
     if dialect != "postgresql" or not ids or not command_ids:
@@ -142,12 +195,37 @@ async def mark_and_load(
             mark = upsert_insert(dialect)(table).on_conflict_do_nothing(index_elements=["command_id"])
             marks = [{"command_id": c, "processed_at": now} for c in command_ids]
             fresh = set((await session.execute(mark.returning(table.c.command_id), marks)).scalars())
-        return fresh, await load_orders(session, ids)
-    params = {"command_ids": list(command_ids), "processed_at": now, "order_ids": ids}
+        return Marked(fresh, await load_orders(session, ids))
+    params = {
+        "command_ids": list(command_ids),
+        "processed_at": now,
+        "order_ids": ids,
+        "position_order_ids": ids,
+    }
     rows = (await session.execute(_mark_and_load_pg(), params)).all()
     if not rows:
-        return set(command_ids), {}
-    return set(rows[0][1] or ()), {o.id: o for o, _ in rows}
+        return Marked(set(command_ids), {})
+    orders = {r[0].id: r[0] for r in rows}
+    held = {
+        (o.user_id, o.mode, o.symbol): r
+        for r in rows
+        if (o := r[0]) is not None and r.held_user_id is not None
+    }
+    positions = HeldPositions(
+        frozenset((o.user_id, o.mode, o.symbol) for o in orders.values()),
+        {key: _HeldRow(*(getattr(r, f"held_{c}") for c in _HELD_COLUMNS[1:])) for key, r in held.items()},
+    )
+    return Marked(set(rows[0][1] or ()), orders, positions)
+
+
+class _HeldRow(NamedTuple):
+    """A position's values as ``_update_positions`` folds from them."""
+
+    quantity: Decimal
+    avg_entry_price: Decimal
+    cost_basis: Decimal
+    realized_pnl: Decimal
+    fees_paid: Decimal
 
 
 async def apply_result(
@@ -157,9 +235,13 @@ async def apply_result(
     *,
     orders: dict[str, Order] | None = None,
     reopened: frozenset[str] = frozenset(),
+    positions: HeldPositions | None = None,
 ) -> Applied:
     """Persist what a venue reported. `reopened`: orders whose cancel was given up (a parked command), so a
-    reported NEW / PARTIALLY_FILLED takes them out of PENDING_CANCEL instead of being read as a fill."""
+    reported NEW / PARTIALLY_FILLED takes them out of PENDING_CANCEL instead of being read as a fill.
+    `positions`: the positions ``mark_and_load`` locked with the orders; on PostgreSQL fills of those keys are
+    then written by the tail's statement, none of them recorded before (one that was is the database's error:
+    a batch's fills are the book's, each new), instead of a statement of their own first."""
     now = clock.now()
     applied = Applied()
     ids = {c.order_id for c in result.changes} | {f.order_id for f in result.fills}
@@ -212,11 +294,26 @@ async def apply_result(
                 "ts": f.ts,
             }
         )
-    positions: list[dict[str, object]] = []  # the positions' new values, written with the events below
+    postgres = session.bind.dialect.name == "postgresql"  # type: ignore[union-attr]
+    written: list[dict[str, object]] = []  # the positions' new values, written with the events below
+    fills: list[dict[str, object]] = []  # fills for the tail's statement to insert
+    made: set[PositionKey] = set()  # positions the tail's statement makes
     if users_fills:
-        new_fills, held = await _insert_fills(session, users_fills, now)
+        keys = {_position_key(f) for f in users_fills}
+        # paper only: other fills may come late or twice (``_insert_fills`` skips, ``_out_of_order`` refolds)
+        if (
+            positions is not None
+            and postgres
+            and keys <= positions.keys
+            and all(k[1] == "paper" for k in keys)
+        ):
+            new_fills, fills = users_fills, users_fills
+            made = keys - positions.rows.keys()
+            held: Mapping[PositionKey, Any] = {**dict.fromkeys(made, _ZERO_HELD), **positions.rows}
+        else:
+            new_fills, held = await _insert_fills(session, users_fills, now)
         applied.fills = len(new_fills)
-        positions = await _update_positions(session, new_fills, now, outbox, held)
+        written = await _update_positions(session, new_fills, now, outbox, held)
         for row in new_fills:
             outbox.append(private_row("TRADE", str(row["user_id"]), _trade_payload(row), now=now))
 
@@ -234,7 +331,6 @@ async def apply_result(
         ORDER_EVENTS.labels(order.mode, order.status).inc()
         applied.orders.append(order)
 
-    postgres = session.bind.dialect.name == "postgresql"  # type: ignore[union-attr]
     movement = Movement(result.journal) if result.journal and postgres else None
     if movement is not None:
         # PostgreSQL: the ledger moves in the tail's statement, which fills in each user's balances
@@ -266,7 +362,9 @@ async def apply_result(
     # PostgreSQL: the orders' changes are written by the tail's statement too, taken out of the flush
     changed = _take_order_changes(touched.values()) if postgres else []
     await session.flush()  # the orders' changes (SQLite), external orders, anything else pending
-    await _write_tail(session, now, _Tail(movement, changed, positions, events, outbox))
+    updated = [p for p in written if _position_key(p) not in made]
+    new_positions = [p for p in written if _position_key(p) in made]
+    await _write_tail(session, now, _Tail(movement, changed, updated, events, outbox, fills, new_positions))
     return applied
 
 
@@ -308,9 +406,11 @@ class _Tail:
 
     movement: Movement | None  # PostgreSQL: the ledger's entries (SQLite applied them before)
     orders: list[dict[str, object]]  # PostgreSQL: orders' changes (``_take_order_changes``)
-    positions: list[dict[str, object]]
+    positions: list[dict[str, object]]  # positions' new values, rows that exist
     events: list[dict[str, object]]
     outbox: list[dict[str, object]]
+    fills: list[dict[str, object]] = field(default_factory=list)  # PostgreSQL: fills to insert
+    new_positions: list[dict[str, object]] = field(default_factory=list)  # PostgreSQL: positions to make
 
 
 def _user_account(account_id: str) -> bool:
@@ -319,20 +419,23 @@ def _user_account(account_id: str) -> bool:
 
 
 async def _write_tail(session: AsyncSession, now: datetime, tail: _Tail) -> None:
-    """The ledger's movement, the orders' changes, the positions' new values, the status rows and the outbox
-    rows: on PostgreSQL one statement (``_tail_pg``), a round trip where they were six (issue #16: a paper
+    """The ledger's movement, the orders' changes, the positions' new values (and, for a batch whose positions
+    ``mark_and_load`` locked, its fills and the positions they make), the status rows and the outbox rows: on
+    PostgreSQL one statement (``_tail_pg``), a round trip where they were six (issue #16: a paper
     batch's cost is its round trips); then the balances it left are held to the ledger's rule (an error rolls
     the caller's transaction back). On SQLite (the ledger applied and the orders flushed before) a Core
     statement each."""
     movement, positions, events, outbox = tail.movement, tail.positions, tail.events, tail.outbox
     if session.bind.dialect.name == "postgresql":  # type: ignore[union-attr]
-        if not (movement or tail.orders or positions or events or outbox):
+        if not (movement or tail.orders or positions or events or outbox or tail.fills or tail.new_positions):
             return
         params = {
             **(movement or Movement(())).pg_params(),
             "now": now,
             "orders": pg_json(tail.orders),
             "positions": pg_json(positions),
+            "fills": pg_json(tail.fills),
+            "new_positions": pg_json(tail.new_positions),
             "events": pg_json(events),
             "outbox": outbox_param(session, outbox),
         }
@@ -365,18 +468,22 @@ async def _write_tail(session: AsyncSession, now: datetime, tail: _Tail) -> None
 _POSITION_KEY = ("user_id", "mode", "symbol")
 _POSITION_AMOUNTS = ("quantity", "avg_entry_price", "cost_basis", "realized_pnl", "fees_paid")
 _POSITION_VALUES = (*_POSITION_AMOUNTS, "updated_at")
+_ZERO_HELD = _HeldRow(*(Decimal(0) for _ in _POSITION_AMOUNTS))
+_FILL_COLUMNS = "trade_id, order_id, user_id, mode, symbol, side, price, quantity, quote_quantity, fee, fee_asset, liquidity, ts"
 
 
 @functools.cache
 def _tail_pg() -> TextClause:
     """``_write_tail`` on PostgreSQL, built once: the ledger's CTEs (``pg_apply_ctes``: balances moved, postings
-    added), the orders, the positions, the status rows, then the outbox rows in list order, a ledger BALANCE_UPDATE's
+    added), the orders, the positions (updated, or made), the fills (in list order; one recorded before fails
+    the statement on its key), the status rows, then the outbox rows in list order, a ledger BALANCE_UPDATE's
     balances (``null`` until then) filled in from what moved for its user. Rows come as JSON parameters
     (``shared.db.pg_json``); it answers one row with, in id order, each outbox row's id and the payload of each
     BALANCE_UPDATE it filled in (its balance columns null), then a row per balance moved."""
     sets = ", ".join(f"{c} = j.{c}" for c in _POSITION_VALUES)
     key = " AND ".join(f"p.{c} = j.{c}" for c in _POSITION_KEY)
     order_sets = ", ".join(f"{c} = j.{c}" for c in _ORDER_WRITES)
+    position_cols = ", ".join((*_POSITION_KEY, *_POSITION_VALUES))
     mine = pg_balance_payload("(SELECT * FROM moved WHERE moved.account_id = o.payload->>'user_id')")
     return text(
         f"""WITH {pg_apply_ctes()}, upd AS (
@@ -387,6 +494,13 @@ def _tail_pg() -> TextClause:
   UPDATE positions AS p SET {sets}
     FROM json_populate_recordset(NULL::positions, CAST(:positions AS JSON)) AS j
    WHERE {key}
+), made AS (
+  INSERT INTO positions ({position_cols})
+  SELECT {position_cols} FROM json_populate_recordset(NULL::positions, CAST(:new_positions AS JSON))
+), fl AS (
+  INSERT INTO fills ({_FILL_COLUMNS})
+  SELECT {_FILL_COLUMNS} FROM json_populate_recordset(NULL::fills, CAST(:fills AS JSON)) WITH ORDINALITY AS x
+   ORDER BY x.ordinality
 ), ev AS (
   INSERT INTO order_events (order_id, status, filled_quantity, reason, ts)
   SELECT e.order_id, e.status, e.filled_quantity, e.reason, e.ts
@@ -649,7 +763,7 @@ def _fills_pg() -> TextClause:
     """``_insert_fills`` on PostgreSQL, built once: the fills (in list order; a recorded one skipped) and their
     positions' rows (``_lock_positions``) in one statement, answering each position's row and, on every row,
     the fills it inserted."""
-    fills = "trade_id, order_id, user_id, mode, symbol, side, price, quantity, quote_quantity, fee, fee_asset, liquidity, ts"
+    fills = _FILL_COLUMNS
     cols = ", ".join((*_POSITION_KEY, *_POSITION_VALUES))
     return text(
         f"""WITH f AS (

@@ -668,7 +668,8 @@ class ExecutionWorker:
             now = rt.clock.now()
             # Marking the commands processed tells, in the round trip that loads their orders, which are new.
             ids = list(dict.fromkeys(str(c["command_id"]) for c in cmds))
-            fresh, orders = await mark_and_load(session, ids, {str(c["order_id"]) for c in cmds}, now)
+            marked = await mark_and_load(session, ids, {str(c["order_id"]) for c in cmds}, now)
+            fresh, orders = marked.fresh, marked.orders
             replaced = {o.replaces for o in orders.values() if o.replaces} - orders.keys()
             if replaced:
                 orders.update(await load_orders(session, replaced))
@@ -697,7 +698,11 @@ class ExecutionWorker:
             held, self._mm_held = self._mm_held, []
             try:
                 await apply_result(
-                    session, rt.clock, VenueResult(journal=tuple(held)) + result, orders=orders
+                    session,
+                    rt.clock,
+                    VenueResult(journal=tuple(held)) + result,
+                    orders=orders,
+                    positions=marked.positions,
                 )
             except BaseException:
                 self._mm_held[:0] = held

@@ -11,6 +11,7 @@ import orjson
 import pytest
 from sqlalchemy import event, update
 from sqlalchemy.engine.default import CacheStats
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import col, select
 
@@ -18,11 +19,11 @@ from execution.engine import apply_result, mark_and_load
 from execution.venues.base import VenueResult
 from shared.clock import SystemClock
 from shared.db import session_factory, unit_of_work
-from shared.models import Balance, Fill, Order, OrderEvent, OutboxMessage, Position
+from shared.models import Balance, Fill, Order, OrderEvent, OutboxMessage, Position, ProcessedCommand, User
 from shared.outbox import committed_rows, publish_after_commit
 from shared.paper.ledger import deposit_entry, reserve_entry
 from shared.trading_errors import LedgerError
-from tests.chaos.conftest import Db, db, db_url, filled, market_order  # noqa: F401 (fixtures)
+from tests.chaos.conftest import QTY, T0, Db, db, db_url, filled, market_order  # noqa: F401 (fixtures)
 
 
 async def _settle(d: Db, oid: str, price: str, trade: str) -> tuple[list[str], list[Any]]:
@@ -56,10 +57,13 @@ async def test_a_fill_settles_its_position_events_and_outbox_in_few_statements(d
         seen, eager = await _settle(db, oid, price, trade)
         positions = [q for q in seen if "positions" in q]
         assert not any(q.startswith("SELECT") for q in positions), positions  # read by the upsert itself
-        lock = [q for q in positions if "INSERT INTO positions" in q]
+        lock = [q for q in positions if "INSERT INTO positions" in q and "UPDATE positions" not in q]
         assert len(lock) == 1 and "ON CONFLICT" in lock[0] and "RETURNING" in lock[0], positions
         if postgres:  # with the fills, in one round trip
-            assert "INSERT INTO fills" in lock[0] and len([q for q in seen if "INTO fills" in q]) == 1, seen
+            assert (
+                "INSERT INTO fills" in lock[0]
+                and len([q for q in seen if "INTO fills" in q and "UPDATE positions" not in q]) == 1
+            ), seen
         writes = [q for q in positions if "UPDATE positions" in q]
         assert len(writes) == 1, positions
         if postgres:  # the order, the position, the status row and the outbox rows: one round trip
@@ -157,11 +161,11 @@ async def test_a_batch_marks_its_commands_and_loads_their_orders_in_one_statemen
     event.listen(db.engine.sync_engine, "before_cursor_execute", before)
     try:
         async with unit_of_work(db.sessions) as s:
-            fresh, orders = await mark_and_load(s, ["c1", "c2"], {"o1", "o2"}, now)
+            fresh, orders, _ = await mark_and_load(s, ["c1", "c2"], {"o1", "o2"}, now)
         async with unit_of_work(db.sessions) as s:
             stale = (await s.execute(select(Order).where(col(Order.id) == "o2"))).scalars().one()
             await s.execute(update(Order).where(col(Order.id) == "o2").values(status="NEW"))
-            again, reloaded = await mark_and_load(s, ["c2", "c3"], ["o2"], now)
+            again, reloaded, _ = await mark_and_load(s, ["c2", "c3"], ["o2"], now)
             assert reloaded["o2"] is stale and stale.status == "NEW"  # as stored, not as first read
     finally:
         event.remove(db.engine.sync_engine, "before_cursor_execute", before)
@@ -207,3 +211,83 @@ async def test_the_write_statements_answer_carries_its_outbox_rows_once(db_url: 
     assert len(answers) == 1, answers
     balances = [r.payload["data"]["balances"] for r in eager if r.payload["type"] == "BALANCE_UPDATE"]
     assert len(balances) == 4 and all(len(b) == 2 for b in balances)  # each user's two, filled in
+
+
+def _paper_order(oid: str, user: str = "u1") -> Order:
+    order = market_order(oid)
+    order.mode, order.user_id = "paper", user
+    return order
+
+
+async def test_a_paper_batchs_fills_go_in_with_its_writes_their_positions_locked_with_its_orders(
+    db: Db,  # noqa: F811
+) -> None:
+    """PostgreSQL: ``mark_and_load`` locks the batch's positions with its orders, so the fills and the positions'
+    new values (made or updated) go in with the batch's other writes: two statements in all, where the fills
+    had one of their own. The same rows on both databases; a fill recorded before fails the batch there."""
+    async with unit_of_work(db.sessions) as s:
+        s.add(User(id="u2", email="u2@example.com", password_hash="x", created_at=T0, updated_at=T0))
+    async with unit_of_work(db.sessions) as s:
+        for order in (_paper_order("p1"), _paper_order("p2"), _paper_order("p3", user="u2")):
+            s.add(order)
+    await _settle_result(db, filled("p2", "BUY", "60000", trade="t2"))  # u1 holds a position; u2 none
+    postgres = db.engine.dialect.name == "postgresql"
+    seen: list[str] = []
+
+    def before(conn: object, cursor: object, statement: str, *args: object) -> None:
+        seen.append(" ".join(statement.split()))
+
+    async def batch(result: VenueResult, commands: list[str]) -> Any:
+        event.listen(db.engine.sync_engine, "before_cursor_execute", before)
+        try:
+            async with unit_of_work(db.sessions) as s:
+                publish_after_commit(s)
+                marked = await mark_and_load(s, commands, {"p1", "p3"}, SystemClock().now())
+                await apply_result(s, SystemClock(), result, orders=marked.orders, positions=marked.positions)
+        finally:
+            event.remove(db.engine.sync_engine, "before_cursor_execute", before)
+        return marked, committed_rows(s)
+
+    result = filled("p1", "BUY", "60010", trade="t1") + filled("p3", "BUY", "61000", trade="t3")
+    marked, eager = await batch(result, ["c1", "c3"])
+    if postgres:
+        held = marked.positions
+        assert held is not None and held.keys == {("u1", "paper", "BTCUSDT"), ("u2", "paper", "BTCUSDT")}
+        assert (
+            list(held.rows) == [("u1", "paper", "BTCUSDT")]
+            and held.rows[("u1", "paper", "BTCUSDT")].quantity == QTY
+        )
+        touching = [q for q in seen if "fills" in q or "positions" in q]
+        assert len(touching) == 2, touching  # the marks and read, then every write
+        assert "FOR UPDATE" in touching[0] and "processed_commands" in touching[0]
+        for part in (
+            "INSERT INTO fills",
+            "INSERT INTO positions",
+            "UPDATE positions",
+            "UPDATE orders",
+            "INTO outbox",
+        ):
+            assert part in touching[1], (part, touching[1])
+    assert [r.payload["type"] for r in eager] == ["POSITION_UPDATE"] * 2 + ["TRADE"] * 2 + [
+        "ORDER_UPDATE"
+    ] * 2
+    async with db.sessions() as s:
+        positions = {p.user_id: p for p in (await s.execute(select(Position))).scalars()}
+        fills = (await s.execute(select(Fill.trade_id).order_by(col(Fill.id)))).scalars().all()
+    assert (positions["u1"].quantity, positions["u1"].avg_entry_price) == (2 * QTY, Decimal("60005"))
+    assert (positions["u2"].quantity, positions["u2"].avg_entry_price) == (QTY, Decimal("61000"))
+    assert fills == ["t2", "t1", "t3"]
+
+    again = filled("p1", "BUY", "60010", trade="t1")  # a fill recorded before
+    if postgres:  # the book's fills are new: one that is not fails the batch, which writes nothing
+        with pytest.raises(IntegrityError):
+            await batch(again, ["c4"])
+    else:  # SQLite: skipped as recorded (the batch has no locked positions there)
+        _, eager = await batch(again, ["c4"])
+        assert eager == []
+    async with db.sessions() as s:
+        assert (
+            await s.execute(select(col(Position.quantity)).where(col(Position.user_id) == "u1"))
+        ).scalar_one() == 2 * QTY
+        marks = (await s.execute(select(col(ProcessedCommand.command_id)))).scalars().all()
+    assert sorted(marks) == (["c1", "c3"] if postgres else ["c1", "c3", "c4"])
