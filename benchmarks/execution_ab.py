@@ -4,6 +4,7 @@ a core) and, at a fixed load, the execution process's CPU ms per order, ack and 
 Each variant is a source tree run with its own working directory, e.g. the commit before a change:
 
     git archive --prefix=a/ HEAD~2 | tar -x -C /tmp/ab     # the variant's tree (uses this checkout's .venv)
+    cp --parents execution/paper/*.so shared/paper/*.so shared/paper/accel-manifest.json /tmp/ab/a  # compiled
     .venv/bin/python benchmarks/execution_ab.py --variant A=/tmp/ab/a --variant NEW=. --orders 150 --concurrency 1
     .venv/bin/python benchmarks/execution_ab.py --variant A=/tmp/ab/a --variant NEW=. --open 100
 """
@@ -105,6 +106,20 @@ def per_order(before: dict[str, int], after: dict[str, int], orders: int) -> str
     return " ".join(f"{k} {v:.2f}" for v, k in top)
 
 
+def paper_mode(tree: Path) -> str:
+    """Whether a tree runs the compiled paper modules or their pure Python (``shared.paper.MODE``): a tree made
+    with ``git archive`` has the sources but neither the built extensions nor their manifest
+    (``shared/paper/accel-manifest.json``), and then runs the pure Python, a different worker altogether."""
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", "import shared.paper as p; print(p.MODE)"],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--variant", action="append", required=True, help="NAME=DIR")
@@ -117,8 +132,16 @@ def main() -> None:
     ap.add_argument("--orders", type=int, default=200)
     ap.add_argument("--concurrency", type=int, default=1)
     ap.add_argument("--open", type=float, default=0, help="open-loop stage at this rate instead")
+    ap.add_argument("--mixed", action="store_true", help="run variants whose paper modules differ")
     ab = ap.parse_args()
     variants = [v.split("=", 1) for v in ab.variant]
+    modes = {name: paper_mode(Path(d)) for name, d in variants}
+    print("paper modules:", ", ".join(f"{name} {mode}" for name, mode in modes.items()))
+    if len(set(modes.values())) > 1 and not ab.mixed:
+        sys.exit(
+            "the variants run different paper modules (compiled / pure Python): copy the built extensions"
+            " and shared/paper/accel-manifest.json into each tree, or pass --mixed"
+        )
     args = pe.parse(
         [
             "--ref",
