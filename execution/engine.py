@@ -469,7 +469,10 @@ _POSITION_KEY = ("user_id", "mode", "symbol")
 _POSITION_AMOUNTS = ("quantity", "avg_entry_price", "cost_basis", "realized_pnl", "fees_paid")
 _POSITION_VALUES = (*_POSITION_AMOUNTS, "updated_at")
 _ZERO_HELD = _HeldRow(*(Decimal(0) for _ in _POSITION_AMOUNTS))
-_FILL_COLUMNS = "trade_id, order_id, user_id, mode, symbol, side, price, quantity, quote_quantity, fee, fee_asset, liquidity, ts"
+_FILL_COLUMNS = (
+    "trade_id, order_id, user_id, mode, symbol, side, price, quantity, quote_quantity, fee, fee_asset, "
+    "liquidity, ts"
+)
 
 
 @functools.cache
