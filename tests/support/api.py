@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,6 +16,11 @@ from fastapi import FastAPI
 from shared.clock import Clock
 from shared.security.crypto import generate_key
 from shared.settings import Settings
+from tests.support.tasks import ended
+
+# Stopping an app with every service in it on a loaded 2-core machine (CI runs two test processes) may take a
+# few seconds; one that hangs still fails, with the stacks of what held it.
+SHUTDOWN_S = 20.0
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
@@ -79,10 +85,30 @@ async def running_api(
     from tradebridge.app import create_app
 
     app = app or create_app(settings, clock=clock, migrate=migrate, **kwargs)
-    async with LifespanManager(app, startup_timeout=60) as manager:
+    manager = LifespanManager(app, startup_timeout=60, shutdown_timeout=None)
+    await manager.__aenter__()
+    try:
         transport = httpx.ASGITransport(app=manager.app, client=("203.0.113.7", 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield Api(app, client)
+    except BaseException as exc:
+        await _shut_down(manager, exc)
+        raise
+    await _shut_down(manager, None)
+
+
+async def _shut_down(manager: LifespanManager, exc: BaseException | None) -> None:
+    """The app's lifespan shutdown; one that hangs (once in CI, 2026-12-04: past asgi-lifespan's default 5 s,
+    with nothing to say why) fails with the stacks of the tasks that held it, taken while they still run."""
+
+    async def shut_down() -> None:
+        await manager.__aexit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+
+    stopping = asyncio.ensure_future(shut_down())
+    try:
+        await ended(stopping, SHUTDOWN_S)
+    finally:
+        stopping.cancel()
 
 
 @asynccontextmanager
