@@ -54,6 +54,7 @@ import json
 import multiprocessing as mp
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -745,6 +746,23 @@ class Bench:
                 procs.append(
                     (c.name, out, subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
                 )
+        # perf (where installed): each process's CPU by what ran it (the interpreter, the kernel, C extensions),
+        # which py-spy cannot tell apart from waiting in the event loop
+        perf = shutil.which("perf")
+        perfs = []
+        for children in self.groups.values() if perf else ():
+            for c in children:
+                if c.alive():
+                    data = outdir / f"{target}-{c.name}.perf"
+                    argv = [str(perf), "record", "-q", "-e", "cpu-clock", "-F", "499", "-p", str(c.pid)]
+                    argv += ["-o", str(data), "--", "sleep", str(int(duration) + 2)]
+                    perfs.append(
+                        (
+                            c.name,
+                            data,
+                            subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE),
+                        )
+                    )
         time.sleep(1.0)  # py-spy attaches
         print(f"\n== {target}: profile at {rate:,.1f}/s (py-spy raw stacks in {outdir})")
         res = self.run_stage(target, url, rate, duration, fills=True)
@@ -755,6 +773,10 @@ class Bench:
                 print(f"  py-spy on {name} failed: {err.decode()[-500:]}")
                 continue
             print_profile(f"{target} {name}", out, self.args.profile_top)
+        for name, data, p in perfs:
+            _, err = p.communicate(timeout=60 + duration)
+            split = perf_split(data) if p.returncode == 0 and data.exists() else None
+            print(f"  perf {target} {name}: " + (split or f"failed: {err.decode()[-300:]}"))
 
     # -- tear-down ----------------------------------------------------------------------------------------
 
@@ -822,6 +844,49 @@ def workers_note(n: int) -> str:
         f"{n} execution workers, but execution is not partitioned yet: the extra workers compete for the one "
         "paper lease, so the figures show the cost of that (not a partitioned layout)"
     )
+
+
+# perf's DSOs, named by what runs in them
+_DSO_KINDS = (
+    ("libpython", "Python interpreter"),
+    ("[kernel", "kernel"),
+    ("libc.so", "libc"),
+    ("loop.", "uvloop"),
+    ("protocol.", "asyncpg"),
+    ("pgproto.", "asyncpg"),
+    ("record.", "asyncpg"),
+    ("_pydantic_core", "pydantic-core"),
+    ("orjson", "orjson"),
+    ("hiredis", "hiredis"),
+    ("parser.", "httptools"),
+    ("_mypyc", "compiled paper modules"),
+    ("_decimal", "decimal"),
+)
+
+
+def perf_split(data: Path) -> str | None:
+    """A process's CPU by DSO kind (``perf report --sort dso``), the largest first, e.g. "Python interpreter 74%,
+    kernel 12%, ..."."""
+    try:
+        out = subprocess.run(
+            ["perf", "report", "-i", str(data), "--no-children", "--sort", "dso", "--stdio"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    shares: dict[str, float] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].endswith("%") and not line.startswith("#"):
+            dso = parts[1]
+            kind = next((k for pat, k in _DSO_KINDS if pat in dso), "other")
+            shares[kind] = shares.get(kind, 0.0) + float(parts[0].rstrip("%"))
+    if not shares:
+        return None
+    return ", ".join(f"{k} {v:.0f}%" for k, v in sorted(shares.items(), key=lambda kv: -kv[1]) if v >= 0.5)
 
 
 def print_profile(name: str, path: Path, top: int) -> None:

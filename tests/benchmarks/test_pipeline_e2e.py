@@ -7,6 +7,7 @@ material."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -80,3 +81,5 @@ def test_tiny_run_prints_every_floor_and_target(services: None, tmp_path: Path) 
         names = {p.name for p in prof.iterdir()}
         expected = {"distributed-gateway.txt", "distributed-execution-1.txt", "embedded-up.txt"}
         assert expected <= names, (names, output)
+    if shutil.which("perf"):  # each process's CPU by what ran it: the interpreter, the kernel, C extensions
+        assert re.search(r"perf distributed gateway: .*Python interpreter \d+%", run.stdout), output
