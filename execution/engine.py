@@ -140,8 +140,10 @@ def _mark_and_load_pg() -> Any:
     and the order ids as an expanding one, so SQLAlchemy caches its compiled form. Written with the marks as a
     multi-row VALUES it had no cache key: the ORM select of every order column was compiled again for every
     batch, a sixth of the worker's CPU at 100 orders/s (issue #16). The orders' positions are locked in the same
-    statement (orders first, then positions, the order every writer takes them in), each order's row carrying
-    its position's values: a fill then needs no round trip of its own to lock its position."""
+    statement, each order's row carrying its position's values: a fill then needs no round trip of its own to
+    lock its position. (Which lock comes first matters only against a transaction taking both for the same paper
+    order and position: the gateway's cancels lock orders only, and the other fills are testnet's. A deadlock
+    PostgreSQL finds fails the batch, retried as after any failure.)"""
     table = ProcessedCommand.__table__  # type: ignore[attr-defined]
     source = sa_select(
         func.unnest(bindparam("command_ids", type_=ARRAY(table.c.command_id.type))),
