@@ -131,9 +131,6 @@ class Marked(NamedTuple):
     positions: HeldPositions | None = None
 
 
-_HELD_COLUMNS = ("user_id", "quantity", "avg_entry_price", "cost_basis", "realized_pnl", "fees_paid")
-
-
 @functools.cache
 def _mark_and_load_pg() -> Any:
     """``mark_and_load``'s PostgreSQL statement, built once: the marks come as one array parameter (``unnest``)
@@ -209,15 +206,14 @@ async def mark_and_load(
         return Marked(set(command_ids), {})
     orders = {r[0].id: r[0] for r in rows}
     held = {
-        (o.user_id, o.mode, o.symbol): r
+        (r[0].user_id, r[0].mode, r[0].symbol): _HeldRow(
+            *(getattr(r, f"held_{c}") for c in _POSITION_AMOUNTS)
+        )
         for r in rows
-        if (o := r[0]) is not None and r.held_user_id is not None
+        if r.held_user_id is not None
     }
-    positions = HeldPositions(
-        frozenset((o.user_id, o.mode, o.symbol) for o in orders.values()),
-        {key: _HeldRow(*(getattr(r, f"held_{c}") for c in _HELD_COLUMNS[1:])) for key, r in held.items()},
-    )
-    return Marked(set(rows[0][1] or ()), orders, positions)
+    keys = frozenset((o.user_id, o.mode, o.symbol) for o in orders.values())
+    return Marked(set(rows[0][1] or ()), orders, HeldPositions(keys, held))
 
 
 class _HeldRow(NamedTuple):
@@ -471,6 +467,7 @@ _POSITION_KEY = ("user_id", "mode", "symbol")
 _POSITION_AMOUNTS = ("quantity", "avg_entry_price", "cost_basis", "realized_pnl", "fees_paid")
 _POSITION_VALUES = (*_POSITION_AMOUNTS, "updated_at")
 _ZERO_HELD = _HeldRow(*(Decimal(0) for _ in _POSITION_AMOUNTS))
+_HELD_COLUMNS = ("user_id", *_POSITION_AMOUNTS)  # a position's, on its order's row in ``mark_and_load``
 _FILL_COLUMNS = (
     "trade_id, order_id, user_id, mode, symbol, side, price, quantity, quote_quantity, fee, fee_asset, "
     "liquidity, ts"
