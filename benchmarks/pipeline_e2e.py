@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -81,6 +82,7 @@ from _e2e_procs import (
 sys.path.insert(
     0, str(ROOT)
 )  # the repository's test helpers: one implementation, shared with the crash tests
+from shared.streams import paper_stream
 from tests.support.procs import RedisServer, free_port
 
 SYMBOL = "BTCUSDT"
@@ -106,6 +108,17 @@ COUNTERPART = {"gateway": "durable", "execution": "fill", "events": "fanout"}  #
 
 
 # ---------------------------------------------------------------------------------------------- statistics
+
+
+def tail_of(per_order: Sequence[Sequence[float]], names: Sequence[str]) -> dict[str, float]:
+    """Where the slowest 1% of filled orders (total at or above the p99) spent their time: each hop's mean
+    over them, beside the same hops' p99 (which may come from different orders), so a tail can be put on
+    the hop that made it."""
+    if not per_order:
+        return {}
+    cut = q([sum(d) for d in per_order], 0.99)
+    slow = [d for d in per_order if sum(d) >= cut]
+    return {"orders": len(slow)} | {k: sum(d[i] for d in slow) / len(slow) for i, k in enumerate(names)}
 
 
 def q(values: Sequence[float], p: float) -> float:
@@ -595,7 +608,7 @@ class Bench:
         low = self.run_stage(target, url, low_rate, args.duration, fills=True)
         low["met"] = e2e_bounded(low)
         if hops:
-            low["hops"] = asyncio.run(self.hops(low["_rows"]))
+            low["hops"], low["tail"] = asyncio.run(self.hops(low["_rows"]))
             settle(low)
         print_stage(low)
         ladder = [low]
@@ -626,7 +639,7 @@ class Bench:
 
     # -- what the pipeline leaves behind ------------------------------------------------------------------
 
-    async def hops(self, rows: list[Row]) -> dict[str, tuple[float, float]]:
+    async def hops(self, rows: list[Row]) -> tuple[dict[str, tuple[float, float]], dict[str, float]]:
         """Where a filled order's time went, hop by hop (p50, p99 in ms), from the timestamps the pipeline
         leaves anyway: the order row's created_at (gateway, before its commit), the command's stream id
         (the relay's XADD), the FILLED order_event's ts (worker, before its commit), the FILLED
@@ -638,7 +651,7 @@ class Bench:
         off = time.time() - time.monotonic()  # the load processes' monotonic clock -> wall clock (seconds)
         done = {r[5]: r for r in rows if r[5] and r[7] == "FILLED"}
         if not done:
-            return {}
+            return {}, {}
         t_from = int((min(r[1] for r in done.values()) + off - 5) * 1000)
         dsn = self.db.url.replace("+asyncpg", "")
         conn = await asyncpg.connect(dsn)
@@ -658,10 +671,9 @@ class Bench:
         cmd_at: dict[str, float] = {}
         evt_at: dict[str, float] = {}
         try:
-            for stream, into in (
-                (self.redis_prefix + "orders.commands.paper", cmd_at),
-                (self.redis_prefix + "events.private", evt_at),
-            ):
+            n = self.args.workers
+            commands = [(self.redis_prefix + paper_stream(k, n), cmd_at) for k in range(max(n, 1))]
+            for stream, into in (*commands, (self.redis_prefix + "events.private", evt_at)):
                 start = f"{t_from}-0"
                 while True:
                     batch = cast(
@@ -686,6 +698,7 @@ class Bench:
             k: []
             for k in ("due->gateway", "gateway->command", "command->worker", "worker->event", "event->ws")
         }
+        per_order: list[list[float]] = []
         for oid, row in done.items():
             pts = [
                 row[1] + off,
@@ -697,9 +710,23 @@ class Bench:
             ]
             if any(p is None for p in pts):
                 continue
-            for vals, a, b in zip(segs.values(), pts, pts[1:], strict=False):
-                vals.append((b - a) * 1000)  # type: ignore[operator]
-        return {k: (q(v, 0.5), q(v, 0.99)) for k, v in segs.items() if v}
+            durations = [(b - a) * 1000 for a, b in itertools.pairwise(pts)]  # type: ignore[operator]
+            per_order.append(durations)
+            for vals, d in zip(segs.values(), durations, strict=True):
+                vals.append(d)
+        acks = [
+            [
+                (row[2] - row[1]) * 1000,
+                (created[oid].timestamp() - off - row[2]) * 1000,
+                (row[3] - row[2]) * 1000,
+            ]
+            for oid, row in done.items()
+            if oid in created
+        ]
+        ack_names = ["due->sent", "sent->gateway", "gateway->ack"]
+        out = {k: (q(v, 0.5), q(v, 0.99)) for k, v in segs.items() if v}
+        ack_tail = {f"ack: {k}": v for k, v in tail_of(acks, ack_names).items()}
+        return out, tail_of(per_order, list(segs)) | ack_tail
 
     async def backlog(self, settle_s: float = 30.0) -> dict[str, int]:
         """Wait (bounded) for the pipeline to go idle; report what was still queued when the stage's drain ended."""
@@ -829,6 +856,17 @@ def print_stage(r: dict[str, Any], note: str = "") -> None:
     if r.get("hops"):
         hops = ", ".join(f"{k} {a:.1f}/{b:.1f}" for k, (a, b) in r["hops"].items())
         print(f"      hops p50/p99 ms: {hops}")
+    if r.get("tail"):
+        tail = dict(r["tail"])
+        for what, is_ack in (("FILLED", False), ("ack", True)):
+            part = {k.removeprefix("ack: "): v for k, v in tail.items() if k.startswith("ack: ") == is_ack}
+            n = int(part.pop("orders", 0))
+            if not n:
+                continue
+            print(
+                f"      the slowest 1% by {what} ({n} orders, >= its p99), mean ms per hop: "
+                + ", ".join(f"{k} {v:.1f}" for k, v in part.items())
+            )
 
 
 def workers_note(n: int) -> str:
