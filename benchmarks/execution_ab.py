@@ -224,7 +224,7 @@ def main() -> None:
                     time.sleep(1)
                 if ab.open:
                     res = bench.run_stage("distributed", url, ab.open, ab.duration, fills=True)
-                    hops = asyncio.run(bench.hops(res["_rows"]))
+                    hops, _ = asyncio.run(bench.hops(res["_rows"]))
                     k2 = counters(bench)
                     print(
                         f"[{time.strftime('%H:%M:%S', time.gmtime())} load {la:.1f}] round {rnd} {name:>6}: idle {idle:5.1f}% | "

@@ -111,7 +111,7 @@ COUNTERPART = {"gateway": "durable", "execution": "fill", "events": "fanout"}  #
 
 
 def tail_of(per_order: Sequence[Sequence[float]], names: Sequence[str]) -> dict[str, float]:
-    """Where the slowest 1% of filled orders (total at or above the p99) spent their time: each hop's mean
+    """Where the slowest 1% of orders (their hops' sum at or above its p99) spent their time: each hop's mean
     over them, beside the same hops' p99 (which may come from different orders), so a tail can be put on
     the hop that made it."""
     if not per_order:
@@ -608,7 +608,7 @@ class Bench:
         low = self.run_stage(target, url, low_rate, args.duration, fills=True)
         low["met"] = e2e_bounded(low)
         if hops:
-            low["hops"], low["tail"] = asyncio.run(self.hops(low["_rows"]))
+            low["hops"], low["tails"] = asyncio.run(self.hops(low["_rows"]))
             settle(low)
         print_stage(low)
         ladder = [low]
@@ -639,7 +639,9 @@ class Bench:
 
     # -- what the pipeline leaves behind ------------------------------------------------------------------
 
-    async def hops(self, rows: list[Row]) -> tuple[dict[str, tuple[float, float]], dict[str, float]]:
+    async def hops(
+        self, rows: list[Row]
+    ) -> tuple[dict[str, tuple[float, float]], dict[str, dict[str, float]]]:
         """Where a filled order's time went, hop by hop (p50, p99 in ms), from the timestamps the pipeline
         leaves anyway: the order row's created_at (gateway, before its commit), the command's stream id
         (the relay's XADD), the FILLED order_event's ts (worker, before its commit), the FILLED
@@ -723,10 +725,12 @@ class Bench:
             for oid, row in done.items()
             if oid in created
         ]
-        ack_names = ["due->sent", "sent->gateway", "gateway->ack"]
         out = {k: (q(v, 0.5), q(v, 0.99)) for k, v in segs.items() if v}
-        ack_tail = {f"ack: {k}": v for k, v in tail_of(acks, ack_names).items()}
-        return out, tail_of(per_order, list(segs)) | ack_tail
+        tails = {
+            "FILLED": tail_of(per_order, list(segs)),
+            "ack": tail_of(acks, ["due->sent", "sent->gateway", "gateway->ack"]),
+        }
+        return out, tails
 
     async def backlog(self, settle_s: float = 30.0) -> dict[str, int]:
         """Wait (bounded) for the pipeline to go idle; report what was still queued when the stage's drain ended."""
@@ -856,16 +860,12 @@ def print_stage(r: dict[str, Any], note: str = "") -> None:
     if r.get("hops"):
         hops = ", ".join(f"{k} {a:.1f}/{b:.1f}" for k, (a, b) in r["hops"].items())
         print(f"      hops p50/p99 ms: {hops}")
-    if r.get("tail"):
-        tail = dict(r["tail"])
-        for what, is_ack in (("FILLED", False), ("ack", True)):
-            part = {k.removeprefix("ack: "): v for k, v in tail.items() if k.startswith("ack: ") == is_ack}
-            n = int(part.pop("orders", 0))
-            if not n:
-                continue
+    for what, tail in r.get("tails", {}).items():
+        if tail:
+            means = {k: v for k, v in tail.items() if k != "orders"}
             print(
-                f"      the slowest 1% by {what} ({n} orders, >= its p99), mean ms per hop: "
-                + ", ".join(f"{k} {v:.1f}" for k, v in part.items())
+                f"      the slowest 1% by {what} ({tail['orders']:.0f} orders, >= its p99), mean ms per hop: "
+                + ", ".join(f"{k} {v:.1f}" for k, v in means.items())
             )
 
 
