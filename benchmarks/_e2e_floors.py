@@ -391,6 +391,8 @@ def serve(kind: str, port: int) -> None:
     """One uvicorn worker, as the gateway runs (uvloop and httptools where installed, no access log)."""
     import uvicorn
 
+    from tradebridge.cli import WS_IMPLEMENTATION
+
     redis_url = os.environ["REDIS_URL"]
     if kind == "bare":
         app = create_bare_app(redis_url)
@@ -398,7 +400,9 @@ def serve(kind: str, port: int) -> None:
         app = create_fanout_app(redis_url, os.environ["JWT_SECRET"])
     else:
         app = create_durable_app(os.environ["FLOOR_DSN"], redis_url, os.environ["JWT_SECRET"])
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    config = uvicorn.Config(  # the WebSocket protocol TradeBridge's services serve with
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, ws=WS_IMPLEMENTATION
+    )
     uvicorn.Server(config).run()
 
 

@@ -54,12 +54,12 @@ def _settings(redis_url: str, prefix: str) -> Any:
     )
 
 
-def run_server(redis_url: str, prefix: str, port: int, deflate: bool, ws: str = "auto") -> None:
+def run_server(redis_url: str, prefix: str, port: int, deflate: bool, ws: str) -> None:
     import uvicorn
 
-    from events.app import create_events_app
+    from tradebridge.app import create_events_app
 
-    app = create_events_app(_settings(redis_url, prefix))
+    app = create_events_app(_settings(redis_url, prefix))  # as `tradebridge events` builds it
     uvicorn.run(
         app,
         host="127.0.0.1",
@@ -265,6 +265,8 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def main() -> None:
+    from tradebridge.cli import WS_IMPLEMENTATION
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, default=1000)
     ap.add_argument(
@@ -280,7 +282,9 @@ def main() -> None:
     )
     ap.add_argument("--deflate", action="store_true", help="enable permessage-deflate on the server")
     ap.add_argument(
-        "--ws", default="auto", help="uvicorn WebSocket implementation (auto, websockets, websockets-sansio)"
+        "--ws",
+        default=WS_IMPLEMENTATION,
+        help="uvicorn WebSocket implementation (websockets-sansio, as the services serve; websockets; wsproto)",
     )
     args = ap.parse_args()
 
@@ -299,11 +303,15 @@ def main() -> None:
     server.start()
     try:
         for _ in range(200):
+            if not server.is_alive():
+                raise SystemExit(f"the events server exited ({server.exitcode}) before it listened")
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 break
             except OSError:
                 time.sleep(0.1)
+        else:
+            raise SystemExit(f"the events server did not listen on port {port} within 20 s")
         proc = psutil.Process(server.pid)
         rss_before = proc.memory_info().rss
 

@@ -30,6 +30,11 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(apikeys_app, name="apikeys")
 console = Console(stderr=True, soft_wrap=True)
 
+# uvicorn's sans-I/O WebSocket protocol (websockets' new implementation): the same keepalive, size limit and
+# flow control as its "websockets" default, which runs websockets' deprecated legacy protocol and costs more
+# per frame (benchmarks/ws_fanout.py, docs/performance.md). Tests and the benchmarks' floors serve with it too.
+WS_IMPLEMENTATION = "websockets-sansio"
+
 HostOpt = Annotated[str | None, typer.Option(help="Interface to bind (default: HOST or 127.0.0.1).")]
 PortOpt = Annotated[int | None, typer.Option(help="Port (default: PORT or 8000).")]
 
@@ -58,6 +63,7 @@ def _serve(app_obj: object, settings: Settings, host: str | None, port: int | No
         proxy_headers=settings.trusted_proxies,
         ws_ping_interval=20,
         ws_ping_timeout=20,
+        ws=WS_IMPLEMENTATION,
         ws_per_message_deflate=False,
         ws_max_size=settings.ws_max_message_bytes,  # larger client frames: 1009 before they are even buffered
     )

@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from tests.support.api import make_settings
 from tests.support.eventually import eventually
 from tests.support.tasks import ended
+from tradebridge.cli import WS_IMPLEMENTATION
 from tradebridge.embedded import create_embedded_app
 
 
@@ -76,7 +77,9 @@ class Served:
 async def serve(database_url: str, **overrides: Any) -> AsyncIterator[Served]:
     settings = make_settings(database_url, **{"paper_market_maker": "on", **overrides})
     app = create_embedded_app(settings)
-    cfg = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    cfg = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", ws=WS_IMPLEMENTATION
+    )
     server = uvicorn.Server(cfg)
     server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
     task = asyncio.create_task(server.serve())

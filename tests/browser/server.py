@@ -21,6 +21,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from tests.support.api import make_settings
+from tradebridge.cli import WS_IMPLEMENTATION
 
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "admin password 123"
@@ -75,7 +76,7 @@ def running_system(db_path: Path, binance_url: str, **overrides: Any) -> Iterato
     app = build_app(db_path, binance_url, **overrides)
     port = free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio", lifespan="on"
+        app, host="127.0.0.1", port=port, log_level="warning", ws=WS_IMPLEMENTATION, lifespan="on"
     )
     server = uvicorn.Server(config)
     # A loop factory of our own: Runner then leaves this thread's current event loop alone.

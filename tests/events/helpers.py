@@ -22,6 +22,7 @@ from shared.streams import PRIVATE_EVENTS, private_event, public_event, user_str
 from tests.support.api import make_settings
 from tests.support.eventually import eventually
 from tests.support.tasks import ended
+from tradebridge.cli import WS_IMPLEMENTATION
 
 JWT_SECRET = "test-jwt-secret-" + "x" * 32
 
@@ -67,6 +68,7 @@ class Served:
 
 @asynccontextmanager
 async def serve(app: FastAPI, **config: Any) -> AsyncIterator[Served]:
+    config.setdefault("ws", WS_IMPLEMENTATION)  # the protocol `tradebridge events` serves with
     cfg = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", **config)
     server = uvicorn.Server(cfg)
     task = asyncio.create_task(server.serve())

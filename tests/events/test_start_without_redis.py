@@ -17,12 +17,17 @@ from tests.support.eventually import eventually
 from tests.support.procs import RedisServer
 from tests.support.tasks import ended
 from tradebridge.app import create_events_app
+from tradebridge.cli import WS_IMPLEMENTATION
 
 
 async def test_the_hub_starts_once_redis_is_back_and_delivers(tmp_path: Path, redis_prefix: str) -> None:
     redis = RedisServer(tmp_path)  # not started: its port refuses connections
     app = create_events_app(events_settings(tmp_path, redis.url, redis_prefix))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", ws=WS_IMPLEMENTATION
+        )
+    )
     task = asyncio.create_task(server.serve())
     try:
         await asyncio.sleep(1.5)  # the lifespan tries to read the streams' positions meanwhile

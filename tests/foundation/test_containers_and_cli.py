@@ -241,3 +241,21 @@ def test_up_starts_the_embedded_system(tmp_path: Path) -> None:
             output, _ = proc.communicate()
     assert "Traceback" not in output, output[-3000:]
     assert "setup plugin" not in output and "[alembic" not in output, output[:3000]
+
+
+def test_services_serve_websockets_with_the_sans_io_protocol(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every served process (`up`, `gateway`, `events`) goes through `_serve`: WebSockets on uvicorn's sans-I/O
+    protocol (cheaper per frame than the legacy one, which websockets deprecated), with the contract's limits."""
+    import uvicorn
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+    from tradebridge import cli
+
+    served: list[uvicorn.Config] = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: served.append(self.config))
+    settings = Settings(_env_file=None, ws_max_message_bytes=4096)
+    cli._serve(object(), settings, "127.0.0.1", 0)
+    (config,) = served
+    config.load()
+    assert config.ws_protocol_class is WebSocketsSansIOProtocol
+    assert (config.ws_max_size, config.ws_per_message_deflate, config.ws_ping_interval) == (4096, False, 20)
