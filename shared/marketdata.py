@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from shared.bus.base import encode_payload
 from shared.errors import Unavailable
+from shared.redis_bounds import bounded_connection_class
 
 PAPER = "paper"
 
@@ -68,7 +69,12 @@ class RedisMarketData:
     def __init__(self, url: str, prefix: str) -> None:
         import redis.asyncio as aioredis
 
-        self._redis = aioredis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self._redis = aioredis.from_url(
+            url,
+            connection_class=bounded_connection_class(url, 2.0),  # sends and reads bounded to 2 s
+            socket_timeout=None,  # not timed again by redis-py (its default is 5 s)
+            socket_connect_timeout=2,
+        )
         self._prefix = prefix + "md:"
 
     def _key(self, venue: str, kind: str, symbol: str) -> str:

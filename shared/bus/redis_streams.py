@@ -42,6 +42,7 @@ from shared.bus.base import (
     once_digest,
     parse_id,
 )
+from shared.redis_bounds import bounded_connection_class
 from shared.retry import reraise_if_cancelled
 
 __all__ = ["RedisStreamsBus"]
@@ -176,7 +177,8 @@ class RedisStreamsBus:
     """`Bus` on Redis Streams. No I/O until the first call.
 
     `maxlen`/`retention`: approximate per-stream MAXLEN (`~`) applied on every XADD.
-    `socket_timeout` bounds every round trip (blocking reads are issued in chunks below it);
+    `socket_timeout` bounds every send and read (`shared.redis_bounds`; blocking reads are issued in chunks
+    below it);
     `connect_timeout` keeps "Redis is down" fast; `retries` is how often redis-py retries a command on a
     fresh connection after a connection error before `BusUnavailable` is raised.
     """
@@ -474,7 +476,9 @@ class RedisStreamsBus:
             self._client = aioredis.Redis.from_url(
                 self._url,
                 decode_responses=False,
-                socket_timeout=self._socket_timeout,
+                # every send and read bounded to socket_timeout by a watchdog, not by a timer per command
+                connection_class=bounded_connection_class(self._url, self._socket_timeout),
+                socket_timeout=None,  # redis-py's own (5 s unless given) would time each command again
                 socket_connect_timeout=self._connect_timeout,
                 retry=Retry(backoff, self._retries),
                 client_name=self._client_name,
