@@ -81,23 +81,32 @@ class _Watchdog:
     """One per event loop: a timer every ``WATCH_EVERY_S`` while it has connections to watch."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self._loop = weakref.ref(loop)  # not kept alive by its entry in _WATCHDOGS (tests make many loops)
         self._conns: weakref.WeakSet[_Watched] = weakref.WeakSet()
-        self._timer: asyncio.TimerHandle | None = None
+        self._ticking = False  # not the timer's handle: it refers to the loop, which would then stay alive
 
     def add(self, conn: _Watched) -> None:
         self._conns.add(conn)
-        if self._timer is None:
-            self._timer = self._loop.call_later(WATCH_EVERY_S, self._tick)
+        if not self._ticking:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        loop = self._loop()
+        if loop is not None and not loop.is_closed():
+            loop.call_later(WATCH_EVERY_S, self._tick)
+            self._ticking = True
 
     def _tick(self) -> None:
-        self._timer = None
-        now = self._loop.time()
+        self._ticking = False
+        loop = self._loop()
+        if loop is None:
+            return
+        now = loop.time()
         for conn in list(self._conns):
             if conn._overdue(now):
                 conn._abort()
         if self._conns:
-            self._timer = self._loop.call_later(WATCH_EVERY_S, self._tick)
+            self._schedule()
 
 
 _WATCHDOGS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watchdog] = weakref.WeakKeyDictionary()

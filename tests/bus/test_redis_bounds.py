@@ -22,6 +22,7 @@ from shared.marketdata import RedisMarketData
 from shared.ratelimit import RateLimiter
 from shared.redis_bounds import WATCH_EVERY_S, bounded_connection_class
 from tests.support.procs import RedisServer
+from tests.support.services import REDIS_URL
 
 BOUND_S = 0.5
 
@@ -115,3 +116,29 @@ def test_the_class_follows_the_url_scheme() -> None:
     assert issubclass(bounded_connection_class("unix:///tmp/r.sock", 1.0), UnixDomainSocketConnection)
     with pytest.raises(ValueError):
         bounded_connection_class("redis://h", 0)
+
+
+def test_the_watchdog_keeps_no_event_loop_alive() -> None:
+    """One watchdog per loop, found through a weak key: a loop that ran Redis calls is freed once closed."""
+    import gc
+    import weakref
+
+    import redis.asyncio as aioredis
+
+    from shared import redis_bounds
+
+    async def some_calls() -> None:
+        client = aioredis.Redis.from_url(
+            REDIS_URL, connection_class=bounded_connection_class(REDIS_URL, 1.0), socket_timeout=None
+        )
+        await client.ping()
+        await client.aclose()
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(some_calls())
+    assert loop in redis_bounds._WATCHDOGS
+    gone = weakref.ref(loop)
+    loop.close()
+    del loop
+    gc.collect()
+    assert gone() is None
