@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 
 from shared.bus.base import encode_payload
 from shared.errors import Unavailable
-from shared.redis_bounds import bounded_connection_class
+from shared.redis_bounds import bounded
 
 PAPER = "paper"
 
@@ -71,8 +71,7 @@ class RedisMarketData:
 
         self._redis = aioredis.from_url(
             url,
-            connection_class=bounded_connection_class(url, 2.0),  # sends and reads bounded to 2 s
-            socket_timeout=None,  # not timed again by redis-py (its default is 5 s)
+            **bounded(url, 2.0),  # sends and reads bounded to 2 s
             socket_connect_timeout=2,
         )
         self._prefix = prefix + "md:"

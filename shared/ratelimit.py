@@ -23,7 +23,7 @@ import functools
 import hashlib
 import math
 import time
-from typing import Any, cast
+from typing import Any
 
 import structlog
 from limits import RateLimitItem, parse
@@ -34,7 +34,7 @@ from limits.util import WindowStats
 
 from shared.clock import Clock, SystemClock
 from shared.errors import Throttled, Unavailable
-from shared.redis_bounds import bounded_connection_class
+from shared.redis_bounds import bounded
 
 log = structlog.get_logger(__name__)
 
@@ -138,9 +138,7 @@ class RateLimiter:
                 key_prefix=f"{prefix}ratelimit",
                 wrap_exceptions=True,
                 socket_connect_timeout=socket_timeout_s,
-                # limits types its options as scalars; redis-py, which gets them, takes the class
-                connection_class=cast(Any, bounded_connection_class(redis_url, socket_timeout_s)),
-                socket_timeout=cast(Any, None),  # not timed again by redis-py (its default is 5 s)
+                **bounded(redis_url, socket_timeout_s),  # passed on to redis-py
             )
         self._strategy = MovingWindowRateLimiter(self._storage)
 

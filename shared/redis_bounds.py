@@ -30,7 +30,7 @@ log = structlog.get_logger(__name__)
 
 WATCH_EVERY_S = 0.25
 
-__all__ = ["WATCH_EVERY_S", "bounded_connection_class"]
+__all__ = ["WATCH_EVERY_S", "bounded", "bounded_connection_class"]
 
 
 class _Watched(AbstractConnection):
@@ -121,8 +121,7 @@ def _watchdog(loop: asyncio.AbstractEventLoop) -> _Watchdog:
 
 def bounded_connection_class(url: str, bound_s: float) -> type[AbstractConnection]:
     """The connection class for ``url`` (TCP, TLS or a Unix socket) with sends and reads bounded to
-    ``bound_s``; give it to redis-py as ``connection_class``, with ``socket_timeout=None`` (its default, 5 s,
-    would time every command again)."""
+    ``bound_s`` (``bounded`` gives it to redis-py with what goes with it)."""
     if bound_s <= 0:
         raise ValueError("bound_s must be positive")
     base: type[AbstractConnection]
@@ -133,3 +132,10 @@ def bounded_connection_class(url: str, bound_s: float) -> type[AbstractConnectio
     else:
         base = Connection
     return type(f"Bounded{base.__name__}", (_Watched, base), {"bound_s": bound_s})
+
+
+def bounded(url: str, bound_s: float) -> dict[str, Any]:
+    """redis-py client options for ``url`` with every send and read bounded to ``bound_s`` by the watchdog:
+    the connection class, and ``socket_timeout=None``, without which redis-py (whose default is 5 s) would
+    time every command again."""
+    return {"connection_class": bounded_connection_class(url, bound_s), "socket_timeout": None}

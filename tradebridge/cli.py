@@ -30,9 +30,10 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(apikeys_app, name="apikeys")
 console = Console(stderr=True, soft_wrap=True)
 
-# uvicorn's sans-I/O WebSocket protocol (websockets' new implementation): the same keepalive, size limit and
-# flow control as its "websockets" default, which runs websockets' deprecated legacy protocol and costs more
-# per frame (benchmarks/ws_fanout.py, docs/performance.md). Tests and the benchmarks' floors serve with it too.
+# uvicorn's sans-I/O WebSocket protocol (websockets' new implementation), named rather than left to "auto",
+# which picked websockets' deprecated legacy protocol before uvicorn 0.35: the same keepalive, size limit and
+# flow control, less CPU per frame (benchmarks/ws_fanout.py, docs/performance.md). Tests and the benchmarks'
+# floors serve with it too.
 WS_IMPLEMENTATION = "websockets-sansio"
 
 HostOpt = Annotated[str | None, typer.Option(help="Interface to bind (default: HOST or 127.0.0.1).")]

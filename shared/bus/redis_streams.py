@@ -42,7 +42,7 @@ from shared.bus.base import (
     once_digest,
     parse_id,
 )
-from shared.redis_bounds import bounded_connection_class
+from shared.redis_bounds import bounded
 from shared.retry import reraise_if_cancelled
 
 __all__ = ["RedisStreamsBus"]
@@ -477,8 +477,7 @@ class RedisStreamsBus:
                 self._url,
                 decode_responses=False,
                 # every send and read bounded to socket_timeout by a watchdog, not by a timer per command
-                connection_class=bounded_connection_class(self._url, self._socket_timeout),
-                socket_timeout=None,  # redis-py's own (5 s unless given) would time each command again
+                **bounded(self._url, self._socket_timeout),
                 socket_connect_timeout=self._connect_timeout,
                 retry=Retry(backoff, self._retries),
                 client_name=self._client_name,

@@ -20,7 +20,7 @@ from shared.bus.redis_streams import RedisStreamsBus
 from shared.errors import Unavailable
 from shared.marketdata import RedisMarketData
 from shared.ratelimit import RateLimiter
-from shared.redis_bounds import WATCH_EVERY_S, bounded_connection_class
+from shared.redis_bounds import WATCH_EVERY_S, bounded, bounded_connection_class
 from tests.support.procs import RedisServer
 from tests.support.services import REDIS_URL
 
@@ -128,9 +128,7 @@ def test_the_watchdog_keeps_no_event_loop_alive() -> None:
     from shared import redis_bounds
 
     async def some_calls() -> None:
-        client = aioredis.Redis.from_url(
-            REDIS_URL, connection_class=bounded_connection_class(REDIS_URL, 1.0), socket_timeout=None
-        )
+        client = aioredis.Redis.from_url(REDIS_URL, **bounded(REDIS_URL, 1.0))
         await client.ping()
         await client.aclose()
 
