@@ -34,8 +34,8 @@ from sqlmodel import col, select
 from execution.venues.base import ExternalOrder, FillReport, OrderChange, VenueResult
 from shared.amounts import plain
 from shared.clock import Clock
-from shared.contracts import order_event_payload, position_payload
-from shared.db import pg_json, upsert_insert
+from shared.contracts import PositionRow, order_event_payload, position_payload
+from shared.db import detached_rows, exact_amount, pg_fetch, pg_json, upsert_insert
 from shared.ids import new_id
 from shared.ledger_store import (
     BalanceView,
@@ -133,14 +133,12 @@ class Marked(NamedTuple):
 
 @functools.cache
 def _mark_and_load_pg() -> Any:
-    """``mark_and_load``'s PostgreSQL statement, built once: the marks come as one array parameter (``unnest``)
-    and the order ids as an expanding one, so SQLAlchemy caches its compiled form. Written with the marks as a
-    multi-row VALUES it had no cache key: the ORM select of every order column was compiled again for every
-    batch, a sixth of the worker's CPU at 100 orders/s (issue #16). The orders' positions are locked in the same
-    statement, each order's row carrying its position's values: a fill then needs no round trip of its own to
-    lock its position. (Which lock comes first matters only against a transaction taking both for the same paper
-    order and position: the gateway's cancels lock orders only, and the other fills are testnet's. A deadlock
-    PostgreSQL finds fails the batch, retried as after any failure.)"""
+    """``mark_and_load``'s PostgreSQL statement, built once, run by asyncpg itself (``pg_fetch``): the marks
+    come as one array parameter (``unnest``), the order ids as another. The orders' positions are locked in the
+    same statement, each order's row carrying its position's values: a fill then needs no round trip of its own
+    to lock its position. (Which lock comes first matters only against a transaction taking both for the same
+    paper order and position: the gateway's cancels lock orders only, and the other fills are testnet's. A
+    deadlock PostgreSQL finds fails the batch, retried as after any failure.)"""
     table = ProcessedCommand.__table__  # type: ignore[attr-defined]
     source = sa_select(
         func.unnest(bindparam("command_ids", type_=ARRAY(table.c.command_id.type))),
@@ -153,9 +151,9 @@ def _mark_and_load_pg() -> Any:
         .returning(table.c.command_id)
         .cte("marked")
     )
-    new = select(func.array_agg(marked.c.command_id)).scalar_subquery()
+    new = select(func.array_agg(marked.c.command_id)).scalar_subquery().label("new")
     p = Position.__table__  # type: ignore[attr-defined]
-    ids = bindparam("position_order_ids", type_=ARRAY(p.c.user_id.type))
+    ids = bindparam("order_ids", type_=ARRAY(p.c.user_id.type))
     owners = sa_select(col(Order.user_id), col(Order.mode), col(Order.symbol)).where(
         col(Order.id) == any_(ids)
     )
@@ -168,12 +166,11 @@ def _mark_and_load_pg() -> Any:
     )
     mine = and_(*(locked.c[c] == getattr(Order, c) for c in _POSITION_KEY))
     return (
-        sa_select(Order, new, *(locked.c[c].label(f"held_{c}") for c in _HELD_COLUMNS))
+        sa_select(*Order.__table__.c, new, *(locked.c[c].label(f"held_{c}") for c in _HELD_COLUMNS))  # type: ignore[attr-defined]
         .outerjoin(locked, mine)
-        .where(col(Order.id).in_(bindparam("order_ids", expanding=True)))
+        .where(col(Order.id) == any_(ids))
         .order_by(col(Order.id))
         .with_for_update(of=Order)
-        .execution_options(populate_existing=True)
     )
 
 
@@ -183,8 +180,9 @@ async def mark_and_load(
     """Mark commands processed and load their orders, locked: (the commands not marked before, the orders, on
     PostgreSQL their positions, locked too). A redelivered command conflicts with its earlier mark; the marks
     commit (or roll back) with what the batch did. On PostgreSQL one statement (the marks a data-modifying CTE
-    of the orders' locking read: issue #16, a batch's cost is its round trips); if none of the orders exists,
-    every command counts as new (none has an order to act on)."""
+    of the orders' locking read: issue #16, a batch's cost is its round trips), its orders detached snapshots
+    (``detached_rows``: the tail's statement writes their changes); if none of the orders exists, every command
+    counts as new (none has an order to act on)."""
     dialect = session.bind.dialect.name  # type: ignore[union-attr]
     ids = sorted(set(order_ids))
     if dialect != "postgresql" or not ids or not command_ids:
@@ -195,25 +193,20 @@ async def mark_and_load(
             marks = [{"command_id": c, "processed_at": now} for c in command_ids]
             fresh = set((await session.execute(mark.returning(table.c.command_id), marks)).scalars())
         return Marked(fresh, await load_orders(session, ids))
-    params = {
-        "command_ids": list(command_ids),
-        "processed_at": now,
-        "order_ids": ids,
-        "position_order_ids": ids,
-    }
-    rows = (await session.execute(_mark_and_load_pg(), params)).all()
+    params = {"command_ids": list(command_ids), "processed_at": now, "order_ids": ids}
+    rows = await pg_fetch(session, _mark_and_load_pg(), params)
     if not rows:
         return Marked(set(command_ids), {})
-    orders = {r[0].id: r[0] for r in rows}
+    orders = {o.id: o for o in detached_rows(Order, rows)}
     held = {
-        (r[0].user_id, r[0].mode, r[0].symbol): _HeldRow(
-            *(getattr(r, f"held_{c}") for c in _POSITION_AMOUNTS)
+        (r["user_id"], r["mode"], r["symbol"]): _HeldRow(
+            *(cast(Decimal, exact_amount(r[f"held_{c}"])) for c in _POSITION_AMOUNTS)
         )
         for r in rows
-        if r.held_user_id is not None
+        if r["held_user_id"] is not None
     }
     keys = frozenset((o.user_id, o.mode, o.symbol) for o in orders.values())
-    return Marked(set(rows[0][1] or ()), orders, HeldPositions(keys, held))
+    return Marked(set(rows[0]["new"] or ()), orders, HeldPositions(keys, held))
 
 
 class _HeldRow(NamedTuple):
@@ -384,13 +377,14 @@ _ORDER_WRITABLE = frozenset(_ORDER_WRITES)
 
 def _take_order_changes(orders: Iterable[Order]) -> list[dict[str, object]]:
     """The rows of changed orders that the tail's statement writes, each taken out of the session's next flush
-    (its changed attributes marked as stored, ``set_committed_value``), so it is not written twice. An order
-    with other changes, or not yet stored, is left to the flush."""
+    (its changed attributes marked as stored, ``set_committed_value``), so it is not written twice: a session's
+    orders, and the detached ones ``mark_and_load`` made, which no flush writes. An order with other changes, or
+    not yet stored, is left to the flush."""
     rows: list[dict[str, object]] = []
     for order in orders:
         state = sa_inspect(order)
         changed = set(state.committed_state)
-        if not state.persistent or not changed <= _ORDER_WRITABLE:
+        if not (state.persistent or state.detached) or not changed <= _ORDER_WRITABLE:
             continue
         rows.append({"id": order.id, **{c: getattr(order, c) for c in _ORDER_WRITES}})
         for key in changed:
@@ -437,12 +431,16 @@ async def _write_tail(session: AsyncSession, now: datetime, tail: _Tail) -> None
             "events": pg_json(events),
             "outbox": outbox_param(session, outbox),
         }
-        rows = (await session.execute(_tail_pg(), params)).all()
+        rows = await pg_fetch(session, _tail_pg(), params)
         if movement is not None:
-            moved = {(r.account_id, r.asset): (r.free, r.locked) for r in rows if r.account_id is not None}
+            moved = {
+                (r["account_id"], r["asset"]): (r["free"], r["locked"])
+                for r in rows
+                if r["account_id"] is not None
+            }
             movement.checked(moved, check_funds=False)
         # decoded by the driver (the engine sets its json codec), once: it was repeated on every balance's row
-        written = next((r.outbox for r in rows if r.account_id is None), None) or []
+        written = next((r["outbox"] for r in rows if r["account_id"] is None), None) or []
         filled_in = {w["id"]: w["payload"] for w in written if w["payload"] is not None}
         ids = [w["id"] for w in written]
         final = [  # a BALANCE_UPDATE's balances as the statement filled them in
@@ -602,18 +600,18 @@ async def _update_positions(
     written: list[dict[str, object]] = []
     for key in keys:
         snap = next(s for s in book.positions(key[0], key[1]) if s.symbol == key[2])
-        row = Position(  # for the payload only: written by ``_write_tail``
-            user_id=key[0],
-            mode=key[1],
-            symbol=key[2],
-            quantity=snap.quantity,
-            avg_entry_price=snap.avg_entry_price,
-            cost_basis=snap.cost_basis,
-            realized_pnl=snap.realized_pnl,
-            fees_paid=snap.fees_paid,
-            updated_at=now,
+        row = (
+            PositionRow(  # written by ``_write_tail``; no ORM instance for it (issue #16: ~4% of the worker)
+                *key,
+                snap.quantity,
+                snap.avg_entry_price,
+                snap.cost_basis,
+                snap.realized_pnl,
+                snap.fees_paid,
+                now,
+            )
         )
-        written.append({c: getattr(row, c) for c in (*_POSITION_KEY, *_POSITION_VALUES)})
+        written.append(row._asdict())
         outbox.append(
             private_row("POSITION_UPDATE", key[0], position_payload(row, None, source="fill"), now=now)
         )

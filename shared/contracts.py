@@ -4,8 +4,9 @@ service, so the gateway (acceptance), execution (fills) and reconciliation (repa
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared.amounts import derived, plain, plain_or_none
 from shared.models import Order, Position
@@ -31,7 +32,21 @@ def order_event_payload(o: Order | OrderOut) -> dict[str, Any]:
     return (o if isinstance(o, OrderOut) else order_out(o)).model_dump(mode="json")
 
 
-def position_payload(row: Position, mark: Decimal | None, *, source: str) -> dict[str, object]:
+class PositionRow(NamedTuple):
+    """A position's row as plain values (``positions``' columns, in order)."""
+
+    user_id: str
+    mode: str
+    symbol: str
+    quantity: Decimal
+    avg_entry_price: Decimal
+    cost_basis: Decimal
+    realized_pnl: Decimal
+    fees_paid: Decimal
+    updated_at: datetime
+
+
+def position_payload(row: Position | PositionRow, mark: Decimal | None, *, source: str) -> dict[str, object]:
     """The POSITION_UPDATE data (and the REST shape): marked when a mark is known. Amounts in plain digits;
     unrealized PnL at the documented precision (shared.amounts)."""
     mark_price = mark if mark is not None else (row.avg_entry_price if row.quantity else None)

@@ -11,7 +11,7 @@ import pytest
 from sqlmodel import col
 
 from tests.support.api import Api, make_settings, running_api, running_api_on
-from tests.support.statements import pg_statements
+from tests.support.statements import statements
 
 LIMIT_BUY = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "0.001", "price": "50000"}
 
@@ -357,7 +357,7 @@ async def test_postgresql_accepts_a_paper_order_in_one_statement(
         auth = await api.user("one@example.com")
         for _ in range(2):  # the first funds the account, the second finds it funded (and remembers it)
             assert (await api.client.post("/api/orders", json=LIMIT_BUY, headers=auth)).status_code == 202
-        with pg_statements(api.parts.engine) as seen:
+        with statements(api.parts.engine) as seen:
             ok = await api.client.post("/api/orders", json=LIMIT_BUY, headers=auth)
             refused = await api.client.post("/api/orders", json={**LIMIT_BUY, "quantity": "1"}, headers=auth)
         assert (ok.status_code, refused.status_code) == (202, 422), refused.text
@@ -402,7 +402,7 @@ async def test_a_known_users_paper_order_needs_no_user_read_and_its_statement_ch
             async with api.parts.sessions() as s:
                 return int((await s.execute(select(func.count()).select_from(Order))).scalar_one())
 
-        with pg_statements(api.parts.engine) as seen:
+        with statements(api.parts.engine) as seen:
             ok = await api.client.post("/api/orders", json=LIMIT_BUY, headers=auth)
             assert ok.status_code == 202, ok.text
             assert [s for s in seen if "FROM users" in s and "INTO orders" not in s] == [], seen

@@ -1,5 +1,7 @@
-"""What PostgreSQL is asked, as asyncpg sends it: SQLAlchemy's statements and the ones code runs on a pooled
-connection's asyncpg connection itself (the gateway's group commit), which SQLAlchemy's cursor events miss."""
+"""What a database is asked: SQLAlchemy's statements (its cursor events) and, on PostgreSQL, the ones code runs by
+asyncpg itself on a pooled connection (the gateway's group commit, ``shared.db.pg_fetch``), which those events
+miss and asyncpg's query loggers see. (asyncpg logs only statements run by its connection's own
+``execute``/``fetch``, BEGIN and COMMIT included, not SQLAlchemy's prepared ones, so nothing is noted twice.)"""
 
 from __future__ import annotations
 
@@ -12,14 +14,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 @contextmanager
-def pg_statements(engine: AsyncEngine) -> Iterator[list[str]]:
-    """Every statement run on the engine's connections checked out while open, whitespace collapsed, in the
-    order asyncpg finished them (its query loggers are called soon after, so read the list after an await)."""
+def statements(engine: AsyncEngine) -> Iterator[list[str]]:
+    """Every statement run on the engine's connections while open, whitespace collapsed. SQLAlchemy's are noted
+    as they start; asyncpg's own as they finish, on the event loop's next turn (read the list after an await),
+    so the two kinds are each in order but not interleaved in order: tests look statements up by what they
+    say, not by position across kinds."""
     seen: list[str] = []
     watched: list[Any] = []
 
     def log(record: Any) -> None:
         seen.append(" ".join(record.query.split()))
+
+    def before(conn: object, cursor: object, statement: str, *args: object) -> None:
+        seen.append(" ".join(statement.split()))
 
     def checkout(dbapi_conn: Any, record: object, proxy: object) -> None:
         raw = dbapi_conn.driver_connection
@@ -27,11 +34,16 @@ def pg_statements(engine: AsyncEngine) -> Iterator[list[str]]:
             raw.add_query_logger(log)
             watched.append(raw)
 
+    postgres = engine.dialect.name == "postgresql"
     pool = engine.sync_engine.pool
-    event.listen(pool, "checkout", checkout)
+    event.listen(engine.sync_engine, "before_cursor_execute", before)
+    if postgres:
+        event.listen(pool, "checkout", checkout)
     try:
         yield seen
     finally:
-        event.remove(pool, "checkout", checkout)
+        event.remove(engine.sync_engine, "before_cursor_execute", before)
+        if postgres:
+            event.remove(pool, "checkout", checkout)
         for raw in watched:
             raw.remove_query_logger(log)
