@@ -67,7 +67,7 @@ def exact_amount(value: Any) -> Decimal | None:
     """An amount as read from either database: exact, without trailing zeros, in plain digits."""
     if value is None:
         return None
-    dec = Decimal(str(value))
+    dec = value if type(value) is Decimal else Decimal(str(value))  # PostgreSQL's come as Decimals already
     if not dec:
         return Decimal(0)
     dec = dec.normalize()
