@@ -352,7 +352,8 @@ async def apply_result(
         )
     # PostgreSQL: the orders' changes are written by the tail's statement too, taken out of the flush
     changed = _take_order_changes(touched.values()) if postgres else []
-    await session.flush()  # the orders' changes (SQLite), external orders, anything else pending
+    if session.new or session.dirty or session.deleted:  # a paper batch on PostgreSQL has nothing pending
+        await session.flush()  # the orders' changes (SQLite), external orders, anything else pending
     updated = [p for p in written if _position_key(p) not in made]
     new_positions = [p for p in written if _position_key(p) in made]
     await _write_tail(session, now, _Tail(movement, changed, updated, events, outbox, fills, new_positions))
