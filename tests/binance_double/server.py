@@ -433,11 +433,12 @@ class DoubleApp:
         if fault is None:
             self.state.log_request(method, path, params, api_key, response.status, None)
             return response
+        processed = f"{response.status} {response.text}" if isinstance(response, web.Response) else None
         if fault.kind == "status":
-            self.state.log_request(method, path, params, api_key, fault.status, fault_name)
+            self.state.log_request(method, path, params, api_key, fault.status, fault_name, processed)
             return self._fault_response(fault)
         if fault.kind == "drop":
-            self.state.log_request(method, path, params, api_key, 0, fault_name)
+            self.state.log_request(method, path, params, api_key, 0, fault_name, processed)
             return self._drop(request)
         self.state.log_request(method, path, params, api_key, response.status, fault_name)
         await asyncio.sleep(fault.delay)

@@ -404,6 +404,7 @@ class RequestRecord:
     api_key: str | None
     status: int
     fault: str | None
+    processed: str | None = None  # a fault after processing: what the processing answered (status and body)
 
 
 @dataclass(slots=True)
@@ -1103,12 +1104,21 @@ class ExchangeState:
         api_key: str | None,
         status: int,
         fault: str | None,
+        processed: str | None = None,
     ) -> None:
         with self._lock:
             cleaned = tuple((k, v) for k, v in params if k != "signature")
             self._requests.append(
                 RequestRecord(
-                    len(self._requests) + 1, self.now_ms(), method, path, cleaned, api_key, status, fault
+                    len(self._requests) + 1,
+                    self.now_ms(),
+                    method,
+                    path,
+                    cleaned,
+                    api_key,
+                    status,
+                    fault,
+                    processed,
                 )
             )
 
