@@ -410,10 +410,10 @@ def read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession
     )
 
 
-@functools.cache
+@functools.lru_cache(maxsize=64)
 def asyncpg_statement(stmt: ClauseElement) -> tuple[str, tuple[str, ...]]:
-    """A statement (built once, e.g. by a ``functools.cache`` function) as asyncpg takes it: its SQL with
-    ``$n`` parameters, and the parameters' names in that order (``pg_fetch``)."""
+    """A statement (built once, e.g. by a ``functools.cache`` function: this cache is by identity) as asyncpg
+    takes it: its SQL with ``$n`` parameters, and the parameters' names in that order (``pg_fetch``)."""
     compiled = cast(SQLCompiler, stmt.compile(dialect=PGDialect_asyncpg(paramstyle="numeric_dollar")))
     assert compiled.positiontup is not None
     return str(compiled), tuple(compiled.positiontup)
