@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any
 
 from shared.amounts import derived, plain, plain_or_none
 from shared.models import Order, Position
+from shared.positions import PositionSnapshot
 from shared.schemas.orders import OrderOut
 
 # OrderOut's fields as an order row names them: ``order_id`` is the row's ``id``, the rest are columns
@@ -32,23 +33,12 @@ def order_event_payload(o: Order | OrderOut) -> dict[str, Any]:
     return (o if isinstance(o, OrderOut) else order_out(o)).model_dump(mode="json")
 
 
-class PositionRow(NamedTuple):
-    """A position's row as plain values (``positions``' columns, in order)."""
-
-    user_id: str
-    mode: str
-    symbol: str
-    quantity: Decimal
-    avg_entry_price: Decimal
-    cost_basis: Decimal
-    realized_pnl: Decimal
-    fees_paid: Decimal
-    updated_at: datetime
-
-
-def position_payload(row: Position | PositionRow, mark: Decimal | None, *, source: str) -> dict[str, object]:
-    """The POSITION_UPDATE data (and the REST shape): marked when a mark is known. Amounts in plain digits;
-    unrealized PnL at the documented precision (shared.amounts)."""
+def position_payload(
+    row: Position | PositionSnapshot, mark: Decimal | None, *, source: str, updated_at: datetime
+) -> dict[str, object]:
+    """The POSITION_UPDATE data (and the REST shape), of a stored row or of the fold's snapshot (a fill's
+    update is shaped before it is written, with no ORM instance made for it): marked when a mark is known.
+    Amounts in plain digits; unrealized PnL at the documented precision (shared.amounts)."""
     mark_price = mark if mark is not None else (row.avg_entry_price if row.quantity else None)
     unrealized = derived(row.quantity * mark_price - row.cost_basis) if mark_price is not None else Decimal(0)
     return {
@@ -61,6 +51,6 @@ def position_payload(row: Position | PositionRow, mark: Decimal | None, *, sourc
         "realized_pnl": plain(row.realized_pnl),
         "cost_basis": plain(row.cost_basis),
         "fees_paid": plain(row.fees_paid),
-        "updated_at": row.updated_at.isoformat(),
+        "updated_at": updated_at.isoformat(),
         "source": source,
     }

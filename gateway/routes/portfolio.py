@@ -123,7 +123,7 @@ async def positions(
             continue
         ticker = await rt.market_data.get("ticker", row.symbol)
         mark = Decimal(str(ticker["price"])) if ticker and ticker.get("price") else None
-        out.append(PositionOut(**position_payload(row, mark, source="query")))
+        out.append(PositionOut(**position_payload(row, mark, source="query", updated_at=row.updated_at)))
     return out
 
 
