@@ -34,7 +34,7 @@ from sqlalchemy.util.concurrency import in_greenlet
 
 READ_ONLY_OPTION = "tradebridge_read_only"
 
-_M = TypeVar("_M", bound=Hashable)
+_M = TypeVar("_M", bound=Hashable)  # a class: the cache of its column processors is keyed by it
 
 
 _ONE = Decimal(1)
@@ -479,7 +479,7 @@ async def pg_fetch(
         rows: list[asyncpg.Record] = await driver.fetch(sql, *(params[n] for n in names))
         return rows
     except Exception as exc:
-        lost = not isinstance(exc, asyncpg.PostgresError | sa_exc.DBAPIError)
+        lost = not isinstance(exc, asyncpg.PostgresError)
         if lost:
             await conn.invalidate()
         dbapi = conn.dialect.loaded_dbapi

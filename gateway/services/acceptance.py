@@ -22,7 +22,7 @@ import asyncpg
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from shared.db import pg_json
+from shared.db import asyncpg_statement, pg_json
 from shared.ledger_store import (
     PG_DELTA_COLUMNS,
     PG_POSTING_COLUMNS,
@@ -213,20 +213,14 @@ async def accept_paper_pg(on: AsyncSession | AsyncConnection, batch: Sequence[Ac
     return _accepted(result.mappings().all())
 
 
-@functools.cache
-def _accept_paper_asyncpg() -> str:
-    """``_accept_paper_pg`` as asyncpg takes it (``$1``)."""
-    sql = _accept_paper_pg().text
-    assert sql.count(":batch") == 1
-    return sql.replace(":batch", "$1")
-
-
 async def accept_paper_asyncpg(conn: Any, batch: Sequence[Acceptance]) -> list[Accepted]:
     """``accept_paper_pg`` on an asyncpg connection outside a transaction (autocommit), by asyncpg itself: the
     group commit runs one such statement per batch, and SQLAlchemy's execution around it (the compiled
     statement's cache look-up, the result's rows, the greenlet hop) was ~6% of the gateway's CPU at 0.2 R, more
     than the statement's own share (issue #16). The connection's JSON codec is the engine's (orjson)."""
-    return _accepted(await conn.fetch(_accept_paper_asyncpg(), _batch_param(batch)))
+    sql, names = asyncpg_statement(_accept_paper_pg())  # its one parameter, ``batch``
+    params = {"batch": _batch_param(batch)}
+    return _accepted(await conn.fetch(sql, *(params[n] for n in names)))
 
 
 class GroupCommit:
